@@ -1,0 +1,31 @@
+# The README's two commands: `make demo` (set up, then run the main job on the embedded default
+# data) and `make test` (set up, then run the tests). Both need only Python 3.11+ and make.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+DEMO   := .cache/demo
+
+.PHONY: setup test demo bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+demo: $(STAMP)
+	$(BIN)/harness data synth --out $(DEMO)/data --cases 20 --seed 0 --size small
+	$(BIN)/harness data perturb --data $(DEMO)/data --out $(DEMO)/pred --seed 1
+	$(BIN)/harness score --pred $(DEMO)/pred --labels $(DEMO)/data --profile flare22 --out $(DEMO)/scores.csv
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/bench_metrics.py
+
+clean:
+	rm -rf $(VENV) .cache

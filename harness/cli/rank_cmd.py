@@ -1,0 +1,8 @@
+"""`harness rank` (being written)."""
+
+import click
+
+
+@click.group() if "rank" == "data" else click.command()
+def rank() -> None:
+    """(being written)"""

@@ -1,0 +1,51 @@
+"""One error hierarchy for the whole harness, and the exit statuses the CLI maps it to.
+
+Errors are raised for problems the user must fix (a bad file, a bad option). A failing case or
+algorithm is *data*, not an exception: it becomes a record with a status and the run goes on.
+"""
+
+from __future__ import annotations
+
+import enum
+
+
+class ExitStatus(enum.IntEnum):
+    """Exit codes of every `harness` command (documented in the README)."""
+
+    OK = 0
+    ERROR = 1  # unexpected internal error (a bug: rerun with --debug and report it)
+    USAGE = 2  # bad command line (click's own code for usage errors)
+    PARTIAL = 3  # the command finished, but some cases failed and were recorded as such
+    DATA_ERROR = 4  # input data unusable: missing folder, no cases, unreadable file
+    SPEC_ERROR = 5  # a profile, manifest or config file is invalid
+    INTERRUPTED = 130  # Ctrl-C
+
+
+class HarnessError(Exception):
+    """Base of every error the CLI reports as one line (no traceback unless --debug)."""
+
+    exit_status: ExitStatus = ExitStatus.ERROR
+
+
+class SpecError(HarnessError):
+    """A profile, manifest or configuration file is invalid."""
+
+    exit_status = ExitStatus.SPEC_ERROR
+
+
+class DataError(HarnessError):
+    """Input data is missing, unreadable or inconsistent."""
+
+    exit_status = ExitStatus.DATA_ERROR
+
+
+class CaseError(DataError):
+    """One case cannot be scored; carries the status to record for it.
+
+    Raised by the loaders and checks of a single case; the scoring loop catches it, records the
+    case with `status` and the one-line message, and goes on with the next case.
+    """
+
+    def __init__(self, message: str, *, status: str) -> None:
+        super().__init__(message)
+        self.status = status

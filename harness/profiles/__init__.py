@@ -1,0 +1,148 @@
+"""Label profiles: a challenge's labels, tolerances and scoring quirks, as TOML data.
+
+Built-in: `flare22` (the official scripts' numbers), `strict` (same labels, no quirks) and
+`atlas8` (AbdomenAtlas-8K organs in the FLARE numbering). A user profile is any TOML file with the
+same keys; pass its path wherever a profile name is accepted.
+"""
+
+from __future__ import annotations
+
+import math
+import tomllib
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from harness.errors import SpecError
+from harness.models import Organ, Profile
+
+BUILTIN_PROFILES = ("flare22", "strict", "atlas8")
+
+_TOP_KEYS = {
+    "name", "description", "organs", "both_empty", "nsd_min_dsc", "zrange_drop_last_slice",
+    "zrange_axis", "round_decimals", "unscored_labels",
+}
+_ORGAN_KEYS = {"label", "name", "tolerance_mm", "zrange_only"}
+
+
+def load_profile(name_or_path: str | Path) -> Profile:
+    """Load a built-in profile by name, or a user's profile from a TOML file."""
+    text: str
+    source: str
+    if str(name_or_path) in BUILTIN_PROFILES:
+        source = f"profile {name_or_path}"
+        text = resources.files(__package__).joinpath(f"{name_or_path}.toml").read_text()
+    else:
+        path = Path(name_or_path)
+        if not path.is_file():
+            raise SpecError(
+                f"{path}: no such profile; use one of {', '.join(BUILTIN_PROFILES)} "
+                "or the path of a profile TOML file"
+            )
+        source, text = str(path), path.read_text(encoding="utf-8")
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise SpecError(f"{source}: not valid TOML ({exc}); fix the syntax") from None
+    return profile_from_dict(raw, source=source)
+
+
+def profile_from_dict(raw: dict[str, Any], *, source: str = "profile") -> Profile:
+    """Validate a parsed profile table; every problem names the key, the value and the fix."""
+    unknown = set(raw) - _TOP_KEYS
+    if unknown:
+        key = sorted(unknown)[0]
+        raise SpecError(f"{source}: unknown key '{key}'; allowed keys: {', '.join(sorted(_TOP_KEYS))}")
+    for key in ("name", "organs"):
+        if key not in raw:
+            raise SpecError(f"{source}: missing key '{key}'; add it (see harness/profiles/flare22.toml)")
+    name = _typed(raw, "name", str, source)
+    organs_raw = raw["organs"]
+    if not isinstance(organs_raw, list) or not organs_raw:
+        raise SpecError(f"{source}: key 'organs' must be a non-empty array of tables")
+    organs = tuple(_organ(o, i, source) for i, o in enumerate(organs_raw))
+    labels = [o.label for o in organs]
+    if len(set(labels)) != len(labels):
+        raise SpecError(f"{source}: key 'organs' repeats a label value; give each organ its own label")
+    names = [o.name for o in organs]
+    if len(set(names)) != len(names):
+        raise SpecError(f"{source}: key 'organs' repeats an organ name; give each organ its own name")
+
+    both_empty = float(_typed(raw, "both_empty", (int, float), source, 1.0))
+    if not (math.isnan(both_empty) or both_empty in (0.0, 1.0)):
+        raise SpecError(f"{source}: key 'both_empty' = {both_empty}; use 1.0, 0.0 or nan")
+    nsd_min_dsc = _optional_number(raw, "nsd_min_dsc", source, 0.2)
+    rounding = raw.get("round_decimals", 4)
+    if rounding is False:
+        round_decimals = None
+    elif isinstance(rounding, int) and not isinstance(rounding, bool) and 0 <= rounding <= 15:
+        round_decimals = rounding
+    else:
+        raise SpecError(f"{source}: key 'round_decimals' = {rounding!r}; use an integer 0..15 or false")
+    axis = _typed(raw, "zrange_axis", int, source, 2)
+    if axis not in (0, 1, 2):
+        raise SpecError(f"{source}: key 'zrange_axis' = {axis}; use 0, 1 or 2")
+    unscored = raw.get("unscored_labels", [])
+    if not isinstance(unscored, list) or not all(
+        isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in unscored
+    ):
+        raise SpecError(f"{source}: key 'unscored_labels' = {unscored!r}; use an array of positive integers")
+    if set(unscored) & set(labels):
+        raise SpecError(f"{source}: key 'unscored_labels' repeats a scored label; remove it from one list")
+    return Profile(
+        name=name,
+        organs=organs,
+        both_empty=both_empty,
+        nsd_min_dsc=nsd_min_dsc,
+        zrange_drop_last_slice=bool(_typed(raw, "zrange_drop_last_slice", bool, source, True)),
+        zrange_axis=axis,
+        round_decimals=round_decimals,
+        unscored_labels=tuple(unscored),
+        description=str(raw.get("description", "")),
+    )
+
+
+def _organ(raw: Any, index: int, source: str) -> Organ:
+    where = f"{source}: organs[{index}]"
+    if not isinstance(raw, dict):
+        raise SpecError(f"{where} must be a table like {{ label = 1, name = \"liver\", tolerance_mm = 5 }}")
+    unknown = set(raw) - _ORGAN_KEYS
+    if unknown:
+        raise SpecError(f"{where}: unknown key '{sorted(unknown)[0]}'; allowed: {', '.join(sorted(_ORGAN_KEYS))}")
+    for key in ("label", "name", "tolerance_mm"):
+        if key not in raw:
+            raise SpecError(f"{where}: missing key '{key}'; add it")
+    label = raw["label"]
+    if not isinstance(label, int) or isinstance(label, bool) or not 1 <= label <= 255:
+        raise SpecError(f"{where}: key 'label' = {label!r}; use an integer 1..255 (0 is background)")
+    name = raw["name"]
+    if not isinstance(name, str) or not name.isidentifier():
+        raise SpecError(f"{where}: key 'name' = {name!r}; use a short identifier like right_kidney")
+    tol = raw["tolerance_mm"]
+    if isinstance(tol, bool) or not isinstance(tol, (int, float)) or not math.isfinite(tol) or tol < 0:
+        raise SpecError(f"{where}: key 'tolerance_mm' = {tol!r}; use a non-negative number of mm")
+    zr = raw.get("zrange_only", False)
+    if not isinstance(zr, bool):
+        raise SpecError(f"{where}: key 'zrange_only' = {zr!r}; use true or false")
+    return Organ(label=label, name=name, tolerance_mm=float(tol), zrange_only=zr)
+
+
+def _typed(raw: dict[str, Any], key: str, kind: Any, source: str, default: Any = None) -> Any:
+    value = raw.get(key, default)
+    if isinstance(value, bool) and kind is not bool:
+        ok = False
+    else:
+        ok = isinstance(value, kind)
+    if not ok:
+        kinds = kind.__name__ if isinstance(kind, type) else "number"
+        raise SpecError(f"{source}: key '{key}' = {value!r}; expected a {kinds}")
+    return value
+
+
+def _optional_number(raw: dict[str, Any], key: str, source: str, default: float) -> float | None:
+    value = raw.get(key, default)
+    if value is False:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise SpecError(f"{source}: key '{key}' = {value!r}; use a number or false (off)")
+    return float(value)
