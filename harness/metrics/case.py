@@ -1,0 +1,138 @@
+"""Score one case: every organ of a profile, with the profile's rules applied. Pure: arrays in,
+records out.
+
+The rules (all data in the profile, see harness/profiles/*.toml), in the order the official
+FLARE22 script applies them:
+1. Emptiness is decided on the whole volume. Both empty: DSC = NSD = `both_empty` (1 under
+   flare22, NaN = not applicable under strict); HD95 = 0 (NaN under strict). Only the prediction
+   non-empty: DSC = NSD = 0, HD95 = inf.
+2. Organs marked `zrange_only` are cut to the ground truth's z-range, `[z_lower:z_upper]` under
+   flare22 (drops the top labelled slice; a one-slice organ leaves an empty region, on which the
+   official script crashes: harness records DSC = NSD = HD95 = NaN) or `[z_lower:z_upper + 1]` under strict. DSC uses the cut.
+3. DSC < `nsd_min_dsc` forces NSD = 0 (flare22: 0.2).
+4. DSC and NSD are rounded to `round_decimals` (flare22: 4) with Python's `round`.
+HD95 is harness's own addition (DeepMind's robust Hausdorff at 95 %, see harness.metrics.surface),
+never rounded.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+from numpy.typing import NDArray
+from scipy import ndimage
+
+from harness.metrics.overlap import confusion_counts, dice_from_counts
+from harness.metrics.surface import robust_hausdorff, surface_dice, surface_distances
+from harness.models import Organ, OrganScore, Profile
+
+Box = tuple[slice, ...]
+
+
+def score_case(
+    label_gt: NDArray[np.integer],
+    label_pred: NDArray[np.integer],
+    spacing_mm: Sequence[float],
+    profile: Profile,
+    *,
+    case_id: str = "",
+    threads: int = 1,
+) -> list[OrganScore]:
+    """DSC, NSD and HD95 of every organ of `profile` (argument order: ground truth, prediction).
+
+    Both label maps must be integer arrays of the same shape holding only the profile's valid
+    labels (the data checks guarantee it). `threads` > 1 scores organs in a thread pool.
+    """
+    if label_gt.shape != label_pred.shape:
+        raise ValueError(f"label shapes differ: {label_gt.shape} vs {label_pred.shape}")
+    spacing = tuple(float(s) for s in spacing_mm)
+    n_labels = max(profile.valid_labels) + 1
+    counts = confusion_counts(label_gt, label_pred, n_labels=n_labels)
+    size_gt, size_pred = counts.sum(axis=1), counts.sum(axis=0)
+    boxes_gt = ndimage.find_objects(label_gt, max_label=n_labels - 1)
+    boxes_pred = ndimage.find_objects(label_pred, max_label=n_labels - 1)
+
+    def one(organ: Organ) -> OrganScore:
+        lab = organ.label
+        dsc, nsd, hd95 = _organ_scores(
+            label_gt,
+            label_pred,
+            organ,
+            profile,
+            spacing,
+            inter=int(counts[lab, lab]),
+            n_gt=int(size_gt[lab]),
+            n_pred=int(size_pred[lab]),
+            box_gt=boxes_gt[lab - 1],
+            box_pred=boxes_pred[lab - 1],
+        )
+        if profile.round_decimals is not None:
+            dsc, nsd = _round(dsc, profile.round_decimals), _round(nsd, profile.round_decimals)
+        return OrganScore(case_id=case_id, organ=organ.name, label=lab, dsc=dsc, nsd=nsd, hd95_mm=hd95)
+
+    if threads > 1:
+        # Large organs first, so the pool is not left waiting on the liver at the end.
+        order = sorted(profile.organs, key=lambda o: -int(size_gt[o.label] + size_pred[o.label]))
+        with ThreadPoolExecutor(max_workers=threads) as pool:
+            by_label = {s.label: s for s in pool.map(one, order)}
+        return [by_label[o.label] for o in profile.organs]
+    return [one(organ) for organ in profile.organs]
+
+
+def _round(value: float, decimals: int) -> float:
+    return value if math.isnan(value) or math.isinf(value) else round(value, decimals)
+
+
+def _organ_scores(
+    label_gt: NDArray[np.integer],
+    label_pred: NDArray[np.integer],
+    organ: Organ,
+    profile: Profile,
+    spacing_mm: tuple[float, ...],
+    *,
+    inter: int,
+    n_gt: int,
+    n_pred: int,
+    box_gt: Box | None,
+    box_pred: Box | None,
+) -> tuple[float, float, float]:
+    if n_gt == 0 and n_pred == 0:
+        both = profile.both_empty
+        return both, both, (math.nan if math.isnan(both) else 0.0)
+    if n_gt == 0:
+        return 0.0, 0.0, math.inf
+    assert box_gt is not None
+    box = box_gt if box_pred is None else _union(box_gt, box_pred)
+    if organ.zrange_only:
+        axis = profile.zrange_axis
+        z_lower, z_upper = box_gt[axis].start, box_gt[axis].stop - 1
+        stop = z_upper if profile.zrange_drop_last_slice else z_upper + 1
+        box = tuple(
+            slice(s.start, s.stop) if a != axis else slice(max(s.start, z_lower), min(s.stop, stop))
+            for a, s in enumerate(box)
+        )
+        if box[axis].stop <= box[axis].start:  # the off-by-one leaves nothing of a 1-slice organ
+            return math.nan, math.nan, math.nan
+        mask_gt = label_gt[box] == organ.label
+        mask_pred = label_pred[box] == organ.label
+        inter = int(np.count_nonzero(mask_gt & mask_pred))
+        dsc = dice_from_counts(inter, int(np.count_nonzero(mask_gt)), int(np.count_nonzero(mask_pred)))
+    else:
+        mask_gt = label_gt[box] == organ.label
+        mask_pred = label_pred[box] == organ.label
+        dsc = dice_from_counts(inter, n_gt, n_pred)
+    distances = surface_distances(
+        mask_gt, mask_pred, spacing_mm, tolerances_mm=(organ.tolerance_mm,)
+    )
+    if profile.nsd_min_dsc is not None and dsc < profile.nsd_min_dsc:
+        nsd = 0.0
+    else:
+        nsd = surface_dice(distances, organ.tolerance_mm)
+    return dsc, nsd, robust_hausdorff(distances, 95.0)
+
+
+def _union(a: Box, b: Box) -> Box:
+    return tuple(slice(min(x.start, y.start), max(x.stop, y.stop)) for x, y in zip(a, b, strict=True))

@@ -1,0 +1,45 @@
+"""Volume overlap: the confusion counts of all labels in one pass, and Dice from them."""
+
+from __future__ import annotations
+
+import numpy as np
+from numpy.typing import NDArray
+
+
+def confusion_counts(label_gt: NDArray[np.integer], label_pred: NDArray[np.integer], *, n_labels: int) -> NDArray[np.int64]:
+    """Voxel counts C[g, p] of ground-truth label g predicted as p, for labels 0..n_labels-1.
+
+    One `np.bincount` over the combined index `g * n_labels + p`. Values outside
+    0..n_labels-1 must have been rejected before (see harness.data checks).
+    """
+    if label_gt.shape != label_pred.shape:
+        raise ValueError(f"label shapes differ: {label_gt.shape} vs {label_pred.shape}")
+    index_dtype = np.uint16 if n_labels * n_labels <= np.iinfo(np.uint16).max else np.int64
+    combined = label_gt.astype(index_dtype, copy=True)
+    combined *= index_dtype(n_labels)
+    combined += label_pred.astype(index_dtype, copy=False)
+    counts = np.bincount(combined.ravel(), minlength=n_labels * n_labels)
+    return counts.reshape(n_labels, n_labels).astype(np.int64, copy=False)
+
+
+def dice_from_counts(intersection: int, size_gt: int, size_pred: int) -> float:
+    """2|G and P| / (|G| + |P|); NaN when both are empty (the caller's profile decides)."""
+    total = size_gt + size_pred
+    if total == 0:
+        return float("nan")
+    return 2.0 * intersection / total
+
+
+def dice_all_labels(
+    label_gt: NDArray[np.integer], label_pred: NDArray[np.integer], labels: tuple[int, ...]
+) -> dict[int, float]:
+    """DSC of every label in `labels` from one confusion-count pass (NaN where both are empty)."""
+    n_labels = int(max(labels, default=0)) + 1
+    n_labels = max(n_labels, int(label_gt.max(initial=0)) + 1, int(label_pred.max(initial=0)) + 1)
+    counts = confusion_counts(label_gt, label_pred, n_labels=n_labels)
+    size_gt = counts.sum(axis=1)
+    size_pred = counts.sum(axis=0)
+    return {
+        label: dice_from_counts(int(counts[label, label]), int(size_gt[label]), int(size_pred[label]))
+        for label in labels
+    }

@@ -1,0 +1,143 @@
+"""NSD, HD95 and DSC against DeepMind's surface-distance package (the independent oracle)."""
+
+from __future__ import annotations
+
+import math
+from types import ModuleType
+
+import numpy as np
+import pytest
+
+from harness.metrics.overlap import dice_all_labels
+from harness.metrics.surface import (
+    neighbour_codes,
+    robust_hausdorff,
+    surface_dice,
+    surface_distances,
+    surfel_area_table,
+)
+from tests.metrics.conftest import random_blob
+
+F32 = np.float32
+# Anisotropic spacings, including float32 header values (what nibabel's get_zooms() returns).
+SPACINGS_3D = [
+    (1.0, 1.0, 1.0),
+    (0.8, 0.8, 2.5),
+    (F32(0.7421875), F32(0.7421875), F32(5.0)),
+    (F32(0.8), F32(0.8), F32(2.5)),
+    (F32(0.6835938), F32(0.6835938), F32(3.0)),
+    (1.5, 0.7, 3.0),
+]
+SPACINGS_2D = [(1.0, 1.0), (0.8, 2.5), (F32(0.7), F32(1.3)), (2.0, 0.5)]
+
+
+def _tolerances(spacing: tuple[float, ...]) -> list[float]:
+    """FLARE's tolerances plus ones that land exactly on grid distances."""
+    s = [float(x) for x in spacing]
+    on_grid = [s[0], 2 * s[0], s[-1], 2 * s[-1], math.sqrt(s[0] ** 2 + s[1] ** 2)]
+    if len(s) == 3:
+        on_grid.append(math.sqrt((2 * s[0]) ** 2 + s[2] ** 2))
+    return [2.0, 3.0, 5.0, 7.0, *on_grid]
+
+
+def _case(seed: int, ndim: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    shape = tuple(int(n) for n in rng.integers(12, 30 if ndim == 3 else 70, size=ndim))
+    gt = random_blob(rng, shape, fill=rng.uniform(0.05, 0.4))
+    kind = seed % 4
+    if kind == 0:  # an independent blob: little overlap, large distances
+        pred = random_blob(rng, shape, fill=rng.uniform(0.05, 0.4))
+    else:  # a perturbed copy: the realistic case, many distances near the tolerances
+        from scipy import ndimage
+
+        pred = gt.copy()
+        if kind == 1:
+            pred = ndimage.binary_dilation(pred)
+        elif kind == 2:
+            pred = ndimage.binary_erosion(pred)
+        flip = random_blob(rng, shape, fill=0.05)
+        pred = pred ^ (flip & ndimage.binary_dilation(gt ^ ndimage.binary_erosion(gt)))
+    return gt, pred
+
+
+def _oracle(sd: ModuleType, gt: np.ndarray, pred: np.ndarray, spacing, tols):
+    dists = sd.compute_surface_distances(gt, pred, spacing)
+    nsd = [sd.compute_surface_dice_at_tolerance(dists, t) for t in tols]
+    return nsd, sd.compute_robust_hausdorff(dists, 95)
+
+
+@pytest.mark.parametrize("seed", range(80))
+def test_nsd_and_hd95_match_oracle_3d(sd: ModuleType, seed: int) -> None:
+    gt, pred = _case(seed, 3)
+    spacing = SPACINGS_3D[seed % len(SPACINGS_3D)]
+    tols = _tolerances(spacing)
+    ref_nsd, ref_hd = _oracle(sd, gt, pred, spacing, tols)
+    ours = surface_distances(gt, pred, tuple(float(s) for s in spacing), tolerances_mm=tuple(tols))
+    for tol, ref in zip(tols, ref_nsd, strict=True):
+        assert abs(surface_dice(ours, tol) - ref) <= 1e-12, f"tolerance {tol}"
+    assert robust_hausdorff(ours, 95.0) == pytest.approx(ref_hd, abs=1e-12)
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_nsd_and_hd95_match_oracle_2d(sd: ModuleType, seed: int) -> None:
+    gt, pred = _case(1000 + seed, 2)
+    # The package does its 2D length table in the spacing's own dtype (float32 arithmetic for a
+    # float32 header); harness works in float64, so the oracle gets the same values as float64.
+    spacing = tuple(float(s) for s in SPACINGS_2D[seed % len(SPACINGS_2D)])
+    tols = _tolerances(spacing)
+    ref_nsd, ref_hd = _oracle(sd, gt, pred, spacing, tols)
+    ours = surface_distances(gt, pred, spacing, tolerances_mm=tuple(tols))
+    for tol, ref in zip(tols, ref_nsd, strict=True):
+        assert abs(surface_dice(ours, tol) - ref) <= 1e-12, f"tolerance {tol}"
+    assert robust_hausdorff(ours, 95.0) == pytest.approx(ref_hd, abs=1e-12)
+
+
+@pytest.mark.parametrize("spacing", SPACINGS_3D[:4])
+def test_area_table_matches_oracle_for_every_code(sd: ModuleType, spacing) -> None:
+    ours = surfel_area_table(tuple(float(s) for s in spacing))
+    ref = sd.lookup_tables.create_table_neighbour_code_to_surface_area(spacing)
+    np.testing.assert_allclose(ours, ref, rtol=1e-15, atol=0)
+
+
+def test_every_neighbour_code_occurs_and_matches_a_single_cell(sd: ModuleType) -> None:
+    # Each of the 256 2x2x2 configurations on its own: our surfels and areas equal the oracle's.
+    spacing = (0.8, 0.9, 2.5)
+    for code in range(1, 255):
+        cell = np.array([(code >> (7 - i)) & 1 for i in range(8)], dtype=bool).reshape(2, 2, 2)
+        mask = np.pad(cell, 2)
+        ref = sd.compute_surface_distances(mask, mask, spacing)
+        ours = surface_distances(mask, mask, spacing)
+        assert ours.gt_areas_mm2.sum() == pytest.approx(ref["surfel_areas_gt"].sum(), rel=1e-14)
+        codes = neighbour_codes(cell)
+        assert codes[1, 1, 1] == code
+
+
+def test_dsc_all_labels_matches_oracle(sd: ModuleType) -> None:
+    rng = np.random.default_rng(7)
+    gt = rng.integers(0, 6, size=(20, 21, 22)).astype(np.uint8)
+    pred = np.where(rng.random(gt.shape) < 0.2, rng.integers(0, 6, size=gt.shape), gt).astype(np.uint8)
+    pred[pred == 5] = 0  # label 5 predicted nowhere
+    gt[gt == 4] = 0
+    pred[pred == 4] = 0  # label 4 empty in both: NaN, as the oracle
+    ours = dice_all_labels(gt, pred, (1, 2, 3, 4, 5))
+    for label in (1, 2, 3, 5):
+        assert ours[label] == pytest.approx(sd.compute_dice_coefficient(gt == label, pred == label), abs=1e-15)
+    assert math.isnan(ours[4]) and math.isnan(sd.compute_dice_coefficient(gt == 4, pred == 4))
+
+
+@pytest.mark.parametrize("moved", [(5, 6), (5, 5), (21, 6)])
+def test_equidistant_surfels_at_the_tolerance_resolve_like_the_reference(
+    sd: ModuleType, moved: tuple[int, int]
+) -> None:
+    # With 0.8 mm pixels a gt surfel is 12 mm from two pred surfels: offsets (15, 0) -> 12.0 and
+    # (9, 12) -> 12.000000000000002 in float64. The reference counts it within 12 mm; a KD-tree
+    # alone may report the other neighbour, so this case fails unless ties are re-checked.
+    spacing, tol = (0.8, 0.8, 5.0), 12.0
+    gt = np.zeros((40, 40, 3), dtype=bool)
+    pred = np.zeros_like(gt)
+    gt[5, 5, 1] = True
+    gt[moved[0] - 16 if moved[0] > 20 else 5, moved[1], 1] = True
+    pred[21, 5, 1] = pred[15, 18, 1] = True
+    ref = sd.compute_surface_dice_at_tolerance(sd.compute_surface_distances(gt, pred, spacing), tol)
+    ours = surface_dice(surface_distances(gt, pred, spacing, tolerances_mm=(tol,)), tol)
+    assert ours == pytest.approx(ref, abs=1e-12)
