@@ -1,0 +1,150 @@
+"""Score a folder of predictions against a data set's labels: load, check, measure, in parallel.
+
+Each case is scored on its own (in a worker process when `jobs` > 1). A case that cannot be scored
+becomes rows with its status and one-line message; the other cases go on.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from harness.data.dataset import Problem, discover
+from harness.data.nifti import check_labels, check_same_grid, read_grid, read_label
+from harness.errors import CaseError, DataError
+from harness.metrics.case import score_case
+from harness.models import CaseStatus, OrganScore, Profile
+
+COLUMNS = ["case", "organ", "label", "dsc", "nsd", "hd95_mm", "status", "message"]
+
+
+@dataclass(frozen=True)
+class CaseJob:
+    case_id: str
+    label: Path | None
+    image: Path | None
+    pred: Path  # where the prediction is expected; it may be missing
+
+
+@dataclass(frozen=True)
+class CaseResult:
+    case_id: str
+    scores: tuple[OrganScore, ...]
+    status: str
+    message: str = ""
+
+
+def failed_rows(case_id: str, profile: Profile, status: str, message: str) -> tuple[OrganScore, ...]:
+    """One row per organ for a case that could not be scored, so no case disappears."""
+    return tuple(
+        OrganScore(case_id=case_id, organ=o.name, label=o.label, dsc=math.nan, nsd=math.nan,
+                   hd95_mm=math.nan, status=status, message=message)
+        for o in profile.organs
+    )
+
+
+def score_one(job: CaseJob, profile: Profile, *, threads: int = 1) -> CaseResult:
+    """Load, check and score one case; never raises for a problem with the case's files."""
+    try:
+        if job.label is None:
+            raise CaseError(f"{job.case_id}: no ground-truth label; add labelsTr/{job.case_id}.nii.gz",
+                            status=CaseStatus.MISSING_LABEL)
+        if not job.pred.exists():
+            raise CaseError(f"{job.pred}: prediction is missing; write it (label map on the case's grid)",
+                            status=CaseStatus.MISSING_PREDICTION)
+        gt, gt_grid = read_label(job.label)
+        check_labels(job.label, gt, profile)
+        if job.image is not None:
+            check_same_grid(job.label, gt_grid, job.image, read_grid(job.image), what="image")
+        pred_grid = read_grid(job.pred)
+        check_same_grid(job.pred, pred_grid, job.label, gt_grid)
+        pred, pred_grid = read_label(job.pred)
+        check_labels(job.pred, pred, profile)
+        scores = score_case(gt, pred, gt_grid.spacing_mm, profile, case_id=job.case_id, threads=threads)
+        return CaseResult(job.case_id, tuple(scores), CaseStatus.OK)
+    except CaseError as exc:
+        return CaseResult(job.case_id, failed_rows(job.case_id, profile, exc.status, str(exc)), exc.status, str(exc))
+
+
+def plan(pred_dir: Path, labels_dir: Path) -> tuple[list[CaseJob], list[Problem]]:
+    """Pair every ground-truth case with its prediction (missing ones stay in, to be recorded)."""
+    if not pred_dir.is_dir():
+        raise DataError(f"{pred_dir}: no such folder; pass the folder of predicted <case>.nii.gz files")
+    dataset, problems = discover(labels_dir)
+    preds: dict[str, Path] = {}
+    pred_problems: list[Problem] = []
+    try:
+        pred_set, pred_problems = discover(pred_dir)
+        preds = {c.case_id: c.label for c in pred_set.cases if c.label is not None}
+    except DataError:
+        pass  # an empty predictions folder: every case is recorded as missing its prediction
+    jobs = []
+    for case in dataset.cases:
+        if case.label is None:
+            continue  # images without labels (a test split): nothing to score against
+        expected = preds.get(case.case_id, pred_dir / f"{case.case_id}.nii.gz")
+        jobs.append(CaseJob(case.case_id, case.label, case.image, expected))
+    if not jobs:
+        raise DataError(f"{labels_dir}: no ground-truth labels found; pass the folder with labelsTr/ or labelsTs/")
+    known = {j.case_id for j in jobs}
+    for case_id, path in preds.items():
+        if case_id not in known:
+            problems.append(Problem(path, f"{path}: no ground truth for case {case_id}; ignored (check the file name)"))
+    return jobs, problems + pred_problems
+
+
+def score_many(
+    jobs: list[CaseJob],
+    profile: Profile,
+    *,
+    n_jobs: int = 1,
+) -> Iterator[CaseResult]:
+    """Score `jobs`, yielding each result as it completes (process pool when `n_jobs` > 1)."""
+    cpus = os.cpu_count() or 1
+    if n_jobs <= 1 or len(jobs) <= 1:
+        for job in jobs:
+            yield score_one(job, profile, threads=min(4, cpus))
+        return
+    threads = max(1, cpus // n_jobs)
+    with ProcessPoolExecutor(max_workers=n_jobs) as pool:
+        futures = [pool.submit(score_one, job, profile, threads=threads) for job in jobs]
+        for future in futures:
+            yield future.result()
+
+
+def to_frame(results: list[CaseResult]) -> pd.DataFrame:
+    """The tidy per (case, organ) table, in case order."""
+    rows = [
+        {"case": s.case_id, "organ": s.organ, "label": s.label, "dsc": s.dsc, "nsd": s.nsd,
+         "hd95_mm": s.hd95_mm, "status": str(s.status), "message": s.message}
+        for r in sorted(results, key=lambda r: r.case_id)
+        for s in r.scores
+    ]
+    return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def summary(frame: pd.DataFrame) -> pd.DataFrame:
+    """Mean and sd per organ over the cases scored `ok` (NaN 'not applicable' values left out)."""
+    ok = frame[frame["status"] == CaseStatus.OK]
+    agg = ok.groupby("organ", sort=False).agg(
+        dsc_mean=("dsc", "mean"), dsc_sd=("dsc", "std"), nsd_mean=("nsd", "mean"),
+        nsd_sd=("nsd", "std"), hd95_median_mm=("hd95_mm", "median"), cases=("case", "nunique"),
+    )
+    return agg
+
+
+def write_table(frame: pd.DataFrame, out: Path) -> None:
+    """CSV or parquet by the file's suffix."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if out.suffix == ".parquet":
+        frame.to_parquet(out, index=False)
+    elif out.suffix == ".csv":
+        frame.to_csv(out, index=False, na_rep="nan")
+    else:
+        raise DataError(f"{out}: unknown table format '{out.suffix}'; use a .csv or .parquet file name")

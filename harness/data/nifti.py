@@ -1,0 +1,152 @@
+"""Read label maps with nibabel and check a prediction against its ground truth.
+
+Every failure is a `CaseError` with a one-line message naming the file, what is wrong and the fix,
+and the status to record for the case.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+from numpy.typing import NDArray
+
+from harness.errors import CaseError
+from harness.models import CaseStatus, Profile
+
+# A prediction's grid may differ from the ground truth's by rounding in its header, no more.
+SPACING_RTOL = 1e-4
+AFFINE_ATOL_MM = 1e-3
+
+
+@dataclass(frozen=True)
+class Grid:
+    """Voxel grid of a NIfTI file: shape, spacing in mm (header zooms, array order) and affine."""
+
+    shape: tuple[int, ...]
+    spacing_mm: tuple[float, ...]
+    affine: NDArray[np.float64]
+
+
+def _open(path: Path) -> nib.Nifti1Image:
+    try:
+        img = nib.load(path)
+    except FileNotFoundError:
+        raise CaseError(f"{path}: file is missing; write it or remove the case", status=CaseStatus.MISSING_PREDICTION) from None
+    except Exception as exc:  # nibabel raises many types for a file that is not NIfTI
+        raise CaseError(
+            f"{path}: not a readable NIfTI file ({_reason(exc)}); re-export it as .nii.gz",
+            status=CaseStatus.UNREADABLE,
+        ) from None
+    if not isinstance(img, (nib.Nifti1Image, nib.Nifti2Image)):
+        raise CaseError(f"{path}: {type(img).__name__} is not NIfTI; re-export it as .nii.gz", status=CaseStatus.UNREADABLE)
+    return img
+
+
+def read_grid(path: Path) -> Grid:
+    """The grid from the header alone (no voxel data read)."""
+    img = _open(path)
+    ndim = len(img.shape)
+    return Grid(
+        shape=tuple(int(n) for n in img.shape),
+        spacing_mm=tuple(float(z) for z in img.header.get_zooms()[:ndim]),
+        affine=np.asarray(img.affine, dtype=np.float64),
+    )
+
+
+def read_label(path: Path) -> tuple[NDArray[np.integer], Grid]:
+    """A label map as an integer array (its on-disk integer dtype kept) and its grid.
+
+    Float files whose values are all whole numbers are accepted and converted (many tools write
+    labels as float); any other float content is an `invalid_labels` error.
+    """
+    img = _open(path)
+    try:
+        data = np.asanyarray(img.dataobj)
+    except Exception as exc:  # truncated gzip stream, short file, bad header offsets
+        raise CaseError(
+            f"{path}: voxel data cannot be read ({_reason(exc)}); the file is corrupt or "
+            "truncated, re-export it",
+            status=CaseStatus.UNREADABLE,
+        ) from None
+    if data.ndim != 3:
+        raise CaseError(
+            f"{path}: label map has {data.ndim} dimensions {data.shape}; write a 3D label map",
+            status=CaseStatus.INVALID_LABELS,
+        )
+    if not np.issubdtype(data.dtype, np.integer):
+        if not np.issubdtype(data.dtype, np.floating) or not np.all(np.isfinite(data)) or np.any(data != np.round(data)):
+            raise CaseError(
+                f"{path}: label map holds non-integer values (dtype {data.dtype}); write integer labels (uint8)",
+                status=CaseStatus.INVALID_LABELS,
+            )
+        if data.min(initial=0) < 0 or data.max(initial=0) > 255:
+            raise CaseError(
+                f"{path}: label values outside 0..255; write the profile's labels only",
+                status=CaseStatus.INVALID_LABELS,
+            )
+        data = data.astype(np.uint8)
+    grid = Grid(
+        shape=tuple(int(n) for n in data.shape),
+        spacing_mm=tuple(float(z) for z in img.header.get_zooms()[:3]),
+        affine=np.asarray(img.affine, dtype=np.float64),
+    )
+    return data, grid
+
+
+def label_values(data: NDArray[np.integer]) -> set[int]:
+    """The distinct values of a label map (fast path for the usual small non-negative labels)."""
+    if data.size == 0:
+        return set()
+    low, high = int(data.min()), int(data.max())
+    if low >= 0 and high < 65536:
+        counts = np.bincount(data.ravel().astype(np.intp, copy=False), minlength=high + 1)
+        return {int(v) for v in np.flatnonzero(counts)}
+    return {int(v) for v in np.unique(data)}
+
+
+def check_labels(path: Path, data: NDArray[np.integer], profile: Profile) -> None:
+    """Every value must be background or one of the profile's labels."""
+    extra = sorted(label_values(data) - profile.valid_labels)
+    if extra:
+        shown = ", ".join(str(v) for v in extra[:8]) + (", ..." if len(extra) > 8 else "")
+        raise CaseError(
+            f"{path}: label values {shown} are not in profile {profile.name} "
+            f"(valid: 0, {', '.join(str(v) for v in sorted(profile.valid_labels - {0}))}); "
+            "map them to the profile's labels or choose another --profile",
+            status=CaseStatus.INVALID_LABELS,
+        )
+
+
+def check_same_grid(path: Path, grid: Grid, ref_path: Path, ref: Grid, *, what: str = "ground truth") -> None:
+    """`path` must lie on the grid of `ref_path` (shape exactly; spacing and affine to rounding)."""
+    if grid.shape != ref.shape:
+        raise CaseError(
+            f"{path}: shape {grid.shape} differs from the {what} {ref_path.name} {ref.shape}; "
+            f"resample it onto the {what}'s grid",
+            status=CaseStatus.GRID_MISMATCH,
+        )
+    if not np.allclose(grid.spacing_mm, ref.spacing_mm, rtol=SPACING_RTOL, atol=0):
+        raise CaseError(
+            f"{path}: spacing {_fmt(grid.spacing_mm)} mm differs from the {what} {ref_path.name} "
+            f"{_fmt(ref.spacing_mm)} mm; copy the {what}'s header (spacing and affine)",
+            status=CaseStatus.GRID_MISMATCH,
+        )
+    if not np.allclose(grid.affine, ref.affine, rtol=0, atol=AFFINE_ATOL_MM):
+        worst = float(np.max(np.abs(grid.affine - ref.affine)))
+        raise CaseError(
+            f"{path}: affine differs from the {what} {ref_path.name} by up to {worst:.4g} "
+            f"(tolerance {AFFINE_ATOL_MM}); copy the {what}'s header (orientation and origin)",
+            status=CaseStatus.GRID_MISMATCH,
+        )
+
+
+def _reason(exc: BaseException) -> str:
+    """An exception as one line (nibabel's messages can span several)."""
+    return f"{type(exc).__name__}: {' '.join(str(exc).split())}"
+
+
+def _fmt(values: tuple[float, ...]) -> str:
+    return "(" + ", ".join(f"{v:.4g}" for v in values) + ")"

@@ -1,0 +1,44 @@
+"""Shared fixtures: small NIfTI files built in tmp_path."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+
+def write_nifti(path: Path, data: np.ndarray, spacing_mm=(0.8, 0.8, 2.5), *, affine: np.ndarray | None = None) -> Path:
+    """Write `data` as NIfTI with a diagonal RAS affine of `spacing_mm` (or the given affine)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if affine is None:
+        affine = np.diag([*spacing_mm, 1.0])
+    img = nib.Nifti1Image(data, affine)
+    img.header.set_zooms(spacing_mm[: data.ndim])
+    nib.save(img, path)
+    return path
+
+
+def toy_labels(seed: int, shape=(24, 22, 12)) -> np.ndarray:
+    """A small label map with four boxy organs (liver, right kidney, spleen, aorta) of random extent."""
+    rng = np.random.default_rng(seed)
+    lab = np.zeros(shape, np.uint8)
+    for label, (x, y) in zip((1, 2, 3, 5), ((2, 2), (13, 2), (2, 12), (13, 12)), strict=True):
+        dx, dy, dz = rng.integers(4, 8), rng.integers(4, 8), rng.integers(3, 8)
+        z = rng.integers(1, shape[2] - dz)
+        lab[x : x + dx, y : y + dy, z : z + dz] = label
+    return lab
+
+
+@pytest.fixture
+def toy_dataset(tmp_path: Path):
+    """A FLARE-layout data set of 5 cases and a folder of slightly wrong predictions."""
+    root, pred = tmp_path / "data", tmp_path / "pred"
+    for i in range(5):
+        lab = toy_labels(i)
+        write_nifti(root / "labelsTr" / f"case_{i:02d}.nii.gz", lab)
+        write_nifti(root / "imagesTr" / f"case_{i:02d}_0000.nii.gz", (lab * 40).astype(np.int16))
+        guess = np.roll(lab, shift=1, axis=i % 3)
+        write_nifti(pred / f"case_{i:02d}.nii.gz", guess)
+    return root, pred
