@@ -16,8 +16,8 @@ def confusion_counts(label_gt: NDArray[np.integer], label_pred: NDArray[np.integ
         raise ValueError(f"label shapes differ: {label_gt.shape} vs {label_pred.shape}")
     index_dtype = np.uint16 if n_labels * n_labels <= np.iinfo(np.uint16).max else np.int64
     combined = label_gt.astype(index_dtype, copy=True)
-    combined *= index_dtype(n_labels)
-    combined += label_pred.astype(index_dtype, copy=False)
+    np.multiply(combined, n_labels, out=combined, casting="unsafe")
+    np.add(combined, label_pred, out=combined, casting="unsafe")
     counts = np.bincount(combined.ravel(), minlength=n_labels * n_labels)
     return counts.reshape(n_labels, n_labels).astype(np.int64, copy=False)
 
