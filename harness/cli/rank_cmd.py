@@ -1,8 +1,134 @@
-"""`harness rank` (being written)."""
+"""`harness rank`: rank algorithms from a scores table, with bootstrap stability and tests."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
 
 import click
+import pandas as pd
+
+from harness.errors import ExitStatus
+from harness.ranking.challenge import ChallengeRanking, rank_challenge
+from harness.ranking.config import BOOTSTRAP_VARIANTS, FLARE22_RANKING, load_ranking_config
+from harness.ranking.io import (
+    default_out_dir,
+    load_scores,
+    resolve_scores_path,
+    write_ranking_tables,
+)
 
 
-@click.group() if "rank" == "data" else click.command()
-def rank() -> None:
-    """(being written)"""
+@click.command()
+@click.option(
+    "--results", "results", required=True, type=click.Path(path_type=Path),
+    help="Scores: a CSV or parquet file, or a folder with scores.parquet or scores.csv.",
+)
+@click.option(
+    "--config", "config_path", type=click.Path(path_type=Path), default=None,
+    help="Ranking config (TOML); default: FLARE22's scheme (harness/ranking/flare22_ranking.toml).",
+)
+@click.option(
+    "--out", "out_dir", type=click.Path(path_type=Path), default=None,
+    help="Folder for the ranking tables; default: ranking/ beside the scores.",
+)
+@click.option("--seed", type=click.IntRange(min=0), default=None,
+              help="Bootstrap seed (default: the config's, 0).")
+@click.option("--draws", type=click.IntRange(min=1), default=None,
+              help="Bootstrap draws (default: the config's, 1000).")
+@click.option("--bootstrap", "variant", type=click.Choice(BOOTSTRAP_VARIANTS), default=None,
+              help="textbook (default) or challengeR (a case drawn k times ranked as one pooled "
+                   "group, as challengeR 1.0.5 does).")
+def rank(
+    results: Path,
+    config_path: Path | None,
+    out_dir: Path | None,
+    seed: int | None,
+    draws: int | None,
+    variant: str | None,
+) -> int:
+    """Rank algorithms by FLARE's score, with bootstrap rank intervals and Wilcoxon tests.
+
+    The scores are tidy (columns algorithm, case, metric, value[, status]) or wide (algorithm,
+    case, one column per metric[, status]). A row whose status is not "ok" (timeout, crashed,
+    oom, invalid_output, ...) enters with its metric's worst value (FLARE22: DSC 0, NSD 0,
+    3600 s, AUC_GPU 29491200, AUC_CPU 360000); a missing value or an absent row takes the worst
+    rank of its case. Every per-case rank of every metric is pooled with the config's weights;
+    the weighted means (the score, lower is better) are ranked, ties sharing the best rank.
+
+    \b
+    Files written to --out:
+      leaderboard.csv          rank, algorithm, score, bootstrap rank interval (rank_lo,
+                               rank_hi: 2.5/97.5 percentiles), rank_median, mean_<metric>
+                               (as ranked), n_failed (cases with a failed run), n_missing
+      bootstrap_ranks.csv      draw, algorithm, rank, score, tau (one row per draw/algorithm)
+      tau.csv                  draw, Kendall's tau-b against the full ranking (empty: undefined)
+      tau_summary.csv          variant, seed, draws, valid/dropped draws, mean, median, quartiles
+      significance_<metric>.csv  1 = row algorithm significantly better than column algorithm
+                               (one-sided paired Wilcoxon; by default Holm over all
+                               ordered pairs, alpha 0.05; missing values set to the
+                               metric's worst value)
+      per_case_ranks.csv       algorithm, case, metric, value (as ranked), status, rank, missing
+    """
+    config = FLARE22_RANKING if config_path is None else load_ranking_config(config_path)
+    source = resolve_scores_path(results)
+    table = load_scores(source, ok_status=config.ok_status)
+    result = rank_challenge(table, config, n_draws=draws, seed=seed, variant=variant,
+                            source=str(source))
+    target = default_out_dir(results) if out_dir is None else out_dir
+    written = write_ranking_tables(result, target)
+    _print_report(result, n_cases=len(result.matrices[result.metrics[0]].cases))
+    click.echo(f"Wrote {', '.join(p.name for p in written)} to {target}")
+    return ExitStatus.OK
+
+
+def _fmt(value: float) -> str:
+    """Compact fixed-point display: 0.829, 30.1, 53424; "-" for a missing mean."""
+    if math.isnan(value):
+        return "-"
+    size = abs(value)
+    if size >= 1000:
+        return f"{value:.0f}"
+    return f"{value:.1f}" if size >= 10 else f"{value:.3f}"
+
+
+def _print_report(result: ChallengeRanking, *, n_cases: int) -> None:
+    config = result.config
+    boot = result.bootstrap
+    weights = ", ".join(f"{m} x{config.metric(m).weight:g}" for m in result.metrics)
+    click.echo(
+        f"Ranking {config.name}: {len(result.leaderboard)} algorithms x {n_cases} cases; "
+        f"score = weighted mean rank over ({weights})"
+    )
+    if result.skipped_metrics:
+        click.echo(f"Not in the table, left out: {', '.join(result.skipped_metrics)}")
+    seed = "explicit draws" if boot.seed is None else f"seed {boot.seed}"
+    click.echo(f"Bootstrap: {boot.variant}, {boot.n_draws} draws, {seed}\n")
+
+    board = result.leaderboard
+    shown = pd.DataFrame(
+        {
+            "rank": board["rank"],
+            "algorithm": board["algorithm"],
+            "score": board["score"].map(lambda v: f"{v:.3f}"),
+            "95% rank CI": [f"{lo:.3g}-{hi:.3g}"
+                            for lo, hi in zip(board["rank_lo"], board["rank_hi"], strict=True)],
+        }
+    )
+    for name in result.metrics:
+        shown[name] = board[f"mean_{name}"].map(_fmt)
+    shown["failed"] = board["n_failed"]
+    click.echo(shown.to_string(index=False))
+
+    tau = boot.tau_summary()
+    if tau.n_valid:
+        click.echo(
+            f"\nKendall's tau vs the full ranking: mean {tau.mean:.3f}, median {tau.median:.3f} "
+            f"(IQR {tau.q25:.3f}-{tau.q75:.3f}); {tau.n_dropped} of {tau.n_draws} draws dropped "
+            "(tau undefined: every algorithm tied)"
+        )
+    else:
+        click.echo(
+            f"\nKendall's tau undefined in all {tau.n_draws} draws (every algorithm tied in the "
+            "full ranking or in every draw); all dropped"
+        )

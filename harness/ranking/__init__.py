@@ -1,0 +1,87 @@
+"""Ranking and its statistics: pure functions over a tidy scores table (challengeR semantics).
+
+- Per-case ranks, rank-then-aggregate, aggregate-then-rank, test-then-rank (challengeR 1.0.5).
+- FLARE's score: every (case, metric) rank pooled with weights, then ranked (`flare_score`).
+- Vectorised bootstrap of cases (textbook, or challengeR's pooled duplicates), Kendall's tau-b,
+  rank intervals; vectorised one-sided Wilcoxon signed-rank tests with Holm's adjustment.
+- `rank_challenge(table, config)`: all of it for `harness rank`.
+
+Only `harness.ranking.io` touches the disk.
+"""
+
+from harness.ranking.bootstrap import (
+    BootstrapResult,
+    TauSummary,
+    bootstrap_ranking,
+    draw_cases,
+    draw_counts,
+    pooled_rank_terms,
+)
+from harness.ranking.challenge import ChallengeRanking, rank_challenge
+from harness.ranking.config import (
+    BOOTSTRAP_VARIANTS,
+    FLARE22_RANKING,
+    MetricRule,
+    RankingConfig,
+    load_ranking_config,
+    ranking_config_from_dict,
+)
+from harness.ranking.ranks import (
+    RankMatrix,
+    aggregate_then_rank,
+    flare_score,
+    per_case_ranks,
+    rank_matrices,
+    rank_matrix,
+    rank_min,
+    rank_rows_min,
+    rank_then_aggregate,
+)
+from harness.ranking.stats import (
+    decision_matrix,
+    holm_adjust,
+    kendall_tau_b,
+    pairwise_pvalue_matrix,
+    pairwise_pvalues,
+    signed_rank_pvalues,
+    significance_matrix,
+    test_then_rank,
+)
+from harness.ranking.table import apply_failure_values, check_metrics, to_tidy
+
+__all__ = [
+    "BOOTSTRAP_VARIANTS",
+    "FLARE22_RANKING",
+    "BootstrapResult",
+    "ChallengeRanking",
+    "MetricRule",
+    "RankMatrix",
+    "RankingConfig",
+    "TauSummary",
+    "aggregate_then_rank",
+    "apply_failure_values",
+    "bootstrap_ranking",
+    "check_metrics",
+    "decision_matrix",
+    "draw_cases",
+    "draw_counts",
+    "flare_score",
+    "holm_adjust",
+    "kendall_tau_b",
+    "load_ranking_config",
+    "pairwise_pvalue_matrix",
+    "pairwise_pvalues",
+    "per_case_ranks",
+    "pooled_rank_terms",
+    "rank_challenge",
+    "rank_matrices",
+    "rank_matrix",
+    "rank_min",
+    "rank_rows_min",
+    "rank_then_aggregate",
+    "ranking_config_from_dict",
+    "signed_rank_pvalues",
+    "significance_matrix",
+    "test_then_rank",
+    "to_tidy",
+]

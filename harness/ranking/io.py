@@ -1,0 +1,136 @@
+"""Reading a scores table and writing the ranking tables: the ranking's only disk access.
+
+`load_scores(path)` returns the tidy table from a CSV or parquet file, or from a folder holding
+`scores.parquet` or `scores.csv`. Other sources (the results store) plug in explicitly with
+`register_reader(suffix, reader, directory_name=...)`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from pathlib import Path
+
+import pandas as pd
+
+from harness.errors import DataError
+from harness.ranking.challenge import ChallengeRanking
+from harness.ranking.table import to_tidy
+
+Reader = Callable[[Path], pd.DataFrame]
+
+_TEXT_COLUMNS = {"algorithm": str, "case": str, "metric": str, "status": str}
+
+
+def _read_csv(path: Path) -> pd.DataFrame:
+    return pd.read_csv(path, dtype=_TEXT_COLUMNS, keep_default_na=True)  # type: ignore[arg-type]
+
+
+def _read_parquet(path: Path) -> pd.DataFrame:
+    return pd.read_parquet(path)
+
+
+_READERS: dict[str, Reader] = {".csv": _read_csv, ".parquet": _read_parquet, ".pq": _read_parquet}
+# Looked for, in this order, when the path is a folder.
+_DIRECTORY_NAMES: list[str] = ["scores.parquet", "scores.csv"]
+
+
+def register_reader(suffix: str, reader: Reader, *, directory_name: str | None = None) -> None:
+    """Read files ending in `suffix` with `reader` (a raw table, tidy or wide); with
+    `directory_name`, a folder holding that file is read too (looked for before the others)."""
+    _READERS[suffix.lower()] = reader
+    if directory_name is not None and directory_name not in _DIRECTORY_NAMES:
+        _DIRECTORY_NAMES.insert(0, directory_name)
+
+
+def resolve_scores_path(path: str | Path) -> Path:
+    """The scores file for `path`: the file itself, or the first known file in a folder."""
+    path = Path(path)
+    if path.is_dir():
+        for name in _DIRECTORY_NAMES:
+            candidate = path / name
+            if candidate.is_file():
+                return candidate
+        raise DataError(
+            f"{path}: no {' or '.join(_DIRECTORY_NAMES)} in this folder; pass the scores file "
+            "itself with --results"
+        )
+    if not path.exists():
+        raise DataError(f"{path}: no such file or folder; check the --results path")
+    return path
+
+
+def load_scores(path: str | Path, *, ok_status: str = "ok") -> pd.DataFrame:
+    """The tidy scores table (algorithm, case, metric, value, status) read from `path`."""
+    file = resolve_scores_path(path)
+    reader = _READERS.get(file.suffix.lower())
+    if reader is None:
+        raise DataError(
+            f"{file}: unknown scores format {file.suffix!r}; use one of "
+            f"{', '.join(sorted(_READERS))}"
+        )
+    try:
+        raw = reader(file)
+    except pd.errors.EmptyDataError:
+        raise DataError(f"{file}: the file is empty; score some cases first") from None
+    except (OSError, ValueError, pd.errors.ParserError) as exc:
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise DataError(f"{file}: cannot read the scores ({first_line}); re-export it") from None
+    return to_tidy(raw, source=str(file), ok_status=ok_status)
+
+
+def default_out_dir(results: str | Path) -> Path:
+    """`ranking/` beside the scores file, or inside the scores folder."""
+    results = Path(results)
+    return (results if results.is_dir() else results.parent) / "ranking"
+
+
+def _safe(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name)
+
+
+def write_ranking_tables(result: ChallengeRanking, out_dir: str | Path) -> list[Path]:
+    """Write the ranking tables as CSV into `out_dir` (created); returns the paths written.
+
+    leaderboard.csv, bootstrap_ranks.csv, tau.csv, tau_summary.csv, per_case_ranks.csv and one
+    significance_<metric>.csv per metric.
+    """
+    out = Path(out_dir)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise DataError(f"{out}: cannot create the output folder ({exc.strerror}); "
+                        "choose another --out") from None
+    boot = result.bootstrap
+    tables: dict[str, pd.DataFrame] = {
+        "leaderboard.csv": result.leaderboard,
+        "bootstrap_ranks.csv": boot.to_frame(),
+        "tau.csv": pd.DataFrame({"draw": range(1, boot.n_draws + 1), "tau": boot.tau}),
+        "tau_summary.csv": pd.DataFrame(
+            [{"variant": boot.variant, "seed": boot.seed, **boot.tau_summary().to_dict()}]
+        ),
+        "per_case_ranks.csv": result.per_case_ranks(),
+    }
+    for name, matrix in result.significance.items():
+        tables[f"significance_{_safe(name)}.csv"] = matrix
+    written = []
+    for filename, frame in tables.items():
+        target = out / filename
+        index = filename.startswith("significance_")
+        try:
+            frame.to_csv(target, index=index)
+        except OSError as exc:
+            raise DataError(
+                f"{target}: cannot write ({exc.strerror}); choose another --out"
+            ) from None
+        written.append(target)
+    return written
+
+
+__all__ = [
+    "default_out_dir",
+    "load_scores",
+    "register_reader",
+    "resolve_scores_path",
+    "write_ranking_tables",
+]

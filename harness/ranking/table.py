@@ -1,0 +1,206 @@
+"""The tidy scores table every ranking function reads, and its checks (no I/O here).
+
+Tidy form: one row per (algorithm, case, metric) with columns `algorithm`, `case`, `metric`,
+`value` and `status` ("ok", "timeout", "crashed", "oom", "invalid_output", ...). `to_tidy` also
+accepts the wide form (`algorithm`, `case`, one column per metric, optional `status`).
+A missing value (NaN) and a pair (algorithm, case) with no row are both *missing*.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+
+from harness.errors import DataError
+from harness.ranking.config import RankingConfig
+
+ID_COLUMNS = ("algorithm", "case")
+TIDY_COLUMNS = ("algorithm", "case", "metric", "value", "status")
+
+
+def to_tidy(raw: pd.DataFrame, *, source: str = "<table>", ok_status: str = "ok") -> pd.DataFrame:
+    """Check a scores table in tidy or wide form and return it tidy (a new frame).
+
+    Wide form is recognised by the absence of a `metric` and a `value` column; its status (if
+    any) applies to every metric of the row. Raises `DataError` naming `source`, the column and
+    the bad value.
+    """
+    if len(raw.columns) == 0 or len(raw) == 0:
+        raise DataError(f"{source}: the scores table has no rows; score some cases first")
+    columns = [str(c) for c in raw.columns]
+    frame = raw.copy()
+    frame.columns = columns
+    for col in ID_COLUMNS:
+        if col not in columns:
+            raise DataError(
+                f"{source}: column {col!r} is missing (columns: {', '.join(columns)}); "
+                f"add it or rename the matching column to {col!r}"
+            )
+    if "metric" in columns or "value" in columns:
+        for col in ("metric", "value"):
+            if col not in columns:
+                raise DataError(
+                    f"{source}: column {col!r} is missing from a tidy table (columns: "
+                    f"{', '.join(columns)}); give both 'metric' and 'value', or use the wide form"
+                )
+        tidy = frame[[c for c in TIDY_COLUMNS if c in columns]].copy()
+    else:
+        metric_cols = [c for c in columns if c not in (*ID_COLUMNS, "status")]
+        if not metric_cols:
+            raise DataError(
+                f"{source}: no metric columns besides {', '.join(columns)}; add one column per "
+                "metric (wide form) or 'metric' and 'value' columns (tidy form)"
+            )
+        id_vars = [c for c in (*ID_COLUMNS, "status") if c in columns]
+        _check_numeric(frame, metric_cols, source)
+        tidy = frame.melt(id_vars=id_vars, value_vars=metric_cols, var_name="metric",
+                          value_name="value")
+
+    for col in (*ID_COLUMNS, "metric"):
+        blank = tidy[col].isna()
+        if blank.any():
+            row = int(np.flatnonzero(blank.to_numpy())[0]) + 1
+            raise DataError(f"{source}: column {col!r} is empty in data row {row}; fill it in")
+        tidy[col] = tidy[col].astype(str)
+    _check_numeric(tidy, ["value"], source)
+    tidy["value"] = pd.to_numeric(tidy["value"], errors="coerce").astype(float)
+    if "status" in tidy.columns:
+        tidy["status"] = tidy["status"].where(tidy["status"].notna(), ok_status).astype(str)
+        tidy.loc[tidy["status"].str.strip() == "", "status"] = ok_status
+    else:
+        tidy["status"] = ok_status
+
+    dup = tidy.duplicated(subset=["algorithm", "case", "metric"])
+    if dup.any():
+        first = tidy[dup].iloc[0]
+        raise DataError(
+            f"{source}: more than one row for algorithm {first['algorithm']!r}, case "
+            f"{first['case']!r}, metric {first['metric']!r}; keep one row per triple"
+        )
+    return tidy[list(TIDY_COLUMNS)].reset_index(drop=True)
+
+
+def _check_numeric(frame: pd.DataFrame, columns: Sequence[str], source: str) -> None:
+    for col in columns:
+        raw = frame[col]
+        numeric = pd.to_numeric(raw, errors="coerce")
+        bad = raw.notna().to_numpy() & numeric.isna().to_numpy()
+        if raw.dtype == bool:
+            bad = np.ones(len(raw), dtype=bool)
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            raise DataError(
+                f"{source}: column {col!r} has non-numeric value {raw.iloc[i]!r} in data row "
+                f"{i + 1}; write a number, or leave it empty for a missing value"
+            )
+        values = numeric.to_numpy(dtype=float)
+        inf = np.isinf(values)
+        if inf.any():
+            i = int(np.flatnonzero(inf)[0])
+            raise DataError(
+                f"{source}: column {col!r} has non-finite value {raw.iloc[i]!r} in data row "
+                f"{i + 1}; record a failed run with its status, or leave the value empty"
+            )
+
+
+def check_metrics(table: pd.DataFrame, config: RankingConfig, *, source: str = "<table>") -> None:
+    """Every metric of the table must be in the config (a typo would be silently unranked)."""
+    known = set(config.metric_names)
+    unknown = sorted(set(table["metric"]) - known)
+    if unknown:
+        raise DataError(
+            f"{source}: metric {unknown[0]!r} is not in ranking config {config.name!r} "
+            f"(known: {', '.join(config.metric_names)}); add [metrics.{unknown[0]}] to a "
+            "config given with --config, or drop it from the table"
+        )
+
+
+def apply_failure_values(table: pd.DataFrame, config: RankingConfig) -> pd.DataFrame:
+    """A copy of the tidy table where failed runs carry their metric's worst value.
+
+    A row fails when its status is not `config.ok_status`; its value is replaced by the metric's
+    `worst_value` (FLARE22: DSC 0, NSD 0, 3600 s, ...) if `config.failed_as_worst` and the metric
+    has one, else left as it is. The input table is not modified.
+    """
+    out = table.copy()
+    if not config.failed_as_worst:
+        return out
+    failed = out["status"].to_numpy() != config.ok_status
+    if not failed.any():
+        return out
+    worst = {m.name: m.worst_value for m in config.metrics if m.worst_value is not None}
+    replacement = out["metric"].map(worst)
+    use = failed & replacement.notna().to_numpy()
+    out.loc[use, "value"] = replacement[use].astype(float)
+    return out
+
+
+def table_axes(table: pd.DataFrame) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """Sorted algorithms and cases of a tidy table (the order of every matrix built from it)."""
+    algorithms = tuple(sorted(pd.unique(table["algorithm"].astype(str))))
+    cases = tuple(sorted(pd.unique(table["case"].astype(str))))
+    return algorithms, cases
+
+
+def value_matrix(
+    table: pd.DataFrame,
+    *,
+    algorithms: Sequence[str],
+    cases: Sequence[str],
+    metric: str | None = None,
+) -> np.ndarray:
+    """Values as a (cases x algorithms) float array; NaN where missing or where no row exists."""
+    rows = table if metric is None else table[table["metric"] == metric]
+    out = np.full((len(cases), len(algorithms)), np.nan)
+    if len(rows) == 0:
+        return out
+    a_index = pd.Index(list(algorithms))
+    c_index = pd.Index(list(cases))
+    ai = a_index.get_indexer(rows["algorithm"].astype(str))
+    ci = c_index.get_indexer(rows["case"].astype(str))
+    keep = (ai >= 0) & (ci >= 0)
+    out[ci[keep], ai[keep]] = rows["value"].to_numpy(dtype=float)[keep]
+    return out
+
+
+def single_metric(
+    scores: pd.DataFrame, *, metric: str | None = None, source: str = "<table>"
+) -> pd.DataFrame:
+    """Rows of one metric from a table with columns algorithm, case, value[, metric].
+
+    Without `metric`, a `metric` column must hold a single name (or be absent).
+    """
+    for col in ("algorithm", "case", "value"):
+        if col not in scores.columns:
+            raise DataError(f"{source}: column {col!r} is missing; add it")
+    if metric is not None:
+        if "metric" not in scores.columns:
+            raise DataError(f"{source}: column 'metric' is missing; add it or omit metric=")
+        rows = scores[scores["metric"] == metric]
+        if len(rows) == 0:
+            raise DataError(f"{source}: no rows for metric {metric!r}; check the metric name")
+        return rows
+    if "metric" in scores.columns:
+        names = pd.unique(scores["metric"])
+        if len(names) > 1:
+            raise DataError(
+                f"{source}: the table holds metrics {', '.join(map(str, names))}; "
+                "pass metric= to choose one"
+            )
+    if len(scores) == 0:
+        raise DataError(f"{source}: the scores table has no rows; score some cases first")
+    return scores
+
+
+__all__ = [
+    "ID_COLUMNS",
+    "TIDY_COLUMNS",
+    "apply_failure_values",
+    "check_metrics",
+    "single_metric",
+    "table_axes",
+    "to_tidy",
+    "value_matrix",
+]
