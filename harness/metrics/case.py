@@ -17,15 +17,15 @@ never rounded.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 from numpy.typing import NDArray
 from scipy import ndimage
 
-from harness.metrics.overlap import confusion_counts, dice_from_counts
+from harness.metrics.overlap import confusion_from_codes, dice_from_counts, pair_codes
 from harness.metrics.surface import robust_hausdorff, surface_dice, surface_distances
 from harness.models import Organ, OrganScore, Profile
 
@@ -44,16 +44,27 @@ def score_case(
     """DSC, NSD and HD95 of every organ of `profile` (argument order: ground truth, prediction).
 
     Both label maps must be integer arrays of the same shape holding only the profile's valid
-    labels (the data checks guarantee it). `threads` > 1 scores organs in a thread pool.
+    labels (the data checks guarantee it). `threads` share each organ's nearest-surfel search
+    (the bulk of the work; it runs without the GIL).
     """
     if label_gt.shape != label_pred.shape:
         raise ValueError(f"label shapes differ: {label_gt.shape} vs {label_pred.shape}")
     spacing = tuple(float(s) for s in spacing_mm)
     n_labels = max(profile.valid_labels) + 1
-    counts = confusion_counts(label_gt, label_pred, n_labels=n_labels)
+    # One combined (ground truth, prediction) code per voxel gives, in one pass each, the
+    # confusion counts of all labels and the bounding box of every label in either map.
+    codes = pair_codes(label_gt, label_pred, n_labels=n_labels)
+    counts = confusion_from_codes(codes, n_labels=n_labels)
     size_gt, size_pred = counts.sum(axis=1), counts.sum(axis=0)
-    boxes_gt = ndimage.find_objects(label_gt, max_label=n_labels - 1)
-    boxes_pred = ndimage.find_objects(label_pred, max_label=n_labels - 1)
+    pair_boxes = ndimage.find_objects(codes, max_label=n_labels * n_labels - 1)
+    del codes
+
+    def box_of(pairs: list[int]) -> Box | None:
+        found = [pair_boxes[c - 1] for c in pairs if c > 0 and pair_boxes[c - 1] is not None]
+        return functools.reduce(_union, found) if found else None
+
+    boxes_gt = [box_of([lab * n_labels + p for p in range(n_labels)]) for lab in range(1, n_labels)]
+    boxes_pred = [box_of([g * n_labels + lab for g in range(n_labels)]) for lab in range(1, n_labels)]
 
     def one(organ: Organ) -> OrganScore:
         lab = organ.label
@@ -68,17 +79,12 @@ def score_case(
             n_pred=int(size_pred[lab]),
             box_gt=boxes_gt[lab - 1],
             box_pred=boxes_pred[lab - 1],
+            workers=threads,
         )
         if profile.round_decimals is not None:
             dsc, nsd = _round(dsc, profile.round_decimals), _round(nsd, profile.round_decimals)
         return OrganScore(case_id=case_id, organ=organ.name, label=lab, dsc=dsc, nsd=nsd, hd95_mm=hd95)
 
-    if threads > 1:
-        # Large organs first, so the pool is not left waiting on the liver at the end.
-        order = sorted(profile.organs, key=lambda o: -int(size_gt[o.label] + size_pred[o.label]))
-        with ThreadPoolExecutor(max_workers=threads) as pool:
-            by_label = {s.label: s for s in pool.map(one, order)}
-        return [by_label[o.label] for o in profile.organs]
     return [one(organ) for organ in profile.organs]
 
 
@@ -98,6 +104,7 @@ def _organ_scores(
     n_pred: int,
     box_gt: Box | None,
     box_pred: Box | None,
+    workers: int = 1,
 ) -> tuple[float, float, float]:
     if n_gt == 0 and n_pred == 0:
         both = profile.both_empty
@@ -124,9 +131,7 @@ def _organ_scores(
         mask_gt = label_gt[box] == organ.label
         mask_pred = label_pred[box] == organ.label
         dsc = dice_from_counts(inter, n_gt, n_pred)
-    distances = surface_distances(
-        mask_gt, mask_pred, spacing_mm, tolerances_mm=(organ.tolerance_mm,)
-    )
+    distances = surface_distances(mask_gt, mask_pred, spacing_mm, tolerances_mm=(organ.tolerance_mm,), workers=workers)
     if profile.nsd_min_dsc is not None and dsc < profile.nsd_min_dsc:
         nsd = 0.0
     else:

@@ -6,20 +6,34 @@ import numpy as np
 from numpy.typing import NDArray
 
 
+def pair_codes(label_gt: NDArray[np.integer], label_pred: NDArray[np.integer], *, n_labels: int) -> NDArray[np.unsignedinteger]:
+    """The combined index `g * n_labels + p` of every voxel, in the smallest unsigned dtype."""
+    if label_gt.shape != label_pred.shape:
+        raise ValueError(f"label shapes differ: {label_gt.shape} vs {label_pred.shape}")
+    dtype = np.uint8 if n_labels * n_labels <= 256 else np.uint16 if n_labels * n_labels <= 65536 else np.uint32
+    combined = label_gt.astype(dtype, copy=True)
+    np.multiply(combined, n_labels, out=combined, casting="unsafe")
+    np.add(combined, label_pred, out=combined, casting="unsafe")
+    return combined  # type: ignore[return-value]
+
+
+def confusion_from_codes(codes: NDArray[np.unsignedinteger], *, n_labels: int) -> NDArray[np.int64]:
+    """C[g, p] from pair codes: one `np.bincount` pass, in chunks that stay in cache."""
+    flat = codes.reshape(-1)
+    counts = np.zeros(n_labels * n_labels, dtype=np.int64)
+    chunk = 1 << 20
+    for start in range(0, flat.size, chunk):
+        counts += np.bincount(flat[start : start + chunk], minlength=n_labels * n_labels)
+    return counts.reshape(n_labels, n_labels)
+
+
 def confusion_counts(label_gt: NDArray[np.integer], label_pred: NDArray[np.integer], *, n_labels: int) -> NDArray[np.int64]:
     """Voxel counts C[g, p] of ground-truth label g predicted as p, for labels 0..n_labels-1.
 
     One `np.bincount` over the combined index `g * n_labels + p`. Values outside
     0..n_labels-1 must have been rejected before (see harness.data checks).
     """
-    if label_gt.shape != label_pred.shape:
-        raise ValueError(f"label shapes differ: {label_gt.shape} vs {label_pred.shape}")
-    index_dtype = np.uint16 if n_labels * n_labels <= np.iinfo(np.uint16).max else np.int64
-    combined = label_gt.astype(index_dtype, copy=True)
-    np.multiply(combined, n_labels, out=combined, casting="unsafe")
-    np.add(combined, label_pred, out=combined, casting="unsafe")
-    counts = np.bincount(combined.ravel(), minlength=n_labels * n_labels)
-    return counts.reshape(n_labels, n_labels).astype(np.int64, copy=False)
+    return confusion_from_codes(pair_codes(label_gt, label_pred, n_labels=n_labels), n_labels=n_labels)
 
 
 def dice_from_counts(intersection: int, size_gt: int, size_pred: int) -> float:
