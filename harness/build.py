@@ -1,0 +1,237 @@
+"""Algorithm images without a registry: a local base image, a wheelhouse, cached builds.
+
+- `ensure_base_image`: `debootstrap` a minimal Debian root file system with Python 3, then
+  `docker import` it as `harness/base:<hash>`. Needs root and Debian's package mirror (or a local
+  mirror), never a container registry.
+- `ensure_wheelhouse`: `pip download` an algorithm's requirements (Linux x86_64 CPython 3.11 wheels)
+  on the host into `.cache/wheelhouse/<hash>/`; the image installs them with `--no-index`, so no
+  build step needs the network (builds run with `network_mode=none`).
+- `build_algorithm`: assembles a build context (Dockerfile, algorithm folder, wheels), tags the image
+  by the content hash of all three plus the base image, and reuses an existing image with that tag.
+
+Every Dockerfile takes its base as `ARG BASE`; where a registry exists the same file builds from a
+public Python image (`--base python:3.11-slim-bookworm`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from harness.errors import HarnessError
+from harness.spec import AlgorithmSpec
+
+BASE_REPOSITORY = "harness/base"
+BASE_SUITE = "bookworm"
+BASE_PACKAGES = ("python3", "python3-venv", "passwd")
+DEFAULT_MIRROR = "http://deb.debian.org/debian"
+# Wheels must match the Python of the base image (Debian bookworm: CPython 3.11, glibc 2.36).
+WHEEL_PLATFORMS = ("manylinux2014_x86_64", "manylinux_2_28_x86_64", "manylinux_2_17_x86_64")
+WHEEL_PYTHON = "3.11"
+IMAGE_PREFIX = "harness-"
+_TRIM = ("usr/share/doc", "usr/share/man", "usr/share/info", "usr/share/locale", "var/cache/apt/archives",
+         "var/lib/apt/lists")
+
+Progress = Callable[[str], None]
+
+
+class BuildError(HarnessError):
+    """An image could not be built; the algorithm is recorded as failed, the others go on."""
+
+
+@dataclass(frozen=True)
+class BuiltImage:
+    algorithm: str
+    tag: str
+    image_id: str  # sha256:... of the image configuration: the digest recorded with every run
+    cached: bool
+
+
+def _docker():  # type: ignore[no-untyped-def]
+    import docker  # imported lazily: scoring and ranking never need the Docker SDK
+
+    try:
+        client = docker.from_env()
+        client.ping()
+    except Exception as exc:  # any failure means "no engine reachable"
+        raise HarnessError(
+            f"Docker engine not reachable ({' '.join(str(exc).split())[:200]}); start it, or use --runner local"
+        ) from None
+    return client
+
+
+def docker_client():  # type: ignore[no-untyped-def]
+    """A connected Docker SDK client, or a HarnessError saying how to get one."""
+    return _docker()
+
+
+def base_tag(*, suite: str = BASE_SUITE, packages: tuple[str, ...] = BASE_PACKAGES) -> str:
+    recipe = f"{suite}|{','.join(sorted(packages))}|trim={','.join(_TRIM)}|uid"
+    return f"{BASE_REPOSITORY}:{suite}-{hashlib.sha256(recipe.encode()).hexdigest()[:12]}"
+
+
+def _image_exists(client, ref: str) -> str | None:  # type: ignore[no-untyped-def]
+    import docker
+
+    try:
+        return str(client.images.get(ref).id)
+    except docker.errors.ImageNotFound:
+        return None
+
+
+def ensure_base_image(
+    client=None,  # type: ignore[no-untyped-def]
+    *,
+    suite: str = BASE_SUITE,
+    mirror: str = DEFAULT_MIRROR,
+    progress: Progress | None = None,
+) -> str:
+    """The local base image's tag, made with debootstrap + docker import if it does not exist."""
+    client = client or _docker()
+    tag = base_tag(suite=suite)
+    if _image_exists(client, tag):
+        return tag
+    say = progress or (lambda _msg: None)
+    debootstrap = shutil.which("debootstrap") or ("/usr/sbin/debootstrap" if Path("/usr/sbin/debootstrap").exists() else None)
+    if debootstrap is None:
+        raise HarnessError("debootstrap not found; install it (apt-get install debootstrap) or pass --base with a "
+                           "Python 3.11 image that exists locally")
+    if os.geteuid() != 0:
+        raise HarnessError("making the base image needs root (debootstrap); run `sudo harness images base` once, "
+                           "or pass --base with a Python 3.11 image that exists locally")
+    with tempfile.TemporaryDirectory(prefix="harness-base-") as tmp:
+        rootfs = Path(tmp) / "rootfs"
+        say(f"debootstrap {suite} with {', '.join(BASE_PACKAGES)} (about a minute)")
+        cmd = [debootstrap, "--variant=minbase", f"--include={','.join(BASE_PACKAGES)}", suite, str(rootfs), mirror]
+        done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            tail = " ".join(done.stdout.splitlines()[-3:] + done.stderr.splitlines()[-3:])
+            raise HarnessError(f"debootstrap failed (exit {done.returncode}): {tail[:300]}; check the mirror {mirror}")
+        for rel in _TRIM:
+            target = rootfs / rel
+            if target.is_dir():
+                shutil.rmtree(target)
+                target.mkdir(parents=True)
+        tarball = Path(tmp) / "rootfs.tar"
+        subprocess.run(["tar", "-C", str(rootfs), "--numeric-owner", "-cf", str(tarball), "."], check=True)
+        say(f"docker import as {tag}")
+        repository, _, version = tag.partition(":")
+        client.api.import_image_from_file(
+            str(tarball), repository=repository, tag=version, changes=["ENV LANG=C.UTF-8", 'CMD ["/bin/bash"]'],
+        )
+    if not _image_exists(client, tag):
+        raise HarnessError(f"docker import did not create {tag}; check `docker images`")
+    return tag
+
+
+def requirements_of(spec: AlgorithmSpec) -> Path | None:
+    path = spec.directory / "requirements.txt"
+    return path if path.is_file() else None
+
+
+def ensure_wheelhouse(requirements: Path, cache_dir: Path, *, progress: Progress | None = None) -> Path:
+    """Linux CPython 3.11 wheels for `requirements`, downloaded once into a folder keyed by its hash."""
+    digest = hashlib.sha256(requirements.read_bytes()).hexdigest()[:16]
+    dest = cache_dir / digest
+    stamp = dest / ".complete"
+    if stamp.exists():
+        return dest
+    dest.mkdir(parents=True, exist_ok=True)
+    if progress:
+        progress(f"pip download {requirements} -> {dest}")
+    cmd = [sys.executable, "-m", "pip", "download", "--quiet", "--disable-pip-version-check", "--only-binary=:all:",
+           "--python-version", WHEEL_PYTHON, "--implementation", "cp", "--dest", str(dest), "-r", str(requirements)]
+    for platform in WHEEL_PLATFORMS:
+        cmd += ["--platform", platform]
+    done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        last = " ".join((done.stderr or done.stdout).strip().splitlines()[-1:])
+        raise BuildError(
+            f"{requirements}: pip download failed ({last[:300]}); on an air-gapped host copy a wheelhouse made "
+            f"elsewhere into {dest} and create {stamp.name} in it"
+        )
+    stamp.touch()
+    return dest
+
+
+def _tree_digest(root: Path, hasher: hashlib._Hash, *, prefix: str) -> None:
+    for path in sorted(p for p in root.rglob("*") if p.is_file() and "__pycache__" not in p.parts):
+        hasher.update(f"{prefix}/{path.relative_to(root).as_posix()}\0".encode())
+        hasher.update(path.read_bytes())
+
+
+def content_tag(spec: AlgorithmSpec, base_id: str, wheels: Path | None) -> str:
+    """Image tag from the Dockerfile, the algorithm folder, the wheels and the base image."""
+    hasher = hashlib.sha256()
+    hasher.update(spec.dockerfile.read_bytes())
+    hasher.update(base_id.encode())
+    _tree_digest(spec.directory, hasher, prefix="algorithm")
+    if wheels is not None:
+        for wheel in sorted(wheels.glob("*.whl")):
+            hasher.update(f"{wheel.name}:{wheel.stat().st_size}\0".encode())
+    return f"{IMAGE_PREFIX}{spec.name}:{hasher.hexdigest()[:16]}"
+
+
+def build_algorithm(
+    spec: AlgorithmSpec,
+    *,
+    base: str,
+    wheel_cache: Path,
+    client=None,  # type: ignore[no-untyped-def]
+    progress: Progress | None = None,
+    force: bool = False,
+) -> BuiltImage:
+    """Build (or reuse) the image of one algorithm; raises BuildError with the failing step."""
+    client = client or _docker()
+    base_id = _image_exists(client, base)
+    if base_id is None:
+        raise BuildError(f"base image {base} does not exist; run `harness images base` or pass --base with a local image")
+    requirements = requirements_of(spec)
+    wheels = ensure_wheelhouse(requirements, wheel_cache, progress=progress) if requirements else None
+    tag = content_tag(spec, base_id, wheels)
+    existing = _image_exists(client, tag)
+    if existing and not force:
+        return BuiltImage(spec.name, tag, existing, cached=True)
+    with tempfile.TemporaryDirectory(prefix=f"harness-build-{spec.name}-") as tmp:
+        context = Path(tmp)
+        shutil.copy2(spec.dockerfile, context / "Dockerfile")
+        shutil.copytree(spec.directory, context / "algorithm", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+        (context / "wheels").mkdir()
+        if wheels is not None:
+            for wheel in wheels.glob("*.whl"):
+                os.link(wheel, context / "wheels" / wheel.name) if _same_fs(wheel, context) else shutil.copy2(
+                    wheel, context / "wheels" / wheel.name)
+        if progress:
+            progress(f"building {tag}")
+        log: list[str] = []
+        try:
+            for chunk in client.api.build(path=str(context), dockerfile="Dockerfile", tag=tag, buildargs={"BASE": base},
+                                          rm=True, forcerm=True, decode=True, network_mode="none", pull=False):
+                if "error" in chunk:
+                    detail = chunk.get("errorDetail", {}).get("message", chunk["error"])
+                    raise BuildError(f"{spec.dockerfile}: build of {spec.name} failed: {' '.join(detail.split())[:400]}; "
+                                     "fix the Dockerfile (last output: " + " | ".join(log[-3:])[:300] + ")")
+                if "stream" in chunk and chunk["stream"].strip():
+                    log.append(chunk["stream"].strip())
+        except BuildError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - API errors of any kind fail this build only
+            raise BuildError(f"{spec.dockerfile}: build of {spec.name} failed: {' '.join(str(exc).split())[:400]}") from None
+    image_id = _image_exists(client, tag)
+    if image_id is None:
+        raise BuildError(f"{spec.dockerfile}: build of {spec.name} produced no image {tag}")
+    return BuiltImage(spec.name, tag, image_id, cached=False)
+
+
+def _same_fs(a: Path, b: Path) -> bool:
+    try:
+        return a.stat().st_dev == b.stat().st_dev
+    except OSError:
+        return False

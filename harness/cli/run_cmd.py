@@ -1,0 +1,123 @@
+"""`harness images base`, `harness build` and `harness run`: images and runs of algorithms."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import click
+import pandas as pd
+
+from harness.errors import ExitStatus
+from harness.models import OrganScore
+from harness.pipeline import RunSettings, default_cache_dir, ensure_default_data, run_all
+from harness.runner.base import RunOutcome, RunStatus
+from harness.spec import discover_algorithms
+from harness.store import Store
+
+
+def _say(message: str) -> None:
+    click.echo(f"harness: {message}", err=True)
+
+
+@click.group()
+def images() -> None:
+    """Base images for algorithm builds, made locally (no registry needed)."""
+
+
+@images.command("base")
+def images_base() -> int:
+    """Make the local base image: debootstrap a minimal Debian with Python 3, docker import.
+
+    Needs root and Debian's package mirror, never a container registry. The image is
+    tagged harness/base:<suite>-<hash>; an existing one is reused.
+    """
+    from harness.build import ensure_base_image
+
+    click.echo(ensure_base_image(progress=_say))
+    return ExitStatus.OK
+
+
+@click.command()
+@click.argument("algorithms_dir", type=click.Path(path_type=Path), default="algorithms")
+@click.option("--base", default=None, help="Base image to build from (default: the local debootstrap image, made if missing).")
+@click.option("--force", is_flag=True, help="Rebuild even when an image with the same content hash exists.")
+def build(algorithms_dir: Path, base: str | None, force: bool) -> int:
+    """Build every algorithm's image, reusing unchanged ones (tagged by content hash).
+
+    Python packages come from a wheelhouse that pip downloads on the host
+    (~/.cache/harness/wheelhouse, or $HARNESS_CACHE); builds use no network.
+    """
+    from harness.build import BuildError, build_algorithm, docker_client, ensure_base_image
+
+    specs, errors = discover_algorithms(algorithms_dir, repo_root=algorithms_dir.resolve().parent)
+    for error in errors:
+        click.echo(f"harness: error: {error}", err=True)
+    client = docker_client()
+    base_image = base or ensure_base_image(client, progress=_say)
+    failed = len(errors)
+    for spec in specs:
+        try:
+            image = build_algorithm(spec, base=base_image, wheel_cache=default_cache_dir() / "wheelhouse", client=client,
+                                    progress=_say, force=force)
+            click.echo(f"{spec.name:<24} {image.tag:<48} {image.image_id[:19]} {'cached' if image.cached else 'built'}")
+        except BuildError as exc:
+            failed += 1
+            click.echo(f"harness: error: {exc}", err=True)
+    return ExitStatus.PARTIAL if failed else ExitStatus.OK
+
+
+@click.command()
+@click.argument("algorithms_dir", type=click.Path(path_type=Path), default="algorithms")
+@click.option("--data", "data_dir", type=click.Path(path_type=Path), default=None,
+              help="Data set (FLARE layout). Default: 10 synthetic phantom cases, made once and cached.")
+@click.option("--results", "results_dir", type=click.Path(path_type=Path), default=Path("results"), show_default=True,
+              help="Results folder: store.sqlite, runs/<alg>/<case>/ outputs and logs.")
+@click.option("--runner", type=click.Choice(["docker", "local"]), default="docker", show_default=True,
+              help="docker: one sandboxed container per case; local: the manifest's [local] command, no sandbox.")
+@click.option("--rerun", is_flag=True, help="Run every case again, even those already in the store.")
+@click.option("--base", default=None, help="Base image for builds (default: the local debootstrap image).")
+def run(algorithms_dir: Path, data_dir: Path | None, results_dir: Path, runner: str, rerun: bool, base: str | None) -> int:
+    """Build, run every segmenter on every case, score, store, summarise.
+
+    \b
+    One container per case, one at a time. Each case is stored as soon as it ends, so an
+    interrupted run loses nothing and the next `harness run` resumes where it stopped
+    (unchanged results are reused; --rerun forces). Statuses: ok, timeout, crashed, oom,
+    invalid_output, output_too_large, build_failed, runner_error.
+    Exit status 0 when every run was ok, 3 (partial) otherwise.
+    """
+    cache = default_cache_dir()
+    if data_dir is None:
+        data_dir = ensure_default_data(cache, say=_say)
+    settings = RunSettings(algorithms_dir=algorithms_dir, data_dir=data_dir, results_dir=results_dir, runner=runner, rerun=rerun,
+                           base=base, cache_dir=cache, repo_root=algorithms_dir.resolve().parent)
+
+    def on_result(algorithm: str, case_id: str, outcome: RunOutcome, scores: list[OrganScore]) -> None:
+        dsc = [s.dsc for s in scores if not math.isnan(s.dsc)]
+        detail = f"DSC {sum(dsc) / len(dsc):.3f}" if dsc else outcome.message
+        mark = "ok " if outcome.status == RunStatus.OK else "ERR"
+        click.echo(f"{mark} {algorithm:<20} {case_id:<16} {outcome.status:<16} {outcome.elapsed_s:7.1f} s  {detail}", err=True)
+
+    summary = run_all(settings, say=_say, on_result=on_result)
+    for problem in summary.problems:
+        click.echo(f"harness: error: {problem}", err=True)
+    with Store.open(results_dir, lock=False, create=False) as store:
+        click.echo(format_summary(store.runs(), store.scores()))
+    click.echo(f"{summary.executed} runs executed, {summary.reused} reused from the store, {summary.failed} failed; "
+               f"results in {results_dir}")
+    return ExitStatus.PARTIAL if summary.partial else ExitStatus.OK
+
+
+def format_summary(runs: pd.DataFrame, scores: pd.DataFrame) -> str:
+    """Per algorithm: cases ok / total, mean DSC and NSD over organs and cases, mean time."""
+    if runs.empty:
+        return "no runs in the store"
+    lines = [f"{'algorithm':<22}{'ok':>8}{'DSC':>9}{'NSD':>9}{'time s':>9}  failures"]
+    for algorithm, group in runs.groupby("algorithm"):
+        ok = group[group.status == "ok"]
+        sc = scores[(scores.algorithm == algorithm) & (scores.status == "ok")]
+        failures = ", ".join(f"{status} {count}" for status, count in group[group.status != "ok"].status.value_counts().items())
+        lines.append(f"{algorithm!s:<22}{len(ok):>4}/{len(group):<3}{sc.dsc.mean():>9.4f}{sc.nsd.mean():>9.4f}"
+                     f"{ok.elapsed_s.mean():>9.2f}  {failures or '-'}")
+    return "\n".join(lines)

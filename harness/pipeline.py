@@ -1,0 +1,253 @@
+"""`harness run`: build, run every segmenter on every case (one at a time), check, score, store.
+
+The stages stay separate: images come from `harness.build`, runs from a runner, outputs are checked
+by `harness.runner.outputs`, scored by `harness.metrics`, and recorded in the store as each case
+finishes. A failing algorithm or case is a record with its status; the run goes on.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from harness.build import BuildError, BuiltImage, build_algorithm, ensure_base_image
+from harness.data.dataset import discover
+from harness.data.nifti import read_label
+from harness.errors import CaseError, DataError, SpecError
+from harness.host import host_info
+from harness.metrics.case import score_case
+from harness.models import Case, OrganScore
+from harness.profiles import load_profile
+from harness.runner.base import Runner, RunOutcome, RunRequest, RunStatus
+from harness.runner.outputs import PROBABILITY_DIR, InvalidOutput, validate_outputs
+from harness.spec import AlgorithmSpec, discover_algorithms
+from harness.store import Provenance, RunRecord, Store
+
+Say = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    algorithms_dir: Path
+    data_dir: Path
+    results_dir: Path
+    runner: str = "docker"  # docker | local
+    rerun: bool = False
+    base: str | None = None  # image to build from; None: the local debootstrap base
+    cache_dir: Path = Path(".cache/harness")
+    repo_root: Path | None = None
+
+
+@dataclass
+class RunSummary:
+    executed: int = 0
+    reused: int = 0
+    failed: int = 0
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def partial(self) -> bool:
+        return self.failed > 0 or bool(self.problems)
+
+
+def default_cache_dir() -> Path:
+    return Path(os.environ.get("HARNESS_CACHE", Path.home() / ".cache" / "harness"))
+
+
+def case_digest(case: Case) -> str:
+    """sha256 over the case's image and label bytes: a changed case invalidates its results."""
+    hasher = hashlib.sha256(case.case_id.encode())
+    for path in (case.image, case.label):
+        hasher.update(b"\0")
+        if path is not None:
+            with path.open("rb") as stream:
+                for block in iter(lambda: stream.read(1 << 20), b""):
+                    hasher.update(block)
+    return hasher.hexdigest()
+
+
+def local_digest(spec: AlgorithmSpec) -> str:
+    """The local runner's stand-in for an image digest: the algorithm folder's content."""
+    hasher = hashlib.sha256()
+    for path in sorted(p for p in spec.directory.rglob("*") if p.is_file() and "__pycache__" not in p.parts):
+        hasher.update(path.relative_to(spec.directory).as_posix().encode() + b"\0" + path.read_bytes())
+    return "local:" + hasher.hexdigest()
+
+
+def _provenance(spec: AlgorithmSpec, digest: str, case_sha: str, runner: str) -> Provenance:
+    info = host_info()
+    return Provenance(image_digest=digest, manifest_sha256=spec.manifest_sha256, case_sha256=case_sha,
+                      profile=spec.profile, runner=runner, host=info.host, cpu=info.cpu, gpu=info.gpu, driver=info.driver)
+
+
+def score_run(spec: AlgorithmSpec, case: Case, label_map: Path) -> list[OrganScore]:
+    """Scores of an accepted label map against the case's ground truth (none without one)."""
+    if case.label is None:
+        return []
+    profile = load_profile(spec.profile)
+    gt, grid = read_label(case.label)
+    pred, _ = read_label(label_map)
+    return score_case(gt, pred, grid.spacing_mm, profile, case_id=case.case_id, threads=os.cpu_count() or 1)
+
+
+def execute_case(runner: Runner, spec: AlgorithmSpec, case: Case, *, image: str | None, work_dir: Path,
+                 keep_dir: Path) -> tuple[RunOutcome, list[OrganScore]]:
+    """One run in a fresh input/output pair; accepted outputs are moved to `keep_dir`."""
+    assert case.image is not None
+    run_dir = Path(tempfile.mkdtemp(prefix=f"{spec.name}-{case.case_id}-", dir=work_dir))
+    try:
+        input_dir, output_dir = run_dir / "input", run_dir / "output"
+        input_dir.mkdir()
+        output_dir.mkdir()
+        staged = input_dir / case.image.name
+        try:
+            os.link(case.image, staged)
+        except OSError:
+            shutil.copy2(case.image, staged)
+        staged.chmod(0o644)
+        outcome = runner.run(RunRequest(spec=spec, case_id=case.case_id, input_dir=input_dir, output_dir=output_dir, image=image))
+        scores: list[OrganScore] = []
+        if outcome.status == RunStatus.OK:
+            try:
+                accepted = validate_outputs(output_dir, case_id=case.case_id, image=case.image,
+                                            profile=load_profile(spec.profile), probabilities=spec.writes_probabilities)
+                scores = score_run(spec, case, accepted.label)
+            except InvalidOutput as exc:
+                outcome = _with_status(outcome, RunStatus.INVALID_OUTPUT, str(exc))
+            except CaseError as exc:
+                outcome = _with_status(outcome, RunStatus.INVALID_OUTPUT, str(exc))
+        _keep(output_dir, keep_dir, outcome)
+        return outcome, scores
+    finally:
+        shutil.rmtree(run_dir, ignore_errors=True)
+
+
+def _with_status(outcome: RunOutcome, status: RunStatus, message: str) -> RunOutcome:
+    from dataclasses import replace
+
+    return replace(outcome, status=status, message=message)
+
+
+def _keep(output_dir: Path, keep_dir: Path, outcome: RunOutcome) -> None:
+    """Keep the accepted label map and probabilities (regular files only) and the log."""
+    if keep_dir.exists():
+        shutil.rmtree(keep_dir)
+    keep_dir.mkdir(parents=True)
+    (keep_dir / "log.txt").write_text(outcome.log_tail, encoding="utf-8")
+    if outcome.status != RunStatus.OK:
+        return
+    for path in output_dir.glob("*.nii.gz"):
+        if path.is_file() and not path.is_symlink():
+            shutil.move(str(path), keep_dir / path.name)
+    probs = output_dir / PROBABILITY_DIR
+    if probs.is_dir() and not probs.is_symlink():
+        (keep_dir / PROBABILITY_DIR).mkdir()
+        for path in probs.glob("*.nii.gz"):
+            if path.is_file() and not path.is_symlink():
+                shutil.move(str(path), keep_dir / PROBABILITY_DIR / path.name)
+
+
+def make_runner(kind: str) -> Runner:
+    if kind == "docker":
+        from harness.runner.docker_runner import DockerRunner
+
+        return DockerRunner(gpu_ids=host_info().gpu_ids)
+    if kind == "local":
+        from harness.runner.local_runner import LocalRunner
+
+        return LocalRunner()
+    raise SpecError(f"--runner {kind!r}; use docker or local")
+
+
+def build_images(specs: list[AlgorithmSpec], settings: RunSettings, say: Say) -> tuple[dict[str, BuiltImage], dict[str, str]]:
+    """Images by algorithm name, and the build failures (name -> one-line message)."""
+    from harness.build import docker_client
+
+    client = docker_client()
+    base = settings.base or ensure_base_image(client, progress=say)
+    built: dict[str, BuiltImage] = {}
+    failed: dict[str, str] = {}
+    for spec in specs:
+        try:
+            image = build_algorithm(spec, base=base, wheel_cache=settings.cache_dir / "wheelhouse", client=client, progress=say)
+            built[spec.name] = image
+            say(f"image {image.tag} {'(cached)' if image.cached else 'built'} {image.image_id[:19]}")
+        except BuildError as exc:
+            failed[spec.name] = str(exc)
+    return built, failed
+
+
+def run_all(settings: RunSettings, *, say: Say, on_result: Callable[[str, str, RunOutcome, list[OrganScore]], None]) -> RunSummary:
+    """The whole `harness run`: returns what happened; every outcome is in the store."""
+    summary = RunSummary()
+    specs, spec_errors = discover_algorithms(settings.algorithms_dir, repo_root=settings.repo_root)
+    summary.problems.extend(str(e) for e in spec_errors)
+    segmenters = [s for s in specs if s.kind == "segmenter"]
+    if not segmenters:
+        raise SpecError(f"{settings.algorithms_dir}: no valid segmenter manifest; fix the errors above")
+    dataset, data_problems = discover(settings.data_dir)
+    summary.problems.extend(p.message for p in data_problems)
+    cases = [c for c in dataset.cases if c.image is not None]
+    if not cases:
+        raise DataError(f"{settings.data_dir}: no images (imagesTr/<case>_0000.nii.gz); nothing to run")
+
+    images: dict[str, BuiltImage] = {}
+    build_failures: dict[str, str] = {}
+    if settings.runner == "docker":
+        images, build_failures = build_images(segmenters, settings, say)
+    runner = make_runner(settings.runner)
+    work_dir = settings.results_dir / ".work"
+    with Store.open(settings.results_dir) as store:
+        work_dir.mkdir(parents=True, exist_ok=True)
+        stored = store.valid_keys()
+        for spec in segmenters:
+            if spec.name in build_failures:
+                summary.problems.append(build_failures[spec.name])
+            digest = images[spec.name].image_id if spec.name in images else (
+                local_digest(spec) if settings.runner == "local" else "")
+            for case in cases:
+                prov = _provenance(spec, digest, case_digest(case), settings.runner)
+                if not settings.rerun and stored.get((spec.name, case.case_id)) == prov.key() and spec.name not in build_failures:
+                    summary.reused += 1
+                    continue
+                if spec.name in build_failures:
+                    outcome = RunOutcome(RunStatus.BUILD_FAILED, None, math.nan, 0.0, 0.0, 0.0,
+                                         message=build_failures[spec.name])
+                    scores: list[OrganScore] = []
+                else:
+                    image = images[spec.name].tag if spec.name in images else None
+                    outcome, scores = execute_case(runner, spec, case, image=image, work_dir=work_dir,
+                                                   keep_dir=store.run_dir(spec.name, case.case_id))
+                record = RunRecord(
+                    algorithm=spec.name, case_id=case.case_id, kind=spec.kind, status=str(outcome.status),
+                    exit_code=outcome.exit_code, message=outcome.message, elapsed_s=outcome.elapsed_s, wall_s=outcome.wall_s,
+                    started_at=outcome.started_at, ended_at=outcome.ended_at, log_tail=outcome.log_tail, provenance=prov,
+                )
+                store.record(record, scores)
+                summary.executed += 1
+                if outcome.status != RunStatus.OK:
+                    summary.failed += 1
+                on_result(spec.name, case.case_id, outcome, scores)
+        shutil.rmtree(work_dir, ignore_errors=True)
+    return summary
+
+
+def ensure_default_data(cache_dir: Path, *, cases: int = 10, seed: int = 0, size: str = "small", say: Say) -> Path:
+    """The default phantom data set, synthesised once into the cache."""
+    from harness.data.synth import write_dataset
+
+    target = cache_dir / "data" / f"phantom-seed{seed}-n{cases}-{size}"
+    stamp = target / ".complete"
+    if stamp.exists():
+        return target
+    say(f"synthesising the default data set ({cases} {size} phantom cases, seed {seed}) into {target}")
+    write_dataset(target, cases=cases, seed=seed, size=size)
+    stamp.touch()
+    return target
+

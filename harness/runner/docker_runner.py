@@ -1,0 +1,179 @@
+"""Run one case in a fresh, locked-down container (grand-challenge.org's sandbox, plus limits).
+
+Each run: `network_mode=none`, read-only root file system, tmpfs `/tmp` of bounded size,
+`/input` read-only, a per-run `/output`, a non-root user, every capability dropped,
+`no-new-privileges`, a pids limit, memory = memory + swap, a shared-memory size, `--init`, bounded
+json-file logs, the GPU only when the host has one and the manifest asks for it, and a time limit
+after which the container is killed and the run recorded as `timeout`.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+from harness.runner.base import RunOutcome, RunRequest, RunStatus, tail_text
+
+POLL_S = 0.05
+LOG_LIMIT_BYTES = 64 * 1024
+# A container runs as the invoking user (MedPerf's choice) or, when harness runs as root, as this
+# unprivileged id, which owns nothing on the host.
+SANDBOX_UID = 10001
+
+
+def sandbox_user() -> tuple[int, int]:
+    uid, gid = os.getuid(), os.getgid()
+    return (uid, gid) if uid != 0 else (SANDBOX_UID, SANDBOX_UID)
+
+
+def directory_bytes(root: Path) -> int:
+    """Disk use of a folder tree, counting allocated blocks (a sparse file counts what it uses),
+    never following symbolic links."""
+    total = 0
+    stack = [root]
+    while stack:
+        try:
+            with os.scandir(stack.pop()) as entries:
+                for entry in entries:
+                    st = entry.stat(follow_symlinks=False)
+                    total += max(st.st_blocks * 512, 0)
+                    if entry.is_dir(follow_symlinks=False):
+                        stack.append(Path(entry.path))
+        except OSError:
+            continue
+    return total
+
+
+class DockerRunner:
+    name = "docker"
+
+    def __init__(self, client=None, *, gpu_ids: tuple[str, ...] = (), log_limit_bytes: int = LOG_LIMIT_BYTES,  # type: ignore[no-untyped-def]
+                 on_start: Callable[[object], None] | None = None, on_exit: Callable[[object], None] | None = None) -> None:
+        from harness.build import docker_client
+
+        self.client = client or docker_client()
+        self.gpu_ids = gpu_ids
+        self.log_limit_bytes = log_limit_bytes
+        self.on_start = on_start
+        self.on_exit = on_exit
+
+    def container_kwargs(self, request: RunRequest) -> dict[str, object]:
+        from docker.types import DeviceRequest, LogConfig
+
+        res = request.spec.resources
+        uid, gid = sandbox_user()
+        kwargs: dict[str, object] = {
+            "image": request.image,
+            "name": f"harness-{request.spec.name}-{request.case_id}-{uuid.uuid4().hex[:8]}"[:128],
+            "detach": True,
+            "network_mode": "none",
+            "read_only": True,
+            "tmpfs": {"/tmp": f"rw,nosuid,nodev,size={res.tmp_bytes},mode=1777"},
+            "volumes": {
+                str(request.input_dir.resolve()): {"bind": "/input", "mode": "ro"},
+                str(request.output_dir.resolve()): {"bind": "/output", "mode": "rw"},
+            },
+            "user": f"{uid}:{gid}",
+            "cap_drop": ["ALL"],
+            "security_opt": ["no-new-privileges"],
+            "pids_limit": res.pids,
+            "mem_limit": res.memory_bytes,
+            "memswap_limit": res.memory_bytes,
+            "shm_size": res.shm_bytes,
+            "init": True,
+            "log_config": LogConfig(type="json-file", config={"max-size": "1m", "max-file": "1"}),
+            "labels": {"harness.algorithm": request.spec.name, "harness.case": request.case_id},
+            "environment": {"HARNESS_CASE": request.case_id, "HOME": "/tmp"},
+        }
+        if self.gpu_ids and request.spec.gpu != "none":
+            kwargs["device_requests"] = [DeviceRequest(device_ids=list(self.gpu_ids), capabilities=[["gpu"]])]
+        return kwargs
+
+    def run(self, request: RunRequest) -> RunOutcome:
+        import docker
+
+        res = request.spec.resources
+        wall0 = time.monotonic()
+        started_at = time.time()
+        uid, _ = sandbox_user()
+        for folder, mode in ((request.input_dir, 0o755), (request.output_dir, 0o777 if uid == SANDBOX_UID else 0o755)):
+            folder.chmod(mode)
+        if request.spec.gpu == "required" and not self.gpu_ids:
+            return RunOutcome(RunStatus.RUNNER_ERROR, None, 0.0, 0.0, started_at, time.time(),
+                              message=f"{request.spec.manifest}: gpu = \"required\" but this host has no GPU; run it on a GPU host")
+        try:
+            container = self.client.containers.create(**self.container_kwargs(request))
+        except docker.errors.APIError as exc:
+            return RunOutcome(RunStatus.RUNNER_ERROR, None, 0.0, time.monotonic() - wall0, started_at, time.time(),
+                              message=f"docker could not create the container: {' '.join(str(exc).split())[:300]}")
+        status: RunStatus | None = None
+        message = ""
+        try:
+            container.start()
+            start = time.monotonic()
+            if self.on_start:
+                self.on_start(container)
+            next_size_check = start
+            while True:
+                container.reload()
+                if container.status in ("exited", "dead"):
+                    break
+                now = time.monotonic()
+                if now - start > res.time_limit_s:
+                    container.kill()
+                    status, message = RunStatus.TIMEOUT, f"killed at the time limit of {res.time_limit_s:g} s"
+                    break
+                if now >= next_size_check:
+                    next_size_check = now + 0.25
+                    used = directory_bytes(request.output_dir)
+                    if used > res.output_bytes:
+                        container.kill()
+                        status = RunStatus.OUTPUT_TOO_LARGE
+                        message = f"/output grew to {used / 1e6:.0f} MB, over the limit of {res.output_bytes / 1e6:.0f} MB; killed"
+                        break
+                time.sleep(POLL_S)
+            result = container.wait(timeout=30)
+            if self.on_exit:
+                self.on_exit(container)
+            container.reload()
+            state = container.attrs["State"]
+            exit_code = int(result.get("StatusCode", state.get("ExitCode", -1)))
+            elapsed = _docker_elapsed(state) or (time.monotonic() - start)
+            if status is None:
+                if state.get("OOMKilled"):
+                    status, message = RunStatus.OOM, f"killed by the out-of-memory killer at {res.memory_bytes / 2**20:.0f} MiB"
+                elif exit_code != 0:
+                    status, message = RunStatus.CRASHED, f"exited with code {exit_code}"
+                else:
+                    status = RunStatus.OK
+            logs = container.logs(stdout=True, stderr=True, tail=2000)
+            return RunOutcome(status, exit_code, elapsed, time.monotonic() - wall0, started_at, time.time(),
+                              log_tail=tail_text(logs, self.log_limit_bytes), message=message)
+        except docker.errors.APIError as exc:
+            return RunOutcome(RunStatus.RUNNER_ERROR, None, 0.0, time.monotonic() - wall0, started_at, time.time(),
+                              message=f"docker failed during the run: {' '.join(str(exc).split())[:300]}")
+        finally:
+            try:
+                container.remove(force=True)
+            except docker.errors.APIError:
+                pass
+
+
+def _docker_elapsed(state: dict[str, object]) -> float | None:
+    """Run time from the daemon's own StartedAt / FinishedAt (RFC 3339, nanoseconds)."""
+    from datetime import datetime
+
+    def parse(stamp: object) -> float | None:
+        if not isinstance(stamp, str) or stamp.startswith("0001-"):
+            return None
+        head, _, frac = stamp.rstrip("Z").partition(".")
+        base = datetime.fromisoformat(head + "+00:00").timestamp()
+        return base + (float("0." + frac) if frac else 0.0)
+
+    start, end = parse(state.get("StartedAt")), parse(state.get("FinishedAt"))
+    if start is None or end is None or end < start:
+        return None
+    return end - start

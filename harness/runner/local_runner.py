@@ -1,0 +1,109 @@
+"""Run one case as a local process: the same contract as the container, for hosts without Docker
+(HPC clusters, GPU hosts where Docker is not allowed).
+
+The manifest's `[local] command` is started in the algorithm's folder with `{input}`, `{output}`
+and `{python}` replaced, in its own session (so a time-out kills the whole process tree), with a
+scrubbed environment and `TMPDIR` pointing at a fresh per-run folder. It is not a sandbox: no
+network, memory or file-system isolation; use it only for trusted algorithms.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+
+from harness.runner.base import RunOutcome, RunRequest, RunStatus, tail_text
+from harness.runner.docker_runner import LOG_LIMIT_BYTES, POLL_S, directory_bytes
+
+_PASS_ENV = ("PATH", "LANG", "LC_ALL", "CUDA_VISIBLE_DEVICES", "NVIDIA_VISIBLE_DEVICES", "LD_LIBRARY_PATH", "HOME")
+
+
+class LocalRunner:
+    name = "local"
+
+    def __init__(self, *, python: str = sys.executable, log_limit_bytes: int = LOG_LIMIT_BYTES,
+                 on_start: Callable[[subprocess.Popen[bytes]], None] | None = None,
+                 on_exit: Callable[[subprocess.Popen[bytes]], None] | None = None) -> None:
+        self.python = python
+        self.log_limit_bytes = log_limit_bytes
+        self.on_start = on_start
+        self.on_exit = on_exit
+
+    def command(self, request: RunRequest) -> list[str]:
+        template = request.spec.local_command
+        if template is None:
+            raise ValueError(f"{request.spec.manifest}: no [local] command")
+        values = {"python": self.python, "input": str(request.input_dir.resolve()), "output": str(request.output_dir.resolve())}
+        return [part.format(**values) for part in template]
+
+    def run(self, request: RunRequest) -> RunOutcome:
+        res = request.spec.resources
+        started_at = time.time()
+        wall0 = time.monotonic()
+        if request.spec.local_command is None:
+            return RunOutcome(RunStatus.RUNNER_ERROR, None, 0.0, 0.0, started_at, time.time(),
+                              message=f"{request.spec.manifest}: no [local] command; add one to run it without Docker")
+        with tempfile.TemporaryDirectory(prefix="harness-local-tmp-") as tmp, \
+                tempfile.TemporaryFile() as log:
+            env = {k: os.environ[k] for k in _PASS_ENV if k in os.environ}
+            env.update({"TMPDIR": tmp, "HARNESS_CASE": request.case_id, "PYTHONUNBUFFERED": "1"})
+            try:
+                proc = subprocess.Popen(self.command(request), cwd=request.spec.directory, env=env, stdin=subprocess.DEVNULL,
+                                        stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+            except OSError as exc:
+                return RunOutcome(RunStatus.CRASHED, None, 0.0, time.monotonic() - wall0, started_at, time.time(),
+                                  message=f"{request.spec.manifest}: cannot start the local command ({exc.strerror})")
+            start = time.monotonic()
+            if self.on_start:
+                self.on_start(proc)
+            status: RunStatus | None = None
+            message = ""
+            next_size_check = start
+            while proc.poll() is None:
+                now = time.monotonic()
+                if now - start > res.time_limit_s:
+                    _kill_group(proc)
+                    status, message = RunStatus.TIMEOUT, f"killed at the time limit of {res.time_limit_s:g} s"
+                    break
+                if now >= next_size_check:
+                    next_size_check = now + 0.25
+                    used = directory_bytes(request.output_dir)
+                    if used > res.output_bytes:
+                        _kill_group(proc)
+                        status = RunStatus.OUTPUT_TOO_LARGE
+                        message = f"output grew to {used / 1e6:.0f} MB, over the limit of {res.output_bytes / 1e6:.0f} MB; killed"
+                        break
+                time.sleep(POLL_S)
+            proc.wait()
+            elapsed = time.monotonic() - start
+            if self.on_exit:
+                self.on_exit(proc)
+            _kill_group(proc)  # leftovers of a process that exited but left children behind
+            exit_code = proc.returncode
+            if status is None:
+                if exit_code == -signal.SIGKILL:
+                    status, message = RunStatus.OOM, "killed by SIGKILL (out of memory, most likely)"
+                elif exit_code != 0:
+                    status, message = RunStatus.CRASHED, f"exited with code {exit_code}"
+                else:
+                    status = RunStatus.OK
+            log.seek(0, os.SEEK_END)
+            size = log.tell()
+            log.seek(max(0, size - self.log_limit_bytes))
+            tail = log.read()
+            text = tail_text(tail, self.log_limit_bytes) if size <= self.log_limit_bytes else "[... log cut ...]\n" + tail.decode(
+                "utf-8", errors="replace")
+        return RunOutcome(status, exit_code, elapsed, time.monotonic() - wall0, started_at, time.time(),
+                          log_tail=text, message=message)
+
+
+def _kill_group(proc: subprocess.Popen[bytes]) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass

@@ -1,0 +1,203 @@
+"""Algorithm manifests: `algorithms/<name>/algorithm.toml`, validated on load, never imported.
+
+    name = "classical"                      # [a-z0-9][a-z0-9-]*, also the image name
+    version = "0.1.0"
+    kind = "segmenter"                      # segmenter | annotator
+    dockerfile = "dockerfiles/classical.Dockerfile"   # relative to the repository root
+    profile = "flare22"                     # label profile of its outputs
+    writes_probabilities = true
+    gpu = "none"                            # none | optional | required
+
+    [resources]
+    memory = "4g"                           # memory = memory + swap limit
+    shm = "256m"                            # /dev/shm size
+    tmp = "1g"                              # size of the tmpfs on /tmp
+    output = "2g"                           # the run is killed when /output grows past this
+    time_limit_s = 600                      # killed and recorded as `timeout` after this
+    pids = 256                              # process/thread limit
+
+    [local]                                 # optional: how the local runner starts it
+    command = ["{python}", "predict.py", "{input}", "{output}"]
+
+A problem is a `SpecError` naming the file, the key, the bad value and the fix.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from harness.errors import SpecError
+
+KINDS = ("segmenter", "annotator")
+GPU_MODES = ("none", "optional", "required")
+NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+SIZE = re.compile(r"^(\d+(?:\.\d+)?)\s*([kmgt]?)b?$", re.IGNORECASE)
+_UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
+_TOP_KEYS = {"name", "version", "kind", "dockerfile", "profile", "writes_probabilities", "gpu", "resources", "local",
+             "description"}
+_RESOURCE_KEYS = {"memory", "shm", "tmp", "output", "time_limit_s", "pids"}
+_PLACEHOLDERS = {"python", "input", "output"}
+
+
+@dataclass(frozen=True)
+class Resources:
+    memory_bytes: int = 4 * 1024**3
+    shm_bytes: int = 256 * 1024**2
+    tmp_bytes: int = 1024**3
+    output_bytes: int = 2 * 1024**3
+    time_limit_s: float = 600.0
+    pids: int = 256
+
+
+@dataclass(frozen=True)
+class AlgorithmSpec:
+    """One algorithm as its manifest declares it."""
+
+    name: str
+    version: str
+    kind: str
+    dockerfile: Path  # absolute
+    directory: Path  # algorithms/<name>/, absolute
+    manifest: Path
+    profile: str
+    writes_probabilities: bool
+    gpu: str
+    resources: Resources
+    local_command: tuple[str, ...] | None
+    manifest_sha256: str
+    description: str = ""
+
+
+def parse_size(value: Any, *, where: str) -> int:
+    """'4g', '512m', '1.5G', or a byte count -> bytes."""
+    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+        return value
+    if isinstance(value, str):
+        match = SIZE.match(value.strip())
+        if match:
+            size = int(float(match.group(1)) * _UNITS[match.group(2).lower()])
+            if size > 0:
+                return size
+    raise SpecError(f"{where} = {value!r}; use a size like \"4g\" or \"512m\"")
+
+
+def load_manifest(path: Path, *, repo_root: Path) -> AlgorithmSpec:
+    """Read and validate one `algorithm.toml`."""
+    try:
+        raw_bytes = path.read_bytes()
+    except OSError as exc:
+        raise SpecError(f"{path}: cannot read the manifest ({exc.strerror}); check the path") from None
+    try:
+        raw = tomllib.loads(raw_bytes.decode("utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise SpecError(f"{path}: not valid TOML ({' '.join(str(exc).split())}); fix the syntax") from None
+
+    unknown = sorted(set(raw) - _TOP_KEYS)
+    if unknown:
+        raise SpecError(f"{path}: unknown key '{unknown[0]}'; allowed keys: {', '.join(sorted(_TOP_KEYS))}")
+    for key in ("name", "version", "kind", "dockerfile", "profile"):
+        if key not in raw:
+            raise SpecError(f"{path}: missing key '{key}'; add it (see algorithms/README.md)")
+
+    def text(key: str) -> str:
+        value = raw[key]
+        if not isinstance(value, str) or not value.strip():
+            raise SpecError(f"{path}: key '{key}' = {value!r}; expected a non-empty string")
+        return value
+
+    name = text("name")
+    if not NAME.match(name):
+        raise SpecError(f"{path}: key 'name' = {name!r}; use lower-case letters, digits and '-' (it names the image)")
+    if path.parent.name != name:
+        raise SpecError(f"{path}: key 'name' = {name!r} differs from its folder '{path.parent.name}'; rename one")
+    kind = text("kind")
+    if kind not in KINDS:
+        raise SpecError(f"{path}: key 'kind' = {kind!r}; use one of {', '.join(KINDS)}")
+    gpu = raw.get("gpu", "none")
+    if gpu not in GPU_MODES:
+        raise SpecError(f"{path}: key 'gpu' = {gpu!r}; use one of {', '.join(GPU_MODES)}")
+    probs = raw.get("writes_probabilities", False)
+    if not isinstance(probs, bool):
+        raise SpecError(f"{path}: key 'writes_probabilities' = {probs!r}; use true or false")
+    dockerfile = (repo_root / text("dockerfile")).resolve()
+    if not dockerfile.is_file():
+        raise SpecError(f"{path}: key 'dockerfile' = {raw['dockerfile']!r} does not exist; give its path from the repository root")
+    profile = text("profile")
+    from harness.profiles import load_profile  # validates the profile name or file now, not mid-run
+
+    load_profile(profile if not profile.endswith(".toml") else str(path.parent / profile))
+    return AlgorithmSpec(
+        name=name,
+        version=text("version"),
+        kind=kind,
+        dockerfile=dockerfile,
+        directory=path.parent.resolve(),
+        manifest=path.resolve(),
+        profile=profile,
+        writes_probabilities=probs,
+        gpu=gpu,
+        resources=_resources(raw.get("resources", {}), path),
+        local_command=_local_command(raw.get("local"), path),
+        manifest_sha256=hashlib.sha256(raw_bytes).hexdigest(),
+        description=str(raw.get("description", "")),
+    )
+
+
+def _resources(raw: Any, path: Path) -> Resources:
+    if not isinstance(raw, dict):
+        raise SpecError(f"{path}: key 'resources' must be a table ([resources])")
+    unknown = sorted(set(raw) - _RESOURCE_KEYS)
+    if unknown:
+        raise SpecError(f"{path}: unknown key 'resources.{unknown[0]}'; allowed: {', '.join(sorted(_RESOURCE_KEYS))}")
+    base = Resources()
+    limit = raw.get("time_limit_s", base.time_limit_s)
+    if isinstance(limit, bool) or not isinstance(limit, (int, float)) or not 0 < limit <= 86400:
+        raise SpecError(f"{path}: key 'resources.time_limit_s' = {limit!r}; use seconds, 0 < t <= 86400")
+    pids = raw.get("pids", base.pids)
+    if isinstance(pids, bool) or not isinstance(pids, int) or not 8 <= pids <= 65536:
+        raise SpecError(f"{path}: key 'resources.pids' = {pids!r}; use an integer 8..65536")
+    return Resources(
+        memory_bytes=parse_size(raw["memory"], where=f"{path}: key 'resources.memory'") if "memory" in raw else base.memory_bytes,
+        shm_bytes=parse_size(raw["shm"], where=f"{path}: key 'resources.shm'") if "shm" in raw else base.shm_bytes,
+        tmp_bytes=parse_size(raw["tmp"], where=f"{path}: key 'resources.tmp'") if "tmp" in raw else base.tmp_bytes,
+        output_bytes=parse_size(raw["output"], where=f"{path}: key 'resources.output'") if "output" in raw else base.output_bytes,
+        time_limit_s=float(limit),
+        pids=pids,
+    )
+
+
+def _local_command(raw: Any, path: Path) -> tuple[str, ...] | None:
+    if raw is None:
+        return None
+    command = raw.get("command") if isinstance(raw, dict) else None
+    if not isinstance(command, list) or not command or not all(isinstance(c, str) for c in command):
+        raise SpecError(f"{path}: key 'local.command' = {command!r}; use an array of strings such as "
+                        '["{python}", "predict.py", "{input}", "{output}"]')
+    for part in command:
+        for field in re.findall(r"\{(\w*)\}", part):
+            if field not in _PLACEHOLDERS:
+                raise SpecError(f"{path}: key 'local.command' uses {{{field}}}; allowed placeholders: "
+                                f"{', '.join('{' + p + '}' for p in sorted(_PLACEHOLDERS))}")
+    return tuple(command)
+
+
+def discover_algorithms(folder: Path, *, repo_root: Path | None = None) -> tuple[list[AlgorithmSpec], list[SpecError]]:
+    """Every `<folder>/*/algorithm.toml`, sorted by name; invalid manifests are returned as errors."""
+    if not folder.is_dir():
+        raise SpecError(f"{folder}: no such folder; pass the folder holding <name>/algorithm.toml manifests")
+    root = repo_root if repo_root is not None else folder.resolve().parent
+    specs: list[AlgorithmSpec] = []
+    errors: list[SpecError] = []
+    for manifest in sorted(folder.glob("*/algorithm.toml")):
+        try:
+            specs.append(load_manifest(manifest, repo_root=root))
+        except SpecError as exc:
+            errors.append(exc)
+    if not specs and not errors:
+        raise SpecError(f"{folder}: no <name>/algorithm.toml found; add a manifest per algorithm (see algorithms/README.md)")
+    return specs, errors

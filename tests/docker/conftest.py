@@ -1,0 +1,59 @@
+"""Fixtures for tests that build real images and run real containers through the Docker engine."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+HERE = Path(__file__).parent
+REPO = HERE.parents[1]
+
+
+@pytest.fixture(scope="session")
+def docker_client():
+    docker = pytest.importorskip("docker")
+    try:
+        client = docker.from_env()
+        client.ping()
+    except Exception as exc:  # noqa: BLE001
+        pytest.skip(f"no Docker engine reachable ({type(exc).__name__}); these tests need a running Docker daemon")
+    return client
+
+
+@pytest.fixture(scope="session")
+def base_image(docker_client) -> str:
+    """The local debootstrap base image (made once per daemon, then reused by content hash)."""
+    from harness.build import ensure_base_image
+
+    return ensure_base_image(docker_client)
+
+
+def behave_algorithms(root: Path, algorithms: dict[str, tuple[str, dict[str, object]]]) -> Path:
+    """Write root/algorithms/<name>/ for each name -> (mode, [resources] overrides), all built
+    from tests/docker/behave.Dockerfile; returns root/algorithms."""
+    (root / "dockerfiles").mkdir(parents=True, exist_ok=True)
+    shutil.copy(HERE / "behave.Dockerfile", root / "dockerfiles" / "behave.Dockerfile")
+    for name, (mode, resources) in algorithms.items():
+        folder = root / "algorithms" / name
+        folder.mkdir(parents=True, exist_ok=True)
+        shutil.copy(HERE / "behave" / "behave.py", folder / "behave.py")
+        (folder / "mode").write_text(mode + "\n")
+        limits: dict[str, object] = {"memory": "256m", "time_limit_s": 20, **resources}
+        lines = "".join(f"{key} = {value!r}\n".replace("'", '"') for key, value in limits.items())
+        (folder / "algorithm.toml").write_text(
+            f'name = "{name}"\nversion = "0.0.1"\nkind = "segmenter"\ndockerfile = "dockerfiles/behave.Dockerfile"\n'
+            f'profile = "flare22"\nwrites_probabilities = false\ngpu = "none"\n\n[resources]\n{lines}\n'
+            '[local]\ncommand = ["{python}", "behave.py", "{input}", "{output}"]\n'
+        )
+    return root / "algorithms"
+
+
+@pytest.fixture(scope="session")
+def phantom_data(tmp_path_factory) -> Path:
+    from harness.data.synth import write_dataset
+
+    root = tmp_path_factory.mktemp("phantoms") / "data"
+    write_dataset(root, cases=3, seed=5, size="small")
+    return root

@@ -1,0 +1,105 @@
+"""Real images, real containers: the sandbox holds, failures are recorded, the run goes on."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from harness.pipeline import RunSettings, run_all
+from harness.store import Store
+from tests.docker.conftest import behave_algorithms
+
+
+def _run(tmp_path: Path, algorithms: Path, data: Path, base: str, **kw) -> tuple:
+    seen: list[tuple[str, str, str]] = []
+    settings = RunSettings(algorithms_dir=algorithms, data_dir=data, results_dir=tmp_path / "results", runner="docker",
+                           base=base, cache_dir=tmp_path / "cache", repo_root=algorithms.parent, **kw)
+    summary = run_all(settings, say=lambda m: None, on_result=lambda a, c, o, s: seen.append((a, c, str(o.status))))
+    return summary, seen
+
+
+def test_sandbox_timeout_crash_and_resume(tmp_path: Path, base_image: str, phantom_data: Path) -> None:
+    algorithms = behave_algorithms(tmp_path, {
+        "probe": ("probe", {}),
+        "sleeper": ("sleep", {"time_limit_s": 2}),
+        "crasher": ("crash", {}),
+    })
+    summary, seen = _run(tmp_path, algorithms, phantom_data, base_image)
+    statuses = {(a, c): s for a, c, s in seen}
+    cases = sorted({c for _, c, _ in seen})
+    assert len(cases) == 3 and summary.executed == 9 and summary.failed == 6
+    for case in cases:  # every case of every algorithm, in spite of the failures before it
+        assert statuses[("probe", case)] == "ok"
+        assert statuses[("sleeper", case)] == "timeout"
+        assert statuses[("crasher", case)] == "crashed"
+
+    with Store.open(tmp_path / "results", lock=False, create=False) as store:
+        runs = store.runs().set_index(["algorithm", "case_id"])
+        scores = store.scores()
+    sleeper = runs.loc[("sleeper", cases[0])]
+    assert sleeper.message == "killed at the time limit of 2 s" and 1.9 < sleeper.elapsed_s < 6
+    assert runs.loc[("crasher", cases[0])].exit_code == 3
+    assert "crashing on purpose" in runs.loc[("crasher", cases[0])].log_tail
+    # The probe's own view of its sandbox, from its log.
+    report = json.loads([line for line in runs.loc[("probe", cases[0])].log_tail.splitlines() if line.startswith("{")][0])
+    assert report["uid"] != 0 and report["gid"] != 0
+    assert report["input_writable"] is False and report["input_writable_error"] == "Read-only file system"
+    assert report["root_writable"] is False and report["etc_writable"] is False
+    assert report["tmp_writable"] is True
+    assert report["interfaces"] == ["lo"] and report["routes"] == 0  # no network at all
+    assert report["CapEff"] == "0000000000000000" and report["NoNewPrivs"] == "1"
+    # An all-background prediction is scored (DSC 0 for every organ present), provenance kept.
+    probe_scores = scores[scores.algorithm == "probe"]
+    assert len(probe_scores) == 3 * 13 and probe_scores.dsc.max() == 0.0
+    assert runs.loc[("probe", cases[0])].image_digest.startswith("sha256:")
+    assert len(runs.loc[("probe", cases[0])].case_sha256) == 64
+
+    # A second run reuses every stored result; --rerun does them again.
+    again, seen_again = _run(tmp_path, algorithms, phantom_data, base_image)
+    assert again.executed == 0 and again.reused == 9 and not seen_again
+
+
+def test_sigkill_midway_then_resume_keeps_every_row_once(tmp_path: Path, base_image: str, phantom_data: Path) -> None:
+    algorithms = behave_algorithms(tmp_path, {"slow-a": ("slow", {}), "slow-b": ("slow", {})})
+    results = tmp_path / "results"
+    cmd = [sys.executable, "-m", "harness", "run", str(algorithms), "--data", str(phantom_data), "--results", str(results),
+           "--base", base_image]
+    env = {**os.environ, "HARNESS_CACHE": str(tmp_path / "cache")}
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    done = 0
+    while time.monotonic() < deadline and done < 2:
+        time.sleep(0.2)
+        if (results / "store.sqlite").exists():
+            with sqlite3.connect(results / "store.sqlite") as db:
+                try:
+                    done = db.execute("SELECT count(*) FROM runs").fetchone()[0]
+                except sqlite3.OperationalError:
+                    done = 0
+    assert done >= 2, "the run did not get going"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    finished = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert finished.returncode == 0, finished.stderr
+    with Store.open(results, lock=False, create=False) as store:
+        runs = store.runs()
+        assert store.integrity_ok()
+    assert len(runs) == 6 and not runs.duplicated(["algorithm", "case_id"]).any()
+    assert set(runs.status) == {"ok"}
+    assert f"{6 - done} runs executed" in finished.stdout or f"{done} reused" in finished.stdout
+
+
+def test_second_process_on_the_same_results_is_refused(tmp_path: Path) -> None:
+    from harness.store import StoreError
+
+    with Store.open(tmp_path / "results"):
+        with pytest.raises(StoreError, match=r"results: in use by another harness process \(pid \d+\); wait for it"):
+            Store.open(tmp_path / "results")
