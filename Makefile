@@ -8,7 +8,16 @@ DEMO   := .cache/demo
 
 .PHONY: setup test demo bench clean
 
-$(STAMP): pyproject.toml
+# debootstrap makes the local base image of the algorithm containers (no registry needed).
+SYSTEM_STAMP := $(VENV)/.system-stamp
+
+$(SYSTEM_STAMP):
+	@if ! command -v debootstrap >/dev/null 2>&1 && [ ! -x /usr/sbin/debootstrap ]; then \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq debootstrap >/dev/null; \
+	  else echo "note: install debootstrap (sudo apt-get install debootstrap) to build the base image"; fi; fi
+	mkdir -p $(VENV) && touch $(SYSTEM_STAMP)
+
+$(STAMP): pyproject.toml $(SYSTEM_STAMP)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[test]'

@@ -116,16 +116,18 @@ class Store:
             raise StoreError(f"{folder}: no results store ({STORE_FILE}); run `harness run` with --results {folder} first")
         folder.mkdir(parents=True, exist_ok=True)
         lock_fd = _acquire_lock(folder) if lock else None
+        conn = sqlite3.connect(path, timeout=30, isolation_level=None)
         try:
-            conn = sqlite3.connect(path, timeout=30, isolation_level=None)
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=FULL")
-            conn.execute("PRAGMA foreign_keys=ON")
             _check_schema(conn, path, create=create)
-        except sqlite3.DatabaseError as exc:
+        except BaseException as exc:
+            conn.close()
             if lock_fd is not None:
                 os.close(lock_fd)
-            raise StoreError(f"{path}: not a results store ({exc}); move it away or choose another --results") from None
+            if isinstance(exc, sqlite3.DatabaseError):
+                raise StoreError(f"{path}: not a results store ({exc}); move it away or choose another --results") from None
+            raise
         return cls(folder, conn, lock_fd)
 
     def close(self) -> None:

@@ -1,8 +1,8 @@
 """Reading a scores table and writing the ranking tables: the ranking's only disk access.
 
-`load_scores(path)` returns the tidy table from a CSV or parquet file, or from a folder holding
-`scores.parquet` or `scores.csv`. Other sources (the results store) plug in explicitly with
-`register_reader(suffix, reader, directory_name=...)`.
+`load_scores(path)` returns the tidy table from the results store (a results folder holding
+`store.sqlite`, or that file), from a CSV or parquet file, or from a folder holding
+`scores.parquet` or `scores.csv`.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import pandas as pd
 from harness.errors import DataError
 from harness.ranking.challenge import ChallengeRanking
 from harness.ranking.table import to_tidy
+from harness.store import STORE_FILE, read_store_scores
 
 Reader = Callable[[Path], pd.DataFrame]
 
@@ -30,17 +31,15 @@ def _read_parquet(path: Path) -> pd.DataFrame:
     return pd.read_parquet(path)
 
 
-_READERS: dict[str, Reader] = {".csv": _read_csv, ".parquet": _read_parquet, ".pq": _read_parquet}
+def _read_store(path: Path) -> pd.DataFrame:
+    # The store keeps what was measured; failed runs keep their status, so the worst values are
+    # applied by the ranking, as for any other table.
+    return read_store_scores(path.parent)
+
+
+_READERS: dict[str, Reader] = {".csv": _read_csv, ".parquet": _read_parquet, ".pq": _read_parquet, ".sqlite": _read_store}
 # Looked for, in this order, when the path is a folder.
-_DIRECTORY_NAMES: list[str] = ["scores.parquet", "scores.csv"]
-
-
-def register_reader(suffix: str, reader: Reader, *, directory_name: str | None = None) -> None:
-    """Read files ending in `suffix` with `reader` (a raw table, tidy or wide); with
-    `directory_name`, a folder holding that file is read too (looked for before the others)."""
-    _READERS[suffix.lower()] = reader
-    if directory_name is not None and directory_name not in _DIRECTORY_NAMES:
-        _DIRECTORY_NAMES.insert(0, directory_name)
+_DIRECTORY_NAMES: list[str] = [STORE_FILE, "scores.parquet", "scores.csv"]
 
 
 def resolve_scores_path(path: str | Path) -> Path:
@@ -130,7 +129,6 @@ def write_ranking_tables(result: ChallengeRanking, out_dir: str | Path) -> list[
 __all__ = [
     "default_out_dir",
     "load_scores",
-    "register_reader",
     "resolve_scores_path",
     "write_ranking_tables",
 ]

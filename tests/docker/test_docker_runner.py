@@ -11,8 +11,6 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
-
 from harness.pipeline import RunSettings, run_all
 from harness.store import Store
 from tests.docker.conftest import behave_algorithms
@@ -96,10 +94,3 @@ def test_sigkill_midway_then_resume_keeps_every_row_once(tmp_path: Path, base_im
     assert set(runs.status) == {"ok"}
     assert f"{6 - done} runs executed" in finished.stdout or f"{done} reused" in finished.stdout
 
-
-def test_second_process_on_the_same_results_is_refused(tmp_path: Path) -> None:
-    from harness.store import StoreError
-
-    with Store.open(tmp_path / "results"):
-        with pytest.raises(StoreError, match=r"results: in use by another harness process \(pid \d+\); wait for it"):
-            Store.open(tmp_path / "results")
