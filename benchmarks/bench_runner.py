@@ -1,0 +1,92 @@
+"""harness's overhead per case over a bare `docker run --rm` of the same image on the same case.
+
+Both run the same small test image (tests/docker/behave, mode "ok": reads the case, writes an
+all-background label map) on the same phantom cases, alternating, in one run:
+- bare: `docker run --rm --network none -v in:/input:ro -v out:/output IMAGE` (the docker CLI);
+- harness: the whole per-case path of `harness run` (stage the input, the sandboxed container with
+  its limits, polling, logs, removal, output checks, scoring, the store write).
+
+Goal (issue 3): overhead under 0.5 s per case.
+
+    python benchmarks/bench_runner.py [--cases 5] [--repeat 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from harness.build import build_algorithm, docker_client, ensure_base_image  # noqa: E402
+from harness.data.dataset import discover  # noqa: E402
+from harness.data.synth import write_dataset  # noqa: E402
+from harness.pipeline import case_digest, execute_case  # noqa: E402
+from harness.runner.docker_runner import DockerRunner  # noqa: E402
+from harness.spec import load_manifest  # noqa: E402
+from harness.store import Provenance, RunRecord, Store  # noqa: E402
+from tests.docker.conftest import behave_algorithms  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--cases", type=int, default=5)
+    parser.add_argument("--repeat", type=int, default=2)
+    args = parser.parse_args()
+    client = docker_client()
+    base = ensure_base_image(client)
+    with tempfile.TemporaryDirectory(prefix="bench-runner-") as tmp_name:
+        tmp = Path(tmp_name)
+        algorithms = behave_algorithms(tmp, {"bench-ok": ("ok", {})})
+        spec = load_manifest(algorithms / "bench-ok" / "algorithm.toml", repo_root=tmp)
+        image = build_algorithm(spec, base=base, wheel_cache=tmp / "wheels", client=client)
+        write_dataset(tmp / "data", cases=args.cases, seed=11, size="small")
+        dataset, _ = discover(tmp / "data")
+        runner = DockerRunner(client)
+        bare_s: list[float] = []
+        harness_s: list[float] = []
+        with Store.open(tmp / "results") as store:
+            for _ in range(args.repeat):
+                for case in dataset.cases:
+                    assert case.image is not None
+                    bare_s.append(bare_run(image.tag, case.image, tmp))
+                    start = time.perf_counter()
+                    outcome, scores = execute_case(runner, spec, case, image=image.tag, work_dir=tmp,
+                                                   keep_dir=store.run_dir(spec.name, case.case_id))
+                    prov = Provenance(image.image_id, spec.manifest_sha256, case_digest(case), spec.profile, "docker")
+                    store.record(RunRecord(spec.name, case.case_id, spec.kind, str(outcome.status), outcome.exit_code,
+                                           outcome.message, outcome.elapsed_s, outcome.wall_s, outcome.started_at,
+                                           outcome.ended_at, outcome.log_tail, prov), scores)
+                    harness_s.append(time.perf_counter() - start)
+                    assert outcome.status == "ok", outcome.message
+    bare, ours = statistics.median(bare_s), statistics.median(harness_s)
+    print(f"{len(bare_s)} runs each, small phantom cases, image {image.tag}")
+    print(f"bare docker run --rm, median seconds per case:        {bare:.3f}")
+    print(f"harness (sandbox + checks + score + store), median:   {ours:.3f}")
+    print(f"overhead per case: {ours - bare:+.3f} s (goal < 0.5 s), ratio {ours / bare:.2f}")
+
+
+def bare_run(tag: str, image: Path, tmp: Path) -> float:
+    work = Path(tempfile.mkdtemp(dir=tmp))
+    (work / "in").mkdir()
+    (work / "out").mkdir()
+    shutil.copy(image, work / "in" / image.name)
+    for folder in (work, work / "in", work / "out"):
+        folder.chmod(0o777)
+    start = time.perf_counter()
+    subprocess.run(["docker", "run", "--rm", "--network", "none", "-v", f"{work / 'in'}:/input:ro", "-v",
+                    f"{work / 'out'}:/output", tag], check=True, capture_output=True)
+    elapsed = time.perf_counter() - start
+    shutil.rmtree(work)
+    return elapsed
+
+
+if __name__ == "__main__":
+    main()
