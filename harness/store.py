@@ -8,19 +8,21 @@ it is run again and replaced, never mixed with fresh rows.
 
 Layout of a results folder:
     store.sqlite          runs, scores, measurements, meta (schema version)
-    runs/<alg>/<case>/    the accepted outputs of each run and its log
+    runs/<alg>/<case>/    the accepted outputs of each run, its log (log.txt) and its resource
+                          time series (monitor.parquet: t_s, gpu_mb, cpu_cores, cpu_pct, rss_mb)
     .lock                 held by the one harness process using the folder
 """
 
 from __future__ import annotations
 
 import fcntl
+import json
 import math
 import os
 import sqlite3
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import pandas as pd
@@ -75,6 +77,7 @@ class RunRecord:
     ended_at: float | None
     log_tail: str
     provenance: Provenance
+    details: dict[str, object] = field(default_factory=dict)  # JSON: notes such as the GPU memory source
 
 
 _SCHEMA = f"""
@@ -82,7 +85,7 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS runs (
     algorithm TEXT NOT NULL, case_id TEXT NOT NULL, kind TEXT NOT NULL, status TEXT NOT NULL,
     exit_code INTEGER, message TEXT NOT NULL, elapsed_s REAL, wall_s REAL, started_at REAL, ended_at REAL,
-    log_tail TEXT NOT NULL, {", ".join(f"{f.name} TEXT NOT NULL" for f in fields(Provenance))},
+    log_tail TEXT NOT NULL, details TEXT NOT NULL, {", ".join(f"{f.name} TEXT NOT NULL" for f in fields(Provenance))},
     PRIMARY KEY (algorithm, case_id));
 CREATE TABLE IF NOT EXISTS scores (
     algorithm TEXT NOT NULL, case_id TEXT NOT NULL, organ TEXT NOT NULL, label INTEGER NOT NULL,
@@ -162,9 +165,10 @@ class Store:
             for table in ("runs", "scores", "measurements"):
                 db.execute(f"DELETE FROM {table} WHERE algorithm = ? AND case_id = ?", (run.algorithm, run.case_id))
             columns = ["algorithm", "case_id", "kind", "status", "exit_code", "message", "elapsed_s", "wall_s", "started_at",
-                       "ended_at", "log_tail", *prov]
+                       "ended_at", "log_tail", "details", *prov]
             values = [run.algorithm, run.case_id, run.kind, run.status, run.exit_code, run.message, _real(run.elapsed_s),
-                      _real(run.wall_s), run.started_at, run.ended_at, run.log_tail, *prov.values()]
+                      _real(run.wall_s), run.started_at, run.ended_at, run.log_tail, json.dumps(run.details, sort_keys=True),
+                      *prov.values()]
             db.execute(f"INSERT INTO runs ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})", values)
             db.executemany(
                 "INSERT INTO scores VALUES (?, ?, ?, ?, ?, ?, ?)",
