@@ -4,7 +4,8 @@ Both run the same small test image (tests/docker/behave, mode "ok": reads the ca
 all-background label map) on the same phantom cases, alternating, in one run:
 - bare: `docker run --rm --network none -v in:/input:ro -v out:/output IMAGE` (the docker CLI);
 - harness: the whole per-case path of `harness run` (stage the input, the sandboxed container with
-  its limits, polling, logs, removal, output checks, scoring, the store write).
+  its limits, 10 Hz resource sampling, polling, logs, removal, output checks, scoring, the store
+  write).
 
 Goal (issue 3): overhead under 0.5 s per case.
 
@@ -58,12 +59,14 @@ def main() -> None:
                     assert case.image is not None
                     bare_s.append(bare_run(image.tag, case.image, tmp))
                     start = time.perf_counter()
-                    outcome, scores = execute_case(runner, spec, case, image=image.tag, work_dir=tmp,
-                                                   keep_dir=store.run_dir(spec.name, case.case_id))
+                    result = execute_case(runner, spec, case, image=image.tag, work_dir=tmp,
+                                          keep_dir=store.run_dir(spec.name, case.case_id))
+                    outcome = result.outcome
                     prov = Provenance(image.image_id, spec.manifest_sha256, case_digest(case), spec.profile, "docker")
                     store.record(RunRecord(spec.name, case.case_id, spec.kind, str(outcome.status), outcome.exit_code,
                                            outcome.message, outcome.elapsed_s, outcome.wall_s, outcome.started_at,
-                                           outcome.ended_at, outcome.log_tail, prov), scores)
+                                           outcome.ended_at, outcome.log_tail, prov, result.details),
+                                 result.scores, result.measurements)
                     harness_s.append(time.perf_counter() - start)
                     assert outcome.status == "ok", outcome.message
     bare, ours = statistics.median(bare_s), statistics.median(harness_s)

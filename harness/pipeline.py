@@ -23,6 +23,7 @@ from harness.errors import CaseError, DataError, SpecError
 from harness.host import host_info
 from harness.metrics.case import score_case
 from harness.models import Case, OrganScore
+from harness.monitor import MonitorSettings, RunMonitor
 from harness.profiles import load_profile
 from harness.runner.base import Runner, RunOutcome, RunRequest, RunStatus
 from harness.runner.outputs import PROBABILITY_DIR, InvalidOutput, validate_outputs
@@ -42,6 +43,7 @@ class RunSettings:
     base: str | None = None  # image to build from; None: the local debootstrap base
     cache_dir: Path = Path(".cache/harness")
     repo_root: Path | None = None
+    monitor: MonitorSettings = MonitorSettings()
 
 
 @dataclass
@@ -96,9 +98,18 @@ def score_run(spec: AlgorithmSpec, case: Case, label_map: Path) -> list[OrganSco
     return score_case(gt, pred, grid.spacing_mm, profile, case_id=case.case_id, threads=os.cpu_count() or 1)
 
 
+@dataclass(frozen=True)
+class CaseResult:
+    outcome: RunOutcome
+    scores: list[OrganScore]
+    measurements: dict[str, float]
+    details: dict[str, object]
+
+
 def execute_case(runner: Runner, spec: AlgorithmSpec, case: Case, *, image: str | None, work_dir: Path,
-                 keep_dir: Path) -> tuple[RunOutcome, list[OrganScore]]:
-    """One run in a fresh input/output pair; accepted outputs are moved to `keep_dir`."""
+                 keep_dir: Path, monitor_settings: MonitorSettings | None = None) -> CaseResult:
+    """One monitored run in a fresh input/output pair; accepted outputs, the log and the resource
+    time series are kept in `keep_dir`."""
     assert case.image is not None
     run_dir = Path(tempfile.mkdtemp(prefix=f"{spec.name}-{case.case_id}-", dir=work_dir))
     try:
@@ -111,7 +122,11 @@ def execute_case(runner: Runner, spec: AlgorithmSpec, case: Case, *, image: str 
         except OSError:
             shutil.copy2(case.image, staged)
         staged.chmod(0o644)
-        outcome = runner.run(RunRequest(spec=spec, case_id=case.case_id, input_dir=input_dir, output_dir=output_dir, image=image))
+        make = RunMonitor.for_container if runner.name == "docker" else RunMonitor.for_process
+        monitor = make(gpu_ids=host_info().gpu_ids if spec.gpu != "none" else (),
+                       settings=monitor_settings or MonitorSettings(), output_dir=output_dir)
+        request = RunRequest(spec=spec, case_id=case.case_id, input_dir=input_dir, output_dir=output_dir, image=image)
+        outcome = runner.run(request, monitor)
         scores: list[OrganScore] = []
         if outcome.status == RunStatus.OK:
             try:
@@ -123,7 +138,11 @@ def execute_case(runner: Runner, spec: AlgorithmSpec, case: Case, *, image: str 
             except CaseError as exc:
                 outcome = _with_status(outcome, RunStatus.INVALID_OUTPUT, str(exc))
         _keep(output_dir, keep_dir, outcome)
-        return outcome, scores
+        series = monitor.series()
+        series.to_parquet(keep_dir / "monitor.parquet", index=False)
+        measurements = {**monitor.figures(), **{k: float(v) for k, v in outcome.details.items() if isinstance(v, (int, float))}}
+        details = {**outcome.details, "gpu_memory_source": monitor.gpu_source(), "samples": len(series)}
+        return CaseResult(outcome, scores, measurements, details)
     finally:
         shutil.rmtree(run_dir, ignore_errors=True)
 
@@ -217,19 +236,20 @@ def run_all(settings: RunSettings, *, say: Say, on_result: Callable[[str, str, R
                     summary.reused += 1
                     continue
                 if spec.name in build_failures:
-                    outcome = RunOutcome(RunStatus.BUILD_FAILED, None, math.nan, 0.0, 0.0, 0.0,
-                                         message=build_failures[spec.name])
-                    scores: list[OrganScore] = []
+                    result = CaseResult(RunOutcome(RunStatus.BUILD_FAILED, None, math.nan, 0.0, 0.0, 0.0,
+                                                   message=build_failures[spec.name]), [], {}, {})
                 else:
                     image = images[spec.name].tag if spec.name in images else None
-                    outcome, scores = execute_case(runner, spec, case, image=image, work_dir=work_dir,
-                                                   keep_dir=store.run_dir(spec.name, case.case_id))
+                    result = execute_case(runner, spec, case, image=image, work_dir=work_dir,
+                                          keep_dir=store.run_dir(spec.name, case.case_id), monitor_settings=settings.monitor)
+                outcome, scores = result.outcome, result.scores
                 record = RunRecord(
                     algorithm=spec.name, case_id=case.case_id, kind=spec.kind, status=str(outcome.status),
                     exit_code=outcome.exit_code, message=outcome.message, elapsed_s=outcome.elapsed_s, wall_s=outcome.wall_s,
                     started_at=outcome.started_at, ended_at=outcome.ended_at, log_tail=outcome.log_tail, provenance=prov,
+                    details=result.details,
                 )
-                store.record(record, scores)
+                store.record(record, scores, result.measurements)
                 summary.executed += 1
                 if outcome.status != RunStatus.OK:
                     summary.failed += 1

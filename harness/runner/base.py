@@ -5,9 +5,12 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from harness.spec import AlgorithmSpec
+
+if TYPE_CHECKING:
+    from harness.monitor import RunMonitor
 
 
 class RunStatus(enum.StrEnum):
@@ -50,7 +53,7 @@ class Runner(Protocol):
 
     name: str
 
-    def run(self, request: RunRequest) -> RunOutcome: ...
+    def run(self, request: RunRequest, monitor: RunMonitor | None = None) -> RunOutcome: ...
 
 
 def tail_text(data: bytes, limit: int) -> str:

@@ -12,9 +12,9 @@ from __future__ import annotations
 import os
 import time
 import uuid
-from collections.abc import Callable
 from pathlib import Path
 
+from harness.monitor import RunMonitor
 from harness.runner.base import RunOutcome, RunRequest, RunStatus, tail_text
 
 POLL_S = 0.05
@@ -50,15 +50,12 @@ def directory_bytes(root: Path) -> int:
 class DockerRunner:
     name = "docker"
 
-    def __init__(self, client=None, *, gpu_ids: tuple[str, ...] = (), log_limit_bytes: int = LOG_LIMIT_BYTES,  # type: ignore[no-untyped-def]
-                 on_start: Callable[[object], None] | None = None, on_exit: Callable[[object], None] | None = None) -> None:
+    def __init__(self, client=None, *, gpu_ids: tuple[str, ...] = (), log_limit_bytes: int = LOG_LIMIT_BYTES) -> None:  # type: ignore[no-untyped-def]
         from harness.build import docker_client
 
         self.client = client or docker_client()
         self.gpu_ids = gpu_ids
         self.log_limit_bytes = log_limit_bytes
-        self.on_start = on_start
-        self.on_exit = on_exit
 
     def container_kwargs(self, request: RunRequest) -> dict[str, object]:
         from docker.types import DeviceRequest, LogConfig
@@ -92,7 +89,7 @@ class DockerRunner:
             kwargs["device_requests"] = [DeviceRequest(device_ids=list(self.gpu_ids), capabilities=[["gpu"]])]
         return kwargs
 
-    def run(self, request: RunRequest) -> RunOutcome:
+    def run(self, request: RunRequest, monitor: RunMonitor | None = None) -> RunOutcome:
         import docker
 
         res = request.spec.resources
@@ -104,6 +101,7 @@ class DockerRunner:
         if request.spec.gpu == "required" and not self.gpu_ids:
             return RunOutcome(RunStatus.RUNNER_ERROR, None, 0.0, 0.0, started_at, time.time(),
                               message=f"{request.spec.manifest}: gpu = \"required\" but this host has no GPU; run it on a GPU host")
+        created_at = time.time()
         try:
             container = self.client.containers.create(**self.container_kwargs(request))
         except docker.errors.APIError as exc:
@@ -114,8 +112,11 @@ class DockerRunner:
         try:
             container.start()
             start = time.monotonic()
-            if self.on_start:
-                self.on_start(container)
+            if monitor is not None:
+                container.reload()
+                pid = int(container.attrs["State"].get("Pid") or 0)
+                if pid > 0:  # 0: it has already exited; nothing left to sample
+                    monitor.attach(pid, started_at=start)
             next_size_check = start
             while True:
                 container.reload()
@@ -135,13 +136,17 @@ class DockerRunner:
                         message = f"/output grew to {used / 1e6:.0f} MB, over the limit of {res.output_bytes / 1e6:.0f} MB; killed"
                         break
                 time.sleep(POLL_S)
+            if monitor is not None:
+                monitor.stop()
             result = container.wait(timeout=30)
-            if self.on_exit:
-                self.on_exit(container)
             container.reload()
             state = container.attrs["State"]
             exit_code = int(result.get("StatusCode", state.get("ExitCode", -1)))
-            elapsed = _docker_elapsed(state) or (time.monotonic() - start)
+            started, finished = _docker_times(state)
+            elapsed = finished - started if started is not None and finished is not None else time.monotonic() - start
+            details: dict[str, object] = {}
+            if started is not None:
+                details["startup_s"] = max(0.0, started - created_at)  # create + runtime set-up, before the entry point
             if status is None:
                 if state.get("OOMKilled"):
                     status, message = RunStatus.OOM, f"killed by the out-of-memory killer at {res.memory_bytes / 2**20:.0f} MiB"
@@ -151,7 +156,7 @@ class DockerRunner:
                     status = RunStatus.OK
             logs = container.logs(stdout=True, stderr=True, tail=2000)
             return RunOutcome(status, exit_code, elapsed, time.monotonic() - wall0, started_at, time.time(),
-                              log_tail=tail_text(logs, self.log_limit_bytes), message=message)
+                              log_tail=tail_text(logs, self.log_limit_bytes), message=message, details=details)
         except docker.errors.APIError as exc:
             return RunOutcome(RunStatus.RUNNER_ERROR, None, 0.0, time.monotonic() - wall0, started_at, time.time(),
                               message=f"docker failed during the run: {' '.join(str(exc).split())[:300]}")
@@ -162,8 +167,8 @@ class DockerRunner:
                 pass
 
 
-def _docker_elapsed(state: dict[str, object]) -> float | None:
-    """Run time from the daemon's own StartedAt / FinishedAt (RFC 3339, nanoseconds)."""
+def _docker_times(state: dict[str, object]) -> tuple[float | None, float | None]:
+    """The daemon's own StartedAt / FinishedAt (RFC 3339, nanoseconds) as epoch seconds."""
     from datetime import datetime
 
     def parse(stamp: object) -> float | None:
@@ -174,6 +179,6 @@ def _docker_elapsed(state: dict[str, object]) -> float | None:
         return base + (float("0." + frac) if frac else 0.0)
 
     start, end = parse(state.get("StartedAt")), parse(state.get("FinishedAt"))
-    if start is None or end is None or end < start:
-        return None
-    return end - start
+    if start is not None and end is not None and end < start:
+        end = None
+    return start, end

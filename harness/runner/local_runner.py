@@ -15,8 +15,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 
+from harness.monitor import RunMonitor
 from harness.runner.base import RunOutcome, RunRequest, RunStatus, tail_text
 from harness.runner.docker_runner import LOG_LIMIT_BYTES, POLL_S, directory_bytes
 
@@ -26,13 +26,9 @@ _PASS_ENV = ("PATH", "LANG", "LC_ALL", "CUDA_VISIBLE_DEVICES", "NVIDIA_VISIBLE_D
 class LocalRunner:
     name = "local"
 
-    def __init__(self, *, python: str = sys.executable, log_limit_bytes: int = LOG_LIMIT_BYTES,
-                 on_start: Callable[[subprocess.Popen[bytes]], None] | None = None,
-                 on_exit: Callable[[subprocess.Popen[bytes]], None] | None = None) -> None:
+    def __init__(self, *, python: str = sys.executable, log_limit_bytes: int = LOG_LIMIT_BYTES) -> None:
         self.python = python
         self.log_limit_bytes = log_limit_bytes
-        self.on_start = on_start
-        self.on_exit = on_exit
 
     def command(self, request: RunRequest) -> list[str]:
         template = request.spec.local_command
@@ -41,7 +37,7 @@ class LocalRunner:
         values = {"python": self.python, "input": str(request.input_dir.resolve()), "output": str(request.output_dir.resolve())}
         return [part.format(**values) for part in template]
 
-    def run(self, request: RunRequest) -> RunOutcome:
+    def run(self, request: RunRequest, monitor: RunMonitor | None = None) -> RunOutcome:
         res = request.spec.resources
         started_at = time.time()
         wall0 = time.monotonic()
@@ -59,8 +55,8 @@ class LocalRunner:
                 return RunOutcome(RunStatus.CRASHED, None, 0.0, time.monotonic() - wall0, started_at, time.time(),
                                   message=f"{request.spec.manifest}: cannot start the local command ({exc.strerror})")
             start = time.monotonic()
-            if self.on_start:
-                self.on_start(proc)
+            if monitor is not None:
+                monitor.attach(proc.pid, started_at=start)
             status: RunStatus | None = None
             message = ""
             next_size_check = start
@@ -79,10 +75,10 @@ class LocalRunner:
                         message = f"output grew to {used / 1e6:.0f} MB, over the limit of {res.output_bytes / 1e6:.0f} MB; killed"
                         break
                 time.sleep(POLL_S)
+            if monitor is not None:
+                monitor.stop()  # before the wait: the exited process can still be read until reaped
             proc.wait()
             elapsed = time.monotonic() - start
-            if self.on_exit:
-                self.on_exit(proc)
             _kill_group(proc)  # leftovers of a process that exited but left children behind
             exit_code = proc.returncode
             if status is None:

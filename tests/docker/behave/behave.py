@@ -1,12 +1,14 @@
 """A test algorithm whose behaviour is chosen by the file `mode` beside it (stdlib only).
 
-Modes: ok (writes an all-background label map), slow (the same after 1.5 s), probe (also prints what the sandbox allows, as one
+Modes: ok (writes an all-background label map), slow (the same after 1.5 s), burn1 / burn2
+(one / two cores busy for 3 s, then idle for 1 s, then the same output), probe (also prints what the sandbox allows, as one
 JSON line), sleep (never finishes), crash (exits 3).
 """
 
 import gzip
 import json
 import os
+import resource
 import struct
 import sys
 import time
@@ -25,6 +27,14 @@ def write_background(image: Path, out: Path) -> None:
     struct.pack_into(endian + "hh", header, 70, 2, 8)  # datatype uint8, bitpix 8
     struct.pack_into(endian + "fff", header, 108, 352.0, 1.0, 0.0)  # vox_offset, scl_slope, scl_inter
     out.write_bytes(gzip.compress(bytes(header) + b"\0\0\0\0" + bytes(voxels), mtime=0))
+
+
+def burn(seconds: float) -> None:
+    """Keep one core busy for `seconds` of wall time."""
+    end = time.monotonic() + seconds
+    x = 0
+    while time.monotonic() < end:
+        x += 1
 
 
 def probe() -> dict:
@@ -57,6 +67,19 @@ def main() -> int:
         time.sleep(3600)
     if mode == "slow":
         time.sleep(1.5)
+    if mode in ("burn1", "burn2"):
+        burners = 1 if mode == "burn1" else 2
+        children = [pid for pid in (os.fork() for _ in range(burners - 1)) if pid]  # parent keeps the pids
+        if len(children) == burners - 1:
+            burn(3.0)
+            for child in children:
+                os.waitpid(child, 0)
+            time.sleep(1.0)
+            used = [resource.getrusage(who) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)]
+            print(json.dumps({"cpu_s": sum(u.ru_utime + u.ru_stime for u in used)}))  # the truth, for the tests
+        else:  # a child: burn, then leave at once
+            burn(3.0)
+            os._exit(0)
     if mode == "crash":
         print("behave: crashing on purpose", file=sys.stderr)
         return 3

@@ -1,0 +1,159 @@
+"""The sampler's schedule and the AUC figures, against analytic curves (no container, fake NVML)."""
+
+from __future__ import annotations
+
+import math
+import time
+from types import SimpleNamespace
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from harness.monitor import MonitorSettings, RunMonitor, integrate, summarize
+from harness.monitor.sampler import Sampler
+
+MB = 1024 * 1024
+
+
+def test_sampler_keeps_its_schedule_and_reports_rate_and_jitter() -> None:
+    sampler = Sampler(lambda: {"x": 1.0}, rate_hz=20.0)
+    sampler.start()
+    time.sleep(1.5)
+    sampler.stop()
+    stats = sampler.stats()
+    times = np.asarray(sampler.times)
+    assert stats.rate_hz == pytest.approx(20.0, rel=0.05)
+    assert stats.jitter_p99_ms < 20.0
+    # No drift: sample k sits on t0 + k / rate, not on an accumulating sum of late sleeps.
+    scheduled = times[:-1]
+    offsets = (scheduled - scheduled[0]) - np.arange(scheduled.size) / 20.0
+    assert np.abs(offsets).max() < 0.02
+
+
+def test_sampler_skips_missed_ticks_instead_of_bursting() -> None:
+    calls = []
+
+    def slow_read() -> dict[str, float]:
+        calls.append(time.monotonic())
+        time.sleep(0.25 if len(calls) == 2 else 0.0)
+        return {}
+
+    sampler = Sampler(slow_read, rate_hz=20.0)
+    sampler.start()
+    time.sleep(0.8)
+    sampler.stop(final_sample=False)
+    gaps = np.diff(calls)
+    assert sampler.missed >= 3
+    assert gaps[2:].min() > 0.02  # no catch-up burst after the slow read
+
+
+def test_trapezoid_is_exact_on_piecewise_linear_data() -> None:
+    t = np.array([0.0, 0.1, 0.25, 0.7, 1.0])
+    assert integrate(t, 3 * t + 1) == pytest.approx(1.5 + 1.0)
+    assert integrate(np.array([0.0]), np.array([5.0])) == 0.0
+
+
+def test_summarize_uses_real_timestamps_and_the_tolerance() -> None:
+    # Irregular samples of a constant 3072 MB: 1024 MB over the tolerance for exactly 2 s.
+    t = np.array([0.0, 0.05, 0.4, 0.41, 1.3, 2.0])
+    series = pd.DataFrame({"t_s": t, "gpu_mb": 3072.0, "gpu_card_mb": 3072.0, "cpu_cores": 1.0, "cpu_pct": 50.0, "rss_mb": 10.0})
+    figures = summarize(series, host_cpus=2, gpu_measured=True)
+    assert figures["auc_gpu_mb_s"] == pytest.approx(2 * 1024)
+    assert figures["auc_gpu_mb_s_rect"] == pytest.approx(6 * 1024 * 0.1)  # the organisers' sum * 0.1
+    assert figures["cpu_core_s"] == pytest.approx(2.0) and figures["auc_cpu_pct_s"] == pytest.approx(100.0)
+    assert figures["peak_gpu_mb"] == 3072.0
+    below = summarize(series.assign(gpu_mb=2000.0), host_cpus=2, gpu_measured=True)
+    assert below["auc_gpu_mb_s"] == 0.0
+    unmeasured = summarize(series, host_cpus=2, gpu_measured=False)
+    assert math.isnan(unmeasured["auc_gpu_mb_s"]) and unmeasured["gpu_measured"] == 0.0
+
+
+class FakeNvml:
+    """NVML stand-in: our process follows `own(t)` MB, another process on the card `other(t)` MB."""
+
+    def __init__(self, own, other, *, per_process: bool = True) -> None:
+        self.t0 = time.monotonic()
+        self.own, self.other, self.per_process = own, other, per_process
+
+    def _t(self) -> float:
+        return time.monotonic() - self.t0
+
+    def nvmlInit(self) -> None: ...
+
+    def nvmlShutdown(self) -> None: ...
+
+    def nvmlDeviceGetHandleByIndex(self, index: int) -> int:
+        return index
+
+    def nvmlDeviceGetMemoryInfo(self, handle: int) -> SimpleNamespace:
+        t = self._t()
+        return SimpleNamespace(used=int((300 + self.own(t) + self.other(t)) * MB))
+
+    def nvmlDeviceGetComputeRunningProcesses(self, handle: int) -> list[SimpleNamespace]:
+        t = self._t()
+        own = self.own(t) * MB if self.per_process else None
+        return [SimpleNamespace(pid=1234, usedGpuMemory=own), SimpleNamespace(pid=999, usedGpuMemory=self.other(t) * MB)]
+
+
+class FakeCpu:
+    def __init__(self, pid: int) -> None:
+        self.t0 = time.monotonic()
+
+    def pids(self) -> set[int]:
+        return {1234}
+
+    def read(self) -> dict[str, float]:
+        return {"cpu_s": 0.5 * (time.monotonic() - self.t0), "rss_mb": 100.0}
+
+
+def own_curve(t: float) -> float:
+    """0 until 0.5 s, up to 6144 MB at 1.5 s, held until 3 s, down to 0 at 3.5 s."""
+    return float(np.interp(t, [0.0, 0.5, 1.5, 3.0, 3.5], [0.0, 0.0, 6144.0, 6144.0, 0.0]))
+
+
+# Area of max(0, own - 2048): ramp triangle (2/3 s x 4096) / 2 + 1.5 s x 4096 + (1/3 s x 4096) / 2.
+ANALYTIC_AUC = 0.5 * (2 / 3) * 4096 + 1.5 * 4096 + 0.5 * (1 / 3) * 4096
+
+
+def _monitor(nvml: FakeNvml) -> RunMonitor:
+    return RunMonitor(probe_factory=FakeCpu, gpu_factory=lambda pids: __import__("harness.monitor.probes", fromlist=["x"])
+                      .NvmlGpuProbe(pids, device_indices=(0,), nvml=nvml), host_cpus=4)
+
+
+def test_fake_nvml_auc_matches_the_analytic_integral_and_ignores_other_processes() -> None:
+    nvml = FakeNvml(own_curve, lambda t: 4000.0 if t < 2.0 else 5000.0)  # a neighbour that grows
+    monitor = _monitor(nvml)
+    monitor.attach(1234, started_at=nvml.t0)
+    time.sleep(3.8)
+    monitor.stop()
+    figures, series = monitor.figures(), monitor.series()
+    assert figures["auc_gpu_mb_s"] == pytest.approx(ANALYTIC_AUC, rel=0.01)
+    assert figures["peak_gpu_mb"] == pytest.approx(6144.0, rel=0.01)
+    assert figures["sample_rate_hz"] == pytest.approx(10.0, rel=0.05)
+    # The whole-card reading minus the idle baseline is kept beside it, and it does see the neighbour.
+    late = series[series.t_s > 3.6]
+    assert late.gpu_mb.max() < 1.0 and late.gpu_card_mb.min() == pytest.approx(1000.0, abs=1.0)
+    assert monitor.gpu_source().startswith("per-process")
+    assert figures["cpu_core_s"] == pytest.approx(0.5 * series.t_s.iloc[-1], rel=0.02)
+    assert figures["auc_cpu_pct_s"] == pytest.approx(figures["cpu_core_s"] / 4 * 100)
+
+
+def test_hidden_per_process_memory_falls_back_to_the_card_reading_and_says_so() -> None:
+    nvml = FakeNvml(own_curve, lambda t: 4000.0, per_process=False)
+    monitor = _monitor(nvml)
+    monitor.attach(1234, started_at=nvml.t0)
+    time.sleep(3.8)
+    monitor.stop()
+    assert monitor.gpu_source().startswith("card minus idle baseline")
+    assert monitor.figures()["auc_gpu_mb_s"] == pytest.approx(ANALYTIC_AUC, rel=0.01)
+
+
+def test_no_gpu_is_recorded_as_not_measured_never_as_zero() -> None:
+    monitor = RunMonitor(probe_factory=FakeCpu, gpu_factory=lambda pids: None, settings=MonitorSettings(rate_hz=20), host_cpus=2)
+    monitor.attach(1, started_at=time.monotonic())
+    time.sleep(0.3)
+    monitor.stop()
+    figures = monitor.figures()
+    assert math.isnan(figures["auc_gpu_mb_s"]) and math.isnan(figures["peak_gpu_mb"]) and figures["gpu_measured"] == 0.0
+    assert monitor.gpu_source().startswith("not measured")
