@@ -44,7 +44,8 @@ def behave_algorithms(root: Path, algorithms: dict[str, tuple[str, dict[str, obj
         lines = "".join(f"{key} = {value!r}\n".replace("'", '"') for key, value in limits.items())
         (folder / "algorithm.toml").write_text(
             f'name = "{name}"\nversion = "0.0.1"\nkind = "segmenter"\ndockerfile = "dockerfiles/behave.Dockerfile"\n'
-            f'profile = "flare22"\nwrites_probabilities = false\ngpu = "none"\n\n[resources]\n{lines}\n'
+            f'profile = "flare22"\nwrites_probabilities = {"true" if mode.endswith("_probs") else "false"}\n'
+            f'gpu = "none"\n\n[resources]\n{lines}\n'
             '[local]\ncommand = ["{python}", "behave.py", "{input}", "{output}"]\n'
         )
     return root / "algorithms"

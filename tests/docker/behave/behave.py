@@ -1,32 +1,45 @@
 """A test algorithm whose behaviour is chosen by the file `mode` beside it (stdlib only).
 
-Modes: ok (writes an all-background label map), slow (the same after 1.5 s), burn1 / burn2
-(one / two cores busy for 3 s, then idle for 1 s, then the same output), probe (also prints what the sandbox allows, as one
-JSON line), sleep (never finishes), crash (exits 3).
+Well-behaved: ok (writes an all-background label map), slow (the same after 1.5 s), late (the
+same after 4.5 s), burn1 / burn2 (one / two cores busy for 3 s, idle 1 s, then the output, and
+its own getrusage CPU time as a JSON line), probe (also prints what the sandbox allows, as JSON).
+Hostile or broken: sleep/hang, crash, oom, forkbomb, fill_output, fill_tmp, no_output,
+wrong_shape, wrong_affine, wrong_dtype, bad_labels, nan_probs, range_probs, symlink, log_flood,
+network, write_input.
 """
 
 import gzip
 import json
 import os
 import resource
+import socket
 import struct
 import sys
 import time
 from pathlib import Path
 
 
-def write_background(image: Path, out: Path) -> None:
-    """A uint8 label map of zeros on the image's grid: the image's NIfTI-1 header, retyped."""
+def nifti_like(image: Path, *, datatype: int = 2, bitpix: int = 8, fill: bytes = b"\0", shape_delta: int = 0,
+               shift_mm: float = 0.0) -> bytes:
+    """A NIfTI-1 file on the image's grid (its header, retyped), every voxel `fill`; optionally one
+    voxel shorter along x, or moved by `shift_mm` along x."""
     raw = gzip.decompress(image.read_bytes())
     endian = "<" if struct.unpack("<i", raw[:4])[0] == 348 else ">"
     header = bytearray(raw[:348])
-    dims = struct.unpack(endian + "8h", header[40:56])
+    dims = list(struct.unpack(endian + "8h", header[40:56]))
+    dims[1] += shape_delta
+    struct.pack_into(endian + "8h", header, 40, *dims)
     voxels = 1
     for n in dims[1 : 1 + dims[0]]:
         voxels *= n
-    struct.pack_into(endian + "hh", header, 70, 2, 8)  # datatype uint8, bitpix 8
+    struct.pack_into(endian + "hh", header, 70, datatype, bitpix)
     struct.pack_into(endian + "fff", header, 108, 352.0, 1.0, 0.0)  # vox_offset, scl_slope, scl_inter
-    out.write_bytes(gzip.compress(bytes(header) + b"\0\0\0\0" + bytes(voxels), mtime=0))
+    if shift_mm:
+        qx = struct.unpack_from(endian + "f", header, 268)[0]
+        struct.pack_into(endian + "f", header, 268, qx + shift_mm)
+        sx = struct.unpack_from(endian + "f", header, 292)[0]
+        struct.pack_into(endian + "f", header, 292, sx + shift_mm)
+    return gzip.compress(bytes(header) + b"\0\0\0\0" + fill * voxels, mtime=0)
 
 
 def burn(seconds: float) -> None:
@@ -58,15 +71,28 @@ def probe() -> dict:
     return report
 
 
+def say(**facts: object) -> None:
+    print(json.dumps(facts), flush=True)
+
+
 def main() -> int:
     mode = (Path(__file__).parent / "mode").read_text().strip()
     input_dir, output_dir = Path(sys.argv[1]), Path(sys.argv[2])
     images = sorted(input_dir.glob("*_0000.nii.gz"))
     print(f"behave: mode {mode}, inputs {[p.name for p in images]}", file=sys.stderr)
-    if mode == "sleep":
+    image = images[0]
+    case = image.name[: -len("_0000.nii.gz")]
+    label = output_dir / f"{case}.nii.gz"
+
+    if mode in ("sleep", "hang"):
         time.sleep(3600)
+    if mode == "crash":
+        print("behave: crashing on purpose", file=sys.stderr)
+        return 3
     if mode == "slow":
         time.sleep(1.5)
+    if mode == "late":
+        time.sleep(4.5)
     if mode in ("burn1", "burn2"):
         burners = 1 if mode == "burn1" else 2
         children = [pid for pid in (os.fork() for _ in range(burners - 1)) if pid]  # parent keeps the pids
@@ -76,19 +102,85 @@ def main() -> int:
                 os.waitpid(child, 0)
             time.sleep(1.0)
             used = [resource.getrusage(who) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)]
-            print(json.dumps({"cpu_s": sum(u.ru_utime + u.ru_stime for u in used)}))  # the truth, for the tests
+            say(cpu_s=sum(u.ru_utime + u.ru_stime for u in used))  # the truth, for the tests
         else:  # a child: burn, then leave at once
             burn(3.0)
             os._exit(0)
-    if mode == "crash":
-        print("behave: crashing on purpose", file=sys.stderr)
-        return 3
     if mode == "probe":
-        print(json.dumps(probe()))
-    case = images[0].name[: -len("_0000.nii.gz")]
-    write_background(images[0], output_dir / f"{case}.nii.gz")
+        say(**probe())
+    if mode == "oom":
+        hog = []
+        while True:
+            hog.append(bytearray(32 * 1024 * 1024))
+            hog[-1][::4096] = b"x" * len(hog[-1][::4096])  # touch every page
+    if mode == "forkbomb":
+        forks, failures = 0, 0
+        while True:
+            try:
+                if os.fork() == 0:
+                    time.sleep(3600)
+                    os._exit(0)
+                forks += 1
+            except OSError:
+                failures += 1
+                if failures == 1:
+                    say(forks_before_first_failure=forks)
+    if mode == "fill_output":
+        with open(output_dir / "huge.bin", "wb") as huge:
+            block = b"\1" * (16 * 1024 * 1024)
+            for _ in range(256):  # 4 GiB if nobody stops it
+                huge.write(block)
+                huge.flush()
+    if mode == "fill_tmp":
+        with open("/tmp/huge.bin", "wb") as huge:
+            block = b"\1" * (16 * 1024 * 1024)
+            for _ in range(256):
+                huge.write(block)
+                huge.flush()
+    if mode == "no_output":
+        return 0
+    if mode == "log_flood":
+        line = "x" * 1023 + "\n"
+        for _ in range(20 * 1024):  # 20 MiB on stdout
+            sys.stdout.write(line)
+        sys.stdout.flush()
+    if mode == "network":
+        try:
+            socket.create_connection(("192.0.2.1", 80), timeout=2)  # TEST-NET-1: never routed
+            say(network="reached")
+        except OSError as exc:
+            say(network="unreachable", error=exc.strerror)
+    if mode == "write_input":
+        try:
+            (input_dir / "mine.txt").write_text("x")
+            say(input_write="succeeded")
+        except OSError as exc:
+            say(input_write="failed", error=exc.strerror)
+
+    if mode == "symlink":
+        label.symlink_to("/etc/passwd")
+        return 0
+    if mode == "wrong_shape":
+        label.write_bytes(nifti_like(image, shape_delta=-1))
+    elif mode == "wrong_affine":
+        label.write_bytes(nifti_like(image, shift_mm=7.5))
+    elif mode == "wrong_dtype":
+        label.write_bytes(nifti_like(image, datatype=16, bitpix=32, fill=struct.pack("<f", 0.5)))
+    elif mode == "bad_labels":
+        label.write_bytes(nifti_like(image, fill=b"\x2a"))
+    else:
+        label.write_bytes(nifti_like(image))
+    if mode in ("nan_probs", "range_probs"):
+        value = struct.pack("<f", float("nan") if mode == "nan_probs" else 1.5)
+        (output_dir / "probabilities").mkdir()
+        for organ in ORGANS:
+            (output_dir / "probabilities" / f"{organ}.nii.gz").write_bytes(
+                nifti_like(image, datatype=16, bitpix=32, fill=value))
     return 0
 
+
+ORGANS = ("liver", "right_kidney", "spleen", "pancreas", "aorta", "inferior_vena_cava", "right_adrenal_gland",
+          "left_adrenal_gland", "gallbladder", "esophagus", "stomach", "duodenum", "left_kidney")
 
 if __name__ == "__main__":
     sys.exit(main())
