@@ -1,0 +1,92 @@
+"""Algorithm manifests: every problem is one line naming the file, the key, the value and the fix."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from harness.errors import SpecError
+from harness.spec import discover_algorithms, load_manifest, parse_size
+
+GOOD = """name = "demo"
+version = "1.0"
+kind = "segmenter"
+dockerfile = "dockerfiles/demo.Dockerfile"
+profile = "flare22"
+writes_probabilities = true
+gpu = "optional"
+
+[resources]
+memory = "2g"
+shm = "128m"
+time_limit_s = 90
+pids = 64
+
+[local]
+command = ["{python}", "predict.py", "{input}", "{output}"]
+"""
+
+
+def _write(root: Path, text: str, name: str = "demo") -> Path:
+    (root / "dockerfiles").mkdir(exist_ok=True)
+    (root / "dockerfiles" / "demo.Dockerfile").write_text("ARG BASE\nFROM ${BASE}\n")
+    folder = root / "algorithms" / name
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "algorithm.toml").write_text(text)
+    return folder / "algorithm.toml"
+
+
+def test_good_manifest(tmp_path: Path) -> None:
+    spec = load_manifest(_write(tmp_path, GOOD), repo_root=tmp_path)
+    assert (spec.name, spec.kind, spec.gpu, spec.writes_probabilities) == ("demo", "segmenter", "optional", True)
+    assert spec.resources.memory_bytes == 2 * 1024**3 and spec.resources.shm_bytes == 128 * 1024**2
+    assert spec.resources.time_limit_s == 90 and spec.resources.pids == 64
+    assert spec.local_command == ("{python}", "predict.py", "{input}", "{output}")
+    assert len(spec.manifest_sha256) == 64
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (("kind = \"segmenter\"\n", ""), r"algorithm\.toml: missing key 'kind'; add it"),
+        (("kind = \"segmenter\"", "kind = \"classifier\""), r"key 'kind' = 'classifier'; use one of segmenter, annotator"),
+        (("version = \"1.0\"", "version = 1"), r"key 'version' = 1; expected a non-empty string"),
+        (("gpu = \"optional\"", "gpu = \"yes\""), r"key 'gpu' = 'yes'; use one of none, optional, required"),
+        (("writes_probabilities = true", "writes_probabilities = \"yes\""), r"key 'writes_probabilities' = 'yes'; use true or false"),
+        (("memory = \"2g\"", "memory = \"lots\""), r"key 'resources.memory' = 'lots'; use a size like \"4g\""),
+        (("time_limit_s = 90", "time_limit_s = -1"), r"key 'resources.time_limit_s' = -1; use seconds"),
+        (("pids = 64", "pids = true"), r"key 'resources.pids' = True; use an integer 8..65536"),
+        (("demo.Dockerfile", "missing.Dockerfile"), r"key 'dockerfile' = 'dockerfiles/missing\.Dockerfile' does not exist"),
+        (("profile = \"flare22\"", "profile = \"flare23\""), r"flare23: no such profile"),
+        (("gpu = \"optional\"", "gpu = \"optional\"\ncolour = \"red\""), r"unknown key 'colour'; allowed keys"),
+        (("{output}", "{outptu}"), r"key 'local.command' uses \{outptu\}; allowed placeholders"),
+        (("name = \"demo\"", "name = \"Demo!\""), r"key 'name' = 'Demo!'; use lower-case letters"),
+        (("name = \"demo\"", "name = \"other\""), r"key 'name' = 'other' differs from its folder 'demo'; rename one"),
+        (("[resources]", "[resources"), r"algorithm\.toml: not valid TOML .*fix the syntax"),
+    ],
+)
+def test_bad_manifests(tmp_path: Path, change: tuple[str, str], message: str) -> None:
+    path = _write(tmp_path, GOOD.replace(*change))
+    with pytest.raises(SpecError, match=message) as err:
+        load_manifest(path, repo_root=tmp_path)
+    assert str(path) in str(err.value) or "no such profile" in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_discovery_keeps_going_past_a_bad_manifest(tmp_path: Path) -> None:
+    _write(tmp_path, GOOD)
+    _write(tmp_path, GOOD.replace("demo", "broken").replace("kind = \"segmenter\"", "kind = 3"), name="broken")
+    specs, errors = discover_algorithms(tmp_path / "algorithms", repo_root=tmp_path)
+    assert [s.name for s in specs] == ["demo"]
+    assert len(errors) == 1 and "broken/algorithm.toml: key 'kind' = 3" in str(errors[0])
+    with pytest.raises(SpecError, match=r"nowhere: no such folder; pass the folder holding"):
+        discover_algorithms(tmp_path / "nowhere")
+
+
+def test_sizes() -> None:
+    assert parse_size("4g", where="x") == 4 * 1024**3
+    assert parse_size("1.5G", where="x") == int(1.5 * 1024**3)
+    assert parse_size(1000, where="x") == 1000
+    with pytest.raises(SpecError, match=r"x = '0m'; use a size"):
+        parse_size("0m", where="x")
