@@ -7,6 +7,7 @@ finishes. A failing algorithm or case is a record with its status; the run goes 
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import math
 import os
@@ -15,11 +16,13 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from harness.build import BuildError, BuiltImage, build_algorithm, ensure_base_image
 from harness.data.dataset import discover
 from harness.data.nifti import read_label
 from harness.errors import CaseError, DataError, SpecError
+from harness.executor import DaskExecutor, LocalExecutor, RunPayload, RunTask
 from harness.host import host_info
 from harness.metrics.case import score_case
 from harness.models import Case, OrganScore
@@ -107,9 +110,10 @@ class CaseResult:
 
 
 def execute_case(runner: Runner, spec: AlgorithmSpec, case: Case, *, image: str | None, work_dir: Path,
-                 keep_dir: Path, monitor_settings: MonitorSettings | None = None) -> CaseResult:
+                 keep_dir: Path, monitor_settings: MonitorSettings | None = None, score: bool = True) -> CaseResult:
     """One monitored run in a fresh input/output pair; accepted outputs, the log and the resource
-    time series are kept in `keep_dir`."""
+    time series are kept in `keep_dir`. With `score=False` the accepted label map is left for a
+    separate scoring task."""
     assert case.image is not None
     run_dir = Path(tempfile.mkdtemp(prefix=f"{spec.name}-{case.case_id}-", dir=work_dir))
     try:
@@ -123,7 +127,7 @@ def execute_case(runner: Runner, spec: AlgorithmSpec, case: Case, *, image: str 
             shutil.copy2(case.image, staged)
         staged.chmod(0o644)
         make = RunMonitor.for_container if runner.name == "docker" else RunMonitor.for_process
-        monitor = make(gpu_ids=host_info().gpu_ids if spec.gpu != "none" else (),
+        monitor = make(gpu_ids=visible_gpu_ids() if spec.gpu != "none" else (),
                        settings=monitor_settings or MonitorSettings(), output_dir=output_dir)
         request = RunRequest(spec=spec, case_id=case.case_id, input_dir=input_dir, output_dir=output_dir, image=image)
         outcome = runner.run(request, monitor)
@@ -132,7 +136,8 @@ def execute_case(runner: Runner, spec: AlgorithmSpec, case: Case, *, image: str 
             try:
                 accepted = validate_outputs(output_dir, case_id=case.case_id, image=case.image,
                                             profile=load_profile(spec.profile), probabilities=spec.writes_probabilities)
-                scores = score_run(spec, case, accepted.label)
+                if score:
+                    scores = score_run(spec, case, accepted.label)
             except InvalidOutput as exc:
                 outcome = _with_status(outcome, RunStatus.INVALID_OUTPUT, str(exc))
             except CaseError as exc:
@@ -172,11 +177,20 @@ def _keep(output_dir: Path, keep_dir: Path, outcome: RunOutcome) -> None:
                 shutil.move(str(path), keep_dir / PROBABILITY_DIR / path.name)
 
 
+def visible_gpu_ids() -> tuple[str, ...]:
+    """The GPUs this process may use: CUDA_VISIBLE_DEVICES when set (one Dask worker per GPU),
+    else every GPU NVML sees."""
+    chosen = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if chosen is not None:
+        return tuple(g.strip() for g in chosen.split(",") if g.strip() and g.strip() != "-1")
+    return host_info().gpu_ids
+
+
 def make_runner(kind: str) -> Runner:
     if kind == "docker":
         from harness.runner.docker_runner import DockerRunner
 
-        return DockerRunner(gpu_ids=host_info().gpu_ids)
+        return DockerRunner(gpu_ids=visible_gpu_ids())
     if kind == "local":
         from harness.runner.local_runner import LocalRunner
 
@@ -202,8 +216,13 @@ def build_images(specs: list[AlgorithmSpec], settings: RunSettings, say: Say) ->
     return built, failed
 
 
-def run_all(settings: RunSettings, *, say: Say, on_result: Callable[[str, str, RunOutcome, list[OrganScore]], None]) -> RunSummary:
-    """The whole `harness run`: returns what happened; every outcome is in the store."""
+def run_all(settings: RunSettings, *, say: Say, on_result: Callable[[str, str, RunOutcome, list[OrganScore]], None],
+            executor: LocalExecutor | DaskExecutor | None = None) -> RunSummary:
+    """The whole `harness run`: returns what happened; every outcome is in the store.
+
+    Runs go through `executor` (default: containers one at a time here, scoring inline); results
+    come back here, and only here is the store written, one whole case at a time.
+    """
     summary = RunSummary()
     specs, spec_errors = discover_algorithms(settings.algorithms_dir, repo_root=settings.repo_root)
     summary.problems.extend(str(e) for e in spec_errors)
@@ -220,42 +239,84 @@ def run_all(settings: RunSettings, *, say: Say, on_result: Callable[[str, str, R
     build_failures: dict[str, str] = {}
     if settings.runner == "docker":
         images, build_failures = build_images(segmenters, settings, say)
-    runner = make_runner(settings.runner)
-    work_dir = settings.results_dir / ".work"
-    with Store.open(settings.results_dir) as store:
-        work_dir.mkdir(parents=True, exist_ok=True)
+    summary.problems.extend(build_failures.values())
+    executor = executor or LocalExecutor(scoring_workers=0)
+    with Store.open(settings.results_dir) as store, executor:
         stored = store.valid_keys()
+        tasks: list[RunTask] = []
+        provenance: dict[tuple[str, str], Provenance] = {}
         for spec in segmenters:
-            if spec.name in build_failures:
-                summary.problems.append(build_failures[spec.name])
             digest = images[spec.name].image_id if spec.name in images else (
                 local_digest(spec) if settings.runner == "local" else "")
             for case in cases:
                 prov = _provenance(spec, digest, case_digest(case), settings.runner)
-                if not settings.rerun and stored.get((spec.name, case.case_id)) == prov.key() and spec.name not in build_failures:
-                    summary.reused += 1
-                    continue
+                provenance[(spec.name, case.case_id)] = prov
                 if spec.name in build_failures:
-                    result = CaseResult(RunOutcome(RunStatus.BUILD_FAILED, None, math.nan, 0.0, 0.0, 0.0,
-                                                   message=build_failures[spec.name]), [], {}, {})
+                    outcome = RunOutcome(RunStatus.BUILD_FAILED, None, math.nan, 0.0, 0.0, 0.0, message=build_failures[spec.name])
+                    _record(store, spec, case, prov, outcome, [], {}, {}, summary, on_result)
+                elif not settings.rerun and stored.get((spec.name, case.case_id)) == prov.key():
+                    summary.reused += 1
                 else:
                     image = images[spec.name].tag if spec.name in images else None
-                    result = execute_case(runner, spec, case, image=image, work_dir=work_dir,
-                                          keep_dir=store.run_dir(spec.name, case.case_id), monitor_settings=settings.monitor)
-                outcome, scores = result.outcome, result.scores
-                record = RunRecord(
-                    algorithm=spec.name, case_id=case.case_id, kind=spec.kind, status=str(outcome.status),
-                    exit_code=outcome.exit_code, message=outcome.message, elapsed_s=outcome.elapsed_s, wall_s=outcome.wall_s,
-                    started_at=outcome.started_at, ended_at=outcome.ended_at, log_tail=outcome.log_tail, provenance=prov,
-                    details=result.details,
-                )
-                store.record(record, scores, result.measurements)
-                summary.executed += 1
-                if outcome.status != RunStatus.OK:
-                    summary.failed += 1
-                on_result(spec.name, case.case_id, outcome, scores)
-        shutil.rmtree(work_dir, ignore_errors=True)
+                    tasks.append(RunTask(spec=spec, case=case, image=image, runner=settings.runner, monitor=settings.monitor))
+
+        scoring: list[tuple[RunPayload, Any]] = []
+
+        def record_finished(block: bool) -> None:
+            for item in list(scoring):
+                payload, future = item
+                if block or future.done():
+                    scoring.remove(item)
+                    _record_payload(store, payload, future.result(), provenance, summary, on_result)
+
+        for payload in executor.runs(tasks):
+            task = payload.task
+            keep = store.run_dir(task.spec.name, task.case.case_id)
+            _write_files(keep, payload.files)
+            label_name = f"{task.case.case_id}.nii.gz"
+            if payload.outcome.status == RunStatus.OK and task.case.label is not None and label_name in payload.files:
+                scoring.append((payload, executor.score(payload, payload.files[label_name])))
+            else:
+                _record_payload(store, payload, [], provenance, summary, on_result)
+            record_finished(block=False)
+        record_finished(block=True)
     return summary
+
+
+def _write_files(folder: Path, files: dict[str, bytes]) -> None:
+    if folder.exists():
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True)
+    for rel, content in files.items():
+        target = folder / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(content)
+
+
+def _record_payload(store: Store, payload: RunPayload, scores: list[OrganScore],
+                    provenance: dict[tuple[str, str], Provenance], summary: RunSummary,
+                    on_result: Callable[[str, str, RunOutcome, list[OrganScore]], None]) -> None:
+    task = payload.task
+    base = provenance[(task.spec.name, task.case.case_id)]
+    prov = dataclasses.replace(base, host=payload.host or base.host, worker=payload.worker or "local",
+                               **{k: v for k, v in payload.host_facts.items() if k in ("cpu", "gpu", "driver")})
+    _record(store, task.spec, task.case, prov, payload.outcome, scores, payload.measurements, payload.details, summary,
+            on_result)
+
+
+def _record(store: Store, spec: AlgorithmSpec, case: Case, prov: Provenance, outcome: RunOutcome, scores: list[OrganScore],
+            measurements: dict[str, float], details: dict[str, object], summary: RunSummary,
+            on_result: Callable[[str, str, RunOutcome, list[OrganScore]], None]) -> None:
+    record = RunRecord(
+        algorithm=spec.name, case_id=case.case_id, kind=spec.kind, status=str(outcome.status), exit_code=outcome.exit_code,
+        message=outcome.message, elapsed_s=outcome.elapsed_s, wall_s=outcome.wall_s, started_at=outcome.started_at,
+        ended_at=outcome.ended_at, log_tail=outcome.log_tail, provenance=prov, details=details,
+    )
+    store.record(record, scores, measurements)
+    summary.executed += 1
+    if outcome.status != RunStatus.OK:
+        summary.failed += 1
+    on_result(spec.name, case.case_id, outcome, scores)
 
 
 def ensure_default_data(cache_dir: Path, *, cases: int = 10, seed: int = 0, size: str = "small", say: Say) -> Path:

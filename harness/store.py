@@ -58,6 +58,7 @@ class Provenance:
     cpu: str = ""
     gpu: str = ""
     driver: str = ""
+    worker: str = ""  # the Dask worker that ran it ("local" in this process)
 
     def key(self) -> tuple[str, str, str, str, str]:
         return (self.image_digest, self.manifest_sha256, self.case_sha256, self.profile, self.runner)
@@ -183,7 +184,7 @@ class Store:
         """(algorithm, case) -> provenance key of every stored run (runner errors excluded: retried)."""
         rows = self.conn.execute(
             "SELECT algorithm, case_id, image_digest, manifest_sha256, case_sha256, profile, runner FROM runs "
-            "WHERE status != 'runner_error'"
+            "WHERE status NOT IN ('runner_error', 'lost')"
         )
         return {(r[0], r[1]): tuple(r[2:]) for r in rows}  # type: ignore[misc]
 

@@ -24,6 +24,7 @@ class RunStatus(enum.StrEnum):
     OUTPUT_TOO_LARGE = "output_too_large"  # wrote more than the output limit; killed
     BUILD_FAILED = "build_failed"  # the image could not be built; nothing ran
     RUNNER_ERROR = "runner_error"  # the engine failed (not the algorithm's fault); retry
+    LOST = "lost"  # its worker died and no other could finish it; retried by the next `harness run`
 
 
 @dataclass(frozen=True)

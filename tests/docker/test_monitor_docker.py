@@ -45,7 +45,7 @@ def _check(tmp_path: Path, runs: pd.DataFrame, wide: pd.DataFrame, host_cpus: in
     # work took some of that core: the process's own getrusage says how much it really got),
     # AUC_CPU = core-seconds / ncpu * 100 %*s.
     truth = _self_reported_cpu_s(runs, "burn-one")
-    assert truth > 1.0  # a busy core, even on a loaded machine
+    assert truth > 0.3  # it did burn (about 3 on an idle machine; less when other work shares the cores)
     assert one.cpu_core_s.iloc[0] == pytest.approx(truth, rel=0.10)
     assert one.auc_cpu_pct_s.iloc[0] == pytest.approx(truth * 100.0 / host_cpus, rel=0.10)
     elapsed = runs.xs("burn-one").elapsed_s.iloc[0]
