@@ -122,7 +122,7 @@ class LocalExecutor:
             from distributed import Client, LocalCluster
 
             self.cluster = LocalCluster(n_workers=self.scoring_workers, threads_per_worker=1, processes=True,
-                                        dashboard_address=None, silence_logs=40)
+                                        dashboard_address=":0", silence_logs=40)
             self.client = Client(self.cluster)
         return self
 

@@ -203,6 +203,8 @@ def build_images(specs: list[AlgorithmSpec], settings: RunSettings, say: Say) ->
     from harness.build import docker_client
 
     client = docker_client()
+    # Containers left behind by a harness process that was killed (or a Dask worker that died).
+    client.containers.prune(filters={"label": "harness.algorithm"})
     base = settings.base or ensure_base_image(client, progress=say)
     built: dict[str, BuiltImage] = {}
     failed: dict[str, str] = {}

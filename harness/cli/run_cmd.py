@@ -9,6 +9,7 @@ import click
 import pandas as pd
 
 from harness.errors import ExitStatus
+from harness.executor import DaskExecutor, LocalExecutor
 from harness.models import OrganScore
 from harness.pipeline import RunSettings, default_cache_dir, ensure_default_data, run_all
 from harness.runner.base import RunOutcome, RunStatus
@@ -77,14 +78,22 @@ def build(algorithms_dir: Path, base: str | None, force: bool) -> int:
               help="docker: one sandboxed container per case; local: the manifest's [local] command, no sandbox.")
 @click.option("--rerun", is_flag=True, help="Run every case again, even those already in the store.")
 @click.option("--base", default=None, help="Base image for builds (default: the local debootstrap image).")
-def run(algorithms_dir: Path, data_dir: Path | None, results_dir: Path, runner: str, rerun: bool, base: str | None) -> int:
+@click.option("--scheduler", default=None, metavar="tcp://HOST:8786",
+              help="Dask scheduler: each run becomes a task needing GPU=1 on its workers (start one worker per GPU with "
+                   "`dask worker tcp://HOST:8786 --nthreads 1 --resources GPU=1`).")
+@click.option("--scoring-workers", type=click.IntRange(min=0), default=None,
+              help="Without --scheduler: processes of the local Dask cluster that score while the next case runs "
+                   "(0 scores inline).  [default: number of CPUs]")
+def run(algorithms_dir: Path, data_dir: Path | None, results_dir: Path, runner: str, rerun: bool, base: str | None,
+        scheduler: str | None, scoring_workers: int | None) -> int:
     """Build, run every segmenter on every case, score, store, summarise.
 
     \b
-    One container per case, one at a time. Each case is stored as soon as it ends, so an
-    interrupted run loses nothing and the next `harness run` resumes where it stopped
-    (unchanged results are reused; --rerun forces). Statuses: ok, timeout, crashed, oom,
-    invalid_output, output_too_large, build_failed, runner_error.
+    One container per case, one at a time per GPU (per Dask worker with --scheduler).
+    Each case is stored as soon as it ends, so an interrupted run loses nothing and the
+    next `harness run` resumes where it stopped (unchanged results are reused; --rerun
+    forces). Statuses: ok, timeout, crashed, oom, invalid_output, output_too_large,
+    build_failed, runner_error, lost.
     Exit status 0 when every run was ok, 3 (partial) otherwise.
     """
     cache = default_cache_dir()
@@ -99,7 +108,8 @@ def run(algorithms_dir: Path, data_dir: Path | None, results_dir: Path, runner: 
         mark = "ok " if outcome.status == RunStatus.OK else "ERR"
         click.echo(f"{mark} {algorithm:<20} {case_id:<16} {outcome.status:<16} {outcome.elapsed_s:7.1f} s  {detail}", err=True)
 
-    summary = run_all(settings, say=_say, on_result=on_result)
+    executor = DaskExecutor(scheduler) if scheduler else LocalExecutor(scoring_workers=scoring_workers)
+    summary = run_all(settings, say=_say, on_result=on_result, executor=executor)
     for problem in summary.problems:
         click.echo(f"harness: error: {problem}", err=True)
     with Store.open(results_dir, lock=False, create=False) as store:

@@ -5,7 +5,7 @@ same after 4.5 s), burn1 / burn2 (one / two cores busy for 3 s, idle 1 s, then t
 its own getrusage CPU time as a JSON line), probe (also prints what the sandbox allows, as JSON).
 Hostile or broken: sleep/hang, crash, oom, forkbomb, fill_output, fill_tmp, no_output,
 wrong_shape, wrong_affine, wrong_dtype, bad_labels, nan_probs, range_probs, symlink, log_flood,
-network, write_input.
+network, write_input. box<N>: a box of label 1 shifted by N voxels (real, varied scores).
 """
 
 import gzip
@@ -40,6 +40,20 @@ def nifti_like(image: Path, *, datatype: int = 2, bitpix: int = 8, fill: bytes =
         sx = struct.unpack_from(endian + "f", header, 292)[0]
         struct.pack_into(endian + "f", header, 292, sx + shift_mm)
     return gzip.compress(bytes(header) + b"\0\0\0\0" + fill * voxels, mtime=0)
+
+
+def box_label(image: Path, *, offset: int) -> bytes:
+    """A uint8 label map on the image's grid: 0 everywhere but a box of label 1 in the middle."""
+    raw = gzip.decompress(image.read_bytes())
+    endian = "<" if struct.unpack("<i", raw[:4])[0] == 348 else ">"
+    nx, ny, nz = struct.unpack(endian + "3h", raw[42:48])
+    data = bytearray(nx * ny * nz)
+    for z in range(nz // 3, 2 * nz // 3):
+        for y in range(ny // 3, 2 * ny // 3):
+            start = (z * ny + y) * nx + nx // 3 + offset
+            data[start : start + nx // 4] = b"\1" * (nx // 4)
+    empty = gzip.decompress(nifti_like(image))
+    return gzip.compress(empty[:352] + bytes(data), mtime=0)
 
 
 def burn(seconds: float) -> None:
@@ -166,6 +180,8 @@ def main() -> int:
         label.write_bytes(nifti_like(image, shift_mm=7.5))
     elif mode == "wrong_dtype":
         label.write_bytes(nifti_like(image, datatype=16, bitpix=32, fill=struct.pack("<f", 0.5)))
+    elif mode.startswith("box"):  # a liver-labelled box whose place depends on the mode's digit
+        label.write_bytes(box_label(image, offset=int(mode[3:] or 0)))
     elif mode == "bad_labels":
         label.write_bytes(nifti_like(image, fill=b"\x2a"))
     else:
