@@ -22,7 +22,7 @@ def _record(store: Store, algorithm: str, case: str, status: str, dsc: float, el
     scores = [] if status != "ok" else [
         OrganScore(case, organ, label, dsc, dsc, 1.0) for label, organ in ((1, "liver"), (2, "right_kidney"))
     ]
-    store.record(run, scores, {"auc_cpu_pct_s": 5.0 * elapsed})
+    store.record(run, scores, {"auc_cpu_pct_s": 5.0 * elapsed, "peak_rss_mb": 100.0})
 
 
 def _fill(folder: Path) -> None:
@@ -55,7 +55,7 @@ def test_valid_keys_carry_provenance(tmp_path: Path) -> None:
 def test_store_feeds_the_ranking_with_failures_as_statuses(tmp_path: Path, capsys) -> None:
     _fill(tmp_path)
     tidy = load_scores(tmp_path)
-    assert set(tidy.metric) == {"dsc", "nsd", "time_s", "auc_cpu_pct_s"}
+    assert set(tidy.metric) == {"dsc", "nsd", "time_s", "auc_cpu_pct_s", "peak_rss_mb"}
     good_c3 = tidy[(tidy.algorithm == "good") & (tidy.case == "c3")].set_index("metric").value
     assert good_c3["dsc"] == pytest.approx(0.92) and good_c3["time_s"] == 5.0
     assert set(tidy[(tidy.algorithm == "flaky") & (tidy.case == "c1")].status) == {"timeout"}

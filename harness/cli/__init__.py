@@ -33,10 +33,11 @@ def _register() -> None:
     # Explicit registration: importing a module never adds a command by side effect.
     from harness.cli.data_cmd import data
     from harness.cli.rank_cmd import rank
+    from harness.cli.report_cmd import report
     from harness.cli.run_cmd import build, images, run
     from harness.cli.score_cmd import score
 
-    for command in (data, score, images, build, run, rank):
+    for command in (data, score, images, build, run, rank, report):
         cli.add_command(command)
 
 

@@ -6,6 +6,8 @@ import math
 from pathlib import Path
 
 import click
+
+from harness.store import STORE_FILE
 import pandas as pd
 
 from harness.errors import ExitStatus
@@ -73,6 +75,9 @@ def rank(
     config = FLARE22_RANKING if config_path is None else load_ranking_config(config_path)
     source = resolve_scores_path(results)
     table = load_scores(source, ok_status=config.ok_status)
+    if source.name == STORE_FILE:
+        # A store records more measurements than any ranking uses (peak memory, sample rate, ...).
+        table = table[table["metric"].isin(config.metric_names)]
     result = rank_challenge(table, config, n_draws=draws, seed=seed, variant=variant,
                             source=str(source))
     target = default_out_dir(results) if out_dir is None else out_dir

@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 import pandas as pd
 
-from harness.errors import ExitStatus
+from harness.errors import ExitStatus, HarnessError
 from harness.executor import DaskExecutor, LocalExecutor
 from harness.models import OrganScore
 from harness.pipeline import RunSettings, default_cache_dir, ensure_default_data, run_all
@@ -116,6 +116,12 @@ def run(algorithms_dir: Path, data_dir: Path | None, results_dir: Path, runner: 
         click.echo(format_summary(store.runs(), store.scores()))
     click.echo(f"{summary.executed} runs executed, {summary.reused} reused from the store, {summary.failed} failed; "
                f"results in {results_dir}")
+    try:
+        from harness.report import build_report
+
+        click.echo(f"report: {build_report(results_dir)}")
+    except HarnessError as exc:  # the runs are stored; a report that cannot be built does not undo them
+        click.echo(f"harness: warning: no report: {exc}", err=True)
     return ExitStatus.PARTIAL if summary.partial else ExitStatus.OK
 
 

@@ -1,0 +1,44 @@
+"""`harness report`: the static HTML leaderboard of a results folder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from harness.errors import ExitStatus
+from harness.report.builder import DEFAULT_NAME, build_report
+
+
+@click.command()
+@click.option(
+    "--results", "results_dir", required=True, type=click.Path(path_type=Path),
+    help="Results folder of `harness run` (holding store.sqlite).",
+)
+@click.option(
+    "--out", "out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+    help=f"HTML file to write; default: {DEFAULT_NAME} in the results folder.",
+)
+@click.option(
+    "--config", "config_path", type=click.Path(path_type=Path), default=None,
+    help="Ranking config (TOML); default: FLARE22's scheme (harness/ranking/flare22_ranking.toml).",
+)
+@click.option("--seed", type=click.IntRange(min=0), default=None, help="Bootstrap seed (default: the config's, 0).")
+@click.option("--draws", type=click.IntRange(min=1), default=None, help="Bootstrap draws (default: the config's, 1000).")
+def report(results_dir: Path, out: Path | None, config_path: Path | None, seed: int | None, draws: int | None) -> int:
+    """Write the leaderboard of a results folder as one self-contained HTML file.
+
+    \b
+    The page holds the ranking (FLARE score, rank, 95% bootstrap rank interval, mean
+    +- sd of each metric, failed cases; click a header to sort), per-organ DSC and NSD,
+    accuracy against time (bubble area = AUC_GPU), per-organ box plots, bootstrap rank
+    blobs and Kendall's tau, the significance maps, resource curves of a typical case,
+    the annotator's tables when there are any, the methods (profile, tolerances, weights,
+    bootstrap, versions, image digests, hosts) and every case's runs and scores.
+
+    It requests nothing from any host (CSS, script and SVG figures are inline), prints
+    on A4, and is byte-identical for the same store, config, seed and draws.
+    """
+    written = build_report(results_dir, out, config=config_path, seed=seed, draws=draws)
+    click.echo(f"Wrote {written} ({written.stat().st_size / 1024:.0f} KiB)")
+    return ExitStatus.OK

@@ -1,0 +1,305 @@
+"""`build_report`: one self-contained, deterministic HTML leaderboard from a results folder.
+
+The page is rendered from the Jinja2 templates in the repository's `leaderboard/` folder, with its
+CSS and sorting script inlined and every figure an inline SVG: it requests nothing from any host.
+The same store gives the same bytes: the ranking's bootstrap is seeded, figures are written
+without dates and with fixed ids, and the page names the end of the latest run instead of the
+time it was built.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from jinja2 import Environment, FileSystemLoader, StrictUndefined
+from markupsafe import Markup
+
+from harness import __version__
+from harness.errors import DataError, HarnessError, SpecError
+from harness.ranking.challenge import ChallengeRanking, rank_challenge
+from harness.ranking.config import FLARE22_RANKING, RankingConfig, load_ranking_config
+from harness.report import figures, tables
+from harness.report.inputs import ReportInputs, load_report_inputs, read_monitor
+
+TEMPLATE_ENV = "HARNESS_LEADERBOARD_DIR"
+TEMPLATE_FILE = "report.html.j2"
+ASSETS = {"css": "report.css", "js": "sort.js"}
+DEFAULT_NAME = "report.html"
+
+
+def default_template_dir() -> Path:
+    """`$HARNESS_LEADERBOARD_DIR`, else the repository's `leaderboard/` beside the package."""
+    env = os.environ.get(TEMPLATE_ENV)
+    return Path(env) if env else Path(__file__).resolve().parents[2] / "leaderboard"
+
+
+def resolve_config(config: RankingConfig | str | Path | None) -> RankingConfig:
+    if config is None:
+        return FLARE22_RANKING
+    if isinstance(config, RankingConfig):
+        return config
+    return load_ranking_config(config)
+
+
+@dataclass(frozen=True)
+class Figure:
+    key: str
+    title: str
+    caption: str
+    svg: Markup
+
+
+def build_report(
+    results_dir: Path,
+    out: Path | None = None,
+    *,
+    config: RankingConfig | str | Path | None = None,
+    seed: int | None = None,
+    draws: int | None = None,
+    template_dir: Path | None = None,
+) -> Path:
+    """Read the results folder, rank it (`config`, default FLARE22's; `seed` and `draws` override
+    the config's bootstrap) and write the HTML leaderboard to `out` (default
+    `<results_dir>/report.html`). Returns the path written."""
+    inputs = load_report_inputs(Path(results_dir))
+    target = Path(out) if out is not None else inputs.folder / DEFAULT_NAME
+    page = render_report(inputs, config=resolve_config(config), seed=seed, draws=draws, template_dir=template_dir)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(page, encoding="utf-8", newline="\n")
+    except OSError as exc:
+        raise DataError(f"{target}: cannot write the report ({exc.strerror}); choose another --out") from None
+    return target
+
+
+def rank_inputs(inputs: ReportInputs, config: RankingConfig, *, seed: int | None = None,
+                draws: int | None = None) -> ChallengeRanking:
+    """The ranking of the store's segmenter runs. Measurements outside the config (peak memory,
+    sampling rate, ...) are shown in the report but not ranked."""
+    table = inputs.table[inputs.table["metric"].isin(config.metric_names)]
+    if table.empty:
+        raise DataError(f"{inputs.folder}: the store holds none of the ranking's metrics "
+                        f"({', '.join(config.metric_names)}); score some runs first")
+    return rank_challenge(table, config, n_draws=draws, seed=seed, source=str(inputs.folder))
+
+
+def render_report(
+    inputs: ReportInputs,
+    *,
+    config: RankingConfig = FLARE22_RANKING,
+    seed: int | None = None,
+    draws: int | None = None,
+    template_dir: Path | None = None,
+) -> str:
+    """The report page as text (no file written)."""
+    folder = Path(template_dir) if template_dir is not None else default_template_dir()
+    env = _environment(folder)
+    ranking = rank_inputs(inputs, config, seed=seed, draws=draws)
+    context = report_context(inputs, ranking)
+    assets = {}
+    for key, name in ASSETS.items():
+        path = folder / name
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise SpecError(f"{path}: cannot read the report asset ({exc.strerror}); restore leaderboard/ "
+                            f"or set {TEMPLATE_ENV}") from None
+        if "</" + ("style" if key == "css" else "script") in text.lower():
+            raise SpecError(f"{path}: holds a closing </style> or </script> tag; it would end the inline block")
+        assets[key] = Markup(text)
+    page = env.get_template(TEMPLATE_FILE).render(**context, assets=assets)
+    return "\n".join(line.rstrip() for line in page.splitlines()) + "\n"
+
+
+def _environment(folder: Path) -> Environment:
+    if not (folder / TEMPLATE_FILE).is_file():
+        raise SpecError(f"{folder / TEMPLATE_FILE}: report template not found; restore leaderboard/ or set "
+                        f"{TEMPLATE_ENV} to a folder holding {TEMPLATE_FILE}")
+    return Environment(loader=FileSystemLoader(str(folder)), autoescape=True, undefined=StrictUndefined,
+                       trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True)
+
+
+def report_context(inputs: ReportInputs, ranking: ChallengeRanking) -> dict[str, Any]:
+    """Everything the template shows, as display data (pure apart from reading monitor series)."""
+    config = ranking.config
+    runs = inputs.runs
+    segmenters = runs[runs["kind"] == "segmenter"]
+    order = tables.rank_order(ranking)
+    colors = figures.algorithm_colors(order)
+    boot = ranking.bootstrap
+    tau = boot.tau_summary()
+    n_cases = len(ranking.matrices[ranking.metrics[0]].cases)
+    organs = tables.organs_of(inputs.scores)
+
+    figs: list[Figure] = []
+    organ_tables = []
+    box_figs = []
+    for metric in ("dsc", "nsd"):
+        if not organs:
+            break
+        values = tables.organ_values(runs, inputs.scores, config, metric)
+        organ_tables.append((tables.metric_label(metric), tables.organ_table(values, algorithms=order, organs=organs, metric=metric)))
+        label = tables.metric_label(metric)
+        box_figs.append(_figure(f"fig-box-{metric}", f"{label} per organ",
+                                f"{label} of every case per organ; one box per algorithm (rank order), whiskers 1.5 IQR.",
+                                figures.organ_box_figure(values, organs=organs, algorithms=order, colors=colors,
+                                                         metric_label=label, prefix=f"fig-box-{metric}",
+                                                         title=f"{label} per organ and algorithm")))
+
+    board = ranking.leaderboard.set_index("algorithm")
+    if {"dsc", "time_s"} <= set(ranking.metrics):
+        points = pd.DataFrame({
+            "algorithm": order,
+            "time_s": [board.loc[a, "mean_time_s"] for a in order],
+            "dsc": [board.loc[a, "mean_dsc"] for a in order],
+            "nsd": [board.loc[a, "mean_nsd"] if "nsd" in ranking.metrics else float("nan") for a in order],
+            "auc_gpu_mb_s": [board.loc[a, "mean_auc_gpu_mb_s"] if "auc_gpu_mb_s" in ranking.metrics else float("nan")
+                             for a in order],
+        })
+        figs.append(_figure("fig-accuracy", "Accuracy against time",
+                            "Mean DSC and NSD against mean time per case; bubble area proportional to the mean AUC_GPU "
+                            "(as FLARE22's Fig. 2b). Failed runs count with their metric's failure value.",
+                            figures.accuracy_time_figure(points, colors)))
+
+    blob = _figure("fig-blob", "Bootstrap rank distributions",
+                   f"Share of the {boot.n_draws} bootstrap draws that gave each algorithm each rank (disc area); black bar: "
+                   "median rank; line: 2.5-97.5% interval.",
+                   figures.rank_blob_figure(boot.rank_frequencies(), boot.rank_intervals(), algorithms=order, colors=colors))
+    violin = _figure("fig-tau", "Kendall's tau",
+                     f"Kendall's tau-b between each draw's ranking and the full ranking; {tau.n_dropped} undefined draw(s) "
+                     "left out.", figures.tau_violin_figure(boot.tau, variant=boot.variant))
+    adjust = "Holm-adjusted over all ordered pairs" if config.p_adjust == "holm" else "unadjusted"
+    n_significant = {m: int(np.nansum(frame.to_numpy(dtype=float))) for m, frame in ranking.significance.items()}
+    found = ", ".join(f"{tables.metric_label(m)} {n}" for m, n in n_significant.items())
+    significance = _figure(
+        "fig-significance", "Significance map",
+        f"Dark cell: the row algorithm is significantly better than the column algorithm (one-sided paired Wilcoxon "
+        f"signed-rank test per metric, {adjust}, alpha {config.alpha:g}). Algorithms in rank order. "
+        f"Significant ordered pairs: {found}" + (" (with few cases no difference can reach significance)."
+                                                 if not any(n_significant.values()) else "."),
+        figures.significance_figure(tables.significance_counts(ranking, order), algorithms=order,
+                                    labels={m: tables.metric_label(m) for m in ranking.metrics}))
+
+    typical = tables.typical_cases(segmenters, inputs.monitor_paths, ok_status=config.ok_status)
+    series = {}
+    monitor_problems = []
+    for algorithm in order:
+        if algorithm in typical:
+            case_id = typical[algorithm]
+            try:
+                series[algorithm] = (case_id, read_monitor(inputs.monitor_paths[(algorithm, case_id)]))
+            except HarnessError as exc:
+                monitor_problems.append(str(exc))
+    resource_fig = None
+    if series:
+        cases = sorted({c for c, _ in series.values()})
+        resource_fig = _figure("fig-resources", "Resource use of a typical case",
+                               f"GPU memory, CPU and resident memory of each algorithm's container on case "
+                               f"{', '.join(cases)} (the case nearest the median time; curves reduced to 300 "
+                               "points, each the peak of its stretch).",
+                               figures.resource_figure(series, colors=colors))
+
+    failures = tables.failures_table(runs, ok_status=config.ok_status)
+    statuses = segmenters["status"].value_counts().sort_index()
+    annotation = []
+    titles = {"error_detection": "Error detection", "review_queue": "Review queue"}
+    for name in ("error_detection", "review_queue"):
+        if name in inputs.annotation:
+            annotation.append((titles[name], tables.frame_table(inputs.annotation[name], key=f"annotation-{name}")))
+
+    profiles = tables.distinct(segmenters["profile"])
+    return {
+        "title": f"Leaderboard \u2013 {config.name}",
+        "folder": inputs.folder.name or str(inputs.folder),
+        "n_algorithms": len(order),
+        "n_cases": n_cases,
+        "n_runs": len(segmenters),
+        "n_failed_runs": int((segmenters["status"] != config.ok_status).sum()),
+        "status_counts": [(str(k), int(v)) for k, v in statuses.items()],
+        "results_date": tables.results_date(runs),
+        "harness_version": __version__,
+        "config": config,
+        "ranked_metrics": [tables.metric_label(m) for m in ranking.metrics],
+        "skipped_metrics": [tables.metric_label(m) for m in ranking.skipped_metrics],
+        "leaderboard": tables.leaderboard_table(ranking),
+        "winner": order[0] if order else "",
+        "tau": tau,
+        "boot": {"variant": boot.variant, "n_draws": boot.n_draws, "seed": "explicit draws" if boot.seed is None else boot.seed},
+        "failures": failures,
+        "organ_tables": organ_tables,
+        "figures": {f.key: f for f in [*figs, *box_figs, blob, violin, significance] + ([resource_fig] if resource_fig else [])},
+        "box_figures": box_figs,
+        "resources": tables.resources_table(inputs.measurements, segmenters, algorithms=order, ok_status=config.ok_status),
+        "monitor_problems": monitor_problems,
+        "annotation": annotation,
+        "methods": _methods(inputs, ranking, profiles),
+        "case_matrix": tables.case_matrix_table(runs, inputs.scores, algorithms=order, ok_status=config.ok_status),
+        "case_details": tables.case_details(runs, inputs.scores, inputs.measurements, algorithms=order,
+                                            ok_status=config.ok_status),
+    }
+
+
+def _figure(key: str, title: str, caption: str, svg: str) -> Figure:
+    return Figure(key=key, title=title, caption=caption, svg=Markup(svg))
+
+
+def _methods(inputs: ReportInputs, ranking: ChallengeRanking, profiles: list[str]) -> dict[str, Any]:
+    config = ranking.config
+    runs = inputs.runs
+    tolerance_tables = []
+    for name in profiles:
+        organs = _profile_organs(name)
+        if organs is not None:
+            tolerance_tables.append((name, tables.tolerances_table(organs)))
+    order = tables.rank_order(ranking)
+    others = sorted(set(runs["algorithm"].astype(str)) - set(order))
+    return {
+        "profiles": profiles or ["(none recorded)"],
+        "tolerances": tolerance_tables,
+        "weights": tables.weights_table(ranking),
+        "ok_status": config.ok_status,
+        "failed_as_worst": config.failed_as_worst,
+        "alpha": config.alpha,
+        "p_adjust": config.p_adjust,
+        "description": config.description,
+        "runners": tables.distinct(runs["runner"]),
+        "harness_versions": tables.distinct(runs["harness_version"]),
+        "provenance": tables.provenance_table(runs, algorithms=[*order, *others]),
+        "hosts": tables.hosts_table(runs),
+        "gpu_sources": tables.distinct(_gpu_sources(runs)),
+    }
+
+
+def _gpu_sources(runs: pd.DataFrame) -> list[str]:
+    out = []
+    for text in runs.get("details", pd.Series(dtype=str)).dropna():
+        try:
+            details = json.loads(text)
+        except (TypeError, ValueError):
+            continue
+        if isinstance(details, Mapping) and details.get("gpu_memory_source"):
+            out.append(str(details["gpu_memory_source"]))
+    return out
+
+
+def _profile_organs(name: str) -> list[tuple[int, str, float, bool]] | None:
+    """The profile's organs (label, name, tolerance, z-range only), or None when it cannot be loaded
+    here (a user's profile file that moved)."""
+    from harness.profiles import load_profile
+
+    try:
+        profile = load_profile(name)
+    except HarnessError:
+        return None
+    return [(o.label, o.name, o.tolerance_mm, o.zrange_only) for o in profile.organs]
+
+
+__all__ = ["DEFAULT_NAME", "TEMPLATE_ENV", "build_report", "default_template_dir", "rank_inputs", "render_report",
+           "report_context", "resolve_config"]

@@ -1,0 +1,93 @@
+"""Everything the report reads from a results folder: the store, monitor series, annotator tables.
+
+The report's only disk access besides writing the HTML file. It reads the results store (runs,
+scores, measurements and the tidy table `harness rank` ranks), the resource time series
+`runs/<alg>/<case>/monitor.parquet` on demand, and `annotation/review_queue.csv` and
+`annotation/error_detection.csv` when an annotator wrote them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from harness.errors import DataError
+from harness.store import STORE_FILE, Store, read_store_scores
+
+MONITOR_FILE = "monitor.parquet"
+MONITOR_COLUMNS = ("t_s", "gpu_mb", "cpu_cores", "cpu_pct", "rss_mb")
+ANNOTATION_TABLES = {"error_detection": "annotation/error_detection.csv", "review_queue": "annotation/review_queue.csv"}
+
+
+@dataclass(frozen=True, eq=False)
+class ReportInputs:
+    """The contents of a results folder, as the report needs them.
+
+    - `runs`, `scores`, `measurements`: the store's tables (`Store.runs()` etc.).
+    - `table`: the tidy (algorithm, case, metric, value, status) table of `read_store_scores`.
+    - `monitor_paths`: (algorithm, case) -> its monitor.parquet, for the runs that have one.
+    - `annotation`: name -> table, for each annotator table present.
+    """
+
+    folder: Path
+    runs: pd.DataFrame
+    scores: pd.DataFrame
+    measurements: pd.DataFrame
+    table: pd.DataFrame
+    monitor_paths: dict[tuple[str, str], Path] = field(default_factory=dict)
+    annotation: dict[str, pd.DataFrame] = field(default_factory=dict)
+
+
+def load_report_inputs(results_dir: Path) -> ReportInputs:
+    """Read the results folder `results_dir` (raises `StoreError` when it holds no store)."""
+    folder = Path(results_dir)
+    if folder.is_file() and folder.name == STORE_FILE:
+        folder = folder.parent
+    with Store.open(folder, lock=False, create=False) as store:
+        runs = store.runs()
+        scores = store.scores()
+        measurements = store.measurements()
+    table = read_store_scores(folder)
+    monitors = {}
+    for algorithm, case_id in runs[["algorithm", "case_id"]].itertuples(index=False):
+        path = folder / "runs" / str(algorithm) / str(case_id) / MONITOR_FILE
+        if path.is_file():
+            monitors[(str(algorithm), str(case_id))] = path
+    annotation = {}
+    for name, rel in ANNOTATION_TABLES.items():
+        path = folder / rel
+        if path.is_file():
+            annotation[name] = read_annotation_table(path)
+    return ReportInputs(folder=folder, runs=runs, scores=scores, measurements=measurements, table=table,
+                        monitor_paths=monitors, annotation=annotation)
+
+
+def read_monitor(path: Path) -> pd.DataFrame:
+    """One run's resource series (t_s and whichever of gpu_mb, cpu_cores, cpu_pct, rss_mb it has),
+    sorted by time. Raises `DataError` naming the file when it cannot be read."""
+    try:
+        frame = pd.read_parquet(path)
+    except (OSError, ValueError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise DataError(f"{path}: cannot read the monitor series ({first}); rerun the case") from None
+    if "t_s" not in frame.columns:
+        raise DataError(f"{path}: no t_s column (columns: {', '.join(map(str, frame.columns))}); rerun the case")
+    keep = [c for c in MONITOR_COLUMNS if c in frame.columns]
+    return frame[keep].astype(float).sort_values("t_s", kind="stable").reset_index(drop=True)
+
+
+def read_annotation_table(path: Path) -> pd.DataFrame:
+    """An annotator's CSV as text columns (shown as written); raises `DataError` when unreadable."""
+    try:
+        return pd.read_csv(path, dtype=str, keep_default_na=False)
+    except pd.errors.EmptyDataError:
+        return pd.DataFrame()
+    except (OSError, ValueError, pd.errors.ParserError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise DataError(f"{path}: cannot read the annotator table ({first}); rerun the annotator") from None
+
+
+__all__ = ["ANNOTATION_TABLES", "MONITOR_COLUMNS", "MONITOR_FILE", "ReportInputs", "load_report_inputs", "read_annotation_table",
+           "read_monitor"]

