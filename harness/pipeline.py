@@ -110,7 +110,8 @@ class CaseResult:
 
 
 def execute_case(runner: Runner, spec: AlgorithmSpec, case: Case, *, image: str | None, work_dir: Path,
-                 keep_dir: Path, monitor_settings: MonitorSettings | None = None, score: bool = True) -> CaseResult:
+                 keep_dir: Path, monitor_settings: MonitorSettings | None = None, score: bool = True,
+                 extra_inputs: dict[str, Path] | None = None) -> CaseResult:
     """One monitored run in a fresh input/output pair; accepted outputs, the log and the resource
     time series are kept in `keep_dir`. With `score=False` the accepted label map is left for a
     separate scoring task."""
@@ -126,6 +127,11 @@ def execute_case(runner: Runner, spec: AlgorithmSpec, case: Case, *, image: str 
         except OSError:
             shutil.copy2(case.image, staged)
         staged.chmod(0o644)
+        for rel, source in (extra_inputs or {}).items():  # an annotator's segmenter outputs
+            (input_dir / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copytree(source, input_dir / rel, copy_function=_link_or_copy)
+        for path in input_dir.rglob("*"):  # readable by the sandbox's unprivileged user
+            path.chmod(0o755 if path.is_dir() else 0o644)
         make = RunMonitor.for_container if runner.name == "docker" else RunMonitor.for_process
         monitor = make(gpu_ids=visible_gpu_ids() if spec.gpu != "none" else (),
                        settings=monitor_settings or MonitorSettings(), output_dir=output_dir)
@@ -142,7 +148,7 @@ def execute_case(runner: Runner, spec: AlgorithmSpec, case: Case, *, image: str 
                 outcome = _with_status(outcome, RunStatus.INVALID_OUTPUT, str(exc))
             except CaseError as exc:
                 outcome = _with_status(outcome, RunStatus.INVALID_OUTPUT, str(exc))
-        _keep(output_dir, keep_dir, outcome)
+        _keep(output_dir, keep_dir, outcome, everything=spec.kind == "annotator")
         series = monitor.series()
         series.to_parquet(keep_dir / "monitor.parquet", index=False)
         measurements = {**monitor.figures(), **{k: float(v) for k, v in outcome.details.items() if isinstance(v, (int, float))}}
@@ -158,13 +164,28 @@ def _with_status(outcome: RunOutcome, status: RunStatus, message: str) -> RunOut
     return replace(outcome, status=status, message=message)
 
 
-def _keep(output_dir: Path, keep_dir: Path, outcome: RunOutcome) -> None:
-    """Keep the accepted label map and probabilities (regular files only) and the log."""
+def _link_or_copy(source: str, target: str) -> None:
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copy2(source, target)
+
+
+def _keep(output_dir: Path, keep_dir: Path, outcome: RunOutcome, *, everything: bool = False) -> None:
+    """Keep the accepted label map and probabilities (regular files only; with `everything`, every
+    regular file of an accepted output, as an annotator's maps) and the log."""
     if keep_dir.exists():
         shutil.rmtree(keep_dir)
     keep_dir.mkdir(parents=True)
     (keep_dir / "log.txt").write_text(outcome.log_tail, encoding="utf-8")
     if outcome.status != RunStatus.OK:
+        return
+    if everything:
+        for path in sorted(output_dir.rglob("*")):
+            if path.is_file() and not path.is_symlink():
+                target = keep_dir / path.relative_to(output_dir)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.move(str(path), target)
         return
     for path in output_dir.glob("*.nii.gz"):
         if path.is_file() and not path.is_symlink():

@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 import pandas as pd
 
+from harness.annotate import AnnotateSummary, annotate_all, annotators_in
 from harness.errors import ExitStatus, HarnessError
 from harness.executor import DaskExecutor, LocalExecutor
 from harness.models import OrganScore
@@ -110,6 +111,11 @@ def run(algorithms_dir: Path, data_dir: Path | None, results_dir: Path, runner: 
 
     executor = DaskExecutor(scheduler) if scheduler else LocalExecutor(scoring_workers=scoring_workers)
     summary = run_all(settings, say=_say, on_result=on_result, executor=executor)
+    annotated = None
+    if annotators_in(algorithms_dir, repo_root=settings.repo_root):
+        annotated = annotate_all(algorithms_dir, data_dir, results_dir, runner=runner, base=base, cache_dir=cache,
+                                 repo_root=settings.repo_root, rerun=rerun, say=_say, on_result=on_result)
+        _print_annotation(annotated)
     for problem in summary.problems:
         click.echo(f"harness: error: {problem}", err=True)
     with Store.open(results_dir, lock=False, create=False) as store:
@@ -122,13 +128,64 @@ def run(algorithms_dir: Path, data_dir: Path | None, results_dir: Path, runner: 
         click.echo(f"report: {build_report(results_dir)}")
     except HarnessError as exc:  # the runs are stored; a report that cannot be built does not undo them
         click.echo(f"harness: warning: no report: {exc}", err=True)
-    return ExitStatus.PARTIAL if summary.partial else ExitStatus.OK
+    failed = summary.partial or (annotated is not None and annotated.failed > 0)
+    return ExitStatus.PARTIAL if failed else ExitStatus.OK
+
+
+@click.command()
+@click.argument("algorithms_dir", type=click.Path(path_type=Path), default="algorithms")
+@click.option("--results", "results_dir", type=click.Path(path_type=Path), default=Path("results"), show_default=True,
+              help="Results folder of a `harness run` (the segmenters' probabilities are read from it).")
+@click.option("--data", "data_dir", type=click.Path(path_type=Path), default=None,
+              help="The data set the segmenters ran on. Default: the cached default phantom set.")
+@click.option("--runner", type=click.Choice(["docker", "local"]), default="docker", show_default=True)
+@click.option("--rerun", is_flag=True, help="Annotate every case again.")
+@click.option("--base", default=None, help="Base image for builds (default: the local debootstrap image).")
+@click.option("--queue-fraction", type=click.FloatRange(min=0, max=1, min_open=True), default=0.05, show_default=True,
+              help="Share of cases in the review queue (at least one case).")
+def annotate(algorithms_dir: Path, results_dir: Path, data_dir: Path | None, runner: str, rerun: bool, base: str | None,
+             queue_fraction: float) -> int:
+    """Run the attention-map annotator on every case, then prioritise cases for review.
+
+    \b
+    Needs >= 2 segmenters with probabilities in the results store. Writes into
+    RESULTS/annotation/: priority.csv (cases by attention size), review_queue.csv (the
+    top share, organs by heat-map sum), and where ground truth exists
+    error_detection.csv (per-organ sensitivity and precision, mean ± sd, like
+    AbdomenAtlas-8K's Table 1), error_detection_cases.csv and priority_check.csv
+    (Spearman of attention size vs error volume; share of error voxels in the queue).
+    """
+    cache = default_cache_dir()
+    data = data_dir if data_dir is not None else ensure_default_data(cache, say=_say)
+
+    def on_result(algorithm: str, case_id: str, outcome: RunOutcome, scores: list[OrganScore]) -> None:
+        mark = "ok " if outcome.status == RunStatus.OK else "ERR"
+        click.echo(f"{mark} {algorithm:<20} {case_id:<16} {outcome.status:<16} {outcome.elapsed_s:7.1f} s  {outcome.message}",
+                   err=True)
+
+    summary = annotate_all(algorithms_dir, data, results_dir, runner=runner, base=base, cache_dir=cache,
+                           repo_root=algorithms_dir.resolve().parent, rerun=rerun, queue_fraction=queue_fraction, say=_say,
+                           on_result=on_result)
+    _print_annotation(summary)
+    return ExitStatus.PARTIAL if summary.failed else ExitStatus.OK
+
+
+def _print_annotation(summary: AnnotateSummary) -> None:
+    for note in summary.skipped:
+        click.echo(f"harness: note: {note}", err=True)
+    click.echo(f"annotation: {summary.executed} runs executed, {summary.reused} reused, {summary.failed} failed")
+    detection = summary.tables.get("error_detection")
+    if detection is not None:
+        click.echo(pd.read_csv(detection).to_string(index=False))
+    for name, path in sorted(summary.tables.items()):
+        click.echo(f"  {name}: {path}")
 
 
 def format_summary(runs: pd.DataFrame, scores: pd.DataFrame) -> str:
-    """Per algorithm: cases ok / total, mean DSC and NSD over organs and cases, mean time."""
+    """Per segmenter: cases ok / total, mean DSC and NSD over organs and cases, mean time."""
+    runs = runs[runs.kind == "segmenter"]
     if runs.empty:
-        return "no runs in the store"
+        return "no segmenter runs in the store"
     lines = [f"{'algorithm':<22}{'ok':>8}{'DSC':>9}{'NSD':>9}{'time s':>9}  failures"]
     for algorithm, group in runs.groupby("algorithm"):
         ok = group[group.status == "ok"]
