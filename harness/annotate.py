@@ -184,3 +184,37 @@ def write_tables(spec: AlgorithmSpec, results_dir: Path, cases: list[Case], *, q
         pd.DataFrame([{k: (v if not (isinstance(v, float) and math.isnan(v)) else "nan") for k, v in check.items()}]).to_csv(
             written["priority_check"], index=False)
     return written
+
+
+def assemble_all(results_dir: Path, data_dir: Path, out_dir: Path, *, annotator: str = "attention-annotator",
+                 revised_dir: Path | None = None, original_organs: tuple[str, ...] = ()) -> Path:
+    """Final labels of every annotated case by priority (original annotation of `original_organs`
+    from the data set's labels, then the reviewer's revision from `revised_dir/<case>/<organ>.nii.gz`,
+    then the pseudo label); writes `out_dir/<case>.nii.gz` and `out_dir/sources.csv`."""
+    from harness.attention import assemble_case, masks_from_label_map, sources_table
+    from harness.attention.io import read_revised, write_label
+
+    dataset, _ = discover(data_dir)
+    cases = {c.case_id: c for c in dataset.cases}
+    folders = sorted(p.parent for p in (results_dir / "runs" / annotator).glob("*/attention.json"))
+    if not folders:
+        raise SpecError(f"{results_dir}: no annotations of {annotator}; run `harness annotate` first")
+    sources: dict[str, dict[str, str]] = {}
+    for folder in folders:
+        case_id = folder.name
+        summary = json.loads((folder / "attention.json").read_text())
+        organs = list(summary["organs"])
+        pseudo = masks_from_label_map(read_pseudo_label(folder), organs)
+        original: dict[str, object] = {}
+        case = cases.get(case_id)
+        if original_organs and case is not None and case.label is not None:
+            label_map, _ = read_label(case.label)
+            original = dict(masks_from_label_map(label_map, [o for o in organs if o in original_organs]))
+        revised = read_revised(revised_dir, case_id, organs) if revised_dir is not None else {}
+        final, used = assemble_case(original, revised, pseudo)  # type: ignore[arg-type]
+        write_label(final, folder / f"{case_id}.nii.gz", out_dir / f"{case_id}.nii.gz")
+        sources[case_id] = used
+    table = sources_table(sources)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    table.to_csv(out_dir / "sources.csv", index=False)
+    return out_dir / "sources.csv"

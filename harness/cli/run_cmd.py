@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 import pandas as pd
 
-from harness.annotate import AnnotateSummary, annotate_all, annotators_in
+from harness.annotate import AnnotateSummary, annotate_all, annotators_in, assemble_all
 from harness.errors import ExitStatus, HarnessError
 from harness.executor import DaskExecutor, LocalExecutor
 from harness.models import OrganScore
@@ -168,6 +168,28 @@ def annotate(algorithms_dir: Path, results_dir: Path, data_dir: Path | None, run
                            on_result=on_result)
     _print_annotation(summary)
     return ExitStatus.PARTIAL if summary.failed else ExitStatus.OK
+
+
+@click.command()
+@click.option("--results", "results_dir", type=click.Path(path_type=Path), default=Path("results"), show_default=True)
+@click.option("--data", "data_dir", type=click.Path(path_type=Path), default=None,
+              help="The data set (its labels are the original annotation). Default: the cached phantom set.")
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), required=True, help="Folder for the final label maps.")
+@click.option("--revised", "revised_dir", type=click.Path(path_type=Path, exists=True, file_okay=False), default=None,
+              help="A reviewer's revised masks: DIR/<case>/<organ>.nii.gz (nonzero = organ).")
+@click.option("--original-organs", default="", help="Comma-separated organs the source data set annotates (kept as they are).")
+@click.option("--annotator", default="attention-annotator", show_default=True)
+def assemble(results_dir: Path, data_dir: Path | None, out_dir: Path, revised_dir: Path | None, original_organs: str,
+             annotator: str) -> int:
+    """Assemble each case's final labels: original annotation, then revision, then pseudo label.
+
+    Writes OUT/<case>.nii.gz and OUT/sources.csv (case, organ, source: original,
+    revised, pseudo or none).
+    """
+    data = data_dir if data_dir is not None else ensure_default_data(default_cache_dir(), say=_say)
+    organs = tuple(o.strip() for o in original_organs.split(",") if o.strip())
+    click.echo(f"sources: {assemble_all(results_dir, data, out_dir, annotator=annotator, revised_dir=revised_dir, original_organs=organs)}")
+    return ExitStatus.OK
 
 
 def _print_annotation(summary: AnnotateSummary) -> None:

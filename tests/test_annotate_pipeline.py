@@ -1,0 +1,109 @@
+"""`harness annotate` end to end (local runner, the real annotator): segmenter probabilities from
+the store are staged, the annotator's outputs checked and kept, the pseudo label scored, the
+priority list puts the case with a planted error first, and `harness assemble` keeps sources."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+import pytest
+
+from harness.annotate import annotate_all, assemble_all
+from harness.cli import main
+from harness.data.synth import write_dataset
+from harness.store import Provenance, RunRecord, Store
+from tests.attention.helpers import segmenters_from_label
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _fake_segmenter_runs(results: Path, data: Path, *, planted_case: str) -> None:
+    """Store two 'segmenters' whose probabilities are blurred ground truth; in `planted_case` one
+    of them misses a large part of the liver."""
+    with Store.open(results) as store:
+        for label_path in sorted((data / "labelsTr").glob("*.nii.gz")):
+            case = label_path.name[: -len(".nii.gz")]
+            img = nib.load(label_path)
+            label = np.asarray(img.dataobj)
+            models = segmenters_from_label(label)
+            if case == planted_case:
+                liver = models["model_a"]["liver"]
+                xs = np.nonzero(liver)[0]
+                liver[: int(np.percentile(xs, 60))] = 0  # a missed organ part
+            for model in ("model_a", "model_b"):
+                folder = store.run_dir(model, case) / "probabilities"
+                folder.mkdir(parents=True)
+                for organ, p in models[model].items():
+                    nib.save(nib.Nifti1Image(p, img.affine), folder / f"{organ}.nii.gz")
+                prov = Provenance("sha256:x", "m", case, "flare22", "local")
+                store.record(RunRecord(model, case, "segmenter", "ok", 0, "", 1.0, 1.0, 0.0, 1.0, "", prov))
+
+
+@pytest.fixture(scope="module")
+def annotated(tmp_path_factory):
+    root = tmp_path_factory.mktemp("annotate")
+    write_dataset(root / "data", cases=3, seed=4, size="small")
+    _fake_segmenter_runs(root / "results", root / "data", planted_case="phantom_0001")
+    summary = annotate_all(REPO / "algorithms", root / "data", root / "results", runner="local", cache_dir=root / "cache",
+                           repo_root=REPO, say=lambda m: None, on_result=lambda *a: None)
+    return root, summary
+
+
+def test_annotator_runs_are_stored_and_scored(annotated) -> None:
+    root, summary = annotated
+    assert summary.executed == 3 and summary.failed == 0
+    with Store.open(root / "results", lock=False, create=False) as store:
+        runs = store.runs().set_index(["algorithm", "case_id"])
+        scores = store.scores()
+    run = runs.loc[("attention-annotator", "phantom_0000")]
+    assert run.status == "ok" and run.kind == "annotator" and '"segmenters": ["model_a", "model_b"]' in run.details
+    kept = root / "results" / "runs" / "attention-annotator" / "phantom_0000"
+    assert (kept / "attention.json").is_file() and (kept / "attention" / "liver.nii.gz").is_file()
+    assert (kept / "heatmap" / "spleen.nii.gz").is_file() and (kept / "phantom_0000.nii.gz").is_file()
+    pseudo = scores[(scores.algorithm == "attention-annotator") & (scores.case_id == "phantom_0000")]
+    assert len(pseudo) == 9 and pseudo.set_index("organ").loc["liver", "dsc"] > 0.9
+
+
+def test_priority_list_puts_the_planted_case_first_and_tables_exist(annotated) -> None:
+    root, summary = annotated
+    priority = pd.read_csv(summary.tables["priority"])
+    assert priority.iloc[0]["case"] == "phantom_0001" and bool(priority.iloc[0]["in_queue"])
+    queue = pd.read_csv(summary.tables["review_queue"])
+    assert set(queue["case"]) == {"phantom_0001"} and queue.iloc[0]["organ"] == "liver"
+    table = pd.read_csv(summary.tables["error_detection"])
+    assert list(table.organ)[-1] == "all" and "sensitivity" in table.columns
+    check = pd.read_csv(summary.tables["priority_check"]).iloc[0]
+    assert check["queue_cases"] == 1 and not math.isnan(float(check["share_in_queue"]))
+
+
+def test_reruns_are_reused_and_assemble_records_sources(annotated, tmp_path: Path) -> None:
+    root, _ = annotated
+    again = annotate_all(REPO / "algorithms", root / "data", root / "results", runner="local", cache_dir=root / "cache",
+                         repo_root=REPO, say=lambda m: None, on_result=lambda *a: None)
+    assert again.executed == 0 and again.reused == 3
+    revised = tmp_path / "revised" / "phantom_0001"
+    revised.mkdir(parents=True)
+    ref = nib.load(root / "data" / "labelsTr" / "phantom_0001.nii.gz")
+    nib.save(nib.Nifti1Image((np.asarray(ref.dataobj) == 1).astype(np.uint8), ref.affine), revised / "liver.nii.gz")
+    sources = pd.read_csv(assemble_all(root / "results", root / "data", tmp_path / "final", revised_dir=tmp_path / "revised",
+                                       original_organs=("spleen",)))
+    by = sources.set_index(["case", "organ"]).source
+    assert by[("phantom_0001", "liver")] == "revised" and by[("phantom_0000", "liver")] == "pseudo"
+    assert by[("phantom_0002", "spleen")] == "original"
+    final = np.asarray(nib.load(tmp_path / "final" / "phantom_0001.nii.gz").dataobj)
+    assert np.array_equal(final == 1, np.asarray(ref.dataobj) == 1)  # the revision, exactly
+
+
+def test_annotate_command_needs_two_segmenters(tmp_path: Path, capsys) -> None:
+    write_dataset(tmp_path / "data", cases=1, seed=4, size="small")
+    Store.open(tmp_path / "results").close()
+    with pytest.raises(SystemExit) as code:
+        main(["annotate", str(REPO / "algorithms"), "--results", str(tmp_path / "results"), "--data", str(tmp_path / "data"),
+              "--runner", "local"])
+    assert code.value.code == 0
+    err = capsys.readouterr().err
+    assert "phantom_0000: 0 segmenter(s) with probabilities; the annotator needs 2" in err
