@@ -6,8 +6,6 @@ import math
 from pathlib import Path
 
 import click
-
-from harness.store import STORE_FILE
 import pandas as pd
 
 from harness.errors import ExitStatus
@@ -19,6 +17,7 @@ from harness.ranking.io import (
     resolve_scores_path,
     write_ranking_tables,
 )
+from harness.store import STORE_FILE
 
 
 @click.command()
