@@ -1,10 +1,10 @@
 # The README's two commands: `make demo` (set up, then run the main job on the embedded default
-# data) and `make test` (set up, then run the tests). Both need only Python 3.11+ and make.
+# data) and `make test` (set up, then run the tests). Both need Python 3.11+, make and a running
+# Docker engine; the base image is made with debootstrap (installed here when run as root).
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
-DEMO   := .cache/demo
 
 .PHONY: setup test demo bench clean
 
@@ -29,9 +29,7 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
 demo: $(STAMP)
-	$(BIN)/harness data synth --out $(DEMO)/data --cases 20 --seed 0 --size small
-	$(BIN)/harness data perturb --data $(DEMO)/data --out $(DEMO)/pred --seed 1
-	$(BIN)/harness score --pred $(DEMO)/pred --labels $(DEMO)/data --profile flare22 --out $(DEMO)/scores.csv
+	$(BIN)/harness run algorithms --results results
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_metrics.py
