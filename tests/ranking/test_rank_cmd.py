@@ -143,7 +143,7 @@ def test_missing_results_and_bad_config(tmp_path: Path, scores_csv: Path, capsys
     assert "no such file or folder" in capsys.readouterr().err
 
     (tmp_path / "folder").mkdir()
-    with pytest.raises(DataError, match=r"no scores\.parquet or scores\.csv in this folder"):
+    with pytest.raises(DataError, match=r"no store\.sqlite or scores\.parquet or scores\.csv in this folder"):
         load_scores(tmp_path / "folder")
 
     bad = tmp_path / "bad.toml"
