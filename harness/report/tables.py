@@ -333,6 +333,13 @@ def _lookup(frame: pd.DataFrame, key: tuple[str, str], column: str) -> float:
     return float(frame.loc[key, column])
 
 
+def _ran_on(run: pd.Series) -> str:
+    """The host that ran it, and its Dask worker when one did."""
+    host = str(run.get("host") or "")
+    worker = str(run.get("worker") or "")
+    return f"{host} ({worker})" if worker and worker != "local" else host
+
+
 def case_details(runs: pd.DataFrame, scores: pd.DataFrame, measurements: pd.DataFrame, *, algorithms: Sequence[str],
                  ok_status: str = "ok") -> list[CaseDetail]:
     """Per case: each algorithm's status, exit code, time, mean DSC/NSD, AUCs and message, then DSC
@@ -348,7 +355,7 @@ def case_details(runs: pd.DataFrame, scores: pd.DataFrame, measurements: pd.Data
         present = [a for a in algorithms if (a, case_id) in segmenters.index]
         columns = (Column("Algorithm"), Column("Status"), Column("Exit code", "num"), Column("Time (s)", "num"),
                    Column("DSC", "num"), Column("NSD", "num"), Column("AUC GPU (MB s)", "num"),
-                   Column("AUC CPU (% s)", "num"), Column("Message"))
+                   Column("AUC CPU (% s)", "num"), Column("Ran on"), Column("Message"))
         rows = []
         for algorithm in present:
             r = segmenters.loc[(algorithm, case_id)]
@@ -365,6 +372,7 @@ def case_details(runs: pd.DataFrame, scores: pd.DataFrame, measurements: pd.Data
                 num_cell(_lookup(means, key, "nsd"), "nsd"),
                 num_cell(_lookup(wide, key, "auc_gpu_mb_s")),
                 num_cell(_lookup(wide, key, "auc_cpu_pct_s")),
+                text_cell(_ran_on(r)),
                 text_cell(_short(r["message"] or ""), cls="message"),
             ))
         organ_table_ = None

@@ -265,3 +265,16 @@ def test_number_formats() -> None:
     assert tables.organ_short("inferior_vena_cava") == "IVC"
     assert tables.organ_short("right_adrenal_gland") == "R adrenal"
     assert tables.organ_short("left_kidney") == "L kidney"
+
+
+def test_case_details_show_which_host_and_worker_ran_each_run(tmp_path: Path) -> None:
+    import sqlite3
+
+    results = copy_fixture(tmp_path / "results")
+    with sqlite3.connect(results / "store.sqlite") as db:
+        db.execute("UPDATE runs SET worker = 'tcp://worker-b:40001' WHERE algorithm = 'fast-net' AND case_id = 'case_01'")
+    html = build_report(results).read_text(encoding="utf-8")
+    case = html[html.index('id="case-case_01"'):]
+    case = case[: case.index("</details>")]
+    assert "gpu-runner-01 (tcp://worker-b:40001)" in visible_text(case)
+    assert "gpu-runner-01" in visible_text(html[html.index('id="case-case_02"'):])
