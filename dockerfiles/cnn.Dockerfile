@@ -1,0 +1,20 @@
+# The cnn segmenter (3D U-Net, ONNX Runtime on the CPU). Builds offline: BASE is the local base image
+# (`harness images base`) or, where a registry exists, a public one (python:3.11-slim-bookworm).
+# For the GPU, build with onnxruntime-gpu in place of onnxruntime in requirements.txt: predict.py
+# then picks the CUDA execution provider when the container is given a GPU (`--device auto`).
+ARG BASE=python:3.11-slim-bookworm
+FROM ${BASE}
+
+# Python packages come from the wheelhouse in the build context; no network is used.
+COPY wheels/ /opt/wheels/
+COPY algorithm/requirements.txt /opt/algorithm/requirements.txt
+RUN python3 -m venv /opt/venv \
+ && /opt/venv/bin/pip install --no-cache-dir --no-index --find-links /opt/wheels -r /opt/algorithm/requirements.txt \
+ && rm -rf /opt/wheels
+
+COPY algorithm/ /opt/algorithm/
+RUN useradd --uid 10001 --no-create-home --home-dir /tmp --shell /usr/sbin/nologin algorithm
+USER 10001:10001
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 HOME=/tmp
+WORKDIR /opt/algorithm
+ENTRYPOINT ["/opt/venv/bin/python", "/opt/algorithm/predict.py", "/input", "/output"]
