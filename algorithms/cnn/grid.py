@@ -5,10 +5,10 @@ framework is installed. Arrays are RAS+ voxel order (x, y, z); spacings are mill
 
 The network sees every case on the same coarse grid, about `WORK_SPACING_MM` (3 x 3 x 6 mm):
 phantoms and real scans alike are resampled there (anti-aliased linear interpolation), so the
-network meets one voxel size whatever the input's, its cost is fixed by the field of view (about
-150 x 150 x 45 voxels for an abdomen) and a 512 x 512 x 100 case costs little more than a small
-one. Its softmax probabilities are interpolated back (trilinear) onto the input's grid, where they
-still sum to 1, so a smooth organ boundary is placed to a fraction of a working voxel.
+network meets one voxel size whatever the input's and its cost is set by the field of view (about
+150 x 150 x 45 voxels for an abdomen), not by the input's matrix. Its softmax probabilities are
+interpolated back (trilinear) onto the input's grid, where they still sum to 1, so a smooth organ
+boundary is placed to a fraction of a working voxel.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ PATCH_MULTIPLE = (8, 8, 4)
 WINDOW_MAX = (160, 160, 56)
 WINDOW_OVERLAP = 0.25  # share of a window's side that its neighbour covers too (at least)
 N_CLASSES = 14  # background + the 13 FLARE22 organs
+CHUNK_VOXELS = 1 << 22  # resampling works through slabs of this many output voxels (16 MB of float32)
 
 
 def working_shape(shape: tuple[int, ...], spacing_mm: tuple[float, ...]) -> tuple[int, int, int]:
@@ -51,27 +52,50 @@ def resample_axis(data: NDArray[np.float32], axis: int, size: int, *, antialias:
     if size == n:
         return data
     factor = n / size
-    if antialias and factor > 1:
-        data = ndimage.gaussian_filter1d(data, sigma=(factor - 1) / 2, axis=axis, mode="nearest", truncate=3.0)
     pos = np.clip((np.arange(size) + 0.5) * factor - 0.5, 0, n - 1)
-    return interpolate_axis(data, axis, pos)
+    sigma = (factor - 1) / 2 if antialias and factor > 1 else 0.0
+    return interpolate_axis(data, axis, pos, sigma=sigma)
 
 
-def interpolate_axis(data: NDArray[np.float32], axis: int, pos: NDArray[np.float64]) -> NDArray[np.float32]:
-    """Linear interpolation of `data` along `axis` at positions `pos` (index units, in [0, n - 1])."""
+def interpolate_axis(data: NDArray[np.float32], axis: int, pos: NDArray[np.float64], *, sigma: float = 0.0) -> NDArray[np.float32]:
+    """Linear interpolation of `data` along `axis` at positions `pos` (index units, in [0, n - 1]),
+    after a Gaussian of `sigma` voxels along that axis when sigma > 0.
+
+    Works through slabs of about CHUNK_VOXELS along another axis (the operation is independent
+    across them), so the temporaries stay small on a 512 x 512 x 500 scan: the output is the
+    only full-size array allocated.
+    """
     n = data.shape[axis]
-    if n == 1:
-        return np.repeat(data, len(pos), axis=axis)
-    lo = np.minimum(np.floor(pos).astype(np.intp), n - 2)
+    out_shape = list(data.shape)
+    out_shape[axis] = len(pos)
+    out = np.empty(out_shape, np.float32)
+    lo = np.minimum(np.floor(pos).astype(np.intp), max(n - 2, 0))
     shape = [1] * data.ndim
     shape[axis] = len(pos)
     w = (pos - lo).astype(np.float32).reshape(shape)
-    a = np.take(data, lo, axis=axis)
-    b = np.take(data, lo + 1, axis=axis)
-    b -= a
-    b *= w
-    a += b
-    return a
+    slab_axis = max((a for a in range(data.ndim) if a != axis), key=lambda a: data.shape[a], default=None)
+    if slab_axis is None:
+        slab_axis, step = axis, n  # 1D: one piece
+    else:
+        per_index = max(1, int(np.prod(out_shape)) // out_shape[slab_axis])
+        step = max(1, CHUNK_VOXELS // per_index)
+    for start in range(0, data.shape[slab_axis] if slab_axis != axis else 1, step):
+        index: list[slice] = [slice(None)] * data.ndim
+        if slab_axis != axis:
+            index[slab_axis] = slice(start, start + step)
+        piece = data[tuple(index)]
+        if sigma > 0:
+            piece = ndimage.gaussian_filter1d(piece, sigma=sigma, axis=axis, mode="nearest", truncate=3.0)
+        if n == 1:
+            out[tuple(index)] = np.repeat(piece, len(pos), axis=axis)
+            continue
+        a = np.take(piece, lo, axis=axis).astype(np.float32, copy=False)
+        b = np.take(piece, lo + 1, axis=axis).astype(np.float32, copy=False)
+        b -= a
+        b *= w
+        a += b
+        out[tuple(index)] = a
+    return out
 
 
 def interpolate_block(block: NDArray[np.float32], start: tuple[int, ...], work_shape: tuple[int, ...],
@@ -156,7 +180,7 @@ def sliding_window(x: NDArray[np.float32], predict_patch: Callable[[NDArray[np.f
     """Class probabilities (N_CLASSES, X, Y, Z) of the input channels x (C, X, Y, Z).
 
     `predict_patch` maps a (1, C, *patch) array to (1, N_CLASSES, *patch) softmax probabilities.
-    The volume is padded with air up to the patch size (and to the network's multiples), windows
+    The volume is padded with air up to the patch size (a multiple of the network's pooling), windows
     overlap by `overlap` and are blended with Gaussian weights, so memory is bounded by the
     accumulator (N_CLASSES floats per working voxel) and one patch, whatever the case's size.
     """

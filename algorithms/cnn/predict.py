@@ -136,6 +136,19 @@ def open_session(device: str) -> tuple[ort.InferenceSession, str]:
     return session, "cpu"
 
 
+def run_network(session: ort.InferenceSession, x: NDArray[np.float32],
+                patch: tuple[int, int, int]) -> tuple[NDArray[np.float32], int]:
+    """Working-grid probabilities (14, X, Y, Z) of the input channels x, and the number of windows."""
+    count = 0
+
+    def predict_window(window: NDArray[np.float32]) -> NDArray[np.float32]:
+        nonlocal count
+        count += 1
+        return np.asarray(session.run(None, {"image": window})[0], np.float32)
+
+    return grid.sliding_window(x, predict_window, patch=patch), count
+
+
 def write_outputs(probs: NDArray[np.float32], shape: tuple[int, int, int], back: NDArray[np.float64],
                   reference: nib.Nifti1Image, case: str, output_dir: Path) -> dict[str, float]:
     """Interpolate the working-grid probabilities (14, x, y, z) onto the input grid one class at a
@@ -212,16 +225,9 @@ def run(input_dir: Path, output_dir: Path, device: str) -> None:
         f"working grid {'x'.join(map(str, work_shape))}, window {'x'.join(map(str, patch))}")
 
     t2 = time.perf_counter()
-    count = 0
-
-    def predict_patch(window: NDArray[np.float32]) -> NDArray[np.float32]:
-        nonlocal count
-        count += 1
-        return session.run(None, {"image": window})[0]
-
-    probs = grid.sliding_window(x, predict_patch, patch=patch)
+    probs, count = run_network(session, x, patch)
     t_net = time.perf_counter() - t2
-    del x
+    del x, session  # ONNX Runtime's memory arena goes before the full-size arrays come
 
     t3 = time.perf_counter()
     stats = write_outputs(probs, shape, back, img, case, output_dir)

@@ -2,7 +2,7 @@
 
 The committed model.onnx was made, from the repository root, with:
 
-    .venv/bin/python algorithms/cnn/train.py --seed 2000 --cases 12 --out algorithms/cnn/model.onnx
+    .venv/bin/python algorithms/cnn/train.py --seed 2000 --cases 12 --epochs 100 --out algorithms/cnn/model.onnx
 
 The default evaluation set is `harness data synth --seed 0`; training uses phantoms of `--seed 2000`
 (indices 0 .. cases-1 on the small grid, plus `--full-cases` on the full grid from index 100), and
@@ -271,7 +271,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=2000, help="phantom data set seed (not 0: that is the evaluation set); also seeds training")
     ap.add_argument("--cases", type=int, default=12, help="small phantoms to train on (indices 0 .. cases-1)")
     ap.add_argument("--full-cases", type=int, default=2, help="full-size phantoms to train on too (finer grid, less noise)")
-    ap.add_argument("--epochs", type=int, default=40)
+    ap.add_argument("--epochs", type=int, default=100)
     ap.add_argument("--steps-per-epoch", type=int, default=25, help="an epoch is this many batches of random patches")
     ap.add_argument("--batch", type=int, default=2)
     ap.add_argument("--patch", type=int, nargs=3, default=(64, 64, 32), metavar=("X", "Y", "Z"), help="training patch, working voxels")

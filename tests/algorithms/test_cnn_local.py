@@ -30,6 +30,12 @@ def _grid() -> ModuleType:
     return module
 
 
+def _load(path: Path) -> nib.Nifti1Image:
+    img = nib.load(path)
+    assert isinstance(img, nib.Nifti1Image), path
+    return img
+
+
 def _predict(input_dir: Path, output_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
     output_dir.mkdir(parents=True, exist_ok=True)
     return subprocess.run([sys.executable, "predict.py", str(input_dir), str(output_dir), *args], cwd=ALGORITHM,
@@ -58,7 +64,7 @@ def test_exits_zero_and_logs_the_device(phantom_run) -> None:
 
 def test_label_map_is_on_the_input_grid(phantom_run) -> None:
     image, _, out, _ = phantom_run
-    img, pred = nib.load(image), nib.load(out / "phantom_0000.nii.gz")
+    img, pred = _load(image), _load(out / "phantom_0000.nii.gz")
     data = np.asarray(pred.dataobj)
     assert data.dtype == np.uint8
     assert data.shape == img.shape
@@ -68,13 +74,13 @@ def test_label_map_is_on_the_input_grid(phantom_run) -> None:
 
 def test_probabilities_threshold_back_to_the_label_map(phantom_run) -> None:
     image, _, out, _ = phantom_run
-    img = nib.load(image)
-    label = np.asarray(nib.load(out / "phantom_0000.nii.gz").dataobj)
+    img = _load(image)
+    label = np.asarray(_load(out / "phantom_0000.nii.gz").dataobj)
     assert sorted(p.name for p in (out / "probabilities").iterdir()) == sorted(f"{o}.nii.gz" for o in ORGANS)
     best = np.zeros(img.shape, np.uint8)
     expected = np.zeros(img.shape, np.uint8)
     for value, organ in enumerate(ORGANS, start=1):
-        prob = nib.load(out / "probabilities" / f"{organ}.nii.gz")
+        prob = _load(out / "probabilities" / f"{organ}.nii.gz")
         p = np.asarray(prob.dataobj)
         assert p.dtype == np.uint8, organ
         assert p.shape == img.shape, organ
@@ -88,8 +94,8 @@ def test_probabilities_threshold_back_to_the_label_map(phantom_run) -> None:
 
 def test_liver_overlaps_the_ground_truth(phantom_run) -> None:
     _, label_path, out, _ = phantom_run
-    truth = np.asarray(nib.load(label_path).dataobj) == 1
-    pred = np.asarray(nib.load(out / "phantom_0000.nii.gz").dataobj) == 1
+    truth = np.asarray(_load(label_path).dataobj) == 1
+    pred = np.asarray(_load(out / "phantom_0000.nii.gz").dataobj) == 1
     dsc = 2 * np.logical_and(truth, pred).sum() / (truth.sum() + pred.sum())
     assert dsc > 0.8
 
@@ -129,7 +135,12 @@ def test_sliding_window_blends_back_a_pointwise_network_exactly() -> None:
         return e / e.sum(axis=1, keepdims=True)
 
     calls = []
-    out = grid.sliding_window(x, lambda p: calls.append(p.shape) or pointwise(p), patch=(16, 16, 24))
+
+    def network(patch: np.ndarray) -> np.ndarray:
+        calls.append(patch.shape)
+        return pointwise(patch)
+
+    out = grid.sliding_window(x, network, patch=(16, 16, 24))
     assert len(calls) > 8 and all(shape == (1, 2, 16, 16, 24) for shape in calls)
     np.testing.assert_allclose(out, pointwise(x[None])[0], atol=1e-5)
 
