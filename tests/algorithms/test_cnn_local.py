@@ -3,22 +3,18 @@
 from __future__ import annotations
 
 import importlib.util
-import shutil
 import subprocess
-import sys
 from pathlib import Path
 from types import ModuleType
 
-import nibabel as nib
 import numpy as np
 import pytest
 
-from harness.data.synth import organ_labels, write_dataset
+from tests.algorithms.contract import ALGORITHMS, check_label_map, check_probabilities, liver_dsc, phantom_run, run_predict
 
 ort = pytest.importorskip("onnxruntime", reason="onnxruntime is not installed (the cnn segmenter's runtime)")
 
-ALGORITHM = Path(__file__).resolve().parents[2] / "algorithms" / "cnn"
-ORGANS = list(organ_labels())  # name -> label, in label order
+ALGORITHM = ALGORITHMS / "cnn"
 
 
 def _grid() -> ModuleType:
@@ -30,74 +26,35 @@ def _grid() -> ModuleType:
     return module
 
 
-def _load(path: Path) -> nib.Nifti1Image:
-    img = nib.load(path)
-    assert isinstance(img, nib.Nifti1Image), path
-    return img
-
-
 def _predict(input_dir: Path, output_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    output_dir.mkdir(parents=True, exist_ok=True)
-    return subprocess.run([sys.executable, "predict.py", str(input_dir), str(output_dir), *args], cwd=ALGORITHM,
-                          capture_output=True, text=True, timeout=300, check=False)
+    return run_predict("cnn", input_dir, output_dir, *args)
 
 
 @pytest.fixture(scope="module")
-def phantom_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path, subprocess.CompletedProcess[str]]:
-    """(image, label, output folder, finished process) for phantom case 0 of seed 0."""
-    root = tmp_path_factory.mktemp("cnn")
-    write_dataset(root / "data", cases=1, seed=0, size="small")
-    image = root / "data" / "imagesTr" / "phantom_0000_0000.nii.gz"
-    label = root / "data" / "labelsTr" / "phantom_0000.nii.gz"
-    (root / "input").mkdir()
-    shutil.copy(image, root / "input" / image.name)
-    proc = _predict(root / "input", root / "output", "--device", "cpu")
-    return image, label, root / "output", proc
+def run(tmp_path_factory: pytest.TempPathFactory):
+    return phantom_run(tmp_path_factory, "cnn", seed=0, args=("--device", "cpu"))
 
 
-def test_exits_zero_and_logs_the_device(phantom_run) -> None:
-    _, _, _, proc = phantom_run
+def test_exits_zero_and_logs_the_device(run) -> None:
+    *_, proc = run
     assert proc.returncode == 0, proc.stderr
     assert "device: cpu" in proc.stderr
     assert "timings (s):" in proc.stderr
 
 
-def test_label_map_is_on_the_input_grid(phantom_run) -> None:
-    image, _, out, _ = phantom_run
-    img, pred = _load(image), _load(out / "phantom_0000.nii.gz")
-    data = np.asarray(pred.dataobj)
-    assert data.dtype == np.uint8
-    assert data.shape == img.shape
-    np.testing.assert_allclose(pred.affine, img.affine)
-    assert set(np.unique(data)) <= set(range(14))
+def test_label_map_is_on_the_input_grid(run) -> None:
+    image, _, out, _ = run
+    check_label_map(image, out)
 
 
-def test_probabilities_threshold_back_to_the_label_map(phantom_run) -> None:
-    image, _, out, _ = phantom_run
-    img = _load(image)
-    label = np.asarray(_load(out / "phantom_0000.nii.gz").dataobj)
-    assert sorted(p.name for p in (out / "probabilities").iterdir()) == sorted(f"{o}.nii.gz" for o in ORGANS)
-    best = np.zeros(img.shape, np.uint8)
-    expected = np.zeros(img.shape, np.uint8)
-    for value, organ in enumerate(ORGANS, start=1):
-        prob = _load(out / "probabilities" / f"{organ}.nii.gz")
-        p = np.asarray(prob.dataobj)
-        assert p.dtype == np.uint8, organ
-        assert p.shape == img.shape, organ
-        np.testing.assert_allclose(prob.affine, img.affine)
-        wins = p > best
-        best[wins] = p[wins]
-        expected[wins] = value
-    expected[best < 128] = 0  # the organ of highest p where that p >= 0.5, else background
-    assert (expected == label).mean() >= 0.99
+def test_probabilities_threshold_back_to_the_label_map(run) -> None:
+    image, _, out, _ = run
+    check_probabilities(image, out)
 
 
-def test_liver_overlaps_the_ground_truth(phantom_run) -> None:
-    _, label_path, out, _ = phantom_run
-    truth = np.asarray(_load(label_path).dataobj) == 1
-    pred = np.asarray(_load(out / "phantom_0000.nii.gz").dataobj) == 1
-    dsc = 2 * np.logical_and(truth, pred).sum() / (truth.sum() + pred.sum())
-    assert dsc > 0.8
+def test_liver_overlaps_the_ground_truth(run) -> None:
+    _, label, out, _ = run
+    assert liver_dsc(label, out) > 0.8
 
 
 @pytest.mark.skipif("CUDAExecutionProvider" in ort.get_available_providers(), reason="onnxruntime-gpu is installed here")
