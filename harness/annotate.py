@@ -72,7 +72,16 @@ def annotate_all(algorithms_dir: Path, data_dir: Path, results_dir: Path, *, run
                  cache_dir: Path, repo_root: Path | None = None, rerun: bool = False, queue_fraction: float = 0.05,
                  say: Say, on_result: Callable[[str, str, RunOutcome, list[OrganScore]], None]) -> AnnotateSummary:
     """Run every annotator of `algorithms_dir` on the cases of the store; write the tables."""
-    from harness.pipeline import RunSettings, _provenance, build_images, case_digest, execute_case, local_digest, make_runner
+    from harness.pipeline import (
+        RunSettings,
+        _provenance,
+        build_images,
+        case_digest,
+        execute_case,
+        local_digest,
+        make_runner,
+        score_label_map,
+    )
 
     summary = AnnotateSummary()
     annotators = annotators_in(algorithms_dir, repo_root=repo_root)
@@ -126,7 +135,7 @@ def annotate_all(algorithms_dir: Path, data_dir: Path, results_dir: Path, *, run
                         outcome = replace(outcome, status=RunStatus.INVALID_OUTPUT,
                                           message="no /output/attention.json; write the per-organ attention sizes")
                     elif case.label is not None:
-                        scores = _score_pseudo(spec, case, keep / f"{case_id}.nii.gz")
+                        scores = score_label_map(spec.profile, case, keep / f"{case_id}.nii.gz")
                 store.record(RunRecord(
                     algorithm=spec.name, case_id=case_id, kind=spec.kind, status=str(outcome.status), exit_code=outcome.exit_code,
                     message=outcome.message, elapsed_s=outcome.elapsed_s, wall_s=outcome.wall_s, started_at=outcome.started_at,
@@ -143,15 +152,6 @@ def annotate_all(algorithms_dir: Path, data_dir: Path, results_dir: Path, *, run
             summary.tables.update(write_tables(spec, results_dir, [cases[c] for c in sorted(done.case_id) if c in cases],
                                                queue_fraction=queue_fraction))
     return summary
-
-
-def _score_pseudo(spec: AlgorithmSpec, case: Case, pseudo: Path) -> list[OrganScore]:
-    from harness.metrics.case import score_case
-
-    assert case.label is not None
-    gt, grid = read_label(case.label)
-    pred, _ = read_label(pseudo)
-    return score_case(gt, pred, grid.spacing_mm, load_profile(spec.profile), case_id=case.case_id, threads=1)
 
 
 def write_tables(spec: AlgorithmSpec, results_dir: Path, cases: list[Case], *, queue_fraction: float) -> dict[str, Path]:

@@ -89,18 +89,14 @@ def run_task(task: RunTask) -> RunPayload:
 
 def score_task(profile: str, case: Case, label_map: bytes) -> list[OrganScore]:
     """Score an accepted label map (its file's bytes) against the case's ground truth."""
-    from harness.data.nifti import read_label
-    from harness.metrics.case import score_case
-    from harness.profiles import load_profile
+    from harness.pipeline import score_label_map
 
     if case.label is None:
         return []
     with tempfile.NamedTemporaryFile(suffix=".nii.gz") as handle:
         handle.write(label_map if label_map[:2] == b"\x1f\x8b" else gzip.compress(label_map))
         handle.flush()
-        pred, _ = read_label(Path(handle.name))
-    gt, grid = read_label(case.label)
-    return score_case(gt, pred, grid.spacing_mm, load_profile(profile), case_id=case.case_id, threads=1)
+        return score_label_map(profile, case, Path(handle.name))
 
 
 def lost_payload(task: RunTask, error: BaseException) -> RunPayload:

@@ -91,14 +91,13 @@ def _provenance(spec: AlgorithmSpec, digest: str, case_sha: str, runner: str) ->
                       profile=spec.profile, runner=runner, host=info.host, cpu=info.cpu, gpu=info.gpu, driver=info.driver)
 
 
-def score_run(spec: AlgorithmSpec, case: Case, label_map: Path) -> list[OrganScore]:
+def score_label_map(profile: str, case: Case, label_map: Path, *, threads: int = 1) -> list[OrganScore]:
     """Scores of an accepted label map against the case's ground truth (none without one)."""
     if case.label is None:
         return []
-    profile = load_profile(spec.profile)
     gt, grid = read_label(case.label)
     pred, _ = read_label(label_map)
-    return score_case(gt, pred, grid.spacing_mm, profile, case_id=case.case_id, threads=os.cpu_count() or 1)
+    return score_case(gt, pred, grid.spacing_mm, load_profile(profile), case_id=case.case_id, threads=threads)
 
 
 @dataclass(frozen=True)
@@ -143,7 +142,7 @@ def execute_case(runner: Runner, spec: AlgorithmSpec, case: Case, *, image: str 
                 accepted = validate_outputs(output_dir, case_id=case.case_id, image=case.image,
                                             profile=load_profile(spec.profile), probabilities=spec.writes_probabilities)
                 if score:
-                    scores = score_run(spec, case, accepted.label)
+                    scores = score_label_map(spec.profile, case, accepted.label, threads=os.cpu_count() or 1)
             except InvalidOutput as exc:
                 outcome = _with_status(outcome, RunStatus.INVALID_OUTPUT, str(exc))
             except CaseError as exc:
