@@ -27,12 +27,15 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from harness.build import build_algorithm, docker_client, ensure_base_image  # noqa: E402
-from harness.data.dataset import discover  # noqa: E402
+from harness.casework import RunTask, run_case, score_bytes  # noqa: E402
+from harness.challenge import load_challenge  # noqa: E402
+from harness.data.dataset import digest_cases, discover  # noqa: E402
 from harness.data.synth import write_dataset  # noqa: E402
-from harness.pipeline import case_digest, execute_case  # noqa: E402
+from harness.models import RunnerKind  # noqa: E402
+from harness.pipeline import provenance  # noqa: E402
 from harness.runner.docker_runner import DockerRunner  # noqa: E402
 from harness.spec import load_manifest  # noqa: E402
-from harness.store import Provenance, RunRecord, Store  # noqa: E402
+from harness.store import RunRecord, Store  # noqa: E402
 from tests.docker.conftest import behave_algorithms  # noqa: E402
 
 
@@ -51,6 +54,7 @@ def main() -> None:
         write_dataset(tmp / "data", cases=args.cases, seed=11, size="small")
         dataset, _ = discover(tmp / "data")
         runner = DockerRunner(client)
+        profile = load_challenge().profile
         bare_s: list[float] = []
         harness_s: list[float] = []
         with Store.open(tmp / "results") as store:
@@ -59,14 +63,21 @@ def main() -> None:
                     assert case.image is not None
                     bare_s.append(bare_run(image.tag, case.image, tmp))
                     start = time.perf_counter()
-                    result = execute_case(runner, spec, case, image=image.tag, work_dir=tmp,
-                                          keep_dir=store.run_dir(spec.name, case.case_id))
+                    task = RunTask(spec=spec, case=case, image=image.tag, runner=RunnerKind.DOCKER, profile=profile)
+                    result = run_case(task, runner=runner, work_dir=tmp)
                     outcome = result.outcome
-                    prov = Provenance(image.image_id, spec.manifest_sha256, case_digest(case), spec.profile, "docker")
-                    store.record(RunRecord(spec.name, case.case_id, spec.kind, str(outcome.status), outcome.exit_code,
+                    store.layout.replace_run_files(spec.name, case.case_id, result.files)
+                    assert result.label_map is not None, outcome.message
+                    scored = score_bytes(case, result.label_map, profile)
+                    digest = digest_cases([case])[case.case_id]
+                    prov = provenance(image_digest=image.image_id, manifest_sha256=spec.manifest_sha256,
+                                      input_sha256=digest.image_sha256, runner=RunnerKind.DOCKER,
+                                      label_sha256=digest.label_sha256, profile=profile)
+                    store.record(RunRecord(spec.name, case.case_id, spec.kind, outcome.status, outcome.exit_code,
                                            outcome.message, outcome.elapsed_s, outcome.wall_s, outcome.started_at,
-                                           outcome.ended_at, outcome.log_tail, prov, result.details),
-                                 result.scores, result.measurements)
+                                           outcome.ended_at, outcome.log_tail, prov, result.details,
+                                           score_status=scored.status, score_message=scored.message),
+                                 scored.scores, result.measurements)
                     harness_s.append(time.perf_counter() - start)
                     assert outcome.status == "ok", outcome.message
     bare, ours = statistics.median(bare_s), statistics.median(harness_s)

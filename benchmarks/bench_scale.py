@@ -21,10 +21,11 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from harness.casework import score_bytes  # noqa: E402
 from harness.data.dataset import discover  # noqa: E402
 from harness.data.perturb import write_predictions  # noqa: E402
 from harness.data.synth import write_dataset  # noqa: E402
-from harness.executor import score_task  # noqa: E402
+from harness.profiles import load_profile  # noqa: E402
 
 
 def main() -> None:
@@ -42,18 +43,19 @@ def main() -> None:
         dataset, _ = discover(tmp / "data")
         jobs = [(case, (tmp / "pred" / f"{case.case_id}.nii.gz").read_bytes()) for case in dataset.cases]
 
+        profile = load_profile("flare22")
         start = time.perf_counter()
-        single = [score_task("flare22", case, label) for case, label in jobs]
+        single = [score_bytes(case, label, profile).scores for case, label in jobs]
         single_s = time.perf_counter() - start
 
         from distributed import Client, LocalCluster
 
         with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0",
                           silence_logs=40) as cluster, Client(cluster) as client:
-            client.submit(score_task, "flare22", jobs[0][0], jobs[0][1]).result()  # warm the workers
+            client.submit(score_bytes, jobs[0][0], jobs[0][1], profile).result()  # warm the workers
             start = time.perf_counter()
-            futures = [client.submit(score_task, "flare22", case, label, pure=False) for case, label in jobs]
-            clustered = client.gather(futures)
+            futures = [client.submit(score_bytes, case, label, profile, pure=False) for case, label in jobs]
+            clustered = [result.scores for result in client.gather(futures)]
             cluster_s = time.perf_counter() - start
     assert [[s.dsc for s in scores] for scores in single] == [[s.dsc for s in scores] for scores in clustered]
     print(f"scoring {args.cases} small phantom cases (13 organs, DSC + NSD + HD95)")

@@ -16,7 +16,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -32,186 +31,201 @@ from harness.attention import (
     review_queue,
     table1,
 )
+from harness.attention.io import SUMMARY_FILE as ATTENTION_SUMMARY
 from harness.attention.io import read_attention, read_pseudo_label
 from harness.data.dataset import discover
 from harness.data.nifti import read_label
 from harness.errors import SpecError
-from harness.models import Case, OrganScore
-from harness.profiles import load_profile
-from harness.runner.base import RunOutcome, RunStatus
+from harness.executor import Executor, LocalExecutor
+from harness.layout import ResultsLayout
+from harness.models import Case, CaseStatus, Kind, Profile, RunnerKind, RunStatus
+from harness.pipeline import (
+    OnResult,
+    Planned,
+    Recorder,
+    RunSettings,
+    RunSummary,
+    Say,
+    accepted_specs,
+    load_data,
+    local_digest,
+    make_images,
+    plan_case,
+)
 from harness.spec import AlgorithmSpec, discover_algorithms
-from harness.store import Provenance, RunRecord, Store
-
-Say = Callable[[str], None]
-ANNOTATION_DIR = "annotation"
+from harness.store import Store, StoreError
 
 
 @dataclass
-class AnnotateSummary:
-    executed: int = 0
-    reused: int = 0
-    failed: int = 0
+class AnnotateSummary(RunSummary):
     skipped: list[str] = field(default_factory=list)
     tables: dict[str, Path] = field(default_factory=dict)
 
 
 def annotators_in(algorithms_dir: Path, *, repo_root: Path | None = None) -> list[AlgorithmSpec]:
     specs, _ = discover_algorithms(algorithms_dir, repo_root=repo_root)
-    return [s for s in specs if s.kind == "annotator"]
+    return [s for s in specs if s.kind is Kind.ANNOTATOR]
 
 
-def _inputs_digest(case_sha: str, sources: dict[str, Path]) -> str:
-    hasher = hashlib.sha256(case_sha.encode())
+def _inputs_digest(image_sha: str, sources: dict[str, Path]) -> str:
+    """The annotator's input: the case's image and every staged segmenter probability file."""
+    hasher = hashlib.sha256(image_sha.encode())
     for name in sorted(sources):
         for path in sorted(sources[name].glob("*.nii.gz")):
             hasher.update(f"{name}/{path.name}:".encode() + path.read_bytes())
     return hasher.hexdigest()
 
 
-def annotate_all(algorithms_dir: Path, data_dir: Path, results_dir: Path, *, runner: str = "docker", base: str | None = None,
-                 cache_dir: Path, repo_root: Path | None = None, rerun: bool = False, queue_fraction: float = 0.05,
-                 say: Say, on_result: Callable[[str, str, RunOutcome, list[OrganScore]], None]) -> AnnotateSummary:
-    """Run every annotator of `algorithms_dir` on the cases of the store; write the tables."""
-    from harness.pipeline import (
-        RunSettings,
-        _provenance,
-        build_images,
-        case_digest,
-        execute_case,
-        local_digest,
-        make_runner,
-        score_label_map,
-    )
-
+def annotate_all(settings: RunSettings, *, say: Say, on_result: OnResult, executor: Executor | None = None,
+                 queue_fraction: float = 0.05) -> AnnotateSummary:
+    """Run every annotator of the algorithms folder on the cases of the store, through the same
+    executor and recorder as the segmenters; then write the tables (all of them, or none)."""
     summary = AnnotateSummary()
-    annotators = annotators_in(algorithms_dir, repo_root=repo_root)
+    specs, spec_errors = discover_algorithms(settings.algorithms_dir, repo_root=settings.repo_root)
+    summary.problems.extend(str(e) for e in spec_errors if "annotator" in str(e))
+    annotators = [s for s in accepted_specs(specs, settings.challenge, summary) if s.kind is Kind.ANNOTATOR]
     if not annotators:
-        raise SpecError(f"{algorithms_dir}: no annotator manifest (kind = \"annotator\"); add one, e.g. attention-annotator")
-    dataset, _ = discover(data_dir)
-    cases = {c.case_id: c for c in dataset.cases if c.image is not None}
-    images: dict[str, str] = {}
-    digests: dict[str, str] = {}
-    build_failures: dict[str, str] = {}
-    if runner == "docker":
-        settings = RunSettings(algorithms_dir=algorithms_dir, data_dir=data_dir, results_dir=results_dir, runner=runner,
-                               base=base, cache_dir=cache_dir, repo_root=repo_root)
-        built, build_failures = build_images(annotators, settings, say)
-        images = {name: b.tag for name, b in built.items()}
-        digests = {name: b.image_id for name, b in built.items()}
-    run = make_runner(runner)
-    with Store.open(results_dir) as store:
+        raise SpecError(f"{settings.algorithms_dir}: no valid annotator manifest (kind = \"annotator\"); add one, "
+                        "e.g. attention-annotator")
+    data = load_data(settings.data_dir)
+    with Store.open(settings.results_dir) as store:
+        store.bind(data.identity(settings.challenge))
+        layout = store.layout
+        images: dict[str, str] = {}
+        digests: dict[str, str] = {}
+        build_failures: dict[str, str] = {}
+        if settings.runner is RunnerKind.DOCKER:
+            built, build_failures = make_images(annotators, settings, say)
+            images = {name: b.tag for name, b in built.items()}
+            digests = {name: b.image_id for name, b in built.items()}
+        stored = store.stored()
         runs = store.runs()
-        stored = store.valid_keys()
-        segmenter_runs = runs[(runs.kind == "segmenter") & (runs.status == "ok")]
-        for spec in annotators:
-            if spec.name in build_failures:
-                summary.failed += 1
-                summary.skipped.append(build_failures[spec.name])
-                continue
-            digest = digests.get(spec.name) or local_digest(spec)
-            for case_id, case in sorted(cases.items()):
-                sources = {
-                    seg: store.run_dir(seg, case_id) / "probabilities"
-                    for seg in sorted(segmenter_runs[segmenter_runs.case_id == case_id].algorithm)
-                    if (store.run_dir(seg, case_id) / "probabilities").is_dir()
-                }
-                if len(sources) < 2:
-                    summary.skipped.append(f"{case_id}: {len(sources)} segmenter(s) with probabilities; the annotator needs 2")
-                    continue
-                base_prov = _provenance(spec, digest, case_digest(case), runner)
-                prov = Provenance(**{**base_prov.__dict__, "case_sha256": _inputs_digest(base_prov.case_sha256, sources)})
-                if not rerun and stored.get((spec.name, case_id)) == prov.key():
-                    summary.reused += 1
-                    continue
-                extra = {f"segmenters/{seg}/probabilities": path for seg, path in sources.items()}
-                result = execute_case(run, spec, case, image=images.get(spec.name), work_dir=results_dir,
-                                      keep_dir=store.run_dir(spec.name, case_id), extra_inputs=extra, score=False)
-                outcome, scores = result.outcome, []
-                keep = store.run_dir(spec.name, case_id)
-                if outcome.status == RunStatus.OK:
-                    if not (keep / "attention.json").is_file():
-                        from dataclasses import replace
-
-                        outcome = replace(outcome, status=RunStatus.INVALID_OUTPUT,
-                                          message="no /output/attention.json; write the per-organ attention sizes")
-                    elif case.label is not None:
-                        scores = score_label_map(spec.profile, case, keep / f"{case_id}.nii.gz")
-                store.record(RunRecord(
-                    algorithm=spec.name, case_id=case_id, kind=spec.kind, status=str(outcome.status), exit_code=outcome.exit_code,
-                    message=outcome.message, elapsed_s=outcome.elapsed_s, wall_s=outcome.wall_s, started_at=outcome.started_at,
-                    ended_at=outcome.ended_at, log_tail=outcome.log_tail, provenance=prov,
-                    details={**result.details, "segmenters": sorted(sources)},
-                ), scores, result.measurements)
-                summary.executed += 1
-                summary.failed += outcome.status != RunStatus.OK
-                on_result(spec.name, case_id, outcome, scores)
-        ok_annotations = store.runs()
-    for spec in annotators:
-        done = ok_annotations[(ok_annotations.algorithm == spec.name) & (ok_annotations.status == "ok")]
-        if not done.empty:
-            summary.tables.update(write_tables(spec, results_dir, [cases[c] for c in sorted(done.case_id) if c in cases],
-                                               queue_fraction=queue_fraction))
+        ok_segmenters = runs[(runs.kind == Kind.SEGMENTER) & (runs.status == RunStatus.OK)]
+        with executor or LocalExecutor(scoring_workers=0) as running:
+            recorder = Recorder(store, running, summary, on_result)
+            plan: list[Planned] = []
+            for spec in annotators:
+                for case in data.cases:
+                    if spec.name in build_failures:
+                        recorder.record_nothing_ran(spec, case, RunStatus.BUILD_FAILED, build_failures[spec.name])
+                        continue
+                    sources = {seg: layout.probabilities_dir(seg, case.case_id)
+                               for seg in sorted(ok_segmenters[ok_segmenters.case_id == case.case_id].algorithm)
+                               if layout.probabilities_dir(seg, case.case_id).is_dir()}
+                    if len(sources) < 2:
+                        summary.skipped.append(f"{case.case_id}: {len(sources)} segmenter(s) with probabilities; "
+                                               "the annotator needs 2")
+                        if (spec.name, case.case_id) in stored:  # made from segmenter outputs that are gone
+                            store.forget(spec.name, case.case_id)
+                            summary.notes.append(f"{spec.name} on {case.case_id}: its stored annotation came from "
+                                                 "segmenter outputs no longer there; removed")
+                        continue
+                    digest = data.digests[case.case_id]
+                    plan.append(plan_case(
+                        spec, case, settings, layout, stored, digest=digests.get(spec.name) or local_digest(spec),
+                        input_sha256=_inputs_digest(digest.image_sha256, sources), label_sha256=digest.label_sha256,
+                        image=images.get(spec.name),
+                        extra_inputs=tuple((f"segmenters/{seg}/probabilities", path) for seg, path in sources.items()),
+                        details={"segmenters": sorted(sources)}))
+            recorder.execute(plan)
+        summary.problems.extend(build_failures.values())
+        summary.tables = rewrite_tables(store, settings.challenge.annotation_profile, data.cases,
+                                        queue_fraction=queue_fraction, summary=summary)
     return summary
 
 
-def write_tables(spec: AlgorithmSpec, results_dir: Path, cases: list[Case], *, queue_fraction: float) -> dict[str, Path]:
-    """Priority list, review queue and (where ground truth exists) error detection, as CSV."""
-    out = results_dir / ANNOTATION_DIR
-    out.mkdir(parents=True, exist_ok=True)
-    folders = {c.case_id: results_dir / "runs" / spec.name / c.case_id for c in cases}
-    summaries = [json.loads((folder / "attention.json").read_text()) for folder in folders.values()]
+def rewrite_tables(store: Store, profile: Profile, cases: tuple[Case, ...], *, queue_fraction: float,
+                   summary: RunSummary) -> dict[str, Path]:
+    """Write the annotation tables of every annotator's accepted runs, replacing the old ones only
+    when all are written; with no accepted run, remove them (they would describe other runs)."""
+    runs = store.runs()
+    done = runs[(runs.kind == Kind.ANNOTATOR) & (runs.status == RunStatus.OK)]
+    by_id = {c.case_id: c for c in cases}
+    if done.empty:
+        store.layout.remove_annotation()
+        return {}
+    if done.algorithm.nunique() > 1:
+        summary.notes.append(f"several annotators ({', '.join(sorted(done.algorithm.unique()))}); the tables are "
+                             f"of {sorted(done.algorithm.unique())[0]}")
+    annotator = sorted(done.algorithm.unique())[0]
+    mine = done[done.algorithm == annotator]
+    scored = [by_id[c] for c in sorted(mine[mine.score_status == CaseStatus.OK].case_id) if c in by_id]
+    annotated = [c for c in sorted(mine.case_id) if c in by_id]
+    try:
+        with store.layout.replacing_annotation() as folder:
+            return write_tables(store.layout, annotator, profile, annotated, scored, folder, queue_fraction=queue_fraction)
+    except Exception as exc:  # noqa: BLE001 - a table that cannot be made leaves the previous ones, never a mix
+        summary.problems.append(f"{store.layout.annotation_dir}: not rewritten ({type(exc).__name__}: "
+                                f"{' '.join(str(exc).split())[:200]}); the previous tables, if any, are kept")
+        return {}
+
+
+def write_tables(layout: ResultsLayout, annotator: str, profile: Profile, annotated: list[str], scored: list[Case],
+                 folder: Path, *, queue_fraction: float) -> dict[str, Path]:
+    """Priority list and review queue of the `annotated` cases, and error detection on the `scored`
+    ones (ground truth readable), as CSV in `folder`; returns where they will be once in place."""
+    summaries = [json.loads((layout.run_dir(annotator, c) / ATTENTION_SUMMARY).read_text()) for c in annotated]
     table = attention_table(summaries)
     priority = priority_list(table, fraction=queue_fraction)
-    written = {"priority": out / "priority.csv", "review_queue": out / "review_queue.csv"}
+    def place(name: str) -> Path:  # the table's file name, in the fresh folder
+        return folder / layout.annotation_table(name).name
+
+    written = {"priority": place("priority"), "review_queue": place("review_queue")}
     priority.to_csv(written["priority"], index=False)
     review_queue(table, priority).to_csv(written["review_queue"], index=False)
-    labels = {o.name: o.label for o in load_profile(spec.profile).organs}
+    labels = {o.name: o.label for o in profile.organs}
     records = []
-    for case in cases:
-        if case.label is None:
-            continue
+    for case in scored:
+        assert case.label is not None
         gt, _ = read_label(case.label)
-        folder = folders[case.case_id]
-        records += evaluate_case(gt, read_pseudo_label(folder), read_attention(folder), labels=labels,
-                                 case=case.case_id)
+        run_dir = layout.run_dir(annotator, case.case_id)
+        records += evaluate_case(gt, read_pseudo_label(run_dir), read_attention(run_dir), labels=labels, case=case.case_id)
     if records:
         detections = detection_table(records)
-        written.update(error_detection=out / "error_detection.csv", error_detection_cases=out / "error_detection_cases.csv",
-                       priority_check=out / "priority_check.csv")
+        written.update({name: place(name) for name in ("error_detection", "error_detection_cases", "priority_check")})
         format_table1(table1(detections)).to_csv(written["error_detection"], index=False)
         detections.to_csv(written["error_detection_cases"], index=False, na_rep="nan")
         check = priority_check(priority, detections)
         pd.DataFrame([{k: (v if not (isinstance(v, float) and math.isnan(v)) else "nan") for k, v in check.items()}]).to_csv(
             written["priority_check"], index=False)
-    return written
+    return {name: layout.annotation_table(name) for name in written}
 
 
-def assemble_all(results_dir: Path, data_dir: Path, out_dir: Path, *, annotator: str = "attention-annotator",
+def assemble_all(results_dir: Path, out_dir: Path, *, data_dir: Path | None = None, annotator: str = "attention-annotator",
                  revised_dir: Path | None = None, original_organs: tuple[str, ...] = ()) -> Path:
     """Final labels of every annotated case by priority (original annotation of `original_organs`
     from the data set's labels, then the reviewer's revision from `revised_dir/<case>/<organ>.nii.gz`,
-    then the pseudo label); writes `out_dir/<case>.nii.gz` and `out_dir/sources.csv`."""
+    then the pseudo label), in the label values of the folder's annotation profile; writes
+    `out_dir/<case>.nii.gz` and `out_dir/sources.csv`. `data_dir` defaults to the folder's data set."""
     from harness.attention import assemble_case, masks_from_label_map, sources_table
     from harness.attention.io import read_revised, write_label
+    from harness.challenge import challenge_of
 
-    dataset, _ = discover(data_dir)
+    with Store.open(results_dir, lock=False, create=False) as store:
+        identity = store.identity()
+        layout = store.layout
+    if identity is None:
+        raise StoreError(f"{results_dir}: records no data set; run `harness run --results {results_dir}` first")
+    profile = challenge_of(identity).annotation_profile
+    labels = {o.name: o.label for o in profile.organs}
+    dataset, _ = discover(data_dir if data_dir is not None else Path(identity.dataset_root))
     cases = {c.case_id: c for c in dataset.cases}
-    folders = sorted(p.parent for p in (results_dir / "runs" / annotator).glob("*/attention.json"))
+    folders = sorted(p.parent for p in layout.algorithm_dir(annotator).glob(f"*/{ATTENTION_SUMMARY}"))
     if not folders:
         raise SpecError(f"{results_dir}: no annotations of {annotator}; run `harness annotate` first")
     sources: dict[str, dict[str, str]] = {}
     for folder in folders:
         case_id = folder.name
-        summary = json.loads((folder / "attention.json").read_text())
+        summary = json.loads((folder / ATTENTION_SUMMARY).read_text())
         organs = list(summary["organs"])
-        pseudo = masks_from_label_map(read_pseudo_label(folder), organs)
+        pseudo = masks_from_label_map(read_pseudo_label(folder), organs, labels=labels)
         original: dict[str, object] = {}
         case = cases.get(case_id)
         if original_organs and case is not None and case.label is not None:
             label_map, _ = read_label(case.label)
-            original = dict(masks_from_label_map(label_map, [o for o in organs if o in original_organs]))
+            original = dict(masks_from_label_map(label_map, [o for o in organs if o in original_organs], labels=labels))
         revised = read_revised(revised_dir, case_id, organs) if revised_dir is not None else {}
-        final, used = assemble_case(original, revised, pseudo)  # type: ignore[arg-type]
+        final, used = assemble_case(original, revised, pseudo, labels=labels)  # type: ignore[arg-type]
         write_label(final, folder / f"{case_id}.nii.gz", out_dir / f"{case_id}.nii.gz")
         sources[case_id] = used
     table = sources_table(sources)

@@ -14,102 +14,30 @@ once; a run that cannot finish is recorded as `lost`.
 
 from __future__ import annotations
 
-import functools
-import gzip
 import os
-import socket
-import tempfile
 from collections.abc import Iterator
 from concurrent.futures import Future
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-from harness.models import Case, OrganScore
-from harness.monitor import MonitorSettings
-from harness.runner.base import Runner, RunOutcome, RunStatus
-from harness.spec import AlgorithmSpec
+from harness.casework import RunResult, RunTask, lost_result, run_case, score_bytes
+from harness.errors import HarnessError
+from harness.models import Case, Profile
+from harness.runner.base import Runner
+from harness.scoring import CaseResult
+
+__all__ = ["DaskExecutor", "Executor", "LocalExecutor"]
 
 
-@dataclass(frozen=True)
-class RunTask:
-    spec: AlgorithmSpec
-    case: Case
-    image: str | None
-    runner: str  # docker | local
-    monitor: MonitorSettings = MonitorSettings()
-
-
-@dataclass(frozen=True)
-class RunPayload:
-    """A finished run, as it travels back to the client: outcome, kept files and figures."""
-
-    task: RunTask
-    outcome: RunOutcome
-    files: dict[str, bytes]  # path relative to the run's folder in the store -> content
-    measurements: dict[str, float]
-    details: dict[str, object]
-    host: str
-    worker: str
-    host_facts: dict[str, str] = field(default_factory=dict)
-
-
-@functools.cache
-def _runner(kind: str) -> Runner:
-    from harness.pipeline import make_runner
-
-    return make_runner(kind)
-
-
-def _worker_name() -> str:
-    try:
-        from distributed import get_worker
-
-        return str(get_worker().address)
-    except (ImportError, ValueError):
-        return "local"
-
-
-def run_task(task: RunTask) -> RunPayload:
-    """Run one case wherever this is called (the client, or a Dask worker) and pack the results."""
-    from harness.host import host_info
-    from harness.pipeline import execute_case
-
-    with tempfile.TemporaryDirectory(prefix="harness-task-") as tmp_name:
-        tmp = Path(tmp_name)
-        keep = tmp / "keep"
-        result = execute_case(_runner(task.runner), task.spec, task.case, image=task.image, work_dir=tmp, keep_dir=keep,
-                              monitor_settings=task.monitor, score=False)
-        files = {p.relative_to(keep).as_posix(): p.read_bytes() for p in sorted(keep.rglob("*")) if p.is_file()}
-    info = host_info()
-    return RunPayload(task=task, outcome=result.outcome, files=files, measurements=result.measurements,
-                      details=result.details, host=socket.gethostname(), worker=_worker_name(),
-                      host_facts={"cpu": info.cpu, "gpu": info.gpu, "driver": info.driver})
-
-
-def score_task(profile: str, case: Case, label_map: bytes) -> list[OrganScore]:
-    """Score an accepted label map (its file's bytes) against the case's ground truth."""
-    from harness.pipeline import score_label_map
-
-    if case.label is None:
-        return []
-    with tempfile.NamedTemporaryFile(suffix=".nii.gz") as handle:
-        handle.write(label_map if label_map[:2] == b"\x1f\x8b" else gzip.compress(label_map))
-        handle.flush()
-        return score_label_map(profile, case, Path(handle.name))
-
-
-def lost_payload(task: RunTask, error: BaseException) -> RunPayload:
-    message = f"lost: {type(error).__name__}: {' '.join(str(error).split())[:300]}; rerun `harness run` to retry it"
-    outcome = RunOutcome(RunStatus.LOST, None, float("nan"), 0.0, 0.0, 0.0, message=message)
-    return RunPayload(task=task, outcome=outcome, files={}, measurements={}, details={}, host="", worker="")
+def _score(case: Case, label_map: bytes, profile: Profile) -> CaseResult:
+    return score_bytes(case, label_map, profile, threads=os.cpu_count() or 1)
 
 
 class LocalExecutor:
     """Containers one at a time in this process; scoring on a LocalCluster (or inline)."""
 
-    def __init__(self, *, scoring_workers: int | None = None) -> None:
+    def __init__(self, *, scoring_workers: int | None = None, runner: Runner | None = None) -> None:
         self.scoring_workers = (os.cpu_count() or 1) if scoring_workers is None else scoring_workers
+        self.runner = runner  # None: the task's own kind of runner
         self.client: Any = None
         self.cluster: Any = None
 
@@ -127,16 +55,16 @@ class LocalExecutor:
             self.client.close()
             self.cluster.close()
 
-    def runs(self, tasks: list[RunTask]) -> Iterator[RunPayload]:
+    def runs(self, tasks: list[RunTask]) -> Iterator[RunResult]:
         for task in tasks:
-            yield run_task(task)
+            yield run_case(task, runner=self.runner)
 
-    def score(self, payload: RunPayload, label_map: bytes) -> Future[list[OrganScore]] | Any:
+    def score(self, case: Case, label_map: bytes, profile: Profile) -> Future[CaseResult] | Any:
         if self.client is None:
-            done: Future[list[OrganScore]] = Future()
-            done.set_result(score_task(payload.task.spec.profile, payload.task.case, label_map))
+            done: Future[CaseResult] = Future()
+            done.set_result(_score(case, label_map, profile))
             return done
-        return self.client.submit(score_task, payload.task.spec.profile, payload.task.case, label_map, pure=False)
+        return self.client.submit(_score, case, label_map, profile, pure=False)
 
 
 class DaskExecutor:
@@ -149,8 +77,6 @@ class DaskExecutor:
     def __enter__(self) -> DaskExecutor:
         from distributed import Client
 
-        from harness.errors import HarnessError
-
         try:
             self.client = Client(self.address, timeout=20)
         except (OSError, TimeoutError) as exc:
@@ -162,19 +88,22 @@ class DaskExecutor:
         if self.client is not None:
             self.client.close()
 
-    def runs(self, tasks: list[RunTask]) -> Iterator[RunPayload]:
+    def runs(self, tasks: list[RunTask]) -> Iterator[RunResult]:
         from distributed import as_completed
 
         futures = {}
         for task in tasks:
             key = f"run-{task.spec.name}-{task.case.case_id}-{os.urandom(4).hex()}"
-            future = self.client.submit(run_task, task, resources={"GPU": 1}, pure=False, retries=1, key=key)
+            future = self.client.submit(run_case, task, resources={"GPU": 1}, pure=False, retries=1, key=key)
             futures[future] = task
         for future in as_completed(futures):
             try:
                 yield future.result()
             except Exception as exc:  # noqa: BLE001 - a task that cannot finish is recorded as lost
-                yield lost_payload(futures[future], exc)
+                yield lost_result(futures[future], exc)
 
-    def score(self, payload: RunPayload, label_map: bytes) -> Any:
-        return self.client.submit(score_task, payload.task.spec.profile, payload.task.case, label_map, pure=False)
+    def score(self, case: Case, label_map: bytes, profile: Profile) -> Any:
+        return self.client.submit(_score, case, label_map, profile, pure=False)
+
+
+Executor = LocalExecutor | DaskExecutor

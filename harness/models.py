@@ -6,7 +6,11 @@ Nothing here touches the disk; loaders build these, pure functions consume them.
 from __future__ import annotations
 
 import enum
+import hashlib
+import json
+import math
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 
@@ -19,6 +23,47 @@ class CaseStatus(enum.StrEnum):
     GRID_MISMATCH = "grid_mismatch"  # shape, spacing or affine differs from the ground truth
     INVALID_LABELS = "invalid_labels"  # label values outside the profile, non-integer data
     MISSING_LABEL = "missing_label"  # a case with an image but no ground truth
+
+
+class RunStatus(enum.StrEnum):
+    """Outcome of one (algorithm, case) run. Everything but `ok` gets the worst values in ranking."""
+
+    OK = "ok"
+    TIMEOUT = "timeout"  # killed at the manifest's time limit
+    CRASHED = "crashed"  # exited non-zero
+    OOM = "oom"  # killed by the out-of-memory killer at the memory limit
+    INVALID_OUTPUT = "invalid_output"  # no, unreadable or wrong label map / probabilities
+    OUTPUT_TOO_LARGE = "output_too_large"  # wrote more than the output limit; killed
+    BUILD_FAILED = "build_failed"  # the image could not be built; nothing ran
+    RUNNER_ERROR = "runner_error"  # the engine failed (not the algorithm's fault); retry
+    LOST = "lost"  # its worker died and no other could finish it; retried by the next `harness run`
+
+    @property
+    def retried(self) -> bool:
+        """Not the algorithm's doing: the next `harness run` tries it again."""
+        return self in (RunStatus.RUNNER_ERROR, RunStatus.LOST)
+
+
+class Kind(enum.StrEnum):
+    """What an algorithm is: a segmenter is ranked; an annotator combines segmenters' outputs."""
+
+    SEGMENTER = "segmenter"
+    ANNOTATOR = "annotator"
+
+
+class GpuMode(enum.StrEnum):
+    """Whether an algorithm uses a GPU: never, when one is there, or only with one."""
+
+    NONE = "none"
+    OPTIONAL = "optional"
+    REQUIRED = "required"
+
+
+class RunnerKind(enum.StrEnum):
+    """How a case runs: in a sandboxed container, or as a local process (trusted code only)."""
+
+    DOCKER = "docker"
+    LOCAL = "local"
 
 
 @dataclass(frozen=True)
@@ -52,6 +97,27 @@ class Profile:
     round_decimals: int | None = 4
     unscored_labels: tuple[int, ...] = ()  # valid in a label map, never scored
     description: str = ""
+    source: str = field(default="", compare=False)  # built-in name or absolute path it was read from
+
+    @cached_property
+    def content_sha256(self) -> str:
+        """sha256 of every rule that can change a score (not the description or where it was read from):
+        a changed tolerance makes stored scores stale."""
+        rules = {
+            "name": self.name,
+            "organs": [[o.label, o.name, o.tolerance_mm, o.zrange_only] for o in self.organs],
+            "both_empty": "nan" if math.isnan(self.both_empty) else self.both_empty,
+            "nsd_min_dsc": self.nsd_min_dsc, "zrange_drop_last_slice": self.zrange_drop_last_slice,
+            "zrange_axis": self.zrange_axis, "round_decimals": self.round_decimals,
+            "unscored_labels": list(self.unscored_labels),
+        }
+        return hashlib.sha256(json.dumps(rules, sort_keys=True).encode()).hexdigest()
+
+    @property
+    def label_system(self) -> tuple[tuple[int, str], ...]:
+        """The (label, organ) pairs a label map uses under this profile, unscored labels included;
+        two profiles with one label system differ only in how they score."""
+        return (*sorted((o.label, o.name) for o in self.organs), *((v, "") for v in sorted(self.unscored_labels)))
 
     @property
     def labels(self) -> tuple[int, ...]:

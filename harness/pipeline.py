@@ -1,39 +1,65 @@
-"""`harness run`: build, run every segmenter on every case (one at a time), check, score, store.
+"""`harness run` and `harness rescore`: plan every (algorithm, case), then run, rescore or reuse it,
+and record it in the store.
 
-The stages stay separate: images come from `harness.build`, runs from a runner, outputs are checked
-by `harness.runner.outputs`, scored by `harness.metrics`, and recorded in the store as each case
-finishes. A failing algorithm or case is a record with its status; the run goes on.
+Planning compares each stored row's provenance with what it would be now (`decide`): a changed
+image, manifest, input or runner runs the case again; a changed ground-truth label, profile content
+or scoring-code version only rescores the kept outputs, without starting anything. Runs and
+scoring go through an executor (`harness.executor`) to the one-case layer (`harness.casework`);
+results come back here, and only `Recorder` writes the store, one whole case at a time.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
+import enum
 import math
 import os
-import shutil
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from harness.build import BuildError, BuiltImage, build_algorithm, ensure_base_image
-from harness.data.dataset import discover
-from harness.data.nifti import read_label
-from harness.errors import CaseError, DataError, SpecError
-from harness.executor import DaskExecutor, LocalExecutor, RunPayload, RunTask
+from harness.casework import RunResult, RunTask
+from harness.challenge import Challenge, challenge_of, load_challenge
+from harness.data.dataset import CaseDigest, dataset_id, digest_cases, discover
+from harness.errors import DataError, SpecError
+from harness.executor import Executor, LocalExecutor
 from harness.host import host_info
-from harness.metrics.case import score_case
-from harness.models import Case, OrganScore
-from harness.monitor import MonitorSettings, RunMonitor
-from harness.profiles import load_profile
-from harness.runner.base import Runner, RunOutcome, RunRequest, RunStatus
-from harness.runner.outputs import PROBABILITY_DIR, InvalidOutput, validate_outputs
+from harness.layout import ResultsLayout
+from harness.models import Case, CaseStatus, Kind, OrganScore, Profile, RunnerKind, RunStatus
+from harness.monitor import MonitorSettings
+from harness.scoring import SCORING_VERSION, CaseResult, Side
 from harness.spec import AlgorithmSpec, discover_algorithms
-from harness.store import Provenance, RunRecord, Store
+from harness.store import FolderIdentity, Provenance, RunRecord, Store, StoredRun, StoreError
 
 Say = Callable[[str], None]
+
+
+class Action(enum.StrEnum):
+    """What planning decided for one (algorithm, case)."""
+
+    RUN = "run"  # no valid run: run it (again)
+    RESCORE = "rescore"  # the run is valid, its scores are stale: score the kept outputs again
+    RESTAMP = "restamp"  # a failed run whose scoring provenance is stale: nothing to score, update it
+    REUSE = "reuse"  # valid and up to date
+
+
+@dataclass(frozen=True)
+class CaseEvent:
+    """What happened to one (algorithm, case), as the command line shows it."""
+
+    algorithm: str
+    case_id: str
+    action: Action
+    status: str
+    score_status: str
+    elapsed_s: float | None
+    message: str
+    scores: tuple[OrganScore, ...] = ()
+
+
+OnResult = Callable[[CaseEvent], None]
 
 
 @dataclass(frozen=True)
@@ -41,184 +67,132 @@ class RunSettings:
     algorithms_dir: Path
     data_dir: Path
     results_dir: Path
-    runner: str = "docker"  # docker | local
+    runner: RunnerKind = RunnerKind.DOCKER
     rerun: bool = False
     base: str | None = None  # image to build from; None: the local debootstrap base
     cache_dir: Path = Path(".cache/harness")
     repo_root: Path | None = None
     monitor: MonitorSettings = MonitorSettings()
+    challenge: Challenge = field(default_factory=load_challenge)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "runner", RunnerKind(self.runner))  # "docker" from a caller is RunnerKind.DOCKER
 
 
 @dataclass
 class RunSummary:
     executed: int = 0
     reused: int = 0
+    rescored: int = 0
     failed: int = 0
-    problems: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)  # each one line; the command exits partial
+    notes: list[str] = field(default_factory=list)  # worth saying, not a failure
+    unscorable: dict[str, str] = field(default_factory=dict)  # case -> why its ground truth was not scored
 
     @property
     def partial(self) -> bool:
-        return self.failed > 0 or bool(self.problems)
+        return self.failed > 0 or bool(self.problems) or bool(self.unscorable)
+
+
+@dataclass(frozen=True)
+class Planned:
+    """One (algorithm, case) and what to do with it."""
+
+    algorithm: str
+    kind: Kind
+    case: Case
+    provenance: Provenance  # what the row's provenance is once done
+    profile: Profile  # scores it
+    action: Action
+    task: RunTask | None = None  # for RUN
+    details: dict[str, object] = field(default_factory=dict)  # added to the run's details
+
+
+@dataclass(frozen=True)
+class DataSet:
+    """A data set as an evaluation uses it: its runnable cases, their digests, its identity."""
+
+    root: Path
+    cases: tuple[Case, ...]
+    digests: dict[str, CaseDigest]
+    problems: tuple[str, ...]
+
+    @property
+    def id(self) -> str:
+        return dataset_id(self.digests)
+
+    def identity(self, challenge: Challenge) -> FolderIdentity:
+        return FolderIdentity(dataset_id=self.id, dataset_root=str(self.root.resolve()), dataset_cases=len(self.cases),
+                              challenge=challenge.name, profile=challenge.profile.source,
+                              annotation_profile=challenge.annotation_profile.source)
+
+
+def load_data(data_dir: Path) -> DataSet:
+    """The cases of `data_dir` that have an image, hashed; raises DataError when there are none."""
+    dataset, problems = discover(data_dir)
+    cases = tuple(c for c in dataset.cases if c.image is not None)
+    if not cases:
+        raise DataError(f"{data_dir}: no images (imagesTr/<case>_0000.nii.gz); nothing to run")
+    try:
+        digests = digest_cases(cases)
+    except OSError as exc:
+        raise DataError(f"{exc.filename}: cannot read it ({exc.strerror}); check its permissions") from None
+    return DataSet(Path(data_dir), cases, digests, tuple(p.message for p in problems))
 
 
 def default_cache_dir() -> Path:
     return Path(os.environ.get("HARNESS_CACHE", Path.home() / ".cache" / "harness"))
 
 
-def case_digest(case: Case) -> str:
-    """sha256 over the case's image and label bytes: a changed case invalidates its results."""
-    hasher = hashlib.sha256(case.case_id.encode())
-    for path in (case.image, case.label):
-        hasher.update(b"\0")
-        if path is not None:
-            with path.open("rb") as stream:
-                for block in iter(lambda: stream.read(1 << 20), b""):
-                    hasher.update(block)
-    return hasher.hexdigest()
-
-
 def local_digest(spec: AlgorithmSpec) -> str:
     """The local runner's stand-in for an image digest: the algorithm folder's content."""
+    import hashlib
+
     hasher = hashlib.sha256()
     for path in sorted(p for p in spec.directory.rglob("*") if p.is_file() and "__pycache__" not in p.parts):
         hasher.update(path.relative_to(spec.directory).as_posix().encode() + b"\0" + path.read_bytes())
     return "local:" + hasher.hexdigest()
 
 
-def _provenance(spec: AlgorithmSpec, digest: str, case_sha: str, runner: str) -> Provenance:
+def provenance(*, image_digest: str, manifest_sha256: str, input_sha256: str, runner: RunnerKind, label_sha256: str,
+               profile: Profile) -> Provenance:
     info = host_info()
-    return Provenance(image_digest=digest, manifest_sha256=spec.manifest_sha256, case_sha256=case_sha,
-                      profile=spec.profile, runner=runner, host=info.host, cpu=info.cpu, gpu=info.gpu, driver=info.driver)
+    return Provenance(image_digest=image_digest, manifest_sha256=manifest_sha256, input_sha256=input_sha256,
+                      runner=str(runner), label_sha256=label_sha256, profile=profile.name,
+                      profile_sha256=profile.content_sha256, scoring_version=SCORING_VERSION, host=info.host, cpu=info.cpu,
+                      gpu=info.gpu, driver=info.driver)
 
 
-def score_label_map(profile: str, case: Case, label_map: Path, *, threads: int = 1) -> list[OrganScore]:
-    """Scores of an accepted label map against the case's ground truth (none without one)."""
-    if case.label is None:
-        return []
-    gt, grid = read_label(case.label)
-    pred, _ = read_label(label_map)
-    return score_case(gt, pred, grid.spacing_mm, load_profile(profile), case_id=case.case_id, threads=threads)
+def decide(stored: StoredRun | None, prov: Provenance, *, rerun: bool = False, kept: bool = True) -> Action:
+    """What to do with one (algorithm, case), given its stored row (None: never run).
+
+    `kept`: the row's accepted outputs are still in the results folder."""
+    if rerun or stored is None or RunStatus(stored.status).retried or stored.run_key != prov.run_key():
+        return Action.RUN
+    if stored.status == RunStatus.OK and not kept:
+        return Action.RUN  # the kept outputs are gone: nothing to rescore, nothing for an annotator
+    if stored.score_key == prov.score_key():
+        return Action.REUSE
+    if stored.status == RunStatus.OK:
+        return Action.RESCORE
+    if stored.status == RunStatus.INVALID_OUTPUT:
+        return Action.RUN  # judged under the old rules, and its outputs were not kept
+    return Action.RESTAMP
 
 
-@dataclass(frozen=True)
-class CaseResult:
-    outcome: RunOutcome
-    scores: list[OrganScore]
-    measurements: dict[str, float]
-    details: dict[str, object]
+def accepted_specs(specs: list[AlgorithmSpec], challenge: Challenge, summary: RunSummary) -> list[AlgorithmSpec]:
+    """The manifests whose label system fits the challenge; the others are problems, never run."""
+    accepted = []
+    for spec in specs:
+        reason = challenge.accepts(spec.kind, spec.profile)
+        if reason is None:
+            accepted.append(spec)
+        else:
+            summary.problems.append(f"{spec.manifest}: key 'profile': {reason}")
+    return accepted
 
 
-def execute_case(runner: Runner, spec: AlgorithmSpec, case: Case, *, image: str | None, work_dir: Path,
-                 keep_dir: Path, monitor_settings: MonitorSettings | None = None, score: bool = True,
-                 extra_inputs: dict[str, Path] | None = None) -> CaseResult:
-    """One monitored run in a fresh input/output pair; accepted outputs, the log and the resource
-    time series are kept in `keep_dir`. With `score=False` the accepted label map is left for a
-    separate scoring task."""
-    assert case.image is not None
-    run_dir = Path(tempfile.mkdtemp(prefix=f"{spec.name}-{case.case_id}-", dir=work_dir))
-    try:
-        input_dir, output_dir = run_dir / "input", run_dir / "output"
-        input_dir.mkdir()
-        output_dir.mkdir()
-        staged = input_dir / case.image.name
-        try:
-            os.link(case.image, staged)
-        except OSError:
-            shutil.copy2(case.image, staged)
-        staged.chmod(0o644)
-        for rel, source in (extra_inputs or {}).items():  # an annotator's segmenter outputs
-            (input_dir / rel).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copytree(source, input_dir / rel, copy_function=_link_or_copy)
-        for path in input_dir.rglob("*"):  # readable by the sandbox's unprivileged user
-            path.chmod(0o755 if path.is_dir() else 0o644)
-        make = RunMonitor.for_container if runner.name == "docker" else RunMonitor.for_process
-        monitor = make(gpu_ids=visible_gpu_ids() if spec.gpu != "none" else (),
-                       settings=monitor_settings or MonitorSettings(), output_dir=output_dir)
-        request = RunRequest(spec=spec, case_id=case.case_id, input_dir=input_dir, output_dir=output_dir, image=image)
-        outcome = runner.run(request, monitor)
-        scores: list[OrganScore] = []
-        if outcome.status == RunStatus.OK:
-            try:
-                accepted = validate_outputs(output_dir, case_id=case.case_id, image=case.image,
-                                            profile=load_profile(spec.profile), probabilities=spec.writes_probabilities)
-                if score:
-                    scores = score_label_map(spec.profile, case, accepted.label, threads=os.cpu_count() or 1)
-            except InvalidOutput as exc:
-                outcome = _with_status(outcome, RunStatus.INVALID_OUTPUT, str(exc))
-            except CaseError as exc:
-                outcome = _with_status(outcome, RunStatus.INVALID_OUTPUT, str(exc))
-        _keep(output_dir, keep_dir, outcome, everything=spec.kind == "annotator")
-        series = monitor.series()
-        series.to_parquet(keep_dir / "monitor.parquet", index=False)
-        measurements = {**monitor.figures(), **{k: float(v) for k, v in outcome.details.items() if isinstance(v, (int, float))}}
-        details = {**outcome.details, "gpu_memory_source": monitor.gpu_source(), "samples": len(series)}
-        return CaseResult(outcome, scores, measurements, details)
-    finally:
-        shutil.rmtree(run_dir, ignore_errors=True)
-
-
-def _with_status(outcome: RunOutcome, status: RunStatus, message: str) -> RunOutcome:
-    from dataclasses import replace
-
-    return replace(outcome, status=status, message=message)
-
-
-def _link_or_copy(source: str, target: str) -> None:
-    try:
-        os.link(source, target)
-    except OSError:
-        shutil.copy2(source, target)
-
-
-def _keep(output_dir: Path, keep_dir: Path, outcome: RunOutcome, *, everything: bool = False) -> None:
-    """Keep the accepted label map and probabilities (regular files only; with `everything`, every
-    regular file of an accepted output, as an annotator's maps) and the log."""
-    if keep_dir.exists():
-        shutil.rmtree(keep_dir)
-    keep_dir.mkdir(parents=True)
-    (keep_dir / "log.txt").write_text(outcome.log_tail, encoding="utf-8")
-    if outcome.status != RunStatus.OK:
-        return
-    if everything:
-        for path in sorted(output_dir.rglob("*")):
-            if path.is_file() and not path.is_symlink():
-                target = keep_dir / path.relative_to(output_dir)
-                target.parent.mkdir(parents=True, exist_ok=True)
-                shutil.move(str(path), target)
-        return
-    for path in output_dir.glob("*.nii.gz"):
-        if path.is_file() and not path.is_symlink():
-            shutil.move(str(path), keep_dir / path.name)
-    probs = output_dir / PROBABILITY_DIR
-    if probs.is_dir() and not probs.is_symlink():
-        (keep_dir / PROBABILITY_DIR).mkdir()
-        for path in probs.glob("*.nii.gz"):
-            if path.is_file() and not path.is_symlink():
-                shutil.move(str(path), keep_dir / PROBABILITY_DIR / path.name)
-
-
-def visible_gpu_ids() -> tuple[str, ...]:
-    """The GPUs this process may use: CUDA_VISIBLE_DEVICES when set (one Dask worker per GPU),
-    else every GPU NVML sees."""
-    chosen = os.environ.get("CUDA_VISIBLE_DEVICES")
-    if chosen is not None:
-        return tuple(g.strip() for g in chosen.split(",") if g.strip() and g.strip() != "-1")
-    return host_info().gpu_ids
-
-
-def make_runner(kind: str) -> Runner:
-    if kind == "docker":
-        from harness.runner.docker_runner import DockerRunner
-
-        return DockerRunner(gpu_ids=visible_gpu_ids())
-    if kind == "local":
-        from harness.runner.local_runner import LocalRunner
-
-        return LocalRunner()
-    raise SpecError(f"--runner {kind!r}; use docker or local")
-
-
-def build_images(specs: list[AlgorithmSpec], settings: RunSettings, say: Say) -> tuple[dict[str, BuiltImage], dict[str, str]]:
+def make_images(specs: list[AlgorithmSpec], settings: RunSettings, say: Say) -> tuple[dict[str, BuiltImage], dict[str, str]]:
     """Images by algorithm name, and the build failures (name -> one-line message)."""
     from harness.build import docker_client
 
@@ -238,107 +212,239 @@ def build_images(specs: list[AlgorithmSpec], settings: RunSettings, say: Say) ->
     return built, failed
 
 
-def run_all(settings: RunSettings, *, say: Say, on_result: Callable[[str, str, RunOutcome, list[OrganScore]], None],
-            executor: LocalExecutor | DaskExecutor | None = None) -> RunSummary:
-    """The whole `harness run`: returns what happened; every outcome is in the store.
+class Recorder:
+    """Carries out a plan through an executor and records every result; the only store writer."""
 
-    Runs go through `executor` (default: containers one at a time here, scoring inline); results
-    come back here, and only here is the store written, one whole case at a time.
-    """
+    def __init__(self, store: Store, executor: Executor, summary: RunSummary, on_result: OnResult) -> None:
+        self.store = store
+        self.layout = store.layout
+        self.executor = executor
+        self.summary = summary
+        self.on_result = on_result
+        self._pending: list[tuple[Planned, RunResult | None, Any]] = []
+
+    def execute(self, plan: list[Planned]) -> None:
+        for item in plan:
+            if item.action is Action.REUSE:
+                self.summary.reused += 1
+            elif item.action is Action.RESTAMP:
+                self._restamp(item)
+            elif item.action is Action.RESCORE:
+                label_map = self.layout.label_map(item.algorithm, item.case.case_id).read_bytes()
+                self._pending.append((item, None, self.executor.score(item.case, label_map, item.profile)))
+        self._drain(block=False)
+        by_task = {id(item.task): item for item in plan if item.action is Action.RUN}
+        for result in self.executor.runs([item.task for item in plan if item.task is not None and item.action is Action.RUN]):
+            self._ran(by_task[id(result.task)] if id(result.task) in by_task else self._match(plan, result), result)
+            self._drain(block=False)
+        self._drain(block=True)
+
+    @staticmethod
+    def _match(plan: list[Planned], result: RunResult) -> Planned:
+        """The plan item of a result whose task came back as a copy (from a Dask worker)."""
+        for item in plan:
+            if item.task is not None and (item.algorithm, item.case.case_id) == (result.task.spec.name, result.task.case.case_id):
+                return item
+        raise KeyError((result.task.spec.name, result.task.case.case_id))
+
+    def _ran(self, item: Planned, result: RunResult) -> None:
+        self.layout.replace_run_files(item.algorithm, item.case.case_id, result.files)
+        label_map = result.label_map
+        if result.outcome.status is RunStatus.OK and label_map is not None:
+            self._pending.append((item, result, self.executor.score(item.case, label_map, item.profile)))
+        else:
+            self._record_run(item, result, None)
+
+    def _drain(self, *, block: bool) -> None:
+        for entry in list(self._pending):
+            item, result, future = entry
+            if block or future.done():
+                self._pending.remove(entry)
+                scored: CaseResult = future.result()
+                if result is None:
+                    self._rescored(item, scored)
+                else:
+                    self._record_run(item, result, scored)
+
+    def _record_run(self, item: Planned, result: RunResult, scored: CaseResult | None) -> None:
+        outcome = result.outcome
+        prov = dataclasses.replace(item.provenance, host=result.host or item.provenance.host, worker=result.worker or "local",
+                                   **{k: v for k, v in result.host_facts.items() if k in ("cpu", "gpu", "driver")})
+        status, message = outcome.status, outcome.message
+        scores: tuple[OrganScore, ...] = ()
+        score_status = score_message = ""
+        if scored is not None:
+            status, message, score_status, score_message, scores = self._judge(item, scored, status, message)
+        self.store.record(RunRecord(
+            algorithm=item.algorithm, case_id=item.case.case_id, kind=item.kind, status=status, exit_code=outcome.exit_code,
+            message=message, elapsed_s=outcome.elapsed_s, wall_s=outcome.wall_s, started_at=outcome.started_at,
+            ended_at=outcome.ended_at, log_tail=outcome.log_tail, provenance=prov, details={**result.details, **item.details},
+            score_status=score_status, score_message=score_message,
+        ), scores, result.measurements)
+        self.summary.executed += 1
+        self.summary.failed += status is not RunStatus.OK
+        self.on_result(CaseEvent(item.algorithm, item.case.case_id, Action.RUN, status, score_status, outcome.elapsed_s,
+                                 message or score_message, scores))
+
+    def _judge(self, item: Planned, scored: CaseResult, status: RunStatus, message: str
+               ) -> tuple[RunStatus, str, str, str, tuple[OrganScore, ...]]:
+        """A score result as (run status, message, score status, score message, scores): a prediction that
+        fails the scoring checks is the algorithm's invalid output; a ground truth that fails them is the
+        data's problem, and the case is left out of the ranking."""
+        if scored.status == CaseStatus.OK:
+            return status, message, CaseStatus.OK, "", scored.scores
+        if scored.side is Side.PREDICTION:
+            return RunStatus.INVALID_OUTPUT, scored.message, str(scored.status), scored.message, ()
+        self.summary.unscorable[item.case.case_id] = scored.message
+        return status, message, str(scored.status), scored.message, ()
+
+    def _rescored(self, item: Planned, scored: CaseResult) -> None:
+        status, message, score_status, score_message, scores = self._judge(item, scored, RunStatus.OK, "")
+        changed = status is not RunStatus.OK
+        self.store.rescore(item.algorithm, item.case.case_id, item.provenance, scores, score_status=score_status,
+                           score_message=score_message, status=status if changed else None, message=message if changed else None)
+        self.summary.rescored += 1
+        self.summary.failed += changed
+        self.on_result(CaseEvent(item.algorithm, item.case.case_id, Action.RESCORE, status, score_status, None,
+                                 message or score_message, scores))
+
+    def record_nothing_ran(self, spec: AlgorithmSpec, case: Case, status: RunStatus, message: str) -> None:
+        """Record a run that never started (its image could not be built)."""
+        prov = Provenance(image_digest="", manifest_sha256=spec.manifest_sha256, input_sha256="", runner="")
+        self.store.record(RunRecord(algorithm=spec.name, case_id=case.case_id, kind=spec.kind, status=status, exit_code=None,
+                                    message=message, elapsed_s=math.nan, wall_s=0.0, started_at=None, ended_at=None,
+                                    log_tail="", provenance=prov))
+        self.summary.executed += 1
+        self.summary.failed += 1
+        self.on_result(CaseEvent(spec.name, case.case_id, Action.RUN, status, "", None, message))
+
+    def _restamp(self, item: Planned) -> None:
+        self.store.rescore(item.algorithm, item.case.case_id, item.provenance, (), score_status="")
+        self.summary.rescored += 1
+
+
+def run_all(settings: RunSettings, *, say: Say, on_result: OnResult, executor: Executor | None = None) -> RunSummary:
+    """The segmenters' part of `harness run`: returns what happened; every outcome is in the store.
+
+    Runs go through `executor` (default: one at a time here, scoring inline); results come back
+    here, and only here is the store written, one whole case at a time."""
     summary = RunSummary()
     specs, spec_errors = discover_algorithms(settings.algorithms_dir, repo_root=settings.repo_root)
     summary.problems.extend(str(e) for e in spec_errors)
-    segmenters = [s for s in specs if s.kind == "segmenter"]
+    specs = accepted_specs(specs, settings.challenge, summary)
+    segmenters = [s for s in specs if s.kind is Kind.SEGMENTER]
     if not segmenters:
         raise SpecError(f"{settings.algorithms_dir}: no valid segmenter manifest; fix the errors above")
-    dataset, data_problems = discover(settings.data_dir)
-    summary.problems.extend(p.message for p in data_problems)
-    cases = [c for c in dataset.cases if c.image is not None]
-    if not cases:
-        raise DataError(f"{settings.data_dir}: no images (imagesTr/<case>_0000.nii.gz); nothing to run")
-
-    images: dict[str, BuiltImage] = {}
-    build_failures: dict[str, str] = {}
-    if settings.runner == "docker":
-        images, build_failures = build_images(segmenters, settings, say)
-    summary.problems.extend(build_failures.values())
+    data = load_data(settings.data_dir)
+    summary.notes.extend(data.problems)
     executor = executor or LocalExecutor(scoring_workers=0)
-    with Store.open(settings.results_dir) as store, executor:
-        stored = store.valid_keys()
-        tasks: list[RunTask] = []
-        provenance: dict[tuple[str, str], Provenance] = {}
-        for spec in segmenters:
-            digest = images[spec.name].image_id if spec.name in images else (
-                local_digest(spec) if settings.runner == "local" else "")
-            for case in cases:
-                prov = _provenance(spec, digest, case_digest(case), settings.runner)
-                provenance[(spec.name, case.case_id)] = prov
+    with Store.open(settings.results_dir) as store:
+        store.bind(data.identity(settings.challenge))
+        known = {s.name for s in specs}
+        for name in store.algorithms():
+            if name not in known:
+                summary.notes.append(f"the store holds runs of {name}, which is not in {settings.algorithms_dir}; "
+                                     f"`harness forget {name} --results {settings.results_dir}` removes them")
+        images: dict[str, BuiltImage] = {}
+        build_failures: dict[str, str] = {}
+        if settings.runner is RunnerKind.DOCKER:
+            images, build_failures = make_images(segmenters, settings, say)
+        summary.problems.extend(build_failures.values())
+        stored = store.stored()
+        plan: list[Planned] = []
+        with executor:
+            recorder = Recorder(store, executor, summary, on_result)
+            for spec in segmenters:
                 if spec.name in build_failures:
-                    outcome = RunOutcome(RunStatus.BUILD_FAILED, None, math.nan, 0.0, 0.0, 0.0, message=build_failures[spec.name])
-                    _record(store, spec, case, prov, outcome, [], {}, {}, summary, on_result)
-                elif not settings.rerun and stored.get((spec.name, case.case_id)) == prov.key():
-                    summary.reused += 1
-                else:
-                    image = images[spec.name].tag if spec.name in images else None
-                    tasks.append(RunTask(spec=spec, case=case, image=image, runner=settings.runner, monitor=settings.monitor))
-
-        scoring: list[tuple[RunPayload, Any]] = []
-
-        def record_finished(block: bool) -> None:
-            for item in list(scoring):
-                payload, future = item
-                if block or future.done():
-                    scoring.remove(item)
-                    _record_payload(store, payload, future.result(), provenance, summary, on_result)
-
-        for payload in executor.runs(tasks):
-            task = payload.task
-            keep = store.run_dir(task.spec.name, task.case.case_id)
-            _write_files(keep, payload.files)
-            label_name = f"{task.case.case_id}.nii.gz"
-            if payload.outcome.status == RunStatus.OK and task.case.label is not None and label_name in payload.files:
-                scoring.append((payload, executor.score(payload, payload.files[label_name])))
-            else:
-                _record_payload(store, payload, [], provenance, summary, on_result)
-            record_finished(block=False)
-        record_finished(block=True)
+                    for case in data.cases:
+                        recorder.record_nothing_ran(spec, case, RunStatus.BUILD_FAILED, build_failures[spec.name])
+                    continue
+                digest = images[spec.name].image_id if spec.name in images else local_digest(spec)
+                for case in data.cases:
+                    plan.append(plan_case(spec, case, settings, store.layout, stored, digest=digest,
+                                          input_sha256=data.digests[case.case_id].image_sha256,
+                                          label_sha256=data.digests[case.case_id].label_sha256,
+                                          image=images[spec.name].tag if spec.name in images else None))
+            recorder.execute(plan)
     return summary
 
 
-def _write_files(folder: Path, files: dict[str, bytes]) -> None:
-    if folder.exists():
-        shutil.rmtree(folder)
-    folder.mkdir(parents=True)
-    for rel, content in files.items():
-        target = folder / rel
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(content)
+def plan_case(spec: AlgorithmSpec, case: Case, settings: RunSettings, layout: ResultsLayout,
+              stored: dict[tuple[str, str], StoredRun], *, digest: str, input_sha256: str, label_sha256: str,
+              image: str | None, extra_inputs: tuple[tuple[str, Path], ...] = (),
+              details: dict[str, object] | None = None) -> Planned:
+    """Decide what to do with one (algorithm, case) and make its task."""
+    profile = settings.challenge.profile_for(spec.kind)
+    prov = provenance(image_digest=digest, manifest_sha256=spec.manifest_sha256, input_sha256=input_sha256,
+                      runner=settings.runner, label_sha256=label_sha256, profile=profile)
+    action = decide(stored.get((spec.name, case.case_id)), prov, rerun=settings.rerun,
+                    kept=layout.label_map(spec.name, case.case_id).is_file())
+    task = None
+    if action is Action.RUN:
+        task = RunTask(spec=spec, case=case, image=image, runner=settings.runner, profile=profile, monitor=settings.monitor,
+                       extra_inputs=extra_inputs)
+    return Planned(spec.name, spec.kind, case, prov, profile, action, task, details or {})
 
 
-def _record_payload(store: Store, payload: RunPayload, scores: list[OrganScore],
-                    provenance: dict[tuple[str, str], Provenance], summary: RunSummary,
-                    on_result: Callable[[str, str, RunOutcome, list[OrganScore]], None]) -> None:
-    task = payload.task
-    base = provenance[(task.spec.name, task.case.case_id)]
-    prov = dataclasses.replace(base, host=payload.host or base.host, worker=payload.worker or "local",
-                               **{k: v for k, v in payload.host_facts.items() if k in ("cpu", "gpu", "driver")})
-    _record(store, task.spec, task.case, prov, payload.outcome, scores, payload.measurements, payload.details, summary,
-            on_result)
+def rescore_all(results_dir: Path, *, data_dir: Path | None = None, profile: str | None = None, say: Say,
+                on_result: OnResult, executor: Executor | None = None) -> RunSummary:
+    """`harness rescore`: score every kept output again under the folder's profile as it reads now
+    (or `profile`, which then becomes the folder's), without running any container."""
+    summary = RunSummary()
+    with Store.open(results_dir, create=False) as store:
+        identity = store.identity()
+        if identity is None:
+            raise StoreError(f"{results_dir}: records no data set; run `harness run --results {results_dir}` first")
+        challenge = challenge_of(identity, profile=profile)
+        data = load_data(data_dir if data_dir is not None else _recorded_root(identity))
+        if data.id != identity.dataset_id:
+            raise StoreError(f"{results_dir}: holds results of data set {identity.describe_data()}, not of --data "
+                             f"{data.identity(challenge).describe_data()}; pass the data set it was run on")
+        cases = {c.case_id: c for c in data.cases}
+        plan: list[Planned] = []
+        for (algorithm, case_id), row in sorted(store.stored().items()):
+            case = cases.get(case_id)
+            if case is None:
+                continue
+            kind = Kind(row.kind)
+            used = challenge.profile_for(kind)
+            prov = provenance(image_digest="", manifest_sha256="", input_sha256="", runner=RunnerKind.LOCAL,
+                              label_sha256=data.digests[case_id].label_sha256, profile=used)
+            if row.status == RunStatus.OK and not store.layout.label_map(algorithm, case_id).is_file():
+                summary.problems.append(f"{store.layout.label_map(algorithm, case_id)}: kept label map is missing; "
+                                        "`harness run` runs it again")
+                continue
+            if row.status == RunStatus.INVALID_OUTPUT:
+                summary.notes.append(f"{algorithm} on {case_id}: invalid_output, its outputs were not kept; "
+                                     "`harness run` runs it again under the new rules")
+                continue
+            action = Action.RESCORE if row.status == RunStatus.OK else Action.RESTAMP
+            plan.append(Planned(algorithm, kind, case, prov, used, action))
+        with executor or LocalExecutor(scoring_workers=0) as running:
+            Recorder(store, running, summary, on_result).execute(plan)
+        store.set_identity(data.identity(challenge))
+    say(f"rescored under profile {challenge.profile.name} ({challenge.profile.source}), scoring version {SCORING_VERSION}")
+    return summary
 
 
-def _record(store: Store, spec: AlgorithmSpec, case: Case, prov: Provenance, outcome: RunOutcome, scores: list[OrganScore],
-            measurements: dict[str, float], details: dict[str, object], summary: RunSummary,
-            on_result: Callable[[str, str, RunOutcome, list[OrganScore]], None]) -> None:
-    record = RunRecord(
-        algorithm=spec.name, case_id=case.case_id, kind=spec.kind, status=str(outcome.status), exit_code=outcome.exit_code,
-        message=outcome.message, elapsed_s=outcome.elapsed_s, wall_s=outcome.wall_s, started_at=outcome.started_at,
-        ended_at=outcome.ended_at, log_tail=outcome.log_tail, provenance=prov, details=details,
-    )
-    store.record(record, scores, measurements)
-    summary.executed += 1
-    if outcome.status != RunStatus.OK:
-        summary.failed += 1
-    on_result(spec.name, case.case_id, outcome, scores)
+def _recorded_root(identity: FolderIdentity) -> Path:
+    root = Path(identity.dataset_root)
+    if not root.is_dir():
+        raise DataError(f"{root}: the data set this results folder was run on is gone; pass --data where it is now")
+    return root
+
+
+def forget(results_dir: Path, algorithms: list[str]) -> dict[str, int]:
+    """Remove every row and kept file of `algorithms` from a results folder: name -> runs removed."""
+    with Store.open(results_dir, create=False) as store:
+        known = set(store.algorithms())
+        missing = [a for a in algorithms if a not in known]
+        if missing:
+            raise StoreError(f"{results_dir}: holds no runs of {', '.join(missing)}; it holds {', '.join(sorted(known)) or 'none'}")
+        removed = {a: store.forget(a) for a in algorithms}
+        if not any(row.kind == Kind.ANNOTATOR for row in store.stored().values()):
+            store.layout.remove_annotation()  # its tables came from the annotator just forgotten
+    return removed
 
 
 def ensure_default_data(cache_dir: Path, *, cases: int = 10, seed: int = 0, size: str = "small", say: Say) -> Path:
@@ -353,4 +459,3 @@ def ensure_default_data(cache_dir: Path, *, cases: int = 10, seed: int = 0, size
     write_dataset(target, cases=cases, seed=seed, size=size)
     stamp.touch()
     return target
-

@@ -32,10 +32,10 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import SpecError
+from harness.models import GpuMode, Kind, Profile
+from harness.profiles import load_profile
 
-KINDS = ("segmenter", "annotator")
-GPU_MODES = ("none", "optional", "required")
-NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
 SIZE = re.compile(r"^(\d+(?:\.\d+)?)\s*([kmgt]?)b?$", re.IGNORECASE)
 _UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
 _TOP_KEYS = {"name", "version", "kind", "dockerfile", "profile", "writes_probabilities", "gpu", "resources", "local",
@@ -60,13 +60,13 @@ class AlgorithmSpec:
 
     name: str
     version: str
-    kind: str
+    kind: Kind
     dockerfile: Path  # absolute
     directory: Path  # algorithms/<name>/, absolute
     manifest: Path
-    profile: str
+    profile: Profile  # the label system its outputs use, resolved relative to the manifest
     writes_probabilities: bool
-    gpu: str
+    gpu: GpuMode
     resources: Resources
     local_command: tuple[str, ...] | None
     manifest_sha256: str
@@ -111,36 +111,33 @@ def load_manifest(path: Path, *, repo_root: Path) -> AlgorithmSpec:
         return value
 
     name = text("name")
-    if not NAME.match(name):
+    if not NAME.fullmatch(name):
         raise SpecError(f"{path}: key 'name' = {name!r}; use lower-case letters, digits and '-' (it names the image)")
     if path.parent.name != name:
         raise SpecError(f"{path}: key 'name' = {name!r} differs from its folder '{path.parent.name}'; rename one")
     kind = text("kind")
-    if kind not in KINDS:
-        raise SpecError(f"{path}: key 'kind' = {kind!r}; use one of {', '.join(KINDS)}")
+    if kind not in set(Kind):
+        raise SpecError(f"{path}: key 'kind' = {kind!r}; use one of {', '.join(Kind)}")
     gpu = raw.get("gpu", "none")
-    if gpu not in GPU_MODES:
-        raise SpecError(f"{path}: key 'gpu' = {gpu!r}; use one of {', '.join(GPU_MODES)}")
+    if gpu not in set(GpuMode):
+        raise SpecError(f"{path}: key 'gpu' = {gpu!r}; use one of {', '.join(GpuMode)}")
     probs = raw.get("writes_probabilities", False)
     if not isinstance(probs, bool):
         raise SpecError(f"{path}: key 'writes_probabilities' = {probs!r}; use true or false")
     dockerfile = (repo_root / text("dockerfile")).resolve()
     if not dockerfile.is_file():
         raise SpecError(f"{path}: key 'dockerfile' = {raw['dockerfile']!r} does not exist; give its path from the repository root")
-    profile = text("profile")
-    from harness.profiles import load_profile  # validates the profile name or file now, not mid-run
-
-    load_profile(profile if not profile.endswith(".toml") else str(path.parent / profile))
+    profile = load_profile(text("profile"), relative_to=path.parent)  # resolved once, here, not mid-run
     return AlgorithmSpec(
         name=name,
         version=text("version"),
-        kind=kind,
+        kind=Kind(kind),
         dockerfile=dockerfile,
         directory=path.parent.resolve(),
         manifest=path.resolve(),
         profile=profile,
         writes_probabilities=probs,
-        gpu=gpu,
+        gpu=GpuMode(gpu),
         resources=_resources(raw.get("resources", {}), path),
         local_command=_local_command(raw.get("local"), path),
         manifest_sha256=hashlib.sha256(raw_bytes).hexdigest(),

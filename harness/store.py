@@ -2,15 +2,15 @@
 
 One row per (algorithm, case) run with its status, timings and provenance, its per-organ scores
 and its named measurements, all written in one transaction when the case finishes: an interrupted
-run loses at most the case in flight, never leaves half a case, and resumes where it stopped. A row
-whose provenance (image digest, manifest, case data, profile, runner) no longer matches is stale:
-it is run again and replaced, never mixed with fresh rows.
+run loses at most the case in flight, never leaves half a case, and resumes where it stopped.
 
-Layout of a results folder:
-    store.sqlite          runs, scores, measurements, meta (schema version)
-    runs/<alg>/<case>/    the accepted outputs of each run, its log (log.txt) and its resource
-                          time series (monitor.parquet: t_s, gpu_mb, cpu_cores, cpu_pct, rss_mb)
-    .lock                 held by the one harness process using the folder
+Provenance has two keys. The *run key* (image digest, manifest, input data, runner) says whether
+the run itself is still valid: when it changes, the case runs again. The *score key* (ground-truth
+label, profile content, scoring-code version) says whether its scores are: when only it changes,
+the kept outputs are scored again without running anything.
+
+A results folder belongs to one data set and one challenge configuration (`FolderIdentity`, in
+the `meta` table): writing another into it is refused. Its file layout is `harness.layout`'s.
 """
 
 from __future__ import annotations
@@ -28,31 +28,35 @@ from pathlib import Path
 import pandas as pd
 
 from harness import __version__
-from harness.errors import HarnessError
-from harness.models import OrganScore
+from harness.errors import ExitStatus, HarnessError
+from harness.layout import STORE_FILE, ResultsLayout
+from harness.models import CaseStatus, Kind, OrganScore, RunStatus
 
-SCHEMA_VERSION = 1
-STORE_FILE = "store.sqlite"
-LOCK_FILE = ".lock"
+__all__ = ["SCHEMA_VERSION", "STORE_FILE", "FolderIdentity", "Provenance", "RunRecord", "Store", "StoreError", "StoredRun",
+           "read_store_scores"]
+
+SCHEMA_VERSION = 2
 
 
 class StoreError(HarnessError):
     """The results folder cannot be used (locked, newer/older schema, not a store)."""
 
-    from harness.errors import ExitStatus as _ES
-
-    exit_status = _ES.DATA_ERROR
+    exit_status = ExitStatus.DATA_ERROR
 
 
 @dataclass(frozen=True)
 class Provenance:
-    """Where a result came from; the first five fields decide whether a stored row is still valid."""
+    """Where a result came from: `run_key()` decides whether the run is still valid, `score_key()`
+    whether its scores are; the rest describes where it ran."""
 
     image_digest: str
     manifest_sha256: str
-    case_sha256: str
-    profile: str
+    input_sha256: str  # the case's image (and an annotator's staged segmenter outputs)
     runner: str
+    label_sha256: str = ""  # the ground truth it was scored against ("" = none)
+    profile: str = ""  # the scoring profile's name
+    profile_sha256: str = ""  # its content (`Profile.content_sha256`)
+    scoring_version: str = ""  # `harness.scoring.SCORING_VERSION` when it was scored
     harness_version: str = __version__
     host: str = ""
     cpu: str = ""
@@ -60,8 +64,15 @@ class Provenance:
     driver: str = ""
     worker: str = ""  # the Dask worker that ran it ("local" in this process)
 
-    def key(self) -> tuple[str, str, str, str, str]:
-        return (self.image_digest, self.manifest_sha256, self.case_sha256, self.profile, self.runner)
+    def run_key(self) -> tuple[str, str, str, str]:
+        return (self.image_digest, self.manifest_sha256, self.input_sha256, self.runner)
+
+    def score_key(self) -> tuple[str, str, str]:
+        return (self.label_sha256, self.profile_sha256, self.scoring_version)
+
+
+_RUN_KEY = ("image_digest", "manifest_sha256", "input_sha256", "runner")
+_SCORE_KEY = ("label_sha256", "profile_sha256", "scoring_version")
 
 
 @dataclass(frozen=True)
@@ -79,6 +90,43 @@ class RunRecord:
     log_tail: str
     provenance: Provenance
     details: dict[str, object] = field(default_factory=dict)  # JSON: notes such as the GPU memory source
+    score_status: str = ""  # a CaseStatus once scored ("" = not scored: failed run, or no ground truth)
+    score_message: str = ""
+
+
+@dataclass(frozen=True)
+class StoredRun:
+    """What planning needs of a stored row."""
+
+    algorithm: str
+    case_id: str
+    kind: str
+    status: str
+    score_status: str
+    run_key: tuple[str, ...]
+    score_key: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class FolderIdentity:
+    """The data set and challenge configuration a results folder belongs to.
+
+    `dataset_id` hashes the case ids and their *images*: a fixed ground-truth label is the same
+    data set (its rows are rescored), another image set is not. The profile *sources* name the
+    configuration; a change of their content makes scores stale (rescored), not the folder foreign."""
+
+    dataset_id: str
+    dataset_root: str
+    dataset_cases: int
+    challenge: str
+    profile: str  # the segmenters' scoring profile: built-in name or absolute path
+    annotation_profile: str
+
+    def describe_data(self) -> str:
+        return f"{self.dataset_root} ({self.dataset_cases} cases, id {self.dataset_id[:12]})"
+
+    def describe_config(self) -> str:
+        return f"challenge {self.challenge} (profile {self.profile}, annotation profile {self.annotation_profile})"
 
 
 _SCHEMA = f"""
@@ -86,7 +134,8 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS runs (
     algorithm TEXT NOT NULL, case_id TEXT NOT NULL, kind TEXT NOT NULL, status TEXT NOT NULL,
     exit_code INTEGER, message TEXT NOT NULL, elapsed_s REAL, wall_s REAL, started_at REAL, ended_at REAL,
-    log_tail TEXT NOT NULL, details TEXT NOT NULL, {", ".join(f"{f.name} TEXT NOT NULL" for f in fields(Provenance))},
+    log_tail TEXT NOT NULL, details TEXT NOT NULL, score_status TEXT NOT NULL, score_message TEXT NOT NULL,
+    {", ".join(f"{f.name} TEXT NOT NULL" for f in fields(Provenance))},
     PRIMARY KEY (algorithm, case_id));
 CREATE TABLE IF NOT EXISTS scores (
     algorithm TEXT NOT NULL, case_id TEXT NOT NULL, organ TEXT NOT NULL, label INTEGER NOT NULL,
@@ -109,13 +158,14 @@ class Store:
 
     def __init__(self, folder: Path, conn: sqlite3.Connection, lock_fd: int | None) -> None:
         self.folder = folder
+        self.layout = ResultsLayout(folder)
         self.conn = conn
         self._lock_fd = lock_fd
 
     @classmethod
     def open(cls, folder: Path, *, lock: bool = True, create: bool = True) -> Store:
-        folder = Path(folder)
-        path = folder / STORE_FILE
+        folder = ResultsLayout.of(folder).root
+        path = ResultsLayout(folder).store_file
         if not create and not path.is_file():
             raise StoreError(f"{folder}: no results store ({STORE_FILE}); run `harness run` with --results {folder} first")
         folder.mkdir(parents=True, exist_ok=True)
@@ -146,9 +196,6 @@ class Store:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def run_dir(self, algorithm: str, case_id: str) -> Path:
-        return self.folder / "runs" / algorithm / case_id
-
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
         self.conn.execute("BEGIN IMMEDIATE")
@@ -166,10 +213,10 @@ class Store:
             for table in ("runs", "scores", "measurements"):
                 db.execute(f"DELETE FROM {table} WHERE algorithm = ? AND case_id = ?", (run.algorithm, run.case_id))
             columns = ["algorithm", "case_id", "kind", "status", "exit_code", "message", "elapsed_s", "wall_s", "started_at",
-                       "ended_at", "log_tail", "details", *prov]
-            values = [run.algorithm, run.case_id, run.kind, run.status, run.exit_code, run.message, _real(run.elapsed_s),
-                      _real(run.wall_s), run.started_at, run.ended_at, run.log_tail, json.dumps(run.details, sort_keys=True),
-                      *prov.values()]
+                       "ended_at", "log_tail", "details", "score_status", "score_message", *prov]
+            values = [run.algorithm, run.case_id, str(run.kind), str(run.status), run.exit_code, run.message,
+                      _real(run.elapsed_s), _real(run.wall_s), run.started_at, run.ended_at, run.log_tail,
+                      json.dumps(run.details, sort_keys=True), str(run.score_status), run.score_message, *prov.values()]
             db.execute(f"INSERT INTO runs ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})", values)
             db.executemany(
                 "INSERT INTO scores VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -180,13 +227,87 @@ class Store:
                 [(run.algorithm, run.case_id, name, _real(value)) for name, value in (measurements or {}).items()],
             )
 
-    def valid_keys(self) -> dict[tuple[str, str], tuple[str, str, str, str, str]]:
-        """(algorithm, case) -> provenance key of every stored run (runner errors excluded: retried)."""
-        rows = self.conn.execute(
-            "SELECT algorithm, case_id, image_digest, manifest_sha256, case_sha256, profile, runner FROM runs "
-            "WHERE status NOT IN ('runner_error', 'lost')"
-        )
-        return {(r[0], r[1]): tuple(r[2:]) for r in rows}  # type: ignore[misc]
+    def rescore(self, algorithm: str, case_id: str, provenance: Provenance, scores: Iterable[OrganScore], *,
+                score_status: str, score_message: str = "", status: str | None = None, message: str | None = None) -> None:
+        """Replace the scores and the scoring provenance of a stored run (its measurements, timings and
+        run provenance stay), atomically; `status`/`message` change the run's status too (a kept
+        output that a new profile rejects becomes invalid_output)."""
+        sets = {name: getattr(provenance, name) for name in ("label_sha256", "profile", "profile_sha256", "scoring_version",
+                                                              "harness_version")}
+        sets.update(score_status=str(score_status), score_message=score_message)
+        if status is not None:
+            sets["status"] = str(status)
+        if message is not None:
+            sets["message"] = message
+        with self._transaction() as db:
+            cursor = db.execute(f"UPDATE runs SET {', '.join(f'{k} = ?' for k in sets)} WHERE algorithm = ? AND case_id = ?",
+                                (*sets.values(), algorithm, case_id))
+            if cursor.rowcount != 1:
+                raise StoreError(f"{self.folder}: no stored run of {algorithm} on {case_id} to rescore")
+            db.execute("DELETE FROM scores WHERE algorithm = ? AND case_id = ?", (algorithm, case_id))
+            db.executemany(
+                "INSERT INTO scores VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [(algorithm, case_id, s.organ, s.label, _real(s.dsc), _real(s.nsd), _real(s.hd95_mm)) for s in scores],
+            )
+
+    def stored(self) -> dict[tuple[str, str], StoredRun]:
+        """(algorithm, case) -> what planning needs of its stored row."""
+        columns = ["algorithm", "case_id", "kind", "status", "score_status", *_RUN_KEY, *_SCORE_KEY]
+        rows = self.conn.execute(f"SELECT {', '.join(columns)} FROM runs")
+        return {(r[0], r[1]): StoredRun(r[0], r[1], r[2], r[3], r[4], tuple(r[5:9]), tuple(r[9:12])) for r in rows}
+
+    def algorithms(self) -> list[str]:
+        return [r[0] for r in self.conn.execute("SELECT DISTINCT algorithm FROM runs ORDER BY algorithm")]
+
+    def forget(self, algorithm: str, case_id: str | None = None) -> int:
+        """Remove every row of `algorithm` (of its run on `case_id` only, when given) and the kept
+        files; returns how many runs were removed."""
+        where, args = ("algorithm = ?", (algorithm,)) if case_id is None else ("algorithm = ? AND case_id = ?",
+                                                                              (algorithm, case_id))
+        with self._transaction() as db:
+            count = int(db.execute(f"SELECT count(*) FROM runs WHERE {where}", args).fetchone()[0])
+            for table in ("runs", "scores", "measurements"):
+                db.execute(f"DELETE FROM {table} WHERE {where}", args)
+        if case_id is None:
+            self.layout.remove_algorithm(algorithm)
+        else:
+            self.layout.remove_run(algorithm, case_id)
+        return count
+
+    def identity(self) -> FolderIdentity | None:
+        """The data set and configuration this folder belongs to (None while it holds nothing)."""
+        meta = dict(self.conn.execute("SELECT key, value FROM meta").fetchall())
+        if "dataset_id" not in meta:
+            return None
+        return FolderIdentity(meta["dataset_id"], meta["dataset_root"], int(meta["dataset_cases"]), meta["challenge"],
+                              meta["profile"], meta["annotation_profile"])
+
+    def set_identity(self, identity: FolderIdentity) -> None:
+        with self._transaction() as db:
+            db.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)", [(k, str(v)) for k, v in asdict(identity).items()])
+
+    def bind(self, identity: FolderIdentity, *, data_option: str = "--data") -> None:
+        """Claim an empty folder for `identity`, or check that it already belongs to it.
+
+        Raises StoreError naming both data sets (or both configurations) and the fix."""
+        held = self.identity()
+        if held is None:
+            if self.conn.execute("SELECT count(*) FROM runs").fetchone()[0]:
+                raise StoreError(f"{self.folder}: holds runs of an unknown data set; use a new --results folder")
+            self.set_identity(identity)
+            return
+        if held.dataset_id != identity.dataset_id:
+            raise StoreError(
+                f"{self.folder}: holds results of data set {held.describe_data()}, not of {data_option} "
+                f"{identity.describe_data()}; use a new --results folder (a results folder belongs to one data set)")
+        if (held.challenge, held.profile, held.annotation_profile) != (
+                identity.challenge, identity.profile, identity.annotation_profile):
+            raise StoreError(
+                f"{self.folder}: was evaluated under {held.describe_config()}, not {identity.describe_config()}; "
+                f"use a new --results folder, or `harness rescore --results {self.folder} --profile {identity.profile}` "
+                "to rescore it under the new profile first")
+        if held.dataset_root != identity.dataset_root:  # the same data, moved: remember where it is now
+            self.set_identity(identity)
 
     def runs(self) -> pd.DataFrame:
         return pd.read_sql_query("SELECT * FROM runs ORDER BY algorithm, case_id", self.conn)
@@ -205,7 +326,7 @@ class Store:
 
 
 def _acquire_lock(folder: Path) -> int:
-    fd = os.open(folder / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+    fd = os.open(ResultsLayout(folder).lock_file, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -241,14 +362,22 @@ def _check_schema(conn: sqlite3.Connection, path: Path, *, create: bool) -> None
 
 def read_store_scores(folder: Path) -> pd.DataFrame:
     """Tidy per-(algorithm, case, metric) table for ranking: case DSC/NSD = mean over organs,
-    time_s = the run's elapsed time, plus every stored measurement; `status` from the run."""
+    time_s = the run's elapsed time, plus every stored measurement; `status` from the run.
+
+    A case whose ground truth could not be scored (a stored `score_status` other than ok on a run
+    that was ok: unreadable or invalid label, grid mismatch, no label) is left out for every
+    algorithm: it says nothing about them."""
     with Store.open(folder, lock=False, create=False) as store:
         runs = store.runs()
         scores = store.scores()
         extra = store.measurements()
-    runs = runs[runs["kind"] == "segmenter"]
+    runs = runs[runs["kind"] == Kind.SEGMENTER]
     if runs.empty:
         raise StoreError(f"{folder}: the store holds no segmenter runs; run `harness run` first")
+    runs = runs[~runs["case_id"].isin(set(unscorable_cases(runs)))]
+    if runs.empty:
+        raise StoreError(f"{folder}: no case could be scored (see each run's score_status); fix the ground truth and "
+                         f"`harness rescore --results {folder}`")
     per_case = scores.groupby(["algorithm", "case_id"])[["dsc", "nsd"]].mean()
     frames = []
     base = runs.set_index(["algorithm", "case_id"])[["status", "elapsed_s"]]
@@ -262,3 +391,9 @@ def read_store_scores(folder: Path) -> pd.DataFrame:
         frames.append(extra.rename(columns={"name": "metric"}))
     tidy = pd.concat(frames, ignore_index=True).rename(columns={"case_id": "case"})
     return tidy[["algorithm", "case", "metric", "value", "status"]]
+
+
+def unscorable_cases(runs: pd.DataFrame) -> dict[str, str]:
+    """case -> the reason its ground truth could not be scored, from a `Store.runs()` table."""
+    bad = runs[(runs["kind"] == Kind.SEGMENTER) & (runs["status"] == RunStatus.OK) & (runs["score_status"] != CaseStatus.OK)]
+    return {str(r.case_id): f"{r.score_status}: {r.score_message}" for r in bad.drop_duplicates("case_id").itertuples()}

@@ -13,8 +13,11 @@ import pandas as pd
 import pytest
 
 from harness.annotate import annotate_all, assemble_all
+from harness.challenge import load_challenge
 from harness.cli import main
 from harness.data.synth import write_dataset
+from harness.models import RunnerKind
+from harness.pipeline import RunSettings, load_data
 from harness.store import Provenance, RunRecord, Store
 from tests.attention.helpers import segmenters_from_label
 
@@ -25,6 +28,7 @@ def _fake_segmenter_runs(results: Path, data: Path, *, planted_case: str) -> Non
     """Store two 'segmenters' whose probabilities are blurred ground truth; in `planted_case` one
     of them misses a large part of the liver."""
     with Store.open(results) as store:
+        store.bind(load_data(data).identity(load_challenge()))
         for label_path in sorted((data / "labelsTr").glob("*.nii.gz")):
             case = label_path.name[: -len(".nii.gz")]
             img = nib.load(label_path)
@@ -35,12 +39,17 @@ def _fake_segmenter_runs(results: Path, data: Path, *, planted_case: str) -> Non
                 xs = np.nonzero(liver)[0]
                 liver[: int(np.percentile(xs, 60))] = 0  # a missed organ part
             for model in ("model_a", "model_b"):
-                folder = store.run_dir(model, case) / "probabilities"
+                folder = store.layout.probabilities_dir(model, case)
                 folder.mkdir(parents=True)
                 for organ, p in models[model].items():
                     nib.save(nib.Nifti1Image(p, img.affine), folder / f"{organ}.nii.gz")
-                prov = Provenance("sha256:x", "m", case, "flare22", "local")
-                store.record(RunRecord(model, case, "segmenter", "ok", 0, "", 1.0, 1.0, 0.0, 1.0, "", prov))
+                prov = Provenance("sha256:x", "m", case, "local")
+                store.record(RunRecord(model, case, "segmenter", "ok", 0, "", 1.0, 1.0, 0.0, 1.0, "", prov, score_status="ok"))
+
+
+def _settings(root: Path) -> RunSettings:
+    return RunSettings(algorithms_dir=REPO / "algorithms", data_dir=root / "data", results_dir=root / "results",
+                       runner=RunnerKind.LOCAL, cache_dir=root / "cache", repo_root=REPO)
 
 
 @pytest.fixture(scope="module")
@@ -48,8 +57,7 @@ def annotated(tmp_path_factory):
     root = tmp_path_factory.mktemp("annotate")
     write_dataset(root / "data", cases=3, seed=4, size="small")
     _fake_segmenter_runs(root / "results", root / "data", planted_case="phantom_0001")
-    summary = annotate_all(REPO / "algorithms", root / "data", root / "results", runner="local", cache_dir=root / "cache",
-                           repo_root=REPO, say=lambda m: None, on_result=lambda *a: None)
+    summary = annotate_all(_settings(root), say=lambda m: None, on_result=lambda e: None)
     return root, summary
 
 
@@ -82,15 +90,14 @@ def test_priority_list_puts_the_planted_case_first_and_tables_exist(annotated) -
 
 def test_reruns_are_reused_and_assemble_records_sources(annotated, tmp_path: Path) -> None:
     root, _ = annotated
-    again = annotate_all(REPO / "algorithms", root / "data", root / "results", runner="local", cache_dir=root / "cache",
-                         repo_root=REPO, say=lambda m: None, on_result=lambda *a: None)
+    again = annotate_all(_settings(root), say=lambda m: None, on_result=lambda e: None)
     assert again.executed == 0 and again.reused == 3
     revised = tmp_path / "revised" / "phantom_0001"
     revised.mkdir(parents=True)
     ref = nib.load(root / "data" / "labelsTr" / "phantom_0001.nii.gz")
     nib.save(nib.Nifti1Image((np.asarray(ref.dataobj) == 1).astype(np.uint8), ref.affine), revised / "liver.nii.gz")
-    sources = pd.read_csv(assemble_all(root / "results", root / "data", tmp_path / "final", revised_dir=tmp_path / "revised",
-                                       original_organs=("spleen",)))
+    sources = pd.read_csv(assemble_all(root / "results", tmp_path / "final", revised_dir=tmp_path / "revised",
+                                       original_organs=("spleen",)))  # the data set: the one the folder records
     by = sources.set_index(["case", "organ"]).source
     assert by[("phantom_0001", "liver")] == "revised" and by[("phantom_0000", "liver")] == "pseudo"
     assert by[("phantom_0002", "spleen")] == "original"
@@ -100,10 +107,10 @@ def test_reruns_are_reused_and_assemble_records_sources(annotated, tmp_path: Pat
 
 def test_annotate_command_needs_two_segmenters(tmp_path: Path, capsys) -> None:
     write_dataset(tmp_path / "data", cases=1, seed=4, size="small")
-    Store.open(tmp_path / "results").close()
+    with Store.open(tmp_path / "results") as store:
+        store.bind(load_data(tmp_path / "data").identity(load_challenge()))
     with pytest.raises(SystemExit) as code:
-        main(["annotate", str(REPO / "algorithms"), "--results", str(tmp_path / "results"), "--data", str(tmp_path / "data"),
-              "--runner", "local"])
+        main(["annotate", str(REPO / "algorithms"), "--results", str(tmp_path / "results"), "--runner", "local"])
     assert code.value.code == 0
     err = capsys.readouterr().err
     assert "phantom_0000: 0 segmenter(s) with probabilities; the annotator needs 2" in err

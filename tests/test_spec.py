@@ -90,3 +90,4 @@ def test_sizes() -> None:
     assert parse_size(1000, where="x") == 1000
     with pytest.raises(SpecError, match=r"x = '0m'; use a size"):
         parse_size("0m", where="x")
+

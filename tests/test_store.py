@@ -12,13 +12,20 @@ import pytest
 from harness.cli import main
 from harness.models import OrganScore
 from harness.ranking.io import load_scores
-from harness.store import SCHEMA_VERSION, Provenance, RunRecord, Store, StoreError
+from harness.store import SCHEMA_VERSION, FolderIdentity, Provenance, RunRecord, Store, StoreError
 
 
-def _record(store: Store, algorithm: str, case: str, status: str, dsc: float, elapsed: float = 10.0) -> None:
-    prov = Provenance(image_digest=f"sha256:{algorithm}", manifest_sha256="m", case_sha256=case, profile="flare22", runner="docker")
+def _prov(algorithm: str, case: str, **changes: str) -> Provenance:
+    fields = dict(image_digest=f"sha256:{algorithm}", manifest_sha256="m", input_sha256=case, runner="docker",
+                  label_sha256=f"label-{case}", profile="flare22", profile_sha256="p", scoring_version="2")
+    return Provenance(**{**fields, **changes})
+
+
+def _record(store: Store, algorithm: str, case: str, status: str, dsc: float, elapsed: float = 10.0,
+            score_status: str | None = None) -> None:
     run = RunRecord(algorithm, case, "segmenter", status, 0 if status == "ok" else 1, "", elapsed, elapsed + 1, 0.0, 1.0, "log",
-                    prov)
+                    _prov(algorithm, case), score_status=score_status if score_status is not None else
+                    ("ok" if status == "ok" else ""))
     scores = [] if status != "ok" else [
         OrganScore(case, organ, label, dsc, dsc, 1.0) for label, organ in ((1, "liver"), (2, "right_kidney"))
     ]
@@ -45,11 +52,67 @@ def test_record_replaces_the_whole_case_atomically(tmp_path: Path) -> None:
     assert len(scores) == 2 * (12 - 2)
 
 
-def test_valid_keys_carry_provenance(tmp_path: Path) -> None:
+def test_stored_rows_carry_their_run_and_score_keys(tmp_path: Path) -> None:
     _fill(tmp_path)
     with Store.open(tmp_path) as store:
-        keys = store.valid_keys()
-    assert keys[("good", "c2")] == ("sha256:good", "m", "c2", "flare22", "docker")
+        row = store.stored()[("good", "c2")]
+    assert row.run_key == ("sha256:good", "m", "c2", "docker") == _prov("good", "c2").run_key()
+    assert row.score_key == ("label-c2", "p", "2") == _prov("good", "c2").score_key()
+    assert row.status == "ok" and row.score_status == "ok"
+
+
+def test_rescore_replaces_scores_and_score_provenance_only(tmp_path: Path) -> None:
+    _fill(tmp_path)
+    with Store.open(tmp_path) as store:
+        before = store.runs().set_index(["algorithm", "case_id"]).loc[("good", "c1")]
+        new = _prov("good", "c1", profile_sha256="q", scoring_version="3", image_digest="ignored")
+        store.rescore("good", "c1", new, [OrganScore("c1", "liver", 1, 0.5, 0.25, 2.0)], score_status="ok")
+        after = store.runs().set_index(["algorithm", "case_id"]).loc[("good", "c1")]
+        scores = store.scores()
+        row = store.stored()[("good", "c1")]
+    assert row.score_key == ("label-c1", "q", "3") and row.run_key == _prov("good", "c1").run_key()  # the run is untouched
+    assert after.elapsed_s == before.elapsed_s and after.status == "ok"
+    mine = scores[(scores.algorithm == "good") & (scores.case_id == "c1")]
+    assert mine[["organ", "dsc", "nsd"]].values.tolist() == [["liver", 0.5, 0.25]]
+
+
+def test_a_case_whose_ground_truth_failed_is_left_out_for_everyone(tmp_path: Path) -> None:
+    _fill(tmp_path)
+    with Store.open(tmp_path) as store:
+        for algorithm in ("good", "fair"):
+            _record(store, algorithm, "c2", "ok", math.nan, score_status="invalid_labels")
+    tidy = load_scores(tmp_path)
+    assert set(tidy.case) == {"c1", "c3", "c4"}  # flaky's c2 went too: the case says nothing about anyone
+
+
+def _identity(dataset_id: str = "d1", root: str = "/data/a", profile: str = "flare22") -> FolderIdentity:
+    return FolderIdentity(dataset_id=dataset_id, dataset_root=root, dataset_cases=4, challenge="flare22", profile=profile,
+                          annotation_profile="atlas8")
+
+
+def test_a_results_folder_belongs_to_one_data_set_and_one_profile(tmp_path: Path) -> None:
+    with Store.open(tmp_path) as store:
+        store.bind(_identity())
+        store.bind(_identity(root="/data/moved"))  # the same images elsewhere: fine, remembered
+        assert store.identity() == _identity(root="/data/moved")
+        with pytest.raises(StoreError, match=r"holds results of data set /data/moved \(4 cases, id d1\), not of --data "
+                                             r"/data/b .*use a new --results folder"):
+            store.bind(_identity(dataset_id="d2", root="/data/b"))
+        with pytest.raises(StoreError, match=r"profile flare22.* not challenge flare22 \(profile mine.toml.*harness rescore"):
+            store.bind(_identity(profile="mine.toml"))
+    _fill(tmp_path / "legacy")  # rows but no identity: of unknown data
+    with Store.open(tmp_path / "legacy") as store, pytest.raises(StoreError, match="holds runs of an unknown data set"):
+        store.bind(_identity())
+
+
+def test_forget_removes_rows_and_kept_files(tmp_path: Path) -> None:
+    _fill(tmp_path)
+    with Store.open(tmp_path) as store:
+        store.layout.replace_run_files("flaky", "c1", {"log.txt": b"x"})
+        assert store.forget("flaky") == 4
+        assert store.algorithms() == ["fair", "good"]
+        assert not store.layout.algorithm_dir("flaky").exists()
+        assert store.scores().algorithm.nunique() == 2
 
 
 def test_store_feeds_the_ranking_with_failures_as_statuses(tmp_path: Path, capsys) -> None:
@@ -79,11 +142,12 @@ def test_schema_version_mismatch_says_what_to_do(tmp_path: Path) -> None:
     Store.open(tmp_path).close()
     with sqlite3.connect(tmp_path / "store.sqlite") as db:
         db.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION + 1),))
-    with pytest.raises(StoreError, match=r"store\.sqlite: schema version 2 is newer than this harness \(1\); upgrade harness"):
+    with pytest.raises(StoreError, match=rf"store\.sqlite: schema version {SCHEMA_VERSION + 1} is newer than this harness "
+                                         rf"\({SCHEMA_VERSION}\); upgrade harness"):
         Store.open(tmp_path)
     with sqlite3.connect(tmp_path / "store.sqlite") as db:
         db.execute("UPDATE meta SET value = '0' WHERE key = 'schema_version'")
-    with pytest.raises(StoreError, match=r"schema version 0 is older than this harness \(1\); rerun into a new --results"):
+    with pytest.raises(StoreError, match=rf"schema version 0 is older than this harness \({SCHEMA_VERSION}\); rerun into a new"):
         Store.open(tmp_path)
 
 

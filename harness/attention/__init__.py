@@ -12,7 +12,7 @@ run in its container or by the local runner); the harness never imports its code
 - `io`: the only disk access (annotator output folders, revised masks, CSV, label maps).
 """
 
-from harness.attention.assembly import NO_SOURCE, SOURCES, assemble_case, default_labels, masks_from_label_map, sources_table
+from harness.attention.assembly import NO_SOURCE, SOURCES, assemble_case, masks_from_label_map, sources_table
 from harness.attention.evaluation import (
     ALL_ORGANS,
     FIGURES,
@@ -36,7 +36,6 @@ __all__ = [
     "SOURCES",
     "assemble_case",
     "attention_table",
-    "default_labels",
     "detect_errors",
     "detection_table",
     "evaluate_case",

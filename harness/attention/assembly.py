@@ -15,23 +15,15 @@ import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
 
-from harness.profiles import load_profile
-
 SOURCES = ("original", "revised", "pseudo")
 NO_SOURCE = "none"
 
 Masks = Mapping[str, NDArray[Any] | None]
 
 
-def default_labels() -> dict[str, int]:
-    """Organ name -> label value of the FLARE22 numbering (atlas8's organs are a subset)."""
-    return {o.name: o.label for o in sorted(load_profile("flare22").organs, key=lambda o: o.label)}
-
-
-def masks_from_label_map(label_map: NDArray[np.integer], organs: Iterable[str], *, labels: Mapping[str, int] | None = None
+def masks_from_label_map(label_map: NDArray[np.integer], organs: Iterable[str], *, labels: Mapping[str, int]
                          ) -> dict[str, NDArray[np.bool_]]:
-    """Organ -> boolean mask of `label_map == label` for each of `organs`."""
-    labels = default_labels() if labels is None else labels
+    """Organ -> boolean mask of `label_map == label` for each of `organs` (`labels`: the profile's values)."""
     data = np.asarray(label_map)
     out = {}
     for organ in organs:
@@ -41,15 +33,14 @@ def masks_from_label_map(label_map: NDArray[np.integer], organs: Iterable[str], 
     return out
 
 
-def assemble_case(original: Masks, revised: Masks, pseudo: Masks, *, labels: Mapping[str, int] | None = None,
+def assemble_case(original: Masks, revised: Masks, pseudo: Masks, *, labels: Mapping[str, int],
                   shape: tuple[int, ...] | None = None) -> tuple[NDArray[np.uint8], dict[str, str]]:
     """The case's final label map (uint8) and organ -> source ('original', 'revised', 'pseudo', 'none').
 
     Each argument maps organ names to a boolean mask, or to None (no such annotation); organs
-    missing from a mapping count as None. `labels` gives the label values (default: FLARE22's);
+    missing from a mapping count as None. `labels` gives the label values (the profile's, never assumed);
     `shape` is needed only when no mask is given at all.
     """
-    labels = default_labels() if labels is None else labels
     tiers = dict(zip(SOURCES, (original, revised, pseudo), strict=True))
     organs = sorted({o for masks in tiers.values() for o in masks}, key=lambda o: (labels.get(o, 256), o))
     unknown = [o for o in organs if o not in labels]

@@ -34,10 +34,10 @@ def _register() -> None:
     from harness.cli.data_cmd import data
     from harness.cli.rank_cmd import rank
     from harness.cli.report_cmd import report
-    from harness.cli.run_cmd import annotate, assemble, build, images, run
+    from harness.cli.run_cmd import annotate, assemble, build, forget, images, rescore, run
     from harness.cli.score_cmd import score
 
-    for command in (data, score, images, build, run, annotate, assemble, rank, report):
+    for command in (data, score, images, build, run, rescore, forget, annotate, assemble, rank, report):
         cli.add_command(command)
 
 

@@ -9,6 +9,7 @@ import click
 import pandas as pd
 
 from harness.errors import ExitStatus
+from harness.layout import STORE_FILE
 from harness.ranking.challenge import ChallengeRanking, rank_challenge
 from harness.ranking.config import BOOTSTRAP_VARIANTS, FLARE22_RANKING, load_ranking_config
 from harness.ranking.io import (
@@ -17,7 +18,6 @@ from harness.ranking.io import (
     resolve_scores_path,
     write_ranking_tables,
 )
-from harness.store import STORE_FILE
 
 
 @click.command()

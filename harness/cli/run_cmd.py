@@ -9,13 +9,14 @@ import click
 import pandas as pd
 
 from harness.annotate import AnnotateSummary, annotate_all, annotators_in, assemble_all
+from harness.challenge import challenge_of, load_challenge
 from harness.errors import ExitStatus, HarnessError
 from harness.executor import DaskExecutor, LocalExecutor
-from harness.models import OrganScore
-from harness.pipeline import RunSettings, default_cache_dir, ensure_default_data, run_all
-from harness.runner.base import RunOutcome, RunStatus
+from harness.models import CaseStatus, RunnerKind, RunStatus
+from harness.pipeline import CaseEvent, RunSettings, RunSummary, default_cache_dir, ensure_default_data, rescore_all, run_all
+from harness.pipeline import forget as forget_algorithms
 from harness.spec import discover_algorithms
-from harness.store import Store
+from harness.store import FolderIdentity, Store, StoreError
 
 
 def _say(message: str) -> None:
@@ -69,13 +70,44 @@ def build(algorithms_dir: Path, base: str | None, force: bool) -> int:
     return ExitStatus.PARTIAL if failed else ExitStatus.OK
 
 
+_CHALLENGE_HELP = ("Challenge file (TOML: name, profile, annotation_profile) with the rules every algorithm is scored "
+                   "under.  [default: FLARE22 scoring, AbdomenAtlas-8K organs for the annotator]")
+
+
+def _event_line(event: CaseEvent) -> str:
+    dsc = [s.dsc for s in event.scores if not math.isnan(s.dsc)]
+    detail = f"DSC {sum(dsc) / len(dsc):.3f}" if dsc else event.message
+    ok = event.status == RunStatus.OK and event.score_status in ("", CaseStatus.OK)
+    status = event.status if event.score_status in ("", CaseStatus.OK) else f"{event.status}/{event.score_status}"
+    elapsed = f"{event.elapsed_s:7.1f} s" if event.elapsed_s is not None and not math.isnan(event.elapsed_s) else "      - "
+    return f"{'ok ' if ok else 'ERR'} {event.action:<8} {event.algorithm:<20} {event.case_id:<16} {status:<16} {elapsed}  {detail}"
+
+
+def _echo_event(event: CaseEvent) -> None:
+    click.echo(_event_line(event), err=True)
+
+
+def _print_outcome(summary: RunSummary) -> None:
+    for note in summary.notes:
+        click.echo(f"harness: note: {note}", err=True)
+    for problem in summary.problems:
+        click.echo(f"harness: error: {problem}", err=True)
+    for case_id, why in sorted(summary.unscorable.items()):
+        click.echo(f"harness: error: {case_id}: ground truth not scored ({why}); the case is left out of the ranking "
+                   "until it is fixed and `harness rescore` is run", err=True)
+
+
 @click.command()
 @click.argument("algorithms_dir", type=click.Path(path_type=Path), default="algorithms")
 @click.option("--data", "data_dir", type=click.Path(path_type=Path), default=None,
               help="Data set (FLARE layout). Default: 10 synthetic phantom cases, made once and cached.")
 @click.option("--results", "results_dir", type=click.Path(path_type=Path), default=Path("results"), show_default=True,
-              help="Results folder: store.sqlite, runs/<alg>/<case>/ outputs and logs.")
-@click.option("--runner", type=click.Choice(["docker", "local"]), default="docker", show_default=True,
+              help="Results folder: store.sqlite, runs/<alg>/<case>/ outputs and logs. It belongs to one data set.")
+@click.option("--challenge", "challenge_file", type=click.Path(path_type=Path), default=None, help=_CHALLENGE_HELP)
+@click.option("--profile", default=None, help="Scoring profile of the segmenters (a built-in name or a TOML file); "
+                                              "overrides the challenge file's.")
+@click.option("--runner", type=click.Choice([k.value for k in RunnerKind]), default=RunnerKind.DOCKER.value,
+              show_default=True,
               help="docker: one sandboxed container per case; local: the manifest's [local] command, no sandbox.")
 @click.option("--rerun", is_flag=True, help="Run every case again, even those already in the store.")
 @click.option("--base", default=None, help="Base image for builds (default: the local debootstrap image).")
@@ -85,51 +117,97 @@ def build(algorithms_dir: Path, base: str | None, force: bool) -> int:
 @click.option("--scoring-workers", type=click.IntRange(min=0), default=None,
               help="Without --scheduler: processes of the local Dask cluster that score while the next case runs "
                    "(0 scores inline).  [default: number of CPUs]")
-def run(algorithms_dir: Path, data_dir: Path | None, results_dir: Path, runner: str, rerun: bool, base: str | None,
-        scheduler: str | None, scoring_workers: int | None) -> int:
+def run(algorithms_dir: Path, data_dir: Path | None, results_dir: Path, challenge_file: Path | None, profile: str | None,
+        runner: str, rerun: bool, base: str | None, scheduler: str | None, scoring_workers: int | None) -> int:
     """Build, run every segmenter on every case, score, store, summarise.
 
     \b
     One container per case, one at a time per GPU (per Dask worker with --scheduler).
     Each case is stored as soon as it ends, so an interrupted run loses nothing and the
-    next `harness run` resumes where it stopped (unchanged results are reused; --rerun
-    forces). Statuses: ok, timeout, crashed, oom, invalid_output, output_too_large,
-    build_failed, runner_error, lost.
+    next `harness run` resumes where it stopped. A stored case is
+      run again   when its image, manifest, input image or runner changed (or --rerun);
+      rescored    when only its ground truth, the profile's content or the scoring code
+                  changed: the kept outputs are scored again, no container starts;
+      reused      otherwise.
+    A results folder belongs to one data set and one challenge: another --data, or
+    another profile, is refused (use a new --results, or `harness rescore --profile`).
+    Run statuses: ok, timeout, crashed, oom, invalid_output, output_too_large,
+    build_failed, runner_error, lost. A case whose ground truth cannot be scored is
+    recorded (score status) and left out of the ranking; the others go on.
     Exit status 0 when every run was ok, 3 (partial) otherwise.
     """
     cache = default_cache_dir()
+    challenge = load_challenge(challenge_file, profile=profile)
     if data_dir is None:
         data_dir = ensure_default_data(cache, say=_say)
-    settings = RunSettings(algorithms_dir=algorithms_dir, data_dir=data_dir, results_dir=results_dir, runner=runner, rerun=rerun,
-                           base=base, cache_dir=cache, repo_root=algorithms_dir.resolve().parent)
-
-    def on_result(algorithm: str, case_id: str, outcome: RunOutcome, scores: list[OrganScore]) -> None:
-        dsc = [s.dsc for s in scores if not math.isnan(s.dsc)]
-        detail = f"DSC {sum(dsc) / len(dsc):.3f}" if dsc else outcome.message
-        mark = "ok " if outcome.status == RunStatus.OK else "ERR"
-        click.echo(f"{mark} {algorithm:<20} {case_id:<16} {outcome.status:<16} {outcome.elapsed_s:7.1f} s  {detail}", err=True)
-
+    settings = RunSettings(algorithms_dir=algorithms_dir, data_dir=data_dir, results_dir=results_dir,
+                           runner=RunnerKind(runner), rerun=rerun, base=base, cache_dir=cache,
+                           repo_root=algorithms_dir.resolve().parent, challenge=challenge)
     executor = DaskExecutor(scheduler) if scheduler else LocalExecutor(scoring_workers=scoring_workers)
-    summary = run_all(settings, say=_say, on_result=on_result, executor=executor)
+    summary = run_all(settings, say=_say, on_result=_echo_event, executor=executor)
     annotated = None
     if annotators_in(algorithms_dir, repo_root=settings.repo_root):
-        annotated = annotate_all(algorithms_dir, data_dir, results_dir, runner=runner, base=base, cache_dir=cache,
-                                 repo_root=settings.repo_root, rerun=rerun, say=_say, on_result=on_result)
+        annotated = annotate_all(settings, say=_say, on_result=_echo_event)
         _print_annotation(annotated)
-    for problem in summary.problems:
-        click.echo(f"harness: error: {problem}", err=True)
+    _print_outcome(summary)
     with Store.open(results_dir, lock=False, create=False) as store:
         click.echo(format_summary(store.runs(), store.scores()))
-    click.echo(f"{summary.executed} runs executed, {summary.reused} reused from the store, {summary.failed} failed; "
-               f"results in {results_dir}")
+    click.echo(f"{summary.executed} runs executed, {summary.rescored} rescored, {summary.reused} reused from the store, "
+               f"{summary.failed} failed; results in {results_dir}")
+    _write_report(results_dir)
+    failed = summary.partial or (annotated is not None and annotated.partial)
+    return ExitStatus.PARTIAL if failed else ExitStatus.OK
+
+
+def _write_report(results_dir: Path) -> None:
     try:
         from harness.report import build_report
 
         click.echo(f"report: {build_report(results_dir)}")
     except HarnessError as exc:  # the runs are stored; a report that cannot be built does not undo them
         click.echo(f"harness: warning: no report: {exc}", err=True)
-    failed = summary.partial or (annotated is not None and annotated.failed > 0)
-    return ExitStatus.PARTIAL if failed else ExitStatus.OK
+
+
+@click.command()
+@click.option("--results", "results_dir", type=click.Path(path_type=Path), default=Path("results"), show_default=True,
+              help="Results folder of a `harness run`.")
+@click.option("--profile", default=None,
+              help="Score under this profile (built-in name or TOML file) from now on. Default: the folder's own "
+                   "profile as it reads now.")
+@click.option("--data", "data_dir", type=click.Path(path_type=Path), default=None,
+              help="Where the folder's data set is now. Default: where it was when it was run.")
+@click.option("--report/--no-report", default=True, show_default=True, help="Rewrite the report afterwards.")
+def rescore(results_dir: Path, profile: str | None, data_dir: Path | None, report: bool) -> int:
+    """Score every kept output of a results folder again; no container is started.
+
+    \b
+    For a changed profile (tolerances, rules), a fixed ground-truth label or a
+    new scoring version. The data set must be the one the folder was run on (its case
+    images are hashed). Failed runs keep their status; an invalid_output run (its
+    outputs were not kept) is noted: `harness run` runs it again. Exit status 0, or
+    3 when some case could not be scored.
+    """
+    summary = rescore_all(results_dir, data_dir=data_dir, profile=profile, say=_say, on_result=_echo_event)
+    _print_outcome(summary)
+    click.echo(f"{summary.rescored} runs rescored ({summary.failed} now failed); results in {results_dir}")
+    if report:
+        _write_report(results_dir)
+    return ExitStatus.PARTIAL if summary.partial else ExitStatus.OK
+
+
+@click.command()
+@click.argument("algorithms", nargs=-1, required=True)
+@click.option("--results", "results_dir", type=click.Path(path_type=Path), default=Path("results"), show_default=True)
+def forget(algorithms: tuple[str, ...], results_dir: Path) -> int:
+    """Remove ALGORITHMS' runs, scores and kept outputs from a results folder.
+
+    For algorithms withdrawn from the challenge: `harness run` notes those still in the
+    store but no longer in the algorithms folder, and never removes them by itself.
+    """
+    removed = forget_algorithms(results_dir, list(algorithms))
+    for name, count in removed.items():
+        click.echo(f"{name}: {count} runs removed from {results_dir}")
+    return ExitStatus.OK
 
 
 @click.command()
@@ -137,8 +215,9 @@ def run(algorithms_dir: Path, data_dir: Path | None, results_dir: Path, runner: 
 @click.option("--results", "results_dir", type=click.Path(path_type=Path), default=Path("results"), show_default=True,
               help="Results folder of a `harness run` (the segmenters' probabilities are read from it).")
 @click.option("--data", "data_dir", type=click.Path(path_type=Path), default=None,
-              help="The data set the segmenters ran on. Default: the cached default phantom set.")
-@click.option("--runner", type=click.Choice(["docker", "local"]), default="docker", show_default=True)
+              help="The data set the segmenters ran on. Default: the one the results folder records.")
+@click.option("--runner", type=click.Choice([k.value for k in RunnerKind]), default=RunnerKind.DOCKER.value,
+              show_default=True)
 @click.option("--rerun", is_flag=True, help="Annotate every case again.")
 @click.option("--base", default=None, help="Base image for builds (default: the local debootstrap image).")
 @click.option("--queue-fraction", type=click.FloatRange(min=0, max=1, min_open=True), default=0.05, show_default=True,
@@ -148,32 +227,39 @@ def annotate(algorithms_dir: Path, results_dir: Path, data_dir: Path | None, run
     """Run the attention-map annotator on every case, then prioritise cases for review.
 
     \b
-    Needs >= 2 segmenters with probabilities in the results store. Writes into
-    RESULTS/annotation/: priority.csv (cases by attention size), review_queue.csv (the
-    top share, organs by heat-map sum), and where ground truth exists
-    error_detection.csv (per-organ sensitivity and precision, mean ± sd, like
-    AbdomenAtlas-8K's Table 1), error_detection_cases.csv and priority_check.csv
-    (Spearman of attention size vs error volume; share of error voxels in the queue).
+    Needs >= 2 segmenters with probabilities in the results store, and that store's data
+    set (a results folder belongs to one data set). Writes into RESULTS/annotation/:
+    priority.csv (cases by attention size), review_queue.csv (the top share, organs by
+    heat-map sum), and where ground truth exists error_detection.csv (per-organ
+    sensitivity and precision, mean ± sd, like AbdomenAtlas-8K's Table 1),
+    error_detection_cases.csv and priority_check.csv (Spearman of attention size vs
+    error volume; share of error voxels in the queue). The tables are replaced all
+    together or not at all.
     """
     cache = default_cache_dir()
-    data = data_dir if data_dir is not None else ensure_default_data(cache, say=_say)
-
-    def on_result(algorithm: str, case_id: str, outcome: RunOutcome, scores: list[OrganScore]) -> None:
-        mark = "ok " if outcome.status == RunStatus.OK else "ERR"
-        click.echo(f"{mark} {algorithm:<20} {case_id:<16} {outcome.status:<16} {outcome.elapsed_s:7.1f} s  {outcome.message}",
-                   err=True)
-
-    summary = annotate_all(algorithms_dir, data, results_dir, runner=runner, base=base, cache_dir=cache,
-                           repo_root=algorithms_dir.resolve().parent, rerun=rerun, queue_fraction=queue_fraction, say=_say,
-                           on_result=on_result)
+    identity = _identity_of(results_dir)
+    if data_dir is None:
+        data_dir = Path(identity.dataset_root)
+    settings = RunSettings(algorithms_dir=algorithms_dir, data_dir=data_dir, results_dir=results_dir,
+                           runner=RunnerKind(runner), rerun=rerun, base=base, cache_dir=cache,
+                           repo_root=algorithms_dir.resolve().parent, challenge=challenge_of(identity))
+    summary = annotate_all(settings, say=_say, on_result=_echo_event, queue_fraction=queue_fraction)
     _print_annotation(summary)
-    return ExitStatus.PARTIAL if summary.failed else ExitStatus.OK
+    return ExitStatus.PARTIAL if summary.partial else ExitStatus.OK
+
+
+def _identity_of(results_dir: Path) -> FolderIdentity:
+    with Store.open(results_dir, lock=False, create=False) as store:
+        identity = store.identity()
+    if identity is None:
+        raise StoreError(f"{results_dir}: records no data set; run `harness run --results {results_dir}` first")
+    return identity
 
 
 @click.command()
 @click.option("--results", "results_dir", type=click.Path(path_type=Path), default=Path("results"), show_default=True)
 @click.option("--data", "data_dir", type=click.Path(path_type=Path), default=None,
-              help="The data set (its labels are the original annotation). Default: the cached phantom set.")
+              help="The data set (its labels are the original annotation). Default: the one the results folder records.")
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), required=True, help="Folder for the final label maps.")
 @click.option("--revised", "revised_dir", type=click.Path(path_type=Path, exists=True, file_okay=False), default=None,
               help="A reviewer's revised masks: DIR/<case>/<organ>.nii.gz (nonzero = organ).")
@@ -186,16 +272,19 @@ def assemble(results_dir: Path, data_dir: Path | None, out_dir: Path, revised_di
     Writes OUT/<case>.nii.gz and OUT/sources.csv (case, organ, source: original,
     revised, pseudo or none).
     """
-    data = data_dir if data_dir is not None else ensure_default_data(default_cache_dir(), say=_say)
     organs = tuple(o.strip() for o in original_organs.split(",") if o.strip())
-    click.echo(f"sources: {assemble_all(results_dir, data, out_dir, annotator=annotator, revised_dir=revised_dir, original_organs=organs)}")
+    written = assemble_all(results_dir, out_dir, data_dir=data_dir, annotator=annotator, revised_dir=revised_dir,
+                           original_organs=organs)
+    click.echo(f"sources: {written}")
     return ExitStatus.OK
 
 
 def _print_annotation(summary: AnnotateSummary) -> None:
     for note in summary.skipped:
         click.echo(f"harness: note: {note}", err=True)
-    click.echo(f"annotation: {summary.executed} runs executed, {summary.reused} reused, {summary.failed} failed")
+    _print_outcome(summary)
+    click.echo(f"annotation: {summary.executed} runs executed, {summary.rescored} rescored, {summary.reused} reused, "
+               f"{summary.failed} failed")
     detection = summary.tables.get("error_detection")
     if detection is not None:
         click.echo(pd.read_csv(detection).to_string(index=False))

@@ -7,8 +7,10 @@ folder of predictions, or of labels alone) is accepted too.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -120,3 +122,42 @@ def read_label_names(root: Path) -> dict[int, str]:
             f"{path}: cannot read the label map ({exc}); write it as nnU-Net's "
             '{"labels": {"background": 0, "liver": 1, ...}} or remove the file'
         ) from None
+
+
+def file_sha256(path: Path | None) -> str:
+    """sha256 of a file's bytes ("" for no file)."""
+    if path is None:
+        return ""
+    hasher = hashlib.sha256()
+    with path.open("rb") as stream:
+        for block in iter(lambda: stream.read(1 << 20), b""):
+            hasher.update(block)
+    return hasher.hexdigest()
+
+
+@dataclass(frozen=True)
+class CaseDigest:
+    """A case's content: the image decides whether its runs are valid, the label whether its scores are."""
+
+    image_sha256: str
+    label_sha256: str
+
+
+def digest_cases(cases: Iterable[Case]) -> dict[str, CaseDigest]:
+    """case id -> its image's and label's sha256 (a label that cannot be read hashes as "unreadable")."""
+    digests = {}
+    for case in cases:
+        try:
+            label = file_sha256(case.label)
+        except OSError:
+            label = "unreadable"
+        digests[case.case_id] = CaseDigest(file_sha256(case.image), label)
+    return digests
+
+
+def dataset_id(digests: dict[str, CaseDigest]) -> str:
+    """The identity of a data set: its case ids and their images (labels may be fixed; it stays)."""
+    hasher = hashlib.sha256()
+    for case_id in sorted(digests):
+        hasher.update(f"{case_id}\0{digests[case_id].image_sha256}\n".encode())
+    return hasher.hexdigest()

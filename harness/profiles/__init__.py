@@ -7,6 +7,7 @@ same keys; pass its path wherever a profile name is accepted.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import tomllib
 from importlib import resources
@@ -25,26 +26,37 @@ _TOP_KEYS = {
 _ORGAN_KEYS = {"label", "name", "tolerance_mm", "zrange_only"}
 
 
-def load_profile(name_or_path: str | Path) -> Profile:
-    """Load a built-in profile by name, or a user's profile from a TOML file."""
+def load_profile(name_or_path: str | Path, *, relative_to: Path | None = None) -> Profile:
+    """Load a built-in profile by name, or a user's profile from a TOML file (a relative path is
+    taken from `relative_to`, e.g. the folder of the manifest or challenge file naming it).
+
+    The result records where it came from (`Profile.source`: the built-in name or the file's
+    absolute path), so that `harness rescore` can read the same profile again after it changed."""
     text: str
     source: str
     if str(name_or_path) in BUILTIN_PROFILES:
-        source = f"profile {name_or_path}"
+        source = str(name_or_path)
+        where = f"profile {name_or_path}"
         text = resources.files(__package__).joinpath(f"{name_or_path}.toml").read_text()
     else:
         path = Path(name_or_path)
+        if not path.is_absolute() and relative_to is not None:
+            path = relative_to / path
         if not path.is_file():
             raise SpecError(
                 f"{path}: no such profile; use one of {', '.join(BUILTIN_PROFILES)} "
                 "or the path of a profile TOML file"
             )
-        source, text = str(path), path.read_text(encoding="utf-8")
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise SpecError(f"{path}: cannot read the profile ({exc}); check the file") from None
+        source = where = str(path.resolve())
     try:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise SpecError(f"{source}: not valid TOML ({exc}); fix the syntax") from None
-    return profile_from_dict(raw, source=source)
+        raise SpecError(f"{where}: not valid TOML ({exc}); fix the syntax") from None
+    return dataclasses.replace(profile_from_dict(raw, source=where), source=source)
 
 
 def profile_from_dict(raw: dict[str, Any], *, source: str = "profile") -> Profile:

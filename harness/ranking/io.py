@@ -14,9 +14,10 @@ from pathlib import Path
 import pandas as pd
 
 from harness.errors import DataError
+from harness.layout import STORE_FILE, ResultsLayout
 from harness.ranking.challenge import ChallengeRanking
 from harness.ranking.table import to_tidy
-from harness.store import STORE_FILE, read_store_scores
+from harness.store import read_store_scores
 
 Reader = Callable[[Path], pd.DataFrame]
 
@@ -81,7 +82,7 @@ def load_scores(path: str | Path, *, ok_status: str = "ok") -> pd.DataFrame:
 def default_out_dir(results: str | Path) -> Path:
     """`ranking/` beside the scores file, or inside the scores folder."""
     results = Path(results)
-    return (results if results.is_dir() else results.parent) / "ranking"
+    return ResultsLayout(results if results.is_dir() else results.parent).ranking_dir
 
 
 def _safe(name: str) -> str:

@@ -23,6 +23,7 @@ from markupsafe import Markup
 
 from harness import __version__
 from harness.errors import DataError, HarnessError, SpecError
+from harness.layout import REPORT_FILE
 from harness.ranking.challenge import ChallengeRanking, rank_challenge
 from harness.ranking.config import FLARE22_RANKING, RankingConfig, load_ranking_config
 from harness.report import figures, tables
@@ -31,7 +32,7 @@ from harness.report.inputs import ReportInputs, load_report_inputs, read_monitor
 TEMPLATE_ENV = "HARNESS_LEADERBOARD_DIR"
 TEMPLATE_FILE = "report.html.j2"
 ASSETS = {"css": "report.css", "js": "sort.js"}
-DEFAULT_NAME = "report.html"
+DEFAULT_NAME = REPORT_FILE
 
 
 def default_template_dir() -> Path:
@@ -254,10 +255,13 @@ def _methods(inputs: ReportInputs, ranking: ChallengeRanking, profiles: list[str
     config = ranking.config
     runs = inputs.runs
     tolerance_tables = []
-    for name in profiles:
-        organs = _profile_organs(name)
+    # The folder's own profile (a built-in name or a file's path) scored it; a stored name is a fallback.
+    sources = [inputs.identity.profile] if inputs.identity is not None else profiles
+    for source in sources:
+        organs = _profile_organs(source)
         if organs is not None:
-            tolerance_tables.append((name, tables.tolerances_table(organs)))
+            tolerance_tables.append((Path(source).stem if source.endswith(".toml") else source,
+                                     tables.tolerances_table(organs)))
     order = tables.rank_order(ranking)
     others = sorted(set(runs["algorithm"].astype(str)) - set(order))
     return {

@@ -14,11 +14,11 @@ from pathlib import Path
 import pandas as pd
 
 from harness.errors import DataError
-from harness.store import STORE_FILE, Store, read_store_scores
+from harness.layout import ResultsLayout
+from harness.store import FolderIdentity, Store, read_store_scores
 
-MONITOR_FILE = "monitor.parquet"
 MONITOR_COLUMNS = ("t_s", "gpu_mb", "cpu_cores", "cpu_pct", "rss_mb")
-ANNOTATION_TABLES = {"error_detection": "annotation/error_detection.csv", "review_queue": "annotation/review_queue.csv"}
+REPORTED_ANNOTATION_TABLES = ("error_detection", "review_queue")
 
 
 @dataclass(frozen=True, eq=False)
@@ -29,6 +29,7 @@ class ReportInputs:
     - `table`: the tidy (algorithm, case, metric, value, status) table of `read_store_scores`.
     - `monitor_paths`: (algorithm, case) -> its monitor.parquet, for the runs that have one.
     - `annotation`: name -> table, for each annotator table present.
+    - `identity`: the data set and challenge the folder belongs to (None for an old store).
     """
 
     folder: Path
@@ -38,30 +39,31 @@ class ReportInputs:
     table: pd.DataFrame
     monitor_paths: dict[tuple[str, str], Path] = field(default_factory=dict)
     annotation: dict[str, pd.DataFrame] = field(default_factory=dict)
+    identity: FolderIdentity | None = None
 
 
 def load_report_inputs(results_dir: Path) -> ReportInputs:
     """Read the results folder `results_dir` (raises `StoreError` when it holds no store)."""
-    folder = Path(results_dir)
-    if folder.is_file() and folder.name == STORE_FILE:
-        folder = folder.parent
+    layout = ResultsLayout.of(results_dir)
+    folder = layout.root
     with Store.open(folder, lock=False, create=False) as store:
         runs = store.runs()
         scores = store.scores()
         measurements = store.measurements()
+        identity = store.identity()
     table = read_store_scores(folder)
     monitors = {}
     for algorithm, case_id in runs[["algorithm", "case_id"]].itertuples(index=False):
-        path = folder / "runs" / str(algorithm) / str(case_id) / MONITOR_FILE
+        path = layout.monitor_file(str(algorithm), str(case_id))
         if path.is_file():
             monitors[(str(algorithm), str(case_id))] = path
     annotation = {}
-    for name, rel in ANNOTATION_TABLES.items():
-        path = folder / rel
+    for name in REPORTED_ANNOTATION_TABLES:
+        path = layout.annotation_table(name)
         if path.is_file():
             annotation[name] = read_annotation_table(path)
     return ReportInputs(folder=folder, runs=runs, scores=scores, measurements=measurements, table=table,
-                        monitor_paths=monitors, annotation=annotation)
+                        monitor_paths=monitors, annotation=annotation, identity=identity)
 
 
 def read_monitor(path: Path) -> pd.DataFrame:
@@ -89,5 +91,5 @@ def read_annotation_table(path: Path) -> pd.DataFrame:
         raise DataError(f"{path}: cannot read the annotator table ({first}); rerun the annotator") from None
 
 
-__all__ = ["ANNOTATION_TABLES", "MONITOR_COLUMNS", "MONITOR_FILE", "ReportInputs", "load_report_inputs", "read_annotation_table",
+__all__ = ["MONITOR_COLUMNS", "REPORTED_ANNOTATION_TABLES", "ReportInputs", "load_report_inputs", "read_annotation_table",
            "read_monitor"]

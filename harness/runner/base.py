@@ -2,29 +2,17 @@
 
 from __future__ import annotations
 
-import enum
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
+from harness.models import RunStatus
 from harness.spec import AlgorithmSpec
+
+__all__ = ["RunOutcome", "RunRequest", "RunStatus", "Runner", "tail_text"]
 
 if TYPE_CHECKING:
     from harness.monitor import RunMonitor
-
-
-class RunStatus(enum.StrEnum):
-    """Outcome of one (algorithm, case) run. Everything but `ok` gets the worst values in ranking."""
-
-    OK = "ok"
-    TIMEOUT = "timeout"  # killed at the manifest's time limit
-    CRASHED = "crashed"  # exited non-zero
-    OOM = "oom"  # killed by the out-of-memory killer at the memory limit
-    INVALID_OUTPUT = "invalid_output"  # no, unreadable or wrong label map / probabilities
-    OUTPUT_TOO_LARGE = "output_too_large"  # wrote more than the output limit; killed
-    BUILD_FAILED = "build_failed"  # the image could not be built; nothing ran
-    RUNNER_ERROR = "runner_error"  # the engine failed (not the algorithm's fault); retry
-    LOST = "lost"  # its worker died and no other could finish it; retried by the next `harness run`
 
 
 @dataclass(frozen=True)

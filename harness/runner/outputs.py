@@ -18,9 +18,8 @@ import numpy as np
 
 from harness.data.nifti import Grid, check_labels, check_same_grid, read_grid, read_label
 from harness.errors import CaseError
+from harness.layout import PROBABILITY_DIR  # the kept layout mirrors /output
 from harness.models import Profile
-
-PROBABILITY_DIR = "probabilities"
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@ becomes rows with its status and one-line message; the other cases go on.
 
 from __future__ import annotations
 
+import enum
 import math
 import os
 from collections.abc import Iterator
@@ -23,6 +24,10 @@ from harness.models import CaseStatus, OrganScore, Profile
 
 COLUMNS = ["case", "organ", "label", "dsc", "nsd", "hd95_mm", "status", "message"]
 
+# Bump whenever a change to the metrics, the profiles' loading or these checks may change any
+# stored score: every stored score of an older version is then stale and rescored from kept outputs.
+SCORING_VERSION = "2"
+
 
 @dataclass(frozen=True)
 class CaseJob:
@@ -32,12 +37,21 @@ class CaseJob:
     pred: Path  # where the prediction is expected; it may be missing
 
 
+class Side(enum.StrEnum):
+    """Whose file made a case unscorable: the ground truth's (the data's fault) or the prediction's."""
+
+    NONE = ""
+    LABEL = "label"
+    PREDICTION = "prediction"
+
+
 @dataclass(frozen=True)
 class CaseResult:
     case_id: str
     scores: tuple[OrganScore, ...]
     status: str
     message: str = ""
+    side: Side = Side.NONE
 
 
 def failed_rows(case_id: str, profile: Profile, status: str, message: str) -> tuple[OrganScore, ...]:
@@ -50,18 +64,25 @@ def failed_rows(case_id: str, profile: Profile, status: str, message: str) -> tu
 
 
 def score_one(job: CaseJob, profile: Profile, *, threads: int = 1) -> CaseResult:
-    """Load, check and score one case; never raises for a problem with the case's files."""
+    """Load, check and score one case; never raises for a problem with the case's files.
+
+    The one scoring path of `harness score`, `harness run` and `harness rescore`: the ground truth
+    is checked (readable, integer labels of the profile, on its image's grid), then the prediction
+    (present, readable, on the ground truth's grid, labels of the profile). A failure is rows with
+    its status and `side` naming whose file is at fault."""
+    side = Side.LABEL
     try:
         if job.label is None:
             raise CaseError(f"{job.case_id}: no ground-truth label; add labelsTr/{job.case_id}.nii.gz",
                             status=CaseStatus.MISSING_LABEL)
-        if not job.pred.exists():
-            raise CaseError(f"{job.pred}: prediction is missing; write it (label map on the case's grid)",
-                            status=CaseStatus.MISSING_PREDICTION)
         gt, gt_grid = read_label(job.label)
         check_labels(job.label, gt, profile)
         if job.image is not None:
             check_same_grid(job.label, gt_grid, job.image, read_grid(job.image), what="image")
+        side = Side.PREDICTION
+        if not job.pred.exists():
+            raise CaseError(f"{job.pred}: prediction is missing; write it (label map on the case's grid)",
+                            status=CaseStatus.MISSING_PREDICTION)
         pred_grid = read_grid(job.pred)
         check_same_grid(job.pred, pred_grid, job.label, gt_grid)
         pred, pred_grid = read_label(job.pred)
@@ -69,7 +90,7 @@ def score_one(job: CaseJob, profile: Profile, *, threads: int = 1) -> CaseResult
         scores = score_case(gt, pred, gt_grid.spacing_mm, profile, case_id=job.case_id, threads=threads)
         return CaseResult(job.case_id, tuple(scores), CaseStatus.OK)
     except CaseError as exc:
-        return CaseResult(job.case_id, failed_rows(job.case_id, profile, exc.status, str(exc)), exc.status, str(exc))
+        return CaseResult(job.case_id, failed_rows(job.case_id, profile, exc.status, str(exc)), exc.status, str(exc), side)
 
 
 def plan(pred_dir: Path, labels_dir: Path) -> tuple[list[CaseJob], list[Problem]]:

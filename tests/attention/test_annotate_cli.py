@@ -154,7 +154,7 @@ def test_bad_input_is_one_line_and_exit_2(toy: dict, tmp_path: Path, damage, opt
 
 def test_manifest_is_a_valid_annotator() -> None:
     spec = load_manifest(ALGORITHM / "algorithm.toml", repo_root=REPO)
-    declared = (spec.name, spec.kind, spec.profile, spec.gpu, spec.writes_probabilities)
+    declared = (spec.name, spec.kind, spec.profile.name, spec.gpu, spec.writes_probabilities)
     assert declared == ("attention-annotator", "annotator", "atlas8", "none", False)
     assert spec.local_command == ("{python}", "annotate.py", "{input}", "{output}")
     assert spec.resources.memory_bytes == 4 * 1024**3 and spec.resources.time_limit_s == 900 and spec.resources.pids == 64

@@ -55,9 +55,14 @@ def test_shapes_are_checked_and_an_empty_case_needs_a_shape() -> None:
         assemble_case({"kidney": mask()}, {}, {}, labels=LABELS)
 
 
-def test_default_labels_are_the_flare_numbering() -> None:
-    label, _ = assemble_case({}, {}, {"left_kidney": mask((0, 0, 0)), "stomach": mask((1, 0, 0))})
+def test_the_label_values_come_from_the_profile_given() -> None:
+    from harness.profiles import load_profile
+
+    labels = {o.name: o.label for o in load_profile("flare22").organs}
+    label, _ = assemble_case({}, {}, {"left_kidney": mask((0, 0, 0)), "stomach": mask((1, 0, 0))}, labels=labels)
     assert label[0, 0, 0] == 13 and label[1, 0, 0] == 11
+    with pytest.raises(TypeError):  # no silent default numbering
+        assemble_case({}, {}, {"liver": mask()})  # type: ignore[call-arg]
 
 
 def test_masks_from_a_label_map_and_the_sources_table() -> None:

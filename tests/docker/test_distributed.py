@@ -78,9 +78,9 @@ def test_two_workers_give_the_single_host_scores_one_container_at_a_time(tmp_pat
     address, _ = cluster
     algorithms = behave_algorithms(tmp_path, {"box-a": ("box0", {}), "box-b": ("box3", {})})
     run_all(_settings(tmp_path, algorithms, phantom_data, base_image, "single"), say=lambda m: None,
-            on_result=lambda *a: None, executor=LocalExecutor(scoring_workers=2))
+            on_result=lambda e: None, executor=LocalExecutor(scoring_workers=2))
     summary = run_all(_settings(tmp_path, algorithms, phantom_data, base_image, "dask"), say=lambda m: None,
-                      on_result=lambda *a: None, executor=DaskExecutor(address))
+                      on_result=lambda e: None, executor=DaskExecutor(address))
     assert summary.executed == 6 and summary.failed == 0
     with Store.open(tmp_path / "single", lock=False, create=False) as store:
         single = store.scores().sort_values(["algorithm", "case_id", "organ"]).reset_index(drop=True)
@@ -99,7 +99,7 @@ def test_a_worker_killed_midway_costs_nothing(tmp_path: Path, base_image: str, p
     killer = subprocess.Popen([sys.executable, "-c", f"import time, os, signal; time.sleep(2.5); os.kill({workers[0].pid}, "
                                f"signal.SIGKILL)"])
     summary = run_all(_settings(tmp_path, algorithms, phantom_data, base_image, "results"), say=lambda m: None,
-                      on_result=lambda *a: None, executor=DaskExecutor(address))
+                      on_result=lambda e: None, executor=DaskExecutor(address))
     killer.wait()
     assert workers[0].poll() == -signal.SIGKILL, "the worker was not killed during the run"
     with Store.open(tmp_path / "results", lock=False, create=False) as store:

@@ -20,7 +20,7 @@ def _run(tmp_path: Path, algorithms: Path, data: Path, base: str, **kw) -> tuple
     seen: list[tuple[str, str, str]] = []
     settings = RunSettings(algorithms_dir=algorithms, data_dir=data, results_dir=tmp_path / "results", runner="docker",
                            base=base, cache_dir=tmp_path / "cache", repo_root=algorithms.parent, **kw)
-    summary = run_all(settings, say=lambda m: None, on_result=lambda a, c, o, s: seen.append((a, c, str(o.status))))
+    summary = run_all(settings, say=lambda m: None, on_result=lambda e: seen.append((e.algorithm, e.case_id, str(e.status))))
     return summary, seen
 
 
@@ -58,7 +58,7 @@ def test_sandbox_timeout_crash_and_resume(tmp_path: Path, base_image: str, phant
     probe_scores = scores[scores.algorithm == "probe"]
     assert len(probe_scores) == 3 * 13 and probe_scores.dsc.max() == 0.0
     assert runs.loc[("probe", cases[0])].image_digest.startswith("sha256:")
-    assert len(runs.loc[("probe", cases[0])].case_sha256) == 64
+    assert len(runs.loc[("probe", cases[0])].input_sha256) == 64 and len(runs.loc[("probe", cases[0])].label_sha256) == 64
 
     # A second run reuses every stored result; --rerun does them again.
     again, seen_again = _run(tmp_path, algorithms, phantom_data, base_image)

@@ -48,7 +48,7 @@ def hostile_run(tmp_path_factory, base_image: str):
     seen: list[str] = []
     settings = RunSettings(algorithms_dir=algorithms, data_dir=root / "data", results_dir=root / "results", runner="docker",
                            base=base_image, cache_dir=root / "cache", repo_root=root)
-    summary = run_all(settings, say=lambda m: None, on_result=lambda a, c, o, s: seen.append(a))
+    summary = run_all(settings, say=lambda m: None, on_result=lambda e: seen.append(e.algorithm))
     with Store.open(root / "results", lock=False, create=False) as store:
         runs = store.runs().set_index("algorithm")
         assert store.integrity_ok()

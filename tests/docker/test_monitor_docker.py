@@ -17,7 +17,7 @@ def _run(tmp_path: Path, data: Path, runner: str, base: str | None) -> tuple[pd.
     algorithms = behave_algorithms(tmp_path, {"burn-one": ("burn1", {}), "burn-two": ("burn2", {})})
     settings = RunSettings(algorithms_dir=algorithms, data_dir=data, results_dir=tmp_path / "results", runner=runner,
                            base=base, cache_dir=tmp_path / "cache", repo_root=tmp_path)
-    run_all(settings, say=lambda m: None, on_result=lambda *a: None)
+    run_all(settings, say=lambda m: None, on_result=lambda e: None)
     with Store.open(tmp_path / "results", lock=False, create=False) as store:
         runs = store.runs()
         wide = store.measurements().pivot(index=["algorithm", "case_id"], columns="name", values="value")

@@ -28,7 +28,7 @@ def segmented(tmp_path_factory, base_image: str):
     write_dataset(root / "data", cases=1, seed=0, size="small")
     settings = RunSettings(algorithms_dir=REPO / "algorithms", data_dir=root / "data", results_dir=root / "results",
                            runner="docker", base=base_image, cache_dir=Path.home() / ".cache" / "harness", repo_root=REPO)
-    summary = run_all(settings, say=lambda m: None, on_result=lambda *a: None, executor=LocalExecutor(scoring_workers=0))
+    summary = run_all(settings, say=lambda m: None, on_result=lambda e: None, executor=LocalExecutor(scoring_workers=0))
     return root, summary
 
 
@@ -67,9 +67,9 @@ def test_segmenter_image_writes_consistent_probabilities(segmented, name: str) -
 
 def test_annotator_image_runs_on_their_probabilities(segmented, base_image: str) -> None:
     root, _ = segmented
-    summary = annotate_all(REPO / "algorithms", root / "data", root / "results", runner="docker", base=base_image,
-                           cache_dir=Path.home() / ".cache" / "harness", repo_root=REPO, say=lambda m: None,
-                           on_result=lambda *a: None)
+    settings = RunSettings(algorithms_dir=REPO / "algorithms", data_dir=root / "data", results_dir=root / "results",
+                           runner="docker", base=base_image, cache_dir=Path.home() / ".cache" / "harness", repo_root=REPO)
+    summary = annotate_all(settings, say=lambda m: None, on_result=lambda e: None)
     assert summary.executed == 1 and summary.failed == 0, summary.skipped
     with Store.open(root / "results", lock=False, create=False) as store:
         run = store.runs().set_index("algorithm").loc["attention-annotator"]

@@ -9,14 +9,13 @@ import pandas as pd
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-# The shared reference folder sits beside the repository root (/work/shared next to /work/main).
-GOLDEN_DIR = REPO_ROOT.parent / "shared" / "reference" / "challenger-golden"
+# challengeR's outputs, committed (origin: tests/fixtures/README.md), so a fresh clone tests against them.
+GOLDEN_DIR = REPO_ROOT / "tests" / "fixtures" / "challenger-golden"
 
 
 @pytest.fixture(scope="session")
 def golden_dir() -> Path:
-    if not GOLDEN_DIR.is_dir():
-        pytest.skip(f"challengeR golden outputs not found: {GOLDEN_DIR} is missing")
+    assert GOLDEN_DIR.is_dir(), f"{GOLDEN_DIR} is missing: it is committed with the tests"
     return GOLDEN_DIR
 
 

@@ -1,0 +1,229 @@
+"""One (algorithm, case): stage, run, check, keep; and score. Every failure becomes a status.
+
+This is the one layer that does a case; the local and the Dask executors call it, and so do
+`harness run`, `harness annotate` and `harness rescore` (through them). It never touches the
+results store: a run comes back as a `RunResult` (outcome, kept files as bytes, figures), a score
+as `harness.scoring.CaseResult`, and only the client records them.
+
+- stage: a fresh input folder holding a *copy* of the case's image (and an annotator's segmenter
+  outputs), so nothing the run does can touch the organiser's files, and an empty output folder;
+- run: the runner (a sandboxed container, or a local process) under the resource monitor;
+- check: the outputs against the container contract under the challenge's profile
+  (`harness.runner.outputs`; an annotator must also write attention.json);
+- keep: the accepted label map and probabilities (an annotator's every regular file), the log and
+  the monitor series;
+- score: `harness.scoring.score_one`, exactly as `harness score` does.
+"""
+
+from __future__ import annotations
+
+import functools
+import gzip
+import io
+import json
+import os
+import shutil
+import socket
+import tempfile
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from harness.attention.io import SUMMARY_FILE as ATTENTION_SUMMARY  # an annotator's per-organ sizes (contract)
+from harness.layout import LOG_FILE, MONITOR_FILE, PROBABILITY_DIR
+from harness.models import Case, GpuMode, Kind, Profile, RunnerKind, RunStatus
+from harness.monitor import MonitorSettings, RunMonitor
+from harness.runner.base import Runner, RunOutcome, RunRequest
+from harness.runner.outputs import InvalidOutput, validate_outputs
+from harness.scoring import CaseJob, CaseResult, score_one
+from harness.spec import AlgorithmSpec
+
+
+@dataclass(frozen=True)
+class RunTask:
+    """One run to do, as it travels to wherever it runs (picklable)."""
+
+    spec: AlgorithmSpec
+    case: Case
+    image: str | None  # the image tag, for the Docker runner
+    runner: RunnerKind
+    profile: Profile  # the challenge's profile for this kind: what the outputs are checked against
+    monitor: MonitorSettings = MonitorSettings()
+    extra_inputs: tuple[tuple[str, Path], ...] = ()  # (path under /input, source folder): an annotator's inputs
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """A finished run, as it travels back to the client: outcome, kept files and figures."""
+
+    task: RunTask
+    outcome: RunOutcome
+    files: dict[str, bytes]  # path relative to the run's kept folder -> content
+    measurements: dict[str, float]
+    details: dict[str, object]
+    host: str
+    worker: str
+    host_facts: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def label_map(self) -> bytes | None:
+        return self.files.get(f"{self.task.case.case_id}.nii.gz")
+
+
+def visible_gpu_ids() -> tuple[str, ...]:
+    """The GPUs this process may use: CUDA_VISIBLE_DEVICES when set (one Dask worker per GPU),
+    else every GPU NVML sees."""
+    from harness.host import host_info
+
+    chosen = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if chosen is not None:
+        return tuple(g.strip() for g in chosen.split(",") if g.strip() and g.strip() != "-1")
+    return host_info().gpu_ids
+
+
+def make_runner(kind: RunnerKind) -> Runner:
+    if kind is RunnerKind.DOCKER:
+        from harness.runner.docker_runner import DockerRunner
+
+        return DockerRunner(gpu_ids=visible_gpu_ids())
+    from harness.runner.local_runner import LocalRunner
+
+    return LocalRunner()
+
+
+@functools.cache
+def _cached_runner(kind: RunnerKind) -> Runner:
+    return make_runner(kind)
+
+
+def _worker_name() -> str:
+    try:
+        from distributed import get_worker
+
+        return str(get_worker().address)
+    except (ImportError, ValueError):
+        return "local"
+
+
+def stage(case: Case, extra_inputs: tuple[tuple[str, Path], ...], run_dir: Path) -> tuple[Path, Path]:
+    """A fresh `input/` (copies, readable by the sandbox's unprivileged user) and an empty `output/`."""
+    assert case.image is not None
+    input_dir, output_dir = run_dir / "input", run_dir / "output"
+    input_dir.mkdir()
+    output_dir.mkdir()
+    shutil.copyfile(case.image, input_dir / case.image.name)  # a copy: the original's inode and mode stay untouched
+    for rel, source in extra_inputs:
+        shutil.copytree(source, input_dir / rel, symlinks=False, copy_function=shutil.copyfile)
+    for path in input_dir.rglob("*"):
+        path.chmod(0o755 if path.is_dir() else 0o644)
+    input_dir.chmod(0o755)
+    return input_dir, output_dir
+
+
+def check_outputs(task: RunTask, output_dir: Path) -> None:
+    """Raise InvalidOutput unless the outputs keep the container contract under the task's profile."""
+    assert task.case.image is not None
+    validate_outputs(output_dir, case_id=task.case.case_id, image=task.case.image, profile=task.profile,
+                     probabilities=task.spec.writes_probabilities and task.spec.kind is Kind.SEGMENTER)
+    if task.spec.kind is Kind.ANNOTATOR:
+        summary = output_dir / ATTENTION_SUMMARY
+        if not summary.is_file() or summary.is_symlink():
+            raise InvalidOutput(f"no /output/{ATTENTION_SUMMARY}; write the per-organ attention sizes")
+        try:
+            parsed = json.loads(summary.read_text(encoding="utf-8"))
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise InvalidOutput(f"/output/{ATTENTION_SUMMARY}: not JSON ({type(exc).__name__}); write a JSON object") from None
+        if not isinstance(parsed, dict) or not isinstance(parsed.get("organs"), dict):
+            raise InvalidOutput(f"/output/{ATTENTION_SUMMARY}: no \"organs\" object; write {{\"organs\": {{...}}}}")
+
+
+def kept_files(task: RunTask, output_dir: Path) -> dict[str, bytes]:
+    """The accepted outputs to keep: the label map and probabilities (regular files only); an
+    annotator's every regular file (its maps)."""
+    files: dict[str, bytes] = {}
+    if task.spec.kind is Kind.ANNOTATOR:
+        for path in sorted(output_dir.rglob("*")):
+            if path.is_file() and not path.is_symlink():
+                files[path.relative_to(output_dir).as_posix()] = path.read_bytes()
+        return files
+    for path in sorted(output_dir.glob("*.nii.gz")):
+        if path.is_file() and not path.is_symlink():
+            files[path.name] = path.read_bytes()
+    probs = output_dir / PROBABILITY_DIR
+    if task.spec.writes_probabilities and probs.is_dir() and not probs.is_symlink():
+        for path in sorted(probs.glob("*.nii.gz")):
+            if path.is_file() and not path.is_symlink():
+                files[f"{PROBABILITY_DIR}/{path.name}"] = path.read_bytes()
+    return files
+
+
+def run_case(task: RunTask, *, runner: Runner | None = None, work_dir: Path | None = None) -> RunResult:
+    """Stage, run, check and keep one case wherever this is called (the client, or a Dask worker)."""
+    runner = runner or _cached_runner(task.runner)
+    run_dir = Path(tempfile.mkdtemp(prefix="harness-run-", dir=work_dir))
+    try:
+        return _run_staged(task, runner, run_dir)
+    except Exception as exc:  # noqa: BLE001 - the harness's own failure on this case: recorded, the run goes on
+        return failed_result(task, RunStatus.RUNNER_ERROR, f"runner error: {type(exc).__name__}: "
+                             f"{' '.join(str(exc).split())[:300]}; rerun `harness run` to retry it")
+    finally:
+        shutil.rmtree(run_dir, ignore_errors=True)
+
+
+def _run_staged(task: RunTask, runner: Runner, run_dir: Path) -> RunResult:
+    from harness.host import host_info
+
+    input_dir, output_dir = stage(task.case, task.extra_inputs, run_dir)
+    make = RunMonitor.for_container if task.runner is RunnerKind.DOCKER else RunMonitor.for_process
+    monitor = make(gpu_ids=visible_gpu_ids() if task.spec.gpu is not GpuMode.NONE else (), settings=task.monitor,
+                   output_dir=output_dir)
+    request = RunRequest(spec=task.spec, case_id=task.case.case_id, input_dir=input_dir, output_dir=output_dir,
+                         image=task.image)
+    outcome = runner.run(request, monitor)
+    files: dict[str, bytes] = {}
+    if outcome.status is RunStatus.OK:
+        try:
+            check_outputs(task, output_dir)
+            files = kept_files(task, output_dir)
+        except InvalidOutput as exc:
+            outcome = replace(outcome, status=RunStatus.INVALID_OUTPUT, message=str(exc))
+    files[LOG_FILE] = outcome.log_tail.encode("utf-8")
+    series = monitor.series()
+    buffer = io.BytesIO()
+    series.to_parquet(buffer, index=False)
+    files[MONITOR_FILE] = buffer.getvalue()
+    measurements = {**monitor.figures(),
+                    **{k: float(v) for k, v in outcome.details.items() if isinstance(v, (int, float))}}
+    details = {**outcome.details, "gpu_memory_source": monitor.gpu_source(), "samples": len(series)}
+    info = host_info()
+    return RunResult(task=task, outcome=outcome, files=files, measurements=measurements, details=details,
+                     host=socket.gethostname(), worker=_worker_name(),
+                     host_facts={"cpu": info.cpu, "gpu": info.gpu, "driver": info.driver})
+
+
+def failed_result(task: RunTask, status: RunStatus, message: str) -> RunResult:
+    """A run that produced nothing to keep (it could not start, or could not finish anywhere)."""
+    outcome = RunOutcome(status, None, float("nan"), 0.0, 0.0, 0.0, message=message)
+    return RunResult(task=task, outcome=outcome, files={}, measurements={}, details={}, host="", worker="")
+
+
+def lost_result(task: RunTask, error: BaseException) -> RunResult:
+    """A run whose worker died and that no other could finish: recorded as lost, retried next time."""
+    return failed_result(task, RunStatus.LOST, f"lost: {type(error).__name__}: {' '.join(str(error).split())[:300]}; "
+                         "rerun `harness run` to retry it")
+
+
+def score_label_map(case: Case, label_map: Path, profile: Profile, *, threads: int = 1) -> CaseResult:
+    """Score a kept label map against the case's ground truth, exactly as `harness score` does."""
+    return score_one(CaseJob(case.case_id, case.label, case.image, label_map), profile, threads=threads)
+
+
+def score_bytes(case: Case, label_map: bytes, profile: Profile, *, threads: int = 1) -> CaseResult:
+    """`score_label_map` of a label map's bytes (as it travels to a scoring worker)."""
+    with tempfile.TemporaryDirectory(prefix="harness-score-") as tmp:
+        path = Path(tmp) / f"{case.case_id}.nii.gz"
+        path.write_bytes(label_map if label_map[:2] == b"\x1f\x8b" else gzip.compress(label_map))
+        result = score_label_map(case, path, profile, threads=threads)
+    if str(path) not in result.message:
+        return result
+    message = result.message.replace(str(path), f"/output/{case.case_id}.nii.gz")  # the name the algorithm wrote
+    return replace(result, message=message, scores=tuple(replace(s, message=message) for s in result.scores))

@@ -1,0 +1,317 @@
+"""`harness run` end to end without Docker: planning (run, rescore, reuse), the one-case layer, the
+store, and every way a case can go wrong while the others go on."""
+
+from __future__ import annotations
+
+import gzip
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+import pytest
+
+from harness.cli import main
+from harness.errors import DataError
+from harness.pipeline import RunSummary, run_all
+from harness.store import Store, StoreError, read_store_scores
+from tests.conftest import toy_labels, write_nifti
+from tests.runpath.conftest import Toy
+
+
+def _run(toy: Toy, **changes: object) -> RunSummary:
+    return run_all(toy.settings(**changes), say=lambda m: None, on_result=lambda e: None)
+
+
+def _runs(toy: Toy) -> pd.DataFrame:
+    with Store.open(toy.results, lock=False, create=False) as store:
+        return store.runs().set_index(["algorithm", "case_id"])
+
+
+def _scores(toy: Toy) -> pd.DataFrame:
+    with Store.open(toy.results, lock=False, create=False) as store:
+        return store.scores().set_index(["algorithm", "case_id", "organ"]).sort_index()
+
+
+def _cli(args: list[str]) -> int:
+    with pytest.raises(SystemExit) as code:
+        main(args)
+    return int(code.value.code or 0)
+
+
+def test_unchanged_runs_are_reused_and_a_changed_algorithm_runs_again(toy: Toy) -> None:
+    toy.write_data(4)
+    toy.segmenter("alpha")
+    toy.segmenter("beta", "shift")
+    first = _run(toy)
+    assert (first.executed, first.reused, first.failed, first.partial) == (8, 0, 0, False)
+    assert len(toy.starts()) == 8
+    again = _run(toy)
+    assert (again.executed, again.reused, again.rescored) == (0, 8, 0) and len(toy.starts()) == 8  # nothing started
+    script = toy.algorithms / "beta" / "toy.py"
+    script.write_text(script.read_text() + "# a new version of beta\n")  # a changed image (here: folder) digest
+    changed = _run(toy)
+    assert (changed.executed, changed.reused) == (4, 4)
+    assert sorted(toy.starts()[8:]) == [f"beta case_{i:02d}" for i in range(4)]
+    runs = _runs(toy)
+    assert set(runs.status) == {"ok"} and set(runs.score_status) == {"ok"}
+
+
+def test_a_changed_profile_rescores_kept_outputs_without_starting_anything(toy: Toy) -> None:
+    toy.write_data(3)
+    toy.segmenter("alpha")
+    toy.segmenter("beta", "shift")
+    _run(toy)
+    before = _scores(toy)
+    toy.write_profile(liver=0.1, kidney=0.1, spleen=0.1, aorta=0.1)
+    summary = _run(toy)
+    assert (summary.executed, summary.rescored, summary.reused) == (0, 6, 0)
+    assert len(toy.starts()) == 6  # no run started
+    after = _scores(toy)
+    assert after.dsc.equals(before.dsc)
+    shifted = after.loc["beta"]
+    assert (shifted.nsd < before.loc["beta"].nsd).all()  # every organ of the shifted prediction
+    assert (after.loc["alpha"].nsd == 1.0).all()  # a perfect prediction is perfect at any tolerance
+    # A fixed ground-truth label rescores that case only.
+    label_file = toy.data / "labelsTr" / "case_01.nii.gz"
+    fixed = toy_labels(1)
+    fixed[fixed == 3] = 0  # the spleen was never there
+    write_nifti(label_file, fixed)
+    summary = _run(toy)
+    assert (summary.executed, summary.rescored, summary.reused) == (0, 2, 4) and len(toy.starts()) == 6
+    assert _scores(toy).loc[("alpha", "case_01", "spleen"), "dsc"] == 0.0  # predicted where the truth has none
+
+
+def test_ground_truth_problems_are_recorded_and_the_other_cases_go_on(toy: Toy, capsys) -> None:
+    toy.write_data(6)
+    toy.segmenter("alpha")
+    labels = toy.data / "labelsTr"
+    bad = toy_labels(1)
+    bad[0, 0, 0] = 14  # a label value the profile does not have
+    write_nifti(labels / "case_01.nii.gz", bad)
+    (labels / "case_02.nii.gz").write_bytes(gzip.compress(b"not a nifti file at all" * 20))
+    write_nifti(labels / "case_03.nii.gz", toy_labels(3)[:, :, :-1])  # not the image's grid
+    (labels / "case_04.nii.gz").write_bytes(b"")
+    wraps = toy_labels(5)
+    wraps[wraps == 1] = 20  # a label that would wrap in uint8 arithmetic
+    write_nifti(labels / "case_05.nii.gz", wraps)
+    code = _cli(["run", str(toy.algorithms), "--data", str(toy.data), "--results", str(toy.results), "--runner", "local",
+                 "--challenge", str(toy.challenge_file), "--scoring-workers", "0"])
+    err = capsys.readouterr().err
+    assert code == 3  # partial
+    runs = _runs(toy).loc["alpha"]
+    assert set(runs.status) == {"ok"}  # the algorithm did nothing wrong
+    assert runs.score_status.to_dict() == {"case_00": "ok", "case_01": "invalid_labels", "case_02": "unreadable",
+                                           "case_03": "grid_mismatch", "case_04": "unreadable", "case_05": "invalid_labels"}
+    for case in ("case_01", "case_02", "case_03", "case_04", "case_05"):
+        assert f"{labels / case}.nii.gz" in runs.loc[case, "score_message"]
+        assert f"harness: error: {case}: ground truth not scored" in err
+    assert "14" in runs.loc["case_01", "score_message"] and "20" in runs.loc["case_05", "score_message"]
+    assert set(read_store_scores(toy.results).case) == {"case_00"}  # the ranking leaves them out
+    assert len(toy.starts()) == 6
+
+
+def test_bad_outputs_are_the_algorithms_and_the_other_cases_go_on(toy: Toy) -> None:
+    toy.write_data(4)
+    toy.segmenter("alpha", "empty:case_01")
+    toy.segmenter("beta", "wrong_grid:case_02")
+    toy.segmenter("gamma", "crash:case_03")
+    summary = _run(toy)
+    assert summary.executed == 12 and summary.failed == 3 and summary.partial
+    runs = _runs(toy)
+    assert runs.loc[("alpha", "case_01"), "status"] == "invalid_output"
+    assert "/output/case_01.nii.gz" in runs.loc[("alpha", "case_01"), "message"]
+    assert runs.loc[("beta", "case_02"), "status"] == "invalid_output"
+    assert "/output/case_02.nii.gz" in runs.loc[("beta", "case_02"), "message"]
+    assert "grid" in runs.loc[("beta", "case_02"), "message"]
+    assert runs.loc[("gamma", "case_03"), "status"] == "crashed"
+    assert "crashing on purpose" in runs.loc[("gamma", "case_03"), "log_tail"]
+    assert (runs.status == "ok").sum() == 9
+    assert _scores(toy).loc[("alpha", "case_00")].dsc.eq(1.0).all()
+    with Store.open(toy.results, lock=False, create=False) as store:
+        assert store.scores().query("algorithm == 'alpha' and case_id == 'case_01'").empty
+    # A failure is a result: reused like the others until its algorithm changes.
+    again = _run(toy)
+    assert (again.executed, again.reused) == (0, 12)
+    toy.set_mode("alpha", "ok")
+    fixed = _run(toy)
+    assert (fixed.executed, fixed.reused, fixed.failed) == (4, 8, 0)
+    assert _runs(toy).loc[("alpha", "case_01"), "status"] == "ok" and (_runs(toy).status != "ok").sum() == 2
+
+
+def test_a_results_folder_of_other_data_or_rules_is_refused(toy: Toy, capsys) -> None:
+    toy.write_data(3)
+    toy.segmenter("alpha")
+    _run(toy)
+    other = toy.write_data(2, root=toy.root / "other-data", seed=50)
+    with pytest.raises(StoreError, match=r"holds results of data set .*data \(3 cases, id [0-9a-f]{12}\), not of --data "
+                                         r".*other-data \(2 cases.*use a new --results folder"):
+        _run(toy, data_dir=other)
+    code = _cli(["run", str(toy.algorithms), "--data", str(other), "--results", str(toy.results), "--runner", "local",
+                 "--challenge", str(toy.challenge_file)])
+    assert code == 4 and "a results folder belongs to one data set" in capsys.readouterr().err
+    (toy.root / "copy.toml").write_text(toy.profile_file.read_text())  # same rules, another file: another config
+    (toy.root / "other-challenge.toml").write_text('name = "toy-challenge"\nprofile = "copy.toml"\n')
+    code = _cli(["run", str(toy.algorithms), "--data", str(toy.data), "--results", str(toy.results), "--runner", "local",
+                 "--challenge", str(toy.root / "other-challenge.toml")])
+    assert code == 4 and "harness rescore --results" in capsys.readouterr().err
+    code = _cli(["annotate", str(toy.algorithms), "--data", str(other), "--results", str(toy.results), "--runner", "local"])
+    assert code in (4, 5)
+    assert len(_runs(toy)) == 3 and len(toy.starts()) == 3  # nothing written, nothing started
+
+
+def test_a_manifest_whose_labels_do_not_fit_the_challenge_never_runs(toy: Toy) -> None:
+    toy.write_data(2)
+    toy.segmenter("alpha")
+    toy.segmenter("flare", profile="flare22")  # FLARE22's 13 labels; the challenge scores the toy's 4
+    summary = _run(toy)
+    assert summary.executed == 2 and summary.partial
+    assert any("flare/algorithm.toml: key 'profile'" in p and "toy-challenge" in p for p in summary.problems)
+    assert not any(s.startswith("flare ") for s in toy.starts())
+
+
+def test_a_withdrawn_algorithm_is_noted_until_forgotten(toy: Toy, capsys) -> None:
+    toy.write_data(2)
+    toy.segmenter("alpha")
+    toy.segmenter("beta")
+    _run(toy)
+    shutil.rmtree(toy.algorithms / "beta")
+    summary = _run(toy)
+    assert any("holds runs of beta, which is not in" in n and "harness forget beta" in n for n in summary.notes)
+    assert _cli(["forget", "beta", "--results", str(toy.results)]) == 0
+    assert "beta: 2 runs removed" in capsys.readouterr().out
+    assert set(_runs(toy).index.get_level_values(0)) == {"alpha"}
+    assert not (toy.results / "runs" / "beta").exists()
+    assert _cli(["forget", "nobody", "--results", str(toy.results)]) == 4
+
+
+def test_a_killed_run_resumes_where_it_stopped(toy: Toy) -> None:
+    toy.write_data(4)
+    toy.segmenter("alpha", "slow:case_02")  # case_02 sleeps the first time: the harness is killed there
+    env = {**os.environ, "HARNESS_CACHE": str(toy.root / "cache")}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "harness", "run", str(toy.algorithms), "--data", str(toy.data), "--results",
+         str(toy.results), "--runner", "local", "--challenge", str(toy.challenge_file), "--scoring-workers", "0"],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    marker = toy.starts_file.parent / "slow-started"
+    deadline = time.monotonic() + 120
+    while not marker.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert marker.exists(), "the slow case never started"
+    proc.kill()
+    proc.wait()
+    try:
+        os.kill(int(marker.read_text()), signal.SIGKILL)  # the orphaned algorithm process
+    except (ProcessLookupError, ValueError):
+        pass
+    assert sorted(_runs(toy).index.get_level_values(1)) == ["case_00", "case_01"]  # each case committed as it ended
+    summary = _run(toy)
+    assert (summary.executed, summary.reused, summary.failed) == (2, 2, 0)
+    assert toy.starts().count("alpha case_00") == 1 and toy.starts().count("alpha case_02") == 2
+    with Store.open(toy.results, lock=False, create=False) as store:
+        assert store.integrity_ok() and len(store.runs()) == 4
+
+
+def test_unreadable_data_is_one_line_not_a_crash(toy: Toy, capsys) -> None:
+    toy.segmenter("alpha")
+    (toy.data / "imagesTr").mkdir(parents=True)
+    with pytest.raises(DataError, match=r"data: no cases found; expected imagesTr/<case>_0000.nii.gz"):
+        _run(toy)
+    code = _cli(["run", str(toy.algorithms), "--data", str(toy.root / "nowhere"), "--results", str(toy.results),
+                 "--runner", "local", "--challenge", str(toy.challenge_file)])
+    assert code == 4 and "internal error" not in capsys.readouterr().err
+
+
+def test_annotation_tables_always_describe_the_stored_annotations(toy: Toy) -> None:
+    from harness.annotate import annotate_all
+
+    toy.write_data(4)
+    toy.segmenter("alpha", probabilities=True)
+    toy.segmenter("beta", "shift", probabilities=True)
+    toy.annotator()
+    _run(toy)
+    first = annotate_all(toy.settings(), say=lambda m: None, on_result=lambda e: None)
+    assert first.executed == 4 and first.failed == 0, first.problems
+    priority = toy.results / "annotation" / "priority.csv"
+    assert set(pd.read_csv(priority).case) == {f"case_{i:02d}" for i in range(4)}
+    # beta now fails on case_01: its annotation there came from outputs that are gone.
+    toy.set_mode("beta", "crash:case_01")
+    _run(toy)
+    second = annotate_all(toy.settings(), say=lambda m: None, on_result=lambda e: None)
+    assert any("case_01: 1 segmenter(s)" in s for s in second.skipped)
+    stored = _runs(toy).loc["attention-annotator"]
+    assert set(pd.read_csv(priority).case) == set(stored.index) == {"case_00", "case_02", "case_03"}
+    # A table that cannot be written leaves the previous ones whole, and says so.
+    kept = {p.name: p.read_bytes() for p in (toy.results / "annotation").iterdir()}
+    (toy.results / "runs" / "attention-annotator" / "case_02" / "attention.json").write_text("{ not json")
+    third = annotate_all(toy.settings(), say=lambda m: None, on_result=lambda e: None)
+    assert third.partial and any("annotation: not rewritten" in p for p in third.problems)
+    assert {p.name: p.read_bytes() for p in (toy.results / "annotation").iterdir()} == kept
+    assert not list(toy.results.glob(".annotation-*"))  # no half-written folder left behind
+
+
+def test_the_report_and_ranking_read_a_store_made_by_run(toy: Toy) -> None:
+    toy.write_data(3)
+    toy.segmenter("alpha")
+    toy.segmenter("beta", "shift")
+    _run(toy)
+    assert _cli(["report", "--results", str(toy.results), "--draws", "20"]) == 0
+    html = (toy.results / "report.html").read_text()
+    assert "alpha" in html and "beta" in html
+
+
+def _oracle_nsd(gt: np.ndarray, pred: np.ndarray, spacing: tuple[float, ...], label: int, tolerance: float,
+                zrange_only: bool) -> tuple[float, float]:
+    """(DSC, NSD) of one organ by DeepMind's surface-distance package, with FLARE22's rules as
+    reference/flare22.md gives them (z-range cut with its off-by-one, DSC < 0.2 => NSD 0, 4 decimals)."""
+    for alias, value in (("Inf", np.inf), ("NaN", np.nan)):  # surface-distance 0.1 predates NumPy 2
+        if not hasattr(np, alias):
+            setattr(np, alias, value)
+    import surface_distance
+
+    g, p = gt == label, pred == label
+    if zrange_only:
+        zs = np.nonzero(g.any(axis=(0, 1)))[0]
+        g, p = g[:, :, zs.min():zs.max()], p[:, :, zs.min():zs.max()]
+    dsc = 2 * (g & p).sum() / (g.sum() + p.sum())
+    if dsc < 0.2:
+        return round(float(dsc), 4), 0.0
+    distances = surface_distance.compute_surface_distances(g, p, spacing)
+    return round(float(dsc), 4), round(float(surface_distance.compute_surface_dice_at_tolerance(distances, tolerance)), 4)
+
+
+def test_rescore_after_a_tolerance_change_matches_an_independent_recomputation(toy: Toy, capsys) -> None:
+    toy.write_data(3)
+    toy.segmenter("alpha")
+    toy.segmenter("beta", "shift")
+    common = ["--results", str(toy.results)]
+    assert _cli(["run", str(toy.algorithms), "--data", str(toy.data), *common, "--runner", "local",
+                 "--challenge", str(toy.challenge_file), "--scoring-workers", "0"]) == 0
+    before = _scores(toy)
+    starts = len(toy.starts())
+    tolerances = {"liver": 0.5, "right_kidney": 0.2, "spleen": 0.3, "aorta": 0.4}  # under the 0.8 mm shift
+    toy.write_profile(liver=0.5, kidney=0.2, spleen=0.3, aorta=0.4)
+    assert _cli(["rescore", *common, "--no-report"]) == 0
+    assert "6 runs rescored" in capsys.readouterr().out
+    assert len(toy.starts()) == starts  # no container, no process started
+    after = _scores(toy)
+    assert after.dsc.equals(before.dsc)
+    assert (after.loc["beta"].nsd != before.loc["beta"].nsd).all()  # every NSD of the imperfect prediction moved
+    checked = 0
+    for (algorithm, case_id, organ), row in after.iterrows():
+        gt_img = nib.load(toy.data / "labelsTr" / f"{case_id}.nii.gz")
+        gt = np.asarray(gt_img.dataobj)
+        pred = np.asarray(nib.load(toy.results / "runs" / algorithm / case_id / f"{case_id}.nii.gz").dataobj)
+        dsc, nsd = _oracle_nsd(gt, pred, tuple(float(z) for z in gt_img.header.get_zooms()), int(row.label),
+                               tolerances[organ], organ == "aorta")
+        assert row.dsc == pytest.approx(dsc, abs=1e-4) and row.nsd == pytest.approx(nsd, abs=1e-4), (algorithm, case_id, organ)
+        checked += 1
+    assert checked == 2 * 3 * 4
+    # The folder's own profile is what a later `harness run` checks against: nothing to do now.
+    again = _run(toy)
+    assert (again.executed, again.rescored, again.reused) == (0, 0, 6)
