@@ -48,7 +48,7 @@ from harness.pipeline import (
     Say,
     accepted_specs,
     load_data,
-    local_digest,
+    local_digests,
     make_images,
     plan_case,
 )
@@ -92,12 +92,12 @@ def annotate_all(settings: RunSettings, *, say: Say, on_result: OnResult, execut
         store.bind(data.identity(settings.challenge))
         layout = store.layout
         images: dict[str, str] = {}
-        digests: dict[str, str] = {}
-        build_failures: dict[str, str] = {}
         if settings.runner is RunnerKind.DOCKER:
             built, build_failures = make_images(annotators, settings, say)
             images = {name: b.tag for name, b in built.items()}
             digests = {name: b.image_id for name, b in built.items()}
+        else:
+            digests, build_failures = local_digests(annotators)
         stored = store.stored()
         runs = store.runs()
         ok_segmenters = runs[(runs.kind == Kind.SEGMENTER) & (runs.status == RunStatus.OK)]
@@ -122,7 +122,7 @@ def annotate_all(settings: RunSettings, *, say: Say, on_result: OnResult, execut
                         continue
                     digest = data.digests[case.case_id]
                     plan.append(plan_case(
-                        spec, case, settings, layout, stored, digest=digests.get(spec.name) or local_digest(spec),
+                        spec, case, settings, layout, stored, digest=digests[spec.name],
                         input_sha256=_inputs_digest(digest.image_sha256, sources), label_sha256=digest.label_sha256,
                         image=images.get(spec.name),
                         extra_inputs=tuple((f"segmenters/{seg}/probabilities", path) for seg, path in sources.items()),

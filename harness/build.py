@@ -21,12 +21,14 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from harness.errors import HarnessError
 from harness.spec import AlgorithmSpec
+from harness.submission import ContextFile, SubmissionError, check_dockerfile, check_requirements, context_files
 
 BASE_REPOSITORY = "harness/base"
 BASE_SUITE = "bookworm"
@@ -161,18 +163,14 @@ def ensure_wheelhouse(requirements: Path, cache_dir: Path, *, progress: Progress
     return dest
 
 
-def _tree_digest(root: Path, hasher: hashlib._Hash, *, prefix: str) -> None:
-    for path in sorted(p for p in root.rglob("*") if p.is_file() and "__pycache__" not in p.parts):
-        hasher.update(f"{prefix}/{path.relative_to(root).as_posix()}\0".encode())
-        hasher.update(path.read_bytes())
-
-
-def content_tag(spec: AlgorithmSpec, base_id: str, wheels: Path | None) -> str:
-    """Image tag from the Dockerfile, the algorithm folder, the wheels and the base image."""
+def content_tag(spec: AlgorithmSpec, base_id: str, wheels: Path | None, files: list[ContextFile] | None = None) -> str:
+    """Image tag from the Dockerfile, the algorithm folder's checked files, the wheels and the base image."""
     hasher = hashlib.sha256()
     hasher.update(spec.dockerfile.read_bytes())
     hasher.update(base_id.encode())
-    _tree_digest(spec.directory, hasher, prefix="algorithm")
+    for item in files if files is not None else context_files(spec.directory):
+        hasher.update(f"algorithm/{item.relative}\0".encode())
+        hasher.update(item.path.read_bytes())
     if wheels is not None:
         for wheel in sorted(wheels.glob("*.whl")):
             hasher.update(f"{wheel.name}:{wheel.stat().st_size}\0".encode())
@@ -187,22 +185,38 @@ def build_algorithm(
     client=None,  # type: ignore[no-untyped-def]
     progress: Progress | None = None,
     force: bool = False,
+    time_limit_s: float = 3600.0,
+    memory_bytes: int = 8 * 1024**3,
 ) -> BuiltImage:
-    """Build (or reuse) the image of one algorithm; raises BuildError with the failing step."""
+    """Build (or reuse) the image of one algorithm; raises BuildError with the failing step.
+
+    The build is as untrusted as a run: its inputs are checked first (`harness.submission`), it has
+    no network, each step's container gets `memory_bytes` (memory + swap), and a build still going
+    after `time_limit_s` is abandoned (`BuildError`)."""
     client = client or _docker()
     base_id = _image_exists(client, base)
     if base_id is None:
         raise BuildError(f"base image {base} does not exist; run `harness images base` or pass --base with a local image")
-    requirements = requirements_of(spec)
+    try:  # the submission's inputs, checked before anything reads, copies or builds them
+        check_dockerfile(spec.dockerfile)
+        files = context_files(spec.directory)
+        requirements = requirements_of(spec)
+        if requirements is not None:
+            check_requirements(requirements)
+    except SubmissionError as exc:
+        raise BuildError(str(exc)) from None
     wheels = ensure_wheelhouse(requirements, wheel_cache, progress=progress) if requirements else None
-    tag = content_tag(spec, base_id, wheels)
+    tag = content_tag(spec, base_id, wheels, files)
     existing = _image_exists(client, tag)
     if existing and not force:
         return BuiltImage(spec.name, tag, existing, cached=True)
     with tempfile.TemporaryDirectory(prefix=f"harness-build-{spec.name}-") as tmp:
         context = Path(tmp)
         shutil.copy2(spec.dockerfile, context / "Dockerfile")
-        shutil.copytree(spec.directory, context / "algorithm", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+        for item in files:  # regular files only, copied without following anything
+            target = context / "algorithm" / item.relative
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(item.path, target, follow_symlinks=False)
         (context / "wheels").mkdir()
         if wheels is not None:
             for wheel in wheels.glob("*.whl"):
@@ -211,9 +225,15 @@ def build_algorithm(
         if progress:
             progress(f"building {tag}")
         log: list[str] = []
+        deadline = time.monotonic() + time_limit_s
         try:
             for chunk in client.api.build(path=str(context), dockerfile="Dockerfile", tag=tag, buildargs={"BASE": base},
-                                          rm=True, forcerm=True, decode=True, network_mode="none", pull=False):
+                                          rm=True, forcerm=True, decode=True, network_mode="none", pull=False,
+                                          container_limits={"memory": memory_bytes, "memswap": memory_bytes},
+                                          timeout=max(1, int(time_limit_s))):
+                if time.monotonic() > deadline:
+                    raise BuildError(f"{spec.dockerfile}: build of {spec.name} took longer than the challenge's build time "
+                                     f"limit of {time_limit_s:g} s; abandoned")
                 if "error" in chunk:
                     detail = chunk.get("errorDetail", {}).get("message", chunk["error"])
                     raise BuildError(f"{spec.dockerfile}: build of {spec.name} failed: {' '.join(detail.split())[:400]}; "
@@ -223,6 +243,9 @@ def build_algorithm(
         except BuildError:
             raise
         except Exception as exc:  # noqa: BLE001 - API errors of any kind fail this build only
+            if type(exc).__name__ in ("ReadTimeout", "ReadTimeoutError", "ConnectionError") and time.monotonic() > deadline - 1:
+                raise BuildError(f"{spec.dockerfile}: build of {spec.name} took longer than the challenge's build time "
+                                 f"limit of {time_limit_s:g} s; abandoned") from None
             raise BuildError(f"{spec.dockerfile}: build of {spec.name} failed: {' '.join(str(exc).split())[:400]}") from None
     image_id = _image_exists(client, tag)
     if image_id is None:

@@ -32,6 +32,7 @@ from harness.monitor import MonitorSettings
 from harness.scoring import SCORING_VERSION, CaseResult, Side
 from harness.spec import AlgorithmSpec, discover_algorithms
 from harness.store import FolderIdentity, Provenance, RunRecord, Store, StoredRun, StoreError
+from harness.submission import SubmissionError, context_files
 
 Say = Callable[[str], None]
 
@@ -124,7 +125,7 @@ class DataSet:
     def identity(self, challenge: Challenge) -> FolderIdentity:
         return FolderIdentity(dataset_id=self.id, dataset_root=str(self.root.resolve()), dataset_cases=len(self.cases),
                               challenge=challenge.name, profile=challenge.profile.source,
-                              annotation_profile=challenge.annotation_profile.source)
+                              annotation_profile=challenge.annotation_profile.source, challenge_source=challenge.source)
 
 
 def load_data(data_dir: Path) -> DataSet:
@@ -145,13 +146,26 @@ def default_cache_dir() -> Path:
 
 
 def local_digest(spec: AlgorithmSpec) -> str:
-    """The local runner's stand-in for an image digest: the algorithm folder's content."""
+    """The local runner's stand-in for an image digest: the algorithm folder's checked files
+    (raises SubmissionError for a link or special file, as a build would)."""
     import hashlib
 
     hasher = hashlib.sha256()
-    for path in sorted(p for p in spec.directory.rglob("*") if p.is_file() and "__pycache__" not in p.parts):
-        hasher.update(path.relative_to(spec.directory).as_posix().encode() + b"\0" + path.read_bytes())
+    for item in context_files(spec.directory):
+        hasher.update(item.relative.encode() + b"\0" + item.path.read_bytes())
     return "local:" + hasher.hexdigest()
+
+
+def local_digests(specs: list[AlgorithmSpec]) -> tuple[dict[str, str], dict[str, str]]:
+    """`local_digest` of each spec, and the failures (name -> one-line message) as build failures."""
+    digests: dict[str, str] = {}
+    failed: dict[str, str] = {}
+    for spec in specs:
+        try:
+            digests[spec.name] = local_digest(spec)
+        except (SubmissionError, OSError) as exc:
+            failed[spec.name] = str(exc)
+    return digests, failed
 
 
 def provenance(*, image_digest: str, manifest_sha256: str, input_sha256: str, runner: RunnerKind, label_sha256: str,
@@ -181,15 +195,26 @@ def decide(stored: StoredRun | None, prov: Provenance, *, rerun: bool = False, k
 
 
 def accepted_specs(specs: list[AlgorithmSpec], challenge: Challenge, summary: RunSummary) -> list[AlgorithmSpec]:
-    """The manifests whose label system fits the challenge; the others are problems, never run."""
+    """The manifests the challenge admits (its label system, its caps), their resources resolved
+    under the caps; the others are problems, never run."""
     accepted = []
     for spec in specs:
-        reason = challenge.accepts(spec.kind, spec.profile)
-        if reason is None:
-            accepted.append(spec)
-        else:
-            summary.problems.append(f"{spec.manifest}: key 'profile': {reason}")
+        try:
+            accepted.append(challenge.admit(spec))
+        except SpecError as exc:
+            summary.problems.append(str(exc))
     return accepted
+
+
+def resolved_manifest_sha256(spec: AlgorithmSpec) -> str:
+    """The manifest as it runs: its bytes and its resources resolved under the challenge's caps (a
+    lower cap changes how it runs, so it runs again)."""
+    import hashlib
+
+    res = spec.resources
+    resolved = (res.memory_bytes, res.shm_bytes, res.tmp_bytes, res.output_bytes, res.output_files, res.time_limit_s,
+                res.pids, res.cpus)
+    return hashlib.sha256(f"{spec.manifest_sha256}:{resolved}".encode()).hexdigest()
 
 
 def make_images(specs: list[AlgorithmSpec], settings: RunSettings, say: Say) -> tuple[dict[str, BuiltImage], dict[str, str]]:
@@ -204,7 +229,9 @@ def make_images(specs: list[AlgorithmSpec], settings: RunSettings, say: Say) -> 
     failed: dict[str, str] = {}
     for spec in specs:
         try:
-            image = build_algorithm(spec, base=base, wheel_cache=settings.cache_dir / "wheelhouse", client=client, progress=say)
+            image = build_algorithm(spec, base=base, wheel_cache=settings.cache_dir / "wheelhouse", client=client, progress=say,
+                                    time_limit_s=settings.challenge.limits.build_time_s,
+                                    memory_bytes=settings.challenge.limits.build_memory_bytes)
             built[spec.name] = image
             say(f"image {image.tag} {'(cached)' if image.cached else 'built'} {image.image_id[:19]}")
         except BuildError as exc:
@@ -310,7 +337,7 @@ class Recorder:
 
     def record_nothing_ran(self, spec: AlgorithmSpec, case: Case, status: RunStatus, message: str) -> None:
         """Record a run that never started (its image could not be built)."""
-        prov = Provenance(image_digest="", manifest_sha256=spec.manifest_sha256, input_sha256="", runner="")
+        prov = Provenance(image_digest="", manifest_sha256=resolved_manifest_sha256(spec), input_sha256="", runner="")
         self.store.record(RunRecord(algorithm=spec.name, case_id=case.case_id, kind=spec.kind, status=status, exit_code=None,
                                     message=message, elapsed_s=math.nan, wall_s=0.0, started_at=None, ended_at=None,
                                     log_tail="", provenance=prov))
@@ -346,9 +373,11 @@ def run_all(settings: RunSettings, *, say: Say, on_result: OnResult, executor: E
                 summary.notes.append(f"the store holds runs of {name}, which is not in {settings.algorithms_dir}; "
                                      f"`harness forget {name} --results {settings.results_dir}` removes them")
         images: dict[str, BuiltImage] = {}
-        build_failures: dict[str, str] = {}
         if settings.runner is RunnerKind.DOCKER:
             images, build_failures = make_images(segmenters, settings, say)
+            digests = {name: image.image_id for name, image in images.items()}
+        else:
+            digests, build_failures = local_digests(segmenters)
         summary.problems.extend(build_failures.values())
         stored = store.stored()
         plan: list[Planned] = []
@@ -359,9 +388,8 @@ def run_all(settings: RunSettings, *, say: Say, on_result: OnResult, executor: E
                     for case in data.cases:
                         recorder.record_nothing_ran(spec, case, RunStatus.BUILD_FAILED, build_failures[spec.name])
                     continue
-                digest = images[spec.name].image_id if spec.name in images else local_digest(spec)
                 for case in data.cases:
-                    plan.append(plan_case(spec, case, settings, store.layout, stored, digest=digest,
+                    plan.append(plan_case(spec, case, settings, store.layout, stored, digest=digests[spec.name],
                                           input_sha256=data.digests[case.case_id].image_sha256,
                                           label_sha256=data.digests[case.case_id].label_sha256,
                                           image=images[spec.name].tag if spec.name in images else None))
@@ -375,7 +403,7 @@ def plan_case(spec: AlgorithmSpec, case: Case, settings: RunSettings, layout: Re
               details: dict[str, object] | None = None) -> Planned:
     """Decide what to do with one (algorithm, case) and make its task."""
     profile = settings.challenge.profile_for(spec.kind)
-    prov = provenance(image_digest=digest, manifest_sha256=spec.manifest_sha256, input_sha256=input_sha256,
+    prov = provenance(image_digest=digest, manifest_sha256=resolved_manifest_sha256(spec), input_sha256=input_sha256,
                       runner=settings.runner, label_sha256=label_sha256, profile=profile)
     action = decide(stored.get((spec.name, case.case_id)), prov, rerun=settings.rerun,
                     kept=layout.label_map(spec.name, case.case_id).is_file())

@@ -13,8 +13,13 @@
     shm = "256m"                            # /dev/shm size
     tmp = "1g"                              # size of the tmpfs on /tmp
     output = "2g"                           # the run is killed when /output grows past this
+    output_files = 1000                     # files and folders it may write under /output
     time_limit_s = 600                      # killed and recorded as `timeout` after this
     pids = 256                              # process/thread limit
+    cpus = 2                                # CPU time limit, in CPUs (default: the challenge's cap)
+
+Every [resources] value is capped by the challenge (`harness.challenge.Limits`): a manifest may ask
+for less, never more.
 
     [local]                                 # optional: how the local runner starts it
     command = ["{python}", "predict.py", "{input}", "{output}"]
@@ -27,20 +32,20 @@ from __future__ import annotations
 import hashlib
 import re
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from harness.errors import SpecError
 from harness.models import GpuMode, Kind, Profile
-from harness.profiles import load_profile
+from harness.profiles import BUILTIN_PROFILES, load_profile
 
 NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
 SIZE = re.compile(r"^(\d+(?:\.\d+)?)\s*([kmgt]?)b?$", re.IGNORECASE)
 _UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
 _TOP_KEYS = {"name", "version", "kind", "dockerfile", "profile", "writes_probabilities", "gpu", "resources", "local",
              "description"}
-_RESOURCE_KEYS = {"memory", "shm", "tmp", "output", "time_limit_s", "pids"}
+_RESOURCE_KEYS = {"memory", "shm", "tmp", "output", "output_files", "time_limit_s", "pids", "cpus"}
 _PLACEHOLDERS = {"python", "input", "output"}
 
 
@@ -52,6 +57,9 @@ class Resources:
     output_bytes: int = 2 * 1024**3
     time_limit_s: float = 600.0
     pids: int = 256
+    cpus: float = 0.0  # 0: as many as the challenge allows
+    output_files: int = 1000  # files and folders under /output
+    requested: frozenset[str] = field(default=frozenset(), compare=False)  # the keys the manifest set
 
 
 @dataclass(frozen=True)
@@ -124,10 +132,17 @@ def load_manifest(path: Path, *, repo_root: Path) -> AlgorithmSpec:
     probs = raw.get("writes_probabilities", False)
     if not isinstance(probs, bool):
         raise SpecError(f"{path}: key 'writes_probabilities' = {probs!r}; use true or false")
+    root = repo_root.resolve()
     dockerfile = (repo_root / text("dockerfile")).resolve()
+    if not dockerfile.is_relative_to(root):  # never read a file outside the repository (its content could leak)
+        raise SpecError(f"{path}: key 'dockerfile' leaves the repository {root}; give the path of a Dockerfile inside it")
     if not dockerfile.is_file():
         raise SpecError(f"{path}: key 'dockerfile' = {raw['dockerfile']!r} does not exist; give its path from the repository root")
-    profile = load_profile(text("profile"), relative_to=path.parent)  # resolved once, here, not mid-run
+    declared = text("profile")
+    if declared not in BUILTIN_PROFILES and not (path.parent / declared).resolve().is_relative_to(root):
+        raise SpecError(f"{path}: key 'profile' leaves the repository {root}; use a built-in profile "
+                        f"({', '.join(BUILTIN_PROFILES)}) or a profile file inside the repository")
+    profile = load_profile(declared, relative_to=path.parent)  # resolved once, here, not mid-run
     return AlgorithmSpec(
         name=name,
         version=text("version"),
@@ -158,7 +173,16 @@ def _resources(raw: Any, path: Path) -> Resources:
     pids = raw.get("pids", base.pids)
     if isinstance(pids, bool) or not isinstance(pids, int) or not 8 <= pids <= 65536:
         raise SpecError(f"{path}: key 'resources.pids' = {pids!r}; use an integer 8..65536")
+    cpus = raw.get("cpus", base.cpus)
+    if "cpus" in raw and (isinstance(cpus, bool) or not isinstance(cpus, (int, float)) or not 0 < cpus <= 1024):
+        raise SpecError(f"{path}: key 'resources.cpus' = {cpus!r}; use a number of CPUs > 0, e.g. 2 or 0.5")
+    files = raw.get("output_files", base.output_files)
+    if isinstance(files, bool) or not isinstance(files, int) or not 1 <= files <= 10**7:
+        raise SpecError(f"{path}: key 'resources.output_files' = {files!r}; use an integer >= 1")
     return Resources(
+        cpus=float(cpus),
+        output_files=files,
+        requested=frozenset(raw),
         memory_bytes=parse_size(raw["memory"], where=f"{path}: key 'resources.memory'") if "memory" in raw else base.memory_bytes,
         shm_bytes=parse_size(raw["shm"], where=f"{path}: key 'resources.shm'") if "shm" in raw else base.shm_bytes,
         tmp_bytes=parse_size(raw["tmp"], where=f"{path}: key 'resources.tmp'") if "tmp" in raw else base.tmp_bytes,
@@ -176,9 +200,9 @@ def _local_command(raw: Any, path: Path) -> tuple[str, ...] | None:
         raise SpecError(f"{path}: key 'local.command' = {command!r}; use an array of strings such as "
                         '["{python}", "predict.py", "{input}", "{output}"]')
     for part in command:
-        for field in re.findall(r"\{(\w*)\}", part):
-            if field not in _PLACEHOLDERS:
-                raise SpecError(f"{path}: key 'local.command' uses {{{field}}}; allowed placeholders: "
+        for placeholder in re.findall(r"\{(\w*)\}", part):
+            if placeholder not in _PLACEHOLDERS:
+                raise SpecError(f"{path}: key 'local.command' uses {{{placeholder}}}; allowed placeholders: "
                                 f"{', '.join('{' + p + '}' for p in sorted(_PLACEHOLDERS))}")
     return tuple(command)
 

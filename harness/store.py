@@ -121,6 +121,7 @@ class FolderIdentity:
     challenge: str
     profile: str  # the segmenters' scoring profile: built-in name or absolute path
     annotation_profile: str
+    challenge_source: str = "built-in"  # the challenge file (its limits are read from it again), or built-in
 
     def describe_data(self) -> str:
         return f"{self.dataset_root} ({self.dataset_cases} cases, id {self.dataset_id[:12]})"
@@ -280,7 +281,7 @@ class Store:
         if "dataset_id" not in meta:
             return None
         return FolderIdentity(meta["dataset_id"], meta["dataset_root"], int(meta["dataset_cases"]), meta["challenge"],
-                              meta["profile"], meta["annotation_profile"])
+                              meta["profile"], meta["annotation_profile"], meta.get("challenge_source", "built-in"))
 
     def set_identity(self, identity: FolderIdentity) -> None:
         with self._transaction() as db:
@@ -306,7 +307,7 @@ class Store:
                 f"{self.folder}: was evaluated under {held.describe_config()}, not {identity.describe_config()}; "
                 f"use a new --results folder, or `harness rescore --results {self.folder} --profile {identity.profile}` "
                 "to rescore it under the new profile first")
-        if held.dataset_root != identity.dataset_root:  # the same data, moved: remember where it is now
+        if held != identity:  # the same data moved, or the caps' file: remember it as it is now
             self.set_identity(identity)
 
     def runs(self) -> pd.DataFrame:

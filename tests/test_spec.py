@@ -91,3 +91,16 @@ def test_sizes() -> None:
     with pytest.raises(SpecError, match=r"x = '0m'; use a size"):
         parse_size("0m", where="x")
 
+
+@pytest.mark.parametrize("key, value", [("dockerfile", "../../../../../../etc/shadow"), ("dockerfile", "/etc/passwd"),
+                                        ("profile", "/etc/shadow"), ("profile", "../../../../../../../etc/hostname")])
+def test_a_manifest_cannot_point_outside_the_repository(tmp_path: Path, key: str, value: str) -> None:
+    (tmp_path / "repo").mkdir()
+    manifest = _write(tmp_path / "repo", GOOD)
+    if key == "dockerfile":
+        manifest.write_text(GOOD.replace('dockerfile = "dockerfiles/demo.Dockerfile"', f'dockerfile = "{value}"'))
+    else:
+        manifest.write_text(GOOD.replace('profile = "flare22"', f'profile = "{value}"'))
+    with pytest.raises(SpecError, match=rf"key '{key}' leaves the repository") as error:
+        load_manifest(manifest, repo_root=tmp_path / "repo")
+    assert "root:" not in str(error.value)  # nothing of the file is read, let alone quoted

@@ -2,7 +2,7 @@
 
 Each run: `network_mode=none`, read-only root file system, tmpfs `/tmp` of bounded size,
 `/input` read-only, a per-run `/output`, a non-root user, every capability dropped,
-`no-new-privileges`, a pids limit, memory = memory + swap, a shared-memory size, `--init`, bounded
+`no-new-privileges`, a pids limit, a CPU limit, memory = memory + swap, a shared-memory size, `--init`, bounded
 json-file logs, the GPU only when the host has one and the manifest asks for it, and a time limit
 after which the container is killed and the run recorded as `timeout`.
 """
@@ -29,22 +29,30 @@ def sandbox_user() -> tuple[int, int]:
     return (uid, gid) if uid != 0 else (SANDBOX_UID, SANDBOX_UID)
 
 
-def directory_bytes(root: Path) -> int:
-    """Disk use of a folder tree, counting allocated blocks (a sparse file counts what it uses),
-    never following symbolic links."""
-    total = 0
-    stack = [root]
+def directory_usage(root: Path, *, stop_at_entries: int | None = None) -> tuple[int, int]:
+    """(bytes, entries) of a folder tree: allocated blocks (a sparse file counts what it uses) and
+    the number of files and folders, never following symbolic links, iteratively (any depth);
+    counting stops once `stop_at_entries` is passed."""
+    total = count = 0
+    stack = [os.fsencode(root)]
     while stack:
         try:
             with os.scandir(stack.pop()) as entries:
                 for entry in entries:
+                    count += 1
                     st = entry.stat(follow_symlinks=False)
                     total += max(st.st_blocks * 512, 0)
                     if entry.is_dir(follow_symlinks=False):
-                        stack.append(Path(entry.path))
+                        stack.append(entry.path)
+                    if stop_at_entries is not None and count > stop_at_entries:
+                        return total, count
         except OSError:
             continue
-    return total
+    return total, count
+
+
+def directory_bytes(root: Path) -> int:
+    return directory_usage(root)[0]
 
 
 class DockerRunner:
@@ -77,6 +85,7 @@ class DockerRunner:
             "cap_drop": ["ALL"],
             "security_opt": ["no-new-privileges"],
             "pids_limit": res.pids,
+            "nano_cpus": int(min(res.cpus or float(os.cpu_count() or 1), float(os.cpu_count() or 1)) * 1e9),
             "mem_limit": res.memory_bytes,
             "memswap_limit": res.memory_bytes,
             "shm_size": res.shm_bytes,
@@ -129,11 +138,13 @@ class DockerRunner:
                     break
                 if now >= next_size_check:
                     next_size_check = now + 0.25
-                    used = directory_bytes(request.output_dir)
-                    if used > res.output_bytes:
+                    used, entries = directory_usage(request.output_dir, stop_at_entries=res.output_files)
+                    if used > res.output_bytes or entries > res.output_files:
                         container.kill()
                         status = RunStatus.OUTPUT_TOO_LARGE
-                        message = f"/output grew to {used / 1e6:.0f} MB, over the limit of {res.output_bytes / 1e6:.0f} MB; killed"
+                        message = (f"/output grew to {used / 1e6:.0f} MB, over the limit of {res.output_bytes / 1e6:.0f} MB; killed"
+                                   if used > res.output_bytes else
+                                   f"/output holds more than {res.output_files} files and folders, the limit; killed")
                         break
                 time.sleep(POLL_S)
             if monitor is not None:

@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 
 from harness.cli import main
-from harness.errors import DataError
+from harness.errors import DataError, SpecError
 from harness.pipeline import RunSummary, run_all
 from harness.store import Store, StoreError, read_store_scores
 from tests.conftest import toy_labels, write_nifti
@@ -315,3 +315,24 @@ def test_rescore_after_a_tolerance_change_matches_an_independent_recomputation(t
     # The folder's own profile is what a later `harness run` checks against: nothing to do now.
     again = _run(toy)
     assert (again.executed, again.rescored, again.reused) == (0, 0, 6)
+
+
+def test_the_challenges_caps_bound_every_manifest(toy: Toy) -> None:
+    toy.write_data(2)
+    toy.segmenter("alpha", "slow:case_00")  # sleeps 60 s on its first case
+    greedy = toy.segmenter("greedy")
+    manifest = greedy / "algorithm.toml"
+    manifest.write_text(manifest.read_text().replace("time_limit_s = 120", 'time_limit_s = 120\nmemory = "999g"'))
+    toy.challenge_file.write_text('name = "toy-challenge"\nprofile = "toy.toml"\n[limits]\ntime_limit_s = 2\n')
+    with pytest.raises(SpecError, match="no valid segmenter manifest"):  # alpha asks for 120 s, over the 2 s cap
+        _run(toy)
+    manifest_alpha = toy.algorithms / "alpha" / "algorithm.toml"
+    manifest_alpha.write_text(manifest_alpha.read_text().replace("time_limit_s = 120\n", ""))  # unset: the cap
+    summary = _run(toy)
+    assert any("greedy/algorithm.toml: key 'resources.memory' = 999g is over the challenge's cap of 32g" in p
+               for p in summary.problems)
+    assert not any(s.startswith("greedy ") for s in toy.starts())  # never ran
+    runs = _runs(toy)
+    assert runs.loc[("alpha", "case_00"), "status"] == "timeout"  # the organiser's 2 s, not the manifest's
+    assert runs.loc[("alpha", "case_00"), "elapsed_s"] < 10
+    assert runs.loc[("alpha", "case_01"), "status"] == "ok"
