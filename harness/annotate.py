@@ -51,6 +51,7 @@ from harness.pipeline import (
     local_digests,
     make_images,
     plan_case,
+    prune_orphans,
 )
 from harness.spec import AlgorithmSpec, discover_algorithms
 from harness.store import Store, StoreError
@@ -93,6 +94,7 @@ def annotate_all(settings: RunSettings, *, say: Say, on_result: OnResult, execut
         layout = store.layout
         images: dict[str, str] = {}
         if settings.runner is RunnerKind.DOCKER:
+            prune_orphans(store, say)
             built, build_failures = make_images(annotators, settings, say)
             images = {name: b.tag for name, b in built.items()}
             digests = {name: b.image_id for name, b in built.items()}

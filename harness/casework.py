@@ -29,11 +29,14 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from harness.attention.io import SUMMARY_FILE as ATTENTION_SUMMARY  # an annotator's per-organ sizes (contract)
+from harness.data.nifti import read_grid
+from harness.fstree import remove_tree
 from harness.layout import LOG_FILE, MONITOR_FILE, PROBABILITY_DIR
 from harness.models import Case, GpuMode, Kind, Profile, RunnerKind, RunStatus
 from harness.monitor import MonitorSettings, RunMonitor
 from harness.runner.base import Runner, RunOutcome, RunRequest
 from harness.runner.outputs import InvalidOutput, validate_outputs
+from harness.safetext import safe_text
 from harness.scoring import CaseJob, CaseResult, score_one
 from harness.spec import AlgorithmSpec
 
@@ -49,6 +52,7 @@ class RunTask:
     profile: Profile  # the challenge's profile for this kind: what the outputs are checked against
     monitor: MonitorSettings = MonitorSettings()
     extra_inputs: tuple[tuple[str, Path], ...] = ()  # (path under /input, source folder): an annotator's inputs
+    owner: str = ""  # the results folder's label, put on its containers
 
 
 @dataclass(frozen=True)
@@ -136,24 +140,56 @@ def check_outputs(task: RunTask, output_dir: Path) -> None:
             raise InvalidOutput(f"/output/{ATTENTION_SUMMARY}: no \"organs\" object; write {{\"organs\": {{...}}}}")
 
 
-def kept_files(task: RunTask, output_dir: Path) -> dict[str, bytes]:
-    """The accepted outputs to keep: the label map and probabilities (regular files only); an
-    annotator's every regular file (its maps)."""
-    files: dict[str, bytes] = {}
+ANNOTATOR_MAP_DIRS = ("attention", "heatmap")  # an annotator's per-organ maps (container contract)
+
+
+def contract_files(task: RunTask) -> list[str]:
+    """What the contract lets a run keep (relative to /output): the label map; a segmenter's
+    declared probabilities; an annotator's summary and per-organ maps."""
+    case_id = task.case.case_id
+    organs = [o.name for o in task.profile.organs]
     if task.spec.kind is Kind.ANNOTATOR:
-        for path in sorted(output_dir.rglob("*")):
-            if path.is_file() and not path.is_symlink():
-                files[path.relative_to(output_dir).as_posix()] = path.read_bytes()
-        return files
-    for path in sorted(output_dir.glob("*.nii.gz")):
-        if path.is_file() and not path.is_symlink():
-            files[path.name] = path.read_bytes()
-    probs = output_dir / PROBABILITY_DIR
-    if task.spec.writes_probabilities and probs.is_dir() and not probs.is_symlink():
-        for path in sorted(probs.glob("*.nii.gz")):
-            if path.is_file() and not path.is_symlink():
-                files[f"{PROBABILITY_DIR}/{path.name}"] = path.read_bytes()
-    return files
+        return [f"{case_id}.nii.gz", ATTENTION_SUMMARY, *(f"{d}/{o}.nii.gz" for d in ANNOTATOR_MAP_DIRS for o in organs)]
+    if task.spec.writes_probabilities:
+        return [f"{case_id}.nii.gz", *(f"{PROBABILITY_DIR}/{o}.nii.gz" for o in organs)]
+    return [f"{case_id}.nii.gz"]
+
+
+def kept_files(task: RunTask, output_dir: Path) -> tuple[dict[str, bytes], list[str]]:
+    """The accepted outputs to keep (regular files the contract names, each checked before it is
+    read) and what else /output held (safe names, at most 20), reported, never kept."""
+    from harness.data.nifti import check_untrusted_header
+    from harness.errors import CaseError
+
+    allowed = contract_files(task)
+    files: dict[str, bytes] = {}
+    assert task.case.image is not None
+    shape = read_grid(task.case.image).shape
+    for rel in allowed:
+        path = output_dir / rel
+        if not path.is_file() or path.is_symlink():
+            continue
+        if rel.endswith(".nii.gz"):
+            try:  # maps the checks above did not read (an annotator's) are bounded by the grid too
+                check_untrusted_header(path, shape)
+            except CaseError as exc:
+                raise InvalidOutput(str(exc).replace(str(output_dir) + os.sep, "/output/")) from None
+        elif path.stat().st_size > 16 * 1024**2:
+            raise InvalidOutput(f"/output/{rel}: larger than 16 MiB; write a short summary")
+        files[rel] = path.read_bytes()
+    others = []
+    allowed_dirs = {str(Path(rel).parent) for rel in allowed} - {"."}
+    for current, dirs, names in os.walk(os.fsencode(output_dir), followlinks=False):  # bytes: any name
+        here = os.fsdecode(os.path.relpath(current, os.fsencode(output_dir)))
+        kept_dirs = [d for d in dirs if here == "." and os.fsdecode(d) in allowed_dirs]
+        for name in [*names, *(d for d in dirs if d not in kept_dirs)]:
+            rel = os.fsdecode(name) if here == "." else f"{here}/{os.fsdecode(name)}"
+            if rel not in files:
+                others.append(safe_text(rel, limit=200))
+                if len(others) >= 20:
+                    return files, others
+        dirs[:] = kept_dirs
+    return files, others
 
 
 def run_case(task: RunTask, *, runner: Runner | None = None, work_dir: Path | None = None) -> RunResult:
@@ -166,7 +202,10 @@ def run_case(task: RunTask, *, runner: Runner | None = None, work_dir: Path | No
         return failed_result(task, RunStatus.RUNNER_ERROR, f"runner error: {type(exc).__name__}: "
                              f"{' '.join(str(exc).split())[:300]}; rerun `harness run` to retry it")
     finally:
-        shutil.rmtree(run_dir, ignore_errors=True)
+        try:
+            remove_tree(run_dir)  # whatever the algorithm left, at any depth
+        except OSError:
+            pass
 
 
 def _run_staged(task: RunTask, runner: Runner, run_dir: Path) -> RunResult:
@@ -177,15 +216,21 @@ def _run_staged(task: RunTask, runner: Runner, run_dir: Path) -> RunResult:
     monitor = make(gpu_ids=visible_gpu_ids() if task.spec.gpu is not GpuMode.NONE else (), settings=task.monitor,
                    output_dir=output_dir)
     request = RunRequest(spec=task.spec, case_id=task.case.case_id, input_dir=input_dir, output_dir=output_dir,
-                         image=task.image)
+                         image=task.image, owner=task.owner)
     outcome = runner.run(request, monitor)
     files: dict[str, bytes] = {}
+    not_kept: list[str] = []
     if outcome.status is RunStatus.OK:
         try:
             check_outputs(task, output_dir)
-            files = kept_files(task, output_dir)
+            files, not_kept = kept_files(task, output_dir)
         except InvalidOutput as exc:
-            outcome = replace(outcome, status=RunStatus.INVALID_OUTPUT, message=str(exc))
+            outcome = replace(outcome, status=RunStatus.INVALID_OUTPUT, message=safe_text(str(exc)))
+        except Exception as exc:  # noqa: BLE001 - outputs that break the checks themselves are the algorithm's
+            files = {}
+            outcome = replace(outcome, status=RunStatus.INVALID_OUTPUT,
+                              message=f"/output could not be checked ({type(exc).__name__}); write only the files "
+                                      "of the contract")
     files[LOG_FILE] = outcome.log_tail.encode("utf-8")
     series = monitor.series()
     buffer = io.BytesIO()
@@ -194,6 +239,8 @@ def _run_staged(task: RunTask, runner: Runner, run_dir: Path) -> RunResult:
     measurements = {**monitor.figures(),
                     **{k: float(v) for k, v in outcome.details.items() if isinstance(v, (int, float))}}
     details = {**outcome.details, "gpu_memory_source": monitor.gpu_source(), "samples": len(series)}
+    if not_kept:
+        details["not_kept"] = not_kept  # /output held files outside the contract: reported, not kept
     info = host_info()
     return RunResult(task=task, outcome=outcome, files=files, measurements=measurements, details=details,
                      host=socket.gethostname(), worker=_worker_name(),

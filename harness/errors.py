@@ -18,7 +18,10 @@ class ExitStatus(enum.IntEnum):
     PARTIAL = 3  # the command finished, but some cases failed and were recorded as such
     DATA_ERROR = 4  # input data unusable: missing folder, no cases, unreadable file
     SPEC_ERROR = 5  # a profile, manifest or config file is invalid
-    INTERRUPTED = 130  # Ctrl-C
+    DISK_FULL = 6  # no space left under the results folder (or the work folder); free some, run again
+    HANGUP = 129  # SIGHUP (128 + 1)
+    INTERRUPTED = 130  # Ctrl-C (SIGINT, 128 + 2)
+    TERMINATED = 143  # SIGTERM (128 + 15), what CI runners, systemd and Kubernetes send
 
 
 class HarnessError(Exception):

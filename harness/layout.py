@@ -50,6 +50,14 @@ class ResultsLayout:
         return cls(folder)
 
     @property
+    def owner_label(self) -> str:
+        """What the containers of runs into this folder are labelled with (`harness.results`): a
+        process holding the folder's lock removes the ones left by a process that died."""
+        import hashlib
+
+        return hashlib.sha256(str(self.root.resolve()).encode()).hexdigest()[:24]
+
+    @property
     def store_file(self) -> Path:
         return self.root / STORE_FILE
 

@@ -217,13 +217,22 @@ def resolved_manifest_sha256(spec: AlgorithmSpec) -> str:
     return hashlib.sha256(f"{spec.manifest_sha256}:{resolved}".encode()).hexdigest()
 
 
+def prune_orphans(store: Store, say: Say) -> None:
+    """Remove the containers a killed harness process left running or stopped for this results
+    folder (and only for it); the store's lock is held, so none of them belongs to a live run."""
+    from harness.build import docker_client
+    from harness.runner.docker_runner import remove_orphans
+
+    removed = remove_orphans(docker_client(), store.layout.owner_label)
+    if removed:
+        say(f"removed {removed} container(s) left by a harness process that was stopped")
+
+
 def make_images(specs: list[AlgorithmSpec], settings: RunSettings, say: Say) -> tuple[dict[str, BuiltImage], dict[str, str]]:
     """Images by algorithm name, and the build failures (name -> one-line message)."""
     from harness.build import docker_client
 
     client = docker_client()
-    # Containers left behind by a harness process that was killed (or a Dask worker that died).
-    client.containers.prune(filters={"label": "harness.algorithm"})
     base = settings.base or ensure_base_image(client, progress=say)
     built: dict[str, BuiltImage] = {}
     failed: dict[str, str] = {}
@@ -374,6 +383,7 @@ def run_all(settings: RunSettings, *, say: Say, on_result: OnResult, executor: E
                                      f"`harness forget {name} --results {settings.results_dir}` removes them")
         images: dict[str, BuiltImage] = {}
         if settings.runner is RunnerKind.DOCKER:
+            prune_orphans(store, say)
             images, build_failures = make_images(segmenters, settings, say)
             digests = {name: image.image_id for name, image in images.items()}
         else:
@@ -410,7 +420,7 @@ def plan_case(spec: AlgorithmSpec, case: Case, settings: RunSettings, layout: Re
     task = None
     if action is Action.RUN:
         task = RunTask(spec=spec, case=case, image=image, runner=settings.runner, profile=profile, monitor=settings.monitor,
-                       extra_inputs=extra_inputs)
+                       extra_inputs=extra_inputs, owner=layout.owner_label)
     return Planned(spec.name, spec.kind, case, prov, profile, action, task, details or {})
 
 

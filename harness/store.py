@@ -31,6 +31,7 @@ from harness import __version__
 from harness.errors import ExitStatus, HarnessError
 from harness.layout import STORE_FILE, ResultsLayout
 from harness.models import CaseStatus, Kind, OrganScore, RunStatus
+from harness.safetext import safe_block, safe_text
 
 __all__ = ["SCHEMA_VERSION", "STORE_FILE", "FolderIdentity", "Provenance", "RunRecord", "Store", "StoreError", "StoredRun",
            "read_store_scores"]
@@ -215,9 +216,11 @@ class Store:
                 db.execute(f"DELETE FROM {table} WHERE algorithm = ? AND case_id = ?", (run.algorithm, run.case_id))
             columns = ["algorithm", "case_id", "kind", "status", "exit_code", "message", "elapsed_s", "wall_s", "started_at",
                        "ended_at", "log_tail", "details", "score_status", "score_message", *prov]
-            values = [run.algorithm, run.case_id, str(run.kind), str(run.status), run.exit_code, run.message,
-                      _real(run.elapsed_s), _real(run.wall_s), run.started_at, run.ended_at, run.log_tail,
-                      json.dumps(run.details, sort_keys=True), str(run.score_status), run.score_message, *prov.values()]
+            # Whatever an algorithm wrote (messages, logs, names in details) is made safe text first.
+            values = [run.algorithm, run.case_id, str(run.kind), str(run.status), run.exit_code, safe_text(run.message),
+                      _real(run.elapsed_s), _real(run.wall_s), run.started_at, run.ended_at, safe_block(run.log_tail),
+                      safe_block(json.dumps(run.details, sort_keys=True, default=str)), str(run.score_status),
+                      safe_text(run.score_message), *prov.values()]
             db.execute(f"INSERT INTO runs ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})", values)
             db.executemany(
                 "INSERT INTO scores VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -235,11 +238,11 @@ class Store:
         output that a new profile rejects becomes invalid_output)."""
         sets = {name: getattr(provenance, name) for name in ("label_sha256", "profile", "profile_sha256", "scoring_version",
                                                               "harness_version")}
-        sets.update(score_status=str(score_status), score_message=score_message)
+        sets.update(score_status=str(score_status), score_message=safe_text(score_message))
         if status is not None:
             sets["status"] = str(status)
         if message is not None:
-            sets["message"] = message
+            sets["message"] = safe_text(message)
         with self._transaction() as db:
             cursor = db.execute(f"UPDATE runs SET {', '.join(f'{k} = ?' for k in sets)} WHERE algorithm = ? AND case_id = ?",
                                 (*sets.values(), algorithm, case_id))

@@ -6,7 +6,11 @@ exit status of their class; a traceback is shown only with `--debug`.
 
 from __future__ import annotations
 
+import errno
+import signal
+import sqlite3
 import sys
+import threading
 import traceback
 from collections.abc import Sequence
 
@@ -14,6 +18,7 @@ import click
 
 from harness import __version__
 from harness.errors import ExitStatus, HarnessError
+from harness.safetext import safe_text
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -24,8 +29,9 @@ def cli(debug: bool) -> None:
 
     \b
     Exit status: 0 ok; 1 internal error; 2 bad command line; 3 partial (some cases
-    failed and were recorded); 4 unusable input data; 5 invalid profile/manifest/config;
-    130 interrupted.
+    failed and were recorded); 4 unusable input data or results folder; 5 invalid
+    profile/manifest/challenge; 6 disk full; 129 SIGHUP; 130 interrupted (Ctrl-C);
+    143 SIGTERM. Stopped by a signal, it removes the running container first.
     """
 
 
@@ -44,15 +50,62 @@ def _register() -> None:
 _register()
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM or SIGHUP, raised where the main thread is, so that it unwinds as Ctrl-C does: the
+    running container is stopped and removed, temp folders go, the store stays consistent."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _raise_terminated(signum: int, _frame: object) -> None:
+    for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):  # a second signal must not cut the clean-up short
+        signal.signal(sig, signal.SIG_IGN)
+    raise Terminated(signum)
+
+
+def _stopped(exc: BaseException) -> int:
+    """Say why the command stopped early; the exit status of the signal."""
+    cause: BaseException | None = exc
+    while cause is not None and not isinstance(cause, Terminated):
+        cause = cause.__cause__ or cause.__context__
+    if isinstance(cause, Terminated):
+        name = signal.Signals(cause.signum).name
+        click.echo(f"harness: stopped by {name}; the running container was removed and every finished case is stored; "
+                   "run the same command again to resume", err=True)
+        return ExitStatus.HANGUP if cause.signum == signal.SIGHUP else ExitStatus.TERMINATED
+    click.echo("harness: interrupted; every finished case is stored; run the same command again to resume", err=True)
+    return ExitStatus.INTERRUPTED
+
+
+def _disk_full(exc: BaseException) -> bool:
+    if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+        return True
+    return isinstance(exc, sqlite3.OperationalError) and "disk is full" in str(exc)
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     """Console-script entry point: run the CLI and exit with an `ExitStatus`."""
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args
+    previous = {}
+    if threading.current_thread() is threading.main_thread():
+        previous = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)}
+        for sig in (signal.SIGTERM, signal.SIGHUP):
+            signal.signal(sig, _raise_terminated)
+    try:
+        _main(args, debug)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _main(args: list[str], debug: bool) -> None:
     try:
         status = cli.main(args=args, prog_name="harness", standalone_mode=False)
-    except click.exceptions.Abort:
-        click.echo("harness: interrupted", err=True)
-        sys.exit(ExitStatus.INTERRUPTED)
+    except (click.exceptions.Abort, KeyboardInterrupt) as exc:
+        sys.exit(_stopped(exc))
     except click.exceptions.Exit as exc:  # --help, --version
         sys.exit(exc.exit_code)
     except click.ClickException as exc:
@@ -61,12 +114,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     except HarnessError as exc:
         if debug:
             traceback.print_exc()
-        click.echo(f"harness: error: {exc}", err=True)
+        click.echo(f"harness: error: {safe_text(str(exc))}", err=True)
         sys.exit(exc.exit_status)
-    except KeyboardInterrupt:
-        click.echo("harness: interrupted", err=True)
-        sys.exit(ExitStatus.INTERRUPTED)
     except Exception as exc:  # a bug: one line, the traceback on request
+        if _disk_full(exc):
+            click.echo(f"harness: error: no space left on the device ({safe_text(str(exc), limit=200)}); every finished "
+                       "case is stored: free space, then run the same command again to resume", err=True)
+            sys.exit(ExitStatus.DISK_FULL)
         if debug:
             traceback.print_exc()
         click.echo(

@@ -15,12 +15,13 @@ from harness.executor import DaskExecutor, LocalExecutor
 from harness.models import CaseStatus, RunnerKind, RunStatus
 from harness.pipeline import CaseEvent, RunSettings, RunSummary, default_cache_dir, ensure_default_data, rescore_all, run_all
 from harness.pipeline import forget as forget_algorithms
+from harness.safetext import safe_text
 from harness.spec import discover_algorithms
 from harness.store import FolderIdentity, Store, StoreError
 
 
 def _say(message: str) -> None:
-    click.echo(f"harness: {message}", err=True)
+    click.echo(f"harness: {safe_text(message)}", err=True)
 
 
 @click.group()
@@ -84,17 +85,17 @@ def _event_line(event: CaseEvent) -> str:
 
 
 def _echo_event(event: CaseEvent) -> None:
-    click.echo(_event_line(event), err=True)
+    click.echo(safe_text(_event_line(event)), err=True)
 
 
 def _print_outcome(summary: RunSummary) -> None:
     for note in summary.notes:
-        click.echo(f"harness: note: {note}", err=True)
+        click.echo(f"harness: note: {safe_text(note)}", err=True)
     for problem in summary.problems:
-        click.echo(f"harness: error: {problem}", err=True)
+        click.echo(f"harness: error: {safe_text(problem)}", err=True)
     for case_id, why in sorted(summary.unscorable.items()):
-        click.echo(f"harness: error: {case_id}: ground truth not scored ({why}); the case is left out of the ranking "
-                   "until it is fixed and `harness rescore` is run", err=True)
+        click.echo(f"harness: error: {case_id}: ground truth not scored ({safe_text(why)}); the case is left out of the "
+                   "ranking until it is fixed and `harness rescore` is run", err=True)
 
 
 @click.command()

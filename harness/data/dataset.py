@@ -21,7 +21,7 @@ NIFTI_SUFFIX = ".nii.gz"
 IMAGE_CHANNEL = "_0000"
 SPLITS = ("Tr", "Ts")
 # A case id becomes a file name and a container path: no separators, no shell metacharacters.
-CASE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+CASE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")  # fullmatch: no trailing newline
 
 
 @dataclass(frozen=True)
@@ -54,7 +54,7 @@ def _scan(folder: Path, *, image: bool, problems: list[Problem]) -> dict[str, Pa
         if case_id is None:
             problems.append(Problem(path, f"{path}: image name lacks the channel suffix; rename it to <case>{IMAGE_CHANNEL}{NIFTI_SUFFIX}"))
             continue
-        if not CASE_ID.match(case_id):
+        if not CASE_ID.fullmatch(case_id):
             problems.append(
                 Problem(path, f"{path}: case id {case_id!r} has characters other than letters, digits, '.', '_' and '-'; rename the file")
             )

@@ -45,6 +45,74 @@ def _open(path: Path) -> nib.Nifti1Image:
     return img
 
 
+HEADER_READ = 544  # a NIfTI-2 header (540 bytes) and its 4-byte extension flag
+GZIP_SLACK_BYTES = 1024**2  # a gzip stream is never much larger than what it holds
+
+
+def check_untrusted_header(path: Path, shape: tuple[int, ...], *, what: str = "input image") -> None:
+    """Check an untrusted NIfTI file from its first bytes alone, before nibabel parses it or any
+    voxel is read: a NIfTI-1/2 header whose grid is `shape`, no header extensions, the voxels right
+    after the header, and a file no larger than that grid needs. Raises `CaseError` (one line).
+
+    This is what stops a 124-byte file whose header claims 2048x2048x768 voxels, or a header
+    extension whose size field says "to the end", from making the harness allocate gigabytes."""
+    import gzip
+    import zlib
+
+    try:
+        size = path.stat().st_size
+        with path.open("rb") as raw:
+            magic = raw.read(2)
+            raw.seek(0)
+            if magic == b"\x1f\x8b":
+                with gzip.GzipFile(fileobj=raw) as stream:
+                    head = stream.read(HEADER_READ)
+            else:
+                head = raw.read(HEADER_READ)
+    except FileNotFoundError:
+        raise CaseError(f"{path}: file is missing; write it", status=CaseStatus.MISSING_PREDICTION) from None
+    except (OSError, EOFError, zlib.error) as exc:
+        raise CaseError(f"{path}: not a readable NIfTI file ({_reason(exc)}); re-export it as .nii.gz",
+                        status=CaseStatus.UNREADABLE) from None
+    header = None
+    for dtype, flag_at, plain_offset in ((nib.nifti1.header_dtype, 348, 352), (nib.nifti2.header_dtype, 540, 544)):
+        if len(head) < dtype.itemsize:
+            continue
+        for order in ("<", ">"):
+            candidate = np.frombuffer(head[: dtype.itemsize], dtype=dtype.newbyteorder(order))[0]
+            if int(candidate["sizeof_hdr"]) == dtype.itemsize:
+                header, ext_flag_at, max_offset = candidate, flag_at, plain_offset
+                break
+        if header is not None:
+            break
+    if header is None:
+        raise CaseError(f"{path}: no NIfTI header in its first bytes; write a NIfTI file (.nii.gz)", status=CaseStatus.UNREADABLE)
+    dims = [int(d) for d in header["dim"]]
+    ndim = dims[0]
+    if not 1 <= ndim <= 7:
+        raise CaseError(f"{path}: header dim[0] = {ndim}; write a 3D NIfTI file", status=CaseStatus.UNREADABLE)
+    found = tuple(dims[1 : ndim + 1])
+    while len(found) > len(shape) and found[-1] == 1:
+        found = found[:-1]
+    if found != tuple(shape):
+        raise CaseError(f"{path}: header grid {'x'.join(map(str, found))} differs from the {what}'s "
+                        f"{'x'.join(map(str, shape))}; write it on the {what}'s grid", status=CaseStatus.GRID_MISMATCH)
+    if len(head) > ext_flag_at and head[ext_flag_at] != 0:
+        raise CaseError(f"{path}: the header has extensions; write a plain NIfTI file without them",
+                        status=CaseStatus.UNREADABLE)
+    offset = int(header["vox_offset"])
+    if not 0 <= offset <= max_offset:
+        raise CaseError(f"{path}: voxel data at offset {offset}, not right after the header; write a plain NIfTI file",
+                        status=CaseStatus.UNREADABLE)
+    bits = int(header["bitpix"])
+    if bits not in (8, 16, 32, 64, 128):
+        raise CaseError(f"{path}: {bits} bits per voxel; write uint8 labels", status=CaseStatus.UNREADABLE)
+    needed = max_offset + int(np.prod(found, dtype=np.int64)) * bits // 8
+    if size > needed + GZIP_SLACK_BYTES:
+        raise CaseError(f"{path}: {size} bytes on disk, more than its {'x'.join(map(str, found))} grid needs "
+                        f"({needed}); write only the image", status=CaseStatus.UNREADABLE)
+
+
 def read_grid(path: Path) -> Grid:
     """The grid from the header alone (no voxel data read)."""
     img = _open(path)

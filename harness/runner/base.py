@@ -22,6 +22,7 @@ class RunRequest:
     input_dir: Path  # holds only the case's input file(s); mounted read-only
     output_dir: Path  # empty and writable
     image: str | None = None  # image tag or id, for the Docker runner
+    owner: str = ""  # the results folder's label (`harness.layout.ResultsLayout.owner_label`): orphans are found by it
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ after which the container is killed and the run recorded as `timeout`.
 from __future__ import annotations
 
 import os
+import socket
 import time
 import uuid
 from pathlib import Path
@@ -55,6 +56,22 @@ def directory_bytes(root: Path) -> int:
     return directory_usage(root)[0]
 
 
+def remove_orphans(client, owner: str) -> int:  # type: ignore[no-untyped-def]
+    """Remove every container (running or not) labelled with results folder `owner`: call it only
+    while holding that folder's lock, when any such container is an orphan of a process that died.
+    Returns how many were removed."""
+    import docker
+
+    removed = 0
+    for container in client.containers.list(all=True, filters={"label": f"harness.results={owner}"}):
+        try:
+            container.remove(force=True)
+            removed += 1
+        except docker.errors.APIError:
+            continue
+    return removed
+
+
 class DockerRunner:
     name = "docker"
 
@@ -91,7 +108,8 @@ class DockerRunner:
             "shm_size": res.shm_bytes,
             "init": True,
             "log_config": LogConfig(type="json-file", config={"max-size": "1m", "max-file": "1"}),
-            "labels": {"harness.algorithm": request.spec.name, "harness.case": request.case_id},
+            "labels": {"harness.algorithm": request.spec.name, "harness.case": request.case_id,
+                       "harness.results": request.owner, "harness.pid": f"{os.getpid()}@{socket.gethostname()}"},
             "environment": {"HARNESS_CASE": request.case_id, "HOME": "/tmp"},
         }
         if self.gpu_ids and request.spec.gpu != "none":

@@ -60,21 +60,28 @@ class LocalRunner:
             status: RunStatus | None = None
             message = ""
             next_size_check = start
-            while proc.poll() is None:
-                now = time.monotonic()
-                if now - start > res.time_limit_s:
-                    _kill_group(proc)
-                    status, message = RunStatus.TIMEOUT, f"killed at the time limit of {res.time_limit_s:g} s"
-                    break
-                if now >= next_size_check:
-                    next_size_check = now + 0.25
-                    used = directory_bytes(request.output_dir)
-                    if used > res.output_bytes:
+            try:
+                while proc.poll() is None:
+                    now = time.monotonic()
+                    if now - start > res.time_limit_s:
                         _kill_group(proc)
-                        status = RunStatus.OUTPUT_TOO_LARGE
-                        message = f"output grew to {used / 1e6:.0f} MB, over the limit of {res.output_bytes / 1e6:.0f} MB; killed"
+                        status, message = RunStatus.TIMEOUT, f"killed at the time limit of {res.time_limit_s:g} s"
                         break
-                time.sleep(POLL_S)
+                    if now >= next_size_check:
+                        next_size_check = now + 0.25
+                        used = directory_bytes(request.output_dir)
+                        if used > res.output_bytes:
+                            _kill_group(proc)
+                            status = RunStatus.OUTPUT_TOO_LARGE
+                            message = f"output grew to {used / 1e6:.0f} MB, over the limit of {res.output_bytes / 1e6:.0f} MB; killed"
+                            break
+                    time.sleep(POLL_S)
+            except BaseException:  # Ctrl-C, SIGTERM: the process group goes with us
+                _kill_group(proc)
+                proc.wait()
+                if monitor is not None:
+                    monitor.stop()
+                raise
             if monitor is not None:
                 monitor.stop()  # before the wait: the exited process can still be read until reaped
             proc.wait()

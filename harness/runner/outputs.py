@@ -10,16 +10,19 @@ input image's grid with the profile's labels only, and, when the manifest declar
 from __future__ import annotations
 
 import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
 import nibabel as nib
 import numpy as np
 
-from harness.data.nifti import Grid, check_labels, check_same_grid, read_grid, read_label
+from harness.data.nifti import Grid, check_labels, check_same_grid, check_untrusted_header, read_grid, read_label
 from harness.errors import CaseError
+from harness.fstree import walk_entries
 from harness.layout import PROBABILITY_DIR  # the kept layout mirrors /output
 from harness.models import Profile
+from harness.safetext import safe_text
 
 
 @dataclass(frozen=True)
@@ -33,13 +36,8 @@ class InvalidOutput(Exception):
 
 
 def _symlinks(root: Path) -> list[Path]:
-    found = []
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
-        for name in dirnames + filenames:
-            path = Path(dirpath) / name
-            if path.is_symlink():
-                found.append(path)
-    return found
+    """Symbolic links anywhere under `root` (iteratively: any depth, any name)."""
+    return [root / os.fsdecode(rel) for rel, info in walk_entries(root) if stat.S_ISLNK(info.st_mode)][:1]
 
 
 def validate_outputs(output_dir: Path, *, case_id: str, image: Path, profile: Profile,
@@ -47,13 +45,15 @@ def validate_outputs(output_dir: Path, *, case_id: str, image: Path, profile: Pr
     """The accepted output files, or InvalidOutput with the reason."""
     links = _symlinks(output_dir)
     if links:
-        raise InvalidOutput(f"{links[0].relative_to(output_dir)}: symbolic link in /output (never followed); write regular files")
+        raise InvalidOutput(f"{safe_text(str(links[0].relative_to(output_dir)), limit=200)}: symbolic link in /output "
+                            "(never followed); write regular files")
     label = output_dir / f"{case_id}.nii.gz"
     if not label.is_file():
-        present = sorted(p.name for p in output_dir.iterdir())[:5]
+        present = sorted(safe_text(p.name, limit=80) for p in output_dir.iterdir())[:5]
         raise InvalidOutput(f"no label map /output/{case_id}.nii.gz (found: {', '.join(present) or 'nothing'}); write it")
     image_grid = read_grid(image)
     try:
+        check_untrusted_header(label, image_grid.shape)  # before nibabel parses it, before any voxel
         data, grid = read_label(label)
         check_same_grid(label, grid, image, image_grid, what="input image")
         check_labels(label, data, profile)
@@ -73,6 +73,7 @@ def validate_outputs(output_dir: Path, *, case_id: str, image: Path, profile: Pr
 def _check_probability(path: Path, image: Path, image_grid: Grid, output_dir: Path) -> None:
     rel = path.relative_to(output_dir)
     try:
+        check_untrusted_header(path, image_grid.shape)
         grid = read_grid(path)
         check_same_grid(path, grid, image, image_grid, what="input image")
         data = np.asanyarray(nib.load(path).dataobj)  # type: ignore[attr-defined]

@@ -44,7 +44,15 @@ if mode == "crash" or mode == f"crash:{case}":
 if mode == f"slow:{case}" and not (starts.parent / "slow-started").exists():  # slow the first time only
     (starts.parent / "slow-started").write_text(str(os.getpid()))
     time.sleep(60)
-img = nib.load(image)
+if mode == "attack_input":  # try to damage the organiser's data through the staged copy
+    os.chmod(image, 0o666)
+    with open(image, "r+b") as f:
+        f.write(b"XXXX")
+    image = Path(str(image))
+img = nib.load(image) if mode != "attack_input" else None
+if img is None:
+    out.joinpath(f"{case}.nii.gz").write_bytes(b"")
+    sys.exit(0)
 label = np.rint(np.asarray(img.dataobj) / 40.0).astype(np.uint8)
 if mode == "shift":
     label = np.roll(label, 1, axis=0)
@@ -57,10 +65,23 @@ else:
     nib.save(nib.Nifti1Image(label, img.affine), target)
 if "{probabilities}" == "true":
     (out / "probabilities").mkdir()
-    for value, organ in {organs}:
+    for value, organ in {organs}:  # every organ of its profile (absent ones as zeros)
         p = (label == value).astype(np.float32)
         nib.save(nib.Nifti1Image(np.rint(255 * p).astype(np.uint8), img.affine), out / "probabilities" / f"{{organ}}.nii.gz")
-print(f"toy: {{case}} done ({{mode}})")
+if mode == "junk":  # everything the contract does not ask for
+    here_dir = os.getcwd()
+    os.chdir(out)
+    for level in range(2500):  # 1500 levels, then a path longer than PATH_MAX
+        name = "d" if level < 1500 else "xx"
+        os.mkdir(name)
+        os.chdir(name)
+    os.chdir(here_dir)
+    bad = os.fsencode(out) + b"/bad-\\xff\\xfe-\\x1b[31mred\\x1b[0m\\n"
+    open(bad, "wb").write(b"x")
+    (out / "notes.txt").write_text("extra")
+    (out / "probabilities").mkdir(exist_ok=True)
+    (out / "probabilities" / "liver.nii.gz").write_bytes(b"undeclared")
+print(f"toy: {{case}} done ({{mode}}) \\x1b[31mcoloured\\x1b[0m")
 '''
 
 # The toy data's organs (tests.conftest.toy_labels): a profile of just these four, FLARE22's rules.
@@ -80,8 +101,6 @@ organs = [
 ]
 """
 TOY_ORGANS = ((1, "liver"), (2, "right_kidney"), (3, "spleen"), (5, "aorta"))
-# Probabilities are written for every organ of the annotator's profile (absent ones as zeros).
-PROBABILITY_ORGANS = tuple((o.label, o.name) for o in load_profile("atlas8").organs)
 
 
 class Toy:
@@ -122,8 +141,9 @@ class Toy:
     def segmenter(self, name: str, mode: str = "ok", *, probabilities: bool = False, profile: str = "../../toy.toml") -> Path:
         folder = self.algorithms / name
         folder.mkdir(parents=True, exist_ok=True)
+        organs = TOY_ORGANS if profile.endswith("toy.toml") else tuple((o.label, o.name) for o in load_profile(profile).organs)
         script = TOY_SCRIPT.replace("{probabilities}", "true" if probabilities else "false")
-        script = script.replace("{organs}", repr(PROBABILITY_ORGANS)).replace("{starts}", str(self.starts_file))
+        script = script.replace("{organs}", repr(organs)).replace("{starts}", str(self.starts_file))
         (folder / "toy.py").write_text(script.replace("{{", "{").replace("}}", "}"))
         (folder / "mode").write_text(mode + "\n")
         (folder / "algorithm.toml").write_text(

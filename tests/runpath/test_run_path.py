@@ -4,6 +4,7 @@ store, and every way a case can go wrong while the others go on."""
 from __future__ import annotations
 
 import gzip
+import json
 import os
 import shutil
 import signal
@@ -231,8 +232,10 @@ def test_annotation_tables_always_describe_the_stored_annotations(toy: Toy) -> N
     from harness.annotate import annotate_all
 
     toy.write_data(4)
-    toy.segmenter("alpha", probabilities=True)
-    toy.segmenter("beta", "shift", probabilities=True)
+    # FLARE22's organs hold the annotator's (AbdomenAtlas-8K's): segmenters write probabilities for all 13.
+    toy.challenge_file.write_text('name = "toy-challenge"\nprofile = "flare22"\n')
+    toy.segmenter("alpha", probabilities=True, profile="flare22")
+    toy.segmenter("beta", "shift", probabilities=True, profile="flare22")
     toy.annotator()
     _run(toy)
     first = annotate_all(toy.settings(), say=lambda m: None, on_result=lambda e: None)
@@ -336,3 +339,60 @@ def test_the_challenges_caps_bound_every_manifest(toy: Toy) -> None:
     assert runs.loc[("alpha", "case_00"), "status"] == "timeout"  # the organiser's 2 s, not the manifest's
     assert runs.loc[("alpha", "case_00"), "elapsed_s"] < 10
     assert runs.loc[("alpha", "case_01"), "status"] == "ok"
+
+
+def test_junk_in_output_is_reported_not_kept_and_the_run_goes_on(toy: Toy) -> None:
+    toy.write_data(2)
+    toy.segmenter("alpha", "junk")  # valid label map, plus 1500 nested folders, a hostile name, extras
+    toy.segmenter("beta")
+    summary = _run(toy)
+    assert summary.executed == 4 and summary.failed == 0
+    runs = _runs(toy)
+    assert set(runs.status) == {"ok"}
+    details = json.loads(runs.loc[("alpha", "case_00"), "details"])
+    assert set(details["not_kept"]) == {"d", "bad-\\xff\\xfe-red", "notes.txt", "probabilities"}
+    kept = sorted(p.relative_to(toy.results / "runs" / "alpha" / "case_00").as_posix()
+                  for p in (toy.results / "runs" / "alpha" / "case_00").rglob("*"))
+    assert kept == ["case_00.nii.gz", "log.txt", "monitor.parquet"]
+    assert "\x1b" not in runs.loc[("alpha", "case_00"), "log_tail"] and "coloured" in runs.loc[("alpha", "case_00"), "log_tail"]
+
+
+def test_the_organisers_data_is_never_modified(toy: Toy) -> None:
+    toy.write_data(2)
+    image = toy.data / "imagesTr" / "case_00_0000.nii.gz"
+    image.chmod(0o600)
+    before = (image.stat().st_ino, image.stat().st_mode, image.read_bytes())
+    toy.segmenter("alpha", "attack_input")  # chmods and overwrites its /input file
+    _run(toy)
+    assert (image.stat().st_ino, image.stat().st_mode, image.read_bytes()) == before
+    assert "alpha case_00" in toy.starts()
+
+
+@pytest.mark.parametrize("signum, code", [(signal.SIGTERM, 143), (signal.SIGHUP, 129)])
+def test_sigterm_and_sighup_stop_cleanly_and_the_next_run_resumes(toy: Toy, signum: int, code: int) -> None:
+    toy.write_data(3)
+    toy.segmenter("alpha", "slow:case_01")
+    scratch = toy.root / "scratch"
+    scratch.mkdir()
+    env = {**os.environ, "HARNESS_CACHE": str(toy.root / "cache"), "TMPDIR": str(scratch)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "harness", "run", str(toy.algorithms), "--data", str(toy.data), "--results",
+         str(toy.results), "--runner", "local", "--challenge", str(toy.challenge_file), "--scoring-workers", "0"],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    marker = toy.starts_file.parent / "slow-started"
+    deadline = time.monotonic() + 120
+    while not marker.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert marker.exists(), "the slow case never started"
+    proc.send_signal(signum)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == code, err
+    assert f"stopped by {signal.Signals(signum).name}; the running container was removed" in err
+    pid = int(marker.read_text())
+    with pytest.raises(ProcessLookupError):  # the algorithm's process went with it
+        os.kill(pid, 0)
+    assert list(scratch.iterdir()) == []  # no temp folder left behind
+    with Store.open(toy.results, lock=False, create=False) as store:
+        assert store.integrity_ok() and list(store.runs().case_id) == ["case_00"]
+    summary = _run(toy)
+    assert (summary.executed, summary.reused, summary.failed) == (2, 1, 0)
