@@ -158,3 +158,21 @@ def test_trees_of_any_depth_and_name_are_walked_and_removed_without_following_li
     assert {b"d", b"up"} <= names  # the parts past PATH_MAX cannot be named: skipped, never an error
     remove_tree(root)
     assert not root.exists() and outside.read_text() == "keep me" and tmp_path.is_dir()
+
+
+def test_uint8_probabilities_are_checked_whole_without_being_read_into_memory(tmp_path: Path) -> None:
+    image, output = _case(tmp_path)
+    write_nifti(output / "case_00.nii.gz", toy_labels(0))
+    folder = output / "probabilities"
+    profile = load_profile("flare22")
+    for organ in profile.organs:
+        write_nifti(folder / f"{organ.name}.nii.gz", (toy_labels(0) == organ.label).astype(np.uint8) * 255)
+    accepted = validate_outputs(output, case_id="case_00", image=image, profile=profile, probabilities=True)
+    assert len(accepted.probabilities) == 13
+    liver = folder / "liver.nii.gz"
+    liver.write_bytes(gzip.compress(gzip.decompress(liver.read_bytes())[:-100]))  # a valid stream, 100 voxels short
+    with pytest.raises(InvalidOutput, match=r"probabilities/liver.nii.gz: truncated"):
+        validate_outputs(output, case_id="case_00", image=image, profile=profile, probabilities=True)
+    liver.write_bytes(liver.read_bytes()[:-40])  # a cut gzip stream
+    with pytest.raises(InvalidOutput, match=r"probabilities/liver.nii.gz: (truncated|.*corrupt|not a readable NIfTI)"):
+        validate_outputs(output, case_id="case_00", image=image, profile=profile, probabilities=True)

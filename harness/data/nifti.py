@@ -6,6 +6,7 @@ and the status to record for the case.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -49,7 +50,45 @@ HEADER_READ = 544  # a NIfTI-2 header (540 bytes) and its 4-byte extension flag
 GZIP_SLACK_BYTES = 1024**2  # a gzip stream is never much larger than what it holds
 
 
-def check_untrusted_header(path: Path, shape: tuple[int, ...], *, what: str = "input image") -> None:
+@dataclass(frozen=True)
+class HeaderFacts:
+    """What `check_untrusted_header` read: enough to judge the voxels without nibabel."""
+
+    datatype: int  # NIfTI datatype code (2 = uint8)
+    vox_offset: int
+    voxels: int
+    bytes_per_voxel: int
+    scl_slope: float
+    scl_inter: float
+
+    @property
+    def plain_uint8(self) -> bool:
+        """uint8 voxels stored as they are (no scaling): every value is valid as a probability."""
+        return self.datatype == 2 and self.scl_slope in (0.0, 1.0) and self.scl_inter == 0.0
+
+
+def stream_length(path: Path, *, cap: int) -> int:
+    """How many bytes the file holds once decompressed (a plain file: its size), counted in chunks
+    without keeping them, and never past `cap` + 1; raises `CaseError` for a corrupt stream."""
+    import zlib
+
+    total = 0
+    try:
+        with path.open("rb") as raw:
+            if raw.read(2) != b"\x1f\x8b":
+                return path.stat().st_size
+            raw.seek(0)
+            inflate = zlib.decompressobj(16 + zlib.MAX_WBITS)
+            while total <= cap and (chunk := raw.read(1 << 20)):
+                total += len(inflate.decompress(chunk, cap + 1 - total))
+                while inflate.unconsumed_tail and total <= cap:
+                    total += len(inflate.decompress(inflate.unconsumed_tail, cap + 1 - total))
+    except (OSError, zlib.error) as exc:
+        raise CaseError(f"{path}: the compressed data is corrupt ({_reason(exc)}); re-export it", status=CaseStatus.UNREADABLE) from None
+    return total
+
+
+def check_untrusted_header(path: Path, shape: tuple[int, ...], *, what: str = "input image") -> HeaderFacts:
     """Check an untrusted NIfTI file from its first bytes alone, before nibabel parses it or any
     voxel is read: a NIfTI-1/2 header whose grid is `shape`, no header extensions, the voxels right
     after the header, and a file no larger than that grid needs. Raises `CaseError` (one line).
@@ -107,10 +146,14 @@ def check_untrusted_header(path: Path, shape: tuple[int, ...], *, what: str = "i
     bits = int(header["bitpix"])
     if bits not in (8, 16, 32, 64, 128):
         raise CaseError(f"{path}: {bits} bits per voxel; write uint8 labels", status=CaseStatus.UNREADABLE)
-    needed = max_offset + int(np.prod(found, dtype=np.int64)) * bits // 8
+    voxels = int(np.prod(found, dtype=np.int64))
+    needed = max_offset + voxels * bits // 8
     if size > needed + GZIP_SLACK_BYTES:
         raise CaseError(f"{path}: {size} bytes on disk, more than its {'x'.join(map(str, found))} grid needs "
                         f"({needed}); write only the image", status=CaseStatus.UNREADABLE)
+    slope, inter = float(header["scl_slope"]), float(header["scl_inter"])
+    return HeaderFacts(datatype=int(header["datatype"]), vox_offset=offset, voxels=voxels, bytes_per_voxel=bits // 8,
+                       scl_slope=0.0 if math.isnan(slope) else slope, scl_inter=0.0 if math.isnan(inter) else inter)
 
 
 def read_grid(path: Path) -> Grid:
@@ -170,7 +213,7 @@ def label_values(data: NDArray[np.integer]) -> set[int]:
         return set()
     low, high = int(data.min()), int(data.max())
     if low >= 0 and high < 65536:
-        counts = np.bincount(data.ravel().astype(np.intp, copy=False), minlength=high + 1)
+        counts = np.bincount(data.reshape(-1, order="A"), minlength=high + 1)  # no copy of a Fortran-ordered array
         return {int(v) for v in np.flatnonzero(counts)}
     return {int(v) for v in np.unique(data)}
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
-from harness.data.nifti import Grid, check_labels, check_same_grid, check_untrusted_header, read_grid, read_label
+from harness.data.nifti import Grid, check_labels, check_same_grid, check_untrusted_header, read_grid, read_label, stream_length
 from harness.errors import CaseError
 from harness.fstree import walk_entries
 from harness.layout import PROBABILITY_DIR  # the kept layout mirrors /output
@@ -73,14 +73,23 @@ def validate_outputs(output_dir: Path, *, case_id: str, image: Path, profile: Pr
 def _check_probability(path: Path, image: Path, image_grid: Grid, output_dir: Path) -> None:
     rel = path.relative_to(output_dir)
     try:
-        check_untrusted_header(path, image_grid.shape)
+        facts = check_untrusted_header(path, image_grid.shape)
         grid = read_grid(path)
         check_same_grid(path, grid, image, image_grid, what="input image")
-        data = np.asanyarray(nib.load(path).dataobj)  # type: ignore[attr-defined]
+        complete = True
+        if facts.plain_uint8:  # every value is a valid p * 255: only check that the voxels are all there
+            needed = facts.vox_offset + facts.voxels
+            complete = stream_length(path, cap=needed) >= needed
+        else:
+            data = np.asanyarray(nib.load(path).dataobj)  # type: ignore[attr-defined]
     except CaseError as exc:
         raise InvalidOutput(_relative(str(exc), output_dir)) from None
     except Exception as exc:  # noqa: BLE001 - any read failure is the algorithm's
         raise InvalidOutput(f"{rel}: unreadable ({type(exc).__name__}); write a NIfTI file") from None
+    if not complete:
+        raise InvalidOutput(f"{rel}: truncated (fewer voxels than its header says); write the whole file")
+    if facts.plain_uint8:
+        return
     if data.dtype == np.uint8:
         return
     if data.dtype not in (np.float16, np.float32, np.float64):

@@ -5,7 +5,8 @@ same after 4.5 s), burn1 / burn2 (one / two cores busy for 3 s, idle 1 s, then t
 its own getrusage CPU time as a JSON line), probe (also prints what the sandbox allows, as JSON).
 Hostile or broken: sleep/hang, crash, oom, forkbomb, fill_output, fill_tmp, no_output,
 wrong_shape, wrong_affine, wrong_dtype, bad_labels, nan_probs, range_probs, symlink, log_flood,
-network, write_input. box<N>: a box of label 1 shifted by N voxels (real, varied scores).
+network, write_input, header_bomb, extension_bomb, many_files, sparse, nested, bad_names.
+box<N>: a box of label 1 shifted by N voxels (real, varied scores).
 """
 
 import gzip
@@ -40,6 +41,14 @@ def nifti_like(image: Path, *, datatype: int = 2, bitpix: int = 8, fill: bytes =
         sx = struct.unpack_from(endian + "f", header, 292)[0]
         struct.pack_into(endian + "f", header, 292, sx + shift_mm)
     return gzip.compress(bytes(header) + b"\0\0\0\0" + fill * voxels, mtime=0)
+
+
+def header_claiming(image: Path, shape: tuple[int, int, int]) -> bytes:
+    """A NIfTI-1 header (from the image's) claiming `shape`, and no voxels."""
+    raw = bytearray(gzip.decompress(nifti_like(image))[:352])
+    endian = "<" if struct.unpack("<i", raw[:4])[0] == 348 else ">"
+    struct.pack_into(endian + "4h", raw, 40, 3, *shape)
+    return gzip.compress(bytes(raw), mtime=0)
 
 
 def box_label(image: Path, *, offset: int) -> bytes:
@@ -174,6 +183,32 @@ def main() -> int:
     if mode == "symlink":
         label.symlink_to("/etc/passwd")
         return 0
+    if mode == "header_bomb":  # 100 bytes whose header claims 2048x2048x768 voxels
+        label.write_bytes(header_claiming(image, (2048, 2048, 768)))
+        return 0
+    if mode == "extension_bomb":  # the right grid, an extension "to the end"
+        raw = bytearray(gzip.decompress(nifti_like(image)))
+        raw[348:352] = b"\1\0\0\0"
+        label.write_bytes(gzip.compress(bytes(raw[:352]) + struct.pack("<ii", 2**31 - 8, 0) + bytes(raw[352:]), mtime=0))
+        return 0
+    if mode == "many_files":  # a flood of empty files
+        for i in range(100_000):
+            (output_dir / f"f{i}").touch()
+    if mode == "sparse":  # 3 GiB that uses no blocks
+        with open(output_dir / "sparse.bin", "wb") as f:
+            f.truncate(3 * 1024**3)
+    if mode == "nested":  # 1500 levels, then a path past PATH_MAX
+        os.chdir(output_dir)
+        for level in range(2500):
+            os.mkdir("d" if level < 1500 else "xx")
+            os.chdir("d" if level < 1500 else "xx")
+        os.chdir("/")
+    if mode == "bad_names":
+        open(os.fsencode(output_dir) + b"/bad-\xff\xfe-\x1b[31mred\x1b[0m\n", "wb").close()
+        (output_dir / "notes.txt").write_text("extra")
+        (output_dir / "probabilities").mkdir()
+        (output_dir / "probabilities" / "liver.nii.gz").write_bytes(nifti_like(image))  # undeclared
+        print("\x1b[2J\x1b[31mcleared your terminal\x1b[0m")
     if mode == "wrong_shape":
         label.write_bytes(nifti_like(image, shape_delta=-1))
     elif mode == "wrong_affine":

@@ -1,0 +1,172 @@
+"""A hostile participant's submissions, built and run for real by `harness run` in a subprocess.
+
+Build-time attacks (a link to the ground truth in the build context, a base image from a registry,
+ADD of a URL, pip options, an endless or memory-hungry build), manifest attacks (a Dockerfile path
+outside the repository, resources over the caps) and run-time attacks (header and extension
+bombs, a flood of files, a sparse file, 2500 nested folders, hostile names and terminal codes, a
+CPU hog under a CPU cap). For every one: the recorded status and reason; every other algorithm of
+the same evaluation still completed; no file outside the results folder changed; no temp folder
+left; the harness process's peak RSS stayed under 1 GiB (measured)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from harness.store import Store
+from tests.docker.conftest import HERE
+
+PEAK_RSS_BOUND_KIB = 1024 * 1024  # 1 GiB for the whole harness process
+
+BEHAVE_DOCKERFILE = (HERE / "behave.Dockerfile").read_text()
+
+# name: (behave mode, [resources], Dockerfile text or None for behave's, extra files, expected status or None for
+#        "never run", text expected in the message / problem)
+SUITE: dict[str, tuple[str, dict[str, object], str | None, dict[str, str], str | None, str]] = {
+    "well-behaved": ("ok", {}, None, {}, "ok", ""),
+    # build time
+    "links-to-truth": ("ok", {}, None, {"gt -> labels": ""}, "build_failed", "a symbolic link in the build context"),
+    "from-registry": ("ok", {}, "FROM alpine:3\nCOPY algorithm/ /opt/algorithm/\n", {}, "build_failed",
+                      "FROM must be the harness's base image"),
+    "adds-url": ("ok", {}, BEHAVE_DOCKERFILE + "ADD http://192.0.2.1/model.bin /opt/\n", {}, "build_failed",
+                 "ADD of a URL"),
+    "pip-options": ("ok", {}, None, {"requirements.txt": "-r /proc/self/environ\n"}, "build_failed", "line 1: a pip option"),
+    "slow-build": ("ok", {}, BEHAVE_DOCKERFILE.replace("RUN useradd", "RUN sleep 120 && useradd"), {}, "build_failed",
+                   "longer than the challenge's build time limit of 15 s"),
+    "hungry-build": ("ok", {}, BEHAVE_DOCKERFILE.replace(
+        "RUN useradd", "RUN python3 -c \"b = bytearray(1 << 30); b[::4096] = b'x' * len(b[::4096])\" && useradd"), {},
+        "build_failed", "build of hungry-build failed"),
+    # manifests
+    "greedy": ("ok", {"memory": "999g"}, None, {}, None, "key 'resources.memory' = 999g is over the challenge's cap of 2g"),
+    "reads-shadow": ("ok", {}, "../../../../../../../../etc/shadow", {}, None, "key 'dockerfile' leaves the repository"),
+    # run time
+    "header-bomb": ("header_bomb", {}, None, {}, "invalid_output", "header grid 2048x2048x768 differs"),
+    "extension-bomb": ("extension_bomb", {}, None, {}, "invalid_output", "the header has extensions"),
+    "many-files": ("many_files", {"output_files": 500}, None, {}, "output_too_large", "more than 500 files and folders"),
+    "sparse": ("sparse", {}, None, {}, "ok", ""),
+    "nested": ("nested", {}, None, {}, "ok", ""),
+    "bad-names": ("bad_names", {}, None, {}, "ok", ""),
+    "cpu-hog": ("burn2", {"cpus": 1}, None, {}, "ok", ""),
+}
+
+_WRAPPER = """
+import os, resource, sys
+from harness.cli import main
+try:
+    main(sys.argv[1:])
+finally:
+    with open(os.environ["PEAK_FILE"], "w") as out:
+        out.write(str(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss))
+"""
+
+
+def _write_algorithms(root: Path, data: Path) -> Path:
+    (root / "dockerfiles").mkdir(parents=True)
+    (root / "dockerfiles" / "behave.Dockerfile").write_text(BEHAVE_DOCKERFILE)
+    for name, (mode, resources, dockerfile, files, _, _) in SUITE.items():
+        folder = root / "algorithms" / name
+        folder.mkdir(parents=True)
+        shutil.copy(HERE / "behave" / "behave.py", folder / "behave.py")
+        (folder / "mode").write_text(mode + "\n")
+        for rel, content in files.items():
+            if " -> " in rel:  # a symbolic link to the data set's ground truth
+                (folder / rel.split(" -> ")[0]).symlink_to(data / "labelsTr", target_is_directory=True)
+            else:
+                (folder / rel).write_text(content)
+        if dockerfile is None:
+            dockerfile_path = "dockerfiles/behave.Dockerfile"
+        elif dockerfile.startswith("../"):
+            dockerfile_path = dockerfile
+        else:
+            (root / "dockerfiles" / f"{name}.Dockerfile").write_text(dockerfile)
+            dockerfile_path = f"dockerfiles/{name}.Dockerfile"
+        limits = {"memory": "256m", "time_limit_s": 30, **resources}
+        lines = "".join(f"{key} = {json.dumps(value)}\n" for key, value in limits.items())
+        (folder / "algorithm.toml").write_text(
+            f'name = "{name}"\nversion = "1"\nkind = "segmenter"\ndockerfile = "{dockerfile_path}"\nprofile = "flare22"\n'
+            f'gpu = "none"\n\n[resources]\n{lines}')
+    return root / "algorithms"
+
+
+def _snapshot(*folders: Path) -> dict[str, tuple[int, int, str]]:
+    out = {}
+    for folder in folders:
+        for path in sorted(folder.rglob("*")):
+            if path.is_file() and not path.is_symlink():
+                info = path.stat()
+                out[str(path)] = (info.st_ino, info.st_mode, hashlib.sha256(path.read_bytes()).hexdigest())
+    return out
+
+
+@pytest.fixture(scope="module")
+def evaluation(tmp_path_factory, base_image: str):
+    from harness.data.synth import write_dataset
+
+    root = tmp_path_factory.mktemp("submissions")
+    write_dataset(root / "data", cases=1, seed=31, size="small")
+    algorithms = _write_algorithms(root, root / "data")
+    (root / "challenge.toml").write_text('name = "hostile-test"\n[limits]\nmemory = "2g"\ncpus = 2\n'
+                                         'build_time_s = 15\nbuild_memory = "256m"\n')
+    scratch = root / "scratch"
+    scratch.mkdir()
+    before = _snapshot(root / "data", algorithms, root / "dockerfiles")
+    env = {**os.environ, "HARNESS_CACHE": str(root / "cache"), "TMPDIR": str(scratch), "PEAK_FILE": str(root / "peak")}
+    done = subprocess.run(
+        [sys.executable, "-c", _WRAPPER, "run", str(algorithms), "--data", str(root / "data"), "--results",
+         str(root / "results"), "--base", base_image, "--challenge", str(root / "challenge.toml"), "--scoring-workers", "0"],
+        env=env, capture_output=True, text=True, timeout=1200, cwd=Path(__file__).resolve().parents[2])
+    with Store.open(root / "results", lock=False, create=False) as store:
+        runs = store.runs().set_index("algorithm")
+        assert store.integrity_ok()
+    return {"root": root, "done": done, "runs": runs, "before": before, "scratch": scratch,
+            "peak_kib": int((root / "peak").read_text())}
+
+
+@pytest.mark.parametrize("name", list(SUITE))
+def test_each_attack_is_recorded_and_the_rest_of_the_evaluation_completes(evaluation, name: str) -> None:
+    _, _, _, _, expected, text = SUITE[name]
+    runs, done = evaluation["runs"], evaluation["done"]
+    assert done.returncode == 3, done.stderr[-2000:]  # partial: some failed, all recorded
+    if expected is None:  # refused before anything ran: a problem on the terminal, no row
+        assert name not in runs.index
+        assert text in done.stderr
+    else:
+        row = runs.loc[name]
+        assert row.status == expected, f"{name}: {row.status} ({row.message})"
+        assert text in row.message, row.message
+    assert runs.loc["well-behaved", "status"] == "ok"  # every sibling still ran
+    assert set(runs.index) == {n for n, spec in SUITE.items() if spec[4] is not None}
+
+
+def test_nothing_outside_the_results_folder_changed_and_memory_stayed_bounded(evaluation) -> None:
+    root = evaluation["root"]
+    assert _snapshot(root / "data", root / "algorithms", root / "dockerfiles") == evaluation["before"]
+    assert list(evaluation["scratch"].iterdir()) == []
+    assert evaluation["peak_kib"] < PEAK_RSS_BOUND_KIB, f"harness peak RSS {evaluation['peak_kib']} KiB"
+    used = sum(p.stat().st_blocks * 512 for p in (root / "results").rglob("*") if p.is_file())
+    assert used < 20 * 1024**2  # the sparse 3 GiB, the floods and the bombs left nothing behind
+
+
+def test_what_the_contract_does_not_ask_for_is_reported_not_kept(evaluation) -> None:
+    runs, root = evaluation["runs"], evaluation["root"]
+    for name, extra in (("sparse", "sparse.bin"), ("nested", "d"), ("bad-names", "notes.txt")):
+        details = json.loads(runs.loc[name, "details"])
+        assert extra in details["not_kept"], (name, details.get("not_kept"))
+    assert "bad-\\xff\\xfe-red" in json.loads(runs.loc["bad-names", "details"])["not_kept"]
+    assert "\x1b" not in runs.loc["bad-names", "log_tail"] and "cleared your terminal" in runs.loc["bad-names", "log_tail"]
+    kept = {p.name for p in (root / "results" / "runs" / "bad-names").rglob("*")}
+    assert "probabilities" not in kept and "notes.txt" not in kept  # undeclared probabilities are not kept either
+
+
+def test_the_cpu_cap_holds(evaluation) -> None:
+    """burn2 keeps two processes busy for 3 s: about 6 CPU-seconds unlimited, about 3 under cpus = 1."""
+    log = evaluation["runs"].loc["cpu-hog", "log_tail"]
+    cpu_s = json.loads([line for line in log.splitlines() if line.startswith("{")][0])["cpu_s"]
+    assert cpu_s < 4.5, cpu_s
