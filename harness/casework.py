@@ -216,7 +216,7 @@ def _run_staged(task: RunTask, runner: Runner, run_dir: Path) -> RunResult:
     monitor = make(gpu_ids=visible_gpu_ids() if task.spec.gpu is not GpuMode.NONE else (), settings=task.monitor,
                    output_dir=output_dir)
     request = RunRequest(spec=task.spec, case_id=task.case.case_id, input_dir=input_dir, output_dir=output_dir,
-                         image=task.image, owner=task.owner)
+                         image=task.image, owner=task.owner, contract=tuple(contract_files(task)))
     outcome = runner.run(request, monitor)
     files: dict[str, bytes] = {}
     not_kept: list[str] = []
@@ -239,8 +239,12 @@ def _run_staged(task: RunTask, runner: Runner, run_dir: Path) -> RunResult:
     measurements = {**monitor.figures(),
                     **{k: float(v) for k, v in outcome.details.items() if isinstance(v, (int, float))}}
     details = {**outcome.details, "gpu_memory_source": monitor.gpu_source(), "samples": len(series)}
+    # What the runner left in the container's /output (never copied out) and what the checks found here.
+    left = details.pop("not_kept", None)
+    if isinstance(left, list):
+        not_kept = [*map(str, left), *not_kept]
     if not_kept:
-        details["not_kept"] = not_kept  # /output held files outside the contract: reported, not kept
+        details["not_kept"] = not_kept[:20]  # /output held files outside the contract: reported, not kept
     info = host_info()
     return RunResult(task=task, outcome=outcome, files=files, measurements=measurements, details=details,
                      host=socket.gethostname(), worker=_worker_name(),

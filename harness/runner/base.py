@@ -23,6 +23,7 @@ class RunRequest:
     output_dir: Path  # empty and writable
     image: str | None = None  # image tag or id, for the Docker runner
     owner: str = ""  # the results folder's label (`harness.layout.ResultsLayout.owner_label`): orphans are found by it
+    contract: tuple[str, ...] = ()  # the /output paths the contract keeps; the Docker runner copies out only these
 
 
 @dataclass(frozen=True)

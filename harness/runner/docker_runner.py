@@ -5,18 +5,35 @@ Each run: `network_mode=none`, read-only root file system, tmpfs `/tmp` of bound
 `no-new-privileges`, a pids limit, a CPU limit, memory = memory + swap, a shared-memory size, `--init`, bounded
 json-file logs, the GPU only when the host has one and the manifest asks for it, and a time limit
 after which the container is killed and the run recorded as `timeout`.
+
+`/output` is a file system of its own, the run's output limit in size and in files and folders
+(a `tmpfs` Docker volume): a sparse file counts what it holds, a file deleted but still open
+counts until it is closed, and nothing is written on the host's disk while the run goes on. A
+small holder container (the same image, `sleep infinity`, no network, read-only) keeps the volume
+mounted after the algorithm exits; only the contract's files are then copied out, through a
+streamed tar archive, into the host's output folder; everything else is listed, never copied.
+The volume's pages count in the run's memory. Where the daemon cannot make such a volume (or the
+image has no `sleep`), `/output` is a host folder watched every 0.25 s instead (noted in the run's
+details as `output_limit = "polled"`).
 """
 
 from __future__ import annotations
 
+import io
+import math
 import os
+import shutil
 import socket
+import tarfile
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from harness.monitor import RunMonitor
 from harness.runner.base import RunOutcome, RunRequest, RunStatus, tail_text
+from harness.safetext import safe_text
 
 POLL_S = 0.05
 LOG_LIMIT_BYTES = 64 * 1024
@@ -56,6 +73,64 @@ def directory_bytes(root: Path) -> int:
     return directory_usage(root)[0]
 
 
+class _ChunkReader(io.RawIOBase):
+    """A file over an iterator of byte chunks (the daemon's archive stream)."""
+
+    def __init__(self, chunks: Iterator[bytes]) -> None:
+        self._chunks = iter(chunks)
+        self._buffer = b""
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, target: Any) -> int:
+        while not self._buffer:
+            try:
+                self._buffer = next(self._chunks)
+            except StopIteration:
+                return 0
+        n = min(len(target), len(self._buffer))
+        target[:n] = self._buffer[:n]
+        self._buffer = self._buffer[n:]
+        return n
+
+
+def copy_out(chunks: Iterator[bytes], target: Path, contract: tuple[str, ...], *, limit_names: int = 20
+             ) -> tuple[list[str], float]:
+    """Write the contract's paths of an `/output` tar stream into `target` (regular files, and links
+    as links, for the checks to refuse); returns the other entries' safe names (a folder outside the
+    contract once, at most `limit_names`) and the earliest modification time of the files copied
+    (NaN: none)."""
+    wanted = set(contract)
+    contract_dirs = {c.split("/", 1)[0] for c in wanted if "/" in c}
+    seen: set[str] = set()
+    others: list[str] = []
+    first = math.nan
+    with tarfile.open(fileobj=io.BufferedReader(_ChunkReader(chunks), 1 << 20), mode="r|") as archive:
+        for member in archive:
+            rel = member.name.split("/", 1)[1] if "/" in member.name else ""
+            if not rel or (rel in contract_dirs and member.isdir()):
+                continue
+            if rel in wanted and (member.isfile() or member.issym()):
+                path = target / rel
+                path.parent.mkdir(parents=True, exist_ok=True)
+                if member.issym():
+                    os.symlink(member.linkname, path)
+                    continue
+                source = archive.extractfile(member)
+                assert source is not None
+                with path.open("wb") as out:
+                    shutil.copyfileobj(source, out, 1 << 20)
+                first = member.mtime if math.isnan(first) else min(first, member.mtime)
+                continue
+            top = rel.split("/", 1)[0]
+            name = rel if top in contract_dirs else top
+            if name not in seen and len(others) < limit_names:
+                seen.add(name)
+                others.append(safe_text(name, limit=200))
+    return others, first
+
+
 def remove_orphans(client, owner: str) -> int:  # type: ignore[no-untyped-def]
     """Remove every container (running or not) labelled with results folder `owner`: call it only
     while holding that folder's lock, when any such container is an orphan of a process that died.
@@ -69,23 +144,32 @@ def remove_orphans(client, owner: str) -> int:  # type: ignore[no-untyped-def]
             removed += 1
         except docker.errors.APIError:
             continue
+    for volume in client.volumes.list(filters={"label": f"harness.results={owner}"}):
+        try:
+            volume.remove(force=True)
+        except docker.errors.APIError:
+            continue
     return removed
 
 
 class DockerRunner:
     name = "docker"
 
-    def __init__(self, client=None, *, gpu_ids: tuple[str, ...] = (), log_limit_bytes: int = LOG_LIMIT_BYTES) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, client=None, *, gpu_ids: tuple[str, ...] = (), log_limit_bytes: int = LOG_LIMIT_BYTES,  # type: ignore[no-untyped-def]
+                 output_fs: bool = True) -> None:
         from harness.build import docker_client
 
         self.client = client or docker_client()
         self.gpu_ids = gpu_ids
         self.log_limit_bytes = log_limit_bytes
+        self.output_fs = output_fs  # False: /output is a watched host folder (the fallback)
 
-    def container_kwargs(self, request: RunRequest) -> dict[str, object]:
+    def container_kwargs(self, request: RunRequest, *, output_volume: str | None = None) -> dict[str, object]:
         from docker.types import DeviceRequest, LogConfig
 
         res = request.spec.resources
+        output = ({output_volume: {"bind": "/output", "mode": "rw"}} if output_volume is not None
+                  else {str(request.output_dir.resolve()): {"bind": "/output", "mode": "rw"}})
         uid, gid = sandbox_user()
         kwargs: dict[str, object] = {
             "image": request.image,
@@ -94,10 +178,7 @@ class DockerRunner:
             "network_mode": "none",
             "read_only": True,
             "tmpfs": {"/tmp": f"rw,nosuid,nodev,size={res.tmp_bytes},mode=1777"},
-            "volumes": {
-                str(request.input_dir.resolve()): {"bind": "/input", "mode": "ro"},
-                str(request.output_dir.resolve()): {"bind": "/output", "mode": "rw"},
-            },
+            "volumes": {str(request.input_dir.resolve()): {"bind": "/input", "mode": "ro"}, **output},
             "user": f"{uid}:{gid}",
             "cap_drop": ["ALL"],
             "security_opt": ["no-new-privileges"],
@@ -128,10 +209,13 @@ class DockerRunner:
         if request.spec.gpu == "required" and not self.gpu_ids:
             return RunOutcome(RunStatus.RUNNER_ERROR, None, 0.0, 0.0, started_at, time.time(),
                               message=f"{request.spec.manifest}: gpu = \"required\" but this host has no GPU; run it on a GPU host")
+        volume, holder, fallback = self._output_fs(request) if self.output_fs else (None, None, "disabled")
         created_at = time.time()
         try:
-            container = self.client.containers.create(**self.container_kwargs(request))
+            container = self.client.containers.create(
+                **self.container_kwargs(request, output_volume=volume.name if volume is not None else None))
         except docker.errors.APIError as exc:
+            self._remove(holder, volume)
             return RunOutcome(RunStatus.RUNNER_ERROR, None, 0.0, time.monotonic() - wall0, started_at, time.time(),
                               message=f"docker could not create the container: {' '.join(str(exc).split())[:300]}")
         status: RunStatus | None = None
@@ -154,7 +238,7 @@ class DockerRunner:
                     container.kill()
                     status, message = RunStatus.TIMEOUT, f"killed at the time limit of {res.time_limit_s:g} s"
                     break
-                if now >= next_size_check:
+                if volume is None and now >= next_size_check:  # the fallback: a watched host folder
                     next_size_check = now + 0.25
                     used, entries = directory_usage(request.output_dir, stop_at_entries=res.output_files)
                     if used > res.output_bytes or entries > res.output_files:
@@ -183,6 +267,19 @@ class DockerRunner:
                     status, message = RunStatus.CRASHED, f"exited with code {exit_code}"
                 else:
                     status = RunStatus.OK
+            if holder is not None:
+                full = self._output_full(holder, res)
+                if full and status in (RunStatus.OK, RunStatus.CRASHED):  # a crash on a full /output is the limit's
+                    status, message = RunStatus.OUTPUT_TOO_LARGE, full
+                if status is RunStatus.OK:
+                    bits, _ = holder.get_archive("/output")
+                    others, first = copy_out(bits, request.output_dir, request.contract)
+                    if others:
+                        details["not_kept"] = others
+                    if started is not None and not math.isnan(first):
+                        details["first_output_s"] = max(0.0, first - started)
+            else:
+                details["output_limit"] = "polled" + (f" ({fallback})" if fallback else "")
             logs = container.logs(stdout=True, stderr=True, tail=2000)
             return RunOutcome(status, exit_code, elapsed, time.monotonic() - wall0, started_at, time.time(),
                               log_tail=tail_text(logs, self.log_limit_bytes), message=message, details=details)
@@ -192,6 +289,59 @@ class DockerRunner:
         finally:
             try:
                 container.remove(force=True)
+            except docker.errors.APIError:
+                pass
+            self._remove(holder, volume)
+
+    def _output_fs(self, request: RunRequest):  # type: ignore[no-untyped-def]
+        """A size- and inode-limited tmpfs volume for /output and its holder container, or
+        (None, None, why) when the daemon or the image cannot provide them."""
+        import docker
+
+        res = request.spec.resources
+        uid, gid = sandbox_user()
+        labels = {"harness.results": request.owner, "harness.pid": f"{os.getpid()}@{socket.gethostname()}"}
+        volume = holder = None
+        try:
+            volume = self.client.volumes.create(
+                name=f"harness-output-{uuid.uuid4().hex[:16]}", driver="local", labels=labels,
+                driver_opts={"type": "tmpfs", "device": "tmpfs",
+                             "o": f"size={res.output_bytes},nr_inodes={res.output_files + 1},uid={uid},gid={gid},mode=0700"})
+            holder = self.client.containers.create(
+                image=request.image, entrypoint=["sleep", "infinity"], command=[], detach=True, network_mode="none",
+                read_only=True, user=f"{uid}:{gid}", cap_drop=["ALL"], security_opt=["no-new-privileges"], pids_limit=8,
+                mem_limit=64 * 1024**2, labels={**labels, "harness.role": "output-holder"},
+                volumes={volume.name: {"bind": "/output", "mode": "ro"}})
+            holder.start()
+            holder.reload()
+            if holder.status != "running":
+                raise RuntimeError("the holder container did not stay up (no `sleep` in the image?)")
+            return volume, holder, ""
+        except (docker.errors.APIError, RuntimeError) as exc:
+            self._remove(holder, volume)
+            return None, None, safe_text(str(exc), limit=160)
+
+    def _output_full(self, holder, res) -> str:  # type: ignore[no-untyped-def]
+        """Why the run's /output reached its limit ("" when it did not), from the file system itself."""
+        try:
+            done = holder.exec_run(["stat", "-f", "-c", "%b %f %S %c %d", "/output"])
+            blocks, free, size, inodes, free_inodes = (int(v) for v in done.output.split())
+        except Exception:  # noqa: BLE001 - no `stat` in the image: the archive will tell what is there
+            return ""
+        if free == 0:
+            return f"/output reached the limit of {res.output_bytes / 1e6:.0f} MB (its own file system); killed by it"
+        if free_inodes == 0:
+            return f"/output reached the limit of {res.output_files} files and folders (its own file system)"
+        return ""
+
+    def _remove(self, holder, volume) -> None:  # type: ignore[no-untyped-def]
+        import docker
+
+        for thing in (holder, volume):
+            if thing is None:
+                continue
+            try:
+                thing.remove(force=True)
             except docker.errors.APIError:
                 pass
 

@@ -21,7 +21,7 @@ SUITE: dict[str, tuple[str, dict[str, object], str, str]] = {
     "exits-nonzero": ("crash", {}, "crashed", "exited with code 3"),
     "eats-memory": ("oom", {"memory": "96m"}, "oom", "out-of-memory killer at 96 MiB"),
     "fork-bomb": ("forkbomb", {"pids": 24, "time_limit_s": 3}, "timeout", "forks_before_first_failure"),
-    "fills-output": ("fill_output", {"output": "48m"}, "output_too_large", "over the limit of 50 MB"),
+    "fills-output": ("fill_output", {"output": "48m"}, "output_too_large", "/output reached the limit of 50 MB"),
     "fills-tmp": ("fill_tmp", {"tmp": "32m"}, "crashed", "No space left on device"),
     "writes-nothing": ("no_output", {}, "invalid_output", "no label map /output/"),
     "wrong-shape": ("wrong_shape", {}, "invalid_output", "differs from the input image"),

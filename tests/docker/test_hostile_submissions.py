@@ -38,6 +38,11 @@ SUITE: dict[str, tuple[str, dict[str, object], str | None, dict[str, str], str |
     "adds-url": ("ok", {}, BEHAVE_DOCKERFILE + "ADD http://192.0.2.1/model.bin /opt/\n", {}, "build_failed",
                  "ADD of a URL"),
     "pip-options": ("ok", {}, None, {"requirements.txt": "-r /proc/self/environ\n"}, "build_failed", "line 1: a pip option"),
+    "pip-url": ("ok", {}, None, {"requirements.txt": "numpy @ https://192.0.2.1/numpy.whl\n"}, "build_failed",
+                "line 1: not a package requirement"),
+    "copies-from-image": ("ok", {}, BEHAVE_DOCKERFILE + "COPY --from=alpine:3 /etc/passwd /tmp/\n", {}, "build_failed",
+                          "COPY --from an image"),
+    "fifo-in-context": ("ok", {}, None, {"pipe |": ""}, "build_failed", "pipe: not a regular file"),
     "slow-build": ("ok", {}, BEHAVE_DOCKERFILE.replace("RUN useradd", "RUN sleep 120 && useradd"), {}, "build_failed",
                    "longer than the challenge's build time limit of 15 s"),
     "hungry-build": ("ok", {}, BEHAVE_DOCKERFILE.replace(
@@ -46,12 +51,15 @@ SUITE: dict[str, tuple[str, dict[str, object], str | None, dict[str, str], str |
     # manifests
     "greedy": ("ok", {"memory": "999g"}, None, {}, None, "key 'resources.memory' = 999g is over the challenge's cap of 2g"),
     "reads-shadow": ("ok", {}, "../../../../../../../../etc/shadow", {}, None, "key 'dockerfile' leaves the repository"),
+    "profile-cheat": ("ok", {}, None, {"profile": "atlas8"}, None, "its outputs use the label system of profile atlas8"),
+    "newline-name": ("ok", {}, None, {"name": "evil\\n"}, None, "key 'name' = 'evil\\n'; use lower-case letters"),
     # run time
     "header-bomb": ("header_bomb", {}, None, {}, "invalid_output", "header grid 2048x2048x768 differs"),
     "extension-bomb": ("extension_bomb", {}, None, {}, "invalid_output", "the header has extensions"),
-    "many-files": ("many_files", {"output_files": 500}, None, {}, "output_too_large", "more than 500 files and folders"),
+    "many-files": ("many_files", {"output_files": 500}, None, {}, "output_too_large", "limit of 500 files and folders"),
+    "unlinked-flood": ("unlinked_flood", {"output": "64m"}, None, {}, "ok", ""),
     "sparse": ("sparse", {}, None, {}, "ok", ""),
-    "nested": ("nested", {}, None, {}, "ok", ""),
+    "nested": ("nested", {"output_files": 4000}, None, {}, "ok", ""),
     "bad-names": ("bad_names", {}, None, {}, "ok", ""),
     "cpu-hog": ("burn2", {"cpus": 1}, None, {}, "ok", ""),
 }
@@ -75,9 +83,14 @@ def _write_algorithms(root: Path, data: Path) -> Path:
         folder.mkdir(parents=True)
         shutil.copy(HERE / "behave" / "behave.py", folder / "behave.py")
         (folder / "mode").write_text(mode + "\n")
+        manifest = {"name": name, "profile": "flare22"}
         for rel, content in files.items():
-            if " -> " in rel:  # a symbolic link to the data set's ground truth
+            if rel in manifest:  # a manifest value, not a file
+                manifest[rel] = content
+            elif " -> " in rel:  # a symbolic link to the data set's ground truth
                 (folder / rel.split(" -> ")[0]).symlink_to(data / "labelsTr", target_is_directory=True)
+            elif rel.endswith(" |"):  # a FIFO
+                os.mkfifo(folder / rel[:-2])
             else:
                 (folder / rel).write_text(content)
         if dockerfile is None:
@@ -90,7 +103,8 @@ def _write_algorithms(root: Path, data: Path) -> Path:
         limits = {"memory": "256m", "time_limit_s": 30, **resources}
         lines = "".join(f"{key} = {json.dumps(value)}\n" for key, value in limits.items())
         (folder / "algorithm.toml").write_text(
-            f'name = "{name}"\nversion = "1"\nkind = "segmenter"\ndockerfile = "{dockerfile_path}"\nprofile = "flare22"\n'
+            f'name = "{manifest["name"]}"\nversion = "1"\nkind = "segmenter"\ndockerfile = "{dockerfile_path}"\n'
+            f'profile = "{manifest["profile"]}"\n'
             f'gpu = "none"\n\n[resources]\n{lines}')
     return root / "algorithms"
 
@@ -163,6 +177,14 @@ def test_what_the_contract_does_not_ask_for_is_reported_not_kept(evaluation) -> 
     assert "\x1b" not in runs.loc["bad-names", "log_tail"] and "cleared your terminal" in runs.loc["bad-names", "log_tail"]
     kept = {p.name for p in (root / "results" / "runs" / "bad-names").rglob("*")}
     assert "probabilities" not in kept and "notes.txt" not in kept  # undeclared probabilities are not kept either
+
+
+def test_the_output_limit_is_a_file_system_not_a_watch(evaluation) -> None:
+    """A file deleted at once but kept open, written at full speed: it stops at the 64 MB limit
+    (ENOSPC), however fast it writes, and nothing of it reaches the host."""
+    log = evaluation["runs"].loc["unlinked-flood", "log_tail"]
+    report = json.loads([line for line in log.splitlines() if line.startswith("{")][0])
+    assert report["error"] == "No space left on device" and report["unlinked_written_mb"] <= 64
 
 
 def test_the_cpu_cap_holds(evaluation) -> None:

@@ -396,3 +396,33 @@ def test_sigterm_and_sighup_stop_cleanly_and_the_next_run_resumes(toy: Toy, sign
         assert store.integrity_ok() and list(store.runs().case_id) == ["case_00"]
     summary = _run(toy)
     assert (summary.executed, summary.reused, summary.failed) == (2, 1, 0)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to mount a small tmpfs as a full disk")
+def test_a_full_disk_is_its_own_exit_status_and_the_next_run_resumes(toy: Toy, capsys) -> None:
+    toy.write_data(6)
+    toy.segmenter("alpha")
+    toy.results.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(toy.results)], check=True)
+    try:
+        filler = toy.results / "filler"
+        with filler.open("wb") as out:  # leave about 200 KB: the store and a few cases fit, not all
+            try:
+                out.write(b"\0" * (2 * 1024**2 - 200 * 1024))
+            except OSError:
+                pass
+        args = ["run", str(toy.algorithms), "--data", str(toy.data), "--results", str(toy.results), "--runner", "local",
+                "--challenge", str(toy.challenge_file), "--scoring-workers", "0"]
+        code = _cli(args)
+        err = capsys.readouterr().err
+        assert code == 6, err
+        assert "no space left on the device" in err and "run the same command again to resume" in err
+        with Store.open(toy.results, lock=False, create=False) as store:  # what ended before the disk filled is kept
+            kept, intact = len(store.runs()), store.integrity_ok()
+        assert 0 < kept < 6 and intact
+        filler.unlink()
+        assert _cli(args) == 0
+        with Store.open(toy.results, lock=False, create=False) as store:
+            assert store.integrity_ok() and len(store.runs()) == 6 and set(store.runs().status) == {"ok"}
+    finally:
+        subprocess.run(["umount", "-l", str(toy.results)], check=False)

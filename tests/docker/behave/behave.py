@@ -5,7 +5,8 @@ same after 4.5 s), burn1 / burn2 (one / two cores busy for 3 s, idle 1 s, then t
 its own getrusage CPU time as a JSON line), probe (also prints what the sandbox allows, as JSON).
 Hostile or broken: sleep/hang, crash, oom, forkbomb, fill_output, fill_tmp, no_output,
 wrong_shape, wrong_affine, wrong_dtype, bad_labels, nan_probs, range_probs, symlink, log_flood,
-network, write_input, header_bomb, extension_bomb, many_files, sparse, nested, bad_names.
+network, write_input, header_bomb, extension_bomb, many_files, unlinked_flood, sparse, nested,
+bad_names.
 box<N>: a box of label 1 shifted by N voxels (real, varied scores).
 """
 
@@ -194,6 +195,22 @@ def main() -> int:
     if mode == "many_files":  # a flood of empty files
         for i in range(100_000):
             (output_dir / f"f{i}").touch()
+    if mode == "unlinked_flood":  # write as fast as possible into a file deleted at once, keep it open
+        hidden = open(output_dir / "hidden.bin", "wb")
+        os.unlink(output_dir / "hidden.bin")
+        block, written = b"\1" * (16 * 1024 * 1024), 0
+        try:
+            while written < 1024**3:
+                hidden.write(block)
+                hidden.flush()
+                written += len(block)
+            say(unlinked_written_mb=written / 2**20, error="none")
+        except OSError as exc:
+            say(unlinked_written_mb=written / 2**20, error=exc.strerror)
+        try:
+            hidden.close()
+        except OSError:
+            pass
     if mode == "sparse":  # 3 GiB that uses no blocks
         with open(output_dir / "sparse.bin", "wb") as f:
             f.truncate(3 * 1024**3)
