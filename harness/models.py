@@ -25,6 +25,13 @@ class CaseStatus(enum.StrEnum):
     MISSING_LABEL = "missing_label"  # a case with an image but no ground truth
 
 
+class OrganStatus(enum.StrEnum):
+    """Outcome of one organ of a case that was scored."""
+
+    OK = "ok"
+    NOT_SCORABLE = "not_scorable"  # the profile's rules leave nothing to score (a one-slice organ under a z-range cut)
+
+
 class RunStatus(enum.StrEnum):
     """Outcome of one (algorithm, case) run. Everything but `ok` gets the worst values in ranking."""
 

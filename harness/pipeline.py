@@ -22,6 +22,7 @@ from typing import Any
 from harness.build import BuildError, BuiltImage, build_algorithm, ensure_base_image
 from harness.casework import RunResult, RunTask
 from harness.challenge import Challenge, challenge_of, load_challenge
+from harness.data.check import require_label_names
 from harness.data.dataset import CaseDigest, dataset_id, digest_cases, discover
 from harness.errors import DataError, SpecError
 from harness.executor import Executor, LocalExecutor
@@ -372,6 +373,7 @@ def run_all(settings: RunSettings, *, say: Say, on_result: OnResult, executor: E
     if not segmenters:
         raise SpecError(f"{settings.algorithms_dir}: no valid segmenter manifest; fix the errors above")
     data = load_data(settings.data_dir)
+    require_label_names(settings.data_dir, settings.challenge.profile)
     summary.notes.extend(data.problems)
     executor = executor or LocalExecutor(scoring_workers=0)
     with Store.open(settings.results_dir) as store:

@@ -141,7 +141,8 @@ CREATE TABLE IF NOT EXISTS runs (
     PRIMARY KEY (algorithm, case_id));
 CREATE TABLE IF NOT EXISTS scores (
     algorithm TEXT NOT NULL, case_id TEXT NOT NULL, organ TEXT NOT NULL, label INTEGER NOT NULL,
-    dsc REAL, nsd REAL, hd95_mm REAL, PRIMARY KEY (algorithm, case_id, organ));
+    dsc REAL, nsd REAL, hd95_mm REAL, status TEXT NOT NULL, message TEXT NOT NULL,
+    PRIMARY KEY (algorithm, case_id, organ));
 CREATE TABLE IF NOT EXISTS measurements (
     algorithm TEXT NOT NULL, case_id TEXT NOT NULL, name TEXT NOT NULL, value REAL,
     PRIMARY KEY (algorithm, case_id, name));
@@ -223,8 +224,9 @@ class Store:
                       safe_text(run.score_message), *prov.values()]
             db.execute(f"INSERT INTO runs ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})", values)
             db.executemany(
-                "INSERT INTO scores VALUES (?, ?, ?, ?, ?, ?, ?)",
-                [(run.algorithm, run.case_id, s.organ, s.label, _real(s.dsc), _real(s.nsd), _real(s.hd95_mm)) for s in scores],
+                "INSERT INTO scores VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [(run.algorithm, run.case_id, s.organ, s.label, _real(s.dsc), _real(s.nsd), _real(s.hd95_mm), str(s.status),
+                  safe_text(s.message)) for s in scores],
             )
             db.executemany(
                 "INSERT INTO measurements VALUES (?, ?, ?, ?)",
@@ -250,8 +252,9 @@ class Store:
                 raise StoreError(f"{self.folder}: no stored run of {algorithm} on {case_id} to rescore")
             db.execute("DELETE FROM scores WHERE algorithm = ? AND case_id = ?", (algorithm, case_id))
             db.executemany(
-                "INSERT INTO scores VALUES (?, ?, ?, ?, ?, ?, ?)",
-                [(algorithm, case_id, s.organ, s.label, _real(s.dsc), _real(s.nsd), _real(s.hd95_mm)) for s in scores],
+                "INSERT INTO scores VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [(algorithm, case_id, s.organ, s.label, _real(s.dsc), _real(s.nsd), _real(s.hd95_mm), str(s.status),
+                  safe_text(s.message)) for s in scores],
             )
 
     def stored(self) -> dict[tuple[str, str], StoredRun]:
@@ -318,7 +321,9 @@ class Store:
 
     def scores(self) -> pd.DataFrame:
         return pd.read_sql_query(
-            "SELECT s.*, r.status FROM scores s JOIN runs r USING (algorithm, case_id) ORDER BY algorithm, case_id, label",
+            "SELECT s.algorithm, s.case_id, s.organ, s.label, s.dsc, s.nsd, s.hd95_mm, s.status AS organ_status, "
+            "s.message AS organ_message, r.status FROM scores s JOIN runs r USING (algorithm, case_id) "
+            "ORDER BY algorithm, case_id, label",
             self.conn,
         )
 

@@ -12,7 +12,50 @@ from harness.data.synth import SIZES, SPLITS, PhantomCase, write_dataset
 
 @click.group()
 def data() -> None:
-    """Make demo data: synthetic abdominal CT phantoms and simulated predictions."""
+    """Data sets: check one before an evaluation; make demo data (CT phantoms, predictions)."""
+
+
+@data.command("check")
+@click.argument("data_dir", type=click.Path(path_type=Path))
+@click.option("--profile", "profile_name", default="flare22", show_default=True,
+              help="The label system and rules the set will be evaluated under (built-in name or TOML file).")
+@click.option("--csv", "csv_path", type=click.Path(path_type=Path), default=None,
+              help="Also write the inventory (one row per case) and the problems as CSV: FILE and FILE-problems.csv.")
+def check(data_dir: Path, profile_name: str, csv_path: Path | None) -> int:
+    """Inventory of a data set and every problem found, before an evaluation.
+
+    \b
+    Per case: image and label files, shape, spacing, label values, organs present,
+    organs labelled on one slice only. Errors: files outside the layout, unreadable or
+    non-integer labels, values outside the profile, a label of another shape than its
+    image, dataset.json numbering labels differently from the profile. Warnings: image
+    headers that differ from the label's beyond rounding, images without labels, organs
+    the profile's z-range cut cannot score. Exit 0 only when the set can be evaluated
+    (no error, at least one case with image and label), 4 otherwise.
+    """
+    from harness.data.check import check_dataset
+    from harness.errors import ExitStatus
+    from harness.profiles import load_profile
+    from harness.safetext import safe_text
+
+    result = check_dataset(data_dir, load_profile(profile_name))
+    shown = result.inventory.drop(columns=["image", "label"])
+    shown["organs"] = [len(str(o).split()) for o in shown["organs"]]  # the names are in the CSV
+    click.echo(f"{data_dir}: layout {result.layout}, {len(shown)} cases, profile {result.profile}")
+    click.echo(shown.to_string(index=False))
+    for severity, _, message in result.problems:
+        click.echo(f"{severity}: {safe_text(message)}")
+    if csv_path is not None:
+        csv_path.parent.mkdir(parents=True, exist_ok=True)
+        result.inventory.to_csv(csv_path, index=False)
+        problems = csv_path.with_name(csv_path.stem + "-problems.csv")
+        import pandas as pd
+
+        pd.DataFrame(result.problems, columns=["severity", "case", "message"]).to_csv(problems, index=False)
+        click.echo(f"written: {csv_path}, {problems}")
+    verdict = "can be evaluated" if result.evaluable else "cannot be evaluated as it is"
+    click.echo(f"{len(result.errors)} error(s), {len(result.problems) - len(result.errors)} warning(s): the set {verdict}")
+    return ExitStatus.OK if result.evaluable else ExitStatus.DATA_ERROR
 
 
 @data.command("synth")

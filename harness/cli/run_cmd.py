@@ -303,6 +303,10 @@ def format_summary(runs: pd.DataFrame, scores: pd.DataFrame) -> str:
         ok = group[group.status == "ok"]
         sc = scores[(scores.algorithm == algorithm) & (scores.status == "ok")]
         failures = ", ".join(f"{status} {count}" for status, count in group[group.status != "ok"].status.value_counts().items())
+        if "organ_status" in scores.columns:
+            skipped = int((scores[scores.algorithm == algorithm].organ_status == "not_scorable").sum())
+            if skipped:
+                failures = ", ".join(p for p in (failures, f"{skipped} organ(s) not scorable") if p)
         lines.append(f"{algorithm!s:<22}{len(ok):>4}/{len(group):<3}{sc.dsc.mean():>9.4f}{sc.nsd.mean():>9.4f}"
                      f"{ok.elapsed_s.mean():>9.2f}  {failures or '-'}")
     return "\n".join(lines)

@@ -10,14 +10,20 @@ import click
 import pandas as pd
 
 from harness.errors import DataError, ExitStatus
-from harness.models import CaseStatus
+from harness.models import CaseStatus, OrganStatus, Profile
 from harness.profiles import BUILTIN_PROFILES, load_profile
+from harness.safetext import safe_text
 from harness.scoring import CaseResult, plan, score_many, summary, to_frame, write_table
 
 
 @click.command()
-@click.option("--pred", "pred_dir", required=True, type=click.Path(path_type=Path),
+@click.option("--pred", "pred_dir", type=click.Path(path_type=Path), default=None,
               help="Folder of predicted label maps, <case>.nii.gz.")
+@click.option("--pred-root", "pred_root", type=click.Path(path_type=Path), default=None,
+              help="Folder of prediction folders, one per algorithm (its name): all are scored into one table "
+                   "that `harness rank --results` ranks as it is.")
+@click.option("--algorithm", default=None,
+              help="With --pred: the algorithm's name, written in an 'algorithm' column (the table is then rankable).")
 @click.option("--labels", "labels_dir", required=True, type=click.Path(path_type=Path),
               help="Data set root (labelsTr/, labelsTs/, imagesTr/ ...) or a folder of <case>.nii.gz labels.")
 @click.option("--profile", "profile_name", default="flare22", show_default=True,
@@ -26,52 +32,91 @@ from harness.scoring import CaseResult, plan, score_many, summary, to_frame, wri
               help="Output table of (case, organ) rows: FILE.csv or FILE.parquet.")
 @click.option("--jobs", "-j", type=click.IntRange(min=1), default=None,
               help="Cases scored in parallel (processes).  [default: number of CPUs]")
-def score(pred_dir: Path, labels_dir: Path, profile_name: str, out: Path, jobs: int | None) -> int:
+def score(pred_dir: Path | None, pred_root: Path | None, algorithm: str | None, labels_dir: Path, profile_name: str,
+          out: Path, jobs: int | None) -> int:
     """Score predictions against ground truth: one row per (case, organ).
 
     \b
-    Columns: case, organ, label, dsc, nsd, hd95_mm, status, message.
+    Columns: [algorithm,] case, organ, label, dsc, nsd, hd95_mm, status, message.
     status is ok, missing_prediction, unreadable, grid_mismatch, invalid_labels or
-    missing_label; a case that fails keeps its rows (scores NaN) with the reason, and
-    the other cases are scored. NaN in an ok row means "not applicable" (strict profile:
-    organ absent from both). HD95 is DeepMind's robust Hausdorff distance at 95 %
-    (surfel-area weighted), in mm.
+    missing_label for the case, or not_scorable for an organ the profile's rules leave
+    nothing to score (a one-slice aorta under flare22's z-range cut; counted apart); a
+    case that fails keeps its rows (scores NaN) with the reason, and the other cases
+    are scored. NaN in an ok row means "not applicable" (strict profile: organ absent
+    from both). HD95 is DeepMind's robust Hausdorff distance at 95 % (surfel-area
+    weighted), in mm. flare22 rounds DSC and NSD to 4 decimals as its official script
+    does (numpy's rounding of float64).
 
-    Exit status 0 when every case was scored, 3 (partial) when some failed.
+    Exit status 0 when every case was scored, 3 (partial) when some failed, 4 when
+    none could be (or --pred is the ground truth itself).
     """
     if out.suffix not in (".csv", ".parquet"):
         raise DataError(f"{out}: unknown table format '{out.suffix}'; use a .csv or .parquet file name")
+    if (pred_dir is None) == (pred_root is None):
+        raise click.UsageError("give one of --pred FOLDER or --pred-root FOLDER")
+    if pred_root is not None and algorithm is not None:
+        raise click.UsageError("--algorithm names the one algorithm of --pred; with --pred-root the folder names are used")
     profile = load_profile(profile_name)
+    if labels_dir.is_dir():
+        from harness.data.check import require_label_names
+
+        require_label_names(labels_dir, profile)  # an AMOS-numbered set is not scored under FLARE's numbering
+    if pred_root is not None:
+        if not pred_root.is_dir():
+            raise DataError(f"{pred_root}: no such folder; pass the folder holding one prediction folder per algorithm")
+        folders = {p.name: p for p in sorted(pred_root.iterdir()) if p.is_dir() and not p.name.startswith(".")}
+        if not folders:
+            raise DataError(f"{pred_root}: no prediction folders in it; put one folder per algorithm there")
+    else:
+        assert pred_dir is not None
+        folders = {algorithm or "": pred_dir}
+    n_jobs = jobs if jobs is not None else (os.cpu_count() or 1)
+    frames = []
+    totals = [0, 0]
+    for name, folder in folders.items():
+        frame, scored, failed = _score_folder(folder, labels_dir, profile, n_jobs, label=name)
+        if name:
+            frame.insert(0, "algorithm", name)
+        frames.append(frame)
+        totals[0] += scored
+        totals[1] += failed
+    table = pd.concat(frames, ignore_index=True)
+    if totals[0] == 0:
+        raise DataError(f"{labels_dir}: no case could be scored ({totals[1]} failed; see the errors above); "
+                        "fix the predictions or the labels")
+    write_table(table, out)
+    for name, frame in zip(folders, frames, strict=True):
+        click.echo(_format_summary(summary(frame), profile.name, name))
+        skipped = frame[frame["status"] == OrganStatus.NOT_SCORABLE]
+        if not skipped.empty:
+            click.echo(f"not scorable under {profile.name} (left out of the means): " + ", ".join(
+                f"{r.case}/{r.organ}" for r in skipped.itertuples()) + f" - {skipped.iloc[0].message}")
+    click.echo(f"{totals[0]} of {totals[0] + totals[1]} cases scored, {totals[1]} failed; table written to {out}")
+    return ExitStatus.PARTIAL if totals[1] else ExitStatus.OK
+
+
+def _score_folder(pred_dir: Path, labels_dir: Path, profile: Profile, n_jobs: int, *, label: str
+                  ) -> tuple[pd.DataFrame, int, int]:
     case_jobs, problems = plan(pred_dir, labels_dir)
     for problem in problems:
-        click.echo(f"harness: warning: {problem.message}", err=True)
-    n_jobs = jobs if jobs is not None else (os.cpu_count() or 1)
-
+        click.echo(f"harness: warning: {safe_text(problem.message)}", err=True)
     results: list[CaseResult] = []
     above_bar = "\n" if sys.stderr.isatty() else ""
-    with click.progressbar(length=len(case_jobs), label="scoring", file=sys.stderr) as bar:
+    with click.progressbar(length=len(case_jobs), label=f"scoring {label}".strip(), file=sys.stderr) as bar:
         for result in score_many(case_jobs, profile, n_jobs=n_jobs):
             if result.status != CaseStatus.OK:
                 # Printed as it happens, above the bar, so the error is seen even if the run stops.
-                click.echo(f"{above_bar}harness: error: {result.message}", err=True)
+                click.echo(f"{above_bar}harness: error: {safe_text(result.message)}", err=True)
             results.append(result)
             bar.update(1)
-
-    frame = to_frame(results)
-    write_table(frame, out)
-    failed = [r for r in results if r.status != CaseStatus.OK]
-    click.echo(_format_summary(summary(frame), profile.name))
-    click.echo(
-        f"{len(results) - len(failed)} of {len(results)} cases scored, {len(failed)} failed; "
-        f"table written to {out}"
-    )
-    return ExitStatus.PARTIAL if failed else ExitStatus.OK
+    failed = sum(1 for r in results if r.status != CaseStatus.OK)
+    return to_frame(results), len(results) - failed, failed
 
 
-def _format_summary(table: pd.DataFrame, profile: str) -> str:
+def _format_summary(table: pd.DataFrame, profile: str, algorithm: str = "") -> str:
     if table.empty:
-        return "no case could be scored"
-    lines = [f"profile {profile}: mean over cases scored ok",
+        return f"{algorithm + ': ' if algorithm else ''}no case could be scored"
+    lines = [f"{algorithm + ': ' if algorithm else ''}profile {profile}: mean over cases scored ok",
              f"{'organ':<22}{'DSC':>14}{'NSD':>14}{'HD95 med mm':>13}{'cases':>7}"]
     for organ, row in table.iterrows():
         lines.append(

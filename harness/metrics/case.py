@@ -10,7 +10,11 @@ FLARE22 script applies them:
    flare22 (drops the top labelled slice; a one-slice organ leaves an empty region, on which the
    official script crashes: harness records DSC = NSD = HD95 = NaN) or `[z_lower:z_upper + 1]` under strict. DSC uses the cut.
 3. DSC < `nsd_min_dsc` forces NSD = 0 (flare22: 0.2).
-4. DSC and NSD are rounded to `round_decimals` (flare22: 4) with Python's `round`.
+4. DSC and NSD are rounded to `round_decimals` (flare22: 4) as the official script does: `round` of
+   a `numpy.float64`, i.e. numpy's rounding (scale, round half to even, unscale), which differs
+   from Python's correctly rounded `round(float)` at decimal ties (0.70625 -> 0.7062, not 0.7063).
+An organ the rules leave nothing to score (a one-slice aorta under the flare22 cut) is NaN with the
+status `not_scorable` and the reason.
 HD95 is harness's own addition (DeepMind's robust Hausdorff at 95 %, see harness.metrics.surface),
 never rounded.
 """
@@ -27,7 +31,7 @@ from scipy import ndimage
 
 from harness.metrics.overlap import confusion_from_codes, dice_from_counts, pair_codes
 from harness.metrics.surface import robust_hausdorff, surface_dice, surface_distances
-from harness.models import Organ, OrganScore, Profile
+from harness.models import Organ, OrganScore, OrganStatus, Profile
 
 Box = tuple[slice, ...]
 
@@ -83,13 +87,19 @@ def score_case(
         )
         if profile.round_decimals is not None:
             dsc, nsd = _round(dsc, profile.round_decimals), _round(nsd, profile.round_decimals)
+        if math.isnan(dsc) and organ.zrange_only and size_gt[lab] > 0:  # the z-range cut left nothing
+            return OrganScore(case_id=case_id, organ=organ.name, label=lab, dsc=dsc, nsd=nsd, hd95_mm=hd95,
+                              status=OrganStatus.NOT_SCORABLE,
+                              message=f"{organ.name} is labelled on one slice only; {profile.name}'s z-range cut "
+                                      "leaves nothing to score (the official script fails here)")
         return OrganScore(case_id=case_id, organ=organ.name, label=lab, dsc=dsc, nsd=nsd, hd95_mm=hd95)
 
     return [one(organ) for organ in profile.organs]
 
 
 def _round(value: float, decimals: int) -> float:
-    return value if math.isnan(value) or math.isinf(value) else round(value, decimals)
+    """numpy's rounding of a float64, as FLARE22's script gets by calling `round` on numpy values."""
+    return value if math.isnan(value) or math.isinf(value) else float(np.round(np.float64(value), decimals))
 
 
 def _organ_scores(

@@ -2,7 +2,9 @@
 
 Tidy form: one row per (algorithm, case, metric) with columns `algorithm`, `case`, `metric`,
 `value` and `status` ("ok", "timeout", "crashed", "oom", "invalid_output", ...). `to_tidy` also
-accepts the wide form (`algorithm`, `case`, one column per metric, optional `status`).
+accepts the wide form (`algorithm`, `case`, one column per metric, optional `status`) and the
+per-organ table of `harness score --algorithm` (`algorithm`, `case`, `organ`, `dsc`, `nsd`, ...,
+`status`), which it reduces as `harness run`'s store is: case DSC and NSD = mean over organs.
 A missing value (NaN) and a pair (algorithm, case) with no row are both *missing*.
 """
 
@@ -20,6 +22,26 @@ ID_COLUMNS = ("algorithm", "case")
 TIDY_COLUMNS = ("algorithm", "case", "metric", "value", "status")
 
 
+ORGAN_OK = ("ok", "not_scorable")  # row statuses of a scored case (an organ the rules cannot score is left out)
+
+
+def per_case(organs: pd.DataFrame, *, source: str = "<table>", ok_status: str = "ok") -> pd.DataFrame:
+    """A per-(case, organ) table (`harness score`) as the wide per-case table the ranking reads:
+    DSC and NSD = mean over the organs scored; status = the case's (its first row status that is
+    not ok). Needs an `algorithm` column (`harness score --algorithm NAME`)."""
+    if "algorithm" not in organs.columns:
+        raise DataError(f"{source}: a per-organ scores table without an 'algorithm' column; write it with "
+                        "`harness score --algorithm NAME` (or --pred-root for several), or add the column")
+    frame = organs.copy()
+    frame["status"] = frame["status"].astype(str) if "status" in frame.columns else ok_status
+    bad = frame[~frame["status"].isin(ORGAN_OK)]
+    status = bad.groupby(["algorithm", "case"], sort=False)["status"].first()
+    means = frame[frame["status"].isin(ORGAN_OK)].groupby(["algorithm", "case"], sort=True)[["dsc", "nsd"]].mean()
+    wide = frame[["algorithm", "case"]].drop_duplicates().set_index(["algorithm", "case"]).join(means)
+    wide["status"] = status.reindex(wide.index).fillna(ok_status)
+    return wide.reset_index()
+
+
 def to_tidy(raw: pd.DataFrame, *, source: str = "<table>", ok_status: str = "ok") -> pd.DataFrame:
     """Check a scores table in tidy or wide form and return it tidy (a new frame).
 
@@ -29,6 +51,8 @@ def to_tidy(raw: pd.DataFrame, *, source: str = "<table>", ok_status: str = "ok"
     """
     if len(raw.columns) == 0 or len(raw) == 0:
         raise DataError(f"{source}: the scores table has no rows; score some cases first")
+    if {"organ", "dsc", "nsd"} <= {str(c) for c in raw.columns}:
+        raw = per_case(raw, source=source, ok_status=ok_status)
     columns = [str(c) for c in raw.columns]
     frame = raw.copy()
     frame.columns = columns

@@ -234,6 +234,7 @@ def report_context(inputs: ReportInputs, ranking: ChallengeRanking) -> dict[str,
         "tau": tau,
         "boot": {"variant": boot.variant, "n_draws": boot.n_draws, "seed": "explicit draws" if boot.seed is None else boot.seed},
         "failures": failures,
+        "not_scorable": _not_scorable(inputs),
         "organ_tables": organ_tables,
         "figures": {f.key: f for f in [*figs, *box_figs, blob, violin, significance] + ([resource_fig] if resource_fig else [])},
         "box_figures": box_figs,
@@ -279,6 +280,19 @@ def _methods(inputs: ReportInputs, ranking: ChallengeRanking, profiles: list[str
         "hosts": tables.hosts_table(runs),
         "gpu_sources": tables.distinct(_gpu_sources(runs)),
     }
+
+
+def _not_scorable(inputs: ReportInputs) -> tables.HtmlTable | None:
+    """Organs the profile's rules left nothing to score (counted apart, not averaged), with why."""
+    scores = inputs.scores
+    if "organ_status" not in scores.columns:
+        return None
+    rows = scores[scores["organ_status"] == "not_scorable"]
+    if rows.empty:
+        return None
+    frame = rows[["algorithm", "case_id", "organ", "organ_message"]].rename(
+        columns={"case_id": "case", "organ_message": "reason"})
+    return tables.frame_table(frame.reset_index(drop=True), key="not-scorable")
 
 
 def _gpu_sources(runs: pd.DataFrame) -> list[str]:

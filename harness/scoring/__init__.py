@@ -26,7 +26,7 @@ COLUMNS = ["case", "organ", "label", "dsc", "nsd", "hd95_mm", "status", "message
 
 # Bump whenever a change to the metrics, the profiles' loading or these checks may change any
 # stored score: every stored score of an older version is then stale and rescored from kept outputs.
-SCORING_VERSION = "2"
+SCORING_VERSION = "3"  # 3: numpy rounding of float64 (as FLARE22's script); image/label headers not compared
 
 
 @dataclass(frozen=True)
@@ -67,8 +67,8 @@ def score_one(job: CaseJob, profile: Profile, *, threads: int = 1) -> CaseResult
     """Load, check and score one case; never raises for a problem with the case's files.
 
     The one scoring path of `harness score`, `harness run` and `harness rescore`: the ground truth
-    is checked (readable, integer labels of the profile, on its image's grid), then the prediction
-    (present, readable, on the ground truth's grid, labels of the profile). A failure is rows with
+    is checked (readable, integer labels of the profile, its image's shape), then the prediction
+    (present, readable, on the ground truth's grid or its image's, labels of the profile). A failure is rows with
     its status and `side` naming whose file is at fault."""
     side = Side.LABEL
     try:
@@ -77,14 +77,25 @@ def score_one(job: CaseJob, profile: Profile, *, threads: int = 1) -> CaseResult
                             status=CaseStatus.MISSING_LABEL)
         gt, gt_grid = read_label(job.label)
         check_labels(job.label, gt, profile)
-        if job.image is not None:
-            check_same_grid(job.label, gt_grid, job.image, read_grid(job.image), what="image")
+        image_grid = read_grid(job.image) if job.image is not None else None
+        if image_grid is not None and image_grid.shape != gt_grid.shape:  # a header's rounding is data check's warning
+            raise CaseError(f"{job.label}: shape {gt_grid.shape} differs from its image {job.image.name} "  # type: ignore[union-attr]
+                            f"{image_grid.shape}; the label belongs to another image", status=CaseStatus.GRID_MISMATCH)
         side = Side.PREDICTION
         if not job.pred.exists():
-            raise CaseError(f"{job.pred}: prediction is missing; write it (label map on the case's grid)",
-                            status=CaseStatus.MISSING_PREDICTION)
+            raise CaseError(_missing(job.pred), status=CaseStatus.MISSING_PREDICTION)
         pred_grid = read_grid(job.pred)
-        check_same_grid(job.pred, pred_grid, job.label, gt_grid)
+        try:
+            check_same_grid(job.pred, pred_grid, job.label, gt_grid)
+        except CaseError as against_label:
+            # On its image's grid is on the case's grid: the algorithm saw only the image, and an image
+            # and label whose headers differ by rounding are the data's matter, not the prediction's.
+            if image_grid is None or job.image is None:
+                raise
+            try:
+                check_same_grid(job.pred, pred_grid, job.image, image_grid, what="image")
+            except CaseError:
+                raise against_label from None
         pred, pred_grid = read_label(job.pred)
         check_labels(job.pred, pred, profile)
         scores = score_case(gt, pred, gt_grid.spacing_mm, profile, case_id=job.case_id, threads=threads)
@@ -93,11 +104,25 @@ def score_one(job: CaseJob, profile: Profile, *, threads: int = 1) -> CaseResult
         return CaseResult(job.case_id, failed_rows(job.case_id, profile, exc.status, str(exc)), exc.status, str(exc), side)
 
 
+def _missing(pred: Path) -> str:
+    """Why a prediction is missing, naming a file of another NIfTI ending that is there instead."""
+    stem = pred.name[: -len(".nii.gz")] if pred.name.endswith(".nii.gz") else pred.stem
+    near = [p.name for p in sorted(pred.parent.glob(f"{stem}.*")) if p != pred] if pred.parent.is_dir() else []
+    if near:
+        return (f"{pred}: prediction is missing, but {', '.join(near[:3])} is there; write it as {pred.name} "
+                "(gzip-compressed NIfTI)")
+    return f"{pred}: prediction is missing; write it (label map on the case's grid)"
+
+
 def plan(pred_dir: Path, labels_dir: Path) -> tuple[list[CaseJob], list[Problem]]:
     """Pair every ground-truth case with its prediction (missing ones stay in, to be recorded)."""
     if not pred_dir.is_dir():
         raise DataError(f"{pred_dir}: no such folder; pass the folder of predicted <case>.nii.gz files")
     dataset, problems = discover(labels_dir)
+    truth = {Path(labels_dir).resolve(), *(c.label.parent.resolve() for c in dataset.cases if c.label is not None)}
+    if Path(pred_dir).resolve() in truth:
+        raise DataError(f"{pred_dir}: is the ground truth itself (scoring it against itself gives 1.0 everywhere); "
+                        "pass the folder of predictions")
     preds: dict[str, Path] = {}
     pred_problems: list[Problem] = []
     try:
@@ -152,7 +177,7 @@ def to_frame(results: list[CaseResult]) -> pd.DataFrame:
 
 def summary(frame: pd.DataFrame) -> pd.DataFrame:
     """Mean and sd per organ over the cases scored `ok` (NaN 'not applicable' values left out)."""
-    ok = frame[frame["status"] == CaseStatus.OK]
+    ok = frame[frame["status"] == CaseStatus.OK]  # not_scorable organs are counted apart, not averaged
     agg = ok.groupby("organ", sort=False).agg(
         dsc_mean=("dsc", "mean"), dsc_sd=("dsc", "std"), nsd_mean=("nsd", "mean"),
         nsd_sd=("nsd", "std"), hd95_median_mm=("hd95_mm", "median"), cases=("case", "nunique"),

@@ -70,7 +70,7 @@ def test_score_labels_outside_profile_and_image_label_mismatch(toy_dataset, tmp_
     code, _, err = run(["score", "--pred", str(pred), "--labels", str(root), "--out", str(tmp_path / "s.csv")], capsys)
     assert code == ExitStatus.PARTIAL
     assert "case_00.nii.gz: label values 42 are not in profile flare22" in err
-    assert "case_04.nii.gz: shape (24, 22, 12) differs from the image case_04_0000.nii.gz (24, 22, 13)" in err
+    assert "case_04.nii.gz: shape (24, 22, 12) differs from its image case_04_0000.nii.gz (24, 22, 13)" in err
 
 
 def test_strict_profile_records_not_applicable_as_nan(toy_dataset, tmp_path: Path, capsys) -> None:

@@ -426,3 +426,24 @@ def test_a_full_disk_is_its_own_exit_status_and_the_next_run_resumes(toy: Toy, c
             assert store.integrity_ok() and len(store.runs()) == 6 and set(store.runs().status) == {"ok"}
     finally:
         subprocess.run(["umount", "-l", str(toy.results)], check=False)
+
+
+def test_an_organ_the_rules_cannot_score_is_counted_apart_with_its_reason(toy: Toy, capsys) -> None:
+    toy.write_data(2)
+    label = toy_labels(0)
+    label[label == 5] = 0
+    label[13:18, 12:17, 5] = 5  # the aorta on one slice: the flare22-style z-range cut leaves nothing
+    write_nifti(toy.data / "labelsTr" / "case_00.nii.gz", label)
+    write_nifti(toy.data / "imagesTr" / "case_00_0000.nii.gz", (label * 40).astype(np.int16))
+    toy.segmenter("alpha")
+    code = _cli(["run", str(toy.algorithms), "--data", str(toy.data), "--results", str(toy.results), "--runner", "local",
+                 "--challenge", str(toy.challenge_file), "--scoring-workers", "0"])
+    out = capsys.readouterr().out
+    assert code == 0 and "1 organ(s) not scorable" in out
+    with Store.open(toy.results, lock=False, create=False) as store:
+        scores = store.scores().set_index(["case_id", "organ"])
+    assert scores.loc[("case_00", "aorta"), "organ_status"] == "not_scorable"
+    assert "labelled on one slice only" in scores.loc[("case_00", "aorta"), "organ_message"]
+    assert scores.loc[("case_01", "aorta"), "organ_status"] == "ok"
+    html = (toy.results / "report.html").read_text()
+    assert "Organs not scorable under the profile" in html and "labelled on one slice only" in html
