@@ -81,6 +81,7 @@ class Organ:
     name: str
     tolerance_mm: float
     zrange_only: bool = False  # scored only within the ground truth's z-range (FLARE rule)
+    source_name: str = ""  # its name in the label system's own table (the profile's `source`), when it differs
 
 
 @dataclass(frozen=True)
@@ -104,6 +105,7 @@ class Profile:
     round_decimals: int | None = 4
     unscored_labels: tuple[int, ...] = ()  # valid in a label map, never scored
     description: str = ""
+    label_source: str = field(default="", compare=False)  # where its label id table comes from (for the record)
     source: str = field(default="", compare=False)  # built-in name or absolute path it was read from
 
     @cached_property

@@ -4,7 +4,7 @@
     version = "0.1.0"
     kind = "segmenter"                      # segmenter | annotator
     dockerfile = "dockerfiles/classical.Dockerfile"   # relative to the repository root
-    profile = "flare22"                     # label profile of its outputs
+    profile = "flare22"                     # the label system of its outputs (must be the challenge's)
     writes_probabilities = true
     gpu = "none"                            # none | optional | required
 

@@ -58,7 +58,7 @@ def test_good_manifest(tmp_path: Path) -> None:
         (("time_limit_s = 90", "time_limit_s = -1"), r"key 'resources.time_limit_s' = -1; use seconds"),
         (("pids = 64", "pids = true"), r"key 'resources.pids' = True; use an integer 8..65536"),
         (("demo.Dockerfile", "missing.Dockerfile"), r"key 'dockerfile' = 'dockerfiles/missing\.Dockerfile' does not exist"),
-        (("profile = \"flare22\"", "profile = \"flare23\""), r"flare23: no such profile"),
+        (("profile = \"flare22\"", "profile = \"flare99\""), r"flare99: no such profile"),
         (("gpu = \"optional\"", "gpu = \"optional\"\ncolour = \"red\""), r"unknown key 'colour'; allowed keys"),
         (("{output}", "{outptu}"), r"key 'local.command' uses \{outptu\}; allowed placeholders"),
         (("name = \"demo\"", "name = \"Demo!\""), r"key 'name' = 'Demo!'; use lower-case letters"),

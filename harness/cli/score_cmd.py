@@ -12,6 +12,7 @@ import pandas as pd
 from harness.errors import DataError, ExitStatus
 from harness.models import CaseStatus, OrganStatus, Profile
 from harness.profiles import BUILTIN_PROFILES, load_profile
+from harness.profiles.mapping import LabelMap
 from harness.safetext import safe_text
 from harness.scoring import CaseResult, plan, score_many, summary, to_frame, write_table
 
@@ -30,10 +31,13 @@ from harness.scoring import CaseResult, plan, score_many, summary, to_frame, wri
               help=f"Scoring rules: {', '.join(BUILTIN_PROFILES)}, or the path of a profile TOML file.")
 @click.option("--out", required=True, type=click.Path(path_type=Path),
               help="Output table of (case, organ) rows: FILE.csv or FILE.parquet.")
+@click.option("--label-map", "label_map_text", default=None, metavar="FROM:TO",
+              help="Predictions numbered in profile FROM's label system, data (and scoring) in TO's: labels are "
+                   "mapped by organ name, e.g. amos22:flare22; organs only one side has are reported, not scored.")
 @click.option("--jobs", "-j", type=click.IntRange(min=1), default=None,
               help="Cases scored in parallel (processes).  [default: number of CPUs]")
 def score(pred_dir: Path | None, pred_root: Path | None, algorithm: str | None, labels_dir: Path, profile_name: str,
-          out: Path, jobs: int | None) -> int:
+          out: Path, label_map_text: str | None, jobs: int | None) -> int:
     """Score predictions against ground truth: one row per (case, organ).
 
     \b
@@ -56,6 +60,13 @@ def score(pred_dir: Path | None, pred_root: Path | None, algorithm: str | None, 
         raise click.UsageError("give one of --pred FOLDER or --pred-root FOLDER")
     if pred_root is not None and algorithm is not None:
         raise click.UsageError("--algorithm names the one algorithm of --pred; with --pred-root the folder names are used")
+    label_map = None
+    if label_map_text is not None:
+        from harness.profiles.mapping import parse_label_map
+
+        label_map = parse_label_map(label_map_text)
+        profile_name = label_map.target.source  # the data's label system scores
+        click.echo(f"label map {label_map.describe()}", err=True)
     profile = load_profile(profile_name)
     if labels_dir.is_dir():
         from harness.data.check import require_label_names
@@ -74,7 +85,7 @@ def score(pred_dir: Path | None, pred_root: Path | None, algorithm: str | None, 
     frames = []
     totals = [0, 0]
     for name, folder in folders.items():
-        frame, scored, failed = _score_folder(folder, labels_dir, profile, n_jobs, label=name)
+        frame, scored, failed = _score_folder(folder, labels_dir, profile, n_jobs, label=name, label_map=label_map)
         if name:
             frame.insert(0, "algorithm", name)
         frames.append(frame)
@@ -95,15 +106,15 @@ def score(pred_dir: Path | None, pred_root: Path | None, algorithm: str | None, 
     return ExitStatus.PARTIAL if totals[1] else ExitStatus.OK
 
 
-def _score_folder(pred_dir: Path, labels_dir: Path, profile: Profile, n_jobs: int, *, label: str
-                  ) -> tuple[pd.DataFrame, int, int]:
+def _score_folder(pred_dir: Path, labels_dir: Path, profile: Profile, n_jobs: int, *, label: str,
+                  label_map: LabelMap | None = None) -> tuple[pd.DataFrame, int, int]:
     case_jobs, problems = plan(pred_dir, labels_dir)
     for problem in problems:
         click.echo(f"harness: warning: {safe_text(problem.message)}", err=True)
     results: list[CaseResult] = []
     above_bar = "\n" if sys.stderr.isatty() else ""
     with click.progressbar(length=len(case_jobs), label=f"scoring {label}".strip(), file=sys.stderr) as bar:
-        for result in score_many(case_jobs, profile, n_jobs=n_jobs):
+        for result in score_many(case_jobs, profile, n_jobs=n_jobs, label_map=label_map):
             if result.status != CaseStatus.OK:
                 # Printed as it happens, above the bar, so the error is seen even if the run stops.
                 click.echo(f"{above_bar}harness: error: {safe_text(result.message)}", err=True)

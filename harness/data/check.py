@@ -58,6 +58,7 @@ def _norm(name: str) -> str:
 def label_name_problems(root: Path, profile: Profile) -> list[str]:
     """Where the data set's `dataset.json` names its labels, each name against the profile's."""
     by_value = {o.label: o.name for o in profile.organs}
+    known = {o.label: {_norm(o.name), _norm(o.source_name or o.name)} for o in profile.organs}
     problems = []
     for value, name in sorted(read_label_names(root).items()):
         if value == 0:
@@ -65,7 +66,7 @@ def label_name_problems(root: Path, profile: Profile) -> list[str]:
         if value not in by_value:
             problems.append(f"{root / 'dataset.json'}: label {value} = {name!r} is not in profile {profile.name}; "
                             "choose the profile of this label system (--profile)")
-        elif _norm(name) != _norm(by_value[value]):
+        elif _norm(name) not in known[value]:
             problems.append(f"{root / 'dataset.json'}: label {value} = {name!r}, but profile {profile.name} has "
                             f"{value} = {by_value[value]!r}; the data set is numbered in another label system: "
                             "choose its profile (--profile)")

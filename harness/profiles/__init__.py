@@ -17,13 +17,13 @@ from typing import Any
 from harness.errors import SpecError
 from harness.models import Organ, Profile
 
-BUILTIN_PROFILES = ("flare22", "strict", "atlas8")
+BUILTIN_PROFILES = ("flare22", "strict", "atlas8", "flare23", "amos22", "btcv", "word")
 
 _TOP_KEYS = {
     "name", "description", "organs", "both_empty", "nsd_min_dsc", "zrange_drop_last_slice",
-    "zrange_axis", "round_decimals", "unscored_labels",
+    "zrange_axis", "round_decimals", "unscored_labels", "label_source",
 }
-_ORGAN_KEYS = {"label", "name", "tolerance_mm", "zrange_only"}
+_ORGAN_KEYS = {"label", "name", "tolerance_mm", "zrange_only", "source_name"}
 
 
 def load_profile(name_or_path: str | Path, *, relative_to: Path | None = None) -> Profile:
@@ -111,6 +111,7 @@ def profile_from_dict(raw: dict[str, Any], *, source: str = "profile") -> Profil
         round_decimals=round_decimals,
         unscored_labels=tuple(unscored),
         description=str(raw.get("description", "")),
+        label_source=str(raw.get("label_source", "")),
     )
 
 
@@ -136,7 +137,10 @@ def _organ(raw: Any, index: int, source: str) -> Organ:
     zr = raw.get("zrange_only", False)
     if not isinstance(zr, bool):
         raise SpecError(f"{where}: key 'zrange_only' = {zr!r}; use true or false")
-    return Organ(label=label, name=name, tolerance_mm=float(tol), zrange_only=zr)
+    source_name = raw.get("source_name", "")
+    if not isinstance(source_name, str):
+        raise SpecError(f"{where}: key 'source_name' = {source_name!r}; use the organ's name in the source table")
+    return Organ(label=label, name=name, tolerance_mm=float(tol), zrange_only=zr, source_name=source_name)
 
 
 def _typed(raw: dict[str, Any], key: str, kind: Any, source: str, default: Any = None) -> Any:

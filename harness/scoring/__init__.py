@@ -21,6 +21,7 @@ from harness.data.nifti import check_labels, check_same_grid, read_grid, read_la
 from harness.errors import CaseError, DataError
 from harness.metrics.case import score_case
 from harness.models import CaseStatus, OrganScore, Profile
+from harness.profiles.mapping import LabelMap
 
 COLUMNS = ["case", "organ", "label", "dsc", "nsd", "hd95_mm", "status", "message"]
 
@@ -63,7 +64,7 @@ def failed_rows(case_id: str, profile: Profile, status: str, message: str) -> tu
     )
 
 
-def score_one(job: CaseJob, profile: Profile, *, threads: int = 1) -> CaseResult:
+def score_one(job: CaseJob, profile: Profile, *, threads: int = 1, label_map: LabelMap | None = None) -> CaseResult:
     """Load, check and score one case; never raises for a problem with the case's files.
 
     The one scoring path of `harness score`, `harness run` and `harness rescore`: the ground truth
@@ -97,6 +98,10 @@ def score_one(job: CaseJob, profile: Profile, *, threads: int = 1) -> CaseResult
             except CaseError:
                 raise against_label from None
         pred, pred_grid = read_label(job.pred)
+        if label_map is not None:  # numbered in another label system: checked there, renumbered by organ name
+            check_labels(job.pred, pred, label_map.source)
+            pred = label_map.apply(pred)
+            profile = label_map.scored_profile()
         check_labels(job.pred, pred, profile)
         scores = score_case(gt, pred, gt_grid.spacing_mm, profile, case_id=job.case_id, threads=threads)
         return CaseResult(job.case_id, tuple(scores), CaseStatus.OK)
@@ -150,16 +155,17 @@ def score_many(
     profile: Profile,
     *,
     n_jobs: int = 1,
+    label_map: LabelMap | None = None,
 ) -> Iterator[CaseResult]:
     """Score `jobs`, yielding each result as it completes (process pool when `n_jobs` > 1)."""
     cpus = os.cpu_count() or 1
     if n_jobs <= 1 or len(jobs) <= 1:
         for job in jobs:
-            yield score_one(job, profile, threads=min(4, cpus))
+            yield score_one(job, profile, threads=min(4, cpus), label_map=label_map)
         return
     threads = max(1, cpus // n_jobs)
     with ProcessPoolExecutor(max_workers=n_jobs) as pool:
-        futures = [pool.submit(score_one, job, profile, threads=threads) for job in jobs]
+        futures = [pool.submit(score_one, job, profile, threads=threads, label_map=label_map) for job in jobs]
         for future in futures:
             yield future.result()
 
