@@ -28,8 +28,10 @@ import tempfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+import numpy as np
+
 from harness.attention.io import SUMMARY_FILE as ATTENTION_SUMMARY  # an annotator's per-organ sizes (contract)
-from harness.data.nifti import read_grid
+from harness.data.nifti import read_grid, read_volume
 from harness.fstree import remove_tree
 from harness.layout import LOG_FILE, MONITOR_FILE, PROBABILITY_DIR
 from harness.models import Case, GpuMode, Kind, Profile, RunnerKind, RunStatus
@@ -114,7 +116,14 @@ def stage(case: Case, extra_inputs: tuple[tuple[str, Path], ...], run_dir: Path)
     input_dir, output_dir = run_dir / "input", run_dir / "output"
     input_dir.mkdir()
     output_dir.mkdir()
-    shutil.copyfile(case.image, input_dir / case.image.name)  # a copy: the original's inode and mode stay untouched
+    staged = input_dir / f"{case.case_id}_0000.nii.gz"  # the contract's name and format, whatever the data's
+    if case.image.name.endswith(".nii.gz"):
+        shutil.copyfile(case.image, staged)  # a copy: the original's inode and mode stay untouched
+    else:  # .nii, .mha, .mhd, .nrrd: converted, voxels and grid unchanged
+        import nibabel as nib
+
+        data, grid = read_volume(case.image)
+        nib.save(nib.Nifti1Image(np.asarray(data), grid.affine), staged)
     for rel, source in extra_inputs:
         shutil.copytree(source, input_dir / rel, symlinks=False, copy_function=shutil.copyfile)
     for path in input_dir.rglob("*"):

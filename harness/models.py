@@ -160,6 +160,7 @@ class Dataset:
     root: Path
     cases: tuple[Case, ...]
     label_names: dict[int, str] = field(default_factory=dict)  # from dataset.json, if present
+    layout: str = ""  # which layout it was found in (`harness.data.dataset.LAYOUT_*`)
 
     def case(self, case_id: str) -> Case:
         for case in self.cases:

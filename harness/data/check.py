@@ -132,8 +132,5 @@ def check_dataset(root: Path, profile: Profile) -> DataCheck:
         problems.extend(mine)
     if not rows:
         raise DataError(f"{root}: no cases found; expected imagesTr/<case>_0000.nii.gz and labelsTr/<case>.nii.gz")
-    layout = "nnU-Net v2 / FLARE (dataset.json)" if (root / "dataset.json").is_file() else "FLARE (imagesTr/labelsTr)"
-    if not any((root / f"{kind}{split}").is_dir() for kind in ("images", "labels") for split in ("Tr", "Ts")):
-        layout = "a flat folder of <case>.nii.gz"
-    return DataCheck(root=root, layout=layout, profile=profile.name, inventory=pd.DataFrame(rows, columns=INVENTORY_COLUMNS),
+    return DataCheck(root=root, layout=dataset.layout, profile=profile.name, inventory=pd.DataFrame(rows, columns=INVENTORY_COLUMNS),
                      problems=problems)

@@ -2,7 +2,8 @@
 
 Layout: `imagesTr|imagesTs/<case>_0000.nii.gz` and `labelsTr|labelsTs/<case>.nii.gz`, with an
 optional nnU-Net `dataset.json` naming the labels. A flat folder of `<case>.nii.gz` files (a
-folder of predictions, or of labels alone) is accepted too.
+folder of predictions, or of labels alone) is accepted too. Every file may also be `.nii`,
+`.mha`, `.mhd` or `.nrrd` (`harness.data.nifti.SUFFIXES`).
 """
 
 from __future__ import annotations
@@ -14,12 +15,17 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from harness.data.nifti import suffix_of
 from harness.errors import DataError
 from harness.models import Case, Dataset
 
 NIFTI_SUFFIX = ".nii.gz"
 IMAGE_CHANNEL = "_0000"
 SPLITS = ("Tr", "Ts")
+LAYOUT_NNUNET = "nnU-Net v2 / FLARE (dataset.json)"
+LAYOUT_FLARE = "FLARE (imagesTr/labelsTr)"
+LAYOUT_MSD = "MSD / nnU-Net v1 (dataset.json lists the files)"
+LAYOUT_FLAT = "a flat folder of <case> files"
 # A case id becomes a file name and a container path: no separators, no shell metacharacters.
 CASE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")  # fullmatch: no trailing newline
 
@@ -33,11 +39,11 @@ class Problem:
 
 
 def case_id_of(path: Path, *, image: bool = False) -> str | None:
-    """The case id in a file name, or None if the name is not `<case>[_0000].nii.gz`."""
-    name = path.name
-    if not name.endswith(NIFTI_SUFFIX):
+    """The case id in a file name, or None if the name is not `<case>[_0000]<format ending>`."""
+    suffix = suffix_of(path)
+    if suffix is None:
         return None
-    stem = name[: -len(NIFTI_SUFFIX)]
+    stem = path.name[: -len(suffix)]
     if image:
         if not stem.endswith(IMAGE_CHANNEL):
             return None
@@ -48,7 +54,7 @@ def case_id_of(path: Path, *, image: bool = False) -> str | None:
 def _scan(folder: Path, *, image: bool, problems: list[Problem]) -> dict[str, Path]:
     found: dict[str, Path] = {}
     for path in sorted(folder.iterdir()):
-        if path.name.startswith(".") or not path.name.endswith(NIFTI_SUFFIX):
+        if path.name.startswith(".") or suffix_of(path) is None:
             continue
         case_id = case_id_of(path, image=image)
         if case_id is None:
@@ -61,6 +67,10 @@ def _scan(folder: Path, *, image: bool, problems: list[Problem]) -> dict[str, Pa
             continue
         if not path.is_file():
             problems.append(Problem(path, f"{path}: not a regular file; replace it with the NIfTI file itself"))
+            continue
+        if case_id in found:
+            problems.append(Problem(path, f"{path}: a second file for case {case_id} (beside {found[case_id].name}); "
+                                          "keep one"))
             continue
         found[case_id] = path
     return found
@@ -76,8 +86,16 @@ def discover(root: Path) -> tuple[Dataset, list[Problem]]:
     if not root.is_dir():
         raise DataError(f"{root}: not a folder; pass the folder that holds the data set")
     problems: list[Problem] = []
-    images: dict[str, Path] = {}
-    labels: dict[str, Path] = {}
+    listed = _msd_lists(root, problems)
+    if listed is not None:  # MSD / nnU-Net v1: dataset.json lists the files
+        images, labels = listed
+        ids = sorted(set(images) | set(labels))
+        if not ids:
+            raise DataError(f"{root}: layout MSD / nnU-Net v1 (dataset.json 'training'/'test'), but no listed file exists")
+        cases = tuple(Case(case_id=i, image=images.get(i), label=labels.get(i)) for i in ids)
+        return Dataset(root=root, cases=cases, label_names=read_label_names(root), layout=LAYOUT_MSD), problems
+    images = {}
+    labels = {}
     layout = False
     for split in SPLITS:
         if (root / f"images{split}").is_dir():
@@ -95,7 +113,58 @@ def discover(root: Path) -> tuple[Dataset, list[Problem]]:
             "(or Ts), or a folder of <case>.nii.gz files"
         )
     cases = tuple(Case(case_id=i, image=images.get(i), label=labels.get(i)) for i in ids)
-    return Dataset(root=root, cases=cases, label_names=read_label_names(root)), problems
+    return Dataset(root=root, cases=cases, label_names=read_label_names(root),
+                   layout=LAYOUT_NNUNET if (root / "dataset.json").is_file() else LAYOUT_FLARE if layout else LAYOUT_FLAT), \
+        problems
+
+
+def _msd_lists(root: Path, problems: list[Problem]) -> tuple[dict[str, Path], dict[str, Path]] | None:
+    """The images and labels an MSD / nnU-Net v1 `dataset.json` lists ('training': [{"image",
+    "label"}], 'test': [paths]); None when the data set is not of that layout."""
+    path = root / "dataset.json"
+    if not path.is_file():
+        return None
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None  # read_label_names reports a broken dataset.json
+    training = raw.get("training") if isinstance(raw, dict) else None
+    if not isinstance(training, list) or not all(isinstance(t, dict) for t in training):
+        return None
+    images: dict[str, Path] = {}
+    labels: dict[str, Path] = {}
+
+    def add(rel: object, into: dict[str, Path], what: str) -> None:
+        if not isinstance(rel, str):
+            problems.append(Problem(path, f"{path}: a {what} entry {rel!r} is not a path; fix dataset.json"))
+            return
+        file = (root / rel).resolve()
+        if not file.is_relative_to(root.resolve()):
+            problems.append(Problem(path, f"{path}: {rel} leaves the data set folder; list files inside it"))
+            return
+        suffix = suffix_of(file)
+        if not file.is_file() and what.endswith("image") and suffix is not None:
+            # nnU-Net v1 lists "imagesTr/<case>.nii.gz" for the files <case>_0000.nii.gz (one per channel)
+            channel = file.with_name(file.name[: -len(suffix)] + IMAGE_CHANNEL + suffix)
+            if channel.is_file():
+                into[file.name[: -len(suffix)]] = channel
+                return
+        if not file.is_file():
+            problems.append(Problem(file, f"{file}: listed in dataset.json as a {what} but missing; add it or fix the list"))
+            return
+        case_id = case_id_of(file)
+        if case_id is None or not CASE_ID.fullmatch(case_id):
+            problems.append(Problem(file, f"{file}: not a <case>{NIFTI_SUFFIX} name harness can use; rename it"))
+            return
+        into[case_id] = file
+
+    for entry in training:
+        add(entry.get("image"), images, "training image")
+        if "label" in entry:
+            add(entry.get("label"), labels, "training label")
+    for rel in raw.get("test", []) if isinstance(raw.get("test", []), list) else []:
+        add(rel if isinstance(rel, str) else rel.get("image") if isinstance(rel, dict) else rel, images, "test image")
+    return images, labels
 
 
 def read_label_names(root: Path) -> dict[int, str]:

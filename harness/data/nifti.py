@@ -1,4 +1,8 @@
-"""Read label maps with nibabel and check a prediction against its ground truth.
+"""Read images and label maps and check a prediction against its ground truth.
+
+NIfTI (`.nii.gz`, `.nii`) is read with nibabel; MetaImage (`.mha`, `.mhd`) and NRRD (`.nrrd`) with
+SimpleITK, converted to nibabel's conventions (array axes x, y, z; a RAS affine from ITK's LPS
+origin and direction), so that grids are compared the same way whatever the format.
 
 Every failure is a `CaseError` with a one-line message naming the file, what is wrong and the fix,
 and the status to record for the case.
@@ -9,6 +13,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import nibabel as nib
 import numpy as np
@@ -29,6 +34,60 @@ class Grid:
     shape: tuple[int, ...]
     spacing_mm: tuple[float, ...]
     affine: NDArray[np.float64]
+
+
+NIFTI_SUFFIXES = (".nii.gz", ".nii")
+ITK_SUFFIXES = (".mha", ".mhd", ".nrrd")
+SUFFIXES = (*NIFTI_SUFFIXES, *ITK_SUFFIXES)  # every format an image, a label or a prediction may have
+_LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0])
+
+
+def suffix_of(path: Path) -> str | None:
+    """The supported format ending of `path` (".nii.gz", ".mha", ...), or None."""
+    name = path.name.lower()
+    return next((s for s in SUFFIXES if name.endswith(s)), None)
+
+
+def _itk(path: Path, *, voxels: bool) -> tuple[NDArray[Any] | None, Grid]:
+    """A MetaImage / NRRD file's grid (and voxels) in nibabel's conventions."""
+    import SimpleITK as sitk
+
+    if not path.exists():
+        raise CaseError(f"{path}: file is missing; write it or remove the case", status=CaseStatus.MISSING_PREDICTION)
+    try:
+        reader = sitk.ImageFileReader()
+        reader.SetFileName(str(path))
+        reader.ReadImageInformation()
+        size = tuple(int(n) for n in reader.GetSize())
+        spacing = tuple(float(v) for v in reader.GetSpacing())
+        dims = len(size)
+        direction = np.asarray(reader.GetDirection(), dtype=np.float64).reshape(dims, dims)
+        origin = np.asarray(reader.GetOrigin(), dtype=np.float64)
+        data = None
+        if voxels:
+            data = sitk.GetArrayFromImage(reader.Execute()).transpose(tuple(range(dims - 1, -1, -1)))
+    except RuntimeError as exc:  # SimpleITK's one exception type
+        raise CaseError(f"{path}: not a readable image ({_reason(exc)}); re-export it", status=CaseStatus.UNREADABLE) from None
+    affine = np.eye(4)
+    if dims == 3:
+        affine[:3, :3] = _LPS_TO_RAS @ direction @ np.diag(spacing)
+        affine[:3, 3] = _LPS_TO_RAS @ origin
+    return data, Grid(shape=size, spacing_mm=spacing, affine=affine)
+
+
+def read_volume(path: Path) -> tuple[NDArray[Any], Grid]:
+    """Any supported image's voxels (axes x, y, z) and grid, without label checks."""
+    if path.name.lower().endswith(ITK_SUFFIXES):
+        data, grid = _itk(path, voxels=True)
+        assert data is not None
+        return data, grid
+    img = _open(path)
+    try:
+        data = np.asanyarray(img.dataobj)
+    except Exception as exc:  # noqa: BLE001 - truncated or corrupt voxel data
+        raise CaseError(f"{path}: voxel data cannot be read ({_reason(exc)}); re-export it",
+                        status=CaseStatus.UNREADABLE) from None
+    return data, read_grid(path)
 
 
 def _open(path: Path) -> nib.Nifti1Image:
@@ -158,6 +217,8 @@ def check_untrusted_header(path: Path, shape: tuple[int, ...], *, what: str = "i
 
 def read_grid(path: Path) -> Grid:
     """The grid from the header alone (no voxel data read)."""
+    if path.name.lower().endswith(ITK_SUFFIXES):
+        return _itk(path, voxels=False)[1]
     img = _open(path)
     ndim = len(img.shape)
     return Grid(
@@ -173,15 +234,24 @@ def read_label(path: Path) -> tuple[NDArray[np.integer], Grid]:
     Float files whose values are all whole numbers are accepted and converted (many tools write
     labels as float); any other float content is an `invalid_labels` error.
     """
-    img = _open(path)
-    try:
-        data = np.asanyarray(img.dataobj)
-    except Exception as exc:  # truncated gzip stream, short file, bad header offsets
-        raise CaseError(
-            f"{path}: voxel data cannot be read ({_reason(exc)}); the file is corrupt or "
-            "truncated, re-export it",
-            status=CaseStatus.UNREADABLE,
-        ) from None
+    zooms: tuple[float, ...] | None = None
+    affine: NDArray[np.float64] | None = None
+    if path.name.lower().endswith(ITK_SUFFIXES):
+        itk_data, itk_grid = _itk(path, voxels=True)
+        assert itk_data is not None
+        data, zooms, affine = itk_data, itk_grid.spacing_mm, itk_grid.affine
+    else:
+        img = _open(path)
+        try:
+            data = np.asanyarray(img.dataobj)
+        except Exception as exc:  # truncated gzip stream, short file, bad header offsets
+            raise CaseError(
+                f"{path}: voxel data cannot be read ({_reason(exc)}); the file is corrupt or "
+                "truncated, re-export it",
+                status=CaseStatus.UNREADABLE,
+            ) from None
+        zooms = tuple(float(z) for z in img.header.get_zooms()[:3])
+        affine = np.asarray(img.affine, dtype=np.float64)
     if data.ndim != 3:
         raise CaseError(
             f"{path}: label map has {data.ndim} dimensions {data.shape}; write a 3D label map",
@@ -199,11 +269,7 @@ def read_label(path: Path) -> tuple[NDArray[np.integer], Grid]:
                 status=CaseStatus.INVALID_LABELS,
             )
         data = data.astype(np.uint8)
-    grid = Grid(
-        shape=tuple(int(n) for n in data.shape),
-        spacing_mm=tuple(float(z) for z in img.header.get_zooms()[:3]),
-        affine=np.asarray(img.affine, dtype=np.float64),
-    )
+    grid = Grid(shape=tuple(int(n) for n in data.shape), spacing_mm=tuple(zooms[:3]), affine=affine)
     return data, grid
 
 

@@ -33,14 +33,18 @@ def test_the_ground_truth_as_predictions_is_refused(toy_dataset, tmp_path: Path,
     assert "is the ground truth itself (scoring it against itself gives 1.0 everywhere)" in err
 
 
-def test_a_nii_where_a_nii_gz_was_expected_is_named(toy_dataset, tmp_path: Path, capsys) -> None:
+def test_a_nii_prediction_is_read_and_a_near_miss_is_named(toy_dataset, tmp_path: Path, capsys) -> None:
     root, pred = toy_dataset
     img = nib.load(pred / "case_02.nii.gz")
-    nib.save(img, pred / "case_02.nii")
+    nib.save(img, pred / "case_02.nii")  # uncompressed NIfTI: a supported format
     (pred / "case_02.nii.gz").unlink()
+    (pred / "case_03.seg.nrrd").write_bytes(b"NRRD0004")  # 3D Slicer's habit: not <case>.<ending>
+    (pred / "case_03.nii.gz").unlink()
     code, _, err = run(["score", "--pred", str(pred), "--labels", str(root), "--out", str(tmp_path / "s.csv")], capsys)
     assert code == ExitStatus.PARTIAL
-    assert "case_02.nii.gz: prediction is missing, but case_02.nii is there; write it as case_02.nii.gz" in err
+    table = pd.read_csv(tmp_path / "s.csv")
+    assert set(table[table.case == "case_02"].status) == {"ok"}
+    assert "case_03.nii.gz: prediction is missing, but case_03.seg.nrrd is there; write it as case_03.nii.gz" in err
 
 
 def test_nothing_scored_is_a_data_error_not_partial(toy_dataset, tmp_path: Path, capsys) -> None:

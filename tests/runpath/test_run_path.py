@@ -447,3 +447,23 @@ def test_an_organ_the_rules_cannot_score_is_counted_apart_with_its_reason(toy: T
     assert scores.loc[("case_01", "aorta"), "organ_status"] == "ok"
     html = (toy.results / "report.html").read_text()
     assert "Organs not scorable under the profile" in html and "labelled on one slice only" in html
+
+
+def test_a_data_set_in_metaimage_format_runs_and_scores_as_its_nifti_twin(toy: Toy) -> None:
+    from tests.data.test_formats import write_as
+
+    for i in range(2):
+        write_as(toy.data / "labelsTr" / f"case_{i:02d}.mha", toy_labels(i))
+        write_as(toy.data / "imagesTr" / f"case_{i:02d}_0000.mha", (toy_labels(i) * 40).astype(np.int16))
+    toy.segmenter("beta", "shift")
+    summary = _run(toy)
+    assert summary.executed == 2 and summary.failed == 0 and not summary.unscorable
+    mha = _scores(toy)
+    twin = toy.root / "twin"
+    for i in range(2):
+        write_as(twin / "labelsTr" / f"case_{i:02d}.nii.gz", toy_labels(i))
+        write_as(twin / "imagesTr" / f"case_{i:02d}_0000.nii.gz", (toy_labels(i) * 40).astype(np.int16))
+    _run(toy, data_dir=twin, results_dir=toy.root / "twin-results")
+    with Store.open(toy.root / "twin-results", lock=False, create=False) as store:
+        nifti = store.scores().set_index(["algorithm", "case_id", "organ"]).sort_index()
+    assert mha.dsc.equals(nifti.dsc) and mha.nsd.equals(nifti.nsd)
