@@ -34,6 +34,7 @@ from harness.attention import (
 from harness.attention.io import SUMMARY_FILE as ATTENTION_SUMMARY
 from harness.attention.io import read_attention, read_pseudo_label
 from harness.data.dataset import discover
+from harness.data.masks import assemble, is_mask_folder
 from harness.data.nifti import read_label
 from harness.errors import SpecError
 from harness.executor import Executor, LocalExecutor
@@ -179,7 +180,7 @@ def write_tables(layout: ResultsLayout, annotator: str, profile: Profile, annota
     records = []
     for case in scored:
         assert case.label is not None
-        gt, _ = read_label(case.label)
+        gt = assemble(case.label, profile).label_map if is_mask_folder(case.label) else read_label(case.label)[0]
         run_dir = layout.run_dir(annotator, case.case_id)
         records += evaluate_case(gt, read_pseudo_label(run_dir), read_attention(run_dir), labels=labels, case=case.case_id)
     if records:
@@ -224,7 +225,8 @@ def assemble_all(results_dir: Path, out_dir: Path, *, data_dir: Path | None = No
         original: dict[str, object] = {}
         case = cases.get(case_id)
         if original_organs and case is not None and case.label is not None:
-            label_map, _ = read_label(case.label)
+            label_map = (assemble(case.label, profile).label_map if is_mask_folder(case.label)
+                         else read_label(case.label)[0])
             original = dict(masks_from_label_map(label_map, [o for o in organs if o in original_organs], labels=labels))
         revised = read_revised(revised_dir, case_id, organs) if revised_dir is not None else {}
         final, used = assemble_case(original, revised, pseudo, labels=labels)  # type: ignore[arg-type]

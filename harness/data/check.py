@@ -20,8 +20,10 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from numpy.typing import NDArray
 
 from harness.data.dataset import discover, read_label_names
+from harness.data.masks import assemble, is_mask_folder
 from harness.data.nifti import check_labels, check_same_grid, label_values, read_grid, read_label
 from harness.errors import CaseError, DataError
 from harness.models import Profile
@@ -92,14 +94,27 @@ def check_dataset(root: Path, profile: Profile) -> DataCheck:
     rows = []
     for case in dataset.cases:
         mine: list[tuple[str, str, str]] = []
+        label_name = "" if case.label is None else f"{case.label.name}/" if case.label.is_dir() else case.label.name
         row: dict[str, object] = {"case": case.case_id, "image": case.image.name if case.image else "",
-                                  "label": case.label.name if case.label else "", "shape": "", "spacing_mm": "",
+                                  "label": label_name, "shape": "", "spacing_mm": "",
                                   "label_values": "", "organs": "", "one_slice_organs": ""}
         if case.label is None:
             mine.append((WARNING, case.case_id, f"{case.case_id}: an image without a label; it cannot be scored"))
         else:
             try:
-                data, grid = read_label(case.label)
+                if is_mask_folder(case.label):
+                    assembled = assemble(case.label, profile)
+                    data: NDArray[np.integer] = assembled.label_map
+                    grid = assembled.grid
+                    if assembled.overlap_voxels:
+                        mine.append((WARNING, case.case_id, f"{case.label}: masks overlap on {assembled.overlap_voxels} "
+                                     "voxels; the organ of lower label value keeps them"))
+                    missing = [o.name for o in profile.organs if o.name not in assembled.annotated]
+                    if missing:
+                        mine.append((WARNING, case.case_id, f"{case.label}: no mask of {', '.join(missing)}; "
+                                     "not annotated here, so not scored"))
+                else:
+                    data, grid = read_label(case.label)
                 row["shape"] = "x".join(map(str, grid.shape))
                 row["spacing_mm"] = "x".join(f"{s:g}" for s in grid.spacing_mm)
                 values = sorted(label_values(data))

@@ -26,6 +26,8 @@ LAYOUT_NNUNET = "nnU-Net v2 / FLARE (dataset.json)"
 LAYOUT_FLARE = "FLARE (imagesTr/labelsTr)"
 LAYOUT_MSD = "MSD / nnU-Net v1 (dataset.json lists the files)"
 LAYOUT_FLAT = "a flat folder of <case> files"
+LAYOUT_MASKS = "AbdomenAtlas (<case>/ct, <case>/segmentations/<organ>)"
+LAYOUT_TOTALSEG = "TotalSegmentator (<case>/ct, <case>/segmentations/<class>, meta.csv)"
 # A case id becomes a file name and a container path: no separators, no shell metacharacters.
 CASE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")  # fullmatch: no trailing newline
 
@@ -86,6 +88,19 @@ def discover(root: Path) -> tuple[Dataset, list[Problem]]:
     if not root.is_dir():
         raise DataError(f"{root}: not a folder; pass the folder that holds the data set")
     problems: list[Problem] = []
+    from harness.data.masks import discover_mask_cases
+
+    masked = discover_mask_cases(root)
+    if masked:  # AbdomenAtlas / TotalSegmentator: <case>/ct.nii.gz and <case>/segmentations/<organ>.nii.gz
+        mask_layout = LAYOUT_TOTALSEG if (root / "meta.csv").is_file() else LAYOUT_MASKS
+        found: list[Case] = []
+        for case_id, image, folder in masked:
+            if not CASE_ID.fullmatch(case_id):
+                problems.append(Problem(folder, f"{folder}: case id {case_id!r} has characters other than letters, "
+                                                "digits, '.', '_' and '-'; rename the folder"))
+                continue
+            found.append(Case(case_id=case_id, image=image, label=folder))
+        return Dataset(root=root, cases=tuple(found), label_names={}, layout=mask_layout), problems
     listed = _msd_lists(root, problems)
     if listed is not None:  # MSD / nnU-Net v1: dataset.json lists the files
         images, labels = listed
@@ -194,13 +209,18 @@ def read_label_names(root: Path) -> dict[int, str]:
 
 
 def file_sha256(path: Path | None) -> str:
-    """sha256 of a file's bytes ("" for no file)."""
+    """sha256 of a file's bytes, or of a folder's files (names and bytes, sorted: a mask folder);
+    "" for no file."""
     if path is None:
         return ""
     hasher = hashlib.sha256()
-    with path.open("rb") as stream:
-        for block in iter(lambda: stream.read(1 << 20), b""):
-            hasher.update(block)
+    files = sorted(p for p in path.iterdir() if p.is_file()) if path.is_dir() else [path]
+    for file in files:
+        if path.is_dir():
+            hasher.update(file.name.encode() + b"\0")
+        with file.open("rb") as stream:
+            for block in iter(lambda: stream.read(1 << 20), b""):
+                hasher.update(block)
     return hasher.hexdigest()
 
 

@@ -17,7 +17,10 @@ from typing import Any
 from harness.errors import SpecError
 from harness.models import Organ, Profile
 
-BUILTIN_PROFILES = ("flare22", "strict", "atlas8", "flare23", "amos22", "btcv", "word")
+BUILTIN_PROFILES = (
+    "flare22", "strict", "atlas8", "flare23", "amos22", "btcv", "word", "abdomenatlas1.0", "abdomenatlas1.1",
+    "totalsegmentator",
+)
 
 _TOP_KEYS = {
     "name", "description", "organs", "both_empty", "nsd_min_dsc", "zrange_drop_last_slice",

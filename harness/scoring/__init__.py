@@ -14,9 +14,12 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
+from numpy.typing import NDArray
 
 from harness.data.dataset import Problem, discover
+from harness.data.masks import annotated_profile, assemble, is_mask_folder
 from harness.data.nifti import check_labels, check_same_grid, read_grid, read_label
 from harness.errors import CaseError, DataError
 from harness.metrics.case import score_case
@@ -76,7 +79,13 @@ def score_one(job: CaseJob, profile: Profile, *, threads: int = 1, label_map: La
         if job.label is None:
             raise CaseError(f"{job.case_id}: no ground-truth label; add labelsTr/{job.case_id}.nii.gz",
                             status=CaseStatus.MISSING_LABEL)
-        gt, gt_grid = read_label(job.label)
+        if is_mask_folder(job.label):  # one mask per organ: assembled under the profile; unannotated organs unscored
+            assembled = assemble(job.label, profile)
+            gt: NDArray[np.integer] = assembled.label_map
+            gt_grid = assembled.grid
+            profile = annotated_profile(profile, assembled.annotated)
+        else:
+            gt, gt_grid = read_label(job.label)
         check_labels(job.label, gt, profile)
         image_grid = read_grid(job.image) if job.image is not None else None
         if image_grid is not None and image_grid.shape != gt_grid.shape:  # a header's rounding is data check's warning

@@ -467,3 +467,18 @@ def test_a_data_set_in_metaimage_format_runs_and_scores_as_its_nifti_twin(toy: T
     with Store.open(toy.root / "twin-results", lock=False, create=False) as store:
         nifti = store.scores().set_index(["algorithm", "case_id", "organ"]).sort_index()
     assert mha.dsc.equals(nifti.dsc) and mha.nsd.equals(nifti.nsd)
+
+
+def test_an_abdomenatlas_layout_runs_and_scores_only_the_annotated_organs(toy: Toy) -> None:
+    names = {1: "liver", 2: "kidney_right", 3: "spleen"}  # no aorta mask: not annotated in this set
+    for i in range(2):
+        case = toy.data / f"BDMAP_{i:08d}"
+        write_nifti(case / "ct.nii.gz", (toy_labels(i) * 40).astype(np.int16))
+        for value, name in names.items():
+            write_nifti(case / "segmentations" / f"{name}.nii.gz", (toy_labels(i) == value).astype(np.uint8))
+    toy.segmenter("alpha")
+    summary = _run(toy)
+    assert summary.executed == 2 and summary.failed == 0 and not summary.unscorable
+    scores = _scores(toy)
+    assert set(scores.index.get_level_values("organ")) == {"liver", "right_kidney", "spleen"}
+    assert (scores.dsc == 1.0).all()
