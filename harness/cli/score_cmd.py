@@ -19,14 +19,15 @@ from harness.scoring import CaseResult, plan, score_many, summary, to_frame, wri
 
 @click.command()
 @click.option("--pred", "pred_dir", type=click.Path(path_type=Path), default=None,
-              help="Folder of predicted label maps, <case>.nii.gz.")
+              help="Folder of predicted label maps, <case>.nii.gz (or .nii, .mha, .mhd, .nrrd).")
 @click.option("--pred-root", "pred_root", type=click.Path(path_type=Path), default=None,
               help="Folder of prediction folders, one per algorithm (its name): all are scored into one table "
                    "that `harness rank --results` ranks as it is.")
 @click.option("--algorithm", default=None,
               help="With --pred: the algorithm's name, written in an 'algorithm' column (the table is then rankable).")
 @click.option("--labels", "labels_dir", required=True, type=click.Path(path_type=Path),
-              help="Data set root (labelsTr/, labelsTs/, imagesTr/ ...) or a folder of <case>.nii.gz labels.")
+              help="Data set root in any layout `harness data check` names (FLARE / nnU-Net, MSD, AbdomenAtlas, "
+                   "TotalSegmentator) or a folder of <case> label files.")
 @click.option("--profile", "profile_name", default="flare22", show_default=True,
               help=f"Scoring rules: {', '.join(BUILTIN_PROFILES)}, or the path of a profile TOML file.")
 @click.option("--out", required=True, type=click.Path(path_type=Path),
