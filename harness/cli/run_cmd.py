@@ -101,7 +101,8 @@ def _print_outcome(summary: RunSummary) -> None:
 @click.command()
 @click.argument("algorithms_dir", type=click.Path(path_type=Path), default="algorithms")
 @click.option("--data", "data_dir", type=click.Path(path_type=Path), default=None,
-              help="Data set (FLARE layout). Default: 10 synthetic phantom cases, made once and cached.")
+              help="Data set (FLARE / nnU-Net, MSD, AbdomenAtlas or TotalSegmentator layout; see `harness data check`). "
+                   "Default: 10 synthetic phantom cases, made once and cached.")
 @click.option("--results", "results_dir", type=click.Path(path_type=Path), default=Path("results"), show_default=True,
               help="Results folder: store.sqlite, runs/<alg>/<case>/ outputs and logs. It belongs to one data set.")
 @click.option("--challenge", "challenge_file", type=click.Path(path_type=Path), default=None, help=_CHALLENGE_HELP)
