@@ -163,8 +163,43 @@ def ensure_wheelhouse(requirements: Path, cache_dir: Path, *, progress: Progress
     return dest
 
 
+def prebuilt_image(spec: AlgorithmSpec, client) -> BuiltImage:  # type: ignore[no-untyped-def]
+    """A manifest's prebuilt image: `image` (on this host, with the pinned digest: its image id or
+    one of its registry digests) or `archive` (a `docker save` tar / tar.gz, loaded now). The image
+    id is what the run records (a changed image runs again)."""
+    import docker
+
+    if spec.image is not None:
+        name, _, digest = spec.image.partition("@")
+        try:
+            found = client.images.get(name)
+        except docker.errors.ImageNotFound:
+            raise BuildError(f"{spec.manifest}: image {name} is not on this host; `docker load` its archive (or give "
+                             "`archive = ...` instead)") from None
+        except docker.errors.APIError as exc:
+            raise BuildError(f"{spec.manifest}: image {name}: docker failed ({' '.join(str(exc).split())[:200]})") from None
+        digests = {found.id, *(d.partition("@")[2] for d in found.attrs.get("RepoDigests") or [])}
+        if digest not in digests:
+            raise BuildError(f"{spec.manifest}: image {name} is {found.id[:19]}..., not the pinned {digest[:19]}...; "
+                             "the manifest pins another image: check it, or update the pin")
+        return BuiltImage(spec.name, found.id, found.id, cached=True)
+    assert spec.archive is not None
+    if not spec.archive.is_file():
+        raise BuildError(f"{spec.manifest}: archive {spec.archive} is missing; put the team's `docker save` file there")
+    try:
+        with spec.archive.open("rb") as stream:
+            loaded = client.images.load(stream)
+    except (docker.errors.APIError, OSError) as exc:
+        raise BuildError(f"{spec.archive}: `docker load` failed ({' '.join(str(exc).split())[:200]}); is it a "
+                         "`docker save` archive?") from None
+    if len(loaded) != 1:
+        raise BuildError(f"{spec.archive}: holds {len(loaded)} images; an algorithm's archive holds exactly one")
+    return BuiltImage(spec.name, loaded[0].id, loaded[0].id, cached=False)
+
+
 def content_tag(spec: AlgorithmSpec, base_id: str, wheels: Path | None, files: list[ContextFile] | None = None) -> str:
     """Image tag from the Dockerfile, the algorithm folder's checked files, the wheels and the base image."""
+    assert spec.dockerfile is not None
     hasher = hashlib.sha256()
     hasher.update(spec.dockerfile.read_bytes())
     hasher.update(base_id.encode())
@@ -188,17 +223,21 @@ def build_algorithm(
     time_limit_s: float = 3600.0,
     memory_bytes: int = 8 * 1024**3,
 ) -> BuiltImage:
-    """Build (or reuse) the image of one algorithm; raises BuildError with the failing step.
+    """Build (or reuse) the image of one algorithm, or obtain its prebuilt image (`prebuilt_image`);
+    raises BuildError with the failing step.
 
     The build is as untrusted as a run: its inputs are checked first (`harness.submission`), it has
     no network, each step's container gets `memory_bytes` (memory + swap), and a build still going
     after `time_limit_s` is abandoned (`BuildError`)."""
     client = client or _docker()
+    if spec.dockerfile is None:
+        return prebuilt_image(spec, client)
     base_id = _image_exists(client, base)
     if base_id is None:
         raise BuildError(f"base image {base} does not exist; run `harness images base` or pass --base with a local image")
+    dockerfile = spec.dockerfile
     try:  # the submission's inputs, checked before anything reads, copies or builds them
-        check_dockerfile(spec.dockerfile)
+        check_dockerfile(dockerfile)
         files = context_files(spec.directory)
         requirements = requirements_of(spec)
         if requirements is not None:
@@ -212,7 +251,7 @@ def build_algorithm(
         return BuiltImage(spec.name, tag, existing, cached=True)
     with tempfile.TemporaryDirectory(prefix=f"harness-build-{spec.name}-") as tmp:
         context = Path(tmp)
-        shutil.copy2(spec.dockerfile, context / "Dockerfile")
+        shutil.copy2(dockerfile, context / "Dockerfile")
         for item in files:  # regular files only, copied without following anything
             target = context / "algorithm" / item.relative
             target.parent.mkdir(parents=True, exist_ok=True)

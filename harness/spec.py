@@ -3,7 +3,10 @@
     name = "classical"                      # [a-z0-9][a-z0-9-]*, also the image name
     version = "0.1.0"
     kind = "segmenter"                      # segmenter | annotator
-    dockerfile = "dockerfiles/classical.Dockerfile"   # relative to the repository root
+    dockerfile = "dockerfiles/classical.Dockerfile"   # relative to the repository root; or, for a
+                                            # prebuilt image, one of:
+                                            #   image = "team/seg:v1@sha256:<64 hex>" (pinned)
+                                            #   archive = "team.tar.gz" (`docker save`, beside this file)
     profile = "flare22"                     # the label system of its outputs (must be the challenge's)
     writes_probabilities = true
     gpu = "none"                            # none | optional | required
@@ -43,8 +46,10 @@ from harness.profiles import BUILTIN_PROFILES, load_profile
 NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
 SIZE = re.compile(r"^(\d+(?:\.\d+)?)\s*([kmgt]?)b?$", re.IGNORECASE)
 _UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
-_TOP_KEYS = {"name", "version", "kind", "dockerfile", "profile", "writes_probabilities", "gpu", "resources", "local",
-             "description"}
+_TOP_KEYS = {"name", "version", "kind", "dockerfile", "image", "archive", "profile", "writes_probabilities", "gpu",
+             "resources", "local", "description"}
+_SOURCES = ("dockerfile", "image", "archive")  # exactly one: how the image is obtained
+PINNED_IMAGE = re.compile(r"[^@\s]+@sha256:[0-9a-f]{64}")
 _RESOURCE_KEYS = {"memory", "shm", "tmp", "output", "output_files", "time_limit_s", "pids", "cpus"}
 _PLACEHOLDERS = {"python", "input", "output"}
 
@@ -69,7 +74,7 @@ class AlgorithmSpec:
     name: str
     version: str
     kind: Kind
-    dockerfile: Path  # absolute
+    dockerfile: Path | None  # absolute; None for a prebuilt image (`image` or `archive`)
     directory: Path  # algorithms/<name>/, absolute
     manifest: Path
     profile: Profile  # the label system its outputs use, resolved relative to the manifest
@@ -79,6 +84,8 @@ class AlgorithmSpec:
     local_command: tuple[str, ...] | None
     manifest_sha256: str
     description: str = ""
+    image: str | None = None  # a local image pinned by digest: "name[:tag]@sha256:<64 hex>"
+    archive: Path | None = None  # a `docker save` tar / tar.gz, loaded before the run (absolute)
 
 
 def parse_size(value: Any, *, where: str) -> int:
@@ -108,9 +115,13 @@ def load_manifest(path: Path, *, repo_root: Path) -> AlgorithmSpec:
     unknown = sorted(set(raw) - _TOP_KEYS)
     if unknown:
         raise SpecError(f"{path}: unknown key '{unknown[0]}'; allowed keys: {', '.join(sorted(_TOP_KEYS))}")
-    for key in ("name", "version", "kind", "dockerfile", "profile"):
+    for key in ("name", "version", "kind", "profile"):
         if key not in raw:
             raise SpecError(f"{path}: missing key '{key}'; add it (see algorithms/README.md)")
+    given = [key for key in _SOURCES if key in raw]
+    if len(given) != 1:
+        raise SpecError(f"{path}: give exactly one of 'dockerfile', 'image' or 'archive' (found: "
+                        f"{', '.join(given) or 'none'}); see algorithms/README.md")
 
     def text(key: str) -> str:
         value = raw[key]
@@ -133,11 +144,21 @@ def load_manifest(path: Path, *, repo_root: Path) -> AlgorithmSpec:
     if not isinstance(probs, bool):
         raise SpecError(f"{path}: key 'writes_probabilities' = {probs!r}; use true or false")
     root = repo_root.resolve()
-    dockerfile = (repo_root / text("dockerfile")).resolve()
-    if not dockerfile.is_relative_to(root):  # never read a file outside the repository (its content could leak)
-        raise SpecError(f"{path}: key 'dockerfile' leaves the repository {root}; give the path of a Dockerfile inside it")
-    if not dockerfile.is_file():
-        raise SpecError(f"{path}: key 'dockerfile' = {raw['dockerfile']!r} does not exist; give its path from the repository root")
+    dockerfile = image = archive = None
+    if "dockerfile" in raw:
+        dockerfile = (repo_root / text("dockerfile")).resolve()
+        if not dockerfile.is_relative_to(root):  # never read a file outside the repository (its content could leak)
+            raise SpecError(f"{path}: key 'dockerfile' leaves the repository {root}; give the path of a Dockerfile inside it")
+        if not dockerfile.is_file():
+            raise SpecError(f"{path}: key 'dockerfile' = {raw['dockerfile']!r} does not exist; give its path from the "
+                            "repository root")
+    elif "image" in raw:
+        image = text("image")
+        if not PINNED_IMAGE.fullmatch(image):
+            raise SpecError(f"{path}: key 'image' = {image!r}; pin it by digest: \"name:tag@sha256:<64 hex digits>\" "
+                            "(`docker images --digests` or `docker inspect --format '{{{{.Id}}}}'`)")
+    else:
+        archive = (path.parent / text("archive")).resolve()  # beside the manifest, wherever that is
     declared = text("profile")
     if declared not in BUILTIN_PROFILES and not (path.parent / declared).resolve().is_relative_to(root):
         raise SpecError(f"{path}: key 'profile' leaves the repository {root}; use a built-in profile "
@@ -157,6 +178,8 @@ def load_manifest(path: Path, *, repo_root: Path) -> AlgorithmSpec:
         local_command=_local_command(raw.get("local"), path),
         manifest_sha256=hashlib.sha256(raw_bytes).hexdigest(),
         description=str(raw.get("description", "")),
+        image=image,
+        archive=archive,
     )
 
 

@@ -104,3 +104,29 @@ def test_a_manifest_cannot_point_outside_the_repository(tmp_path: Path, key: str
     with pytest.raises(SpecError, match=rf"key '{key}' leaves the repository") as error:
         load_manifest(manifest, repo_root=tmp_path / "repo")
     assert "root:" not in str(error.value)  # nothing of the file is read, let alone quoted
+
+
+@pytest.mark.parametrize("source, message", [
+    ('image = "team/seg:v1"', r"key 'image' = 'team/seg:v1'; pin it by digest"),
+    ('image = "team/seg@sha256:abc"', r"pin it by digest"),
+    ('dockerfile = "dockerfiles/demo.Dockerfile"\nimage = "team/seg@sha256:' + "0" * 64 + '"',
+     r"give exactly one of 'dockerfile', 'image' or 'archive' \(found: dockerfile, image\)"),
+    ("", r"give exactly one of 'dockerfile', 'image' or 'archive' \(found: none\)"),
+])
+def test_a_prebuilt_image_is_pinned_and_exactly_one_source_is_given(tmp_path: Path, source: str, message: str) -> None:
+    (tmp_path / "repo").mkdir()
+    manifest = _write(tmp_path / "repo", GOOD)
+    manifest.write_text(GOOD.replace('dockerfile = "dockerfiles/demo.Dockerfile"', source))
+    with pytest.raises(SpecError, match=message):
+        load_manifest(manifest, repo_root=tmp_path / "repo")
+
+
+def test_pinned_images_and_archives_need_no_repository(tmp_path: Path) -> None:
+    folder = tmp_path / "submissions" / "demo"
+    folder.mkdir(parents=True)
+    pinned = GOOD.replace('dockerfile = "dockerfiles/demo.Dockerfile"', 'image = "team/seg:v1@sha256:' + "a" * 64 + '"')
+    (folder / "algorithm.toml").write_text(pinned)
+    spec = load_manifest(folder / "algorithm.toml", repo_root=tmp_path / "nowhere")
+    assert spec.dockerfile is None and spec.image == "team/seg:v1@sha256:" + "a" * 64
+    (folder / "algorithm.toml").write_text(GOOD.replace('dockerfile = "dockerfiles/demo.Dockerfile"', 'archive = "team.tar.gz"'))
+    assert load_manifest(folder / "algorithm.toml", repo_root=tmp_path / "nowhere").archive == (folder / "team.tar.gz").resolve()
