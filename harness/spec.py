@@ -47,7 +47,8 @@ NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
 SIZE = re.compile(r"^(\d+(?:\.\d+)?)\s*([kmgt]?)b?$", re.IGNORECASE)
 _UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
 _TOP_KEYS = {"name", "version", "kind", "dockerfile", "image", "archive", "profile", "writes_probabilities", "gpu",
-             "resources", "local", "description"}
+             "resources", "local", "description", "contract"}
+CONTRACTS = ("harness", "flare")  # how the container is started and where it reads and writes (algorithms/README.md)
 _SOURCES = ("dockerfile", "image", "archive")  # exactly one: how the image is obtained
 PINNED_IMAGE = re.compile(r"[^@\s]+@sha256:[0-9a-f]{64}")
 _RESOURCE_KEYS = {"memory", "shm", "tmp", "output", "output_files", "time_limit_s", "pids", "cpus"}
@@ -86,6 +87,7 @@ class AlgorithmSpec:
     description: str = ""
     image: str | None = None  # a local image pinned by digest: "name[:tag]@sha256:<64 hex>"
     archive: Path | None = None  # a `docker save` tar / tar.gz, loaded before the run (absolute)
+    contract: str = "harness"  # one of CONTRACTS
 
 
 def parse_size(value: Any, *, where: str) -> int:
@@ -164,6 +166,10 @@ def load_manifest(path: Path, *, repo_root: Path) -> AlgorithmSpec:
         raise SpecError(f"{path}: key 'profile' leaves the repository {root}; use a built-in profile "
                         f"({', '.join(BUILTIN_PROFILES)}) or a profile file inside the repository")
     profile = load_profile(declared, relative_to=path.parent)  # resolved once, here, not mid-run
+    contract = raw.get("contract", "harness")
+    if contract not in CONTRACTS:
+        raise SpecError(f"{path}: key 'contract' = {contract!r}; supported: {', '.join(CONTRACTS)} (grand-challenge, "
+                        "mlcube and nnunet are not yet)")
     return AlgorithmSpec(
         name=name,
         version=text("version"),
@@ -180,6 +186,7 @@ def load_manifest(path: Path, *, repo_root: Path) -> AlgorithmSpec:
         description=str(raw.get("description", "")),
         image=image,
         archive=archive,
+        contract=str(contract),
     )
 
 

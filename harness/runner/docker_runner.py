@@ -28,6 +28,7 @@ import tarfile
 import time
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -152,6 +153,26 @@ def remove_orphans(client, owner: str) -> int:  # type: ignore[no-untyped-def]
     return removed
 
 
+@dataclass(frozen=True)
+class Contract:
+    """How a platform starts an algorithm's container (algorithms/README.md has each in full)."""
+
+    input_path: str
+    output_path: str
+    input_writable: bool = False  # a private writable copy of the input (FLARE's teams write there)
+    own_user: bool = False  # the image's own user (no --user), still without capabilities
+    command: tuple[str, ...] | None = None  # replaces the image's CMD
+
+
+CONTRACTS = {
+    "harness": Contract("/input", "/output"),
+    # FLARE21-24: docker container run ... -v inputs:/workspace/inputs/ -v outputs:/workspace/outputs/ IMAGE
+    #   /bin/bash -c "sh predict.sh"; inputs/<case>_0000.nii.gz in, outputs/<case>.nii.gz out.
+    "flare": Contract("/workspace/inputs", "/workspace/outputs", input_writable=True, own_user=True,
+                      command=("/bin/bash", "-c", "sh predict.sh")),
+}
+
+
 class DockerRunner:
     name = "docker"
 
@@ -168,8 +189,9 @@ class DockerRunner:
         from docker.types import DeviceRequest, LogConfig
 
         res = request.spec.resources
-        output = ({output_volume: {"bind": "/output", "mode": "rw"}} if output_volume is not None
-                  else {str(request.output_dir.resolve()): {"bind": "/output", "mode": "rw"}})
+        contract = CONTRACTS[request.spec.contract]
+        output = ({output_volume: {"bind": contract.output_path, "mode": "rw"}} if output_volume is not None
+                  else {str(request.output_dir.resolve()): {"bind": contract.output_path, "mode": "rw"}})
         uid, gid = sandbox_user()
         kwargs: dict[str, object] = {
             "image": request.image,
@@ -178,7 +200,8 @@ class DockerRunner:
             "network_mode": "none",
             "read_only": True,
             "tmpfs": {"/tmp": f"rw,nosuid,nodev,size={res.tmp_bytes},mode=1777"},
-            "volumes": {str(request.input_dir.resolve()): {"bind": "/input", "mode": "ro"}, **output},
+            "volumes": {str(request.input_dir.resolve()): {"bind": contract.input_path,
+                                                           "mode": "rw" if contract.input_writable else "ro"}, **output},
             "user": f"{uid}:{gid}",
             "cap_drop": ["ALL"],
             "security_opt": ["no-new-privileges"],
@@ -193,6 +216,10 @@ class DockerRunner:
                        "harness.results": request.owner, "harness.pid": f"{os.getpid()}@{socket.gethostname()}"},
             "environment": {"HARNESS_CASE": request.case_id, "HOME": "/tmp"},
         }
+        if contract.own_user:
+            del kwargs["user"]
+        if contract.command is not None:
+            kwargs["command"] = list(contract.command)
         if self.gpu_ids and request.spec.gpu != "none":
             kwargs["device_requests"] = [DeviceRequest(device_ids=list(self.gpu_ids), capabilities=[["gpu"]])]
         return kwargs
@@ -204,8 +231,13 @@ class DockerRunner:
         wall0 = time.monotonic()
         started_at = time.time()
         uid, _ = sandbox_user()
-        for folder, mode in ((request.input_dir, 0o755), (request.output_dir, 0o777 if uid == SANDBOX_UID else 0o755)):
+        contract = CONTRACTS[request.spec.contract]
+        for folder, mode in ((request.input_dir, 0o777 if contract.input_writable else 0o755),
+                             (request.output_dir, 0o777 if uid == SANDBOX_UID or contract.own_user else 0o755)):
             folder.chmod(mode)
+        if contract.input_writable:  # the private copy only: the organiser's files were copied, never linked
+            for path in request.input_dir.rglob("*"):
+                path.chmod(0o777 if path.is_dir() else 0o666)
         if request.spec.gpu == "required" and not self.gpu_ids:
             return RunOutcome(RunStatus.RUNNER_ERROR, None, 0.0, 0.0, started_at, time.time(),
                               message=f"{request.spec.manifest}: gpu = \"required\" but this host has no GPU; run it on a GPU host")
@@ -306,7 +338,8 @@ class DockerRunner:
             volume = self.client.volumes.create(
                 name=f"harness-output-{uuid.uuid4().hex[:16]}", driver="local", labels=labels,
                 driver_opts={"type": "tmpfs", "device": "tmpfs",
-                             "o": f"size={res.output_bytes},nr_inodes={res.output_files + 1},uid={uid},gid={gid},mode=0700"})
+                             "o": f"size={res.output_bytes},nr_inodes={res.output_files + 1},uid={uid},gid={gid},"
+                                  f"mode={'0777' if CONTRACTS[request.spec.contract].own_user else '0700'}"})
             holder = self.client.containers.create(
                 image=request.image, entrypoint=["sleep", "infinity"], command=[], detach=True, network_mode="none",
                 read_only=True, user=f"{uid}:{gid}", cap_drop=["ALL"], security_opt=["no-new-privileges"], pids_limit=8,

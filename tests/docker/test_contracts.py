@@ -1,0 +1,55 @@
+"""Foreign container contracts, run unchanged: a FLARE-style image (inputs and outputs under
+/workspace, `sh predict.sh`, its own user, writing into its input folder) scores as the same
+algorithm packaged for the harness contract, and the organiser's data is untouched."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+from pathlib import Path
+
+from harness.pipeline import RunSettings, run_all
+from harness.store import Store
+from tests.docker.conftest import HERE, behave_algorithms
+
+FLARE_DOCKERFILE = """# A FLARE22-style submission: predict.sh in /workspace, run with /bin/bash -c "sh predict.sh".
+ARG BASE=python:3.11-slim-bookworm
+FROM ${BASE}
+COPY algorithm/ /workspace/
+WORKDIR /workspace
+"""
+
+PREDICT_SH = """#!/bin/sh
+set -e  # a failed write into inputs/ would crash the run (and fail the test)
+# FLARE's organisers saw teams write into inputs/: a private copy lets them.
+echo scratch > /workspace/inputs/scratch.txt
+python3 /workspace/behave.py /workspace/inputs /workspace/outputs
+"""
+
+
+def test_a_flare_image_runs_unchanged_and_scores_as_its_harness_twin(tmp_path: Path, base_image: str,
+                                                                    phantom_data: Path) -> None:
+    algorithms = behave_algorithms(tmp_path, {"native": ("box3", {})})
+    flare = algorithms / "flare-team"
+    flare.mkdir()
+    shutil.copy(HERE / "behave" / "behave.py", flare / "behave.py")
+    (flare / "mode").write_text("box3\n")
+    (flare / "predict.sh").write_text(PREDICT_SH)
+    (tmp_path / "dockerfiles" / "flare.Dockerfile").write_text(FLARE_DOCKERFILE)
+    (flare / "algorithm.toml").write_text(
+        'name = "flare-team"\nversion = "1"\nkind = "segmenter"\ndockerfile = "dockerfiles/flare.Dockerfile"\n'
+        'contract = "flare"\nprofile = "flare22"\ngpu = "none"\n\n[resources]\nmemory = "256m"\ntime_limit_s = 30\n')
+    before = {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(phantom_data.rglob("*")) if p.is_file()}
+    settings = RunSettings(algorithms_dir=algorithms, data_dir=phantom_data, results_dir=tmp_path / "results",
+                           runner="docker", base=base_image, cache_dir=tmp_path / "cache", repo_root=tmp_path)
+    summary = run_all(settings, say=lambda m: None, on_result=lambda e: None)
+    with Store.open(tmp_path / "results", lock=False, create=False) as store:
+        runs = store.runs().set_index(["algorithm", "case_id"])
+        scores = store.scores().set_index(["algorithm", "case_id", "organ"]).sort_index()
+    assert summary.failed == 0, runs.message.tolist()
+    assert set(runs.status) == {"ok"}
+    assert scores.loc["flare-team"].dsc.equals(scores.loc["native"].dsc)
+    assert scores.loc["flare-team"].nsd.equals(scores.loc["native"].nsd)
+    assert (scores.loc["native"].dsc > 0).any()  # real, varied scores, not all-background
+    after = {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(phantom_data.rglob("*")) if p.is_file()}
+    assert after == before  # it wrote into its input folder: a private copy
