@@ -10,8 +10,9 @@ as `harness.scoring.CaseResult`, and only the client records them.
 - run: the runner (a sandboxed container, or a local process) under the resource monitor;
 - check: the outputs against the container contract under the challenge's profile
   (`harness.runner.outputs`; an annotator must also write attention.json);
-- keep: the accepted label map and probabilities (an annotator's every regular file), the log and
-  the monitor series;
+- keep: only what the contract names (the label map, declared probabilities, an annotator's
+  summary and per-organ maps), each checked before it is read; the rest is reported as `not_kept`;
+  the log and the monitor series;
 - score: `harness.scoring.score_one`, exactly as `harness score` does.
 """
 
