@@ -235,7 +235,7 @@ def _run_staged(task: RunTask, runner: Runner, run_dir: Path) -> RunResult:
             check_outputs(task, output_dir)
             files, not_kept = kept_files(task, output_dir)
         except InvalidOutput as exc:
-            outcome = replace(outcome, status=RunStatus.INVALID_OUTPUT, message=safe_text(str(exc)))
+            outcome = replace(outcome, status=RunStatus.INVALID_OUTPUT, message=safe_text(_as_the_container_saw(task, exc, outcome)))
         except Exception as exc:  # noqa: BLE001 - outputs that break the checks themselves are the algorithm's
             files = {}
             outcome = replace(outcome, status=RunStatus.INVALID_OUTPUT,
@@ -259,6 +259,22 @@ def _run_staged(task: RunTask, runner: Runner, run_dir: Path) -> RunResult:
     return RunResult(task=task, outcome=outcome, files=files, measurements=measurements, details=details,
                      host=socket.gethostname(), worker=_worker_name(),
                      host_facts={"cpu": info.cpu, "gpu": info.gpu, "driver": info.driver})
+
+
+def _as_the_container_saw(task: RunTask, exc: InvalidOutput, outcome: RunOutcome) -> str:
+    """A check's message in the container's terms: its contract's output path, and what it wrote
+    where the output file system kept only the contract's files (`not_kept`)."""
+    message = str(exc)
+    written = outcome.details.get("not_kept")
+    if "(found: nothing)" in message and isinstance(written, list) and written:
+        message = message.replace("(found: nothing)", f"(found: {', '.join(map(str, written[:5]))})")
+    if task.runner is RunnerKind.DOCKER:
+        from harness.runner.docker_runner import CONTRACTS
+
+        output_path = CONTRACTS[task.spec.contract].output_path
+        if output_path != "/output":
+            message = message.replace("/output/", f"{output_path}/").replace("/output ", f"{output_path} ")
+    return message
 
 
 def failed_result(task: RunTask, status: RunStatus, message: str) -> RunResult:

@@ -53,3 +53,36 @@ def test_a_flare_image_runs_unchanged_and_scores_as_its_harness_twin(tmp_path: P
     assert (scores.loc["native"].dsc > 0).any()  # real, varied scores, not all-background
     after = {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(phantom_data.rglob("*")) if p.is_file()}
     assert after == before  # it wrote into its input folder: a private copy
+
+
+def test_flare_contract_violations_are_recorded_with_their_reason(tmp_path: Path, base_image: str,
+                                                                  phantom_data: Path) -> None:
+    algorithms = behave_algorithms(tmp_path, {"native": ("ok", {})})
+    (tmp_path / "dockerfiles" / "flare.Dockerfile").write_text(FLARE_DOCKERFILE)
+    broken = {
+        "no-predict-sh": None,  # the organisers' command finds nothing to run
+        "wrong-name": "#!/bin/sh\nset -e\nmkdir -p /tmp/out\npython3 /workspace/behave.py /workspace/inputs /tmp/out\n"
+                      "cp /tmp/out/*.nii.gz /workspace/outputs/segmentation.nii.gz\n",
+    }
+    for name, script in broken.items():
+        folder = algorithms / name
+        folder.mkdir()
+        shutil.copy(HERE / "behave" / "behave.py", folder / "behave.py")
+        (folder / "mode").write_text("ok\n")
+        if script is not None:
+            (folder / "predict.sh").write_text(script)
+        (folder / "algorithm.toml").write_text(
+            f'name = "{name}"\nversion = "1"\nkind = "segmenter"\ndockerfile = "dockerfiles/flare.Dockerfile"\n'
+            'contract = "flare"\nprofile = "flare22"\ngpu = "none"\n\n[resources]\nmemory = "256m"\ntime_limit_s = 30\n')
+    settings = RunSettings(algorithms_dir=algorithms, data_dir=phantom_data, results_dir=tmp_path / "results",
+                           runner="docker", base=base_image, cache_dir=tmp_path / "cache", repo_root=tmp_path)
+    run_all(settings, say=lambda m: None, on_result=lambda e: None)
+    with Store.open(tmp_path / "results", lock=False, create=False) as store:
+        runs = store.runs().set_index("algorithm")
+    assert set(runs.loc["native"].status) == {"ok"}  # the others go on
+    missing = runs.loc["no-predict-sh"]
+    assert set(missing.status) == {"crashed"} and "predict.sh" in missing.log_tail.iloc[0]
+    wrong = runs.loc["wrong-name"]
+    assert set(wrong.status) == {"invalid_output"}
+    assert wrong.message.iloc[0].startswith("no label map /workspace/outputs/phantom_")  # in the contract's terms
+    assert "(found: segmentation.nii.gz)" in wrong.message.iloc[0]
