@@ -14,7 +14,6 @@ are errors (the case, or the set, cannot be evaluated as it is) or warnings (it 
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,7 +22,7 @@ import pandas as pd
 from numpy.typing import NDArray
 
 from harness.data.dataset import discover, read_label_names
-from harness.data.masks import assemble, is_mask_folder
+from harness.data.masks import assemble, is_mask_folder, norm_name
 from harness.data.nifti import check_labels, check_same_grid, label_values, read_grid, read_label
 from harness.errors import CaseError, DataError
 from harness.models import Profile
@@ -53,14 +52,10 @@ class DataCheck:
         return not self.errors and len(scorable) > 0
 
 
-def _norm(name: str) -> str:
-    return re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_")
-
-
 def label_name_problems(root: Path, profile: Profile) -> list[str]:
     """Where the data set's `dataset.json` names its labels, each name against the profile's."""
     by_value = {o.label: o.name for o in profile.organs}
-    known = {o.label: {_norm(o.name), _norm(o.source_name or o.name)} for o in profile.organs}
+    known = {o.label: {norm_name(o.name), norm_name(o.source_name or o.name)} for o in profile.organs}
     problems = []
     for value, name in sorted(read_label_names(root).items()):
         if value == 0:
@@ -68,7 +63,7 @@ def label_name_problems(root: Path, profile: Profile) -> list[str]:
         if value not in by_value:
             problems.append(f"{root / 'dataset.json'}: label {value} = {name!r} is not in profile {profile.name}; "
                             "choose the profile of this label system (--profile)")
-        elif _norm(name) not in known[value]:
+        elif norm_name(name) not in known[value]:
             problems.append(f"{root / 'dataset.json'}: label {value} = {name!r}, but profile {profile.name} has "
                             f"{value} = {by_value[value]!r}; the data set is numbered in another label system: "
                             "choose its profile (--profile)")

@@ -45,7 +45,8 @@ MASK_NAMES = {
 }
 
 
-def _norm(name: str) -> str:
+def norm_name(name: str) -> str:
+    """An organ name as the shared vocabulary spells it: lower case, words joined by '_'."""
     return re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_")
 
 
@@ -60,7 +61,7 @@ def mask_files(folder: Path) -> dict[str, Path]:
         suffix = suffix_of(path)
         if suffix is None or not path.is_file():
             continue
-        stem = _norm(path.name[: -len(suffix)])
+        stem = norm_name(path.name[: -len(suffix)])
         found[MASK_NAMES.get(stem, stem)] = path
     return found
 
@@ -80,12 +81,12 @@ def assemble(folder: Path, profile: Profile) -> Assembled:
     masks = mask_files(folder)
     by_name = {}
     for organ in profile.organs:
-        for name in (organ.name, _norm(organ.source_name) if organ.source_name else ""):
+        for name in (organ.name, norm_name(organ.source_name) if organ.source_name else ""):
             if name in masks:
                 by_name[organ.name] = (organ.label, masks[name])
                 break
-    ignored = tuple(sorted(set(masks) - {_norm(o.name) for o in profile.organs}
-                           - {_norm(o.source_name) for o in profile.organs if o.source_name}))
+    ignored = tuple(sorted(set(masks) - {norm_name(o.name) for o in profile.organs}
+                           - {norm_name(o.source_name) for o in profile.organs if o.source_name}))
     if not by_name:
         raise CaseError(f"{folder}: no mask of an organ of profile {profile.name} (found: "
                         f"{', '.join(sorted(masks)) or 'none'}); choose the profile of this data set",
