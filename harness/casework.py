@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from harness.attention.io import SUMMARY_FILE as ATTENTION_SUMMARY  # an annotator's per-organ sizes (contract)
+from harness.contracts import Collected, ContractOptions, collect, ignored_extras, keep, stage_input
 from harness.data.nifti import read_grid, read_volume
 from harness.fstree import remove_tree
 from harness.layout import LOG_FILE, MONITOR_FILE, PROBABILITY_DIR
@@ -111,8 +112,10 @@ def _worker_name() -> str:
         return "local"
 
 
-def stage(case: Case, extra_inputs: tuple[tuple[str, Path], ...], run_dir: Path) -> tuple[Path, Path]:
-    """A fresh `input/` (copies, readable by the sandbox's unprivileged user) and an empty `output/`."""
+def stage(case: Case, extra_inputs: tuple[tuple[str, Path], ...], run_dir: Path,
+          options: ContractOptions = None) -> tuple[Path, Path]:
+    """A fresh `input/` (copies, readable by the sandbox's unprivileged user; in the form of the
+    algorithm's contract) and an empty `output/`."""
     assert case.image is not None
     input_dir, output_dir = run_dir / "input", run_dir / "output"
     input_dir.mkdir()
@@ -125,6 +128,7 @@ def stage(case: Case, extra_inputs: tuple[tuple[str, Path], ...], run_dir: Path)
 
         data, grid = read_volume(case.image)
         nib.save(nib.Nifti1Image(np.asarray(data), grid.affine), staged)
+    stage_input(options, case.case_id, staged, input_dir)  # grand-challenge: images/<slug>/<uuid>.mha, inputs.json
     for rel, source in extra_inputs:
         shutil.copytree(source, input_dir / rel, symlinks=False, copy_function=shutil.copyfile)
     for path in input_dir.rglob("*"):
@@ -165,9 +169,12 @@ def contract_files(task: RunTask) -> list[str]:
     return [f"{case_id}.nii.gz"]
 
 
-def kept_files(task: RunTask, output_dir: Path) -> tuple[dict[str, bytes], list[str]]:
+def kept_files(task: RunTask, output_dir: Path, *, collected: Collected | None = None
+               ) -> tuple[dict[str, bytes], list[str]]:
     """The accepted outputs to keep (regular files the contract names, each checked before it is
-    read) and what else /output held (safe names, at most 20), reported, never kept."""
+    read) and what else /output held (safe names, at most 20), reported, never kept. With a foreign
+    contract, `output_dir` is the collected folder and the extras are those the container wrote
+    beside what was read (`collected`)."""
     from harness.data.nifti import check_untrusted_header
     from harness.errors import CaseError
 
@@ -187,19 +194,28 @@ def kept_files(task: RunTask, output_dir: Path) -> tuple[dict[str, bytes], list[
         elif path.stat().st_size > 16 * 1024**2:
             raise InvalidOutput(f"/output/{rel}: larger than 16 MiB; write a short summary")
         files[rel] = path.read_bytes()
-    others = []
-    allowed_dirs = {str(Path(rel).parent) for rel in allowed} - {"."}
-    for current, dirs, names in os.walk(os.fsencode(output_dir), followlinks=False):  # bytes: any name
-        here = os.fsdecode(os.path.relpath(current, os.fsencode(output_dir)))
-        kept_dirs = [d for d in dirs if here == "." and os.fsdecode(d) in allowed_dirs]
+    if collected is not None and collected.folder != collected.root:
+        skip = collected.consumed | ignored_extras(task.spec.options, task.case.case_id)
+        return files, extra_entries(collected.root, skip, set())
+    return files, extra_entries(output_dir, set(files), {str(Path(rel).parent) for rel in allowed} - {"."})
+
+
+def extra_entries(root: Path, taken: set[str] | frozenset[str], allowed_dirs: set[str]) -> list[str]:
+    """What `root` holds besides the `taken` files (a folder outside `allowed_dirs` once; safe names,
+    at most 20)."""
+    others: list[str] = []
+    for current, dirs, names in os.walk(os.fsencode(root), followlinks=False):  # bytes: any name
+        here = os.fsdecode(os.path.relpath(current, os.fsencode(root)))
+        kept_dirs = [d for d in dirs if (here == "." and os.fsdecode(d) in allowed_dirs) or
+                     any(t.startswith(("" if here == "." else here + "/") + os.fsdecode(d) + "/") for t in taken)]
         for name in [*names, *(d for d in dirs if d not in kept_dirs)]:
             rel = os.fsdecode(name) if here == "." else f"{here}/{os.fsdecode(name)}"
-            if rel not in files:
+            if rel not in taken:
                 others.append(safe_text(rel, limit=200))
                 if len(others) >= 20:
-                    return files, others
+                    return others
         dirs[:] = kept_dirs
-    return files, others
+    return others
 
 
 def run_case(task: RunTask, *, runner: Runner | None = None, work_dir: Path | None = None) -> RunResult:
@@ -221,21 +237,29 @@ def run_case(task: RunTask, *, runner: Runner | None = None, work_dir: Path | No
 def _run_staged(task: RunTask, runner: Runner, run_dir: Path) -> RunResult:
     from harness.host import host_info
 
-    input_dir, output_dir = stage(task.case, task.extra_inputs, run_dir)
+    options = task.spec.options
+    input_dir, output_dir = stage(task.case, task.extra_inputs, run_dir, options)
     make = RunMonitor.for_container if task.runner is RunnerKind.DOCKER else RunMonitor.for_process
     monitor = make(gpu_ids=visible_gpu_ids() if task.spec.gpu is not GpuMode.NONE else (), settings=task.monitor,
                    output_dir=output_dir)
     request = RunRequest(spec=task.spec, case_id=task.case.case_id, input_dir=input_dir, output_dir=output_dir,
-                         image=task.image, owner=task.owner, contract=tuple(contract_files(task)))
+                         image=task.image, owner=task.owner,
+                         contract=tuple(keep(options, task.case.case_id, contract_files(task),
+                                             probabilities=task.spec.writes_probabilities)))
     outcome = runner.run(request, monitor)
     files: dict[str, bytes] = {}
     not_kept: list[str] = []
+    aliases: dict[str, str] = {}
     if outcome.status is RunStatus.OK:
         try:
-            check_outputs(task, output_dir)
-            files, not_kept = kept_files(task, output_dir)
+            collected = collect(options, case=task.case, profile=task.profile, output_dir=output_dir,
+                                native_dir=run_dir / "collected", probabilities=task.spec.writes_probabilities)
+            aliases = collected.aliases
+            check_outputs(task, collected.folder)
+            files, not_kept = kept_files(task, collected.folder, collected=collected)
         except InvalidOutput as exc:
-            outcome = replace(outcome, status=RunStatus.INVALID_OUTPUT, message=safe_text(_as_the_container_saw(task, exc, outcome)))
+            outcome = replace(outcome, status=RunStatus.INVALID_OUTPUT,
+                              message=safe_text(_as_the_container_saw(task, exc, outcome, aliases)))
         except Exception as exc:  # noqa: BLE001 - outputs that break the checks themselves are the algorithm's
             files = {}
             outcome = replace(outcome, status=RunStatus.INVALID_OUTPUT,
@@ -252,7 +276,8 @@ def _run_staged(task: RunTask, runner: Runner, run_dir: Path) -> RunResult:
     # What the runner left in the container's /output (never copied out) and what the checks found here.
     left = details.pop("not_kept", None)
     if isinstance(left, list):
-        not_kept = [*map(str, left), *not_kept]
+        by_design = ignored_extras(options, task.case.case_id)  # e.g. nnU-Net's plans.json: its tool's, not the team's
+        not_kept = [*(str(n) for n in left if str(n) not in by_design), *not_kept]
     if not_kept:
         details["not_kept"] = not_kept[:20]  # /output held files outside the contract: reported, not kept
     info = host_info()
@@ -261,17 +286,21 @@ def _run_staged(task: RunTask, runner: Runner, run_dir: Path) -> RunResult:
                      host_facts={"cpu": info.cpu, "gpu": info.gpu, "driver": info.driver})
 
 
-def _as_the_container_saw(task: RunTask, exc: InvalidOutput, outcome: RunOutcome) -> str:
-    """A check's message in the container's terms: its contract's output path, and what it wrote
-    where the output file system kept only the contract's files (`not_kept`)."""
+def _as_the_container_saw(task: RunTask, exc: InvalidOutput, outcome: RunOutcome,
+                          aliases: dict[str, str] | None = None) -> str:
+    """A check's message in the container's terms: the file it wrote (`aliases`: a converted
+    output's own name), its contract's output path, and what it wrote where the output file system
+    kept only the contract's files (`not_kept`)."""
     message = str(exc)
+    for native, alias in (aliases or {}).items():
+        message = message.replace(native, alias)
     written = outcome.details.get("not_kept")
     if "(found: nothing)" in message and isinstance(written, list) and written:
         message = message.replace("(found: nothing)", f"(found: {', '.join(map(str, written[:5]))})")
     if task.runner is RunnerKind.DOCKER:
-        from harness.runner.docker_runner import CONTRACTS
+        from harness.runner.docker_runner import launch_of
 
-        output_path = CONTRACTS[task.spec.contract].output_path
+        output_path = launch_of(task.spec).output_path
         if output_path != "/output":
             message = message.replace("/output/", f"{output_path}/").replace("/output ", f"{output_path} ")
     return message

@@ -10,6 +10,8 @@
     profile = "flare22"                     # the label system of its outputs (must be the challenge's)
     writes_probabilities = true
     gpu = "none"                            # none | optional | required
+    contract = "harness"                    # harness | flare | grand-challenge | mlcube | nnunet, with
+                                            # a table of its own for the last three (harness.contracts)
 
     [resources]
     memory = "4g"                           # memory = memory + swap limit
@@ -39,6 +41,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from harness.contracts import CONTRACT_NAMES, ContractOptions, option_files, parse_options
 from harness.errors import SpecError
 from harness.models import GpuMode, Kind, Profile
 from harness.profiles import BUILTIN_PROFILES, load_profile
@@ -47,8 +50,8 @@ NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
 SIZE = re.compile(r"^(\d+(?:\.\d+)?)\s*([kmgt]?)b?$", re.IGNORECASE)
 _UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
 _TOP_KEYS = {"name", "version", "kind", "dockerfile", "image", "archive", "profile", "writes_probabilities", "gpu",
-             "resources", "local", "description", "contract"}
-CONTRACTS = ("harness", "flare")  # how the container is started and where it reads and writes (algorithms/README.md)
+             "resources", "local", "description", "contract", "grand-challenge", "mlcube", "nnunet"}
+CONTRACTS = CONTRACT_NAMES  # how the container is started and where it reads and writes (algorithms/README.md)
 _SOURCES = ("dockerfile", "image", "archive")  # exactly one: how the image is obtained
 PINNED_IMAGE = re.compile(r"[^@\s]+@sha256:[0-9a-f]{64}")
 _RESOURCE_KEYS = {"memory", "shm", "tmp", "output", "output_files", "time_limit_s", "pids", "cpus"}
@@ -88,6 +91,7 @@ class AlgorithmSpec:
     image: str | None = None  # a local image pinned by digest: "name[:tag]@sha256:<64 hex>"
     archive: Path | None = None  # a `docker save` tar / tar.gz, loaded before the run (absolute)
     contract: str = "harness"  # one of CONTRACTS
+    options: ContractOptions = None  # the contract's own table ([grand-challenge], [mlcube], [nnunet]), checked
 
 
 def parse_size(value: Any, *, where: str) -> int:
@@ -168,8 +172,14 @@ def load_manifest(path: Path, *, repo_root: Path) -> AlgorithmSpec:
     profile = load_profile(declared, relative_to=path.parent)  # resolved once, here, not mid-run
     contract = raw.get("contract", "harness")
     if contract not in CONTRACTS:
-        raise SpecError(f"{path}: key 'contract' = {contract!r}; supported: {', '.join(CONTRACTS)} (grand-challenge, "
-                        "mlcube and nnunet are not yet)")
+        raise SpecError(f"{path}: key 'contract' = {contract!r}; supported: {', '.join(CONTRACTS)} (algorithms/README.md)")
+    if kind == Kind.ANNOTATOR and contract != "harness":
+        raise SpecError(f"{path}: key 'contract' = {contract!r} for an annotator; annotators follow the harness "
+                        "contract (algorithms/README.md)")
+    options = parse_options(str(contract), raw, path)
+    identity = hashlib.sha256(raw_bytes)
+    for extra in option_files(options):  # what the contract reads runs as part of the manifest
+        identity.update(extra.read_bytes())
     return AlgorithmSpec(
         name=name,
         version=text("version"),
@@ -182,11 +192,12 @@ def load_manifest(path: Path, *, repo_root: Path) -> AlgorithmSpec:
         gpu=GpuMode(gpu),
         resources=_resources(raw.get("resources", {}), path),
         local_command=_local_command(raw.get("local"), path),
-        manifest_sha256=hashlib.sha256(raw_bytes).hexdigest(),
+        manifest_sha256=identity.hexdigest(),
         description=str(raw.get("description", "")),
         image=image,
         archive=archive,
         contract=str(contract),
+        options=options,
     )
 
 

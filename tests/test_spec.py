@@ -130,3 +130,73 @@ def test_pinned_images_and_archives_need_no_repository(tmp_path: Path) -> None:
     assert spec.dockerfile is None and spec.image == "team/seg:v1@sha256:" + "a" * 64
     (folder / "algorithm.toml").write_text(GOOD.replace('dockerfile = "dockerfiles/demo.Dockerfile"', 'archive = "team.tar.gz"'))
     assert load_manifest(folder / "algorithm.toml", repo_root=tmp_path / "nowhere").archive == (folder / "team.tar.gz").resolve()
+
+
+def _contract(tmp_path: Path, contract: str, table: str, files: dict[str, str] | None = None) -> Path:
+    manifest = _write(tmp_path, GOOD)
+    for rel, text in (files or {}).items():
+        (manifest.parent / rel).parent.mkdir(parents=True, exist_ok=True)
+        (manifest.parent / rel).write_text(text)
+    manifest.write_text(GOOD.replace('gpu = "optional"', f'gpu = "optional"\ncontract = "{contract}"') + "\n" + table)
+    return manifest
+
+
+MEDPERF = """container_type: DockerImage
+image: team/seg:1
+tasks:
+  infer:
+    input_volumes:
+      data_path: {mount_path: /mlcommons/volumes/data, type: directory}
+      parameters_file: {mount_path: /mlcommons/volumes/parameters/parameters_file.yaml, type: file}
+    output_volumes:
+      output_path: {mount_path: /mlcommons/volumes/predictions, type: directory}
+    run_args: {command: "infer --data_path=/mlcommons/volumes/data"}
+"""
+
+
+def test_foreign_contracts_read_their_own_tables(tmp_path: Path) -> None:
+    from harness.contracts import GrandChallengeOptions, MLCubeOptions, NnUNetOptions, launch
+
+    spec = load_manifest(_contract(tmp_path, "grand-challenge", '[grand-challenge]\noutput_slug = "organs"\n'),
+                         repo_root=tmp_path)
+    assert spec.options == GrandChallengeOptions(output_slug="organs", output_path="images/organs")
+    spec = load_manifest(_contract(tmp_path, "nnunet", '[nnunet]\narguments = ["-d", "1", "-c", "3d_fullres"]\n'),
+                         repo_root=tmp_path)
+    assert isinstance(spec.options, NnUNetOptions)
+    assert launch(spec.contract, spec.options, probabilities=True).command == (
+        "-i", "/input", "-o", "/output", "-d", "1", "-c", "3d_fullres", "--save_probabilities")
+    spec = load_manifest(_contract(tmp_path, "mlcube", '[mlcube]\nconfig = "cc.yaml"\nparameters = "p.yaml"\n',
+                                   {"cc.yaml": MEDPERF, "p.yaml": "offset: 1\n"}), repo_root=tmp_path)
+    assert isinstance(spec.options, MLCubeOptions) and spec.options.style == "medperf"
+    started = launch(spec.contract, spec.options, probabilities=False)
+    assert (started.input_path, started.output_path) == ("/mlcommons/volumes/data", "/mlcommons/volumes/predictions")
+    assert started.command == ("infer", "--data_path=/mlcommons/volumes/data")
+    assert [m.container for m in started.mounts] == ["/mlcommons/volumes/parameters/parameters_file.yaml"]
+    before = spec.manifest_sha256
+    (spec.directory / "p.yaml").write_text("offset: 2\n")  # what the contract reads is part of the manifest
+    assert load_manifest(spec.manifest, repo_root=tmp_path).manifest_sha256 != before
+
+
+@pytest.mark.parametrize("contract, table, files, message", [
+    ("harness", '[nnunet]\narguments = []\n', {}, r"table \[nnunet\] but contract = 'harness'"),
+    ("nnunet", '[nnunet]\narguments = ["-i", "/x"]\n', {}, r"gives -i or -o; the harness passes -i /input -o /output"),
+    ("nnunet", '[nnunet]\nprobability_axes = "yxz"\n', {}, r"'nnunet.probability_axes' = 'yxz'"),
+    ("mlcube", "", {}, r"key 'mlcube.config' is missing"),
+    ("mlcube", '[mlcube]\nconfig = "../../secret.yaml"\n', {}, r"leaves the algorithm's folder"),
+    ("mlcube", '[mlcube]\nconfig = "cc.yaml"\n', {"cc.yaml": MEDPERF}, r"mounts parameters_file; give key 'mlcube.parameters'"),
+    ("mlcube", '[mlcube]\nconfig = "cc.yaml"\n', {"cc.yaml": "tasks: {train: {}}\n"}, r"no `tasks: infer:`"),
+    ("grand-challenge", '[grand-challenge]\noutput_path = "../x"\n', {}, r"give a relative path without '..'"),
+    ("grand-challenge", '[grand-challenge]\nmodel = "weights"\n', {}, r"'grand-challenge.model' = 'weights' is not a folder"),
+    ("sagemaker", "", {}, r"key 'contract' = 'sagemaker'; supported: harness, flare, grand-challenge, mlcube, nnunet"),
+])
+def test_foreign_contract_tables_are_checked(tmp_path: Path, contract: str, table: str, files: dict[str, str],
+                                            message: str) -> None:
+    with pytest.raises(SpecError, match=message):
+        load_manifest(_contract(tmp_path, contract, table, files), repo_root=tmp_path)
+
+
+def test_an_annotator_follows_the_harness_contract(tmp_path: Path) -> None:
+    manifest = _contract(tmp_path, "nnunet", "")
+    manifest.write_text(manifest.read_text().replace('kind = "segmenter"', 'kind = "annotator"'))
+    with pytest.raises(SpecError, match="annotators follow the harness contract"):
+        load_manifest(manifest, repo_root=tmp_path)

@@ -90,6 +90,20 @@ def read_volume(path: Path) -> tuple[NDArray[Any], Grid]:
     return data, read_grid(path)
 
 
+def write_itk(path: Path, data: NDArray[Any], grid: Grid) -> None:
+    """Write voxels (axes x, y, z) on `grid` as a MetaImage / NRRD file, in ITK's LPS convention:
+    `read_volume` of the file gives back the same voxels and affine."""
+    import SimpleITK as sitk
+
+    linear = np.asarray(grid.affine, dtype=np.float64)[:3, :3]
+    spacing = np.linalg.norm(linear, axis=0)
+    image = sitk.GetImageFromArray(np.ascontiguousarray(np.asarray(data).transpose(2, 1, 0)))
+    image.SetSpacing(tuple(float(v) for v in spacing))
+    image.SetDirection(tuple(float(v) for v in (_LPS_TO_RAS @ linear / spacing).reshape(-1)))
+    image.SetOrigin(tuple(float(v) for v in _LPS_TO_RAS @ np.asarray(grid.affine, dtype=np.float64)[:3, 3]))
+    sitk.WriteImage(image, str(path), useCompression=True)
+
+
 def _open(path: Path) -> nib.Nifti1Image:
     try:
         img = nib.load(path)

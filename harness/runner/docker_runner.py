@@ -28,10 +28,10 @@ import tarfile
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from harness.contracts import Launch, launch
 from harness.monitor import RunMonitor
 from harness.runner.base import RunOutcome, RunRequest, RunStatus, tail_text
 from harness.safetext import safe_text
@@ -96,23 +96,30 @@ class _ChunkReader(io.RawIOBase):
         return n
 
 
-def copy_out(chunks: Iterator[bytes], target: Path, contract: tuple[str, ...], *, limit_names: int = 20
-             ) -> tuple[list[str], float]:
+def copy_out(chunks: Iterator[bytes], target: Path, contract: tuple[str, ...], *, limit_names: int = 20,
+             per_folder: int = 4) -> tuple[list[str], float]:
     """Write the contract's paths of an `/output` tar stream into `target` (regular files, and links
-    as links, for the checks to refuse); returns the other entries' safe names (a folder outside the
-    contract once, at most `limit_names`) and the earliest modification time of the files copied
-    (NaN: none)."""
-    wanted = set(contract)
-    contract_dirs = {c.split("/", 1)[0] for c in wanted if "/" in c}
+    as links, for the checks to refuse); an entry `dir/*` is any file directly in `dir` (the first
+    `per_folder` of them). Returns the other entries' safe names (a folder outside the contract
+    once, at most `limit_names`) and the earliest modification time of the files copied (NaN: none)."""
+    wanted = {c for c in contract if not c.endswith("/*")}
+    patterns = {c[:-2] for c in contract if c.endswith("/*")}
+    ancestors = {str(parent) for c in (*wanted, *patterns) for parent in Path(c).parents if str(parent) != "."}
+    ancestors |= patterns
+    contract_dirs = {c.split("/", 1)[0] for c in ancestors}
+    taken: dict[str, int] = {}
     seen: set[str] = set()
     others: list[str] = []
     first = math.nan
     with tarfile.open(fileobj=io.BufferedReader(_ChunkReader(chunks), 1 << 20), mode="r|") as archive:
         for member in archive:
             rel = member.name.split("/", 1)[1] if "/" in member.name else ""
-            if not rel or (rel in contract_dirs and member.isdir()):
+            if not rel or (rel in ancestors and member.isdir()):
                 continue
-            if rel in wanted and (member.isfile() or member.issym()):
+            folder = rel.rpartition("/")[0]
+            matched = rel in wanted or (folder in patterns and taken.get(folder, 0) < per_folder)
+            if matched and (member.isfile() or member.issym()):
+                taken[folder] = taken.get(folder, 0) + 1
                 path = target / rel
                 path.parent.mkdir(parents=True, exist_ok=True)
                 if member.issym():
@@ -153,24 +160,9 @@ def remove_orphans(client, owner: str) -> int:  # type: ignore[no-untyped-def]
     return removed
 
 
-@dataclass(frozen=True)
-class Contract:
-    """How a platform starts an algorithm's container (algorithms/README.md has each in full)."""
-
-    input_path: str
-    output_path: str
-    input_writable: bool = False  # a private writable copy of the input (FLARE's teams write there)
-    own_user: bool = False  # the image's own user (no --user), still without capabilities
-    command: tuple[str, ...] | None = None  # replaces the image's CMD
-
-
-CONTRACTS = {
-    "harness": Contract("/input", "/output"),
-    # FLARE21-24: docker container run ... -v inputs:/workspace/inputs/ -v outputs:/workspace/outputs/ IMAGE
-    #   /bin/bash -c "sh predict.sh"; inputs/<case>_0000.nii.gz in, outputs/<case>.nii.gz out.
-    "flare": Contract("/workspace/inputs", "/workspace/outputs", input_writable=True, own_user=True,
-                      command=("/bin/bash", "-c", "sh predict.sh")),
-}
+def launch_of(spec) -> Launch:  # type: ignore[no-untyped-def]
+    """How `spec`'s container starts under its contract (harness.contracts)."""
+    return launch(spec.contract, spec.options, probabilities=spec.writes_probabilities)
 
 
 class DockerRunner:
@@ -186,10 +178,10 @@ class DockerRunner:
         self.output_fs = output_fs  # False: /output is a watched host folder (the fallback)
 
     def container_kwargs(self, request: RunRequest, *, output_volume: str | None = None) -> dict[str, object]:
-        from docker.types import DeviceRequest, LogConfig
+        from docker.types import DeviceRequest, LogConfig, Mount
 
         res = request.spec.resources
-        contract = CONTRACTS[request.spec.contract]
+        contract = launch_of(request.spec)
         output = ({output_volume: {"bind": contract.output_path, "mode": "rw"}} if output_volume is not None
                   else {str(request.output_dir.resolve()): {"bind": contract.output_path, "mode": "rw"}})
         uid, gid = sandbox_user()
@@ -214,8 +206,13 @@ class DockerRunner:
             "log_config": LogConfig(type="json-file", config={"max-size": "1m", "max-file": "1"}),
             "labels": {"harness.algorithm": request.spec.name, "harness.case": request.case_id,
                        "harness.results": request.owner, "harness.pid": f"{os.getpid()}@{socket.gethostname()}"},
-            "environment": {"HARNESS_CASE": request.case_id, "HOME": "/tmp"},
+            "environment": {**dict(contract.environment), "HARNESS_CASE": request.case_id, "HOME": "/tmp"},
         }
+        if contract.mounts:  # read-only extras: a model folder, a parameters file
+            kwargs["mounts"] = [Mount(target=m.container, source=str(m.host), type="bind", read_only=True)
+                                for m in contract.mounts]
+        if contract.entrypoint is not None:
+            kwargs["entrypoint"] = list(contract.entrypoint)
         if contract.own_user:
             del kwargs["user"]
         if contract.command is not None:
@@ -231,7 +228,7 @@ class DockerRunner:
         wall0 = time.monotonic()
         started_at = time.time()
         uid, _ = sandbox_user()
-        contract = CONTRACTS[request.spec.contract]
+        contract = launch_of(request.spec)
         for folder, mode in ((request.input_dir, 0o777 if contract.input_writable else 0o755),
                              (request.output_dir, 0o777 if uid == SANDBOX_UID or contract.own_user else 0o755)):
             folder.chmod(mode)
@@ -339,7 +336,7 @@ class DockerRunner:
                 name=f"harness-output-{uuid.uuid4().hex[:16]}", driver="local", labels=labels,
                 driver_opts={"type": "tmpfs", "device": "tmpfs",
                              "o": f"size={res.output_bytes},nr_inodes={res.output_files + 1},uid={uid},gid={gid},"
-                                  f"mode={'0777' if CONTRACTS[request.spec.contract].own_user else '0700'}"})
+                                  f"mode={'0777' if launch_of(request.spec).own_user else '0700'}"})
             holder = self.client.containers.create(
                 image=request.image, entrypoint=["sleep", "infinity"], command=[], detach=True, network_mode="none",
                 read_only=True, user=f"{uid}:{gid}", cap_drop=["ALL"], security_opt=["no-new-privileges"], pids_limit=8,

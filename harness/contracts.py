@@ -1,0 +1,527 @@
+"""Container contracts: how each platform stages a case, starts the container and names its outputs.
+
+A contract is data and file work, never Docker: it says where the case goes (`stage_input`),
+where the staged folder, the output file system and any read-only extras are mounted and with
+which command the container starts (`launch`), which output paths the runner copies out
+(`keep`), and how those outputs become the harness's own layout (`collect`: `<case>.nii.gz` and
+`probabilities/<organ>.nii.gz`), on which every check then runs unchanged. algorithms/README.md
+has each contract in full, with its sources.
+
+- harness: /input (read-only) -> /output, the image's entry point, our unprivileged user.
+- flare (FLARE21-24): /workspace/inputs (a private writable copy) -> /workspace/outputs,
+  `/bin/bash -c "sh predict.sh"`, the image's own user.
+- grand-challenge: /input/images/<slug>/<uuid>.mha and /input/inputs.json (read-only) -> exactly
+  one image under /output/images/<slug>/; the model, when given, at /opt/ml/model (read-only).
+- mlcube: MedPerf's `container_config.yaml` (volumes at their `mount_path`) or a legacy
+  `mlcube.yaml` (`/mlcube_io<N>` mounts and `infer --data_path=... --parameters_file=...
+  --output_path=...`); the case folder is `data_path`, predictions in `output_path`; host user.
+- nnunet: the image's entry point with `-i /input -o /output` (and `--save_probabilities`);
+  `<case>.nii.gz`, and `<case>.npz` (`probabilities`, channels first) turned into per-organ maps.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import stat
+import uuid
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from harness.errors import CaseError, SpecError
+
+if TYPE_CHECKING:
+    from harness.models import Case, Profile
+
+CONTRACT_NAMES = ("harness", "flare", "grand-challenge", "mlcube", "nnunet")
+IMAGE_SUFFIXES_GC = (".mha", ".tif", ".tiff")  # what grand-challenge accepts for an image output
+NNUNET_SIDE_FILES = ("plans.json", "dataset.json", "predict_from_raw_data_args.json")  # nnU-Net writes them to -o
+
+
+@dataclass(frozen=True)
+class Mount:
+    """A read-only extra the container sees (a model folder, a parameters file)."""
+
+    host: Path
+    container: str
+
+
+@dataclass(frozen=True)
+class Launch:
+    """How one container is started under a contract."""
+
+    input_path: str  # where the staged case folder is mounted
+    output_path: str  # where the run's output file system is mounted
+    input_writable: bool = False  # a private writable copy (FLARE's teams write there)
+    own_user: bool = False  # the image's own user (no --user), still without capabilities
+    command: tuple[str, ...] | None = None  # replaces the image's CMD
+    entrypoint: tuple[str, ...] | None = None  # replaces the image's ENTRYPOINT
+    mounts: tuple[Mount, ...] = ()
+    environment: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class GrandChallengeOptions:
+    input_slug: str = "ct-image"
+    input_path: str = "images/ct-image"  # the input socket's relative_path under /input
+    output_slug: str = "abdominal-organ-segmentation"
+    output_path: str = "images/abdominal-organ-segmentation"  # under /output: exactly one image here
+    model: Path | None = None  # a folder mounted read-only at /opt/ml/model
+
+
+@dataclass(frozen=True)
+class MLCubeOptions:
+    config: Path  # container_config.yaml (MedPerf) or mlcube.yaml (MLCube), absolute
+    style: str  # "medperf" | "mlcube"
+    data_mount: str  # where data_path is mounted
+    output_mount: str  # where output_path is mounted
+    mounts: tuple[Mount, ...]  # parameters file, additional files, other workspace inputs
+    command: tuple[str, ...] | None
+    entrypoint: tuple[str, ...] | None
+    environment: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class NnUNetOptions:
+    arguments: tuple[str, ...] = ()  # after -i IN -o OUT: -d, -c, -f, ...
+    entrypoint: tuple[str, ...] | None = None  # default: the image's own (e.g. nnUNetv2_predict)
+    probability_axes: str = "zyx"  # the npz's spatial axis order: nnU-Net's readers give z, y, x
+
+
+ContractOptions = GrandChallengeOptions | MLCubeOptions | NnUNetOptions | None
+
+
+# --- manifests --------------------------------------------------------------------------------
+
+
+def parse_options(contract: str, raw: dict[str, Any], manifest: Path) -> ContractOptions:
+    """The contract's own table of a manifest (`[grand-challenge]`, `[mlcube]`, `[nnunet]`), checked."""
+    table = raw.get(contract, {}) if contract in ("grand-challenge", "mlcube", "nnunet") else {}
+    for other in ("grand-challenge", "mlcube", "nnunet"):
+        if other in raw and other != contract:
+            raise SpecError(f"{manifest}: table [{other}] but contract = {contract!r}; set contract = \"{other}\" or "
+                            "remove the table")
+    if not isinstance(table, dict):
+        raise SpecError(f"{manifest}: key '{contract}' must be a table ([{contract}])")
+    if contract == "grand-challenge":
+        return _grand_challenge(table, manifest)
+    if contract == "mlcube":
+        return _mlcube(table, manifest)
+    if contract == "nnunet":
+        return _nnunet(table, manifest)
+    return None
+
+
+def _allowed(table: dict[str, Any], keys: set[str], where: str, manifest: Path) -> None:
+    unknown = sorted(set(table) - keys)
+    if unknown:
+        raise SpecError(f"{manifest}: unknown key '{where}.{unknown[0]}'; allowed: {', '.join(sorted(keys))}")
+
+
+def _text(table: dict[str, Any], key: str, default: str, where: str, manifest: Path, *, pattern: str = "") -> str:
+    value = table.get(key, default)
+    if not isinstance(value, str) or not value.strip():
+        raise SpecError(f"{manifest}: key '{where}.{key}' = {value!r}; expected a non-empty string")
+    if pattern == "relpath" and (value.startswith("/") or ".." in Path(value).parts or "\\" in value):
+        raise SpecError(f"{manifest}: key '{where}.{key}' = {value!r}; give a relative path without '..'")
+    if pattern == "slug" and not all(c.isalnum() or c == "-" for c in value):
+        raise SpecError(f"{manifest}: key '{where}.{key}' = {value!r}; a slug holds letters, digits and '-'")
+    return value.strip("/") if pattern == "relpath" else value
+
+
+def _beside(manifest: Path, value: Any, key: str, *, folder: bool) -> Path:
+    """A file or folder given relative to the manifest, which must stay inside the manifest's folder."""
+    if not isinstance(value, str) or not value.strip():
+        raise SpecError(f"{manifest}: key '{key}' = {value!r}; give a path relative to the manifest")
+    path = (manifest.parent / value).resolve()
+    if not path.is_relative_to(manifest.parent.resolve()):
+        raise SpecError(f"{manifest}: key '{key}' = {value!r} leaves the algorithm's folder; keep it beside the manifest")
+    if folder and not path.is_dir():
+        raise SpecError(f"{manifest}: key '{key}' = {value!r} is not a folder; give the folder beside the manifest")
+    if not folder and not path.is_file():
+        raise SpecError(f"{manifest}: key '{key}' = {value!r} does not exist; give the file beside the manifest")
+    return path
+
+
+def _grand_challenge(table: dict[str, Any], manifest: Path) -> GrandChallengeOptions:
+    where = "grand-challenge"
+    _allowed(table, {"input_slug", "input_path", "output_slug", "output_path", "model"}, where, manifest)
+    base = GrandChallengeOptions()
+    in_slug = _text(table, "input_slug", base.input_slug, where, manifest, pattern="slug")
+    out_slug = _text(table, "output_slug", base.output_slug, where, manifest, pattern="slug")
+    return GrandChallengeOptions(
+        input_slug=in_slug,
+        input_path=_text(table, "input_path", f"images/{in_slug}", where, manifest, pattern="relpath"),
+        output_slug=out_slug,
+        output_path=_text(table, "output_path", f"images/{out_slug}", where, manifest, pattern="relpath"),
+        model=_beside(manifest, table["model"], f"{where}.model", folder=True) if "model" in table else None,
+    )
+
+
+def _nnunet(table: dict[str, Any], manifest: Path) -> NnUNetOptions:
+    where = "nnunet"
+    _allowed(table, {"arguments", "entrypoint", "probability_axes"}, where, manifest)
+    arguments = table.get("arguments", [])
+    if not isinstance(arguments, list) or not all(isinstance(a, str) for a in arguments):
+        raise SpecError(f"{manifest}: key 'nnunet.arguments' = {arguments!r}; use an array of strings such as "
+                        '["-d", "Dataset001_Abdomen", "-c", "3d_fullres"]')
+    if any(a in ("-i", "-o") for a in arguments):
+        raise SpecError(f"{manifest}: key 'nnunet.arguments' gives -i or -o; the harness passes -i /input -o /output")
+    entry = table.get("entrypoint")
+    if entry is not None and (not isinstance(entry, list) or not entry or not all(isinstance(a, str) for a in entry)):
+        raise SpecError(f"{manifest}: key 'nnunet.entrypoint' = {entry!r}; use an array such as [\"nnUNetv2_predict\"]")
+    axes = table.get("probability_axes", "zyx")
+    if axes not in ("zyx", "xyz"):
+        raise SpecError(f"{manifest}: key 'nnunet.probability_axes' = {axes!r}; use \"zyx\" (nnU-Net's readers) or \"xyz\"")
+    return NnUNetOptions(arguments=tuple(arguments), entrypoint=tuple(entry) if entry else None, probability_axes=axes)
+
+
+_HARNESS_VOLUMES = {"data_path", "parameters_file", "additional_files", "output_path"}
+
+
+def _mlcube(table: dict[str, Any], manifest: Path) -> MLCubeOptions:
+    where = "mlcube"
+    _allowed(table, {"config", "parameters", "additional_files", "workspace"}, where, manifest)
+    if "config" not in table:
+        raise SpecError(f"{manifest}: key 'mlcube.config' is missing; give the container_config.yaml (MedPerf) or "
+                        "mlcube.yaml beside the manifest")
+    config = _beside(manifest, table["config"], "mlcube.config", folder=False)
+    parameters = _beside(manifest, table["parameters"], "mlcube.parameters", folder=False) if "parameters" in table else None
+    extra = (_beside(manifest, table["additional_files"], "mlcube.additional_files", folder=True)
+             if "additional_files" in table else None)
+    import yaml
+
+    try:
+        parsed = yaml.safe_load(config.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise SpecError(f"{config}: not valid YAML ({' '.join(str(exc).split())[:200]}); fix the syntax") from None
+    task = ((parsed or {}).get("tasks") or {}).get("infer") if isinstance(parsed, dict) else None
+    if not isinstance(task, dict):
+        raise SpecError(f"{config}: no `tasks: infer:`; a model container declares the infer task")
+    if "input_volumes" in task or "output_volumes" in task or "container_type" in parsed:
+        return _medperf(task, config, manifest, parameters, extra)
+    workspace = (_beside(manifest, table["workspace"], "mlcube.workspace", folder=True) if "workspace" in table
+                 else config.parent / "workspace")
+    return _legacy_mlcube(task, config, manifest, parameters, workspace)
+
+
+def _medperf(task: dict[str, Any], config: Path, manifest: Path, parameters: Path | None,
+             extra: Path | None) -> MLCubeOptions:
+    """MedPerf's container_config.yaml: each volume at its own mount_path; run_args may set the command."""
+    volumes = {**(task.get("input_volumes") or {}), **(task.get("output_volumes") or {})}
+    for name, volume in volumes.items():
+        if not isinstance(volume, dict) or "mount_path" not in volume or volume.get("type") not in ("file", "directory"):
+            raise SpecError(f"{config}: volume {name!r} needs mount_path and type (file or directory)")
+        if name not in _HARNESS_VOLUMES:
+            raise SpecError(f"{config}: infer volume {name!r} is not one the harness supplies "
+                            f"({', '.join(sorted(_HARNESS_VOLUMES))}); remove it or ship it inside the image")
+    for needed in ("data_path", "output_path"):
+        if needed not in volumes:
+            raise SpecError(f"{config}: the infer task has no {needed} volume; declare it")
+    mounts: list[Mount] = []
+    if "parameters_file" in volumes:
+        if parameters is None:
+            raise SpecError(f"{manifest}: {config.name} mounts parameters_file; give key 'mlcube.parameters' (the file)")
+        mounts.append(Mount(parameters, str(volumes["parameters_file"]["mount_path"])))
+    if "additional_files" in volumes:
+        if extra is None:
+            raise SpecError(f"{manifest}: {config.name} mounts additional_files; give key 'mlcube.additional_files' "
+                            "(a folder)")
+        mounts.append(Mount(extra, str(volumes["additional_files"]["mount_path"])))
+    run_args = task.get("run_args") or {}
+    if not isinstance(run_args, dict):
+        raise SpecError(f"{config}: run_args must be a mapping")
+    unknown = sorted(set(run_args) - {"command", "entrypoint", "environment", "shm_size", "gpus"})
+    if unknown:
+        raise SpecError(f"{config}: run_args.{unknown[0]} is not allowed (MedPerf allows command, entrypoint, "
+                        "environment, shm_size, gpus)")
+    env = run_args.get("environment") or {}
+    if not isinstance(env, dict):
+        raise SpecError(f"{config}: run_args.environment must be a mapping")
+    return MLCubeOptions(config=config, style="medperf", data_mount=str(volumes["data_path"]["mount_path"]),
+                         output_mount=str(volumes["output_path"]["mount_path"]), mounts=tuple(mounts),
+                         command=_argv(run_args.get("command"), config, "command"),
+                         entrypoint=_argv(run_args.get("entrypoint"), config, "entrypoint"),
+                         environment=tuple((str(k), str(v)) for k, v in env.items()))
+
+
+def _argv(value: Any, config: Path, key: str) -> tuple[str, ...] | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return tuple(shlex.split(value))
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return tuple(value)
+    raise SpecError(f"{config}: run_args.{key} = {value!r}; use a string or a list of strings")
+
+
+def _legacy_mlcube(task: dict[str, Any], config: Path, manifest: Path, parameters: Path | None,
+                   workspace: Path) -> MLCubeOptions:
+    """MLCube's own runner: every parameter mounted at /mlcube_io<N> in order (inputs, then outputs;
+    a file through its folder) and passed as `--name=<path>` after the task name."""
+    params = task.get("parameters") or {}
+    inputs, outputs = params.get("inputs") or {}, params.get("outputs") or {}
+    if not isinstance(inputs, dict) or not isinstance(outputs, dict):
+        raise SpecError(f"{config}: tasks.infer.parameters.inputs and .outputs must be mappings")
+    if "data_path" not in inputs or "output_path" not in outputs:
+        raise SpecError(f"{config}: the infer task needs inputs.data_path and outputs.output_path")
+    args: list[str] = []
+    mounts: list[Mount] = []
+    data_mount = output_mount = ""
+    index = 0
+    for name, value in [*inputs.items(), *outputs.items()]:
+        default = value.get("default") if isinstance(value, dict) else value
+        kind = value.get("type") if isinstance(value, dict) else None
+        if not isinstance(default, str):
+            raise SpecError(f"{config}: parameter {name!r} has no path; give one")
+        kind = kind or ("directory" if name in ("data_path", "output_path") or default.endswith("/") else "file")
+        target = f"/mlcube_io{index}"
+        index += 1
+        if name == "data_path":
+            data_mount = target
+            args.append(f"--{name}={target}")
+        elif name == "output_path":
+            output_mount = target
+            args.append(f"--{name}={target}")
+        elif name == "parameters_file":
+            if parameters is None:
+                raise SpecError(f"{manifest}: {config.name} passes parameters_file; give key 'mlcube.parameters' (the file)")
+            mounts.append(Mount(parameters.parent, target))
+            args.append(f"--{name}={target}/{parameters.name}")
+        else:  # weights and other workspace inputs, read-only from the workspace beside the config
+            host = (workspace / default).resolve()
+            if not host.is_relative_to(manifest.parent.resolve()) or not host.exists():
+                raise SpecError(f"{config}: input {name!r} = {default!r} is not in the workspace {workspace}; put it there")
+            if kind == "file":
+                mounts.append(Mount(host.parent, target))
+                args.append(f"--{name}={target}/{host.name}")
+            else:
+                mounts.append(Mount(host, target))
+                args.append(f"--{name}={target}")
+    return MLCubeOptions(config=config, style="mlcube", data_mount=data_mount, output_mount=output_mount,
+                         mounts=tuple(mounts), command=("infer", *args), entrypoint=None)
+
+
+def option_files(options: ContractOptions) -> list[Path]:
+    """The files a contract's options read (their bytes are part of the manifest as it runs)."""
+    if isinstance(options, MLCubeOptions):
+        return [options.config, *(m.host for m in options.mounts if m.host.is_file())]
+    return []
+
+
+# --- runs --------------------------------------------------------------------------------------
+
+
+def launch(contract: str, options: ContractOptions, *, probabilities: bool) -> Launch:
+    """How the container starts under `contract`."""
+    if contract == "flare":
+        return Launch("/workspace/inputs", "/workspace/outputs", input_writable=True, own_user=True,
+                      command=("/bin/bash", "-c", "sh predict.sh"))
+    if isinstance(options, GrandChallengeOptions):
+        mounts = (Mount(options.model, "/opt/ml/model"),) if options.model is not None else ()
+        return Launch("/input", "/output", mounts=mounts)
+    if isinstance(options, MLCubeOptions):
+        return Launch(options.data_mount, options.output_mount, command=options.command, entrypoint=options.entrypoint,
+                      mounts=options.mounts, environment=options.environment)
+    if isinstance(options, NnUNetOptions):
+        command = ("-i", "/input", "-o", "/output", *options.arguments, *(("--save_probabilities",) if probabilities else ()))
+        return Launch("/input", "/output", command=command, entrypoint=options.entrypoint)
+    return Launch("/input", "/output")
+
+
+def stage_input(options: ContractOptions, case_id: str, image_file: Path, input_dir: Path) -> None:
+    """Move the staged `<case>_0000.nii.gz` into the contract's form (grand-challenge: an .mha under
+    images/<slug>/ named by a fresh UUID, and inputs.json); other contracts keep it as it is."""
+    if not isinstance(options, GrandChallengeOptions):
+        return
+    from harness.data.nifti import read_volume, write_itk
+
+    data, grid = read_volume(image_file)
+    name = f"{uuid.uuid4()}.mha"
+    folder = input_dir / options.input_path
+    folder.mkdir(parents=True)
+    write_itk(folder / name, np.asarray(data), grid)
+    image_file.unlink()
+    sockets = [{"pk": 1, "interface": {"title": options.input_slug.replace("-", " ").capitalize(),
+                                       "slug": options.input_slug, "kind": "Image", "super_kind": "Image",
+                                       "relative_path": options.input_path},
+                "value": None, "file": None, "image": {"pk": name[:-4], "name": name}}]
+    (input_dir / "inputs.json").write_text(json.dumps(sockets, indent=2) + "\n", encoding="utf-8")
+
+
+def keep(options: ContractOptions, case_id: str, native: list[str], *, probabilities: bool) -> list[str]:
+    """The output paths (relative to the output mount) that the runner copies out; `dir/*` is any
+    file directly in `dir` (the first few: more than one is already a violation)."""
+    if isinstance(options, GrandChallengeOptions):
+        return [f"{options.output_path}/*"]
+    if isinstance(options, NnUNetOptions):
+        return [f"{case_id}.nii.gz", *((f"{case_id}.npz",) if probabilities else ())]
+    return native
+
+
+@dataclass(frozen=True)
+class Collected:
+    """The outputs in the harness's own layout, and how to name them in the container's terms."""
+
+    folder: Path  # holds <case>.nii.gz (and probabilities/) for the checks
+    aliases: dict[str, str]  # "/output/<native path>" -> the path the container wrote
+    consumed: frozenset[str]  # paths under the output folder that were read (not reported as extra)
+    root: Path  # the output folder the container wrote
+
+
+def collect(options: ContractOptions, *, case: Case, profile: Profile, output_dir: Path, native_dir: Path,
+            probabilities: bool) -> Collected:
+    """The contract's outputs in the harness's layout (in `native_dir` when they need converting);
+    raises InvalidOutput naming the container's own path and the fix."""
+    if isinstance(options, GrandChallengeOptions):
+        return _collect_grand_challenge(options, case, output_dir, native_dir)
+    if isinstance(options, NnUNetOptions):
+        return _collect_nnunet(options, case, profile, output_dir, native_dir, probabilities=probabilities)
+    return Collected(output_dir, {}, frozenset(), output_dir)
+
+
+def _regular(path: Path, shown: str) -> bool:
+    """Whether `path` is a regular file; a symbolic link is refused (never followed)."""
+    from harness.runner.outputs import InvalidOutput
+
+    try:
+        info = path.lstat()
+    except FileNotFoundError:
+        return False
+    if stat.S_ISLNK(info.st_mode):
+        raise InvalidOutput(f"{shown}: symbolic link (never followed); write a regular file")
+    return stat.S_ISREG(info.st_mode)
+
+
+def _collect_grand_challenge(options: GrandChallengeOptions, case: Case, output_dir: Path,
+                             native_dir: Path) -> Collected:
+    import nibabel as nib
+
+    from harness.data.nifti import read_grid, read_label
+    from harness.runner.outputs import InvalidOutput
+    from harness.safetext import safe_text
+
+    shown_dir = f"/output/{options.output_path}/"
+    folder = output_dir / options.output_path
+    if folder.is_symlink():
+        raise InvalidOutput(f"{shown_dir}: symbolic link (never followed); write into the folder itself")
+    found = sorted(os.fsdecode(n) for n in os.listdir(os.fsencode(folder))) if folder.is_dir() else []
+    images = [n for n in found if n.lower().endswith(IMAGE_SUFFIXES_GC)]
+    if not images:
+        present = [safe_text(n, limit=80) for n in found[:5]] or _top_level(output_dir)
+        raise InvalidOutput(f"no image in {shown_dir} (found: {', '.join(present) or 'nothing'}); write exactly one "
+                            f".mha there (the output socket '{options.output_slug}')")
+    if len(images) > 1:
+        raise InvalidOutput(f"{shown_dir} holds {len(images)} images ({', '.join(safe_text(n, limit=60) for n in images[:4])}); "
+                            "write exactly one")
+    name = images[0]
+    written, shown = folder / name, f"{shown_dir}{safe_text(name, limit=120)}"
+    if not _regular(written, shown):
+        raise InvalidOutput(f"{shown}: not a regular file; write the image itself")
+    image_grid = read_grid(case.image) if case.image is not None else None
+    try:
+        grid = read_grid(written)  # the header alone: refuse a wrong size before any voxel is read
+        if image_grid is not None and grid.shape != image_grid.shape:
+            raise InvalidOutput(f"{shown}: shape {grid.shape} differs from the input image {image_grid.shape}; "
+                                "write the segmentation on the input's grid")
+        data, grid = read_label(written)
+    except CaseError as exc:
+        raise InvalidOutput(str(exc).replace(str(written), shown)) from None
+    native_dir.mkdir(exist_ok=True)
+    out = nib.Nifti1Image(np.asarray(data), grid.affine)
+    out.header.set_zooms(grid.spacing_mm[:3])
+    nib.save(out, native_dir / f"{case.case_id}.nii.gz")
+    return Collected(native_dir, {f"/output/{case.case_id}.nii.gz": shown}, frozenset({f"{options.output_path}/{name}"}), output_dir)
+
+
+def _top_level(output_dir: Path) -> list[str]:
+    from harness.safetext import safe_text
+
+    try:
+        return [safe_text(os.fsdecode(n), limit=80) for n in sorted(os.listdir(os.fsencode(output_dir)))[:5]]
+    except OSError:
+        return []
+
+
+NPZ_MEMBER = "probabilities.npy"
+
+
+def _collect_nnunet(options: NnUNetOptions, case: Case, profile: Profile, output_dir: Path, native_dir: Path, *,
+                    probabilities: bool) -> Collected:
+    import nibabel as nib
+
+    from harness.data.nifti import read_grid
+    from harness.layout import PROBABILITY_DIR
+    from harness.runner.outputs import InvalidOutput
+
+    label = f"{case.case_id}.nii.gz"
+    native_dir.mkdir(exist_ok=True)
+    consumed = {label}
+    if _regular(output_dir / label, f"/output/{label}"):
+        _link_or_copy(output_dir / label, native_dir / label)
+    if not probabilities:
+        return Collected(native_dir, {}, frozenset(consumed), output_dir)
+    npz, shown = output_dir / f"{case.case_id}.npz", f"/output/{case.case_id}.npz"
+    if not _regular(npz, shown):
+        raise InvalidOutput(f"no {shown} (the manifest declares probabilities; nnU-Net writes it with "
+                            "--save_probabilities); write it")
+    consumed.add(npz.name)
+    assert case.image is not None
+    grid = read_grid(case.image)
+    spatial = tuple(reversed(grid.shape)) if options.probability_axes == "zyx" else tuple(grid.shape)
+    needed = max(o.label for o in profile.organs) + 1
+    try:
+        with zipfile.ZipFile(npz) as archive:
+            info = archive.getinfo(NPZ_MEMBER)
+            if info.file_size > 256 * 8 * int(np.prod(spatial)) + 4096:  # before anything is inflated
+                raise InvalidOutput(f"{shown}: 'probabilities' is larger than 256 channels of float64; write "
+                                    "one channel per label")
+            with archive.open(info) as member:
+                version = np.lib.format.read_magic(member)
+                read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                               else np.lib.format.read_array_header_2_0)
+                shape, _, dtype = read_header(member)  # the header alone, before any voxel
+                if len(shape) != 4 or tuple(shape[1:]) != spatial or shape[0] < needed:
+                    raise InvalidOutput(f"{shown}: 'probabilities' has shape {tuple(shape)}; expected (channels >= "
+                                        f"{needed}, {', '.join(map(str, spatial))}) (channels first, axes "
+                                        f"{options.probability_axes}, as nnU-Net writes them)")
+                if dtype.kind != "f":
+                    raise InvalidOutput(f"{shown}: 'probabilities' has dtype {dtype}; write float probabilities")
+                array = np.lib.format.read_array(archive.open(info), allow_pickle=False)
+    except KeyError:
+        raise InvalidOutput(f"{shown}: no array 'probabilities' in it; save it as np.savez(..., probabilities=...)") from None
+    except (zipfile.BadZipFile, ValueError, OSError, EOFError) as exc:
+        raise InvalidOutput(f"{shown}: not a readable .npz ({type(exc).__name__}); write it with numpy.savez") from None
+    folder = native_dir / PROBABILITY_DIR
+    folder.mkdir(exist_ok=True)
+    for organ in profile.organs:
+        channel = array[organ.label]
+        if options.probability_axes == "zyx":
+            channel = channel.transpose(2, 1, 0)
+        if not np.all(np.isfinite(channel)) or channel.min(initial=0) < 0 or channel.max(initial=0) > 1:
+            raise InvalidOutput(f"{shown}: channel {organ.label} ({organ.name}) holds values outside [0, 1] or NaN; "
+                                "write probabilities")
+        quantised = np.rint(channel.astype(np.float64) * 255).astype(np.uint8)
+        nib.save(nib.Nifti1Image(quantised, grid.affine), folder / f"{organ.name}.nii.gz")
+    return Collected(native_dir, {}, frozenset(consumed), output_dir)
+
+
+def _link_or_copy(source: Path, target: Path) -> None:
+    try:
+        os.link(source, target)
+    except OSError:
+        import shutil
+
+        shutil.copyfile(source, target)
+
+
+def ignored_extras(options: ContractOptions, case_id: str) -> frozenset[str]:
+    """Files a contract's tool writes beside its outputs by design: neither kept nor reported."""
+    if isinstance(options, NnUNetOptions):
+        return frozenset({*NNUNET_SIDE_FILES, f"{case_id}.pkl"})
+    return frozenset()
