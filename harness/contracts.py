@@ -425,10 +425,7 @@ def _collect_grand_challenge(options: GrandChallengeOptions, case: Case, output_
         raise InvalidOutput(f"{shown}: not a regular file; write the image itself")
     image_grid = read_grid(case.image) if case.image is not None else None
     try:
-        grid = read_grid(written)  # the header alone: refuse a wrong size before any voxel is read
-        if image_grid is not None and grid.shape != image_grid.shape:
-            raise InvalidOutput(f"{shown}: shape {grid.shape} differs from the input image {image_grid.shape}; "
-                                "write the segmentation on the input's grid")
+        check_itk_output(written, shown, image_grid.shape if image_grid is not None else None)
         data, grid = read_label(written)
     except CaseError as exc:
         raise InvalidOutput(str(exc).replace(str(written), shown)) from None
@@ -437,6 +434,49 @@ def _collect_grand_challenge(options: GrandChallengeOptions, case: Case, output_
     out.header.set_zooms(grid.spacing_mm[:3])
     nib.save(out, native_dir / f"{case.case_id}.nii.gz")
     return Collected(native_dir, {f"/output/{case.case_id}.nii.gz": shown}, frozenset({f"{options.output_path}/{name}"}), output_dir)
+
+
+MHA_HEADER_LIMIT = 64 * 1024
+
+
+def check_itk_output(path: Path, shown: str, shape: tuple[int, ...] | None) -> None:
+    """Refuse, from the header alone, an image output that would read anything but its own voxels
+    or more of them than the input has: an .mha must hold its data (`ElementDataFile = LOCAL`, never
+    a path on the host, a list or a pattern) and every output must be one scalar 3D volume of the
+    input's shape."""
+    import SimpleITK as sitk
+
+    from harness.runner.outputs import InvalidOutput
+
+    if path.name.lower().endswith(".mha"):
+        with path.open("rb") as handle:
+            head = handle.read(MHA_HEADER_LIMIT)
+        fields: dict[str, str] = {}
+        for line in head.split(b"\n"):
+            key, sep, value = line.decode("latin-1").partition("=")
+            if not sep:
+                break
+            fields[key.strip()] = value.strip()
+            if key.strip() == "ElementDataFile":
+                break
+        source = fields.get("ElementDataFile")
+        if source is None:
+            raise InvalidOutput(f"{shown}: no MetaImage header (no ElementDataFile in its first 64 KiB); write an .mha")
+        if source != "LOCAL":
+            raise InvalidOutput(f"{shown}: ElementDataFile = {source[:80]!r} points outside the file; write the "
+                                "voxels into the .mha (ElementDataFile = LOCAL)")
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(path))
+    try:
+        reader.ReadImageInformation()
+    except RuntimeError as exc:
+        raise InvalidOutput(f"{shown}: not a readable image ({' '.join(str(exc).split())[:160]}); write an .mha") from None
+    size = tuple(int(n) for n in reader.GetSize())
+    if reader.GetNumberOfComponents() != 1:
+        raise InvalidOutput(f"{shown}: {reader.GetNumberOfComponents()} components per voxel; write one label per voxel")
+    if shape is not None and size != tuple(shape):
+        raise InvalidOutput(f"{shown}: shape {size} differs from the input image {tuple(shape)}; write the "
+                            "segmentation on the input's grid")
 
 
 def _top_level(output_dir: Path) -> list[str]:
