@@ -31,7 +31,7 @@ from harness.layout import ResultsLayout
 from harness.models import Case, CaseStatus, Kind, OrganScore, Profile, RunnerKind, RunStatus
 from harness.monitor import MonitorSettings
 from harness.scoring import SCORING_VERSION, CaseResult, Side
-from harness.spec import AlgorithmSpec, discover_algorithms
+from harness.spec import AlgorithmSpec, discover_algorithms, load_manifest
 from harness.store import FolderIdentity, Provenance, RunRecord, Store, StoredRun, StoreError
 from harness.submission import SubmissionError, context_files
 
@@ -76,6 +76,8 @@ class RunSettings:
     repo_root: Path | None = None
     monitor: MonitorSettings = MonitorSettings()
     challenge: Challenge = field(default_factory=load_challenge)
+    manifests: tuple[Path, ...] = ()  # run exactly these manifests instead of every one in algorithms_dir (`check`)
+    case_limit: int | None = None  # only the first N cases (`harness check`)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "runner", RunnerKind(self.runner))  # "docker" from a caller is RunnerKind.DOCKER
@@ -129,10 +131,11 @@ class DataSet:
                               annotation_profile=challenge.annotation_profile.source, challenge_source=challenge.source)
 
 
-def load_data(data_dir: Path) -> DataSet:
-    """The cases of `data_dir` that have an image, hashed; raises DataError when there are none."""
+def load_data(data_dir: Path, *, limit: int | None = None) -> DataSet:
+    """The cases of `data_dir` that have an image (the first `limit`), hashed; raises DataError when
+    there are none."""
     dataset, problems = discover(data_dir)
-    cases = tuple(c for c in dataset.cases if c.image is not None)
+    cases = tuple(c for c in dataset.cases if c.image is not None)[:limit]
     if not cases:
         raise DataError(f"{data_dir}: no images (imagesTr/<case>_0000.nii.gz); nothing to run")
     try:
@@ -366,13 +369,14 @@ def run_all(settings: RunSettings, *, say: Say, on_result: OnResult, executor: E
     Runs go through `executor` (default: one at a time here, scoring inline); results come back
     here, and only here is the store written, one whole case at a time."""
     summary = RunSummary()
-    specs, spec_errors = discover_algorithms(settings.algorithms_dir, repo_root=settings.repo_root)
+    specs, spec_errors = (discover_algorithms(settings.algorithms_dir, repo_root=settings.repo_root)
+                          if not settings.manifests else load_manifests(settings.manifests, settings.repo_root))
     summary.problems.extend(str(e) for e in spec_errors)
     specs = accepted_specs(specs, settings.challenge, summary)
     segmenters = [s for s in specs if s.kind is Kind.SEGMENTER]
     if not segmenters:
         raise SpecError(f"{settings.algorithms_dir}: no valid segmenter manifest; fix the errors above")
-    data = load_data(settings.data_dir)
+    data = load_data(settings.data_dir, limit=settings.case_limit)
     require_label_names(settings.data_dir, settings.challenge.profile)
     summary.notes.extend(data.problems)
     executor = executor or LocalExecutor(scoring_workers=0)
@@ -407,6 +411,19 @@ def run_all(settings: RunSettings, *, say: Say, on_result: OnResult, executor: E
                                           image=images[spec.name].tag if spec.name in images else None))
             recorder.execute(plan)
     return summary
+
+
+def load_manifests(manifests: tuple[Path, ...], repo_root: Path | None) -> tuple[list[AlgorithmSpec], list[SpecError]]:
+    """Exactly these manifests (each relative to its own repository: the folder above its
+    algorithms folder, as discovery has it), valid ones and errors."""
+    specs: list[AlgorithmSpec] = []
+    errors: list[SpecError] = []
+    for manifest in manifests:
+        try:
+            specs.append(load_manifest(manifest, repo_root=repo_root or manifest.resolve().parents[2]))
+        except SpecError as exc:
+            errors.append(exc)
+    return specs, errors
 
 
 def plan_case(spec: AlgorithmSpec, case: Case, settings: RunSettings, layout: ResultsLayout,

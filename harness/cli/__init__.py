@@ -37,13 +37,14 @@ def cli(debug: bool) -> None:
 
 def _register() -> None:
     # Explicit registration: importing a module never adds a command by side effect.
+    from harness.cli.check_cmd import check
     from harness.cli.data_cmd import data
     from harness.cli.rank_cmd import rank
     from harness.cli.report_cmd import report
     from harness.cli.run_cmd import annotate, assemble, build, forget, images, rescore, run
     from harness.cli.score_cmd import score
 
-    for command in (data, score, images, build, run, rescore, forget, annotate, assemble, rank, report):
+    for command in (data, score, images, build, run, check, rescore, forget, annotate, assemble, rank, report):
         cli.add_command(command)
 
 

@@ -1,0 +1,70 @@
+"""`harness check`: a checklist through `harness run`'s own path, exit 0 only when it would be accepted.
+
+The local runner runs the toy segmenters (tests/runpath/conftest.py); the Docker contracts' good and
+broken images are checked in tests/docker/test_check_images.py.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.runpath.conftest import Toy
+
+
+def _check(toy: Toy, target: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "harness", "check", str(target), "--runner", "local", "--data",
+                           str(toy.data), "--challenge", str(toy.challenge_file), *extra],
+                          capture_output=True, text=True, timeout=300, env={"HARNESS_CACHE": str(toy.root / "cache"),
+                                                                           "PATH": "/usr/bin:/bin"})
+
+
+def test_a_good_algorithm_is_accepted_and_only_it_runs(toy: Toy) -> None:
+    toy.write_data(3)
+    good = toy.segmenter("good")
+    toy.segmenter("other", "crash")  # beside it in the same folder: not run, not reported
+    (toy.algorithms / "broken").mkdir()
+    (toy.algorithms / "broken" / "algorithm.toml").write_text("not toml [")
+    done = _check(toy, good, "--cases", "2")
+    assert done.returncode == 0, done.stdout + done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0] == f"harness check {good}"
+    assert lines[1].startswith("  [ok]   manifest: good 0.0.1, contract harness, profile toy, dockerfile")
+    assert [line.split(":")[0] for line in lines if "case case_" in line] == ["  [ok]   case case_00", "  [ok]   case case_01"]
+    assert "mean DSC 1.000 over 4 organs" in done.stdout  # the toy's output is the ground truth
+    assert "[warn] runner: local" in done.stdout
+    assert lines[-1] == "accepted: it would be accepted as submitted"
+    assert toy.starts() == ["good case_00", "good case_01"]  # --cases 2, and no other algorithm
+    assert "broken" not in done.stdout + done.stderr
+
+
+def test_a_failing_case_is_a_failed_item_with_its_fix(toy: Toy) -> None:
+    toy.write_data(2)
+    done = _check(toy, toy.segmenter("crasher", "crash:case_01"))
+    assert done.returncode == 3
+    assert "  [ok]   case case_00: exit 0 in" in done.stdout
+    assert ("  [FAIL] case case_01: crashed: exited with code 1 | log: toy: crashing on purpose" in done.stdout)
+    assert "       fix: it exited non-zero: read its log (its last lines are shown)" in done.stdout
+    assert done.stdout.splitlines()[-1] == "NOT accepted: 1 problem above"
+
+
+def test_an_output_that_breaks_the_contract_names_the_file_and_the_fix(toy: Toy) -> None:
+    toy.write_data(1)
+    done = _check(toy, toy.segmenter("gridless", "wrong_grid") / "algorithm.toml")  # the manifest itself works too
+    assert done.returncode == 3
+    assert ("[FAIL] case case_00: invalid_output: /output/case_00.nii.gz: header grid 23x22x12 differs from the input "
+            "image's 24x22x12; write it on the input image's grid") in done.stdout
+
+
+def test_a_bad_manifest_is_exit_5_with_its_reason(toy: Toy) -> None:
+    toy.write_data(1)
+    folder = toy.segmenter("typo")
+    manifest = folder / "algorithm.toml"
+    manifest.write_text(manifest.read_text().replace('gpu = "none"', 'gpu = "none"\nprofil = "toy"'))
+    done = _check(toy, folder)
+    assert done.returncode == 5
+    assert "[FAIL] manifest: " in done.stdout and "unknown key 'profil'" in done.stdout
+    assert toy.starts() == []
+    missing = _check(toy, toy.root / "nowhere")
+    assert missing.returncode == 5 and f"[FAIL] manifest: no {toy.root / 'nowhere' / 'algorithm.toml'}" in missing.stdout
