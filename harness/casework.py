@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from harness.attention.io import SUMMARY_FILE as ATTENTION_SUMMARY  # an annotator's per-organ sizes (contract)
-from harness.contracts import Collected, ContractOptions, collect, ignored_extras, keep, stage_input
+from harness.contracts import Collected, ContractOptions, collect, ignored_extras, keep, map_outputs, stage_input
 from harness.data.nifti import read_grid, read_volume
 from harness.fstree import remove_tree
 from harness.layout import LOG_FILE, MONITOR_FILE, PROBABILITY_DIR
@@ -250,11 +250,16 @@ def _run_staged(task: RunTask, runner: Runner, run_dir: Path) -> RunResult:
     files: dict[str, bytes] = {}
     not_kept: list[str] = []
     aliases: dict[str, str] = {}
+    mapped_as = ""
     if outcome.status is RunStatus.OK:
         try:
             collected = collect(options, case=task.case, profile=task.profile, output_dir=output_dir,
                                 native_dir=run_dir / "collected", probabilities=task.spec.writes_probabilities)
             aliases = collected.aliases
+            if task.spec.map_labels and task.spec.profile.label_system != task.profile.label_system:
+                collected, mapped_as = map_outputs(collected, case=task.case, source=task.spec.profile,
+                                                   target=task.profile, probabilities=task.spec.writes_probabilities,
+                                                   native_dir=run_dir / "mapped")
             check_outputs(task, collected.folder)
             files, not_kept = kept_files(task, collected.folder, collected=collected)
         except InvalidOutput as exc:
@@ -273,6 +278,8 @@ def _run_staged(task: RunTask, runner: Runner, run_dir: Path) -> RunResult:
     measurements = {**monitor.figures(),
                     **{k: float(v) for k, v in outcome.details.items() if isinstance(v, (int, float))}}
     details = {**outcome.details, "gpu_memory_source": monitor.gpu_source(), "samples": len(series)}
+    if mapped_as:
+        details["label_map"] = mapped_as  # map_labels: how its numbering became the challenge's
     # What the runner left in the container's /output (never copied out) and what the checks found here.
     left = details.pop("not_kept", None)
     if isinstance(left, list):

@@ -98,8 +98,15 @@ class Challenge:
         harness default and the cap; cpus unset: the cap); raises SpecError naming the key, the
         value asked and the cap, or a label system that does not fit."""
         reason = self.accepts(spec.kind, spec.profile)
+        if reason is not None and not spec.map_labels:
+            raise SpecError(f"{spec.manifest}: key 'profile': {reason} (or declare map_labels = true to map its labels "
+                            "by organ name)")
         if reason is not None:
-            raise SpecError(f"{spec.manifest}: key 'profile': {reason}")
+            from harness.profiles.mapping import LabelMap
+
+            if not LabelMap(spec.profile, self.profile_for(spec.kind)).shared:
+                raise SpecError(f"{spec.manifest}: key 'map_labels' = true, but profile {spec.profile.name} shares no "
+                                f"organ name with the challenge's {self.profile_for(spec.kind).name}; nothing would be scored")
         res = spec.resources
         values: dict[str, Any] = {}
         for key, (name, manifest_key, how) in _CAPPED.items():

@@ -551,6 +551,59 @@ def _collect_nnunet(options: NnUNetOptions, case: Case, profile: Profile, output
     return Collected(native_dir, {}, frozenset(consumed), output_dir)
 
 
+def map_outputs(collected: Collected, *, case: Case, source: Profile, target: Profile, probabilities: bool,
+                native_dir: Path) -> tuple[Collected, str]:
+    """The collected outputs renumbered from the algorithm's label system (`source`) to the
+    challenge's (`target`) by organ name (`map_labels = true`): a label value of an organ the
+    challenge lacks becomes background; a challenge organ the algorithm lacks gets no voxels and a
+    zero probability map. Returns the mapped outputs and a one-line description of the mapping."""
+    import nibabel as nib
+
+    from harness.data.nifti import check_labels, check_untrusted_header, read_grid, read_label
+    from harness.layout import PROBABILITY_DIR
+    from harness.profiles.mapping import LabelMap
+    from harness.runner.outputs import InvalidOutput
+
+    mapping = LabelMap(source, target)
+    described = f"{source.name} -> {target.name}: {len(mapping.shared)} organs mapped by name"
+    if mapping.only_source:
+        described += f"; not the challenge's (background): {', '.join(mapping.only_source)}"
+    if mapping.only_target:
+        described += f"; never predicted (scored as missed): {', '.join(mapping.only_target)}"
+    label = collected.folder / f"{case.case_id}.nii.gz"
+    if not _regular(label, f"/output/{label.name}"):
+        return collected, described  # the checks report it missing
+    assert case.image is not None
+    grid = read_grid(case.image)
+    try:
+        check_untrusted_header(label, grid.shape)  # before any voxel
+        data, _ = read_label(label)
+        check_labels(label, data, source)  # its own numbering, before it is mapped
+    except CaseError as exc:
+        raise InvalidOutput(str(exc).replace(str(collected.folder) + os.sep, "/output/")) from None
+    native_dir.mkdir(exist_ok=True)
+    original = nib.load(label)
+    mapped = nib.Nifti1Image(mapping.apply(data), original.affine, original.header)  # type: ignore[attr-defined]
+    mapped.set_data_dtype(np.uint8)
+    nib.save(mapped, native_dir / label.name)
+    own = collected.folder == collected.root  # the container's own files: read here, so not extras
+    consumed = set(collected.consumed) | ({label.name} if own else set())
+    if probabilities:
+        (native_dir / PROBABILITY_DIR).mkdir(exist_ok=True)
+        names = {o.name for o in source.organs}
+        for organ in source.organs:
+            if own:
+                consumed.add(f"{PROBABILITY_DIR}/{organ.name}.nii.gz")
+        for organ in target.organs:
+            written = collected.folder / PROBABILITY_DIR / f"{organ.name}.nii.gz"
+            if organ.name not in names:
+                nib.save(nib.Nifti1Image(np.zeros(grid.shape, np.uint8), grid.affine),
+                         native_dir / PROBABILITY_DIR / written.name)
+            elif _regular(written, f"/output/{PROBABILITY_DIR}/{written.name}"):
+                _link_or_copy(written, native_dir / PROBABILITY_DIR / written.name)
+    return Collected(native_dir, collected.aliases, frozenset(consumed), collected.root), described
+
+
 def _link_or_copy(source: Path, target: Path) -> None:
     try:
         os.link(source, target)

@@ -7,7 +7,8 @@
                                             # prebuilt image, one of:
                                             #   image = "team/seg:v1@sha256:<64 hex>" (pinned)
                                             #   archive = "team.tar.gz" (`docker save`, beside this file)
-    profile = "flare22"                     # the label system of its outputs (must be the challenge's)
+    profile = "flare22"                     # the label system of its outputs (must be the challenge's,
+    map_labels = false                      # unless this says to map them onto it by organ name)
     writes_probabilities = true
     gpu = "none"                            # none | optional | required
     contract = "harness"                    # harness | flare | grand-challenge | mlcube | nnunet, with
@@ -50,7 +51,8 @@ NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
 SIZE = re.compile(r"^(\d+(?:\.\d+)?)\s*([kmgt]?)b?$", re.IGNORECASE)
 _UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
 _TOP_KEYS = {"name", "version", "kind", "dockerfile", "image", "archive", "profile", "writes_probabilities", "gpu",
-             "resources", "local", "description", "contract", "grand-challenge", "mlcube", "nnunet"}
+             "resources", "local", "description", "contract", "grand-challenge", "mlcube", "nnunet",
+             "map_labels"}
 CONTRACTS = CONTRACT_NAMES  # how the container is started and where it reads and writes (algorithms/README.md)
 _SOURCES = ("dockerfile", "image", "archive")  # exactly one: how the image is obtained
 PINNED_IMAGE = re.compile(r"[^@\s]+@sha256:[0-9a-f]{64}")
@@ -92,6 +94,7 @@ class AlgorithmSpec:
     archive: Path | None = None  # a `docker save` tar / tar.gz, loaded before the run (absolute)
     contract: str = "harness"  # one of CONTRACTS
     options: ContractOptions = None  # the contract's own table ([grand-challenge], [mlcube], [nnunet]), checked
+    map_labels: bool = False  # its outputs use `profile`'s numbering; mapped by organ name onto the challenge's
 
 
 def parse_size(value: Any, *, where: str) -> int:
@@ -177,6 +180,11 @@ def load_manifest(path: Path, *, repo_root: Path) -> AlgorithmSpec:
         raise SpecError(f"{path}: key 'contract' = {contract!r} for an annotator; annotators follow the harness "
                         "contract (algorithms/README.md)")
     options = parse_options(str(contract), raw, path)
+    map_labels = raw.get("map_labels", False)
+    if not isinstance(map_labels, bool):
+        raise SpecError(f"{path}: key 'map_labels' = {map_labels!r}; use true or false")
+    if map_labels and kind == Kind.ANNOTATOR:
+        raise SpecError(f"{path}: key 'map_labels' for an annotator; an annotator writes the challenge's labels")
     identity = hashlib.sha256(raw_bytes)
     for extra in option_files(options):  # what the contract reads runs as part of the manifest
         identity.update(extra.read_bytes())
@@ -198,6 +206,7 @@ def load_manifest(path: Path, *, repo_root: Path) -> AlgorithmSpec:
         archive=archive,
         contract=str(contract),
         options=options,
+        map_labels=map_labels,
     )
 
 
