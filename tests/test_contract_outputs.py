@@ -27,7 +27,11 @@ SLUG_DIR = "images/abdominal-organ-segmentation"
 
 @pytest.fixture()
 def case(tmp_path: Path) -> Case:
-    affine = np.array([[-0.8, 0, 0, 120.5], [0, 0.8, 0, -98.25], [0, 0, 2.5, -301.0], [0, 0, 0, 1]])
+    turn = np.deg2rad(30)  # an oblique grid, x flipped: direction, spacing and origin must all survive
+    rotation = np.array([[np.cos(turn), -np.sin(turn), 0], [np.sin(turn), np.cos(turn), 0], [0, 0, 1]])
+    affine = np.eye(4)
+    affine[:3, :3] = rotation @ np.diag([-0.8, 0.7, 2.5])
+    affine[:3, 3] = (120.5, -98.25, -301.0)
     image = np.arange(12 * 10 * 6, dtype=np.int16).reshape(12, 10, 6)
     label = np.zeros((12, 10, 6), dtype=np.uint8)
     label[3:7, 2:5, 1:4] = 1
@@ -59,7 +63,7 @@ def test_grand_challenge_input_is_an_mha_on_the_same_grid_and_inputs_json_names_
     assert socket["image"]["name"] == staged.name and not (input_dir / "c1_0000.nii.gz").exists()
     data, grid = read_volume(staged)
     original, original_grid = read_volume(case.image)
-    assert np.array_equal(data, original) and np.array_equal(grid.affine, original_grid.affine)
+    assert np.array_equal(data, original) and np.allclose(grid.affine, original_grid.affine, rtol=0, atol=1e-9)
 
 
 def test_a_grand_challenge_mha_becomes_the_same_label_map(tmp_path: Path, case: Case) -> None:
@@ -70,7 +74,7 @@ def test_a_grand_challenge_mha_becomes_the_same_label_map(tmp_path: Path, case: 
                   probabilities=False)
     native = nib.load(got.folder / "c1.nii.gz")
     assert np.array_equal(np.asarray(native.dataobj), np.asarray(data))
-    assert np.array_equal(native.affine, nib.load(case.label).affine)
+    assert np.allclose(native.affine, nib.load(case.label).affine, rtol=0, atol=1e-9)
     assert got.aliases == {"/output/c1.nii.gz": f"/output/{SLUG_DIR}/whatever-name.mha"}
 
 
