@@ -182,6 +182,7 @@ def _nnunet(table: dict[str, Any], manifest: Path) -> NnUNetOptions:
 
 
 _HARNESS_VOLUMES = {"data_path", "parameters_file", "additional_files", "output_path"}
+_RESERVED_TOP = {"tmp", "proc", "sys", "dev", "etc"}  # the sandbox's own, or the container's system
 
 
 def _mlcube(table: dict[str, Any], manifest: Path) -> MLCubeOptions:
@@ -223,6 +224,14 @@ def _medperf(task: dict[str, Any], config: Path, manifest: Path, parameters: Pat
     for needed in ("data_path", "output_path"):
         if needed not in volumes:
             raise SpecError(f"{config}: the infer task has no {needed} volume; declare it")
+    targets = [str(v["mount_path"]) for v in volumes.values()]
+    for name, target in zip(volumes, targets, strict=True):
+        parts = Path(target).parts
+        if not target.startswith("/") or ".." in parts or len(parts) < 2 or parts[1] in _RESERVED_TOP:
+            raise SpecError(f"{config}: volume {name!r} mount_path {target!r}; mount under a folder of its own, such "
+                            "as /mlcommons/volumes/<name> (not /, /tmp, /proc, /sys, /dev, /etc)")
+        if targets.count(target) > 1:
+            raise SpecError(f"{config}: mount_path {target!r} is given twice; give each volume its own")
     mounts: list[Mount] = []
     if "parameters_file" in volumes:
         if parameters is None:
