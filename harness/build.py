@@ -26,7 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness.errors import HarnessError
+from harness.errors import HarnessError, HostError
 from harness.spec import AlgorithmSpec
 from harness.submission import ContextFile, SubmissionError, check_dockerfile, check_requirements, context_files
 
@@ -63,10 +63,19 @@ def _docker():  # type: ignore[no-untyped-def]
         client = docker.from_env()
         client.ping()
     except Exception as exc:  # any failure means "no engine reachable"
-        raise HarnessError(
-            f"Docker engine not reachable ({' '.join(str(exc).split())[:200]}); start it, or use --runner local"
+        raise HostError(
+            f"Docker engine not reachable ({' '.join(str(exc).split())[:200]}); start it and check that this user may "
+            "use it (the docker group), or run `harness run --runner local` without containers"
         ) from None
     return client
+
+
+def _own_command() -> str:
+    """This harness's own executable by absolute path (sudo's PATH does not hold a venv's)."""
+    launched = Path(sys.argv[0])
+    if launched.name == "harness" and launched.exists():
+        return str(launched.resolve())
+    return f"{Path(sys.executable).resolve()} -m harness"
 
 
 def docker_client():  # type: ignore[no-untyped-def]
@@ -103,11 +112,11 @@ def ensure_base_image(
     say = progress or (lambda _msg: None)
     debootstrap = shutil.which("debootstrap") or ("/usr/sbin/debootstrap" if Path("/usr/sbin/debootstrap").exists() else None)
     if debootstrap is None:
-        raise HarnessError("debootstrap not found; install it (apt-get install debootstrap) or pass --base with a "
-                           "Python 3.11 image that exists locally")
+        raise HostError("debootstrap not found; install it (apt-get install debootstrap) or pass --base with a "
+                        "Python 3.11 image that exists locally")
     if os.geteuid() != 0:
-        raise HarnessError("making the base image needs root (debootstrap); run `sudo harness images base` once, "
-                           "or pass --base with a Python 3.11 image that exists locally")
+        raise HostError(f"making the base image needs root (debootstrap); run `sudo {_own_command()} images base` "
+                        "once, or pass --base with a Python 3.11 image that exists locally")
     with tempfile.TemporaryDirectory(prefix="harness-base-") as tmp:
         rootfs = Path(tmp) / "rootfs"
         say(f"debootstrap {suite} with {', '.join(BASE_PACKAGES)} (about a minute)")

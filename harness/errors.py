@@ -19,9 +19,11 @@ class ExitStatus(enum.IntEnum):
     DATA_ERROR = 4  # input data unusable: missing folder, no cases, unreadable file
     SPEC_ERROR = 5  # a profile, manifest or config file is invalid
     DISK_FULL = 6  # no space left under the results folder (or the work folder); free some, run again
+    ENVIRONMENT = 7  # this machine cannot do it: Docker or the scheduler unreachable, base image not makeable here
     HANGUP = 129  # SIGHUP (128 + 1)
     INTERRUPTED = 130  # Ctrl-C (SIGINT, 128 + 2)
     TERMINATED = 143  # SIGTERM (128 + 15), what CI runners, systemd and Kubernetes send
+    BROKEN_PIPE = 141  # SIGPIPE (128 + 13): the reader of stdout went away (`| head`)
 
 
 class HarnessError(Exception):
@@ -34,6 +36,12 @@ class SpecError(HarnessError):
     """A profile, manifest or configuration file is invalid."""
 
     exit_status = ExitStatus.SPEC_ERROR
+
+
+class HostError(HarnessError):
+    """This machine cannot do what was asked (no Docker engine, no scheduler, no debootstrap or root)."""
+
+    exit_status = ExitStatus.ENVIRONMENT
 
 
 class DataError(HarnessError):

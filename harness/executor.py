@@ -20,7 +20,7 @@ from concurrent.futures import Future
 from typing import Any
 
 from harness.casework import RunResult, RunTask, lost_result, run_case, score_bytes
-from harness.errors import HarnessError
+from harness.errors import HostError
 from harness.models import Case, Profile
 from harness.runner.base import Runner
 from harness.scoring import CaseResult
@@ -80,8 +80,8 @@ class DaskExecutor:
         try:
             self.client = Client(self.address, timeout=20)
         except (OSError, TimeoutError) as exc:
-            raise HarnessError(f"--scheduler {self.address}: cannot connect ({exc}); start `dask scheduler` there, "
-                               "or check the address") from None
+            raise HostError(f"--scheduler {self.address}: cannot connect ({exc}); start `dask scheduler` there, "
+                            "or check the address") from None
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -171,6 +171,8 @@ class Store:
         path = ResultsLayout(folder).store_file
         if not create and not path.is_file():
             raise StoreError(f"{folder}: no results store ({STORE_FILE}); run `harness run` with --results {folder} first")
+        if folder.exists() and not folder.is_dir():
+            raise StoreError(f"{folder}: is a file, not a results folder; pass a folder with --results")
         folder.mkdir(parents=True, exist_ok=True)
         lock_fd = _acquire_lock(folder) if lock else None
         conn = sqlite3.connect(path, timeout=30, isolation_level=None)

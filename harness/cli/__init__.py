@@ -7,6 +7,7 @@ exit status of their class; a traceback is shown only with `--debug`.
 from __future__ import annotations
 
 import errno
+import os
 import signal
 import sqlite3
 import sys
@@ -30,7 +31,8 @@ def cli(debug: bool) -> None:
     \b
     Exit status: 0 ok; 1 internal error; 2 bad command line; 3 partial (some cases
     failed and were recorded); 4 unusable input data or results folder; 5 invalid
-    profile/manifest/challenge; 6 disk full; 129 SIGHUP; 130 interrupted (Ctrl-C);
+    profile/manifest/challenge; 6 disk full; 7 Docker, scheduler or base image not
+    available here; 129 SIGHUP; 130 interrupted (Ctrl-C); 141 output pipe closed;
     143 SIGTERM. Stopped by a signal, it removes the running container first.
     """
 
@@ -107,6 +109,16 @@ def _main(args: list[str], debug: bool) -> None:
         status = cli.main(args=args, prog_name="harness", standalone_mode=False)
     except (click.exceptions.Abort, KeyboardInterrupt) as exc:
         sys.exit(_stopped(exc))
+    except BrokenPipeError:  # `harness rank ... | head -1`: the reader has what it wanted
+        try:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit's flush
+        except OSError:
+            pass
+        sys.exit(ExitStatus.BROKEN_PIPE)
+    except SystemExit as exc:  # click turns EPIPE into exit 1 and pacifies the streams: it is still SIGPIPE's case
+        if exc.code == 1 and type(sys.stdout).__name__.endswith("PacifyFlushWrapper"):
+            sys.exit(ExitStatus.BROKEN_PIPE)
+        raise
     except click.exceptions.Exit as exc:  # --help, --version
         sys.exit(exc.exit_code)
     except click.ClickException as exc:

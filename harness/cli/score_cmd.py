@@ -56,7 +56,8 @@ def score(pred_dir: Path | None, pred_root: Path | None, algorithm: str | None, 
     none could be (or --pred is the ground truth itself).
     """
     if out.suffix not in (".csv", ".parquet"):
-        raise DataError(f"{out}: unknown table format '{out.suffix}'; use a .csv or .parquet file name")
+        raise click.BadParameter(f"{out}: unknown table format '{out.suffix}'; use a .csv or .parquet file name",
+                                 param_hint="--out")
     if (pred_dir is None) == (pred_root is None):
         raise click.UsageError("give one of --pred FOLDER or --pred-root FOLDER")
     if pred_root is not None and algorithm is not None:

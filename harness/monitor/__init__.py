@@ -175,8 +175,8 @@ class RunMonitor:
 
 
 def _gpu_factory(gpu_ids: tuple[str, ...], nvml: Any) -> Callable[[Callable[[], set[int]]], NvmlGpuProbe | None]:
-    indices = tuple(int(i) for i in gpu_ids)
-    return lambda pids: gpu_probe_or_none(pids, device_indices=indices, nvml=nvml)
+    devices = tuple(gpu_ids)  # indices or UUIDs, resolved by NVML (harness.monitor.probes.device_handle)
+    return lambda pids: gpu_probe_or_none(pids, device_indices=devices, nvml=nvml)
 
 
 def _has_output(folder: Path) -> bool:

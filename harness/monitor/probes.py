@@ -111,12 +111,12 @@ class NvmlGpuProbe:
     `pids` returns the host PIDs of the watched run at each sample.
     """
 
-    def __init__(self, pids: Callable[[], set[int]], *, device_indices: tuple[int, ...] = (0,), nvml: Any = None) -> None:
+    def __init__(self, pids: Callable[[], set[int]], *, device_indices: tuple[int | str, ...] = (0,), nvml: Any = None) -> None:
         if nvml is None:
             nvml = importlib.import_module("pynvml")
         self.nvml = nvml
         self.nvml.nvmlInit()
-        self.handles = [nvml.nvmlDeviceGetHandleByIndex(i) for i in device_indices]
+        self.handles = [device_handle(nvml, d) for d in device_indices]
         self.pids = pids
         self.baseline_mb = self._card_used_mb()
         self.per_process_available = True
@@ -144,7 +144,27 @@ class NvmlGpuProbe:
             pass
 
 
-def gpu_probe_or_none(pids: Callable[[], set[int]], *, device_indices: tuple[int, ...], nvml: Any = None) -> NvmlGpuProbe | None:
+def device_handle(nvml: Any, device: int | str) -> Any:
+    """The NVML handle of a GPU named as CUDA_VISIBLE_DEVICES names it: an index ("1"), a GPU or MIG
+    UUID ("GPU-8f6a...", "MIG-..."), or a unique UUID prefix, as Slurm, Kubernetes and MIG set it."""
+    text = str(device).strip()
+    if text.isdigit():
+        return nvml.nvmlDeviceGetHandleByIndex(int(text))
+    try:
+        return nvml.nvmlDeviceGetHandleByUUID(text)
+    except Exception:  # noqa: BLE001 - not a full UUID: a prefix, as CUDA accepts
+        matches = []
+        for index in range(nvml.nvmlDeviceGetCount()):
+            handle = nvml.nvmlDeviceGetHandleByIndex(index)
+            uuid = nvml.nvmlDeviceGetUUID(handle)
+            if (uuid.decode() if isinstance(uuid, bytes) else str(uuid)).startswith(text):
+                matches.append(handle)
+        if len(matches) != 1:
+            raise LookupError(f"CUDA_VISIBLE_DEVICES names {text!r}, which matches {len(matches)} GPUs") from None
+        return matches[0]
+
+
+def gpu_probe_or_none(pids: Callable[[], set[int]], *, device_indices: tuple[int | str, ...], nvml: Any = None) -> NvmlGpuProbe | None:
     """An NVML probe, or None when there is no GPU / no NVML (GPU figures are then 'not measured')."""
     if not device_indices and nvml is None:
         return None

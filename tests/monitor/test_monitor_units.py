@@ -157,3 +157,42 @@ def test_no_gpu_is_recorded_as_not_measured_never_as_zero() -> None:
     figures = monitor.figures()
     assert math.isnan(figures["auc_gpu_mb_s"]) and math.isnan(figures["peak_gpu_mb"]) and figures["gpu_measured"] == 0.0
     assert monitor.gpu_source().startswith("not measured")
+
+
+class UuidNvml:
+    """NVML stand-in with two cards, 0 and 1, known by UUID too (as Slurm, Kubernetes and MIG name them)."""
+
+    UUIDS = ("GPU-11111111-aaaa-bbbb-cccc-000000000000", "GPU-8f6a2c1e-dddd-eeee-ffff-111111111111")
+
+    def nvmlInit(self) -> None: ...
+
+    def nvmlDeviceGetCount(self) -> int:
+        return 2
+
+    def nvmlDeviceGetHandleByIndex(self, index: int) -> str:
+        return f"card{index}"
+
+    def nvmlDeviceGetHandleByUUID(self, uuid: str) -> str:
+        if uuid not in self.UUIDS:
+            raise RuntimeError("NVML_ERROR_NOT_FOUND")
+        return f"card{self.UUIDS.index(uuid)}"
+
+    def nvmlDeviceGetUUID(self, handle: str) -> bytes:
+        return self.UUIDS[int(handle[-1])].encode()
+
+
+@pytest.mark.parametrize("visible, card", [("1", "card1"), ("GPU-8f6a2c1e-dddd-eeee-ffff-111111111111", "card1"),
+                                           ("GPU-8f6a", "card1"), (" 0", "card0")])
+def test_a_gpu_named_by_index_uuid_or_uuid_prefix_is_found(visible: str, card: str) -> None:
+    from harness.monitor.probes import device_handle
+
+    assert device_handle(UuidNvml(), visible) == card
+
+
+def test_an_ambiguous_or_unknown_gpu_name_is_a_clear_error_and_the_run_is_not_measured() -> None:
+    from harness.monitor import _gpu_factory
+    from harness.monitor.probes import device_handle
+
+    with pytest.raises(LookupError, match=r"CUDA_VISIBLE_DEVICES names 'GPU-', which matches 2 GPUs"):
+        device_handle(UuidNvml(), "GPU-")
+    assert _gpu_factory(("GPU-ffff",), UuidNvml())(lambda: set()) is None  # not measured, never a crash
