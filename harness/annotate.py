@@ -36,7 +36,7 @@ from harness.attention.io import read_attention, read_pseudo_label
 from harness.data.dataset import discover
 from harness.data.masks import assemble, is_mask_folder
 from harness.data.nifti import read_label
-from harness.errors import SpecError
+from harness.errors import CaseError, DataError, SpecError, UsageError
 from harness.executor import Executor, LocalExecutor
 from harness.layout import ResultsLayout
 from harness.models import Case, CaseStatus, Kind, Profile, RunnerKind, RunStatus
@@ -194,6 +194,31 @@ def write_tables(layout: ResultsLayout, annotator: str, profile: Profile, annota
     return {name: layout.annotation_table(name) for name in written}
 
 
+def check_revised(revised_dir: Path, pseudo_labels: dict[str, Path], profile_name: str, organs: list[str]) -> None:
+    """Every file of a reviewer's folder must be `<annotated case>/<organ>.nii.gz` on that case's grid;
+    anything else is refused before a label is written, naming the file and the fix."""
+    from harness.data.nifti import check_same_grid, read_grid
+    from harness.safetext import safe_text
+
+    for entry in sorted(revised_dir.iterdir()):
+        shown = safe_text(str(entry), limit=300)
+        if entry.name not in pseudo_labels:
+            raise DataError(f"{shown}: not an annotated case of this results folder (annotated: "
+                            f"{', '.join(sorted(pseudo_labels)[:5])}{', ...' if len(pseudo_labels) > 5 else ''}); "
+                            "name each folder after its case")
+        for mask in sorted(entry.iterdir()):
+            shown = safe_text(str(mask), limit=300)
+            organ = mask.name[: -len(".nii.gz")] if mask.name.endswith(".nii.gz") else None
+            if organ not in organs:
+                raise DataError(f"{shown}: not <organ>.nii.gz of profile {profile_name}; name it after one of "
+                                f"{', '.join(organs)}")
+            reference = pseudo_labels[entry.name]
+            try:
+                check_same_grid(mask, read_grid(mask), reference, read_grid(reference), what="case's pseudo label")
+            except CaseError as exc:
+                raise DataError(str(exc)) from None
+
+
 def assemble_all(results_dir: Path, out_dir: Path, *, data_dir: Path | None = None, annotator: str = "attention-annotator",
                  revised_dir: Path | None = None, original_organs: tuple[str, ...] = ()) -> Path:
     """Final labels of every annotated case by priority (original annotation of `original_organs`
@@ -216,6 +241,12 @@ def assemble_all(results_dir: Path, out_dir: Path, *, data_dir: Path | None = No
     folders = sorted(p.parent for p in layout.algorithm_dir(annotator).glob(f"*/{ATTENTION_SUMMARY}"))
     if not folders:
         raise SpecError(f"{results_dir}: no annotations of {annotator}; run `harness annotate` first")
+    unknown = sorted(set(original_organs) - set(labels))
+    if unknown:
+        raise UsageError(f"--original-organs: {', '.join(unknown)} not in profile {profile.name}; use its organ names "
+                         f"({', '.join(labels)})")
+    if revised_dir is not None:
+        check_revised(revised_dir, {f.name: f / f"{f.name}.nii.gz" for f in folders}, profile.name, list(labels))
     sources: dict[str, dict[str, str]] = {}
     for folder in folders:
         case_id = folder.name

@@ -38,6 +38,12 @@ class SpecError(HarnessError):
     exit_status = ExitStatus.SPEC_ERROR
 
 
+class UsageError(HarnessError):
+    """A command-line value that cannot be right (an organ name that is not in the profile)."""
+
+    exit_status = ExitStatus.USAGE
+
+
 class HostError(HarnessError):
     """This machine cannot do what was asked (no Docker engine, no scheduler, no debootstrap or root)."""
 

@@ -114,3 +114,29 @@ def test_annotate_command_needs_two_segmenters(tmp_path: Path, capsys) -> None:
     assert code.value.code == 0
     err = capsys.readouterr().err
     assert "phantom_0000: 0 segmenter(s) with probabilities; the annotator needs 2" in err
+
+
+@pytest.mark.parametrize("make, status, message", [
+    (lambda r, ref: None, 2, r"--original-organs: livr not in profile atlas8; use its organ names \(liver, "),
+    (lambda r, ref: nib.save(nib.Nifti1Image(np.zeros(ref.shape, np.uint8), ref.affine), r / "phantom_0001" / "livr.nii.gz"),
+     4, r"phantom_0001/livr.nii.gz: not <organ>.nii.gz of profile atlas8; name it after one of liver, "),
+    (lambda r, ref: nib.save(nib.Nifti1Image(np.zeros(ref.shape[:2] + (3,), np.uint8), ref.affine),
+                             r / "phantom_0001" / "liver.nii.gz"),
+     4, r"phantom_0001/liver.nii.gz: shape \(\d+, \d+, 3\) differs from the case's pseudo label"),
+    (lambda r, ref: (r / "phantom_0009").mkdir(), 4, r"phantom_0009: not an annotated case of this results folder"),
+])
+def test_assemble_refuses_a_name_or_grid_it_cannot_place_before_writing(annotated, tmp_path: Path, capsys, make,
+                                                                        status: int, message: str) -> None:
+    import re
+
+    root, _ = annotated
+    revised = tmp_path / "revised"
+    (revised / "phantom_0001").mkdir(parents=True)
+    make(revised, nib.load(root / "data" / "labelsTr" / "phantom_0001.nii.gz"))
+    organs = "livr" if status == 2 else "spleen"
+    with pytest.raises(SystemExit) as code:
+        main(["assemble", "--results", str(root / "results"), "--out", str(tmp_path / "final"), "--revised", str(revised),
+              "--original-organs", organs])
+    assert code.value.code == status
+    assert re.search(message, capsys.readouterr().err)
+    assert not (tmp_path / "final").exists()
