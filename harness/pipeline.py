@@ -59,6 +59,8 @@ class CaseEvent:
     elapsed_s: float | None
     message: str
     scores: tuple[OrganScore, ...] = ()
+    log_line: str = ""  # a failed run's last log line
+    log_file: str = ""  # where its whole log tail is kept
 
 
 OnResult = Callable[[CaseEvent], None]
@@ -89,6 +91,7 @@ class RunSummary:
     reused: int = 0
     rescored: int = 0
     failed: int = 0
+    refused: int = 0  # manifests refused before anything ran (invalid, or over the challenge's rules)
     problems: list[str] = field(default_factory=list)  # each one line; the command exits partial
     notes: list[str] = field(default_factory=list)  # worth saying, not a failure
     unscorable: dict[str, str] = field(default_factory=dict)  # case -> why its ground truth was not scored
@@ -323,8 +326,12 @@ class Recorder:
         ), scores, result.measurements)
         self.summary.executed += 1
         self.summary.failed += status is not RunStatus.OK
+        failed = status is not RunStatus.OK
+        last = [line for line in outcome.log_tail.splitlines() if line.strip()][-1:] if failed else []
         self.on_result(CaseEvent(item.algorithm, item.case.case_id, Action.RUN, status, score_status, outcome.elapsed_s,
-                                 message or score_message, scores))
+                                 message or score_message, scores, log_line=last[0][:200] if last else "",
+                                 log_file=str(self.store.layout.log_file(item.algorithm, item.case.case_id))
+                                 if failed and outcome.log_tail else ""))
 
     def _judge(self, item: Planned, scored: CaseResult, status: RunStatus, message: str
                ) -> tuple[RunStatus, str, str, str, tuple[OrganScore, ...]]:
@@ -373,9 +380,13 @@ def run_all(settings: RunSettings, *, say: Say, on_result: OnResult, executor: E
                           if not settings.manifests else load_manifests(settings.manifests, settings.repo_root))
     summary.problems.extend(str(e) for e in spec_errors)
     specs = accepted_specs(specs, settings.challenge, summary)
+    summary.refused = len(summary.problems)
+    for problem in summary.problems:  # before anything is built or run, not only in the summary at the end
+        say(f"refused: {problem}")
     segmenters = [s for s in specs if s.kind is Kind.SEGMENTER]
     if not segmenters:
-        raise SpecError(f"{settings.algorithms_dir}: no valid segmenter manifest; fix the errors above")
+        reasons = "; ".join(summary.problems[:3]) or "no <name>/algorithm.toml of kind segmenter in it"
+        raise SpecError(f"{settings.algorithms_dir}: no valid segmenter manifest ({reasons})")
     data = load_data(settings.data_dir, limit=settings.case_limit)
     require_label_names(settings.data_dir, settings.challenge.profile)
     summary.notes.extend(data.problems)

@@ -81,7 +81,12 @@ def _event_line(event: CaseEvent) -> str:
     ok = event.status == RunStatus.OK and event.score_status in ("", CaseStatus.OK)
     status = event.status if event.score_status in ("", CaseStatus.OK) else f"{event.status}/{event.score_status}"
     elapsed = f"{event.elapsed_s:7.1f} s" if event.elapsed_s is not None and not math.isnan(event.elapsed_s) else "      - "
-    return f"{'ok ' if ok else 'ERR'} {event.action:<8} {event.algorithm:<20} {event.case_id:<16} {status:<16} {elapsed}  {detail}"
+    line = f"{'ok ' if ok else 'ERR'} {event.action:<8} {event.algorithm:<20} {event.case_id:<16} {status:<16} {elapsed}  {detail}"
+    if event.log_line:
+        line += f" | log: {event.log_line}"
+    if event.log_file:
+        line += f" (whole log: {event.log_file})"
+    return line
 
 
 def _echo_event(event: CaseEvent) -> None:
@@ -154,8 +159,9 @@ def run(algorithms_dir: Path, data_dir: Path | None, results_dir: Path, challeng
     _print_outcome(summary)
     with Store.open(results_dir, lock=False, create=False) as store:
         click.echo(format_summary(store.runs(), store.scores()))
+    refused = f", {summary.refused} manifest(s) refused" if summary.refused else ""
     click.echo(f"{summary.executed} runs executed, {summary.rescored} rescored, {summary.reused} reused from the store, "
-               f"{summary.failed} failed; results in {results_dir}")
+               f"{summary.failed} failed{refused}; results in {results_dir}")
     _write_report(results_dir)
     failed = summary.partial or (annotated is not None and annotated.partial)
     return ExitStatus.PARTIAL if failed else ExitStatus.OK

@@ -482,3 +482,33 @@ def test_an_abdomenatlas_layout_runs_and_scores_only_the_annotated_organs(toy: T
     scores = _scores(toy)
     assert set(scores.index.get_level_values("organ")) == {"liver", "right_kidney", "spleen"}
     assert (scores.dsc == 1.0).all()
+
+
+def test_a_refused_manifest_is_said_before_any_run_and_counted(toy: Toy, capsys) -> None:
+    toy.write_data(2)
+    toy.segmenter("alpha")
+    toy.segmenter("crasher", "crash:case_01")
+    (toy.algorithms / "typo").mkdir()
+    (toy.algorithms / "typo" / "algorithm.toml").write_text('name = "typo"\nverison = "1"\n')
+    code = _cli(["run", str(toy.algorithms), "--runner", "local", "--data", str(toy.data), "--results", str(toy.results),
+                 "--challenge", str(toy.challenge_file)])
+    assert code == 3
+    err, out = capsys.readouterr()[::-1]
+    lines = err.splitlines()
+    refused = next(i for i, line in enumerate(lines) if line.startswith("harness: refused: ") and "typo/algorithm.toml" in line)
+    first_run = next(i for i, line in enumerate(lines) if " run " in line and ("alpha" in line or "crasher" in line))
+    assert refused < first_run  # said before anything ran, not only at the end
+    crash = next(line for line in lines if line.startswith("ERR") and "crasher" in line)
+    assert "| log: toy: crashing on purpose" in crash and "(whole log: " in crash and crash.endswith("log.txt)")
+    assert "1 failed, 1 manifest(s) refused;" in out
+
+
+def test_no_valid_manifest_says_why_in_the_one_line(toy: Toy, capsys) -> None:
+    toy.write_data(1)
+    (toy.algorithms / "typo").mkdir(parents=True)
+    (toy.algorithms / "typo" / "algorithm.toml").write_text("not toml [")
+    code = _cli(["run", str(toy.algorithms), "--runner", "local", "--data", str(toy.data), "--results", str(toy.results)])
+    assert code == 5
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert last.startswith("harness: error: ") and "no valid segmenter manifest (" in last
+    assert "typo/algorithm.toml: not valid TOML" in last  # the reason is in the line itself, not "above"
