@@ -7,6 +7,7 @@ exit status of their class; a traceback is shown only with `--debug`.
 from __future__ import annotations
 
 import errno
+import importlib
 import os
 import signal
 import sqlite3
@@ -21,8 +22,52 @@ from harness import __version__
 from harness.errors import ExitStatus, HarnessError
 from harness.safetext import safe_text
 
+# name -> (module, attribute, one-line help). Commands are imported only when run (or when their
+# own --help is asked for): `harness --help` and a small `harness score` start without the report's
+# matplotlib, pandas' full import or the Docker SDK. The one-line helps equal each command's own
+# (tests/test_cli_lazy.py), in the order `--help` lists them.
+COMMANDS: dict[str, tuple[str, str, str]] = {
+    "data": ("harness.cli.data_cmd", "data",
+             "Data sets: check one before an evaluation; make demo data (CT phantoms, predictions)."),
+    "score": ("harness.cli.score_cmd", "score", "Score predictions against ground truth: one row per (case, organ)."),
+    "images": ("harness.cli.run_cmd", "images", "Base images for algorithm builds, made locally (no registry needed)."),
+    "build": ("harness.cli.run_cmd", "build", "Build every algorithm's image, reusing unchanged ones (tagged by content hash)."),
+    "run": ("harness.cli.run_cmd", "run", "Build, run every segmenter on every case, score, store, summarise."),
+    "check": ("harness.cli.check_cmd", "check",
+              "Check one algorithm (its folder or algorithm.toml) as a challenge would run it."),
+    "rescore": ("harness.cli.run_cmd", "rescore",
+                "Score every kept output of a results folder again; no container is started."),
+    "forget": ("harness.cli.run_cmd", "forget", "Remove ALGORITHMS' runs, scores and kept outputs from a results folder."),
+    "annotate": ("harness.cli.run_cmd", "annotate",
+                 "Run the attention-map annotator on every case, then prioritise cases for review."),
+    "assemble": ("harness.cli.run_cmd", "assemble",
+                 "Assemble each case's final labels: original annotation, then revision, then pseudo label."),
+    "rank": ("harness.cli.rank_cmd", "rank",
+             "Rank algorithms by FLARE's score, with bootstrap rank intervals and Wilcoxon tests."),
+    "report": ("harness.cli.report_cmd", "report", "Write the leaderboard of a results folder as one self-contained HTML file."),
+}
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+
+class LazyGroup(click.Group):
+    """A group whose commands are imported when used, listed from `COMMANDS` without importing them."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in self.commands and cmd_name in COMMANDS:
+            module, attribute, _ = COMMANDS[cmd_name]
+            self.add_command(getattr(importlib.import_module(module), attribute), cmd_name)
+        return self.commands.get(cmd_name)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        limit = formatter.width - 6 - max(len(name) for name in COMMANDS)
+        rows = [(name, click.Command(name, help=short).get_short_help_str(limit)) for name, (_, _, short) in COMMANDS.items()]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--debug", is_flag=True, help="Show a full traceback on errors.")
 @click.version_option(__version__, prog_name="harness")
 def cli(debug: bool) -> None:
@@ -35,22 +80,6 @@ def cli(debug: bool) -> None:
     available here; 129 SIGHUP; 130 interrupted (Ctrl-C); 141 output pipe closed;
     143 SIGTERM. Stopped by a signal, it removes the running container first.
     """
-
-
-def _register() -> None:
-    # Explicit registration: importing a module never adds a command by side effect.
-    from harness.cli.check_cmd import check
-    from harness.cli.data_cmd import data
-    from harness.cli.rank_cmd import rank
-    from harness.cli.report_cmd import report
-    from harness.cli.run_cmd import annotate, assemble, build, forget, images, rescore, run
-    from harness.cli.score_cmd import score
-
-    for command in (data, score, images, build, run, check, rescore, forget, annotate, assemble, rank, report):
-        cli.add_command(command)
-
-
-_register()
 
 
 class Terminated(KeyboardInterrupt):
