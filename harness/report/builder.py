@@ -36,9 +36,14 @@ DEFAULT_NAME = REPORT_FILE
 
 
 def default_template_dir() -> Path:
-    """`$HARNESS_LEADERBOARD_DIR`, else the repository's `leaderboard/` beside the package."""
+    """`$HARNESS_LEADERBOARD_DIR`, else the templates shipped in the package (`harness.leaderboard`:
+    the repository's `leaderboard/`, mapped into the package by pyproject.toml, in a wheel too)."""
     env = os.environ.get(TEMPLATE_ENV)
-    return Path(env) if env else Path(__file__).resolve().parents[2] / "leaderboard"
+    if env:
+        return Path(env)
+    from importlib.resources import files
+
+    return Path(str(files("harness.leaderboard")))
 
 
 def resolve_config(config: RankingConfig | str | Path | None) -> RankingConfig:
