@@ -61,6 +61,9 @@ class CaseEvent:
     scores: tuple[OrganScore, ...] = ()
     log_line: str = ""  # a failed run's last log line
     log_file: str = ""  # where its whole log tail is kept
+    done: int = 0  # runs recorded so far in this command (progress), and of how many
+    total: int = 0
+    eta_s: float | None = None  # the rest at the pace so far
 
 
 OnResult = Callable[[CaseEvent], None]
@@ -265,8 +268,23 @@ class Recorder:
         self.summary = summary
         self.on_result = on_result
         self._pending: list[tuple[Planned, RunResult | None, Any]] = []
+        self._done = 0
+        self._total = 0
+        self._started = 0.0
+
+    def _progress(self) -> dict[str, Any]:
+        import time
+
+        self._done += 1
+        elapsed = time.monotonic() - self._started
+        eta = elapsed / self._done * (self._total - self._done) if self._done <= self._total else None
+        return {"done": self._done, "total": self._total, "eta_s": eta}
 
     def execute(self, plan: list[Planned]) -> None:
+        import time
+
+        self._started = time.monotonic()
+        self._total = sum(1 for item in plan if item.action is Action.RUN)
         for item in plan:
             if item.action is Action.REUSE:
                 self.summary.reused += 1
@@ -331,7 +349,7 @@ class Recorder:
         self.on_result(CaseEvent(item.algorithm, item.case.case_id, Action.RUN, status, score_status, outcome.elapsed_s,
                                  message or score_message, scores, log_line=last[0][:200] if last else "",
                                  log_file=str(self.store.layout.log_file(item.algorithm, item.case.case_id))
-                                 if failed and outcome.log_tail else ""))
+                                 if failed and outcome.log_tail else "", **self._progress()))
 
     def _judge(self, item: Planned, scored: CaseResult, status: RunStatus, message: str
                ) -> tuple[RunStatus, str, str, str, tuple[OrganScore, ...]]:

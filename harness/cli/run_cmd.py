@@ -75,6 +75,11 @@ _CHALLENGE_HELP = ("Challenge file (TOML: name, profile, annotation_profile) wit
                    "under.  [default: FLARE22 scoring, AbdomenAtlas-8K organs for the annotator]")
 
 
+def _duration(seconds: float) -> str:
+    seconds = max(0, int(round(seconds)))
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m" if seconds >= 3600 else f"{seconds // 60}m{seconds % 60:02d}s"
+
+
 def _event_line(event: CaseEvent) -> str:
     dsc = [s.dsc for s in event.scores if not math.isnan(s.dsc)]
     detail = f"DSC {sum(dsc) / len(dsc):.3f}" if dsc else event.message
@@ -82,6 +87,9 @@ def _event_line(event: CaseEvent) -> str:
     status = event.status if event.score_status in ("", CaseStatus.OK) else f"{event.status}/{event.score_status}"
     elapsed = f"{event.elapsed_s:7.1f} s" if event.elapsed_s is not None and not math.isnan(event.elapsed_s) else "      - "
     line = f"{'ok ' if ok else 'ERR'} {event.action:<8} {event.algorithm:<20} {event.case_id:<16} {status:<16} {elapsed}  {detail}"
+    if event.total:  # runs of this command: n/N and the rest at the pace so far
+        eta = f", about {_duration(event.eta_s)} left" if event.eta_s is not None and event.done < event.total else ""
+        line = f"[{event.done}/{event.total}{eta}] {line}"
     if event.log_line:
         line += f" | log: {event.log_line}"
     if event.log_file:

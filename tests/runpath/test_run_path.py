@@ -498,7 +498,10 @@ def test_a_refused_manifest_is_said_before_any_run_and_counted(toy: Toy, capsys)
     refused = next(i for i, line in enumerate(lines) if line.startswith("harness: refused: ") and "typo/algorithm.toml" in line)
     first_run = next(i for i, line in enumerate(lines) if " run " in line and ("alpha" in line or "crasher" in line))
     assert refused < first_run  # said before anything ran, not only at the end
-    crash = next(line for line in lines if line.startswith("ERR") and "crasher" in line)
+    crash = next(line for line in lines if "] ERR " in line and "crasher" in line)
+    progress = [line.split("]")[0] + "]" for line in lines if line.startswith("[")]
+    assert [p.split(",")[0].strip("[]") for p in progress] == ["1/4", "2/4", "3/4", "4/4"]  # n/N on every run
+    assert "left]" in progress[0] and progress[-1] == "[4/4]"  # an estimate of the rest, none at the end
     assert "| log: toy: crashing on purpose" in crash and "(whole log: " in crash and crash.endswith("log.txt)")
     assert "1 failed, 1 manifest(s) refused;" in out
 
