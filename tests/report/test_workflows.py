@@ -54,13 +54,44 @@ def test_gpu_and_cpu_jobs_do_the_same_work() -> None:
     gpu, cpu = GPU.read_text(), CPU.read_text()
     assert "runs-on: [self-hosted, linux, gpu]" in gpu
     assert "runs-on: ubuntu-latest" in cpu
-    for text in (gpu, cpu):
-        assert ".venv/bin/harness build algorithms/" in text
-        assert '.venv/bin/harness run "${args[@]}"' in text and "args=(algorithms/ --results" in text
-        assert '.venv/bin/harness report --results "$RESULTS" --out "$RESULTS/report.html"' in text
+    for text, harness in ((gpu, '"$VENV/bin/harness"'), (cpu, ".venv/bin/harness")):
+        assert f"{harness} build algorithms/" in text
+        assert f'{harness} run "${{args[@]}}"' in text and "args=(algorithms/ --results" in text
+        assert f'{harness} report --results "$RESULTS" --out' in text
         assert "uses: actions/upload-artifact@v4" in text
-        assert "${{ env.RESULTS }}/report.html" in text and "${{ env.RESULTS }}/store.sqlite" in text
+        assert "uses: actions/setup-python@v5" in text and 'python-version: "3.11"' in text
+        assert "pip install --quiet ." in text and "[test]" not in text  # what a run needs, not the test tools
     assert "nvidia-smi" in gpu and "nvidia-smi" not in cpu
+
+
+def _steps(text: str) -> dict[str, str]:
+    """Step name -> its text (the workflow's steps, split at `- name:`)."""
+    parts = re.split(r"\n      - name: ", "\n" + text.split("    steps:\n", 1)[1])
+    return {part.split("\n", 1)[0].strip(): part for part in parts if part.strip()}
+
+
+@pytest.mark.parametrize("workflow", [GPU, CPU], ids=["gpu", "cpu"])
+def test_only_the_report_is_uploaded(workflow: Path) -> None:
+    upload = _steps(workflow.read_text())["Upload the report"]
+    paths = [line.strip() for line in upload.splitlines() if "path:" in line or line.strip().startswith("${{")]
+    assert len(paths) == 1 and paths[0].endswith("/report.html"), paths
+    assert "store.sqlite" not in upload and "log.txt" not in upload  # a container's log may hold test data
+
+
+def test_the_gpu_job_keeps_its_state_survives_checkout_and_never_uses_sudo() -> None:
+    text = GPU.read_text()
+    steps = _steps(text)
+    commands = [line for line in text.splitlines() if not line.strip().startswith("#")]
+    assert not [line for line in commands if re.search(r"\bsudo\b", line)]  # code anyone can push never runs as root
+    state = steps["Keep results and the environment outside the workspace"]
+    assert '$RUNNER_TOOL_CACHE/harness' in state and 'RESULTS=$state/results-gpu' in state and 'VENV=$state/venv' in state
+    assert list(steps).index("Keep results and the environment outside the workspace") > list(steps).index("Check out")
+    job_minutes = int(re.search(r"\n    timeout-minutes: (\d+)", text)[1])
+    run = steps["Run every algorithm on every case"]
+    step_minutes = int(re.search(r"timeout-minutes: \$\{\{ fromJSON\(vars.HARNESS_RUN_MINUTES \|\| '(\d+)'\) \}\}", run)[1])
+    assert step_minutes < job_minutes  # the run stops itself; the job is not cancelled, so the report still happens
+    for later in ("Build the HTML report", "Upload the report", "Fail when any algorithm failed on any case"):
+        assert "if: ${{ !cancelled() }}" in steps[later]
 
 
 def _failure_gate(workflow: Path) -> str:
