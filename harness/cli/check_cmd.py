@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from harness.challenge import load_challenge
+from harness.cli.jsonout import JSON_OPTION, json_mode
 from harness.errors import ExitStatus
 from harness.models import RunnerKind
 
@@ -23,8 +24,9 @@ from harness.models import RunnerKind
 @click.option("--base", default=None, help="Base image for a build (default: the local debootstrap image).")
 @click.option("--results", "results_dir", type=click.Path(path_type=Path), default=None,
               help="Keep the check's results folder here (default: a temporary folder, removed afterwards).")
+@JSON_OPTION
 def check(algorithm: Path, data_dir: Path | None, cases: int, challenge_file: Path | None, runner: str,
-          base: str | None, results_dir: Path | None) -> int:
+          base: str | None, results_dir: Path | None, as_json: bool) -> int:
     """Check one algorithm (its folder or algorithm.toml) as a challenge would run it.
 
     \b
@@ -40,11 +42,15 @@ def check(algorithm: Path, data_dir: Path | None, cases: int, challenge_file: Pa
 
     cache = default_cache_dir()
     challenge = load_challenge(challenge_file)
-    if data_dir is None:
-        data_dir = ensure_default_data(cache, say=_say)
-    checklist = check_algorithm(algorithm, data_dir=data_dir, cases=cases, challenge=challenge, runner=RunnerKind(runner),
-                                base=base, cache_dir=cache, results_dir=results_dir, say=_say)
-    click.echo(checklist.render())
-    if checklist.accepted:
-        return ExitStatus.OK
-    return ExitStatus.SPEC_ERROR if checklist.manifest_failed else ExitStatus.PARTIAL
+    with json_mode(as_json) as emit:
+        if data_dir is None:
+            data_dir = ensure_default_data(cache, say=_say)
+        checklist = check_algorithm(algorithm, data_dir=data_dir, cases=cases, challenge=challenge,
+                                    runner=RunnerKind(runner), base=base, cache_dir=cache, results_dir=results_dir, say=_say)
+        click.echo(checklist.render())
+        status = (ExitStatus.OK if checklist.accepted else
+                  ExitStatus.SPEC_ERROR if checklist.manifest_failed else ExitStatus.PARTIAL)
+        emit({"command": "check", "target": checklist.target, "accepted": checklist.accepted, "exit_status": int(status),
+              "items": [{"passed": i.passed, "subject": i.subject, "detail": i.detail, "fix": i.fix}
+                        for i in checklist.items]})
+    return status

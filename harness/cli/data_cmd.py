@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from harness.cli.jsonout import JSON_OPTION, json_mode
 from harness.data.perturb import write_predictions
 from harness.data.synth import SIZES, SPLITS, PhantomCase, write_dataset
 
@@ -21,7 +22,8 @@ def data() -> None:
               help="The label system and rules the set will be evaluated under (built-in name or TOML file).")
 @click.option("--csv", "csv_path", type=click.Path(path_type=Path), default=None,
               help="Also write the inventory (one row per case) and the problems as CSV: FILE and FILE-problems.csv.")
-def check(data_dir: Path, profile_name: str, csv_path: Path | None) -> int:
+@JSON_OPTION
+def check(data_dir: Path, profile_name: str, csv_path: Path | None, as_json: bool) -> int:
     """Inventory of a data set and every problem found, before an evaluation.
 
     \b
@@ -33,6 +35,14 @@ def check(data_dir: Path, profile_name: str, csv_path: Path | None) -> int:
     the profile's z-range cut cannot score. Exit 0 only when the set can be evaluated
     (no error, at least one case with image and label), 4 otherwise.
     """
+
+    with json_mode(as_json) as emit:
+        status = _check(data_dir, profile_name, csv_path, emit)
+    return status
+
+
+def _check(data_dir: Path, profile_name: str, csv_path: Path | None, emit) -> int:  # type: ignore[no-untyped-def]
+    from harness.cli.jsonout import records
     from harness.data.check import check_dataset
     from harness.errors import ExitStatus
     from harness.profiles import load_profile
@@ -55,7 +65,13 @@ def check(data_dir: Path, profile_name: str, csv_path: Path | None) -> int:
         click.echo(f"written: {csv_path}, {problems}")
     verdict = "can be evaluated" if result.evaluable else "cannot be evaluated as it is"
     click.echo(f"{len(result.errors)} error(s), {len(result.problems) - len(result.errors)} warning(s): the set {verdict}")
-    return ExitStatus.OK if result.evaluable else ExitStatus.DATA_ERROR
+    status = ExitStatus.OK if result.evaluable else ExitStatus.DATA_ERROR
+    emit({"command": "data check", "data": str(data_dir), "layout": result.layout, "profile": result.profile,
+          "evaluable": result.evaluable, "exit_status": int(status), "errors": len(result.errors),
+          "warnings": len(result.problems) - len(result.errors),
+          "problems": [{"severity": sev, "case": case, "message": msg} for sev, case, msg in result.problems],
+          "cases": records(result.inventory)})
+    return status
 
 
 @data.command("synth")

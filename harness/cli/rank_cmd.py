@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 import pandas as pd
 
+from harness.cli.jsonout import JSON_OPTION, json_mode, records
 from harness.errors import ExitStatus
 from harness.layout import STORE_FILE
 from harness.ranking.challenge import ChallengeRanking, rank_challenge
@@ -40,6 +41,7 @@ from harness.ranking.io import (
 @click.option("--bootstrap", "variant", type=click.Choice(BOOTSTRAP_VARIANTS), default=None,
               help="textbook (default) or challengeR (a case drawn k times ranked as one pooled "
                    "group, as challengeR 1.0.5 does).")
+@JSON_OPTION
 def rank(
     results: Path,
     config_path: Path | None,
@@ -47,6 +49,7 @@ def rank(
     seed: int | None,
     draws: int | None,
     variant: str | None,
+    as_json: bool,
 ) -> int:
     """Rank algorithms by FLARE's score, with bootstrap rank intervals and Wilcoxon tests.
 
@@ -71,6 +74,12 @@ def rank(
                                metric's worst value)
       per_case_ranks.csv       algorithm, case, metric, value (as ranked), status, rank, missing
     """
+    with json_mode(as_json) as emit:
+        return _rank(results, config_path, out_dir, seed, draws, variant, emit)
+
+
+def _rank(results: Path, config_path: Path | None, out_dir: Path | None, seed: int | None, draws: int | None,
+          variant: str | None, emit) -> int:  # type: ignore[no-untyped-def]
     config = FLARE22_RANKING if config_path is None else load_ranking_config(config_path)
     source = resolve_scores_path(results)
     table = load_scores(source, ok_status=config.ok_status)
@@ -83,6 +92,8 @@ def rank(
     written = write_ranking_tables(result, target)
     _print_report(result, n_cases=len(result.matrices[result.metrics[0]].cases))
     click.echo(f"Wrote {', '.join(p.name for p in written)} to {target}")
+    emit({"command": "rank", "source": str(source), "out": str(target), "files": [p.name for p in written],
+          "metrics": list(result.metrics), "leaderboard": records(result.leaderboard), "exit_status": 0})
     return ExitStatus.OK
 
 

@@ -10,6 +10,7 @@ import pandas as pd
 
 from harness.annotate import AnnotateSummary, annotate_all, annotators_in, assemble_all
 from harness.challenge import challenge_of, load_challenge
+from harness.cli.jsonout import JSON_OPTION, json_mode
 from harness.errors import ExitStatus, HarnessError
 from harness.executor import DaskExecutor, LocalExecutor
 from harness.models import CaseStatus, RunnerKind, RunStatus
@@ -132,8 +133,10 @@ def _print_outcome(summary: RunSummary) -> None:
 @click.option("--scoring-workers", type=click.IntRange(min=0), default=None,
               help="Without --scheduler: processes of the local Dask cluster that score while the next case runs "
                    "(0 scores inline).  [default: number of CPUs]")
+@JSON_OPTION
 def run(algorithms_dir: Path, data_dir: Path | None, results_dir: Path, challenge_file: Path | None, profile: str | None,
-        runner: str, rerun: bool, base: str | None, scheduler: str | None, scoring_workers: int | None) -> int:
+        runner: str, rerun: bool, base: str | None, scheduler: str | None, scoring_workers: int | None,
+        as_json: bool) -> int:
     """Build, run every segmenter on every case, score, store, summarise.
 
     \b
@@ -151,6 +154,16 @@ def run(algorithms_dir: Path, data_dir: Path | None, results_dir: Path, challeng
     recorded (score status) and left out of the ranking; the others go on.
     Exit status 0 when every run was ok, 3 (partial) otherwise.
     """
+    with json_mode(as_json) as emit:
+        return _run(algorithms_dir, data_dir, results_dir, challenge_file, profile, runner, rerun, base, scheduler,
+                    scoring_workers, emit)
+
+
+def _run(algorithms_dir: Path, data_dir: Path | None, results_dir: Path, challenge_file: Path | None, profile: str | None,
+         runner: str, rerun: bool, base: str | None, scheduler: str | None, scoring_workers: int | None,
+         emit) -> int:  # type: ignore[no-untyped-def]
+    from harness.cli.jsonout import records
+
     cache = default_cache_dir()
     challenge = load_challenge(challenge_file, profile=profile)
     if data_dir is None:
@@ -166,22 +179,35 @@ def run(algorithms_dir: Path, data_dir: Path | None, results_dir: Path, challeng
         _print_annotation(annotated)
     _print_outcome(summary)
     with Store.open(results_dir, lock=False, create=False) as store:
-        click.echo(format_summary(store.runs(), store.scores()))
+        runs, scores = store.runs(), store.scores()
+    click.echo(format_summary(runs, scores))
     refused = f", {summary.refused} manifest(s) refused" if summary.refused else ""
     click.echo(f"{summary.executed} runs executed, {summary.rescored} rescored, {summary.reused} reused from the store, "
                f"{summary.failed} failed{refused}; results in {results_dir}")
-    _write_report(results_dir)
+    report = _write_report(results_dir)
     failed = summary.partial or (annotated is not None and annotated.partial)
-    return ExitStatus.PARTIAL if failed else ExitStatus.OK
+    status = ExitStatus.PARTIAL if failed else ExitStatus.OK
+    table = runs[["algorithm", "case_id", "kind", "status", "message", "elapsed_s", "score_status"]]
+    if len(scores):
+        dsc = scores.groupby(["algorithm", "case_id"]).dsc.mean().rename("dsc_mean").reset_index()
+        table = table.merge(dsc, on=["algorithm", "case_id"], how="left")
+    emit({"command": "run", "results": str(results_dir), "report": report, "exit_status": int(status),
+          "executed": summary.executed, "rescored": summary.rescored, "reused": summary.reused, "failed": summary.failed,
+          "refused": summary.refused, "problems": summary.problems, "notes": summary.notes,
+          "unscorable": summary.unscorable, "runs": records(table)})
+    return status
 
 
-def _write_report(results_dir: Path) -> None:
+def _write_report(results_dir: Path) -> str | None:
     try:
         from harness.report import build_report
 
-        click.echo(f"report: {build_report(results_dir)}")
+        written = build_report(results_dir)
+        click.echo(f"report: {written}")
+        return str(written)
     except HarnessError as exc:  # the runs are stored; a report that cannot be built does not undo them
         click.echo(f"harness: warning: no report: {exc}", err=True)
+        return None
 
 
 @click.command()

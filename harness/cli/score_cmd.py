@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 import pandas as pd
 
+from harness.cli.jsonout import JSON_OPTION, json_mode, records
 from harness.errors import DataError, ExitStatus
 from harness.models import CaseStatus, OrganStatus, Profile
 from harness.profiles import BUILTIN_PROFILES, load_profile
@@ -37,8 +38,9 @@ from harness.scoring import CaseResult, plan, score_many, summary, to_frame, wri
                    "mapped by organ name, e.g. amos22:flare22; organs only one side has are reported, not scored.")
 @click.option("--jobs", "-j", type=click.IntRange(min=1), default=None,
               help="Cases scored in parallel (processes).  [default: number of CPUs]")
+@JSON_OPTION
 def score(pred_dir: Path | None, pred_root: Path | None, algorithm: str | None, labels_dir: Path, profile_name: str,
-          out: Path, label_map_text: str | None, jobs: int | None) -> int:
+          out: Path, label_map_text: str | None, jobs: int | None, as_json: bool) -> int:
     """Score predictions against ground truth: one row per (case, organ).
 
     \b
@@ -55,6 +57,12 @@ def score(pred_dir: Path | None, pred_root: Path | None, algorithm: str | None, 
     Exit status 0 when every case was scored, 3 (partial) when some failed, 4 when
     none could be (or --pred is the ground truth itself).
     """
+    with json_mode(as_json) as emit:
+        return _score(pred_dir, pred_root, algorithm, labels_dir, profile_name, out, label_map_text, jobs, emit)
+
+
+def _score(pred_dir: Path | None, pred_root: Path | None, algorithm: str | None, labels_dir: Path, profile_name: str,
+           out: Path, label_map_text: str | None, jobs: int | None, emit) -> int:  # type: ignore[no-untyped-def]
     if out.suffix not in (".csv", ".parquet"):
         raise click.BadParameter(f"{out}: unknown table format '{out.suffix}'; use a .csv or .parquet file name",
                                  param_hint="--out")
@@ -105,7 +113,14 @@ def score(pred_dir: Path | None, pred_root: Path | None, algorithm: str | None, 
             click.echo(f"not scorable under {profile.name} (left out of the means): " + ", ".join(
                 f"{r.case}/{r.organ}" for r in skipped.itertuples()) + f" - {skipped.iloc[0].message}")
     click.echo(f"{totals[0]} of {totals[0] + totals[1]} cases scored, {totals[1]} failed; table written to {out}")
-    return ExitStatus.PARTIAL if totals[1] else ExitStatus.OK
+    status = ExitStatus.PARTIAL if totals[1] else ExitStatus.OK
+    means = []
+    for name, frame in zip(folders, frames, strict=True):
+        table_of = summary(frame).reset_index().rename(columns={"index": "organ"})
+        means += [{"algorithm": name or None, **row} for row in records(table_of)]
+    emit({"command": "score", "out": str(out), "profile": profile.name, "cases_scored": totals[0],
+          "cases_failed": totals[1], "exit_status": int(status), "summary": means})
+    return status
 
 
 def _score_folder(pred_dir: Path, labels_dir: Path, profile: Profile, n_jobs: int, *, label: str,

@@ -1,0 +1,72 @@
+"""`--json`: run, score, rank, check and data check each print exactly one JSON document on stdout
+(people's text goes to stderr), with the keys and types a CI script relies on."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.runpath.conftest import Toy
+
+
+def _json(toy: Toy, *args: str) -> tuple[int, dict, str]:
+    done = subprocess.run([sys.executable, "-m", "harness", *args, "--json"], capture_output=True, text=True, timeout=300,
+                          env={"HARNESS_CACHE": str(toy.root / "cache"), "PATH": "/usr/bin:/bin"}, cwd=toy.root)
+    document = json.loads(done.stdout)  # the whole of stdout is one document
+    return done.returncode, document, done.stderr
+
+
+def _typed(document: dict, schema: dict[str, type | tuple[type, ...]]) -> None:
+    for key, kind in schema.items():
+        assert key in document, key
+        assert isinstance(document[key], kind), (key, document[key])
+
+
+def test_run_rank_and_check_print_one_json_document(toy: Toy) -> None:
+    toy.write_data(2)
+    toy.segmenter("alpha")
+    toy.segmenter("crasher", "crash:case_01")
+    code, run, err = _json(toy, "run", str(toy.algorithms), "--runner", "local", "--data", str(toy.data), "--results",
+                           str(toy.results), "--challenge", str(toy.challenge_file))
+    assert code == 3 == run["exit_status"]
+    _typed(run, {"command": str, "results": str, "executed": int, "failed": int, "refused": int, "problems": list,
+                 "runs": list, "report": (str, type(None))})
+    assert run["executed"] == 4 and run["failed"] == 1
+    rows = {(r["algorithm"], r["case_id"]): r for r in run["runs"]}
+    assert rows[("crasher", "case_01")]["status"] == "crashed" and rows[("crasher", "case_01")]["dsc_mean"] is None
+    assert rows[("alpha", "case_00")]["status"] == "ok" and rows[("alpha", "case_00")]["dsc_mean"] == 1.0
+    assert "[4/4]" in err  # the progress lines went to stderr
+
+    code, ranked, _ = _json(toy, "rank", "--results", str(toy.results), "--draws", "20")
+    assert code == 0 == ranked["exit_status"]
+    _typed(ranked, {"leaderboard": list, "metrics": list, "out": str, "files": list})
+    assert [row["algorithm"] for row in ranked["leaderboard"]] == ["alpha", "crasher"]
+    assert isinstance(ranked["leaderboard"][0]["rank"], (int, float))
+
+    code, checked, _ = _json(toy, "check", str(toy.algorithms / "crasher"), "--runner", "local", "--data",
+                             str(toy.data), "--challenge", str(toy.challenge_file))
+    assert code == 3 == checked["exit_status"] and checked["accepted"] is False
+    assert {"passed": False, "subject": "case case_01"}.items() <= next(
+        i for i in checked["items"] if i["subject"] == "case case_01").items()
+
+
+def test_score_and_data_check_print_one_json_document(toy: Toy, tmp_path: Path) -> None:
+    toy.write_data(2)
+    pred = tmp_path / "pred"
+    pred.mkdir()
+    for label in sorted((toy.data / "labelsTr").glob("*.nii.gz")):
+        (pred / label.name).write_bytes(label.read_bytes())
+    code, scored, _ = _json(toy, "score", "--pred", str(pred), "--labels", str(toy.data), "--profile",
+                            str(toy.profile_file), "--out", str(tmp_path / "s.csv"))
+    assert code == 0 == scored["exit_status"]
+    _typed(scored, {"cases_scored": int, "cases_failed": int, "summary": list, "out": str, "profile": str})
+    assert scored["cases_scored"] == 2 and {row["organ"] for row in scored["summary"]} == {
+        "liver", "right_kidney", "spleen", "aorta"}
+    assert all(row["dsc_mean"] == 1.0 for row in scored["summary"])
+
+    code, checked, _ = _json(toy, "data", "check", str(toy.data), "--profile", str(toy.profile_file))
+    assert code == 0 == checked["exit_status"] and checked["evaluable"] is True
+    _typed(checked, {"layout": str, "cases": list, "problems": list, "errors": int, "warnings": int})
+    assert len(checked["cases"]) == 2
