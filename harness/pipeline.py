@@ -345,7 +345,7 @@ class Recorder:
         self.summary.executed += 1
         self.summary.failed += status is not RunStatus.OK
         failed = status is not RunStatus.OK
-        last = [line for line in outcome.log_tail.splitlines() if line.strip()][-1:] if failed else []
+        last = [line for line in outcome.log_tail.splitlines() if line.strip()][-1:]
         self.on_result(CaseEvent(item.algorithm, item.case.case_id, Action.RUN, status, score_status, outcome.elapsed_s,
                                  message or score_message, scores, log_line=last[0][:200] if last else "",
                                  log_file=str(self.store.layout.log_file(item.algorithm, item.case.case_id))

@@ -69,8 +69,11 @@ class LazyGroup(click.Group):
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--debug", is_flag=True, help="Show a full traceback on errors.")
+@click.option("-q", "--quiet", is_flag=True,
+              help="Only errors, failed runs and the final summary (no progress, notes or ok runs).")
+@click.option("-v", "--verbose", is_flag=True, help="Also every run's last log line, ok runs included.")
 @click.version_option(__version__, prog_name="harness")
-def cli(debug: bool) -> None:
+def cli(debug: bool, quiet: bool, verbose: bool) -> None:
     """Challenge-style evaluation of 3D medical image segmentation.
 
     \b
@@ -80,6 +83,9 @@ def cli(debug: bool) -> None:
     available here; 129 SIGHUP; 130 interrupted (Ctrl-C); 141 output pipe closed;
     143 SIGTERM. Stopped by a signal, it removes the running container first.
     """
+    from harness.cli import verbosity
+
+    verbosity.LEVEL = -1 if quiet else 1 if verbose else 0
 
 
 class Terminated(KeyboardInterrupt):

@@ -22,7 +22,10 @@ from harness.store import FolderIdentity, Store, StoreError
 
 
 def _say(message: str) -> None:
-    click.echo(f"harness: {safe_text(message)}", err=True)
+    from harness.cli import verbosity
+
+    if verbosity.LEVEL >= 0 or message.startswith("refused: "):  # -q keeps what went wrong
+        click.echo(f"harness: {safe_text(message)}", err=True)
 
 
 @click.group()
@@ -91,7 +94,9 @@ def _event_line(event: CaseEvent) -> str:
     if event.total:  # runs of this command: n/N and the rest at the pace so far
         eta = f", about {_duration(event.eta_s)} left" if event.eta_s is not None and event.done < event.total else ""
         line = f"[{event.done}/{event.total}{eta}] {line}"
-    if event.log_line:
+    from harness.cli import verbosity
+
+    if event.log_line and (not ok or verbosity.LEVEL > 0):  # a failed run's always; every run's with -v
         line += f" | log: {event.log_line}"
     if event.log_file:
         line += f" (whole log: {event.log_file})"
@@ -99,6 +104,11 @@ def _event_line(event: CaseEvent) -> str:
 
 
 def _echo_event(event: CaseEvent) -> None:
+    from harness.cli import verbosity
+
+    ok = event.status == RunStatus.OK and event.score_status in ("", CaseStatus.OK)
+    if verbosity.LEVEL < 0 and ok:
+        return
     click.echo(safe_text(_event_line(event)), err=True)
 
 

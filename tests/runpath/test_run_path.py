@@ -515,3 +515,21 @@ def test_no_valid_manifest_says_why_in_the_one_line(toy: Toy, capsys) -> None:
     last = capsys.readouterr().err.strip().splitlines()[-1]
     assert last.startswith("harness: error: ") and "no valid segmenter manifest (" in last
     assert "typo/algorithm.toml: not valid TOML" in last  # the reason is in the line itself, not "above"
+
+
+def test_quiet_says_only_what_went_wrong_and_verbose_every_runs_log_line(toy: Toy, capsys) -> None:
+    toy.write_data(2)
+    toy.segmenter("alpha")
+    toy.segmenter("crasher", "crash:case_01")
+    args = ["run", str(toy.algorithms), "--runner", "local", "--data", str(toy.data), "--results", str(toy.results),
+            "--challenge", str(toy.challenge_file), "--rerun"]
+    assert _cli(["-q", *args]) == 3
+    out, err = capsys.readouterr()
+    runs = [line for line in err.splitlines() if line.startswith("[")]
+    assert len(runs) == 1 and "crasher" in runs[0] and "| log: toy: crashing on purpose" in runs[0]
+    assert not [line for line in err.splitlines() if line.startswith("harness: ") and "error" not in line]
+    assert "4 runs executed" in out  # the final summary stays
+    assert _cli(["-v", *args]) == 3
+    err = capsys.readouterr().err
+    alpha = [line for line in err.splitlines() if line.startswith("[") and "alpha" in line]
+    assert len(alpha) == 2 and all("| log: toy: case_0" in line and "done (ok)" in line for line in alpha)
