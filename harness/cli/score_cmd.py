@@ -10,7 +10,7 @@ import click
 import pandas as pd
 
 from harness.cli.jsonout import JSON_OPTION, json_mode, records
-from harness.errors import DataError, ExitStatus
+from harness.errors import DataError, ExitStatus, UsageError
 from harness.models import CaseStatus, OrganStatus, Profile
 from harness.profiles import BUILTIN_PROFILES, load_profile
 from harness.profiles.mapping import LabelMap
@@ -64,8 +64,7 @@ def score(pred_dir: Path | None, pred_root: Path | None, algorithm: str | None, 
 def _score(pred_dir: Path | None, pred_root: Path | None, algorithm: str | None, labels_dir: Path, profile_name: str,
            out: Path, label_map_text: str | None, jobs: int | None, emit) -> int:  # type: ignore[no-untyped-def]
     if out.suffix not in (".csv", ".parquet"):
-        raise click.BadParameter(f"{out}: unknown table format '{out.suffix}'; use a .csv or .parquet file name",
-                                 param_hint="--out")
+        raise UsageError(f"{out}: unknown table format '{out.suffix}'; use a .csv or .parquet file name")
     if (pred_dir is None) == (pred_root is None):
         raise click.UsageError("give one of --pred FOLDER or --pred-root FOLDER")
     if pred_root is not None and algorithm is not None:

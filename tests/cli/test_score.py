@@ -90,7 +90,7 @@ def test_strict_profile_records_not_applicable_as_nan(toy_dataset, tmp_path: Pat
         (["--pred", "{tmp}/nope"], ExitStatus.DATA_ERROR, "nope: no such folder; pass the folder of predicted"),
         (["--labels", "{tmp}/empty"], ExitStatus.DATA_ERROR, "empty: no cases found"),
         (["--profile", "{tmp}/p.toml"], ExitStatus.SPEC_ERROR, "p.toml: no such profile"),
-        (["--out", "{tmp}/s.xlsx"], ExitStatus.DATA_ERROR, "s.xlsx: unknown table format '.xlsx'; use a .csv or .parquet"),
+        (["--out", "{tmp}/s.xlsx"], ExitStatus.USAGE, "s.xlsx: unknown table format '.xlsx'; use a .csv or .parquet"),
     ],
 )
 def test_score_bad_arguments_are_one_line_errors(toy_dataset, tmp_path: Path, capsys, args, code, message) -> None:
