@@ -291,10 +291,16 @@ def label_values(data: NDArray[np.integer]) -> set[int]:
     """The distinct values of a label map (fast path for the usual small non-negative labels)."""
     if data.size == 0:
         return set()
+    flat = data.reshape(-1, order="A")  # the array's own order: no copy of a Fortran-ordered array
+    if data.dtype in (np.uint8, np.uint16):  # the usual label maps: one pass, no min/max, no 8-byte copy
+        seen = np.zeros(np.iinfo(data.dtype).max + 1, dtype=bool)
+        seen[flat] = True  # indexing converts the small indices in buffered chunks, never the whole volume
+        return {int(v) for v in np.flatnonzero(seen)}
     low, high = int(data.min()), int(data.max())
     if low >= 0 and high < 65536:
-        counts = np.bincount(data.reshape(-1, order="A"), minlength=high + 1)  # no copy of a Fortran-ordered array
-        return {int(v) for v in np.flatnonzero(counts)}
+        seen = np.zeros(high + 1, dtype=bool)
+        seen[flat] = True
+        return {int(v) for v in np.flatnonzero(seen)}
     return {int(v) for v in np.unique(data)}
 
 

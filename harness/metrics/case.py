@@ -60,11 +60,11 @@ def score_case(
     codes = pair_codes(label_gt, label_pred, n_labels=n_labels)
     counts = confusion_from_codes(codes, n_labels=n_labels)
     size_gt, size_pred = counts.sum(axis=1), counts.sum(axis=0)
-    pair_boxes = ndimage.find_objects(codes, max_label=n_labels * n_labels - 1)
+    pair_boxes = _find_objects_in_memory_order(codes, max_label=n_labels * n_labels - 1)
     del codes
 
     def box_of(pairs: list[int]) -> Box | None:
-        found = [pair_boxes[c - 1] for c in pairs if c > 0 and pair_boxes[c - 1] is not None]
+        found: list[Box] = [box for c in pairs if c > 0 and (box := pair_boxes[c - 1]) is not None]
         return functools.reduce(_union, found) if found else None
 
     boxes_gt = [box_of([lab * n_labels + p for p in range(n_labels)]) for lab in range(1, n_labels)]
@@ -95,6 +95,15 @@ def score_case(
         return OrganScore(case_id=case_id, organ=organ.name, label=lab, dsc=dsc, nsd=nsd, hd95_mm=hd95)
 
     return [one(organ) for organ in profile.organs]
+
+
+def _find_objects_in_memory_order(codes: NDArray[np.unsignedinteger], *, max_label: int) -> list[Box | None]:
+    """`ndimage.find_objects`, walking the array in its own memory order: NIfTI volumes come
+    Fortran-ordered, and a C-order walk over them strides through memory (3x slower here)."""
+    if codes.flags.f_contiguous and not codes.flags.c_contiguous:
+        found = ndimage.find_objects(codes.T, max_label=max_label)  # .T of a Fortran array is C-ordered: a view
+        return [tuple(reversed(box)) if box is not None else None for box in found]
+    return list(ndimage.find_objects(codes, max_label=max_label))
 
 
 def _round(value: float, decimals: int) -> float:

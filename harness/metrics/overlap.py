@@ -19,7 +19,7 @@ def pair_codes(label_gt: NDArray[np.integer], label_pred: NDArray[np.integer], *
 
 def confusion_from_codes(codes: NDArray[np.unsignedinteger], *, n_labels: int) -> NDArray[np.int64]:
     """C[g, p] from pair codes: one `np.bincount` pass, in chunks that stay in cache."""
-    flat = codes.reshape(-1)
+    flat = codes.reshape(-1, order="A")  # the array's own order: a view, never a copy of the volume
     counts = np.zeros(n_labels * n_labels, dtype=np.int64)
     chunk = 1 << 20
     for start in range(0, flat.size, chunk):

@@ -135,3 +135,18 @@ def test_dsc_cutoff_forces_nsd_zero_only_under_flare22() -> None:
     strict = score_case(gt, seg, (1, 1, 1), load_profile("strict"))[0]
     assert flare.dsc == round(2 * 1 / 128, 4) and flare.nsd == 0.0
     assert strict.nsd > 0.5
+
+
+def test_a_fortran_ordered_pair_scores_exactly_as_its_c_ordered_copy() -> None:
+    """NIfTI volumes load Fortran-ordered; the counts and boxes walk them in their own order."""
+    from harness.data.perturb import perturb_labels
+    from tests.conftest import toy_labels
+
+    gt = toy_labels(3)
+    pred = perturb_labels(gt, rng=np.random.default_rng(2), spacing_mm=(0.8, 0.9, 2.5))  # realistic errors
+    profile = load_profile("flare22")
+    c_order = score_case(np.ascontiguousarray(gt), np.ascontiguousarray(pred), (0.8, 0.9, 2.5), profile)
+    f_order = score_case(np.asfortranarray(gt), np.asfortranarray(pred), (0.8, 0.9, 2.5), profile)
+    assert np.asfortranarray(gt).flags.f_contiguous and not np.asfortranarray(gt).flags.c_contiguous
+    assert [(s.dsc, s.nsd, s.hd95_mm) for s in f_order] == [(s.dsc, s.nsd, s.hd95_mm) for s in c_order]
+    assert any(s.dsc < 1 for s in c_order if not math.isnan(s.dsc))  # real errors, not a trivial pair
