@@ -33,7 +33,10 @@ _PEAK = """
 import os, resource, runpy, sys
 sys.argv = sys.argv[1:]
 try:
-    runpy.run_module(sys.argv[0], run_name="__main__", alter_sys=True) if not sys.argv[0].endswith(".py") else runpy.run_path(sys.argv[0], run_name="__main__")
+    if sys.argv[0].endswith(".py"):
+        runpy.run_path(sys.argv[0], run_name="__main__")
+    else:
+        runpy.run_module(sys.argv[0], run_name="__main__", alter_sys=True)
 finally:
     peak = max(resource.getrusage(who).ru_maxrss for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
     open(os.environ["PEAK_FILE"], "w").write(str(peak))  # the largest process: itself or a scoring worker
