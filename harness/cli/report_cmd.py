@@ -25,7 +25,11 @@ from harness.report.builder import DEFAULT_NAME, build_report
 )
 @click.option("--seed", type=click.IntRange(min=0), default=None, help="Bootstrap seed (default: the config's, 0).")
 @click.option("--draws", type=click.IntRange(min=1), default=None, help="Bootstrap draws (default: the config's, 1000).")
-def report(results_dir: Path, out: Path | None, config_path: Path | None, seed: int | None, draws: int | None) -> int:
+@click.option("--public", is_flag=True,
+              help="The public edition: no per-case results (a challenge withholds per-case test scores; they leak "
+                   "the test labels); failures as counts per algorithm.")
+def report(results_dir: Path, out: Path | None, config_path: Path | None, seed: int | None, draws: int | None,
+           public: bool) -> int:
     """Write the leaderboard of a results folder as one self-contained HTML file.
 
     \b
@@ -39,6 +43,6 @@ def report(results_dir: Path, out: Path | None, config_path: Path | None, seed: 
     It requests nothing from any host (CSS, script and SVG figures are inline), prints
     on A4, and is byte-identical for the same store, config, seed and draws.
     """
-    written = build_report(results_dir, out, config=config_path, seed=seed, draws=draws)
+    written = build_report(results_dir, out, config=config_path, seed=seed, draws=draws, public=public)
     click.echo(f"Wrote {written} ({written.stat().st_size / 1024:.0f} KiB)")
     return ExitStatus.OK

@@ -70,13 +70,16 @@ def build_report(
     seed: int | None = None,
     draws: int | None = None,
     template_dir: Path | None = None,
+    public: bool = False,
 ) -> Path:
     """Read the results folder, rank it (`config`, default FLARE22's; `seed` and `draws` override
     the config's bootstrap) and write the HTML leaderboard to `out` (default
-    `<results_dir>/report.html`). Returns the path written."""
+    `<results_dir>/report.html`). `public`: the edition without per-case results (challenges
+    withhold per-case test scores: they leak the test labels). Returns the path written."""
     inputs = load_report_inputs(Path(results_dir))
     target = Path(out) if out is not None else inputs.folder / DEFAULT_NAME
-    page = render_report(inputs, config=resolve_config(config), seed=seed, draws=draws, template_dir=template_dir)
+    page = render_report(inputs, config=resolve_config(config), seed=seed, draws=draws, template_dir=template_dir,
+                         public=public)
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(page, encoding="utf-8", newline="\n")
@@ -103,12 +106,15 @@ def render_report(
     seed: int | None = None,
     draws: int | None = None,
     template_dir: Path | None = None,
+    public: bool = False,
 ) -> str:
     """The report page as text (no file written)."""
     folder = Path(template_dir) if template_dir is not None else default_template_dir()
     env = _environment(folder)
     ranking = rank_inputs(inputs, config, seed=seed, draws=draws)
     context = report_context(inputs, ranking)
+    if public:
+        context = public_edition(context, inputs, ranking)
     assets = {}
     for key, name in ASSETS.items():
         path = folder / name
@@ -222,6 +228,7 @@ def report_context(inputs: ReportInputs, ranking: ChallengeRanking) -> dict[str,
 
     profiles = tables.distinct(segmenters["profile"])
     return {
+        "public": False,
         "title": f"Leaderboard \u2013 {config.name}",
         "folder": inputs.folder.name or str(inputs.folder),
         "n_algorithms": len(order),
@@ -251,6 +258,21 @@ def report_context(inputs: ReportInputs, ranking: ChallengeRanking) -> dict[str,
         "case_details": tables.case_details(runs, inputs.scores, inputs.measurements, algorithms=order,
                                             ok_status=config.ok_status),
     }
+
+
+def public_edition(context: dict[str, Any], inputs: ReportInputs, ranking: ChallengeRanking) -> dict[str, Any]:
+    """The context without anything per case: no case table or details, failures as counts per
+    algorithm and status, no unscorable-organ list and no typical case's resource curves (a case id
+    next to a failure, an organ or a curve says something of that case)."""
+    import pandas as pd
+
+    runs = inputs.runs[inputs.runs["kind"] == "segmenter"]
+    failed = runs[runs["status"] != ranking.config.ok_status]
+    counts = (failed.groupby(["algorithm", "status"]).size().rename("runs").reset_index() if len(failed)
+              else pd.DataFrame(columns=["algorithm", "status", "runs"]))
+    figures_kept = {k: f for k, f in context["figures"].items() if k != "fig-resources"}  # it names its case
+    return {**context, "public": True, "case_matrix": None, "case_details": [], "not_scorable": None,
+            "failures": tables.frame_table(counts, key="failures"), "figures": figures_kept}
 
 
 def _figure(key: str, title: str, caption: str, svg: str) -> Figure:

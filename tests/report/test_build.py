@@ -278,3 +278,20 @@ def test_case_details_show_which_host_and_worker_ran_each_run(tmp_path: Path) ->
     case = case[: case.index("</details>")]
     assert "gpu-runner-01 (tcp://worker-b:40001)" in visible_text(case)
     assert "gpu-runner-01" in visible_text(html[html.index('id="case-case_02"'):])
+
+
+def test_the_public_edition_withholds_every_per_case_result(tmp_path: Path) -> None:
+    folder = copy_fixture(tmp_path / "store")
+    inputs = load_report_inputs(folder)
+    case_ids = sorted(set(inputs.runs["case_id"]))
+    full = render_report(inputs, draws=50)
+    public = render_report(inputs, draws=50, public=True)
+    assert all(f'id="case-{c}"' in full for c in case_ids)  # the organisers' edition has every case
+    assert not [c for c in case_ids if c in public]  # no case id anywhere: no row, no detail, no failure line
+    assert "Public edition: per-case results are withheld" in public and 'href="#cases"' not in public
+    page = parse(public)
+    assert page.ids and "ranking" in page.ids  # the ranking itself is there
+    done = CliRunner().invoke(report, ["--results", str(folder), "--out", str(tmp_path / "public.html"), "--public",
+                                       "--draws", "50"])
+    assert done.exit_code == 0, done.output
+    assert not [c for c in case_ids if c in (tmp_path / "public.html").read_text()]
