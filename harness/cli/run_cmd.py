@@ -122,8 +122,43 @@ def _print_outcome(summary: RunSummary) -> None:
                    "ranking until it is fixed and `harness rescore` is run", err=True)
 
 
+_RUN_CONFIG_KEYS = {"algorithms": "algorithms_dir", "data": "data_dir", "results": "results_dir",
+                    "challenge": "challenge_file", "profile": "profile", "runner": "runner", "rerun": "rerun",
+                    "base": "base", "scheduler": "scheduler", "scoring_workers": "scoring_workers"}
+_RUN_CONFIG_PATHS = {"algorithms", "data", "results", "challenge"}
+
+
+def _load_run_config(ctx: click.Context, param: click.Parameter, value: Path | None) -> Path | None:
+    """`--config run.toml`: the command's options as a file (paths relative to it); the command line
+    still wins over the file."""
+    if value is None:
+        return None
+    import tomllib
+
+    try:
+        raw = tomllib.loads(value.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise click.BadParameter(f"{value}: cannot read it ({exc.strerror})") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise click.BadParameter(f"{value}: not valid TOML ({' '.join(str(exc).split())})") from None
+    unknown = sorted(set(raw) - set(_RUN_CONFIG_KEYS))
+    if unknown:
+        raise click.BadParameter(f"{value}: unknown key '{unknown[0]}'; allowed: {', '.join(sorted(_RUN_CONFIG_KEYS))}")
+    defaults = {}
+    for key, dest in _RUN_CONFIG_KEYS.items():
+        if key in raw:
+            item = raw[key]
+            defaults[dest] = str((value.parent / item).resolve()) if key in _RUN_CONFIG_PATHS and isinstance(item, str) else item
+    ctx.default_map = {**(ctx.default_map or {}), **defaults}
+    return value
+
+
 @click.command()
 @click.argument("algorithms_dir", type=click.Path(path_type=Path), default="algorithms")
+@click.option("--config", "config_file", type=click.Path(path_type=Path, dir_okay=False), default=None, is_eager=True,
+              expose_value=False, callback=_load_run_config,
+              help="A TOML file of this command's options (algorithms, data, results, challenge, profile, runner, "
+                   "rerun, base, scheduler, scoring_workers; paths relative to the file); the command line wins.")
 @click.option("--data", "data_dir", type=click.Path(path_type=Path), default=None,
               help="Data set (FLARE / nnU-Net, MSD, AbdomenAtlas or TotalSegmentator layout; see `harness data check`). "
                    "Default: 10 synthetic phantom cases, made once and cached.")

@@ -70,3 +70,18 @@ def test_score_and_data_check_print_one_json_document(toy: Toy, tmp_path: Path) 
     assert code == 0 == checked["exit_status"] and checked["evaluable"] is True
     _typed(checked, {"layout": str, "cases": list, "problems": list, "errors": int, "warnings": int})
     assert len(checked["cases"]) == 2
+
+
+def test_run_options_from_a_config_file_and_the_command_line_wins(toy: Toy) -> None:
+    toy.write_data(1)
+    toy.segmenter("alpha")
+    (toy.root / "run.toml").write_text('algorithms = "algorithms"\ndata = "data"\nresults = "from-config"\n'
+                                       'challenge = "challenge.toml"\nrunner = "local"\n')
+    code, run, _ = _json(toy, "run", "--config", str(toy.root / "run.toml"))
+    assert code == 0 and run["results"] == str(toy.root / "from-config") and run["executed"] == 1
+    code, run, _ = _json(toy, "run", "--config", str(toy.root / "run.toml"), "--results", str(toy.root / "cli"))
+    assert code == 0 and run["results"] == str(toy.root / "cli")
+    (toy.root / "bad.toml").write_text('resutls = "x"\n')
+    done = subprocess.run([sys.executable, "-m", "harness", "run", "--config", str(toy.root / "bad.toml")],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and "unknown key 'resutls'" in done.stderr
