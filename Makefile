@@ -20,6 +20,7 @@ $(SYSTEM_STAMP):
 $(STAMP): pyproject.toml $(SYSTEM_STAMP)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
+	-$(BIN)/python -m pip uninstall --quiet --yes harness 2>/dev/null  # the old distribution name (or PyPI's other `harness`)
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $(STAMP)
 

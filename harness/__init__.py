@@ -2,7 +2,9 @@
 
 from importlib.metadata import PackageNotFoundError, version
 
+DISTRIBUTION = "medseg-harness"  # the name on the package index (`harness` there is another project)
+
 try:
-    __version__ = version("harness")
+    __version__ = version(DISTRIBUTION)
 except PackageNotFoundError:  # running from a source tree that was never installed
     __version__ = "0.0.0+unknown"

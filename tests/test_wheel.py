@@ -52,7 +52,9 @@ def installed(tmp_path_factory) -> tuple[Path, Path]:
 
 
 def test_the_wheel_carries_every_module_template_and_profile(installed: tuple[Path, Path]) -> None:
-    wheel, _ = installed
+    wheel, venv = installed
+    assert wheel.name.startswith("medseg_harness-")  # the distribution's free name, not PyPI's other `harness`
+    assert (venv / "bin" / "harness").is_file() and (venv / "bin" / "medseg-harness").is_file()
     names = set(zipfile.ZipFile(wheel).namelist())
     for module in sorted((REPO / "harness").rglob("*.py")):
         assert f"harness/{module.relative_to(REPO / 'harness').as_posix()}" in names, module
