@@ -59,7 +59,7 @@ class CaseEvent:
     elapsed_s: float | None
     message: str
     scores: tuple[OrganScore, ...] = ()
-    log_line: str = ""  # a failed run's last log line
+    log_line: str = ""  # the run's last log line (shown for a failed run, and for every run with -v)
     log_file: str = ""  # where its whole log tail is kept
     done: int = 0  # runs recorded so far in this command (progress), and of how many
     total: int = 0
