@@ -14,8 +14,11 @@ once; a run that cannot finish is recorded as `lost`.
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Iterator
+import threading
+import time
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from typing import Any
 
@@ -32,12 +35,39 @@ def _score(case: Case, label_map: bytes, profile: Profile) -> CaseResult:
     return score_bytes(case, label_map, profile, threads=os.cpu_count() or 1)
 
 
+HEARTBEAT_S = float(os.environ.get("HARNESS_HEARTBEAT_S", "30"))  # how often a long run is said to be going on
+
+
+@contextlib.contextmanager
+def _heartbeat(task: RunTask, still_running: Callable[[RunTask, float], None] | None) -> Iterator[None]:
+    """Call `still_running(task, seconds so far)` every HEARTBEAT_S until the block ends."""
+    if still_running is None:
+        yield
+        return
+    stop = threading.Event()
+    started = time.monotonic()
+
+    def beat() -> None:
+        while not stop.wait(HEARTBEAT_S):
+            still_running(task, time.monotonic() - started)
+
+    thread = threading.Thread(target=beat, name="harness-heartbeat", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+
+
 class LocalExecutor:
     """Containers one at a time in this process; scoring on a LocalCluster (or inline)."""
 
-    def __init__(self, *, scoring_workers: int | None = None, runner: Runner | None = None) -> None:
+    def __init__(self, *, scoring_workers: int | None = None, runner: Runner | None = None,
+                 still_running: Callable[[RunTask, float], None] | None = None) -> None:
         self.scoring_workers = (os.cpu_count() or 1) if scoring_workers is None else scoring_workers
         self.runner = runner  # None: the task's own kind of runner
+        self.still_running = still_running  # called every HEARTBEAT_S while one run goes on (the CLI says so)
         self.client: Any = None
         self.cluster: Any = None
 
@@ -57,7 +87,9 @@ class LocalExecutor:
 
     def runs(self, tasks: list[RunTask]) -> Iterator[RunResult]:
         for task in tasks:
-            yield run_case(task, runner=self.runner)
+            with _heartbeat(task, self.still_running):
+                result = run_case(task, runner=self.runner)
+            yield result
 
     def score(self, case: Case, label_map: bytes, profile: Profile) -> Future[CaseResult] | Any:
         if self.client is None:

@@ -103,6 +103,16 @@ def _event_line(event: CaseEvent) -> str:
     return line
 
 
+def _still_running(task, seconds: float) -> None:  # type: ignore[no-untyped-def]
+    """A long run, said every HARNESS_HEARTBEAT_S (30 s) so that a quiet terminal is not a hung one."""
+    from harness.cli import verbosity
+
+    if verbosity.LEVEL >= 0:
+        limit = task.spec.resources.time_limit_s
+        click.echo(f"harness: still running {task.spec.name} on {task.case.case_id}: {seconds:.0f} s of its "
+                   f"{limit:g} s limit", err=True)
+
+
 def _echo_event(event: CaseEvent) -> None:
     from harness.cli import verbosity
 
@@ -216,7 +226,8 @@ def _run(algorithms_dir: Path, data_dir: Path | None, results_dir: Path, challen
     settings = RunSettings(algorithms_dir=algorithms_dir, data_dir=data_dir, results_dir=results_dir,
                            runner=RunnerKind(runner), rerun=rerun, base=base, cache_dir=cache,
                            repo_root=algorithms_dir.resolve().parent, challenge=challenge)
-    executor = DaskExecutor(scheduler) if scheduler else LocalExecutor(scoring_workers=scoring_workers)
+    executor = DaskExecutor(scheduler) if scheduler else LocalExecutor(scoring_workers=scoring_workers,
+                                                                         still_running=_still_running)
     summary = run_all(settings, say=_say, on_result=_echo_event, executor=executor)
     annotated = None
     if annotators_in(algorithms_dir, repo_root=settings.repo_root):

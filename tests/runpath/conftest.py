@@ -44,6 +44,8 @@ if mode == "crash" or mode == f"crash:{case}":
 if mode == f"slow:{case}" and not (starts.parent / "slow-started").exists():  # slow the first time only
     (starts.parent / "slow-started").write_text(str(os.getpid()))
     time.sleep(60)
+if mode == "nap":  # a run long enough for the progress heartbeat
+    time.sleep(2.5)
 if mode == "attack_input":  # try to damage the organiser's data through the staged copy, then stop
     os.chmod(image, 0o666)
     with open(image, "r+b") as f:

@@ -533,3 +533,23 @@ def test_quiet_says_only_what_went_wrong_and_verbose_every_runs_log_line(toy: To
     err = capsys.readouterr().err
     alpha = [line for line in err.splitlines() if line.startswith("[") and "alpha" in line]
     assert len(alpha) == 2 and all("| log: toy: case_0" in line and "done (ok)" in line for line in alpha)
+
+
+def test_a_long_run_is_said_to_be_going_on_while_it_runs(toy: Toy) -> None:
+    import subprocess
+    import sys
+
+    toy.write_data(1)
+    toy.segmenter("napper", "nap")
+    done = subprocess.run([sys.executable, "-m", "harness", "run", str(toy.algorithms), "--runner", "local", "--data",
+                           str(toy.data), "--results", str(toy.results), "--challenge", str(toy.challenge_file)],
+                          capture_output=True, text=True, timeout=300,
+                          env={"HARNESS_CACHE": str(toy.root / "cache"), "PATH": "/usr/bin:/bin", "HARNESS_HEARTBEAT_S": "1"})
+    assert done.returncode == 0, done.stderr
+    beats = [line for line in done.stderr.splitlines() if line.startswith("harness: still running napper on case_00: ")]
+    assert len(beats) >= 2 and beats[0].endswith("s of its 120 s limit")
+    quiet = subprocess.run([sys.executable, "-m", "harness", "-q", "run", str(toy.algorithms), "--runner", "local",
+                            "--data", str(toy.data), "--results", str(toy.results), "--challenge", str(toy.challenge_file),
+                            "--rerun"], capture_output=True, text=True, timeout=300,
+                           env={"HARNESS_CACHE": str(toy.root / "cache"), "PATH": "/usr/bin:/bin", "HARNESS_HEARTBEAT_S": "1"})
+    assert quiet.returncode == 0 and "still running" not in quiet.stderr
