@@ -35,7 +35,6 @@ def check(data_dir: Path, profile_name: str, csv_path: Path | None, as_json: boo
     the profile's z-range cut cannot score. Exit 0 only when the set can be evaluated
     (no error, at least one case with image and label), 4 otherwise.
     """
-
     with json_mode(as_json) as emit:
         status = _check(data_dir, profile_name, csv_path, emit)
     return status
