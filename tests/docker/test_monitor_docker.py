@@ -49,7 +49,9 @@ def _check(tmp_path: Path, runs: pd.DataFrame, wide: pd.DataFrame, host_cpus: in
     assert one.cpu_core_s.iloc[0] == pytest.approx(truth, rel=0.10)
     assert one.auc_cpu_pct_s.iloc[0] == pytest.approx(truth * 100.0 / host_cpus, rel=0.10)
     elapsed = runs.xs("burn-one").elapsed_s.iloc[0]
-    assert 4.0 - 0.05 < elapsed < 4.0 + 0.3
+    # Docker's own start-to-finish includes the container's Python start-up: up to 0.48 s measured on this
+    # 2-core machine's fuse-overlayfs; a missing idle second or a doubled one is still caught.
+    assert 4.0 - 0.05 < elapsed < 4.0 + 0.75
     assert one.sample_rate_hz.iloc[0] == pytest.approx(10.0, rel=0.1)
     assert one.gpu_measured.iloc[0] == 0.0 and pd.isna(one.auc_gpu_mb_s.iloc[0])  # no GPU here: not measured
     # Two busy processes read about two cores while they burn.
