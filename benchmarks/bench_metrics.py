@@ -15,9 +15,9 @@ import statistics
 import time
 
 import numpy as np
+
 from harness.data.perturb import perturb_labels
 from harness.data.synth import generate_case
-
 from harness.metrics.case import score_case
 from harness.profiles import load_profile
 

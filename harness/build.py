@@ -1,8 +1,8 @@
 """Algorithm images without a registry: a local base image, a wheelhouse, cached builds.
 
-- `ensure_base_image`: `debootstrap` a minimal Debian root file system with Python 3, then
-  `docker import` it as `harness/base:<hash>`. Needs root and Debian's package mirror (or a local
-  mirror), never a container registry.
+- `ensure_base_image` (`harness.baseimage`): a minimal Debian with Python 3 made by debootstrap in
+  two stages, `harness/base:<hash>`. Needs Debian's package mirror (or a local mirror), never a
+  container registry, and no root.
 - `ensure_wheelhouse`: `pip download` an algorithm's requirements (Linux x86_64 CPython 3.11 wheels)
   on the host into `.cache/wheelhouse/<hash>/`; the image installs them with `--no-index`, so no
   build step needs the network (builds run with `network_mode=none`).
@@ -26,20 +26,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from harness.baseimage import base_tag, ensure_base_image  # noqa: F401 - re-exported: callers build from here
 from harness.errors import HarnessError, HostError
 from harness.spec import AlgorithmSpec
 from harness.submission import ContextFile, SubmissionError, check_dockerfile, check_requirements, context_files
 
-BASE_REPOSITORY = "harness/base"
-BASE_SUITE = "bookworm"
-BASE_PACKAGES = ("python3", "python3-venv", "passwd")
-DEFAULT_MIRROR = "http://deb.debian.org/debian"
 # Wheels must match the Python of the base image (Debian bookworm: CPython 3.11, glibc 2.36).
 WHEEL_PLATFORMS = ("manylinux2014_x86_64", "manylinux_2_28_x86_64", "manylinux_2_17_x86_64")
 WHEEL_PYTHON = "3.11"
 IMAGE_PREFIX = "harness-"
-_TRIM = ("usr/share/doc", "usr/share/man", "usr/share/info", "usr/share/locale", "var/cache/apt/archives",
-         "var/lib/apt/lists")
 
 Progress = Callable[[str], None]
 
@@ -70,22 +65,9 @@ def _docker():  # type: ignore[no-untyped-def]
     return client
 
 
-def _own_command() -> str:
-    """This harness's own executable by absolute path (sudo's PATH does not hold a venv's)."""
-    launched = Path(sys.argv[0])
-    if launched.name == "harness" and launched.exists():
-        return str(launched.resolve())
-    return f"{Path(sys.executable).resolve()} -m harness"
-
-
 def docker_client():  # type: ignore[no-untyped-def]
     """A connected Docker SDK client, or a HarnessError saying how to get one."""
     return _docker()
-
-
-def base_tag(*, suite: str = BASE_SUITE, packages: tuple[str, ...] = BASE_PACKAGES) -> str:
-    recipe = f"{suite}|{','.join(sorted(packages))}|trim={','.join(_TRIM)}|uid"
-    return f"{BASE_REPOSITORY}:{suite}-{hashlib.sha256(recipe.encode()).hexdigest()[:12]}"
 
 
 def _image_exists(client, ref: str) -> str | None:  # type: ignore[no-untyped-def]
@@ -95,51 +77,6 @@ def _image_exists(client, ref: str) -> str | None:  # type: ignore[no-untyped-de
         return str(client.images.get(ref).id)
     except docker.errors.ImageNotFound:
         return None
-
-
-def ensure_base_image(
-    client=None,  # type: ignore[no-untyped-def]
-    *,
-    suite: str = BASE_SUITE,
-    mirror: str = DEFAULT_MIRROR,
-    progress: Progress | None = None,
-) -> str:
-    """The local base image's tag, made with debootstrap + docker import if it does not exist."""
-    client = client or _docker()
-    tag = base_tag(suite=suite)
-    if _image_exists(client, tag):
-        return tag
-    say = progress or (lambda _msg: None)
-    debootstrap = shutil.which("debootstrap") or ("/usr/sbin/debootstrap" if Path("/usr/sbin/debootstrap").exists() else None)
-    if debootstrap is None:
-        raise HostError("debootstrap not found; install it (apt-get install debootstrap) or pass --base with a "
-                        "Python 3.11 image that exists locally")
-    if os.geteuid() != 0:
-        raise HostError(f"making the base image needs root (debootstrap); run `sudo {_own_command()} images base` "
-                        "once, or pass --base with a Python 3.11 image that exists locally")
-    with tempfile.TemporaryDirectory(prefix="harness-base-") as tmp:
-        rootfs = Path(tmp) / "rootfs"
-        say(f"debootstrap {suite} with {', '.join(BASE_PACKAGES)} (about a minute)")
-        cmd = [debootstrap, "--variant=minbase", f"--include={','.join(BASE_PACKAGES)}", suite, str(rootfs), mirror]
-        done = subprocess.run(cmd, capture_output=True, text=True, check=False)
-        if done.returncode != 0:
-            tail = " ".join(done.stdout.splitlines()[-3:] + done.stderr.splitlines()[-3:])
-            raise HarnessError(f"debootstrap failed (exit {done.returncode}): {tail[:300]}; check the mirror {mirror}")
-        for rel in _TRIM:
-            target = rootfs / rel
-            if target.is_dir():
-                shutil.rmtree(target)
-                target.mkdir(parents=True)
-        tarball = Path(tmp) / "rootfs.tar"
-        subprocess.run(["tar", "-C", str(rootfs), "--numeric-owner", "-cf", str(tarball), "."], check=True)
-        say(f"docker import as {tag}")
-        repository, _, version = tag.partition(":")
-        client.api.import_image_from_file(
-            str(tarball), repository=repository, tag=version, changes=["ENV LANG=C.UTF-8", 'CMD ["/bin/bash"]'],
-        )
-    if not _image_exists(client, tag):
-        raise HarnessError(f"docker import did not create {tag}; check `docker images`")
-    return tag
 
 
 def requirements_of(spec: AlgorithmSpec) -> Path | None:

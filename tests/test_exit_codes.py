@@ -72,8 +72,9 @@ def test_a_reader_that_went_away_is_sigpipe_quietly() -> None:
     assert "Traceback" not in done.stderr and "internal error" not in done.stderr
 
 
-def test_the_base_image_without_root_names_the_command_that_works_under_sudo(monkeypatch: pytest.MonkeyPatch) -> None:
-    import harness.build as build
+def test_the_base_image_on_a_host_without_debootstrap_nor_apt_get_says_what_to_install(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    import harness.baseimage as baseimage
 
     class NoImages:
         class images:  # noqa: N801 - the Docker SDK's attribute name
@@ -83,8 +84,8 @@ def test_the_base_image_without_root_names_the_command_that_works_under_sudo(mon
 
                 raise docker.errors.ImageNotFound(ref)
 
-    monkeypatch.setattr(build.os, "geteuid", lambda: 1000)
-    monkeypatch.setattr(build.shutil, "which", lambda name: "/usr/sbin/debootstrap")
-    monkeypatch.setattr(build.sys, "argv", [str(Path(sys.executable).parent / "harness"), "images", "base"])
-    with pytest.raises(HostError, match=r"needs root \(debootstrap\); run `sudo /\S+ images base` once"):
-        build.ensure_base_image(NoImages())
+    monkeypatch.setenv("PATH", str(tmp_path))  # nothing on PATH, nothing in the system folders
+    monkeypatch.setattr(baseimage, "SYSTEM_DIRS", ())
+    with pytest.raises(HostError, match=r"debootstrap is not installed and this host has no apt-get to fetch it; "
+                                        r"install debootstrap .* or pass --base"):
+        baseimage.ensure_base_image(NoImages(), tools=tmp_path / "tools")

@@ -35,10 +35,12 @@ def images() -> None:
 
 @images.command("base")
 def images_base() -> int:
-    """Make the local base image: debootstrap a minimal Debian with Python 3, docker import.
+    """Make the local base image: a minimal Debian with Python 3, made by debootstrap.
 
-    Needs root and Debian's package mirror, never a container registry. The image is
-    tagged harness/base:<suite>-<hash>; an existing one is reused.
+    No root: the first stage runs under fakeroot, the second in a container. Needs
+    Debian's package mirror, never a container registry. debootstrap and fakeroot come
+    from the host or are fetched with apt-get download. Tagged
+    harness/base:<suite>-<hash>; an existing one is reused.
     """
     from harness.build import ensure_base_image
 
