@@ -62,7 +62,7 @@ DOCKER_HOST="unix://$SOCK" docker info >/dev/null || { tail -5 /run/harness-clea
 home="$(getent passwd "$USER_NAME" | cut -d: -f6)"
 git clone --quiet --no-local "$REPO" "$home/harness"
 chown -R "$USER_NAME:$USER_NAME" "$home/harness"
-commit="$(git -C "$home/harness" rev-parse --short HEAD)"
+commit="$(git -C "$REPO" rev-parse --short HEAD)"  # what the clone holds
 
 as_user() {  # a login shell of the user: its own PATH, HOME and groups, nothing of root's
   su - "$USER_NAME" -c "export DOCKER_HOST=unix://$SOCK; cd ~/harness && $1"
