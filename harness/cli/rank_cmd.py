@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from pathlib import Path
 
@@ -12,7 +13,8 @@ from harness.cli.jsonout import JSON_OPTION, json_mode, records
 from harness.errors import ExitStatus
 from harness.layout import STORE_FILE
 from harness.ranking.challenge import ChallengeRanking, rank_challenge
-from harness.ranking.config import BOOTSTRAP_VARIANTS, FLARE22_RANKING, load_ranking_config
+from harness.ranking.combine import describe_method
+from harness.ranking.config import BOOTSTRAP_VARIANTS, FLARE22_RANKING, RANKING_METHODS, load_ranking_config
 from harness.ranking.io import (
     default_out_dir,
     load_scores,
@@ -41,6 +43,13 @@ from harness.ranking.io import (
 @click.option("--bootstrap", "variant", type=click.Choice(BOOTSTRAP_VARIANTS), default=None,
               help="textbook (default) or challengeR (a case drawn k times ranked as one pooled "
                    "group, as challengeR 1.0.5 does).")
+@click.option("--method", type=click.Choice(RANKING_METHODS), default=None,
+              help="Ranking method (default: the config's, flare): challengeR's aggregate_then_rank, "
+                   "rank_then_aggregate, test_then_rank, or grand-challenge's gc_absolute, gc_mean_position, "
+                   "gc_median_position.")
+@click.option("--aggregate", default=None, metavar="mean|median|qNN",
+              help="aggregate_then_rank's aggregate (default: the config's, mean): mean, median or a quantile "
+                   "such as q25.")
 @JSON_OPTION
 def rank(
     results: Path,
@@ -49,9 +58,11 @@ def rank(
     seed: int | None,
     draws: int | None,
     variant: str | None,
+    method: str | None,
+    aggregate: str | None,
     as_json: bool,
 ) -> int:
-    """Rank algorithms by FLARE's score, with bootstrap rank intervals and Wilcoxon tests.
+    """Rank algorithms (FLARE's score, or another method), with bootstrap intervals and tests.
 
     The scores are tidy (columns algorithm, case, metric, value[, status]) or wide (algorithm,
     case, one column per metric[, status]). A row whose status is not "ok" (timeout, crashed,
@@ -73,14 +84,27 @@ def rank(
                                ordered pairs, alpha 0.05; missing values set to the
                                metric's worst value)
       per_case_ranks.csv       algorithm, case, metric, value (as ranked), status, rank, missing
+      method_ranks.csv         each algorithm's rank under every ranking method, side by side
+
+    --method other than flare ranks each metric by that method (challengeR's semantics,
+    R's arithmetic: equal means tie) and then the weighted mean of the metric ranks; the
+    bootstrap re-runs that ranking on every draw.
     """
     with json_mode(as_json) as emit:
-        return _rank(results, config_path, out_dir, seed, draws, variant, emit)
+        return _rank(results, config_path, out_dir, seed, draws, variant, method, aggregate, emit)
 
 
 def _rank(results: Path, config_path: Path | None, out_dir: Path | None, seed: int | None, draws: int | None,
-          variant: str | None, emit) -> int:  # type: ignore[no-untyped-def]
+          variant: str | None, method: str | None, aggregate: str | None, emit) -> int:  # type: ignore[no-untyped-def]
     config = FLARE22_RANKING if config_path is None else load_ranking_config(config_path)
+    if aggregate is not None:
+        from harness.ranking.methods import aggregate_function
+
+        try:
+            aggregate_function(aggregate)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--aggregate") from None
+    config = dataclasses.replace(config, method=method or config.method, aggregate=aggregate or config.aggregate)
     source = resolve_scores_path(results)
     table = load_scores(source, ok_status=config.ok_status)
     if source.name == STORE_FILE:
@@ -111,12 +135,13 @@ def _print_report(result: ChallengeRanking, *, n_cases: int) -> None:
     config = result.config
     boot = result.bootstrap
     weights = ", ".join(f"{m} x{config.metric(m).weight:g}" for m in result.metrics)
-    click.echo(
-        f"Ranking {config.name}: {len(result.leaderboard)} algorithms x {n_cases} cases; "
-        f"score = weighted mean rank over ({weights})"
-    )
+    click.echo(f"Ranking {config.name}: {len(result.leaderboard)} algorithms x {n_cases} cases; {describe_method(config)} "
+               f"over ({weights})")
     if result.skipped_metrics:
         click.echo(f"Not in the table, left out: {', '.join(result.skipped_metrics)}")
+    if result.unmeasured_metrics:
+        click.echo(f"Not measured here (no run scored ok has a value; e.g. no GPU), left out: "
+                   f"{', '.join(result.unmeasured_metrics)}")
     seed = "explicit draws" if boot.seed is None else f"seed {boot.seed}"
     click.echo(f"Bootstrap: {boot.variant}, {boot.n_draws} draws, {seed}\n")
 

@@ -144,7 +144,7 @@ class BootstrapResult:
         lo, med, hi = np.percentile(self.ranks, [tail, 50.0, 100.0 - tail], axis=0)
         return pd.DataFrame(
             {
-                "rank": self.full_ranks.astype(int),
+                "rank": whole(self.full_ranks),
                 "rank_median": med,
                 "rank_lo": lo,
                 "rank_hi": hi,
@@ -156,7 +156,8 @@ class BootstrapResult:
     def rank_frequencies(self) -> pd.DataFrame:
         """How many draws gave each algorithm each rank (algorithms x ranks 1..n)."""
         n_alg = len(self.algorithms)
-        ranks = self.ranks.astype(np.int64) - 1
+        # ties "average" give halves (counted at the rank below), an unranked value counts last
+        ranks = np.clip(np.floor(np.nan_to_num(self.ranks, nan=float(n_alg))), 1, n_alg).astype(np.int64) - 1
         flat = (ranks + np.arange(n_alg)[None, :] * n_alg).ravel()
         counts = np.bincount(flat, minlength=n_alg * n_alg).reshape(n_alg, n_alg)
         return pd.DataFrame(counts, index=pd.Index(self.algorithms, name="algorithm"),
@@ -170,11 +171,20 @@ class BootstrapResult:
             {
                 "draw": np.repeat(np.arange(1, n_draws + 1), n_alg),
                 "algorithm": np.tile(np.asarray(self.algorithms, dtype=object), n_draws),
-                "rank": self.ranks.ravel().astype(int),
+                "rank": whole(self.ranks.ravel()),
                 "score": self.scores.ravel(),
                 "tau": np.repeat(self.tau, n_alg),
             }
         )
+
+
+def whole(ranks: np.ndarray) -> np.ndarray:
+    """Ranks as integers when they are (ties "min", "max", "first"), else as they are ("average"
+    gives halves; a value left unranked is NaN)."""
+    r = np.asarray(ranks, dtype=float)
+    if np.isfinite(r).all() and (r == np.round(r)).all():
+        return r.astype(np.int64)
+    return r
 
 
 def bootstrap_ranking(

@@ -14,7 +14,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from harness.ranking.bootstrap import BootstrapResult, bootstrap_ranking
+from harness.ranking.bootstrap import BootstrapResult, bootstrap_ranking, whole
+from harness.ranking.combine import bootstrap_values, compare_methods
 from harness.ranking.config import FLARE22_RANKING, RankingConfig
 from harness.ranking.ranks import RankMatrix, flare_score, rank_matrices
 from harness.ranking.stats import decision_matrix
@@ -42,6 +43,8 @@ class ChallengeRanking:
     bootstrap: BootstrapResult
     significance: Mapping[str, pd.DataFrame]
     leaderboard: pd.DataFrame
+    method_ranks: pd.DataFrame | None = None  # algorithm x ranking method (combine.COMPARED)
+    unmeasured_metrics: tuple[str, ...] = ()  # no ok run has a value (e.g. AUC_GPU without NVML): left out
 
     def per_case_ranks(self) -> pd.DataFrame:
         """Long form: algorithm, case, metric, value (as ranked), status, rank, missing."""
@@ -74,20 +77,33 @@ def rank_challenge(
     """
     tidy = to_tidy(table, source=source, ok_status=config.ok_status)
     check_metrics(tidy, config, source=source)
+    unmeasured = unmeasured_metrics(tidy, config)
+    tidy = tidy[~tidy["metric"].isin(unmeasured)]
     ranked = apply_failure_values(tidy, config)
     matrices = rank_matrices(ranked, config)
     metrics = tuple(matrices)
-    skipped = tuple(m for m in config.metric_names if m not in matrices)
+    skipped = tuple(m for m in config.metric_names if m not in matrices and m not in unmeasured)
     weights = {m.name: m.weight for m in config.metrics}
-    score = flare_score(matrices, weights)
-    boot = bootstrap_ranking(
-        matrices,
-        weights=weights,
-        n_draws=config.n_draws if n_draws is None else n_draws,
-        seed=config.seed if seed is None else seed,
-        draws=draws,
-        variant=config.bootstrap if variant is None else variant,
-    )
+    flare = flare_score(matrices, weights)
+    values = {name: rm.values for name, rm in matrices.items()}
+    algorithms = next(iter(matrices.values())).algorithms
+    if config.method == "flare":
+        score = flare
+        boot = bootstrap_ranking(
+            matrices,
+            weights=weights,
+            n_draws=config.n_draws if n_draws is None else n_draws,
+            seed=config.seed if seed is None else seed,
+            draws=draws,
+            variant=config.bootstrap if variant is None else variant,
+        )
+    else:
+        boot = bootstrap_values(values, config, algorithms=algorithms,
+                                n_draws=config.n_draws if n_draws is None else n_draws,
+                                seed=config.seed if seed is None else seed, draws=draws)
+        score = pd.DataFrame({"score": boot.full_scores, "rank": whole(boot.full_ranks)},
+                             index=pd.Index(algorithms, name="algorithm"))
+    method_ranks = compare_methods(values, config, flare["rank"].to_numpy(), algorithms)
     significance = {}
     for name, rm in matrices.items():
         rule = config.metric(name)
@@ -107,7 +123,17 @@ def rank_challenge(
         bootstrap=boot,
         significance=significance,
         leaderboard=board,
+        method_ranks=method_ranks,
+        unmeasured_metrics=unmeasured,
     )
+
+
+def unmeasured_metrics(tidy: pd.DataFrame, config: RankingConfig) -> tuple[str, ...]:
+    """Metrics that runs scored ok have no value of at all (AUC_GPU on a host without NVML): left
+    out of the ranking, since the failure value would rank every failed run before them."""
+    ok = tidy[tidy["status"] == config.ok_status]
+    measured = ok.groupby("metric")["value"].apply(lambda v: bool(v.notna().any()))
+    return tuple(m for m in config.metric_names if m in measured.index and not measured[m])
 
 
 def _leaderboard(

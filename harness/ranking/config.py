@@ -16,6 +16,11 @@ from harness.errors import SpecError
 
 BOOTSTRAP_VARIANTS = ("textbook", "challengeR")
 P_ADJUST_METHODS = ("holm", "none")
+# "flare": every (case, metric) rank pooled (FLARE22's score); the others per metric, then the
+# weighted mean of the metric ranks ranked (one metric: that metric's ranking). See methods.py.
+RANKING_METHODS = ("flare", "aggregate_then_rank", "rank_then_aggregate", "test_then_rank",
+                   "gc_absolute", "gc_mean_position", "gc_median_position")
+TIES_METHODS = ("min", "max", "average", "first", "last")
 
 
 @dataclass(frozen=True)
@@ -44,6 +49,9 @@ class RankingConfig:
     - `alpha`, `p_adjust`: one-sided Wilcoxon tests per metric ("holm" over all ordered pairs).
     - `n_draws`, `seed`, `bootstrap`: bootstrap of cases ("textbook" or challengeR's pooled
       duplicates, "challengeR").
+    - `method` (one of `RANKING_METHODS`), with `aggregate` ("mean", "median", "q25", ...),
+      `na_treat` ("worst": the metric's worst_value, else left out; "na.rm"; or a number), `ties`
+      (base R's ties.method) and `test_p_adjust` (test-then-rank; challengeR's default "none").
     """
 
     name: str = "flare22"
@@ -56,6 +64,11 @@ class RankingConfig:
     seed: int = 0
     bootstrap: str = "textbook"
     description: str = ""
+    method: str = "flare"
+    aggregate: str = "mean"
+    na_treat: str | float = "worst"
+    ties: str = "min"
+    test_p_adjust: str = "none"
 
     @property
     def metric_names(self) -> tuple[str, ...]:
@@ -83,7 +96,7 @@ FLARE22_RANKING = RankingConfig(
 
 _TOP_KEYS = {
     "name", "description", "ok_status", "failed_as_worst", "alpha", "p_adjust", "draws", "seed",
-    "bootstrap", "metrics",
+    "bootstrap", "metrics", "method", "aggregate", "na_treat", "ties", "test_p_adjust",
 }
 _METRIC_KEYS = {"larger_is_better", "weight", "worst_value"}
 
@@ -137,7 +150,31 @@ def ranking_config_from_dict(raw: dict[str, Any], *, source: str = "<config>") -
     seed = _typed(raw, "seed", int, 0, source)
     if seed < 0:
         raise SpecError(f"{source}: seed = {seed}; use a non-negative integer")
+    method = _typed(raw, "method", str, "flare", source)
+    if method not in RANKING_METHODS:
+        raise SpecError(f"{source}: method = {method!r}; use one of {', '.join(RANKING_METHODS)}")
+    ties = _typed(raw, "ties", str, "min", source)
+    if ties not in TIES_METHODS:
+        raise SpecError(f"{source}: ties = {ties!r}; use one of {', '.join(TIES_METHODS)}")
+    aggregate = _typed(raw, "aggregate", str, "mean", source)
+    from harness.ranking.methods import aggregate_function
+
+    try:
+        aggregate_function(aggregate)
+    except ValueError as exc:
+        raise SpecError(f"{source}: {exc}") from None
+    na_treat = _typed(raw, "na_treat", (str, int, float), "worst", source)
+    if isinstance(na_treat, str) and na_treat not in ("worst", "na.rm"):
+        raise SpecError(f"{source}: na_treat = {na_treat!r}; use \"worst\", \"na.rm\" or a number")
+    test_p_adjust = _typed(raw, "test_p_adjust", str, "none", source)
+    if test_p_adjust not in P_ADJUST_METHODS:
+        raise SpecError(f"{source}: test_p_adjust = {test_p_adjust!r}; use one of {', '.join(P_ADJUST_METHODS)}")
     return RankingConfig(
+        method=method,
+        ties=ties,
+        aggregate=aggregate,
+        na_treat=na_treat if isinstance(na_treat, str) else float(na_treat),
+        test_p_adjust=test_p_adjust,
         name=_typed(raw, "name", str, "custom", source),
         metrics=metrics,
         ok_status=_typed(raw, "ok_status", str, "ok", source),
@@ -189,6 +226,8 @@ __all__ = [
     "BOOTSTRAP_VARIANTS",
     "FLARE22_RANKING",
     "P_ADJUST_METHODS",
+    "RANKING_METHODS",
+    "TIES_METHODS",
     "MetricRule",
     "RankingConfig",
     "load_ranking_config",

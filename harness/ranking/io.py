@@ -111,6 +111,8 @@ def write_ranking_tables(result: ChallengeRanking, out_dir: str | Path) -> list[
         ),
         "per_case_ranks.csv": result.per_case_ranks(),
     }
+    if result.method_ranks is not None:
+        tables["method_ranks.csv"] = result.method_ranks.reset_index()
     for name, matrix in result.significance.items():
         tables[f"significance_{_safe(name)}.csv"] = matrix
     written = []

@@ -154,15 +154,20 @@ def decision_matrix(
     """0/1 matrix: [i, j] = 1 when algorithm i is significantly better than algorithm j.
 
     Holm adjusts over all n(n-1) ordered pairs ("holm") or nothing is adjusted ("none");
-    significant means adjusted p < alpha.
+    significant means adjusted p <= alpha, as challengeR decides (`Decision`: `p.adjust(...) <= alpha`).
     """
     p = pairwise_pvalue_matrix(values, larger_is_better=larger_is_better, na_treat=na_treat)
     if p_adjust == "holm":
         p = holm_adjust(p)
     elif p_adjust != "none":
         raise ValueError(f"p_adjust must be 'holm' or 'none', got {p_adjust!r}")
+    return significant(p, alpha)
+
+
+def significant(pvalues: np.ndarray, alpha: float) -> np.ndarray:
+    """1 where p <= alpha (challengeR's rule), 0 elsewhere and where p is NaN (the diagonal)."""
     with np.errstate(invalid="ignore"):
-        return (p < alpha).astype(int)
+        return (np.asarray(pvalues, dtype=float) <= alpha).astype(int)
 
 
 def significance_matrix(

@@ -187,6 +187,18 @@ def report_context(inputs: ReportInputs, ranking: ChallengeRanking) -> dict[str,
     violin = _figure("fig-tau", "Kendall's tau",
                      f"Kendall's tau-b between each draw's ranking and the full ranking; {tau.n_dropped} undefined draw(s) "
                      "left out.", figures.tau_violin_figure(boot.tau, variant=boot.variant))
+    methods_fig = None
+    if ranking.method_ranks is not None and len(ranking.method_ranks):
+        from harness.ranking.combine import COMPARED, describe_method
+
+        chosen = next((label for label, kind, aggregate in COMPARED
+                       if kind == config.method and (kind != "aggregate_then_rank" or aggregate == config.aggregate)), "")
+        methods_fig = _figure("fig-methods", "Ranking robustness across methods",
+                              f"Each algorithm's rank under each ranking method (challengeR's line plot); the "
+                              f"leaderboard's method is {describe_method(config)}"
+                              + (" (bold)." if chosen else "."),
+                              figures.method_lines_figure(ranking.method_ranks.reindex(order), colors=colors,
+                                                          chosen=chosen))
     adjust = "Holm-adjusted over all ordered pairs" if config.p_adjust == "holm" else "unadjusted"
     n_significant = {m: int(np.nansum(frame.to_numpy(dtype=float))) for m, frame in ranking.significance.items()}
     found = ", ".join(f"{tables.metric_label(m)} {n}" for m, n in n_significant.items())
@@ -241,6 +253,8 @@ def report_context(inputs: ReportInputs, ranking: ChallengeRanking) -> dict[str,
         "config": config,
         "ranked_metrics": [tables.metric_label(m) for m in ranking.metrics],
         "skipped_metrics": [tables.metric_label(m) for m in ranking.skipped_metrics],
+        "unmeasured_metrics": [tables.metric_label(m) for m in ranking.unmeasured_metrics],
+        "method_text": _describe_method(config),
         "leaderboard": tables.leaderboard_table(ranking),
         "winner": order[0] if order else "",
         "tau": tau,
@@ -248,7 +262,8 @@ def report_context(inputs: ReportInputs, ranking: ChallengeRanking) -> dict[str,
         "failures": failures,
         "not_scorable": _not_scorable(inputs),
         "organ_tables": organ_tables,
-        "figures": {f.key: f for f in [*figs, *box_figs, blob, violin, significance] + ([resource_fig] if resource_fig else [])},
+        "figures": {f.key: f for f in [*figs, *box_figs, blob, violin, significance]
+                    + ([resource_fig] if resource_fig else []) + ([methods_fig] if methods_fig else [])},
         "box_figures": box_figs,
         "resources": tables.resources_table(inputs.measurements, segmenters, algorithms=order, ok_status=config.ok_status),
         "monitor_problems": monitor_problems,
@@ -273,6 +288,12 @@ def public_edition(context: dict[str, Any], inputs: ReportInputs, ranking: Chall
     figures_kept = {k: f for k, f in context["figures"].items() if k != "fig-resources"}  # it names its case
     return {**context, "public": True, "case_matrix": None, "case_details": [], "not_scorable": None,
             "failures": tables.frame_table(counts, key="failures"), "figures": figures_kept}
+
+
+def _describe_method(config: RankingConfig) -> str:
+    from harness.ranking.combine import describe_method
+
+    return describe_method(config)
 
 
 def _figure(key: str, title: str, caption: str, svg: str) -> Figure:

@@ -245,6 +245,36 @@ def tau_violin_figure(tau: np.ndarray, *, variant: str, prefix: str = "fig-tau",
         return to_svg(fig, prefix=prefix, title=title)
 
 
+def method_lines_figure(method_ranks: pd.DataFrame, *, colors: Mapping[str, str], chosen: str,
+                        prefix: str = "fig-methods", title: str = "Ranks under every ranking method") -> str:
+    """challengeR's line plot: one line per algorithm through its rank under each ranking method
+    (columns of `method_ranks`, algorithms as its index); `chosen` (the challenge's method) is
+    marked. Names are written at the right end, algorithms that share a rank there in one label,
+    so no two labels overlap however many algorithms there are."""
+    methods = list(method_ranks.columns)
+    n = len(method_ranks)
+    x = np.arange(len(methods))
+    with _style():
+        fig = _figure(7.6, max(2.8, 0.2 * n + 1.6))
+        ax = fig.subplots()
+        for name, row in method_ranks.iterrows():
+            ax.plot(x, row.to_numpy(dtype=float), color=colors.get(str(name), "#555555"), marker="o", markersize=3,
+                    linewidth=1.0, alpha=0.85)
+        last = method_ranks[methods[-1]]
+        for rank, names in last.groupby(last).groups.items():
+            ax.text(x[-1] + 0.08, float(rank), ", ".join(str(a) for a in names), va="center", ha="left", fontsize=7)
+        ax.set_xticks(x, [m.replace(" (", "\n(") for m in methods], fontsize=7)
+        for label, method in zip(ax.get_xticklabels(), methods, strict=True):
+            if method == chosen:
+                label.set_fontweight("bold")
+        ax.set_xlim(-0.2, len(methods) - 1 + 0.9)
+        ax.set_ylim(n + 0.5, 0.5)
+        ax.set_yticks(range(1, n + 1) if n <= 25 else range(1, n + 1, 5))
+        ax.set_ylabel("rank")
+        ax.grid(axis="x", visible=False)
+        return to_svg(fig, prefix=prefix, title=title)
+
+
 def significance_figure(maps: Mapping[str, pd.DataFrame], *, algorithms: Sequence[str], labels: Mapping[str, str],
                         prefix: str = "fig-significance", title: str = "Significance maps") -> str:
     """One panel per metric: a dark cell where the row algorithm is significantly better than the
@@ -299,7 +329,9 @@ def resource_figure(series: Mapping[str, tuple[str, pd.DataFrame]], *, colors: M
                     prefix: str = "fig-resources", title: str = "Resource use over time") -> str:
     """GPU memory, CPU and RAM against time, one line per algorithm, for the case shown for it:
     `series` maps algorithm -> (case id, monitor series)."""
-    panels = [(c, label) for c, label in _RESOURCE_PANELS if any(c in s.columns for _, s in series.values())]
+    # A panel with nothing measured (GPU memory on a host without a GPU: all 0 or empty) is left out.
+    panels = [(c, label) for c, label in _RESOURCE_PANELS
+              if any(c in s.columns and bool((s[c].fillna(0.0) != 0.0).any()) for _, s in series.values())]
     with _style():
         fig = _figure(9.2, 2.3 * max(1, len(panels)) + 0.3)
         axes = np.atleast_1d(fig.subplots(max(1, len(panels)), 1, sharex=True)).ravel()
@@ -325,6 +357,7 @@ __all__ = [
     "accuracy_time_figure",
     "algorithm_colors",
     "downsample_series",
+    "method_lines_figure",
     "organ_box_figure",
     "rank_blob_figure",
     "resource_figure",

@@ -14,7 +14,7 @@ from harness.ranking import load_ranking_config
 from harness.ranking.io import load_scores
 
 EXPECTED_FILES = {
-    "leaderboard.csv", "bootstrap_ranks.csv", "tau.csv", "tau_summary.csv", "per_case_ranks.csv",
+    "leaderboard.csv", "bootstrap_ranks.csv", "tau.csv", "tau_summary.csv", "per_case_ranks.csv", "method_ranks.csv",
     "significance_dsc.csv", "significance_nsd.csv", "significance_time_s.csv",
     "significance_auc_gpu_mb_s.csv", "significance_auc_cpu_pct_s.csv",
 }

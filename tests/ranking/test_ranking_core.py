@@ -213,3 +213,31 @@ def test_wide_and_tidy_give_the_same_table(make_flare_table):
     pd.testing.assert_frame_equal(tidy, again)
     assert list(tidy.columns) == ["algorithm", "case", "metric", "value", "status"]
     assert len(tidy) == 3 * 4 * 5
+
+
+def test_a_metric_no_ok_run_measured_is_left_out_not_ranked_with_failures_first():
+    # Without a GPU every successful run has AUC_GPU NaN; a failed run gets the failure value.
+    # Ranked as they were, NaN (missing: worst rank) lost to 29,491,200 (the failure value).
+    nan = float("nan")
+    table = _wide([
+        ("good", "c1", 0.90, 0.90, 20.0, nan, 100.0, "ok"),
+        ("fine", "c1", 0.80, 0.80, 20.0, nan, 100.0, "ok"),
+        ("fail", "c1", nan, nan, nan, nan, nan, "crashed"),
+        ("good", "c2", 0.90, 0.90, 20.0, nan, 100.0, "ok"),
+        ("fine", "c2", 0.80, 0.80, 20.0, nan, 100.0, "ok"),
+        ("fail", "c2", nan, nan, nan, nan, nan, "crashed"),
+    ])
+    result = rank_challenge(table, n_draws=20)
+    assert result.unmeasured_metrics == ("auc_gpu_mb_s",)
+    assert "auc_gpu_mb_s" not in result.metrics
+    assert set(result.per_case_ranks()["metric"]) == {"dsc", "nsd", "time_s", "auc_cpu_pct_s"}
+    assert result.leaderboard["algorithm"].tolist() == ["good", "fine", "fail"]
+    assert (result.per_case_ranks().query("algorithm == 'fail'")["rank"] == 3).all()
+
+
+def test_a_metric_without_any_ok_run_stays_ranked():
+    nan = float("nan")
+    table = _wide([("a", "c1", nan, nan, nan, nan, nan, "crashed"), ("b", "c1", nan, nan, nan, nan, nan, "timeout")])
+    result = rank_challenge(table, n_draws=5)
+    assert result.unmeasured_metrics == ()
+    assert result.metrics == FLARE22_RANKING.metric_names

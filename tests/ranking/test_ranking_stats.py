@@ -174,3 +174,10 @@ def test_kendall_tau_b_large_chunked():
     ours = kendall_tau_b(x, y)
     for k in (0, 1234, 2999):
         assert ours[k] == pytest.approx(stats.kendalltau(x[k], y).statistic, abs=1e-12)
+
+
+def test_significant_at_p_equal_to_alpha_as_challenger_decides():
+    from harness.ranking.stats import significant
+
+    p = np.array([[np.nan, 0.05, 0.0500000001], [0.049, np.nan, 1.0]])
+    assert significant(p, 0.05).tolist() == [[0, 1, 0], [1, 0, 0]]

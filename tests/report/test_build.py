@@ -295,3 +295,24 @@ def test_the_public_edition_withholds_every_per_case_result(tmp_path: Path) -> N
                                        "--draws", "50"])
     assert done.exit_code == 0, done.output
     assert not [c for c in case_ids if c in (tmp_path / "public.html").read_text()]
+
+
+def test_report_names_the_configured_method_and_draws_every_methods_rank(tmp_path: Path) -> None:
+    import dataclasses
+
+    folder = store_fixture.make_store(tmp_path / "results", algorithms=("atlas-unet", "classical", "fast-net"), n_cases=5,
+                                      failures=False, monitored=())
+    config = dataclasses.replace(FLARE22_RANKING, method="aggregate_then_rank", aggregate="median")
+    html = build_report(folder, tmp_path / "page.html", config=config, draws=20).read_text(encoding="utf-8")
+    assert "Ranking method: <strong>aggregate-then-rank by the median (challengeR; na_treat worst)" in html
+    assert "FLARE score</strong> is their weighted mean" not in html
+    figure = html[html.index('id="fig-methods'):]
+    figure = figure[:figure.index("</svg>")]
+    for label in ("aggregate-then-rank", "rank-then-aggregate", "test-then-rank", "FLARE score"):
+        assert label in figure
+    # the chosen method's label, bold: its two lines "aggregate-then-rank" and "(median)"
+    assert figure.count("font-weight: 700") == 2
+    flare = build_report(folder, tmp_path / "flare.html", draws=20).read_text(encoding="utf-8")
+    assert "FLARE score</strong> is their weighted mean" in flare
+    flare_figure = flare[flare.index('id="fig-methods'):]
+    assert flare_figure[:flare_figure.index("</svg>")].count("font-weight: 700") == 1  # "FLARE score"

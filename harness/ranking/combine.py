@@ -1,0 +1,134 @@
+"""The challenge's ranking method over all its metrics, its bootstrap, and every method side by side.
+
+`method = "flare"` (the default) is FLARE22's pooled score (`ranks.flare_score`, bootstrapped in
+`bootstrap.py` by matrix products). Every other method ranks each metric on its own
+(`methods.rank_by`, or grand-challenge's position scoring over the metrics' means) and, with
+several metrics, ranks the weighted mean of the metric ranks (ties as configured). Its bootstrap
+re-runs that whole ranking on each draw of cases.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from harness.errors import DataError
+from harness.ranking.bootstrap import BootstrapResult, draw_cases
+from harness.ranking.config import RankingConfig
+from harness.ranking.methods import GC_METHODS, Method, grand_challenge_rank, r_mean, rank_by, rank_na2
+from harness.ranking.stats import kendall_tau_b
+
+Values = Mapping[str, np.ndarray]  # metric -> (cases x algorithms), NaN = missing
+
+
+def method_for(config: RankingConfig, metric: str, *, kind: str | None = None, aggregate: str | None = None) -> Method:
+    """The challengeR method of `config` (or `kind`/`aggregate`) for one metric: "worst" as
+    na_treat is the metric's worst value when it has one, else missing values are left out."""
+    rule = config.metric(metric)
+    na_treat: float | str = config.na_treat
+    if na_treat == "worst":
+        na_treat = "na.rm" if rule.worst_value is None else rule.worst_value
+    return Method(kind=kind or config.method, aggregate=aggregate or config.aggregate, na_treat=na_treat,
+                  ties=config.ties, alpha=config.alpha, p_adjust=config.test_p_adjust)
+
+
+def rank_values(values: Values, config: RankingConfig, *, method: str | None = None,
+                aggregate: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(score, rank) per algorithm under `method` (default the config's), not "flare"."""
+    kind = method or config.method
+    metrics = list(values)
+    if not metrics:
+        raise DataError("no metric to rank; the table holds none of the config's metrics")
+    if kind in GC_METHODS:
+        means = np.vstack([_column_means(values[m]) for m in metrics])
+        better = [config.metric(m).larger_is_better for m in metrics]
+        return grand_challenge_rank(means, larger_is_better=better, scoring=kind)
+    per_metric = [rank_by(values[m], method_for(config, m, kind=kind, aggregate=aggregate),
+                          larger_is_better=config.metric(m).larger_is_better) for m in metrics]
+    if len(per_metric) == 1:
+        return per_metric[0]
+    weights = np.array([config.metric(m).weight for m in metrics])
+    ranks = np.vstack([rank for _, rank in per_metric])
+    with np.errstate(invalid="ignore"):
+        score = (weights[:, None] * ranks).sum(axis=0) / weights.sum()
+    return score, rank_na2(score, ties=config.ties, larger_is_better=False)
+
+
+def _column_means(matrix: np.ndarray) -> np.ndarray:
+    out = np.full(matrix.shape[1], np.nan)
+    for a in range(matrix.shape[1]):
+        present = matrix[:, a][~np.isnan(matrix[:, a])]
+        if present.size:
+            out[a] = r_mean(present)
+    return out
+
+
+def bootstrap_values(
+    values: Values,
+    config: RankingConfig,
+    *,
+    algorithms: Sequence[str],
+    n_draws: int,
+    seed: int | None,
+    draws: np.ndarray | Sequence[Sequence[int]] | None = None,
+) -> BootstrapResult:
+    """The config's (non-FLARE) ranking re-run on each bootstrap draw of cases (textbook: a case
+    drawn k times counts k times); Kendall's tau-b of each draw against the full ranking."""
+    n_cases = next(iter(values.values())).shape[0]
+    if n_cases < 1:
+        raise DataError("no cases to bootstrap; the scores table has no cases")
+    full_scores, full_ranks = rank_values(values, config)
+    explicit = draws is not None
+    index = np.asarray(draws if draws is not None else draw_cases(n_cases, n_draws, seed=seed), dtype=np.intp)
+    scores = np.empty((index.shape[0], len(algorithms)))
+    ranks = np.empty_like(scores)
+    for d, rows in enumerate(index):
+        scores[d], ranks[d] = rank_values({m: v[rows] for m, v in values.items()}, config)
+    tau = kendall_tau_b(np.nan_to_num(ranks, nan=len(algorithms) + 1.0), np.nan_to_num(full_ranks, nan=len(algorithms) + 1.0))
+    return BootstrapResult(algorithms=tuple(algorithms), variant="textbook", seed=None if explicit else seed,
+                           full_scores=full_scores, full_ranks=full_ranks, scores=scores, ranks=ranks, tau=tau)
+
+
+def describe_method(config: RankingConfig) -> str:
+    """One line naming the ranking method and its settings, for the terminal and the report."""
+    several = "per metric, then the weighted mean of the metric ranks ranked" if len(config.metrics) > 1 else ""
+    text = {
+        "flare": "score = weighted mean of every per-case rank (FLARE22)",
+        "aggregate_then_rank": f"aggregate-then-rank by the {config.aggregate} (challengeR; na_treat {config.na_treat})",
+        "rank_then_aggregate": "rank-then-aggregate: mean per-case rank (challengeR)",
+        "test_then_rank": f"test-then-rank: share of significant one-sided Wilcoxon wins, alpha {config.alpha:g}, "
+                          f"p adjustment {config.test_p_adjust} (challengeR)",
+        "gc_absolute": "grand-challenge absolute: the first metric's mean",
+        "gc_mean_position": "grand-challenge: mean of the positions by each metric's mean",
+        "gc_median_position": "grand-challenge: median of the positions by each metric's mean",
+    }[config.method]
+    if config.method not in ("flare", *GC_METHODS) and several:
+        text += f", {several}"
+    return text + ("" if config.ties == "min" else f"; ties {config.ties}")
+
+
+# The methods the report's line plot compares: (column label, method, aggregate).
+COMPARED = (
+    ("FLARE score", "flare", "mean"),
+    ("aggregate-then-rank (mean)", "aggregate_then_rank", "mean"),
+    ("aggregate-then-rank (median)", "aggregate_then_rank", "median"),
+    ("rank-then-aggregate", "rank_then_aggregate", "mean"),
+    ("test-then-rank", "test_then_rank", "mean"),
+    ("grand-challenge mean position", "gc_mean_position", "mean"),
+)
+
+
+def compare_methods(values: Values, config: RankingConfig, flare_ranks: np.ndarray,
+                    algorithms: Sequence[str]) -> pd.DataFrame:
+    """Each algorithm's rank under every method of `COMPARED` (columns), the configured
+    settings otherwise; `flare_ranks` is the FLARE score's rank, computed elsewhere."""
+    columns = {}
+    for label, kind, aggregate in COMPARED:
+        columns[label] = flare_ranks if kind == "flare" else rank_values(values, config, method=kind,
+                                                                          aggregate=aggregate)[1]
+    return pd.DataFrame(columns, index=pd.Index(list(algorithms), name="algorithm"))
+
+
+__all__ = ["COMPARED", "bootstrap_values", "compare_methods", "describe_method", "method_for", "rank_values"]

@@ -1,0 +1,28 @@
+"""Figures that say what was measured: a resource nobody measured is not drawn as an empty panel."""
+
+from __future__ import annotations
+
+import re
+
+import pandas as pd
+
+from harness.report.figures import resource_figure
+
+
+def _panels(svg: str) -> list[str]:
+    return re.findall(r"(GPU memory \(MB\)|CPU \(%\)|RAM, RSS \(MB\))", svg)
+
+
+def test_gpu_memory_panel_is_left_out_when_no_run_measured_any():
+    no_gpu = pd.DataFrame({"t_s": [0.0, 0.1, 0.2], "gpu_mb": [0.0, 0.0, 0.0], "cpu_pct": [90.0, 100.0, 80.0],
+                           "rss_mb": [50.0, 60.0, 55.0]})
+    svg = resource_figure({"a": ("c1", no_gpu), "b": ("c1", no_gpu.assign(gpu_mb=float("nan")))},
+                          colors={"a": "#000000", "b": "#ff0000"})
+    assert sorted(set(_panels(svg))) == ["CPU (%)", "RAM, RSS (MB)"]
+
+
+def test_gpu_memory_panel_is_drawn_when_one_run_measured_some():
+    no_gpu = pd.DataFrame({"t_s": [0.0, 0.1], "gpu_mb": [0.0, 0.0], "cpu_pct": [90.0, 100.0], "rss_mb": [50.0, 60.0]})
+    svg = resource_figure({"a": ("c1", no_gpu), "b": ("c1", no_gpu.assign(gpu_mb=[0.0, 2300.0]))},
+                          colors={"a": "#000000", "b": "#ff0000"})
+    assert "GPU memory (MB)" in set(_panels(svg))
