@@ -30,18 +30,20 @@ from harness.report.builder import DEFAULT_NAME, build_report
                    "the test labels); failures as counts per algorithm.")
 def report(results_dir: Path, out: Path | None, config_path: Path | None, seed: int | None, draws: int | None,
            public: bool) -> int:
-    """Write the leaderboard of a results folder as one self-contained HTML file.
+    """Write the leaderboard of a results folder as self-contained HTML.
 
     \b
-    The page holds the ranking (FLARE score, rank, 95% bootstrap rank interval, mean
-    +- sd of each metric, failed cases; click a header to sort), per-organ DSC and NSD,
-    accuracy against time (bubble area = AUC_GPU), per-organ box plots, bootstrap rank
-    blobs and Kendall's tau, the significance maps, resource curves of a typical case,
-    the annotator's tables when there are any, the methods (profile, tolerances, weights,
-    bootstrap, versions, image digests, hosts) and every case's runs and scores.
+    The page holds the ranking (the config's method, rank, 95% bootstrap rank interval,
+    mean +- sd of each metric, failed cases; click a header to sort), per-organ DSC and
+    NSD, accuracy against time (bubble area = AUC_GPU), per-organ box plots, bootstrap
+    rank blobs and Kendall's tau, ranks under every ranking method, the significance
+    maps, resource curves of a typical case, the annotator's tables when there are any,
+    and the methods (profile, tolerances, weights, bootstrap, versions, image digests,
+    hosts). Every case's runs and per-organ scores are on one page per algorithm beside
+    it, in <name>-pages/ (not with --public).
 
-    It requests nothing from any host (CSS, script and SVG figures are inline), prints
-    on A4, and is byte-identical for the same store, config, seed and draws.
+    Nothing requests anything from any host (CSS, script and SVG figures are inline),
+    it prints on A4, and is byte-identical for the same store, config, seed and draws.
     """
     written = build_report(results_dir, out, config=config_path, seed=seed, draws=draws, public=public)
     click.echo(f"Wrote {written} ({written.stat().st_size / 1024:.0f} KiB)")

@@ -31,6 +31,10 @@ from harness.report.inputs import ReportInputs, load_report_inputs, read_monitor
 
 TEMPLATE_ENV = "HARNESS_LEADERBOARD_DIR"
 TEMPLATE_FILE = "report.html.j2"
+PAGE_TEMPLATE_FILE = "algorithm.html.j2"
+CASES_TEMPLATE_FILE = "cases.html.j2"
+CASES_PAGE = "cases.html"
+INLINE_CASE_CELLS = 2000  # a larger case matrix gets its own page
 ASSETS = {"css": "report.css", "js": "sort.js"}
 DEFAULT_NAME = REPORT_FILE
 
@@ -78,14 +82,26 @@ def build_report(
     withhold per-case test scores: they leak the test labels). Returns the path written."""
     inputs = load_report_inputs(Path(results_dir))
     target = Path(out) if out is not None else inputs.folder / DEFAULT_NAME
-    page = render_report(inputs, config=resolve_config(config), seed=seed, draws=draws, template_dir=template_dir,
-                         public=public)
+    files = render_report_files(inputs, config=resolve_config(config), seed=seed, draws=draws,
+                                template_dir=template_dir, public=public, pages_dir=pages_dir_of(target))
+    pages = target.parent / pages_dir_of(target)
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(page, encoding="utf-8", newline="\n")
+        if pages.is_dir():  # pages of algorithms no longer in the store must not linger
+            for stale in pages.glob("*.html"):
+                stale.unlink()
+        for relative, text in files.items():
+            path = target if relative == "" else target.parent / relative
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text, encoding="utf-8", newline="\n")
     except OSError as exc:
         raise DataError(f"{target}: cannot write the report ({exc.strerror}); choose another --out") from None
     return target
+
+
+def pages_dir_of(target: Path) -> str:
+    """The folder beside a report that holds its per-algorithm pages: `<name>-pages`."""
+    return f"{Path(target).stem}-pages"
 
 
 def rank_inputs(inputs: ReportInputs, config: RankingConfig, *, seed: int | None = None,
@@ -108,11 +124,27 @@ def render_report(
     template_dir: Path | None = None,
     public: bool = False,
 ) -> str:
-    """The report page as text (no file written)."""
+    """The main report page as text (no file written)."""
+    return render_report_files(inputs, config=config, seed=seed, draws=draws, template_dir=template_dir,
+                               public=public)[""]
+
+
+def render_report_files(
+    inputs: ReportInputs,
+    *,
+    config: RankingConfig = FLARE22_RANKING,
+    seed: int | None = None,
+    draws: int | None = None,
+    template_dir: Path | None = None,
+    public: bool = False,
+    pages_dir: str = "report-pages",
+) -> dict[str, str]:
+    """Every file of the report as text: "" is the main page, "<pages_dir>/<file>" the pages of
+    the algorithms (and of the case matrix when it is large); the public edition has no pages."""
     folder = Path(template_dir) if template_dir is not None else default_template_dir()
     env = _environment(folder)
     ranking = rank_inputs(inputs, config, seed=seed, draws=draws)
-    context = report_context(inputs, ranking)
+    context = report_context(inputs, ranking, pages_dir=pages_dir)
     if public:
         context = public_edition(context, inputs, ranking)
     assets = {}
@@ -126,20 +158,39 @@ def render_report(
         if "</" + ("style" if key == "css" else "script") in text.lower():
             raise SpecError(f"{path}: holds a closing </style> or </script> tag; it would end the inline block")
         assets[key] = Markup(text)
-    page = env.get_template(TEMPLATE_FILE).render(**context, assets=assets)
+    files = {"": _tidy(env.get_template(TEMPLATE_FILE).render(**context, assets=assets))}
+    if public:
+        return files
+    common = {"assets": assets, "harness_version": context["harness_version"], "title": context["title"],
+              "report_file": "../" + pages_dir.removesuffix("-pages") + ".html",  # pages_dir_of's inverse
+              "results_date": context["results_date"], "folder": context["folder"]}
+    page_template = env.get_template(PAGE_TEMPLATE_FILE)
+    ranks = {str(r["algorithm"]): r for r in ranking.leaderboard.to_dict("records")}
+    for page in context["algorithm_pages"]:
+        files[f"{pages_dir}/{page.file}"] = _tidy(page_template.render(**common, page=page,
+                                                                       rank=ranks.get(page.algorithm)))
+    if context["cases_page"] is not None:
+        files[context["cases_page"]] = _tidy(env.get_template(CASES_TEMPLATE_FILE).render(
+            **common, case_matrix=context["full_case_matrix"]))
+    return files
+
+
+def _tidy(page: str) -> str:
     return "\n".join(line.rstrip() for line in page.splitlines()) + "\n"
 
 
 def _environment(folder: Path) -> Environment:
-    if not (folder / TEMPLATE_FILE).is_file():
-        raise SpecError(f"{folder / TEMPLATE_FILE}: report template not found; restore leaderboard/ or set "
-                        f"{TEMPLATE_ENV} to a folder holding {TEMPLATE_FILE}")
+    for name in (TEMPLATE_FILE, PAGE_TEMPLATE_FILE, CASES_TEMPLATE_FILE, "macros.html.j2"):
+        if not (folder / name).is_file():
+            raise SpecError(f"{folder / name}: report template not found; restore leaderboard/ or set "
+                            f"{TEMPLATE_ENV} to a folder holding {TEMPLATE_FILE} and the templates beside it")
     return Environment(loader=FileSystemLoader(str(folder)), autoescape=True, undefined=StrictUndefined,
                        trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True)
 
 
-def report_context(inputs: ReportInputs, ranking: ChallengeRanking) -> dict[str, Any]:
-    """Everything the template shows, as display data (pure apart from reading monitor series)."""
+def report_context(inputs: ReportInputs, ranking: ChallengeRanking, *, pages_dir: str = "report-pages") -> dict[str, Any]:
+    """Everything the templates show, as display data (pure apart from reading monitor series);
+    `pages_dir` is the folder of the per-algorithm pages, relative to the report."""
     config = ranking.config
     runs = inputs.runs
     segmenters = runs[runs["kind"] == "segmenter"]
@@ -239,6 +290,15 @@ def report_context(inputs: ReportInputs, ranking: ChallengeRanking) -> dict[str,
             annotation.append((titles[name], tables.frame_table(inputs.annotation[name], key=f"annotation-{name}")))
 
     profiles = tables.distinct(segmenters["profile"])
+    # Per-case detail lives on one page per algorithm beside the report; the case matrix stays on
+    # the main page while it is small, else it gets a page of its own (the main page stays small).
+    pages = {a: f"{pages_dir}/{tables.page_file(a)}" for a in order}
+    case_matrix = tables.case_matrix_table(runs, inputs.scores, algorithms=order, ok_status=config.ok_status,
+                                           pages={a: tables.page_file(a) for a in order})
+    inline_matrix = len(case_matrix.rows) * max(1, len(order)) <= INLINE_CASE_CELLS
+    if inline_matrix:
+        case_matrix = tables.case_matrix_table(runs, inputs.scores, algorithms=order, ok_status=config.ok_status,
+                                               pages=pages)
     return {
         "public": False,
         "title": f"Leaderboard \u2013 {config.name}",
@@ -255,7 +315,7 @@ def report_context(inputs: ReportInputs, ranking: ChallengeRanking) -> dict[str,
         "skipped_metrics": [tables.metric_label(m) for m in ranking.skipped_metrics],
         "unmeasured_metrics": [tables.metric_label(m) for m in ranking.unmeasured_metrics],
         "method_text": _describe_method(config),
-        "leaderboard": tables.leaderboard_table(ranking),
+        "leaderboard": tables.leaderboard_table(ranking, pages=pages),
         "winner": order[0] if order else "",
         "tau": tau,
         "boot": {"variant": boot.variant, "n_draws": boot.n_draws, "seed": "explicit draws" if boot.seed is None else boot.seed},
@@ -269,9 +329,13 @@ def report_context(inputs: ReportInputs, ranking: ChallengeRanking) -> dict[str,
         "monitor_problems": monitor_problems,
         "annotation": annotation,
         "methods": _methods(inputs, ranking, profiles),
-        "case_matrix": tables.case_matrix_table(runs, inputs.scores, algorithms=order, ok_status=config.ok_status),
-        "case_details": tables.case_details(runs, inputs.scores, inputs.measurements, algorithms=order,
-                                            ok_status=config.ok_status),
+        "case_matrix": case_matrix if inline_matrix else None,
+        "pages": pages,
+        "pages_dir": pages_dir,
+        "cases_page": None if inline_matrix else f"{pages_dir}/{CASES_PAGE}",
+        "algorithm_pages": tables.algorithm_pages(runs, inputs.scores, inputs.measurements, algorithms=order,
+                                                  ok_status=config.ok_status),
+        "full_case_matrix": case_matrix,
     }
 
 
@@ -286,7 +350,9 @@ def public_edition(context: dict[str, Any], inputs: ReportInputs, ranking: Chall
     counts = (failed.groupby(["algorithm", "status"]).size().rename("runs").reset_index() if len(failed)
               else pd.DataFrame(columns=["algorithm", "status", "runs"]))
     figures_kept = {k: f for k, f in context["figures"].items() if k != "fig-resources"}  # it names its case
-    return {**context, "public": True, "case_matrix": None, "case_details": [], "not_scorable": None,
+    return {**context, "public": True, "case_matrix": None, "algorithm_pages": [], "pages": {}, "cases_page": None,
+            "full_case_matrix": None, "not_scorable": None,
+            "leaderboard": tables.leaderboard_table(ranking),
             "failures": tables.frame_table(counts, key="failures"), "figures": figures_kept}
 
 

@@ -48,6 +48,7 @@ class Cell:
     title: str = ""
     href: str = ""
     sub: str = ""  # secondary text shown smaller after `text` (a standard deviation)
+    anchor: str = ""  # an id on the cell, for links into the table (e.g. a case's row)
 
 
 @dataclass(frozen=True)
@@ -127,16 +128,20 @@ def metric_stats(ranking: ChallengeRanking) -> pd.DataFrame:
     return pd.DataFrame({"mean": grouped.mean(), "sd": grouped.std(ddof=1), "n": grouped.count()})
 
 
-def leaderboard_table(ranking: ChallengeRanking) -> HtmlTable:
-    """Rank, algorithm, FLARE score, 95% bootstrap rank interval, mean +- sd of each ranked metric,
-    failed cases."""
+def leaderboard_table(ranking: ChallengeRanking, *, pages: Mapping[str, str] | None = None) -> HtmlTable:
+    """Rank, algorithm (linked to its page in `pages`), the score, 95% bootstrap rank interval,
+    mean +- sd of each ranked metric, failed cases."""
+    from harness.ranking.combine import describe_method
+
     board = ranking.leaderboard
     stats = metric_stats(ranking)
     config = ranking.config
+    pages = pages or {}
     columns = [
         Column("Rank", "num"),
         Column("Algorithm"),
-        Column("FLARE score", "num", "weighted mean of all per-case ranks (lower is better)"),
+        Column("FLARE score", "num", "weighted mean of all per-case ranks (lower is better)") if config.method == "flare"
+        else Column("Score", "num", describe_method(config)),
         Column("95% rank interval", "num", "2.5 to 97.5 percentile of the bootstrap ranks"),
     ]
     best: dict[str, float] = {}
@@ -155,8 +160,8 @@ def leaderboard_table(ranking: ChallengeRanking) -> HtmlTable:
         algorithm = str(record["algorithm"])
         lo, hi = float(record["rank_lo"]), float(record["rank_hi"])
         cells = [
-            Cell(str(int(record["rank"])), sort_key(record["rank"]), "num"),
-            Cell(algorithm, algorithm.lower(), "name"),
+            Cell(f"{float(record['rank']):g}", sort_key(record["rank"]), "num"),
+            Cell(algorithm, algorithm.lower(), "name", href=pages.get(algorithm, "")),
             Cell(f"{record['score']:.3f}", sort_key(record["score"]), "num"),
             Cell(f"{lo:g}\u2013{hi:g}", sort_key(lo * 1000 + hi), "num"),
         ]
@@ -292,111 +297,125 @@ def case_means(scores: pd.DataFrame) -> pd.DataFrame:
     return scores.groupby(["algorithm", "case_id"])[["dsc", "nsd"]].mean()
 
 
-def case_matrix_table(runs: pd.DataFrame, scores: pd.DataFrame, *, algorithms: Sequence[str], ok_status: str = "ok") -> HtmlTable:
+def _pairs(frame: pd.DataFrame, column: str) -> dict[tuple[str, str], object]:
+    """{(algorithm, case_id): value} of a table's column: one pass, no per-cell pandas lookup."""
+    if frame.empty:
+        return {}
+    keys = zip(frame["algorithm"].astype(str), frame["case_id"].astype(str), strict=True)
+    return dict(zip(keys, frame[column], strict=True))
+
+
+def case_matrix_table(runs: pd.DataFrame, scores: pd.DataFrame, *, algorithms: Sequence[str], ok_status: str = "ok",
+                      pages: Mapping[str, str] | None = None) -> HtmlTable:
     """Cases (rows) x algorithms (columns, rank order): the mean DSC of each ok run, or the status
-    of a failed one; a case links to its drill-down."""
+    of a failed one. `pages` (algorithm -> its page) adds a link to each column's page per case."""
     segmenters = runs[runs["kind"] == "segmenter"]
-    status = segmenters.set_index(["algorithm", "case_id"])["status"]
-    means = case_means(scores)
-    cases = sorted(str(c) for c in segmenters["case_id"].unique())
+    status = _pairs(segmenters, "status")
+    means = case_means(scores)["dsc"].to_dict() if not scores.empty else {}
+    cases = sorted({str(c) for c in segmenters["case_id"].unique()})
     columns = [Column("Case")] + [Column(a, "num", f"mean DSC over organs of {a}") for a in algorithms]
+    pages = pages or {}
     rows = []
     for case_id in cases:
-        cells = [Cell(case_id, case_id.lower(), "case", href=f"#case-{case_id}")]
+        cells = [Cell(case_id, case_id.lower(), "case")]
         for algorithm in algorithms:
             s = status.get((algorithm, case_id))
+            link = f"{pages[algorithm]}#case-{case_id}" if algorithm in pages and s is not None else ""
             if s is None:
                 cells.append(Cell(MISSING, "", "num"))
             elif s != ok_status:
-                cells.append(Cell(str(s), "-1", "num status status-bad"))
+                cells.append(Cell(str(s), "-1", "num status status-bad", href=link))
             else:
-                v = float(means["dsc"].get((algorithm, case_id), math.nan)) if not means.empty else math.nan
-                cells.append(num_cell(v, "dsc"))
+                value = float(means.get((algorithm, case_id), math.nan))  # type: ignore[arg-type]
+                cells.append(Cell(fmt_value(value, "dsc"), sort_key(value), "num", href=link))
         rows.append(tuple(cells))
     return HtmlTable("case-matrix", tuple(columns), tuple(rows))
 
 
 @dataclass(frozen=True)
-class CaseDetail:
-    """One case's drill-down: its runs and its per-organ scores."""
+class AlgorithmPage:
+    """One algorithm's own page: every case's run, then DSC and NSD per (case, organ)."""
 
-    case_id: str
+    algorithm: str
+    file: str  # the page's file name, relative to the pages folder
     n_ok: int
     n_runs: int
     runs: HtmlTable
-    organs: HtmlTable | None
+    dsc: HtmlTable | None
+    nsd: HtmlTable | None
 
 
-def _lookup(frame: pd.DataFrame, key: tuple[str, str], column: str) -> float:
-    if frame.empty or column not in frame.columns or key not in frame.index:
-        return math.nan
-    return float(frame.loc[key, column])
+def page_file(algorithm: str) -> str:
+    """A file name for an algorithm's page: its name with anything but [A-Za-z0-9._-] replaced."""
+    safe = "".join(c if c.isalnum() or c in "._-" else "_" for c in algorithm).lstrip(".") or "_"
+    return f"{safe}.html"
 
 
-def _ran_on(run: pd.Series) -> str:
+def _ran_on(host: object, worker: object) -> str:
     """The host that ran it, and its Dask worker when one did."""
-    host = str(run.get("host") or "")
-    worker = str(run.get("worker") or "")
-    return f"{host} ({worker})" if worker and worker != "local" else host
+    host_text, worker_text = str(host or ""), str(worker or "")
+    return f"{host_text} ({worker_text})" if worker_text and worker_text != "local" else host_text
 
 
-def case_details(runs: pd.DataFrame, scores: pd.DataFrame, measurements: pd.DataFrame, *, algorithms: Sequence[str],
-                 ok_status: str = "ok") -> list[CaseDetail]:
-    """Per case: each algorithm's status, exit code, time, mean DSC/NSD, AUCs and message, then DSC
-    and NSD per organ."""
-    segmenters = runs[runs["kind"] == "segmenter"].set_index(["algorithm", "case_id"])
+def algorithm_pages(runs: pd.DataFrame, scores: pd.DataFrame, measurements: pd.DataFrame, *,
+                    algorithms: Sequence[str], ok_status: str = "ok") -> list[AlgorithmPage]:
+    """Per algorithm: each case's status, exit code, time, mean DSC/NSD, AUCs, host and the full
+    message (plain text, printed too); then its DSC and NSD per organ, a row per case."""
+    segmenters = runs[runs["kind"] == "segmenter"]
     means = case_means(scores)
-    wide = measurements.pivot_table(index=["algorithm", "case_id"], columns="name", values="value", aggfunc="first") \
-        if not measurements.empty else pd.DataFrame()
+    dsc_mean = means["dsc"].to_dict() if not means.empty else {}
+    nsd_mean = means["nsd"].to_dict() if not means.empty else {}
+    measured = {name: _pairs(group, "value") for name, group in measurements.groupby("name")} \
+        if not measurements.empty else {}
     organs = organs_of(scores)
-    by_case = {str(k): g for k, g in scores.groupby("case_id")} if not scores.empty else {}
-    out = []
-    for case_id in sorted(str(c) for c in segmenters.index.get_level_values("case_id").unique()):
-        present = [a for a in algorithms if (a, case_id) in segmenters.index]
-        columns = (Column("Algorithm"), Column("Status"), Column("Exit code", "num"), Column("Time (s)", "num"),
-                   Column("DSC", "num"), Column("NSD", "num"), Column("AUC GPU (MB s)", "num"),
-                   Column("AUC CPU (% s)", "num"), Column("Ran on"), Column("Message"))
+    per_organ: dict[str, dict[tuple[str, str, str], float]] = {"dsc": {}, "nsd": {}}
+    if not scores.empty:
+        keys = list(zip(scores["algorithm"].astype(str), scores["case_id"].astype(str), scores["organ"].astype(str),
+                        strict=True))
+        for metric in per_organ:
+            per_organ[metric] = dict(zip(keys, scores[metric].astype(float), strict=True))
+    columns = (Column("Case"), Column("Status"), Column("Exit code", "num"), Column("Time (s)", "num"),
+               Column("DSC", "num"), Column("NSD", "num"), Column("AUC GPU (MB\u00a0s)", "num"),
+               Column("AUC CPU (%\u00a0s)", "num"), Column("Ran on"), Column("Message"))
+    pages = []
+    for algorithm, own in segmenters.groupby(segmenters["algorithm"].astype(str), sort=False):
+        if algorithm not in algorithms:
+            continue
         rows = []
-        for algorithm in present:
-            r = segmenters.loc[(algorithm, case_id)]
-            exit_code = r["exit_code"]
-            has_code = exit_code is not None and not (isinstance(exit_code, float) and math.isnan(exit_code))
-
+        cases = []
+        n_ok = 0
+        for r in sorted(own.to_dict("records"), key=lambda rec: str(rec["case_id"])):
+            case_id = str(r["case_id"])
             key = (algorithm, case_id)
+            exit_code = r.get("exit_code")
+            has_code = exit_code is not None and not (isinstance(exit_code, float) and math.isnan(exit_code))
+            n_ok += str(r["status"]) == ok_status
+            cases.append(case_id)
             rows.append((
-                Cell(algorithm, algorithm.lower(), "name"),
+                Cell(case_id, case_id.lower(), "case", anchor=f"case-{case_id}"),
                 status_cell(str(r["status"])),
-                Cell(str(int(exit_code)) if has_code else MISSING, sort_key(exit_code) if has_code else "", "num"),
+                Cell(str(int(exit_code)) if has_code else MISSING, sort_key(exit_code) if has_code else "", "num"),  # type: ignore[arg-type]
                 num_cell(r["elapsed_s"], "time_s"),
-                num_cell(_lookup(means, key, "dsc"), "dsc"),
-                num_cell(_lookup(means, key, "nsd"), "nsd"),
-                num_cell(_lookup(wide, key, "auc_gpu_mb_s")),
-                num_cell(_lookup(wide, key, "auc_cpu_pct_s")),
-                text_cell(_ran_on(r)),
-                text_cell(_short(r["message"] or ""), cls="message"),
+                num_cell(dsc_mean.get(key), "dsc"),
+                num_cell(nsd_mean.get(key), "nsd"),
+                num_cell(measured.get("auc_gpu_mb_s", {}).get(key), "auc_gpu_mb_s"),  # type: ignore[arg-type]
+                num_cell(measured.get("auc_cpu_pct_s", {}).get(key), "auc_cpu_pct_s"),  # type: ignore[arg-type]
+                text_cell(_ran_on(r.get("host"), r.get("worker"))),
+                text_cell(str(r.get("message") or ""), cls="message"),
             ))
-        organ_table_ = None
-        case_scores = by_case.get(case_id)
-        if case_scores is not None and organs:
-            scored = [a for a in present if a in set(case_scores["algorithm"])]
-            indexed = case_scores.set_index(["organ", "algorithm"])
-            ocols = [Column("Organ")]
-            for a in scored:
-                ocols += [Column(f"{a} DSC", "num"), Column(f"{a} NSD", "num")]
+        organ_tables = {}
+        for metric in ("dsc", "nsd"):
+            ocols = [Column("Case")] + [Column(organ_short(o), "num", o.replace("_", " ")) for o in organs]
             orows = []
-            for organ in organs:
-                cells = [Cell(organ.replace("_", " "), organ)]
-                for a in scored:
-                    key = (organ, a)
-                    dsc = float(indexed.loc[key, "dsc"]) if key in indexed.index else math.nan
-                    nsd = float(indexed.loc[key, "nsd"]) if key in indexed.index else math.nan
-                    cells += [num_cell(dsc, "dsc"), num_cell(nsd, "nsd")]
-                orows.append(tuple(cells))
-            if scored:
-                organ_table_ = HtmlTable(f"case-{case_id}-organs", tuple(ocols), tuple(orows))
-        n_ok = int(sum(segmenters.loc[(a, case_id), "status"] == ok_status for a in present))
-        out.append(CaseDetail(case_id, n_ok, len(present), HtmlTable(f"case-{case_id}-runs", columns, tuple(rows)), organ_table_))
-    return out
+            for case_id in cases:
+                values = [per_organ[metric].get((algorithm, case_id, o)) for o in organs]
+                if all(v is None for v in values):
+                    continue
+                orows.append((Cell(case_id, case_id.lower(), "case"), *(num_cell(v, metric) for v in values)))
+            organ_tables[metric] = HtmlTable(f"organ-{metric}", tuple(ocols), tuple(orows)) if orows else None
+        pages.append(AlgorithmPage(algorithm, page_file(algorithm), int(n_ok), len(rows),
+                                   HtmlTable("runs", columns, tuple(rows)), organ_tables["dsc"], organ_tables["nsd"]))
+    return pages
 
 
 def frame_table(frame: pd.DataFrame, *, key: str, max_rows: int = 500) -> HtmlTable:
@@ -537,12 +556,13 @@ def significance_counts(ranking: ChallengeRanking, algorithms: Sequence[str]) ->
 __all__ = [
     "METRIC_LABELS",
     "MISSING",
-    "CaseDetail",
+    "AlgorithmPage",
     "Cell",
     "Column",
     "HtmlTable",
-    "case_details",
+    "algorithm_pages",
     "case_matrix_table",
+    "page_file",
     "distinct",
     "failures_table",
     "fmt_value",

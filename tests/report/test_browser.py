@@ -89,14 +89,12 @@ def test_clicking_a_header_sorts_the_table(page: Chromium, fixture_report: Path)
     assert column[0] == "timeout" and [float(v) for v in column[1:]] == sorted(float(v) for v in column[1:])
 
 
-def test_case_links_open_the_drill_down(page: Chromium, fixture_report: Path) -> None:
+def test_a_case_matrix_link_opens_the_run_on_its_algorithms_page(page: Chromium, fixture_report: Path) -> None:
     _open(page, fixture_report)
-    assert page.evaluate("document.getElementById('case-case_04').open") is False
-    page.click("#case-matrix a[href='#case-case_04']")
-    page.drain(0.2)
+    page.click("#case-matrix a[href='report-pages/fast-net.html#case-case_04']")
+    page.drain(1.0)
+    assert page.evaluate("location.pathname").endswith("/report-pages/fast-net.html")
     assert page.evaluate("location.hash") == "#case-case_04"
-    # The target's summary expands it on click; printing opens every drill-down.
-    page.click("#case-case_04 > summary")
-    assert page.evaluate("document.getElementById('case-case_04').open") is True
-    page.evaluate("window.dispatchEvent(new Event('beforeprint'))")
-    assert page.evaluate("[...document.querySelectorAll('details')].every(d => d.open)")
+    row = page.evaluate("document.getElementById('case-case_04').parentElement.innerText")
+    assert "timeout" in row and "killed after the time limit of 600 s" in row
+    assert page.evaluate("document.querySelector('a[href=\"../report.html\"]') !== null")

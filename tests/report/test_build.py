@@ -18,6 +18,7 @@ from harness.cli.report_cmd import report
 from harness.errors import SpecError
 from harness.ranking import FLARE22_RANKING, rank_challenge
 from harness.report import build_report, figures, load_report_inputs, render_report, tables
+from harness.report.builder import render_report_files
 from harness.store import StoreError, read_store_scores
 from tests.report.conftest import copy_fixture, store_fixture
 
@@ -69,7 +70,7 @@ def test_report_from_committed_fixture(fixture_report: Path) -> None:
     table = read_store_scores(fixture_report.parent)
     expected = rank_challenge(table[table["metric"].isin(FLARE22_RANKING.metric_names)], FLARE22_RANKING)
     board = section(html, "ranking")
-    rows = re.findall(r'<td class="name" data-v="[^"]*">([^<]+)</td>', board)
+    rows = re.findall(r'<td class="name" data-v="[^"]*"><a href="report-pages/[^"]+\.html">([^<]+)</a></td>', board)
     assert rows == list(expected.leaderboard["algorithm"])
     first = expected.leaderboard.iloc[0]
     assert f"{first['score']:.3f}" in board
@@ -87,9 +88,16 @@ def test_report_from_committed_fixture(fixture_report: Path) -> None:
     assert organs.count('<td class="name" data-v="atlas-unet">atlas-unet</td>') == 2
 
     cases = section(html, "cases")
-    for case_id in (f"case_{i:02d}" for i in range(1, 7)):
-        assert '<details class="case' in cases and f'id="case-{case_id}"' in cases
-        assert f'href="#case-{case_id}"' in cases
+    pages = fixture_report.parent / "report-pages"
+    for algorithm in expected.leaderboard["algorithm"]:
+        assert f'href="report-pages/{algorithm}.html"' in cases
+        page = (pages / f"{algorithm}.html").read_text(encoding="utf-8")
+        assert 'href="../report.html"' in page
+        for case_id in (f"case_{i:02d}" for i in range(1, 7)):
+            assert f'id="case-{case_id}"' in page  # the run's row, the target of the case matrix's links
+            assert f'href="report-pages/{algorithm}.html#case-{case_id}"' in cases
+        assert '<table id="organ-dsc"' in page and '<table id="organ-nsd"' in page
+    assert 'id="case-case_01"' not in html  # per-case detail is on the pages, not the main page
 
 
 def test_report_shows_failures(fixture_report: Path) -> None:
@@ -103,8 +111,11 @@ def test_report_shows_failures(fixture_report: Path) -> None:
     board = section(html, "ranking")
     assert board.count('class="num bad" data-v="1">1</td>') == 2
     matrix = html[html.index('<table id="case-matrix"'):html.index("</table>", html.index('<table id="case-matrix"'))]
-    assert ">timeout</td>" in matrix and ">crashed</td>" in matrix
-    assert 'class="case has-failures" id="case-case_04"' in html
+    assert ">timeout</a></td>" in matrix and ">crashed</a></td>" in matrix
+    fast_net = (fixture_report.parent / "report-pages" / "fast-net.html").read_text(encoding="utf-8")
+    row = fast_net[fast_net.index('id="case-case_04"'):]
+    row = visible_text(row[:row.index("</tr>")])
+    assert "timeout" in row and "killed after the time limit of 600 s" in row  # the reason as text, printed too
 
 
 def test_report_of_a_clean_store_says_every_run_was_ok(tmp_path: Path) -> None:
@@ -117,19 +128,26 @@ def test_report_of_a_clean_store_says_every_run_was_ok(tmp_path: Path) -> None:
 
 
 def test_report_requests_nothing_from_any_host(fixture_report: Path) -> None:
-    html = fixture_report.read_text(encoding="utf-8")
-    page = parse(html)
-    for tag, attrs in page.tags:
-        for name in ("src", "href", "xlink:href", "action", "srcset", "poster", "data"):
-            value = attrs.get(name)
-            if value is not None:
-                assert value.startswith(("#", "data:")), f"<{tag} {name}={value!r}>"
-        assert not (tag == "link" and attrs.get("rel") == "stylesheet"), "external stylesheet"
-        assert not (tag == "script" and "src" in attrs), "external script"
-    lowered = html.lower()
-    assert "@import" not in lowered
-    assert not re.search(r"url\(\s*['\"]?(https?:|//)", lowered)
-    assert "<img" not in lowered  # figures are inline SVG, not raster images
+    # The main page links only to its own pages beside it, the pages only back to it and to each other.
+    own = {fixture_report: re.compile(r"report-pages/[A-Za-z0-9._-]+\.html(#[\w-]+)?")}
+    for extra in sorted((fixture_report.parent / "report-pages").glob("*.html")):
+        own[extra] = re.compile(r"\.\./report\.html|[A-Za-z0-9._-]+\.html(#[\w-]+)?")
+    assert len(own) == 5  # the report and its 4 algorithms' pages
+    for path, allowed in own.items():
+        html = path.read_text(encoding="utf-8")
+        page = parse(html)
+        for tag, attrs in page.tags:
+            for name in ("src", "href", "xlink:href", "action", "srcset", "poster", "data"):
+                value = attrs.get(name)
+                if value is not None:
+                    assert value.startswith(("#", "data:")) or (tag == "a" and name == "href" and allowed.fullmatch(value)), \
+                        f"{path.name}: <{tag} {name}={value!r}>"
+            assert not (tag == "link" and attrs.get("rel") == "stylesheet"), "external stylesheet"
+            assert not (tag == "script" and "src" in attrs), "external script"
+        lowered = html.lower()
+        assert "@import" not in lowered
+        assert not re.search(r"url\(\s*['\"]?(https?:|//)", lowered)
+        assert "<img" not in lowered  # figures are inline SVG, not raster images
 
 
 def test_element_ids_are_unique(fixture_report: Path) -> None:
@@ -141,14 +159,18 @@ def test_element_ids_are_unique(fixture_report: Path) -> None:
 def test_same_store_gives_identical_bytes(tmp_path: Path, fixture_report: Path) -> None:
     # Two copies of the store in different places, one built in another process with another
     # string-hash seed (set and dict orders), the session's report before either.
-    first = build_report(copy_fixture(tmp_path / "a" / "results"), tmp_path / "a.html")
+    # The report's name is kept (its pages folder, <name>-pages, is in the links).
+    first = build_report(copy_fixture(tmp_path / "a" / "results"), tmp_path / "a" / "report.html")
     other = copy_fixture(tmp_path / "b" / "results")
     script = "import sys; from pathlib import Path; from harness.report import build_report; " \
              "build_report(Path(sys.argv[1]), Path(sys.argv[2]))"
-    subprocess.run([sys.executable, "-c", script, str(other), str(tmp_path / "b.html")], check=True, timeout=300,
-                   env={**os.environ, "PYTHONHASHSEED": "12345"})
-    second = (tmp_path / "b.html").read_bytes()
+    subprocess.run([sys.executable, "-c", script, str(other), str(tmp_path / "b" / "report.html")], check=True,
+                   timeout=300, env={**os.environ, "PYTHONHASHSEED": "12345"})
+    second = (tmp_path / "b" / "report.html").read_bytes()
     assert first.read_bytes() == second == fixture_report.read_bytes()
+    for page in sorted((fixture_report.parent / "report-pages").glob("*.html")):
+        assert (tmp_path / "a" / "report-pages" / page.name).read_bytes() == page.read_bytes()
+        assert (tmp_path / "b" / "report-pages" / page.name).read_bytes() == page.read_bytes()
     # A different seed gives a different bootstrap, hence a different page.
     third = build_report(tmp_path / "a" / "results", tmp_path / "c.html", seed=7)
     assert third.read_bytes() != first.read_bytes()
@@ -273,20 +295,24 @@ def test_case_details_show_which_host_and_worker_ran_each_run(tmp_path: Path) ->
     results = copy_fixture(tmp_path / "results")
     with sqlite3.connect(results / "store.sqlite") as db:
         db.execute("UPDATE runs SET worker = 'tcp://worker-b:40001' WHERE algorithm = 'fast-net' AND case_id = 'case_01'")
-    html = build_report(results).read_text(encoding="utf-8")
-    case = html[html.index('id="case-case_01"'):]
-    case = case[: case.index("</details>")]
-    assert "gpu-runner-01 (tcp://worker-b:40001)" in visible_text(case)
-    assert "gpu-runner-01" in visible_text(html[html.index('id="case-case_02"'):])
+    build_report(results)
+    page = (results / "report-pages" / "fast-net.html").read_text(encoding="utf-8")
+    case = page[page.index('id="case-case_01"'):]
+    assert "gpu-runner-01 (tcp://worker-b:40001)" in visible_text(case[: case.index("</tr>")])
+    case = page[page.index('id="case-case_02"'):]
+    assert "gpu-runner-01" in visible_text(case[: case.index("</tr>")])
 
 
 def test_the_public_edition_withholds_every_per_case_result(tmp_path: Path) -> None:
     folder = copy_fixture(tmp_path / "store")
     inputs = load_report_inputs(folder)
     case_ids = sorted(set(inputs.runs["case_id"]))
-    full = render_report(inputs, draws=50)
-    public = render_report(inputs, draws=50, public=True)
-    assert all(f'id="case-{c}"' in full for c in case_ids)  # the organisers' edition has every case
+    full = render_report_files(inputs, draws=50)
+    public_files = render_report_files(inputs, draws=50, public=True)
+    assert list(public_files) == [""]  # no pages beside the public page
+    public = public_files[""]
+    pages = "".join(text for name, text in full.items() if name)
+    assert all(f'id="case-{c}"' in pages for c in case_ids)  # the organisers' edition has every case
     assert not [c for c in case_ids if c in public]  # no case id anywhere: no row, no detail, no failure line
     assert "Public edition: per-case results are withheld" in public and 'href="#cases"' not in public
     page = parse(public)
