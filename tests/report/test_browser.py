@@ -44,7 +44,7 @@ def test_renders_without_console_errors_or_network_requests(page: Chromium, fixt
     assert page.evaluate("document.title") == "Leaderboard \u2013 flare22"
     assert page.evaluate("document.querySelectorAll('#leaderboard tbody tr').length") == 4
     sizes = page.evaluate("[...document.querySelectorAll('svg.figure')].map(s => s.getBoundingClientRect().width)")
-    assert len(sizes) == 7 and min(sizes) > 100
+    assert len(sizes) == 8 and min(sizes) > 100  # 7 figures and the ranks-across-methods line plot
     # Readable on a laptop: the page does not scroll sideways (wide tables scroll in their own box).
     assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
 
