@@ -99,6 +99,14 @@ ContractOptions = GrandChallengeOptions | MLCubeOptions | NnUNetOptions | None
 # --- manifests --------------------------------------------------------------------------------
 
 
+
+def _elided(text: str, limit: int) -> str:
+    """`text` within `limit` characters, its middle cut: a path keeps its start and its file name."""
+    if len(text) <= limit:
+        return text
+    head = (limit - 1) // 2
+    return text[:head] + "\u2026" + text[-(limit - 1 - head):]
+
 def parse_options(contract: str, raw: dict[str, Any], manifest: Path) -> ContractOptions:
     """The contract's own table of a manifest (`[grand-challenge]`, `[mlcube]`, `[nnunet]`), checked."""
     table = raw.get(contract, {}) if contract in ("grand-challenge", "mlcube", "nnunet") else {}
@@ -472,7 +480,7 @@ def check_itk_output(path: Path, shown: str, shape: tuple[int, ...] | None) -> N
         if source is None:
             raise InvalidOutput(f"{shown}: no MetaImage header (no ElementDataFile in its first 64 KiB); write an .mha")
         if source != "LOCAL":
-            raise InvalidOutput(f"{shown}: ElementDataFile = {source[:80]!r} points outside the file; write the "
+            raise InvalidOutput(f"{shown}: ElementDataFile = {_elided(source, 80)!r} points outside the file; write the "
                                 "voxels into the .mha (ElementDataFile = LOCAL)")
     reader = sitk.ImageFileReader()
     reader.SetFileName(str(path))

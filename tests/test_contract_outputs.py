@@ -88,6 +88,10 @@ def _raw_mha(folder: Path, *, data_file: str, shape: tuple[int, int, int] = (12,
 @pytest.mark.parametrize("make, message", [
     (lambda d, c: _raw_mha(d, data_file=str(c.label)), r"ElementDataFile = '/.*c1.nii.gz' points outside the file"),
     (lambda d, c: _raw_mha(d, data_file="LIST"), r"ElementDataFile = 'LIST' points outside the file"),
+    # a long path keeps its file name in the message (its middle is cut; a clean machine's longer
+    # temporary folder once cut the name off)
+    (lambda d, c: _raw_mha(d, data_file="/" + "deep/" * 60 + "labelsTr/secret_case.nii.gz"),
+     r"ElementDataFile = '/deep/deep/deep/.*\u2026.*/labelsTr/secret_case.nii.gz' points outside"),
     (lambda d, c: _raw_mha(d, data_file="LOCAL", shape=(1200, 1000, 600)),
      r"shape \(1200, 1000, 600\) differs from the input image \(12, 10, 6\)"),
     (lambda d, c: _raw_mha(d, data_file="LOCAL", extra="ElementNumberOfChannels = 64\n", payload=b"\0" * 720 * 64),

@@ -8,6 +8,7 @@ container's own terms.
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -52,7 +53,8 @@ def test_check_accepts_each_contracts_good_image_and_refuses_its_broken_twin(tmp
             done = subprocess.run([sys.executable, "-m", "harness", "check", str(root / "algorithms" / name), "--data",
                                    str(phantom_data), "--cases", "1", "--base", base_image],
                                   capture_output=True, text=True, timeout=600,
-                                  env={"HARNESS_CACHE": str(tmp_path / "cache"), "PATH": "/usr/bin:/bin"})
+                                  env={"HARNESS_CACHE": str(tmp_path / "cache"), "PATH": "/usr/bin:/bin",
+                                       **{k: os.environ[k] for k in ("DOCKER_HOST", "HOME") if k in os.environ}})
             outputs[name] = done.stdout
             if root is good:
                 assert done.returncode == 0, done.stdout + done.stderr
