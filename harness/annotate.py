@@ -7,7 +7,8 @@ attention.json) are checked, kept under `runs/<annotator>/<case>/`, the pseudo l
 against the ground truth, and the run is recorded in the store. Then, over all cases:
 `annotation/priority.csv` (attention size, descending), `annotation/review_queue.csv` (top 5 %, at
 least one case, organs by heat-map sum), and where ground truth exists
-`annotation/error_detection.csv` (Table-1 layout), `annotation/error_detection_cases.csv` (per
+`annotation/error_detection.csv` (Table-1 layout, volume level first), `annotation/error_by_size.csv`,
+`annotation/error_detection_cases.csv` (per
 case and organ) and `annotation/priority_check.csv` (Spearman, share of error voxels in the queue).
 """
 
@@ -18,8 +19,11 @@ import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pandas as pd
+from numpy.typing import NDArray
 
 from harness.attention import (
     attention_table,
@@ -29,6 +33,7 @@ from harness.attention import (
     priority_check,
     priority_list,
     review_queue,
+    sensitivity_by_size,
     table1,
 )
 from harness.attention.io import SUMMARY_FILE as ATTENTION_SUMMARY
@@ -177,18 +182,29 @@ def write_tables(layout: ResultsLayout, annotator: str, profile: Profile, annota
     priority.to_csv(written["priority"], index=False)
     review_queue(table, priority).to_csv(written["review_queue"], index=False)
     labels = {o.name: o.label for o in profile.organs}
-    records = []
+    tolerances = {o.name: o.tolerance_mm for o in profile.organs}  # an error is what lies beyond them
+    records: list[dict[str, Any]] = []
+    components: list[dict[str, Any]] = []
     for case in scored:
         assert case.label is not None
-        gt = assemble(case.label, profile).label_map if is_mask_folder(case.label) else read_label(case.label)[0]
+        gt: NDArray[np.integer]
+        if is_mask_folder(case.label):
+            assembled = assemble(case.label, profile)
+            gt, spacing = assembled.label_map, assembled.grid.spacing_mm
+        else:
+            gt, grid = read_label(case.label)
+            spacing = grid.spacing_mm
         run_dir = layout.run_dir(annotator, case.case_id)
-        records += evaluate_case(gt, read_pseudo_label(run_dir), read_attention(run_dir), labels=labels, case=case.case_id)
+        records += evaluate_case(gt, read_pseudo_label(run_dir), read_attention(run_dir), labels=labels, case=case.case_id,
+                                 spacing=tuple(spacing), tolerances=tolerances, components=components)
     if records:
         detections = detection_table(records)
-        written.update({name: place(name) for name in ("error_detection", "error_detection_cases", "priority_check")})
+        written.update({name: place(name) for name in ("error_detection", "error_detection_cases", "priority_check",
+                                                       "error_by_size")})
         format_table1(table1(detections)).to_csv(written["error_detection"], index=False)
         detections.to_csv(written["error_detection_cases"], index=False, na_rep="nan")
-        check = priority_check(priority, detections)
+        sensitivity_by_size(components).to_csv(written["error_by_size"], index=False, na_rep="nan")
+        check = priority_check(priority, detections, error_column="significant_error_voxels")
         pd.DataFrame([{k: (v if not (isinstance(v, float) and math.isnan(v)) else "nan") for k, v in check.items()}]).to_csv(
             written["priority_check"], index=False)
     return {name: layout.annotation_table(name) for name in written}

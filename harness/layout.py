@@ -32,7 +32,8 @@ WORK_DIR = ".work"
 LOG_FILE = "log.txt"
 MONITOR_FILE = "monitor.parquet"
 PROBABILITY_DIR = "probabilities"  # as in the container contract's /output/probabilities/
-ANNOTATION_TABLES = ("priority", "review_queue", "error_detection", "error_detection_cases", "priority_check")
+ANNOTATION_TABLES = ("priority", "review_queue", "error_detection", "error_detection_cases", "priority_check",
+                     "error_by_size")
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,7 @@ from harness.attention.evaluation import (
     evaluate_case,
     format_table1,
     priority_check,
+    sensitivity_by_size,
     spearman,
     table1,
 )
@@ -42,6 +43,7 @@ __all__ = [
     "format_table1",
     "masks_from_label_map",
     "priority_check",
+    "sensitivity_by_size",
     "priority_list",
     "queue_size",
     "review_queue",

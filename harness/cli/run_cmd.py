@@ -330,11 +330,13 @@ def annotate(algorithms_dir: Path, results_dir: Path, data_dir: Path | None, run
     Needs >= 2 segmenters with probabilities in the results store, and that store's data
     set (a results folder belongs to one data set). Writes into RESULTS/annotation/:
     priority.csv (cases by attention size), review_queue.csv (the top share, organs by
-    heat-map sum), and where ground truth exists error_detection.csv (per-organ
-    sensitivity and precision, mean ± sd, like AbdomenAtlas-8K's Table 1),
-    error_detection_cases.csv and priority_check.csv (Spearman of attention size vs
-    error volume; share of error voxels in the queue). The tables are replaced all
-    together or not at all.
+    heat-map sum), and where ground truth exists error_detection.csv (per organ,
+    like AbdomenAtlas-8K's Table 1: volume-level sensitivity and precision first, the
+    paper's figures beside, then component and voxel level; an error is disagreement
+    beyond the organ's NSD tolerance, in components of >= 100 voxels),
+    error_detection_cases.csv, error_by_size.csv (sensitivity by error volume) and
+    priority_check.csv (share of the errors in the queue beside the best and a random
+    order). The tables are replaced all together or not at all.
     """
     cache = default_cache_dir()
     identity = _identity_of(results_dir)

@@ -284,8 +284,9 @@ def report_context(inputs: ReportInputs, ranking: ChallengeRanking, *, pages_dir
     failures = tables.failures_table(runs, ok_status=config.ok_status)
     statuses = segmenters["status"].value_counts().sort_index()
     annotation = []
-    titles = {"error_detection": "Error detection", "review_queue": "Review queue"}
-    for name in ("error_detection", "review_queue"):
+    titles = {"error_detection": "Error detection", "error_by_size": "Error detection by error size",
+              "priority_check": "Priority list check", "review_queue": "Review queue"}
+    for name in ("error_detection", "error_by_size", "priority_check", "review_queue"):
         if name in inputs.annotation:
             annotation.append((titles[name], tables.frame_table(inputs.annotation[name], key=f"annotation-{name}")))
 

@@ -18,9 +18,11 @@ from typing import Any
 import matplotlib
 import numpy as np
 import pandas as pd
+from matplotlib import cbook
 from matplotlib.artist import Artist
-from matplotlib.colors import ListedColormap
 from matplotlib.figure import Figure
+from matplotlib.patches import PathPatch
+from matplotlib.path import Path as MplPath
 
 RC: dict[str, Any] = {
     "svg.hashsalt": "harness-report",
@@ -148,28 +150,73 @@ def accuracy_time_figure(points: pd.DataFrame, colors: Mapping[str, str], *, pre
         return to_svg(fig, prefix=prefix, title=title)
 
 
+def _rects(x0: np.ndarray, x1: np.ndarray, y0: np.ndarray, y1: np.ndarray) -> MplPath:
+    """Many axis-aligned rectangles as one compound path: one SVG element, however many."""
+    n = len(x0)
+    verts = np.zeros((n, 5, 2))
+    verts[:, 0] = np.column_stack([x0, y0])
+    verts[:, 1] = np.column_stack([x1, y0])
+    verts[:, 2] = np.column_stack([x1, y1])
+    verts[:, 3] = np.column_stack([x0, y1])
+    codes = np.tile([MplPath.MOVETO, MplPath.LINETO, MplPath.LINETO, MplPath.LINETO, MplPath.CLOSEPOLY], n)
+    return MplPath(verts.reshape(-1, 2), codes)
+
+
+def _segments(points: list[tuple[float, float, float, float]]) -> MplPath:
+    """Many line segments (x0, y0, x1, y1) as one compound path."""
+    verts = np.asarray(points, dtype=float).reshape(-1, 2)
+    codes = np.tile([MplPath.MOVETO, MplPath.LINETO], len(points))
+    return MplPath(verts, codes)
+
+
+# Above this many algorithms the box plots leave the outliers out (hundreds of markers per panel).
+MAX_ALGORITHMS_WITH_OUTLIERS = 12
+
+
 def organ_box_figure(values: pd.DataFrame, *, organs: Sequence[str], algorithms: Sequence[str],
                      colors: Mapping[str, str], metric_label: str, prefix: str, title: str = "Per-organ box plots") -> str:
     """Per-organ box plots of per-case values, one small panel per organ, one box per algorithm
-    (rank order). `values` has columns algorithm, organ, value."""
+    (rank order). `values` has columns algorithm, organ, value. Boxes are quartiles, whiskers reach
+    the furthest value within 1.5 IQR (matplotlib's rule), the bar is the median; outliers are
+    drawn up to MAX_ALGORITHMS_WITH_OUTLIERS algorithms. Each panel is a few compound paths, so
+    the SVG stays small for 50 algorithms."""
     n_cols = 5
     n_rows = max(1, -(-len(organs) // n_cols))
+    outliers = len(algorithms) <= MAX_ALGORITHMS_WITH_OUTLIERS
     with _style():
         fig = _figure(9.6, 1.75 * n_rows + 0.5)
         axes = np.atleast_1d(fig.subplots(n_rows, n_cols, sharey=True)).ravel()
         grouped = {key: g["value"].dropna().to_numpy(dtype=float) for key, g in values.groupby(["organ", "algorithm"], sort=True)}
+        half = 0.65 / 2
         for ax, organ in zip(axes, organs, strict=False):
-            data = [grouped.get((organ, a), np.empty(0)) for a in algorithms]
-            positions = np.arange(1, len(algorithms) + 1)
-            shown = [(d, p, a) for d, p, a in zip(data, positions, algorithms, strict=True) if d.size]
-            if shown:
-                box = ax.boxplot([d for d, _, _ in shown], positions=[p for _, p, _ in shown], widths=0.65,
-                                 patch_artist=True, showfliers=True, medianprops={"color": "#222222", "linewidth": 1.0},
-                                 flierprops={"marker": "o", "markersize": 2.5, "markeredgewidth": 0.5})
-                for patch, (_, _, a) in zip(box["boxes"], shown, strict=True):
-                    patch.set_facecolor(colors[a])
-                    patch.set_alpha(0.75)
-                    patch.set_linewidth(0.6)
+            lines: list[tuple[float, float, float, float]] = []
+            medians: list[tuple[float, float, float, float]] = []
+            flier_x: list[float] = []
+            flier_y: list[float] = []
+            by_color: dict[str, list[tuple[float, float, float]]] = {}
+            for x, algorithm in enumerate(algorithms, start=1):
+                data = grouped.get((organ, algorithm), np.empty(0))
+                if not data.size:
+                    continue
+                stats = cbook.boxplot_stats(data)[0]
+                q1, q3, med = float(stats["q1"]), float(stats["q3"]), float(stats["med"])
+                lo, hi = float(stats["whislo"]), float(stats["whishi"])
+                by_color.setdefault(colors[algorithm], []).append((x, q1, q3))
+                lines += [(x, lo, x, q1), (x, q3, x, hi), (x - half / 2, lo, x + half / 2, lo),
+                          (x - half / 2, hi, x + half / 2, hi)]
+                medians.append((x - half, med, x + half, med))
+                if outliers and len(stats["fliers"]):
+                    flier_x += [float(x)] * len(stats["fliers"])
+                    flier_y += [float(v) for v in stats["fliers"]]
+            for color, boxes in by_color.items():
+                xs, q1s, q3s = (np.array(v, dtype=float) for v in zip(*boxes, strict=True))
+                ax.add_patch(PathPatch(_rects(xs - half, xs + half, q1s, q3s), facecolor=color, alpha=0.75,
+                                       edgecolor="#222222", linewidth=0.6))
+            if lines:
+                ax.add_patch(PathPatch(_segments(lines), fill=False, edgecolor="#222222", linewidth=0.7))
+                ax.add_patch(PathPatch(_segments(medians), fill=False, edgecolor="#222222", linewidth=1.0))
+            if flier_x:
+                ax.scatter(flier_x, flier_y, s=4, facecolors="none", edgecolors="#222222", linewidths=0.5)
             ax.set_title(organ.replace("_", " "), pad=2)
             ax.set_xticks([])
             ax.set_xlim(0.4, len(algorithms) + 0.6)
@@ -284,7 +331,7 @@ def significance_figure(maps: Mapping[str, pd.DataFrame], *, algorithms: Sequenc
     n_cols = min(len(names), 3 if n > 6 else 5)
     n_rows = -(-len(names) // n_cols)
     side = max(1.7, 0.28 * n + 0.9)
-    cmap = ListedColormap(["#f1f3f5", "#1f5f99", "#d0d4d9"])
+    palette = ("#f1f3f5", "#1f5f99", "#d0d4d9")  # not significant, significant, the diagonal
     with _style():
         fig = _figure(side * n_cols + 0.6, side * n_rows + 0.5)
         axes = np.atleast_1d(fig.subplots(n_rows, n_cols)).ravel()
@@ -292,8 +339,19 @@ def significance_figure(maps: Mapping[str, pd.DataFrame], *, algorithms: Sequenc
             matrix = maps[name].reindex(index=list(algorithms), columns=list(algorithms)).to_numpy(dtype=float)
             matrix = np.nan_to_num(matrix, nan=0.0)
             np.fill_diagonal(matrix, 2.0)
-            ax.pcolormesh(np.arange(n + 1) + 0.5, np.arange(n + 1) + 0.5, matrix, cmap=cmap, vmin=0, vmax=2,
-                          edgecolors="white", linewidth=0.8)
+            # A few compound paths instead of n x n cells: the light background, each row's runs of
+            # significant cells merged, the diagonal, then the white cell borders on top.
+            ax.add_patch(PathPatch(_rects(np.array([0.5]), np.array([n + 0.5]), np.array([0.5]), np.array([n + 0.5])),
+                                   facecolor=palette[0], edgecolor="none"))
+            for value, color in ((1.0, palette[1]), (2.0, palette[2])):
+                runs = _row_runs(matrix == value)
+                if runs:
+                    rows, starts, ends = (np.array(v, dtype=float) for v in zip(*runs, strict=True))
+                    ax.add_patch(PathPatch(_rects(starts + 0.5, ends + 0.5, rows + 0.5, rows + 1.5), facecolor=color,
+                                           edgecolor="none"))
+            grid = [(k + 0.5, 0.5, k + 0.5, n + 0.5) for k in range(n + 1)] + [(0.5, k + 0.5, n + 0.5, k + 0.5)
+                                                                                 for k in range(n + 1)]
+            ax.add_patch(PathPatch(_segments(grid), fill=False, edgecolor="white", linewidth=0.8))
             ax.set_xlim(0.5, n + 0.5)
             ax.set_ylim(n + 0.5, 0.5)
             ax.set_aspect("equal")
@@ -308,6 +366,15 @@ def significance_figure(maps: Mapping[str, pd.DataFrame], *, algorithms: Sequenc
         for ax in axes[len(names):]:
             ax.set_visible(False)
         return to_svg(fig, prefix=prefix, title=title)
+
+
+def _row_runs(mask: np.ndarray) -> list[tuple[int, int, int]]:
+    """(row, first column, last column + 1) of every run of True along the rows of `mask`."""
+    runs = []
+    for row in range(mask.shape[0]):
+        edges = np.diff(np.concatenate([[0], mask[row].astype(np.int8), [0]]))
+        runs += [(row, int(a), int(b)) for a, b in zip(np.flatnonzero(edges == 1), np.flatnonzero(edges == -1), strict=True)]
+    return runs
 
 
 def downsample_series(series: pd.DataFrame, *, max_points: int = 300) -> pd.DataFrame:

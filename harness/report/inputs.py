@@ -2,8 +2,8 @@
 
 The report's only disk access besides writing the HTML file. It reads the results store (runs,
 scores, measurements and the tidy table `harness rank` ranks), the resource time series
-`runs/<alg>/<case>/monitor.parquet` on demand, and `annotation/review_queue.csv` and
-`annotation/error_detection.csv` when an annotator wrote them.
+`runs/<alg>/<case>/monitor.parquet` on demand, and the annotator's tables (`annotation/*.csv`:
+error detection, by error size, the priority check, the review queue) when one wrote them.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from harness.layout import ResultsLayout
 from harness.store import FolderIdentity, Store, read_store_scores
 
 MONITOR_COLUMNS = ("t_s", "gpu_mb", "cpu_cores", "cpu_pct", "rss_mb")
-REPORTED_ANNOTATION_TABLES = ("error_detection", "review_queue")
+REPORTED_ANNOTATION_TABLES = ("error_detection", "error_by_size", "priority_check", "review_queue")
 
 
 @dataclass(frozen=True, eq=False)

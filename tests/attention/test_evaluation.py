@@ -135,11 +135,11 @@ def test_table1_means_and_sds_leave_undefined_values_out() -> None:
 
 def test_format_table1_reads_like_the_paper() -> None:
     text = format_table1(table1(records())).set_index("organ")
-    assert text.loc["liver", "sensitivity"] == "0.75 ± 0.35"
+    assert text.loc["liver", "component_sensitivity"] == "0.75 ± 0.35"
     single = format_table1(table1(records().iloc[[0]])).set_index("organ")
-    assert single.loc["liver", "sensitivity"] == "1.00"
+    assert single.loc["liver", "component_sensitivity"] == "1.00"
     empty = records().iloc[[1]].assign(precision=math.nan)
-    assert format_table1(table1(empty)).set_index("organ").loc["liver", "precision"] == "-"
+    assert format_table1(table1(empty)).set_index("organ").loc["liver", "component_precision"] == "-"
 
 
 def test_detection_table_keeps_nan() -> None:

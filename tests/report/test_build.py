@@ -195,9 +195,13 @@ def test_annotator_tables_are_shown_when_present(results: Path, tmp_path: Path) 
                                                                                  index=False)
     pd.DataFrame({"algorithm": ["classical"], "case_id": ["case_02"], "organ": ["spleen"], "flagged": [1],
                   "error_dsc": [0.31]}).to_csv(results / "annotation" / "error_detection.csv", index=False)
+    pd.DataFrame({"error_size": ["0-1 ml"], "components": [3], "detected": [2], "sensitivity": [2 / 3]}).to_csv(
+        results / "annotation" / "error_by_size.csv", index=False)
     html = build_report(results, tmp_path / "report.html", draws=50).read_text(encoding="utf-8")
     annotation = section(html, "annotation")
     assert "<h3>Error detection</h3>" in annotation and "<h3>Review queue</h3>" in annotation
+    assert "<h3>Error detection by error size</h3>" in annotation and "0-1 ml" in annotation
+    assert "<h3>Priority list check</h3>" not in annotation  # not written: not shown
     assert "boundary disagreement" in annotation and "0.91" in annotation and "error_dsc" in annotation
     assert '<a href="#annotation">' in html
 
