@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
-from markupsafe import Markup
+from markupsafe import Markup, escape
 
 from harness import __version__
 from harness.errors import DataError, HarnessError, SpecError
@@ -179,13 +179,51 @@ def _tidy(page: str) -> str:
     return "\n".join(line.rstrip() for line in page.splitlines()) + "\n"
 
 
+def table_html(t: tables.HtmlTable, caption: str = "", cls: str = "") -> Markup:
+    """A data table as HTML (the templates' `table(...)`): rendered here rather than by a Jinja
+    macro, since a page per algorithm holds thousands of cells (a macro spends ~10 us on each)."""
+    sortable = t.sortable
+    classes = "data" + (" sortable" if sortable else "") + (f" {cls}" if cls else "")
+    out = ['<div class="table-wrap">', f'<table id="{escape(t.key)}" class="{escape(classes)}">']
+    if caption:
+        out.append(f"<caption>{escape(caption)}</caption>")
+    out.append("<thead><tr>")
+    for c in t.columns:
+        label = f'<button type="button">{escape(c.label)}</button>' if sortable else str(escape(c.label))
+        out.append(f'<th scope="col"{f" class={_q(c.cls)}" if c.cls else ""}{f" title={_q(c.title)}" if c.title else ""}>'
+                   f"{label}</th>")
+    out.append("</tr></thead>")
+    out.append("<tbody>")
+    for row in t.rows:
+        cells = []
+        for cell in row:
+            text = escape(cell.text)
+            body = f'<a href="{escape(cell.href)}">{text}</a>' if cell.href else str(text)
+            if cell.sub:
+                body += f' <span class="sd">{escape(cell.sub)}</span>'
+            cells.append(f"<td{f' id={_q(cell.anchor)}' if cell.anchor else ''}{f' class={_q(cell.cls)}' if cell.cls else ''}"
+                         f"{f' data-v={_q(cell.sort)}' if sortable else ''}{f' title={_q(cell.title)}' if cell.title else ''}>"
+                         f"{body}</td>")
+        out.append("<tr>" + "".join(cells) + "</tr>")
+    out += ["</tbody>", "</table>", "</div>"]
+    if t.note:
+        out.append(f'<p class="note">{escape(t.note)}</p>')
+    return Markup("\n".join(out) + "\n")
+
+
+def _q(value: str) -> str:
+    return f'"{escape(value)}"'
+
+
 def _environment(folder: Path) -> Environment:
     for name in (TEMPLATE_FILE, PAGE_TEMPLATE_FILE, CASES_TEMPLATE_FILE, "macros.html.j2"):
         if not (folder / name).is_file():
             raise SpecError(f"{folder / name}: report template not found; restore leaderboard/ or set "
                             f"{TEMPLATE_ENV} to a folder holding {TEMPLATE_FILE} and the templates beside it")
-    return Environment(loader=FileSystemLoader(str(folder)), autoescape=True, undefined=StrictUndefined,
-                       trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True)
+    env = Environment(loader=FileSystemLoader(str(folder)), autoescape=True, undefined=StrictUndefined,
+                      trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True)
+    env.globals["table"] = table_html
+    return env
 
 
 def report_context(inputs: ReportInputs, ranking: ChallengeRanking, *, pages_dir: str = "report-pages") -> dict[str, Any]:

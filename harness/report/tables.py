@@ -37,7 +37,7 @@ MEASUREMENT_LABELS = {
 MISSING = "\u2013"  # an en dash marks a value that does not exist
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Cell:
     """One table cell: shown `text`, its sort key (`sort`, "" = missing, sorts last), a CSS class,
     an optional tooltip and an optional in-page link."""
@@ -103,6 +103,10 @@ def fmt_value(value: float | None, metric: str = "") -> str:
 
 
 def num_cell(value: float | None, metric: str = "", *, cls: str = "num") -> Cell:
+    if metric in ("dsc", "nsd") and value is not None:  # the common case of the per-organ tables, made quick
+        v = float(value)
+        if math.isfinite(v):
+            return Cell(f"{v:.3f}", f"{v:.10g}", cls)
     return Cell(fmt_value(value, metric), sort_key(value), cls)
 
 
