@@ -43,8 +43,8 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "assemble": ("harness.cli.run_cmd", "assemble",
                  "Assemble each case's final labels: original annotation, then revision, then pseudo label."),
     "rank": ("harness.cli.rank_cmd", "rank",
-             "Rank algorithms by FLARE's score, with bootstrap rank intervals and Wilcoxon tests."),
-    "report": ("harness.cli.report_cmd", "report", "Write the leaderboard of a results folder as one self-contained HTML file."),
+             "Rank algorithms (FLARE's score, or another method), with bootstrap intervals and tests."),
+    "report": ("harness.cli.report_cmd", "report", "Write the leaderboard of a results folder as self-contained HTML."),
 }
 
 

@@ -16,9 +16,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 from numpy.typing import NDArray
 
 from harness.data.dataset import discover, read_label_names
@@ -26,6 +26,9 @@ from harness.data.masks import assemble, is_mask_folder, norm_name
 from harness.data.nifti import check_labels, check_same_grid, label_values, read_grid, read_label
 from harness.errors import CaseError, DataError
 from harness.models import Profile
+
+if TYPE_CHECKING:
+    import pandas as pd  # imported where the inventory is built: `harness score` does not pay for it
 
 ERROR, WARNING = "error", "warning"
 INVENTORY_COLUMNS = ["case", "image", "label", "shape", "spacing_mm", "label_values", "organs", "one_slice_organs",
@@ -142,5 +145,7 @@ def check_dataset(root: Path, profile: Profile) -> DataCheck:
         problems.extend(mine)
     if not rows:
         raise DataError(f"{root}: no cases found; expected imagesTr/<case>_0000.nii.gz and labelsTr/<case>.nii.gz")
+    import pandas as pd
+
     return DataCheck(root=root, layout=dataset.layout, profile=profile.name, inventory=pd.DataFrame(rows, columns=INVENTORY_COLUMNS),
                      problems=problems)
