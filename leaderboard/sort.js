@@ -1,4 +1,6 @@
-/* Sortable tables: click a column header to sort by it, click again to reverse.
+/* Sortable tables: click a column header to sort by it, click again to reverse. The first click
+   sorts ascending, or descending where the header says data-first="descending" (a score where
+   larger is better: the best first).
    A cell sorts by its data-v attribute: numbers as numbers, other text as text; an empty key
    (a missing value) stays last in either direction. Ties keep their current order. */
 (function () {
@@ -18,7 +20,8 @@
   }
 
   function sortBy(table, th, col) {
-    var ascending = th.getAttribute("aria-sort") !== "ascending";
+    var current = th.getAttribute("aria-sort");
+    var ascending = current ? current !== "ascending" : th.getAttribute("data-first") !== "descending";
     Array.prototype.forEach.call(th.parentNode.cells, function (h) { h.removeAttribute("aria-sort"); });
     th.setAttribute("aria-sort", ascending ? "ascending" : "descending");
     var body = table.tBodies[0];

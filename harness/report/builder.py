@@ -190,8 +190,8 @@ def table_html(t: tables.HtmlTable, caption: str = "", cls: str = "") -> Markup:
     out.append("<thead><tr>")
     for c in t.columns:
         label = f'<button type="button">{escape(c.label)}</button>' if sortable else str(escape(c.label))
-        out.append(f'<th scope="col"{f" class={_q(c.cls)}" if c.cls else ""}{f" title={_q(c.title)}" if c.title else ""}>'
-                   f"{label}</th>")
+        out.append(f'<th scope="col"{f" class={_q(c.cls)}" if c.cls else ""}{f" title={_q(c.title)}" if c.title else ""}'
+                   f'{f" data-first={_q(c.first)}" if c.first and sortable else ""}>{label}</th>')
     out.append("</tr></thead>")
     out.append("<tbody>")
     for row in t.rows:

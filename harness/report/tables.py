@@ -56,6 +56,7 @@ class Column:
     label: str
     cls: str = ""
     title: str = ""
+    first: str = ""  # "descending": the first click sorts the best first where larger is better
 
 
 @dataclass(frozen=True)
@@ -154,7 +155,8 @@ def leaderboard_table(ranking: ChallengeRanking, *, pages: Mapping[str, str] | N
         arrow = "\u2191" if rule.larger_is_better else "\u2193"
         columns.append(Column(f"{metric_label(name)}\u00a0{arrow}", "num",
                               f"mean \u00b1 sd over cases; weight {rule.weight:g}; "
-                              f"{'higher' if rule.larger_is_better else 'lower'} is better"))
+                              f"{'higher' if rule.larger_is_better else 'lower'} is better",
+                              first="descending" if rule.larger_is_better else ""))
         means = board[f"mean_{name}"].to_numpy(dtype=float)
         if np.isfinite(means).any():
             best[name] = float(np.nanmax(means) if rule.larger_is_better else np.nanmin(means))
@@ -224,8 +226,9 @@ def organ_table(values: pd.DataFrame, *, algorithms: Sequence[str], organs: Sequ
     """Mean per organ (columns) and algorithm (rows, rank order); the best of each organ marked."""
     means = values.groupby(["algorithm", "organ"])["value"].mean().unstack("organ")
     means = means.reindex(index=list(algorithms), columns=list(organs))
-    columns = [Column("Algorithm")] + [Column(organ_short(o), "num", o.replace("_", " ")) for o in organs]
-    columns.append(Column("mean", "num", "mean over organs"))
+    columns = [Column("Algorithm")] + [Column(organ_short(o), "num", o.replace("_", " "), first="descending")
+                                       for o in organs]
+    columns.append(Column("mean", "num", "mean over organs", first="descending"))
     best = means.max(axis=0)
     rows = []
     for algorithm in algorithms:
@@ -317,7 +320,7 @@ def case_matrix_table(runs: pd.DataFrame, scores: pd.DataFrame, *, algorithms: S
     status = _pairs(segmenters, "status")
     means = case_means(scores)["dsc"].to_dict() if not scores.empty else {}
     cases = sorted({str(c) for c in segmenters["case_id"].unique()})
-    columns = [Column("Case")] + [Column(a, "num", f"mean DSC over organs of {a}") for a in algorithms]
+    columns = [Column("Case")] + [Column(a, "num", f"mean DSC over organs of {a}", first="descending") for a in algorithms]
     pages = pages or {}
     rows = []
     for case_id in cases:
@@ -379,7 +382,8 @@ def algorithm_pages(runs: pd.DataFrame, scores: pd.DataFrame, measurements: pd.D
         for metric in per_organ:
             per_organ[metric] = dict(zip(keys, scores[metric].astype(float), strict=True))
     columns = (Column("Case"), Column("Status"), Column("Exit code", "num"), Column("Time (s)", "num"),
-               Column("DSC", "num"), Column("NSD", "num"), Column("AUC GPU (MB\u00a0s)", "num"),
+               Column("DSC", "num", first="descending"), Column("NSD", "num", first="descending"),
+               Column("AUC GPU (MB\u00a0s)", "num"),
                Column("AUC CPU (%\u00a0s)", "num"), Column("Ran on"), Column("Message"))
     pages = []
     for algorithm, own in segmenters.groupby(segmenters["algorithm"].astype(str), sort=False):
@@ -409,7 +413,7 @@ def algorithm_pages(runs: pd.DataFrame, scores: pd.DataFrame, measurements: pd.D
             ))
         organ_tables = {}
         for metric in ("dsc", "nsd"):
-            ocols = [Column("Case")] + [Column(organ_short(o), "num", o.replace("_", " ")) for o in organs]
+            ocols = [Column("Case")] + [Column(organ_short(o), "num", o.replace("_", " "), first="descending") for o in organs]
             orows = []
             for case_id in cases:
                 values = [per_organ[metric].get((algorithm, case_id, o)) for o in organs]

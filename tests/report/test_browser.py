@@ -76,14 +76,23 @@ def test_clicking_a_header_sorts_the_table(page: Chromium, fixture_report: Path)
     assert _column(page, "leaderboard", 1) == sorted(names, reverse=True)
     assert page.evaluate("document.querySelector('#leaderboard thead th:nth-child(2)').getAttribute('aria-sort')") == "descending"
 
-    page.click("#leaderboard thead th:nth-child(5) button")  # DSC: numbers, not text
+    page.click("#leaderboard thead th:nth-child(5) button")  # DSC: numbers, not text; larger is better: best first
+    dsc = [float(v.split()[0]) for v in _column(page, "leaderboard", 4)]
+    assert dsc == sorted(dsc, reverse=True)
+    page.click("#leaderboard thead th:nth-child(5) button")  # again: reversed
     dsc = [float(v.split()[0]) for v in _column(page, "leaderboard", 4)]
     assert dsc == sorted(dsc)
+    page.click("#leaderboard thead th:nth-child(7) button")  # time: smaller is better, ascending first
+    times = [float(v.split()[0]) for v in _column(page, "leaderboard", 6)]
+    assert times == sorted(times)
     page.click("#leaderboard thead th:nth-child(1) button")  # back to rank order
     assert _column(page, "leaderboard", 1) == names
 
-    # Numeric sort with missing values: the case matrix puts failed runs (status text) first
-    # ascending, and a missing key would go last either way.
+    # Numeric sort with failed runs (key -1): the case matrix's DSC sorts best first, failed runs
+    # last; the second click ascending, failed runs first. A missing key would go last either way.
+    page.click("#case-matrix thead th:nth-child(2) button")
+    column = _column(page, "case-matrix", 1)
+    assert column[-1] == "timeout" and [float(v) for v in column[:-1]] == sorted((float(v) for v in column[:-1]), reverse=True)
     page.click("#case-matrix thead th:nth-child(2) button")
     column = _column(page, "case-matrix", 1)
     assert column[0] == "timeout" and [float(v) for v in column[1:]] == sorted(float(v) for v in column[1:])
