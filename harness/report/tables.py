@@ -426,17 +426,40 @@ def algorithm_pages(runs: pd.DataFrame, scores: pd.DataFrame, measurements: pd.D
     return pages
 
 
+def human_header(name: str) -> str:
+    """A column name for people: `volume_sensitivity` -> "volume sensitivity", `hd95_mm` -> "hd95 (mm)"."""
+    text = str(name)
+    for suffix, unit in (("_mm", "mm"), ("_ml", "ml"), ("_s", "s")):
+        if text.endswith(suffix) and len(text) > len(suffix):
+            text = f"{text[: -len(suffix)]} ({unit})"
+            break
+    return text.replace("_", " ")
+
+
+def _shown_number(value: float) -> str:
+    """A number read from a CSV, for people: whole numbers as they are, others to 4 significant
+    digits (19061.92236803798 -> 19,062; 0.6666666666666666 -> 0.6667)."""
+    if not math.isfinite(value):
+        return MISSING if math.isnan(value) else ("inf" if value > 0 else "-inf")
+    if value == int(value) and abs(value) < 1e15:
+        return f"{int(value):,}" if abs(value) >= 10000 else str(int(value))
+    return f"{value:,.0f}" if abs(value) >= 1000 else f"{value:.4g}"
+
+
 def frame_table(frame: pd.DataFrame, *, key: str, max_rows: int = 500) -> HtmlTable:
-    """Any table as written (an annotator's CSV): numbers sort as numbers; at most `max_rows` rows."""
-    columns = tuple(Column(str(c)) for c in frame.columns)
+    """Any table as written (an annotator's CSV): numbers sort as numbers and show 4 significant
+    digits, headers read as words; at most `max_rows` rows."""
+    columns = tuple(Column(human_header(str(c))) for c in frame.columns)
     rows = []
     for values in frame.head(max_rows).itertuples(index=False):
         cells = []
         for v in values:
             text = str(v)
             number = pd.to_numeric(pd.Series([text]), errors="coerce").iloc[0]
-            cells.append(Cell(text or MISSING, sort_key(number) if pd.notna(number) else text.lower(),
-                              "num" if pd.notna(number) else ""))
+            if pd.notna(number) and not isinstance(v, bool):
+                cells.append(Cell(_shown_number(float(number)), sort_key(number), "num"))
+            else:
+                cells.append(Cell(text or MISSING, text.lower(), ""))
         rows.append(tuple(cells))
     note = f"first {max_rows} of {len(frame)} rows" if len(frame) > max_rows else f"{len(frame)} rows"
     return HtmlTable(key, columns, tuple(rows), note=note)

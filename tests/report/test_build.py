@@ -202,7 +202,8 @@ def test_annotator_tables_are_shown_when_present(results: Path, tmp_path: Path) 
     assert "<h3>Error detection</h3>" in annotation and "<h3>Review queue</h3>" in annotation
     assert "<h3>Error detection by error size</h3>" in annotation and "0-1 ml" in annotation
     assert "<h3>Priority list check</h3>" not in annotation  # not written: not shown
-    assert "boundary disagreement" in annotation and "0.91" in annotation and "error_dsc" in annotation
+    assert "boundary disagreement" in annotation and "0.91" in annotation and "error dsc" in annotation
+    assert "0.6667" in annotation and "0.6666666666666666" not in annotation  # 4 significant digits
     assert '<a href="#annotation">' in html
 
 
@@ -346,3 +347,12 @@ def test_report_names_the_configured_method_and_draws_every_methods_rank(tmp_pat
     assert "FLARE score</strong> is their weighted mean" in flare
     flare_figure = flare[flare.index('id="fig-methods'):]
     assert flare_figure[:flare_figure.index("</svg>")].count("font-weight: 700") == 1  # "FLARE score"
+
+
+def test_csv_tables_read_as_words_and_rounded_numbers() -> None:
+    frame = pd.DataFrame({"volume_sensitivity": [0.6666666666666666], "hd95_mm": [19061.92236803798],
+                          "error_cases": [12000], "note": ["x_y"]})
+    table = tables.frame_table(frame, key="t")
+    assert [c.label for c in table.columns] == ["volume sensitivity", "hd95 (mm)", "error cases", "note"]
+    assert [c.text for c in table.rows[0]] == ["0.6667", "19,062", "12,000", "x_y"]
+    assert table.rows[0][1].sort == "19061.92237"  # the sort key keeps the precision
