@@ -405,6 +405,10 @@ def resource_figure(series: Mapping[str, tuple[str, pd.DataFrame]], *, colors: M
         for ax, (column, label) in zip(axes, panels, strict=False):
             for name, (case_id, frame) in series.items():
                 if column in frame.columns:
+                    if column == "cpu_pct" and len(frame) > 1:
+                        # The first CPU sample covers the few milliseconds since the container started,
+                        # so it reads as several hundred percent; it is not drawn (the AUC is unaffected).
+                        frame = frame.iloc[1:]
                     small = downsample_series(frame[["t_s", column]])
                     ax.plot(small["t_s"], small[column], color=colors[name], label=f"{name} ({case_id})")
             ax.set_ylabel(label)

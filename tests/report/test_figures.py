@@ -26,3 +26,12 @@ def test_gpu_memory_panel_is_drawn_when_one_run_measured_some():
     svg = resource_figure({"a": ("c1", no_gpu), "b": ("c1", no_gpu.assign(gpu_mb=[0.0, 2300.0]))},
                           colors={"a": "#000000", "b": "#ff0000"})
     assert "GPU memory (MB)" in set(_panels(svg))
+
+
+def test_the_first_cpu_sample_is_not_drawn() -> None:
+    # The sampler's first CPU reading spans only the container's first milliseconds (657 % once).
+    series = pd.DataFrame({"t_s": [0.0, 0.1, 0.2, 0.3], "cpu_pct": [657.0, 100.0, 98.0, 99.0],
+                           "rss_mb": [50.0, 60.0, 55.0, 55.0]})
+    svg = resource_figure({"a": ("c1", series)}, colors={"a": "#000000"})
+    ticks = [float(t) for t in re.findall(r">(\d+)</text>", svg)]
+    assert max(ticks) < 300  # the CPU axis would reach 600 with the first sample
