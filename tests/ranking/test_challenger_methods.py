@@ -141,3 +141,20 @@ def test_the_config_names_the_method_and_rank_challenge_follows_it(golden: str, 
     assert result.leaderboard.set_index("algorithm").loc[names, "rank"].tolist() == ranks.tolist()
     assert result.bootstrap.ranks.shape == (30, 5) and np.isfinite(result.bootstrap.ranks).all()
     assert result.method_ranks is not None and list(result.method_ranks.index) == names
+
+
+def test_grand_challenge_scorings_by_hand() -> None:
+    from harness.ranking.methods import grand_challenge_rank
+
+    # 3 algorithms, 2 metrics (DSC larger better, time smaller better); each metric's mean:
+    means = np.array([[0.90, 0.80, 0.85],    # DSC positions: 1, 3, 2
+                      [30.0, 10.0, 20.0]])   # time positions: 3, 1, 2
+    score, rank = grand_challenge_rank(means, larger_is_better=[True, False], scoring="gc_mean_position")
+    assert score.tolist() == [2.0, 2.0, 2.0] and rank.tolist() == [1.0, 1.0, 1.0]
+    score, rank = grand_challenge_rank(means, larger_is_better=[True, False], scoring="gc_absolute")
+    assert score.tolist() == [0.90, 0.80, 0.85] and rank.tolist() == [1.0, 3.0, 2.0]
+    three = np.vstack([means, [[0.5, 0.7, 0.6]]])  # a third metric, larger better: positions 3, 1, 2
+    score, rank = grand_challenge_rank(three, larger_is_better=[True, False, True], scoring="gc_median_position")
+    assert score.tolist() == [3.0, 1.0, 2.0] and rank.tolist() == [3.0, 1.0, 2.0]
+    missing = np.array([[0.9, np.nan, 0.8]])  # a missing mean ranks after the worst present
+    assert grand_challenge_rank(missing, larger_is_better=[True], scoring="gc_absolute")[1].tolist() == [1.0, 3.0, 2.0]
