@@ -469,7 +469,11 @@ def plan_case(spec: AlgorithmSpec, case: Case, settings: RunSettings, layout: Re
     if action is Action.RUN:
         task = RunTask(spec=spec, case=case, image=image, runner=settings.runner, profile=profile, monitor=settings.monitor,
                        extra_inputs=extra_inputs, owner=layout.owner_label)
-    return Planned(spec.name, spec.kind, case, prov, profile, action, task, details or {})
+    # The manifest's own words travel with each run, for the report (what it is, which version).
+    about: dict[str, object] = {"manifest_version": spec.version}
+    if spec.description:
+        about["manifest_description"] = spec.description
+    return Planned(spec.name, spec.kind, case, prov, profile, action, task, {**about, **(details or {})})
 
 
 def rescore_all(results_dir: Path, *, data_dir: Path | None = None, profile: str | None = None, say: Say,

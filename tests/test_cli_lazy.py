@@ -30,9 +30,9 @@ def test_help_imports_no_command_module_matplotlib_pandas_or_docker() -> None:
 
 def test_score_imports_neither_pandas_nor_matplotlib_nor_docker(tmp_path) -> None:  # type: ignore[no-untyped-def]
     # pandas alone is 0.4 s of start-up; `harness score` writes its CSV without it.
-    from harness.data.synth import write_dataset
-
     import shutil
+
+    from harness.data.synth import write_dataset
 
     write_dataset(tmp_path / "data", cases=1, seed=3, size="small")
     labels = tmp_path / "data" / "labelsTr"

@@ -366,12 +366,14 @@ def _ran_on(host: object, worker: object) -> str:
 
 def algorithm_pages(runs: pd.DataFrame, scores: pd.DataFrame, measurements: pd.DataFrame, *,
                     algorithms: Sequence[str], ok_status: str = "ok") -> list[AlgorithmPage]:
-    """Per algorithm: each case's status, exit code, time, mean DSC/NSD, AUCs, host and the full
-    message (plain text, printed too); then its DSC and NSD per organ, a row per case."""
+    """Per algorithm: each case's status, exit code, time, mean DSC/NSD, median HD95, AUCs, host and
+    the full message (plain text, printed too); then its DSC and NSD per organ, a row per case."""
     segmenters = runs[runs["kind"] == "segmenter"]
     means = case_means(scores)
     dsc_mean = means["dsc"].to_dict() if not means.empty else {}
     nsd_mean = means["nsd"].to_dict() if not means.empty else {}
+    hd95_median = scores.groupby(["algorithm", "case_id"])["hd95_mm"].median().to_dict() \
+        if not scores.empty and "hd95_mm" in scores else {}
     measured = {name: _pairs(group, "value") for name, group in measurements.groupby("name")} \
         if not measurements.empty else {}
     organs = organs_of(scores)
@@ -383,6 +385,7 @@ def algorithm_pages(runs: pd.DataFrame, scores: pd.DataFrame, measurements: pd.D
             per_organ[metric] = dict(zip(keys, scores[metric].astype(float), strict=True))
     columns = (Column("Case"), Column("Status"), Column("Exit code", "num"), Column("Time (s)", "num"),
                Column("DSC", "num", first="descending"), Column("NSD", "num", first="descending"),
+               Column("HD95 (mm)", "num", "median over organs of the 95th-percentile Hausdorff distance"),
                Column("AUC GPU (MB\u00a0s)", "num"),
                Column("AUC CPU (%\u00a0s)", "num"), Column("Ran on"), Column("Message"))
     pages = []
@@ -406,6 +409,7 @@ def algorithm_pages(runs: pd.DataFrame, scores: pd.DataFrame, measurements: pd.D
                 num_cell(r["elapsed_s"], "time_s"),
                 num_cell(dsc_mean.get(key), "dsc"),
                 num_cell(nsd_mean.get(key), "nsd"),
+                num_cell(hd95_median.get(key)),  # type: ignore[arg-type]
                 num_cell(measured.get("auc_gpu_mb_s", {}).get(key), "auc_gpu_mb_s"),  # type: ignore[arg-type]
                 num_cell(measured.get("auc_cpu_pct_s", {}).get(key), "auc_cpu_pct_s"),  # type: ignore[arg-type]
                 text_cell(_ran_on(r.get("host"), r.get("worker"))),
@@ -513,15 +517,36 @@ def distinct(values: Iterable[object]) -> list[str]:
     return sorted({str(v) for v in values if v is not None and str(v) != "" and str(v) != "nan"})
 
 
+def _detail(group: pd.DataFrame, key: str) -> list[str]:
+    """The distinct values of `key` in the runs' details (JSON text in the store)."""
+    import json
+
+    values = []
+    for text in group["details"].dropna() if "details" in group else []:
+        try:
+            details = json.loads(text) if isinstance(text, str) else text
+        except ValueError:
+            continue
+        if isinstance(details, Mapping) and details.get(key):
+            values.append(str(details[key]))
+    return distinct(values)
+
+
 def provenance_table(runs: pd.DataFrame, *, algorithms: Sequence[str]) -> HtmlTable:
-    """Per algorithm: image digest(s), manifest hash(es), runner(s), harness version(s)."""
-    columns = (Column("Algorithm"), Column("Image digest"), Column("Manifest sha256"), Column("Runner"),
-               Column("harness"))
+    """Per algorithm: its manifest's version and description, when it first ran, image digest(s),
+    manifest hash(es), runner(s), harness version(s)."""
+    columns = (Column("Algorithm"), Column("Version"), Column("Description"), Column("First run"),
+               Column("Image digest"), Column("Manifest sha256"), Column("Runner"), Column("harness"))
     rows = []
     for algorithm in algorithms:
         group = runs[runs["algorithm"] == algorithm]
+        started = pd.to_numeric(group["started_at"], errors="coerce").dropna() if "started_at" in group else pd.Series()
+        first = datetime.fromtimestamp(float(started.min()), UTC).strftime("%Y-%m-%d %H:%M UTC") if len(started) else ""
         rows.append((
             Cell(algorithm, algorithm.lower(), "name"),
+            text_cell(", ".join(_detail(group, "manifest_version"))),
+            text_cell(" / ".join(_detail(group, "manifest_description")), cls="message"),
+            text_cell(first),
             text_cell("\n".join(distinct(group["image_digest"])), cls="digest"),
             text_cell("\n".join(distinct(group["manifest_sha256"])), cls="digest"),
             text_cell(", ".join(distinct(group["runner"]))),

@@ -97,6 +97,7 @@ def test_report_from_committed_fixture(fixture_report: Path) -> None:
             assert f'id="case-{case_id}"' in page  # the run's row, the target of the case matrix's links
             assert f'href="report-pages/{algorithm}.html#case-{case_id}"' in cases
         assert '<table id="organ-dsc"' in page and '<table id="organ-nsd"' in page
+        assert ">HD95 (mm)</button>" in page
     assert 'id="case-case_01"' not in html  # per-case detail is on the pages, not the main page
 
 
@@ -326,6 +327,21 @@ def test_the_public_edition_withholds_every_per_case_result(tmp_path: Path) -> N
                                        "--draws", "50"])
     assert done.exit_code == 0, done.output
     assert not [c for c in case_ids if c in (tmp_path / "public.html").read_text()]
+
+
+def test_methods_show_each_algorithms_version_description_and_first_run(tmp_path: Path) -> None:
+    import json
+    import sqlite3
+
+    results = copy_fixture(tmp_path / "results")
+    with sqlite3.connect(results / "store.sqlite") as db:
+        db.execute("UPDATE runs SET details = ? WHERE algorithm = 'fast-net'",
+                   (json.dumps({"manifest_version": "2.1.0", "manifest_description": "nnU-Net, 5 folds"}),))
+    html = build_report(results, draws=20).read_text(encoding="utf-8")
+    provenance = html[html.index('<table id="provenance"'):]
+    start = provenance.index('>fast-net</td>')
+    row = visible_text(provenance[start:provenance.index("</tr>", start)])
+    assert "2.1.0" in row and "nnU-Net, 5 folds" in row and " UTC" in row
 
 
 def test_report_names_the_configured_method_and_draws_every_methods_rank(tmp_path: Path) -> None:

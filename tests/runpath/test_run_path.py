@@ -351,6 +351,7 @@ def test_junk_in_output_is_reported_not_kept_and_the_run_goes_on(toy: Toy) -> No
     assert set(runs.status) == {"ok"}
     details = json.loads(runs.loc[("alpha", "case_00"), "details"])
     assert set(details["not_kept"]) == {"d", "bad-\\xff\\xfe-red", "notes.txt", "probabilities"}
+    assert details["manifest_version"] == "0.0.1"  # the manifest's own words travel with each run, for the report
     kept = sorted(p.relative_to(toy.results / "runs" / "alpha" / "case_00").as_posix()
                   for p in (toy.results / "runs" / "alpha" / "case_00").rglob("*"))
     assert kept == ["case_00.nii.gz", "log.txt", "monitor.parquet"]
