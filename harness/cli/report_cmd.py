@@ -25,11 +25,12 @@ from harness.report.builder import DEFAULT_NAME, build_report
 )
 @click.option("--seed", type=click.IntRange(min=0), default=None, help="Bootstrap seed (default: the config's, 0).")
 @click.option("--draws", type=click.IntRange(min=1), default=None, help="Bootstrap draws (default: the config's, 1000).")
-@click.option("--public", is_flag=True,
-              help="The public edition: no per-case results (a challenge withholds per-case test scores; they leak "
-                   "the test labels); failures as counts per algorithm.")
+@click.option("--edition", type=click.Choice(["private", "public"]), default="private", show_default=True,
+              help="private: everything, for the organisers; public: aggregates and rank intervals only (no per-case "
+                   "result, log, case id or host name: per-case test scores leak the test labels), no pages.")
+@click.option("--public", is_flag=True, help="The same as --edition public.")
 def report(results_dir: Path, out: Path | None, config_path: Path | None, seed: int | None, draws: int | None,
-           public: bool) -> int:
+           edition: str, public: bool) -> int:
     """Write the leaderboard of a results folder as self-contained HTML.
 
     \b
@@ -40,11 +41,12 @@ def report(results_dir: Path, out: Path | None, config_path: Path | None, seed: 
     maps, resource curves of a typical case, the annotator's tables when there are any,
     and the methods (profile, tolerances, weights, bootstrap, versions, image digests,
     hosts). Every case's runs and per-organ scores are on one page per algorithm beside
-    it, in <name>-pages/ (not with --public).
+    it, in <name>-pages/ (not in the public edition).
 
     Nothing requests anything from any host (CSS, script and SVG figures are inline),
     it prints on A4, and is byte-identical for the same store, config, seed and draws.
     """
-    written = build_report(results_dir, out, config=config_path, seed=seed, draws=draws, public=public)
+    written = build_report(results_dir, out, config=config_path, seed=seed, draws=draws,
+                           public=public or edition == "public")
     click.echo(f"Wrote {written} ({written.stat().st_size / 1024:.0f} KiB)")
     return ExitStatus.OK

@@ -389,8 +389,9 @@ def public_edition(context: dict[str, Any], inputs: ReportInputs, ranking: Chall
     counts = (failed.groupby(["algorithm", "status"]).size().rename("runs").reset_index() if len(failed)
               else pd.DataFrame(columns=["algorithm", "status", "runs"]))
     figures_kept = {k: f for k, f in context["figures"].items() if k != "fig-resources"}  # it names its case
+    methods = {**context["methods"], "hosts": tables.hosts_table(runs, with_names=False)}  # no host names
     return {**context, "public": True, "case_matrix": None, "algorithm_pages": [], "pages": {}, "cases_page": None,
-            "full_case_matrix": None, "not_scorable": None,
+            "full_case_matrix": None, "not_scorable": None, "methods": methods,
             "leaderboard": tables.leaderboard_table(ranking),
             "failures": tables.frame_table(counts, key="failures"), "figures": figures_kept}
 

@@ -555,14 +555,17 @@ def provenance_table(runs: pd.DataFrame, *, algorithms: Sequence[str]) -> HtmlTa
     return HtmlTable("provenance", columns, tuple(rows), sortable=False)
 
 
-def hosts_table(runs: pd.DataFrame) -> HtmlTable:
-    """Each distinct machine (host, CPU, GPU, driver) with its number of runs."""
-    keys = ["host", "cpu", "gpu", "driver"]
+def hosts_table(runs: pd.DataFrame, *, with_names: bool = True) -> HtmlTable:
+    """Each distinct machine (host, CPU, GPU, driver) with its number of runs; without the host
+    names (the public edition), each distinct CPU, GPU and driver."""
+    keys = ["host", "cpu", "gpu", "driver"] if with_names else ["cpu", "gpu", "driver"]
     counts = runs.fillna({k: "" for k in keys}).groupby(keys, sort=True).size().reset_index(name="runs")
-    columns = (Column("Host"), Column("CPU"), Column("GPU"), Column("Driver"), Column("Runs", "num"))
+    columns = ((Column("Host"),) if with_names else ()) + (Column("CPU"), Column("GPU"), Column("Driver"),
+                                                           Column("Runs", "num"))
     rows = tuple(
-        (text_cell(r["host"]), text_cell(r["cpu"]), text_cell(r["gpu"] or "none"), text_cell(r["driver"]),
-         Cell(str(int(r["runs"])), str(int(r["runs"])), "num"))
+        ((text_cell(r["host"]),) if with_names else ())
+        + (text_cell(r["cpu"]), text_cell(r["gpu"] or "none"), text_cell(r["driver"]),
+           Cell(str(int(r["runs"])), str(int(r["runs"])), "num"))
         for r in counts.to_dict("records")
     )
     return HtmlTable("hosts", columns, rows, sortable=False)

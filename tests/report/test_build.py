@@ -320,11 +320,15 @@ def test_the_public_edition_withholds_every_per_case_result(tmp_path: Path) -> N
     pages = "".join(text for name, text in full.items() if name)
     assert all(f'id="case-{c}"' in pages for c in case_ids)  # the organisers' edition has every case
     assert not [c for c in case_ids if c in public]  # no case id anywhere: no row, no detail, no failure line
+    hosts = sorted({str(h) for h in inputs.runs["host"] if h})
+    assert hosts and all(h in full[""] for h in hosts) and not [h for h in hosts if h in public]  # no host name
+    logs = sorted({line.strip() for text in inputs.runs["log_tail"] for line in str(text).splitlines() if line.strip()})
+    assert logs and not [line for line in logs if line in public]  # no log line
     assert "Public edition: per-case results are withheld" in public and 'href="#cases"' not in public
     page = parse(public)
     assert page.ids and "ranking" in page.ids  # the ranking itself is there
-    done = CliRunner().invoke(report, ["--results", str(folder), "--out", str(tmp_path / "public.html"), "--public",
-                                       "--draws", "50"])
+    done = CliRunner().invoke(report, ["--results", str(folder), "--out", str(tmp_path / "public.html"),
+                                       "--edition", "public", "--draws", "50"])
     assert done.exit_code == 0, done.output
     assert not [c for c in case_ids if c in (tmp_path / "public.html").read_text()]
 

@@ -78,7 +78,7 @@ def test_only_the_report_is_uploaded(workflow: Path) -> None:
     assert "store.sqlite" not in upload and "log.txt" not in upload  # a container's log may hold test data
     uploaded = paths[0].split("/")[-1]
     report_step = _steps(workflow.read_text())["Build the HTML report"]
-    assert re.search(rf"--out \S*/{uploaded}\S* --public", report_step)  # what is uploaded is the public edition
+    assert re.search(rf"--out \S*/{uploaded}\S* --edition public", report_step)  # what is uploaded is the public edition
 
 
 def test_the_gpu_job_keeps_its_state_survives_checkout_and_never_uses_sudo() -> None:
