@@ -389,7 +389,7 @@ def _print_annotation(summary: AnnotateSummary) -> None:
                f"{summary.failed} failed")
     detection = summary.tables.get("error_detection")
     if detection is not None:
-        click.echo(pd.read_csv(detection).to_string(index=False))
+        click.echo(pd.read_csv(detection, keep_default_na=False).to_string(index=False))  # "" stays "", not NaN
     for name, path in sorted(summary.tables.items()):
         click.echo(f"  {name}: {path}")
 
