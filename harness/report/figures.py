@@ -8,6 +8,7 @@ vector quads, so the file stays small and prints sharply.
 
 from __future__ import annotations
 
+import colorsys
 import html
 import io
 import re
@@ -54,10 +55,19 @@ def _style() -> Iterator[None]:
 
 
 def algorithm_colors(algorithms: Sequence[str]) -> dict[str, str]:
-    """A fixed colour per algorithm, in the given (rank) order."""
-    extra = [matplotlib.colors.to_hex(c) for c in matplotlib.colormaps["tab20"].colors]  # type: ignore[attr-defined]
-    palette = list(_PALETTE) + extra
-    return {name: palette[i % len(palette)] for i, name in enumerate(algorithms)}
+    """A fixed colour per algorithm, in the given (rank) order, every one distinct: Okabe-Ito, then
+    tab20, then hues a golden angle apart at alternating lightness (no colour repeats at 50)."""
+    palette = list(_PALETTE) + [matplotlib.colors.to_hex(c)
+                                for c in matplotlib.colormaps["tab20"].colors]  # type: ignore[attr-defined]
+    k = 0
+    while len(palette) < len(algorithms):
+        hue = (0.13 + k * 0.381966) % 1.0  # the golden angle, as a fraction of the circle
+        lightness = (0.35, 0.55, 0.7)[k % 3]
+        color = matplotlib.colors.to_hex(colorsys.hls_to_rgb(hue, lightness, 0.65))
+        if color not in palette:
+            palette.append(color)
+        k += 1
+    return {name: palette[i] for i, name in enumerate(algorithms)}
 
 
 def to_svg(fig: Figure, *, prefix: str, title: str) -> str:

@@ -35,3 +35,12 @@ def test_the_first_cpu_sample_is_not_drawn() -> None:
     svg = resource_figure({"a": ("c1", series)}, colors={"a": "#000000"})
     ticks = [float(t) for t in re.findall(r">(\d+)</text>", svg)]
     assert max(ticks) < 300  # the CPU axis would reach 600 with the first sample
+
+
+def test_fifty_algorithms_get_fifty_distinct_colours() -> None:
+    from harness.report.figures import algorithm_colors
+
+    names = [f"team-{i:02d}" for i in range(60)]
+    colors = algorithm_colors(names)
+    assert len(set(colors.values())) == 60
+    assert algorithm_colors(names[:3]) == {n: colors[n] for n in names[:3]}  # the first ones do not depend on how many
