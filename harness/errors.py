@@ -45,7 +45,7 @@ class UsageError(HarnessError):
 
 
 class HostError(HarnessError):
-    """This machine cannot do what was asked (no Docker engine, no scheduler, no debootstrap or root)."""
+    """This machine cannot do what was asked (no Docker engine, no scheduler, no debootstrap nor apt-get to fetch it)."""
 
     exit_status = ExitStatus.ENVIRONMENT
 
