@@ -14,6 +14,7 @@ import dataclasses
 import enum
 import math
 import os
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -98,10 +99,35 @@ class RunSummary:
     problems: list[str] = field(default_factory=list)  # each one line; the command exits partial
     notes: list[str] = field(default_factory=list)  # worth saying, not a failure
     unscorable: dict[str, str] = field(default_factory=dict)  # case -> why its ground truth was not scored
+    phases: dict[str, float] = field(default_factory=dict)  # phase -> wall seconds, in the order they ran
+
+    def timed(self, phase: str) -> _Phase:
+        """`with summary.timed("images"): ...` adds the block's wall time to `phases[phase]`."""
+        return _Phase(self.phases, phase)
 
     @property
     def partial(self) -> bool:
         return self.failed > 0 or bool(self.problems) or bool(self.unscorable)
+
+
+class _Phase:
+    def __init__(self, phases: dict[str, float], name: str) -> None:
+        self.phases, self.name = phases, name
+
+    def __enter__(self) -> None:
+        self.start = time.monotonic()
+
+    def __exit__(self, *_exc: object) -> None:
+        self.phases[self.name] = self.phases.get(self.name, 0.0) + time.monotonic() - self.start
+
+
+def format_phases(phases: dict[str, float]) -> str:
+    """`time: data 1.2 s, images 3m10s, runs 2m05s; total 5m16s`."""
+    def shown(seconds: float) -> str:
+        return f"{seconds:.1f} s" if seconds < 60 else f"{int(seconds // 60)}m{int(seconds % 60):02d}s"
+
+    return "time: " + ", ".join(f"{name} {shown(s)}" for name, s in phases.items()) + \
+        f"; total {shown(sum(phases.values()))}"
 
 
 @dataclass(frozen=True)
@@ -405,8 +431,9 @@ def run_all(settings: RunSettings, *, say: Say, on_result: OnResult, executor: E
     if not segmenters:
         reasons = "; ".join(summary.problems[:3]) or "no <name>/algorithm.toml of kind segmenter in it"
         raise SpecError(f"{settings.algorithms_dir}: no valid segmenter manifest ({reasons})")
-    data = load_data(settings.data_dir, limit=settings.case_limit)
-    require_label_names(settings.data_dir, settings.challenge.profile)
+    with summary.timed("data"):
+        data = load_data(settings.data_dir, limit=settings.case_limit)
+        require_label_names(settings.data_dir, settings.challenge.profile)
     summary.notes.extend(data.problems)
     executor = executor or LocalExecutor(scoring_workers=0)
     with Store.open(settings.results_dir) as store:
@@ -417,12 +444,13 @@ def run_all(settings: RunSettings, *, say: Say, on_result: OnResult, executor: E
                 summary.notes.append(f"the store holds runs of {name}, which is not in {settings.algorithms_dir}; "
                                      f"`harness forget {name} --results {settings.results_dir}` removes them")
         images: dict[str, BuiltImage] = {}
-        if settings.runner is RunnerKind.DOCKER:
-            prune_orphans(store, say)
-            images, build_failures = make_images(segmenters, settings, say)
-            digests = {name: image.image_id for name, image in images.items()}
-        else:
-            digests, build_failures = local_digests(segmenters)
+        with summary.timed("images"):
+            if settings.runner is RunnerKind.DOCKER:
+                prune_orphans(store, say)
+                images, build_failures = make_images(segmenters, settings, say)
+                digests = {name: image.image_id for name, image in images.items()}
+            else:
+                digests, build_failures = local_digests(segmenters)
         summary.problems.extend(build_failures.values())
         stored = store.stored()
         plan: list[Planned] = []
@@ -438,7 +466,8 @@ def run_all(settings: RunSettings, *, say: Say, on_result: OnResult, executor: E
                                           input_sha256=data.digests[case.case_id].image_sha256,
                                           label_sha256=data.digests[case.case_id].label_sha256,
                                           image=images[spec.name].tag if spec.name in images else None))
-            recorder.execute(plan)
+            with summary.timed("runs"):
+                recorder.execute(plan)
     return summary
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import time
 from pathlib import Path
 
 import click
@@ -14,7 +15,16 @@ from harness.cli.jsonout import JSON_OPTION, json_mode
 from harness.errors import ExitStatus, HarnessError
 from harness.executor import DaskExecutor, LocalExecutor
 from harness.models import CaseStatus, RunnerKind, RunStatus
-from harness.pipeline import CaseEvent, RunSettings, RunSummary, default_cache_dir, ensure_default_data, rescore_all, run_all
+from harness.pipeline import (
+    CaseEvent,
+    RunSettings,
+    RunSummary,
+    default_cache_dir,
+    ensure_default_data,
+    format_phases,
+    rescore_all,
+    run_all,
+)
 from harness.pipeline import forget as forget_algorithms
 from harness.safetext import safe_text
 from harness.spec import discover_algorithms
@@ -223,17 +233,22 @@ def _run(algorithms_dir: Path, data_dir: Path | None, results_dir: Path, challen
 
     cache = default_cache_dir()
     challenge = load_challenge(challenge_file, profile=profile)
+    started = time.monotonic()
     if data_dir is None:
         data_dir = ensure_default_data(cache, say=_say)
+    synthesised = time.monotonic() - started
     settings = RunSettings(algorithms_dir=algorithms_dir, data_dir=data_dir, results_dir=results_dir,
                            runner=RunnerKind(runner), rerun=rerun, base=base, cache_dir=cache,
                            repo_root=algorithms_dir.resolve().parent, challenge=challenge)
     executor = DaskExecutor(scheduler) if scheduler else LocalExecutor(scoring_workers=scoring_workers,
                                                                          still_running=_still_running)
     summary = run_all(settings, say=_say, on_result=_echo_event, executor=executor)
+    if synthesised >= 0.05:  # the default data set, synthesised once
+        summary.phases = {"default data": synthesised, **summary.phases}
     annotated = None
     if annotators_in(algorithms_dir, repo_root=settings.repo_root):
-        annotated = annotate_all(settings, say=_say, on_result=_echo_event)
+        with summary.timed("annotation"):
+            annotated = annotate_all(settings, say=_say, on_result=_echo_event)
         _print_annotation(annotated)
     _print_outcome(summary)
     with Store.open(results_dir, lock=False, create=False) as store:
@@ -242,7 +257,9 @@ def _run(algorithms_dir: Path, data_dir: Path | None, results_dir: Path, challen
     refused = f", {summary.refused} manifest(s) refused" if summary.refused else ""
     click.echo(f"{summary.executed} runs executed, {summary.rescored} rescored, {summary.reused} reused from the store, "
                f"{summary.failed} failed{refused}; results in {results_dir}")
-    report = _write_report(results_dir)
+    with summary.timed("report"):
+        report = _write_report(results_dir)
+    click.echo(format_phases(summary.phases))  # where the time went
     failed = summary.partial or (annotated is not None and annotated.partial)
     status = ExitStatus.PARTIAL if failed else ExitStatus.OK
     table = runs[["algorithm", "case_id", "kind", "status", "message", "elapsed_s", "score_status"]]
@@ -252,7 +269,7 @@ def _run(algorithms_dir: Path, data_dir: Path | None, results_dir: Path, challen
     emit({"command": "run", "results": str(results_dir), "report": report, "exit_status": int(status),
           "executed": summary.executed, "rescored": summary.rescored, "reused": summary.reused, "failed": summary.failed,
           "refused": summary.refused, "problems": summary.problems, "notes": summary.notes,
-          "unscorable": summary.unscorable, "runs": records(table)})
+          "unscorable": summary.unscorable, "phases_s": summary.phases, "runs": records(table)})
     return status
 
 

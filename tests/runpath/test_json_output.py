@@ -34,6 +34,9 @@ def test_run_rank_and_check_print_one_json_document(toy: Toy) -> None:
     _typed(run, {"command": str, "results": str, "executed": int, "failed": int, "refused": int, "problems": list,
                  "runs": list, "report": (str, type(None))})
     assert run["executed"] == 4 and run["failed"] == 1
+    # where the time went, a phase each, in the order they ran (the data was given: none synthesised)
+    assert list(run["phases_s"]) == ["data", "images", "runs", "report"]
+    assert all(isinstance(v, float) and v >= 0 for v in run["phases_s"].values()) and run["phases_s"]["runs"] > 0
     rows = {(r["algorithm"], r["case_id"]): r for r in run["runs"]}
     assert rows[("crasher", "case_01")]["status"] == "crashed" and rows[("crasher", "case_01")]["dsc_mean"] is None
     assert rows[("alpha", "case_00")]["status"] == "ok" and rows[("alpha", "case_00")]["dsc_mean"] == 1.0
