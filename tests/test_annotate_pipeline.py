@@ -83,9 +83,15 @@ def test_priority_list_puts_the_planted_case_first_and_tables_exist(annotated) -
     queue = pd.read_csv(summary.tables["review_queue"])
     assert set(queue["case"]) == {"phantom_0001"} and queue.iloc[0]["organ"] == "liver"
     table = pd.read_csv(summary.tables["error_detection"])
-    assert list(table.organ)[-1] == "all" and "sensitivity" in table.columns
+    assert list(table.organ)[-1] == "all"
+    assert list(table.columns[:6]) == ["organ", "cases", "volume_sensitivity", "volume_precision", "paper_sensitivity",
+                                       "paper_precision"]  # volume level first, the paper's figures beside
+    assert {"component_sensitivity", "component_precision", "voxel_dice"} <= set(table.columns)
     check = pd.read_csv(summary.tables["priority_check"]).iloc[0]
     assert check["queue_cases"] == 1 and not math.isnan(float(check["share_in_queue"]))
+    assert check["random_share"] == pytest.approx(1 / 3)  # 1 of the 3 cases queued
+    sizes = pd.read_csv(summary.tables["error_by_size"])
+    assert list(sizes.columns) == ["error_size", "components", "detected", "sensitivity"] and len(sizes) == 5
 
 
 def test_reruns_are_reused_and_assemble_records_sources(annotated, tmp_path: Path) -> None:
