@@ -3,8 +3,8 @@
 # engine with no images, an empty home (no ~/.cache/harness, no venv), a fresh clone of this commit.
 #
 # Run it as root on a disposable Debian or Ubuntu host with Docker installed (root is needed only to
-# set the stage: the user, and a second, private Docker engine so that the host's images and caches
-# are not touched). Then, as the user `harness-clean`, a member only of the private engine's socket
+# set the stage: the user, and a second, private Docker engine with its own data root and its own
+# bridge, harness-clean0, so that the host engine's images, caches and docker0 are not touched). Then, as the user `harness-clean`, a member only of the private engine's socket
 # group (the `docker` group of that engine):
 #     git clone; make demo; make test
 # and prints each command's wall time and exit status, and the disk taken: the clone's .venv, the
@@ -35,10 +35,13 @@ if [ "$(id -u)" != 0 ]; then
   exit 2
 fi
 
+BRIDGE=harness-clean0  # the private engine's own bridge: `--bridge none` would delete the host engine's docker0
+
 cleanup() {
   if [ "$KEEP" = 1 ]; then echo "kept: user $USER_NAME, engine $SOCK, data $STATE"; return; fi
   [ -f /run/harness-clean/dockerd.pid ] && kill "$(cat /run/harness-clean/dockerd.pid)" 2>/dev/null || true
   sleep 3
+  ip link delete "$BRIDGE" 2>/dev/null || true
   rm -rf "$STATE" /run/harness-clean
   userdel -r "$USER_NAME" 2>/dev/null || true
   groupdel "$GROUP" 2>/dev/null || true
@@ -51,10 +54,13 @@ id "$USER_NAME" >/dev/null 2>&1 && userdel -r "$USER_NAME" 2>/dev/null
 useradd --create-home --shell /bin/bash --groups "$GROUP" "$USER_NAME"
 mkdir -p "$STATE/docker" /run/harness-clean/exec
 driver="$(docker info --format '{{.Driver}}' 2>/dev/null || echo overlay2)"
+ip link show "$BRIDGE" >/dev/null 2>&1 || ip link add "$BRIDGE" type bridge
+ip addr replace 10.251.0.1/24 dev "$BRIDGE"
+ip link set "$BRIDGE" up
 printf '{"storage-driver": "%s"}\n' "$driver" > /run/harness-clean/daemon.json
 dockerd --config-file /run/harness-clean/daemon.json --data-root "$STATE/docker" \
   --exec-root /run/harness-clean/exec --pidfile /run/harness-clean/dockerd.pid -H "unix://$SOCK" \
-  --group "$GROUP" --bridge none --iptables=false --ip6tables=false \
+  --group "$GROUP" --bridge "$BRIDGE" --iptables=false --ip6tables=false \
   --containerd-namespace harness-clean --containerd-plugins-namespace harness-clean-plugins \
   > /run/harness-clean/dockerd.log 2>&1 &
 for _ in $(seq 60); do [ -S "$SOCK" ] && DOCKER_HOST="unix://$SOCK" docker info >/dev/null 2>&1 && break; sleep 1; done
