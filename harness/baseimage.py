@@ -25,7 +25,9 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
+from harness.engine import _docker, _image_exists
 from harness.errors import HarnessError, HostError
+from harness.layout import default_cache_dir
 
 BASE_REPOSITORY = "harness/base"
 BASE_SUITE = "bookworm"
@@ -123,23 +125,20 @@ def ensure_base_image(
     tools: Path | None = None,
 ) -> str:
     """The local base image's tag, made in two stages (module docstring) if it does not exist."""
-    from harness.build import _docker, _image_exists
-
     client = client or _docker()
     tag = base_tag(suite=suite)
     if _image_exists(client, tag):
         return tag
     say = progress or (lambda _msg: None)
     if tools is None:
-        from harness.pipeline import default_cache_dir
-
         tools = default_cache_dir() / "tools"
     debootstrap, env = debootstrap_command(tools)
     as_root = os.geteuid() == 0
     with tempfile.TemporaryDirectory(prefix="harness-base-") as tmp:
         work = Path(tmp)
         state = work / "fakeroot.state"
-        fake = [] if as_root else [*fakeroot_command(tools), "-s", str(state)]
+        fakeroot = [] if as_root else fakeroot_command(tools)
+        fake = [*fakeroot, "-s", str(state)] if fakeroot else []
         rootfs = work / "rootfs"
         say(f"debootstrap {suite} with {', '.join(BASE_PACKAGES)}, first stage{'' if as_root else ' under fakeroot'} "
             "(about half a minute)")
@@ -151,7 +150,7 @@ def ensure_base_image(
         except HarnessError as exc:
             raise HarnessError(f"{exc}; check the mirror {mirror}") from None
         tarball = work / "stage.tar"
-        pack = [] if as_root else [*fakeroot_command(tools), "-i", str(state)]
+        pack = [*fakeroot, "-i", str(state)] if fakeroot else []
         _run([*pack, "tar", "-C", str(rootfs), "--numeric-owner", "-cf", str(tarball), "."], "tar of the first stage")
         shutil.rmtree(rootfs, ignore_errors=True)  # half the disk it takes, freed before docker copies it
         stage = f"{tag}-stage"

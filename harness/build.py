@@ -27,7 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness.baseimage import base_tag, ensure_base_image  # noqa: F401 - re-exported: callers build from here
-from harness.errors import HarnessError, HostError
+from harness.engine import _docker, _image_exists, docker_client  # noqa: F401 - re-exported: callers use them from here
+from harness.errors import HarnessError
 from harness.spec import AlgorithmSpec
 from harness.submission import ContextFile, SubmissionError, check_dockerfile, check_requirements, context_files
 
@@ -49,34 +50,6 @@ class BuiltImage:
     tag: str
     image_id: str  # sha256:... of the image configuration: the digest recorded with every run
     cached: bool
-
-
-def _docker():  # type: ignore[no-untyped-def]
-    import docker  # imported lazily: scoring and ranking never need the Docker SDK
-
-    try:
-        client = docker.from_env()
-        client.ping()
-    except Exception as exc:  # any failure means "no engine reachable"
-        raise HostError(
-            f"Docker engine not reachable ({' '.join(str(exc).split())[:200]}); start it and check that this user may "
-            "use it (the docker group), or run `harness run --runner local` without containers"
-        ) from None
-    return client
-
-
-def docker_client():  # type: ignore[no-untyped-def]
-    """A connected Docker SDK client, or a HarnessError saying how to get one."""
-    return _docker()
-
-
-def _image_exists(client, ref: str) -> str | None:  # type: ignore[no-untyped-def]
-    import docker
-
-    try:
-        return str(client.images.get(ref).id)
-    except docker.errors.ImageNotFound:
-        return None
 
 
 def requirements_of(spec: AlgorithmSpec) -> Path | None:

@@ -36,6 +36,11 @@ ANNOTATION_TABLES = ("priority", "review_queue", "error_detection", "error_detec
                      "error_by_size")
 
 
+def default_cache_dir() -> Path:
+    """The harness's cache (phantoms, wheels, fetched tools): $HARNESS_CACHE or ~/.cache/harness."""
+    return Path(os.environ.get("HARNESS_CACHE", Path.home() / ".cache" / "harness"))
+
+
 @dataclass(frozen=True)
 class ResultsLayout:
     """Paths of one results folder (nothing is created by asking)."""

@@ -13,7 +13,6 @@ from __future__ import annotations
 import dataclasses
 import enum
 import math
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -28,7 +27,7 @@ from harness.data.dataset import CaseDigest, dataset_id, digest_cases, discover
 from harness.errors import DataError, SpecError
 from harness.executor import Executor, LocalExecutor
 from harness.host import host_info
-from harness.layout import ResultsLayout
+from harness.layout import ResultsLayout, default_cache_dir  # noqa: F401 - re-exported for the CLI
 from harness.models import Case, CaseStatus, Kind, OrganScore, Profile, RunnerKind, RunStatus
 from harness.monitor import MonitorSettings
 from harness.scoring import SCORING_VERSION, CaseResult, Side
@@ -175,10 +174,6 @@ def load_data(data_dir: Path, *, limit: int | None = None) -> DataSet:
     except OSError as exc:
         raise DataError(f"{exc.filename}: cannot read it ({exc.strerror}); check its permissions") from None
     return DataSet(Path(data_dir), cases, digests, tuple(p.message for p in problems))
-
-
-def default_cache_dir() -> Path:
-    return Path(os.environ.get("HARNESS_CACHE", Path.home() / ".cache" / "harness"))
 
 
 def local_digest(spec: AlgorithmSpec) -> str:

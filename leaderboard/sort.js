@@ -46,8 +46,4 @@
     });
   });
 
-  // Printing shows every case's drill-down, not only the open ones.
-  window.addEventListener("beforeprint", function () {
-    document.querySelectorAll("details").forEach(function (d) { d.open = true; });
-  });
 }());

@@ -234,6 +234,7 @@ def _run(algorithms_dir: Path, data_dir: Path | None, results_dir: Path, challen
     cache = default_cache_dir()
     challenge = load_challenge(challenge_file, profile=profile)
     started = time.monotonic()
+    default_data = data_dir is None
     if data_dir is None:
         data_dir = ensure_default_data(cache, say=_say)
     synthesised = time.monotonic() - started
@@ -243,7 +244,7 @@ def _run(algorithms_dir: Path, data_dir: Path | None, results_dir: Path, challen
     executor = DaskExecutor(scheduler) if scheduler else LocalExecutor(scoring_workers=scoring_workers,
                                                                          still_running=_still_running)
     summary = run_all(settings, say=_say, on_result=_echo_event, executor=executor)
-    if synthesised >= 0.05:  # the default data set, synthesised once
+    if default_data:  # the embedded default data set: synthesised once, then found in the cache
         summary.phases = {"default data": synthesised, **summary.phases}
     annotated = None
     if annotators_in(algorithms_dir, repo_root=settings.repo_root):

@@ -157,10 +157,8 @@ def ranking_config_from_dict(raw: dict[str, Any], *, source: str = "<config>") -
     if ties not in TIES_METHODS:
         raise SpecError(f"{source}: ties = {ties!r}; use one of {', '.join(TIES_METHODS)}")
     aggregate = _typed(raw, "aggregate", str, "mean", source)
-    from harness.ranking.methods import aggregate_function
-
     try:
-        aggregate_function(aggregate)
+        parse_aggregate(aggregate)
     except ValueError as exc:
         raise SpecError(f"{source}: {exc}") from None
     na_treat = _typed(raw, "na_treat", (str, int, float), "worst", source)
@@ -186,6 +184,21 @@ def ranking_config_from_dict(raw: dict[str, Any], *, source: str = "<config>") -
         bootstrap=bootstrap,
         description=_typed(raw, "description", str, "", source),
     )
+
+
+def parse_aggregate(name: str) -> str | float:
+    """An aggregate's name: "mean", "median", or a quantile "q25" / "q0.25" as its probability."""
+    if name in ("mean", "median"):
+        return name
+    if name.startswith("q"):
+        text = name[1:]
+        try:
+            prob = float(text) if "." in text else float(text) / 100.0
+        except ValueError:
+            prob = math.nan
+        if 0.0 <= prob <= 1.0:
+            return prob
+    raise ValueError(f"aggregate must be mean, median or a quantile such as q25 or q0.25, got {name!r}")
 
 
 def _metric_rule(name: str, spec: Any, source: str) -> MetricRule:
@@ -231,5 +244,6 @@ __all__ = [
     "MetricRule",
     "RankingConfig",
     "load_ranking_config",
+    "parse_aggregate",
     "ranking_config_from_dict",
 ]

@@ -30,6 +30,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from harness.ranking.config import parse_aggregate
+from harness.ranking.ranks import rank_rows_min
+from harness.ranking.stats import holm_adjust, pairwise_pvalue_matrix, significant
+
 TIES = ("min", "max", "average", "first", "last")
 METHODS = ("aggregate_then_rank", "rank_then_aggregate", "test_then_rank")
 
@@ -159,20 +163,14 @@ class Method:
 
 
 def aggregate_function(name: str):  # type: ignore[no-untyped-def]
-    """The aggregate named `name` as a function of a 1-D array (no NaN in it)."""
-    if name == "mean":
+    """The aggregate named `name` (`config.parse_aggregate`) as a function of a 1-D array (no NaN)."""
+    parsed = parse_aggregate(name)
+    if parsed == "mean":
         return r_mean
-    if name == "median":
+    if parsed == "median":
         return r_median
-    if name.startswith("q"):
-        text = name[1:]
-        try:
-            prob = float(text) if "." in text else float(text) / 100.0
-        except ValueError:
-            prob = math.nan
-        if 0.0 <= prob <= 1.0:
-            return lambda x: r_quantile(x, prob)
-    raise ValueError(f"aggregate must be mean, median or a quantile such as q25 or q0.25, got {name!r}")
+    prob = float(parsed)
+    return lambda x: r_quantile(x, prob)
 
 
 def _treated(values: np.ndarray, na_treat: float | str) -> np.ndarray:
@@ -212,16 +210,17 @@ def rank_by(values: np.ndarray, method: Method, *, larger_is_better: bool) -> tu
 
 
 def per_case_ranks(values: np.ndarray, *, ties: str = "min", larger_is_better: bool) -> np.ndarray:
-    """challengeR's `rank()` of a challenge: `rank_na2` within each case (row)."""
+    """challengeR's `rank()` of a challenge: `rank_na2` within each case (row); ties "min" is
+    `ranks.rank_rows_min`, the same ranks in one vectorised pass."""
     x = np.asarray(values, dtype=np.float64)
+    if ties == "min":
+        return rank_rows_min(-x if larger_is_better else x)
     return np.vstack([rank_na2(row, ties=ties, larger_is_better=larger_is_better) for row in x]) if len(x) else x
 
 
 def significant_wins(values: np.ndarray, *, larger_is_better: bool, alpha: float, p_adjust: str) -> np.ndarray:
     """Per algorithm, how many others it beats with (adjusted) p <= alpha; each pair is tested on
     the cases both have (after `na_treat`, so on all cases when missing values were replaced)."""
-    from harness.ranking.stats import holm_adjust, pairwise_pvalue_matrix, significant
-
     p = pairwise_pvalue_matrix(values, larger_is_better=larger_is_better)
     if p_adjust == "holm":
         p = holm_adjust(p)

@@ -25,6 +25,7 @@ from harness import __version__
 from harness.errors import DataError, HarnessError, SpecError
 from harness.layout import REPORT_FILE
 from harness.ranking.challenge import ChallengeRanking, rank_challenge
+from harness.ranking.combine import COMPARED, describe_method
 from harness.ranking.config import FLARE22_RANKING, RankingConfig, load_ranking_config
 from harness.report import figures, tables
 from harness.report.inputs import ReportInputs, load_report_inputs, read_monitor
@@ -278,8 +279,6 @@ def report_context(inputs: ReportInputs, ranking: ChallengeRanking, *, pages_dir
                      "left out.", figures.tau_violin_figure(boot.tau, variant=boot.variant))
     methods_fig = None
     if ranking.method_ranks is not None and len(ranking.method_ranks):
-        from harness.ranking.combine import COMPARED, describe_method
-
         chosen = next((label for label, kind, aggregate in COMPARED
                        if kind == config.method and (kind != "aggregate_then_rank" or aggregate == config.aggregate)), "")
         methods_fig = _figure("fig-methods", "Ranking robustness across methods",
@@ -353,7 +352,7 @@ def report_context(inputs: ReportInputs, ranking: ChallengeRanking, *, pages_dir
         "ranked_metrics": [tables.metric_label(m) for m in ranking.metrics],
         "skipped_metrics": [tables.metric_label(m) for m in ranking.skipped_metrics],
         "unmeasured_metrics": [tables.metric_label(m) for m in ranking.unmeasured_metrics],
-        "method_text": _describe_method(config),
+        "method_text": describe_method(config),
         "leaderboard": tables.leaderboard_table(ranking, pages=pages),
         "winner": order[0] if order else "",
         "tau": tau,
@@ -394,12 +393,6 @@ def public_edition(context: dict[str, Any], inputs: ReportInputs, ranking: Chall
             "full_case_matrix": None, "not_scorable": None, "methods": methods,
             "leaderboard": tables.leaderboard_table(ranking),
             "failures": tables.frame_table(counts, key="failures"), "figures": figures_kept}
-
-
-def _describe_method(config: RankingConfig) -> str:
-    from harness.ranking.combine import describe_method
-
-    return describe_method(config)
 
 
 def _figure(key: str, title: str, caption: str, svg: str) -> Figure:

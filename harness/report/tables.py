@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from harness.ranking.challenge import ChallengeRanking
+from harness.ranking.combine import describe_method
 from harness.ranking.config import RankingConfig
 
 METRIC_LABELS = {
@@ -136,8 +137,6 @@ def metric_stats(ranking: ChallengeRanking) -> pd.DataFrame:
 def leaderboard_table(ranking: ChallengeRanking, *, pages: Mapping[str, str] | None = None) -> HtmlTable:
     """Rank, algorithm (linked to its page in `pages`), the score, 95% bootstrap rank interval,
     mean +- sd of each ranked metric, failed cases."""
-    from harness.ranking.combine import describe_method
-
     board = ranking.leaderboard
     stats = metric_stats(ranking)
     config = ranking.config
