@@ -34,7 +34,7 @@ from harness.models import CaseStatus, Kind, OrganScore, RunStatus
 from harness.safetext import safe_block, safe_text
 
 __all__ = ["SCHEMA_VERSION", "STORE_FILE", "FolderIdentity", "Provenance", "RunRecord", "Store", "StoreError", "StoredRun",
-           "read_store_scores"]
+           "read_store_scores", "tidy_scores"]
 
 SCHEMA_VERSION = 2
 
@@ -382,6 +382,11 @@ def read_store_scores(folder: Path) -> pd.DataFrame:
         runs = store.runs()
         scores = store.scores()
         extra = store.measurements()
+    return tidy_scores(folder, runs, scores, extra)
+
+
+def tidy_scores(folder: Path, runs: pd.DataFrame, scores: pd.DataFrame, extra: pd.DataFrame) -> pd.DataFrame:
+    """`read_store_scores` of tables already read from the store of `folder` (named in errors)."""
     runs = runs[runs["kind"] == Kind.SEGMENTER]
     if runs.empty:
         raise StoreError(f"{folder}: the store holds no segmenter runs; run `harness run` first")

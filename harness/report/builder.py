@@ -9,9 +9,11 @@ time it was built.
 
 from __future__ import annotations
 
+import html
 import json
 import os
 from collections.abc import Mapping
+from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,7 +21,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
-from markupsafe import Markup, escape
+from markupsafe import Markup
 
 from harness import __version__
 from harness.errors import DataError, HarnessError, SpecError
@@ -28,6 +30,7 @@ from harness.ranking.challenge import ChallengeRanking, rank_challenge
 from harness.ranking.combine import COMPARED, describe_method
 from harness.ranking.config import FLARE22_RANKING, RankingConfig, load_ranking_config
 from harness.report import figures, tables
+from harness.report.drawing import Drawer
 from harness.report.inputs import ReportInputs, load_report_inputs, read_monitor
 
 TEMPLATE_ENV = "HARNESS_LEADERBOARD_DIR"
@@ -64,7 +67,11 @@ class Figure:
     key: str
     title: str
     caption: str
-    svg: Markup
+    drawn: Future[str]  # the SVG text, drawn by a worker or already here (drawing.Drawer)
+
+    @property
+    def svg(self) -> Markup:
+        return Markup(self.drawn.result())
 
 
 def build_report(
@@ -145,7 +152,13 @@ def render_report_files(
     folder = Path(template_dir) if template_dir is not None else default_template_dir()
     env = _environment(folder)
     ranking = rank_inputs(inputs, config, seed=seed, draws=draws)
-    context = report_context(inputs, ranking, pages_dir=pages_dir)
+    with Drawer() as drawer:  # figures drawn by workers while the tables and pages are built
+        return _render_files(inputs, ranking, env, folder, drawer=drawer, public=public, pages_dir=pages_dir)
+
+
+def _render_files(inputs: ReportInputs, ranking: ChallengeRanking, env: Environment, folder: Path, *, drawer: Drawer,
+                  public: bool, pages_dir: str) -> dict[str, str]:
+    context = report_context(inputs, ranking, pages_dir=pages_dir, drawer=drawer, public=public)
     if public:
         context = public_edition(context, inputs, ranking)
     assets = {}
@@ -159,21 +172,43 @@ def render_report_files(
         if "</" + ("style" if key == "css" else "script") in text.lower():
             raise SpecError(f"{path}: holds a closing </style> or </script> tag; it would end the inline block")
         assets[key] = Markup(text)
-    files = {"": _tidy(env.get_template(TEMPLATE_FILE).render(**context, assets=assets))}
+    main = env.get_template(TEMPLATE_FILE)
     if public:
-        return files
+        return {"": _tidy(main.render(**context, assets=assets))}
+    files = {"": ""}  # the main page last: it waits for the figures the workers draw meanwhile
     common = {"assets": assets, "harness_version": context["harness_version"], "title": context["title"],
               "report_file": "../" + pages_dir.removesuffix("-pages") + ".html",  # pages_dir_of's inverse
               "results_date": context["results_date"], "folder": context["folder"]}
-    page_template = env.get_template(PAGE_TEMPLATE_FILE)
     ranks = {str(r["algorithm"]): r for r in ranking.leaderboard.to_dict("records")}
-    for page in context["algorithm_pages"]:
-        files[f"{pages_dir}/{page.file}"] = _tidy(page_template.render(**common, page=page,
-                                                                       rank=ranks.get(page.algorithm)))
+    order = [link.algorithm for link in context["algorithm_pages"]]
+    organs = tables.organs_of(inputs.scores)
+    segmenter_runs = inputs.runs[inputs.runs["kind"] == "segmenter"]
+    n_chunks = min(len(order), 2 * drawer.workers) if drawer.parallel else 1
+    chunks = [order[k::n_chunks] for k in range(n_chunks)] if order else []
+    drawn = []
+    for chunk in chunks:  # each worker gets only its algorithms' rows
+        def own(frame: pd.DataFrame, names: list[str] = chunk) -> pd.DataFrame:
+            return frame[frame["algorithm"].astype(str).isin(names)] if not frame.empty else frame
+        drawn.append(drawer.draw(_page_files, folder, common, own(segmenter_runs), own(inputs.scores),
+                                 own(inputs.measurements), algorithms=chunk, ok_status=ranking.config.ok_status,
+                                 organs=organs, ranks={a: ranks.get(a) for a in chunk}, pages_dir=pages_dir))
+    for future in drawn:
+        files.update(future.result())
     if context["cases_page"] is not None:
         files[context["cases_page"]] = _tidy(env.get_template(CASES_TEMPLATE_FILE).render(
             **common, case_matrix=context["full_case_matrix"]))
+    files[""] = _tidy(main.render(**context, assets=assets))
     return files
+
+
+def _page_files(folder: Path, common: Mapping[str, Any], runs: pd.DataFrame, scores: pd.DataFrame,
+                measurements: pd.DataFrame, *, algorithms: list[str], ok_status: str, organs: list[str],
+                ranks: Mapping[str, Any], pages_dir: str) -> dict[str, str]:
+    """The pages of `algorithms` (the frames may hold only their rows), by file; a worker's job."""
+    template = _environment(folder).get_template(PAGE_TEMPLATE_FILE)
+    pages = tables.algorithm_pages(runs, scores, measurements, algorithms=algorithms, ok_status=ok_status, organs=organs)
+    return {f"{pages_dir}/{page.file}": _tidy(template.render(**common, page=page, rank=ranks.get(page.algorithm)))
+            for page in pages}
 
 
 def _tidy(page: str) -> str:
@@ -182,38 +217,43 @@ def _tidy(page: str) -> str:
 
 def table_html(t: tables.HtmlTable, caption: str = "", cls: str = "") -> Markup:
     """A data table as HTML (the templates' `table(...)`): rendered here rather than by a Jinja
-    macro, since a page per algorithm holds thousands of cells (a macro spends ~10 us on each)."""
+    macro, since a page per algorithm holds thousands of cells (a macro spends ~10 us on each;
+    `html.escape` is three times quicker than markupsafe's escape, which wraps each result)."""
     sortable = t.sortable
     classes = "data" + (" sortable" if sortable else "") + (f" {cls}" if cls else "")
-    out = ['<div class="table-wrap">', f'<table id="{escape(t.key)}" class="{escape(classes)}">']
+    out = ['<div class="table-wrap">', f'<table id="{_e(t.key)}" class="{_e(classes)}">']
     if caption:
-        out.append(f"<caption>{escape(caption)}</caption>")
+        out.append(f"<caption>{_e(caption)}</caption>")
     out.append("<thead><tr>")
     for c in t.columns:
-        label = f'<button type="button">{escape(c.label)}</button>' if sortable else str(escape(c.label))
-        out.append(f'<th scope="col"{f" class={_q(c.cls)}" if c.cls else ""}{f" title={_q(c.title)}" if c.title else ""}'
-                   f'{f" data-first={_q(c.first)}" if c.first and sortable else ""}>{label}</th>')
+        label = f'<button type="button">{_e(c.label)}</button>' if sortable else _e(c.label)
+        first = c.first if sortable else ""
+        out.append(f'<th scope="col"{_attr("class", c.cls)}{_attr("title", c.title)}{_attr("data-first", first)}>{label}</th>')
     out.append("</tr></thead>")
     out.append("<tbody>")
     for row in t.rows:
         cells = []
         for cell in row:
-            text = escape(cell.text)
-            body = f'<a href="{escape(cell.href)}">{text}</a>' if cell.href else str(text)
+            body = f'<a href="{_e(cell.href)}">{_e(cell.text)}</a>' if cell.href else _e(cell.text)
             if cell.sub:
-                body += f' <span class="sd">{escape(cell.sub)}</span>'
-            cells.append(f"<td{f' id={_q(cell.anchor)}' if cell.anchor else ''}{f' class={_q(cell.cls)}' if cell.cls else ''}"
-                         f"{f' data-v={_q(cell.sort)}' if sortable else ''}{f' title={_q(cell.title)}' if cell.title else ''}>"
-                         f"{body}</td>")
+                body += f' <span class="sd">{_e(cell.sub)}</span>'
+            sort = f' data-v="{_e(cell.sort)}"' if sortable else ""
+            cells.append(f"<td{_attr('id', cell.anchor)}{_attr('class', cell.cls)}{sort}{_attr('title', cell.title)}>{body}</td>")
         out.append("<tr>" + "".join(cells) + "</tr>")
     out += ["</tbody>", "</table>", "</div>"]
     if t.note:
-        out.append(f'<p class="note">{escape(t.note)}</p>')
+        out.append(f'<p class="note">{_e(t.note)}</p>')
     return Markup("\n".join(out) + "\n")
 
 
-def _q(value: str) -> str:
-    return f'"{escape(value)}"'
+def _attr(name: str, value: str) -> str:
+    """` name="value"`, or nothing for an empty value."""
+    return f' {name}="{html.escape(value, quote=True)}"' if value else ""
+
+
+def _e(value: str) -> str:
+    """Text for HTML content and double-quoted attributes."""
+    return html.escape(value, quote=True)
 
 
 def _environment(folder: Path) -> Environment:
@@ -227,9 +267,13 @@ def _environment(folder: Path) -> Environment:
     return env
 
 
-def report_context(inputs: ReportInputs, ranking: ChallengeRanking, *, pages_dir: str = "report-pages") -> dict[str, Any]:
+def report_context(inputs: ReportInputs, ranking: ChallengeRanking, *, pages_dir: str = "report-pages",
+                   drawer: Drawer | None = None, public: bool = False) -> dict[str, Any]:
     """Everything the templates show, as display data (pure apart from reading monitor series);
-    `pages_dir` is the folder of the per-algorithm pages, relative to the report."""
+    `pages_dir` is the folder of the per-algorithm pages, relative to the report. Figures are
+    drawn by `drawer` (default: here, at once), the largest first; `public` leaves out the
+    per-algorithm pages (the public edition has none)."""
+    drawer = drawer if drawer is not None else Drawer(workers=1)
     config = ranking.config
     runs = inputs.runs
     segmenters = runs[runs["kind"] == "segmenter"]
@@ -251,9 +295,9 @@ def report_context(inputs: ReportInputs, ranking: ChallengeRanking, *, pages_dir
         label = tables.metric_label(metric)
         box_figs.append(_figure(f"fig-box-{metric}", f"{label} per organ",
                                 f"{label} of every case per organ; one box per algorithm (rank order), whiskers 1.5 IQR.",
-                                figures.organ_box_figure(values, organs=organs, algorithms=order, colors=colors,
-                                                         metric_label=label, prefix=f"fig-box-{metric}",
-                                                         title=f"{label} per organ and algorithm")))
+                                drawer.draw(figures.organ_box_figure, values, organs=organs, algorithms=order,
+                                            colors=colors, metric_label=label, prefix=f"fig-box-{metric}",
+                                            title=f"{label} per organ and algorithm")))
 
     board = ranking.leaderboard.set_index("algorithm")
     if {"dsc", "time_s"} <= set(ranking.metrics):
@@ -268,15 +312,16 @@ def report_context(inputs: ReportInputs, ranking: ChallengeRanking, *, pages_dir
         figs.append(_figure("fig-accuracy", "Accuracy against time",
                             "Mean DSC and NSD against mean time per case; bubble area proportional to the mean AUC_GPU "
                             "(as FLARE22's Fig. 2b). Failed runs count with their metric's failure value.",
-                            figures.accuracy_time_figure(points, colors)))
+                            drawer.draw(figures.accuracy_time_figure, points, colors)))
 
     blob = _figure("fig-blob", "Bootstrap rank distributions",
                    f"Share of the {boot.n_draws} bootstrap draws that gave each algorithm each rank (disc area); black bar: "
                    "median rank; line: 2.5-97.5% interval.",
-                   figures.rank_blob_figure(boot.rank_frequencies(), boot.rank_intervals(), algorithms=order, colors=colors))
+                   drawer.draw(figures.rank_blob_figure, boot.rank_frequencies(), boot.rank_intervals(), algorithms=order,
+                               colors=colors))
     violin = _figure("fig-tau", "Kendall's tau",
                      f"Kendall's tau-b between each draw's ranking and the full ranking; {tau.n_dropped} undefined draw(s) "
-                     "left out.", figures.tau_violin_figure(boot.tau, variant=boot.variant))
+                     "left out.", drawer.draw(figures.tau_violin_figure, boot.tau, variant=boot.variant))
     methods_fig = None
     if ranking.method_ranks is not None and len(ranking.method_ranks):
         chosen = next((label for label, kind, aggregate in COMPARED
@@ -285,8 +330,8 @@ def report_context(inputs: ReportInputs, ranking: ChallengeRanking, *, pages_dir
                               f"Each algorithm's rank under each ranking method (challengeR's line plot); the "
                               f"leaderboard's method is {describe_method(config)}"
                               + (" (bold)." if chosen else "."),
-                              figures.method_lines_figure(ranking.method_ranks.reindex(order), colors=colors,
-                                                          chosen=chosen))
+                              drawer.draw(figures.method_lines_figure, ranking.method_ranks.reindex(order),
+                                          colors=colors, chosen=chosen))
     adjust = "Holm-adjusted over all ordered pairs" if config.p_adjust == "holm" else "unadjusted"
     n_significant = {m: int(np.nansum(frame.to_numpy(dtype=float))) for m, frame in ranking.significance.items()}
     found = ", ".join(f"{tables.metric_label(m)} {n}" for m, n in n_significant.items())
@@ -296,8 +341,8 @@ def report_context(inputs: ReportInputs, ranking: ChallengeRanking, *, pages_dir
         f"signed-rank test per metric, {adjust}, alpha {config.alpha:g}). Algorithms in rank order. "
         f"Significant ordered pairs: {found}" + (" (with few cases no difference can reach significance)."
                                                  if not any(n_significant.values()) else "."),
-        figures.significance_figure(tables.significance_counts(ranking, order), algorithms=order,
-                                    labels={m: tables.metric_label(m) for m in ranking.metrics}))
+        drawer.draw(figures.significance_figure, tables.significance_counts(ranking, order), algorithms=order,
+                    labels={m: tables.metric_label(m) for m in ranking.metrics}))
 
     typical = tables.typical_cases(segmenters, inputs.monitor_paths, ok_status=config.ok_status)
     series = {}
@@ -310,13 +355,13 @@ def report_context(inputs: ReportInputs, ranking: ChallengeRanking, *, pages_dir
             except HarnessError as exc:
                 monitor_problems.append(str(exc))
     resource_fig = None
-    if series:
+    if series and not public:  # the public edition shows no case's curves
         cases = sorted({c for c, _ in series.values()})
         resource_fig = _figure("fig-resources", "Resource use of a typical case",
                                f"GPU memory, CPU and resident memory of each algorithm's container on case "
                                f"{', '.join(cases)} (the case nearest the median time; curves reduced to 300 "
                                "points, each the peak of its stretch).",
-                               figures.resource_figure(series, colors=colors))
+                               drawer.draw(figures.resource_figure, series, colors=colors))
 
     failures = tables.failures_table(runs, ok_status=config.ok_status)
     statuses = segmenters["status"].value_counts().sort_index()
@@ -371,8 +416,7 @@ def report_context(inputs: ReportInputs, ranking: ChallengeRanking, *, pages_dir
         "pages": pages,
         "pages_dir": pages_dir,
         "cases_page": None if inline_matrix else f"{pages_dir}/{CASES_PAGE}",
-        "algorithm_pages": tables.algorithm_pages(runs, inputs.scores, inputs.measurements, algorithms=order,
-                                                  ok_status=config.ok_status),
+        "algorithm_pages": [] if public else tables.page_links(runs, algorithms=order, ok_status=config.ok_status),
         "full_case_matrix": case_matrix,
     }
 
@@ -395,8 +439,8 @@ def public_edition(context: dict[str, Any], inputs: ReportInputs, ranking: Chall
             "failures": tables.frame_table(counts, key="failures"), "figures": figures_kept}
 
 
-def _figure(key: str, title: str, caption: str, svg: str) -> Figure:
-    return Figure(key=key, title=title, caption=caption, svg=Markup(svg))
+def _figure(key: str, title: str, caption: str, drawn: Future[str]) -> Figure:
+    return Figure(key=key, title=title, caption=caption, drawn=drawn)
 
 
 def _methods(inputs: ReportInputs, ranking: ChallengeRanking, profiles: list[str]) -> dict[str, Any]:

@@ -8,14 +8,15 @@ error detection, by error size, the priority check, the review queue) when one w
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 
 from harness.errors import DataError
-from harness.layout import ResultsLayout
-from harness.store import FolderIdentity, Store, read_store_scores
+from harness.layout import MONITOR_FILE, ResultsLayout
+from harness.store import FolderIdentity, Store, tidy_scores
 
 MONITOR_COLUMNS = ("t_s", "gpu_mb", "cpu_cores", "cpu_pct", "rss_mb")
 REPORTED_ANNOTATION_TABLES = ("error_detection", "error_by_size", "priority_check", "review_queue")
@@ -51,12 +52,14 @@ def load_report_inputs(results_dir: Path) -> ReportInputs:
         scores = store.scores()
         measurements = store.measurements()
         identity = store.identity()
-    table = read_store_scores(folder)
+    table = tidy_scores(folder, runs, scores, measurements)
     monitors = {}
-    for algorithm, case_id in runs[["algorithm", "case_id"]].itertuples(index=False):
-        path = layout.monitor_file(str(algorithm), str(case_id))
-        if path.is_file():
-            monitors[(str(algorithm), str(case_id))] = path
+    present = {}  # algorithm -> its run folders that hold a monitor series (one listing per algorithm)
+    for algorithm, case_id in zip(runs["algorithm"].astype(str).tolist(), runs["case_id"].astype(str).tolist(), strict=True):
+        if algorithm not in present:
+            present[algorithm] = _monitored(layout, algorithm)
+        if case_id in present[algorithm]:
+            monitors[(algorithm, case_id)] = layout.monitor_file(algorithm, case_id)
     annotation = {}
     for name in REPORTED_ANNOTATION_TABLES:
         path = layout.annotation_table(name)
@@ -64,6 +67,17 @@ def load_report_inputs(results_dir: Path) -> ReportInputs:
             annotation[name] = read_annotation_table(path)
     return ReportInputs(folder=folder, runs=runs, scores=scores, measurements=measurements, table=table,
                         monitor_paths=monitors, annotation=annotation, identity=identity)
+
+
+def _monitored(layout: ResultsLayout, algorithm: str) -> set[str]:
+    """The cases of `algorithm` whose run folder holds a monitor series."""
+    folder = str(layout.algorithm_dir(algorithm))
+    try:
+        with os.scandir(folder) as entries:
+            cases = [e.name for e in entries if e.is_dir()]
+    except OSError:
+        return set()
+    return {c for c in cases if os.path.isfile(os.path.join(folder, c, MONITOR_FILE))}
 
 
 def read_monitor(path: Path) -> pd.DataFrame:

@@ -38,7 +38,7 @@ MEASUREMENT_LABELS = {
 MISSING = "\u2013"  # an en dash marks a value that does not exist
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: a frozen dataclass takes 6x as long to make, and pages hold 10^5 cells
 class Cell:
     """One table cell: shown `text`, its sort key (`sort`, "" = missing, sorts last), a CSS class,
     an optional tooltip and an optional in-page link."""
@@ -276,7 +276,8 @@ def resources_table(measurements: pd.DataFrame, runs: pd.DataFrame, *, algorithm
         return None
     ok = runs[runs["status"] == ok_status][["algorithm", "case_id"]]
     data = measurements.merge(ok, on=["algorithm", "case_id"], how="inner")
-    names = [n for n in MEASUREMENT_LABELS if n in set(data["name"])]
+    present = set(data["name"].tolist())
+    names = [n for n in MEASUREMENT_LABELS if n in present]
     if not names:
         return None
     medians = data.groupby(["algorithm", "name"])["value"].median().unstack("name")
@@ -363,11 +364,40 @@ def _ran_on(host: object, worker: object) -> str:
     return f"{host_text} ({worker_text})" if worker_text and worker_text != "local" else host_text
 
 
-def algorithm_pages(runs: pd.DataFrame, scores: pd.DataFrame, measurements: pd.DataFrame, *,
-                    algorithms: Sequence[str], ok_status: str = "ok") -> list[AlgorithmPage]:
-    """Per algorithm: each case's status, exit code, time, mean DSC/NSD, median HD95, AUCs, host and
-    the full message (plain text, printed too); then its DSC and NSD per organ, a row per case."""
+def _column(frame: pd.DataFrame, name: str) -> list[object]:
+    """A column as a Python list (None where absent): one conversion, no per-cell pandas access
+    (iterating an Arrow-backed string column costs a microsecond a value)."""
+    return frame[name].tolist() if name in frame.columns else [None] * len(frame)
+
+
+@dataclass(frozen=True)
+class PageLink:
+    """What the main page says of an algorithm's page: its file and how many of its runs were ok."""
+
+    algorithm: str
+    file: str
+    n_ok: int
+    n_runs: int
+
+
+def page_links(runs: pd.DataFrame, *, algorithms: Sequence[str], ok_status: str = "ok") -> list[PageLink]:
+    """One link per algorithm (rank order) that has segmenter runs."""
     segmenters = runs[runs["kind"] == "segmenter"]
+    names = segmenters["algorithm"].astype(str)
+    n_runs = names.value_counts().to_dict()
+    n_ok = names[segmenters["status"] == ok_status].value_counts().to_dict()
+    return [PageLink(a, page_file(a), int(n_ok.get(a, 0)), int(n_runs[a])) for a in algorithms if a in n_runs]
+
+
+def algorithm_pages(runs: pd.DataFrame, scores: pd.DataFrame, measurements: pd.DataFrame, *,
+                    algorithms: Sequence[str], ok_status: str = "ok", organs: Sequence[str] | None = None) -> list[AlgorithmPage]:
+    """Per algorithm: each case's status, exit code, time, mean DSC/NSD, median HD95, AUCs, host and
+    the full message (plain text, printed too); then its DSC and NSD per organ (`organs`, default
+    those in `scores`), a row per case."""
+    wanted = set(algorithms)
+    segmenters = runs[(runs["kind"] == "segmenter") & runs["algorithm"].astype(str).isin(wanted)]
+    if not scores.empty:
+        scores = scores[scores["algorithm"].astype(str).isin(wanted)]
     means = case_means(scores)
     dsc_mean = means["dsc"].to_dict() if not means.empty else {}
     nsd_mean = means["nsd"].to_dict() if not means.empty else {}
@@ -375,58 +405,70 @@ def algorithm_pages(runs: pd.DataFrame, scores: pd.DataFrame, measurements: pd.D
         if not scores.empty and "hd95_mm" in scores else {}
     measured = {name: _pairs(group, "value") for name, group in measurements.groupby("name")} \
         if not measurements.empty else {}
-    organs = organs_of(scores)
+    auc_gpu, auc_cpu = measured.get("auc_gpu_mb_s", {}), measured.get("auc_cpu_pct_s", {})
+    organs = list(organs) if organs is not None else organs_of(scores)
     per_organ: dict[str, dict[tuple[str, str, str], float]] = {"dsc": {}, "nsd": {}}
     if not scores.empty:
-        keys = list(zip(scores["algorithm"].astype(str), scores["case_id"].astype(str), scores["organ"].astype(str),
-                        strict=True))
+        keys = list(zip(scores["algorithm"].astype(str).tolist(), scores["case_id"].astype(str).tolist(),
+                        scores["organ"].astype(str).tolist(), strict=True))
         for metric in per_organ:
-            per_organ[metric] = dict(zip(keys, scores[metric].astype(float), strict=True))
+            per_organ[metric] = dict(zip(keys, scores[metric].astype(float).tolist(), strict=True))
     columns = (Column("Case"), Column("Status"), Column("Exit code", "num"), Column("Time (s)", "num"),
                Column("DSC", "num", first="descending"), Column("NSD", "num", first="descending"),
                Column("HD95 (mm)", "num", "median over organs of the 95th-percentile Hausdorff distance"),
                Column("AUC GPU (MB\u00a0s)", "num"),
                Column("AUC CPU (%\u00a0s)", "num"), Column("Ran on"), Column("Message"))
+    organ_columns = tuple([Column("Case")] + [Column(organ_short(o), "num", o.replace("_", " "), first="descending")
+                                              for o in organs])
+    records: dict[str, list[tuple[object, ...]]] = {}
+    for record in zip(*(_column(segmenters, c) for c in ("algorithm", "case_id", "status", "exit_code", "elapsed_s",
+                                                         "host", "worker", "message")), strict=True):
+        records.setdefault(str(record[0]), []).append(record)
     pages = []
-    for algorithm, own in segmenters.groupby(segmenters["algorithm"].astype(str), sort=False):
-        if algorithm not in algorithms:
-            continue
+    for algorithm in [a for a in dict.fromkeys(_column(segmenters, "algorithm")) if str(a) in wanted]:
+        algorithm = str(algorithm)
         rows = []
         cases = []
         n_ok = 0
-        for r in sorted(own.to_dict("records"), key=lambda rec: str(rec["case_id"])):
-            case_id = str(r["case_id"])
+        for _, case, status, exit_code, elapsed, host, worker, message in sorted(records[algorithm], key=lambda r: str(r[1])):
+            case_id = str(case)
             key = (algorithm, case_id)
-            exit_code = r.get("exit_code")
             has_code = exit_code is not None and not (isinstance(exit_code, float) and math.isnan(exit_code))
-            n_ok += str(r["status"]) == ok_status
+            n_ok += str(status) == ok_status
             cases.append(case_id)
             rows.append((
                 Cell(case_id, case_id.lower(), "case", anchor=f"case-{case_id}"),
-                status_cell(str(r["status"])),
-                Cell(str(int(exit_code)) if has_code else MISSING, sort_key(exit_code) if has_code else "", "num"),  # type: ignore[arg-type]
-                num_cell(r["elapsed_s"], "time_s"),
+                status_cell(str(status)),
+                Cell(str(int(exit_code)) if has_code else MISSING, sort_key(exit_code) if has_code else "", "num"),  # type: ignore[call-overload, arg-type]
+                num_cell(elapsed, "time_s"),  # type: ignore[arg-type]
                 num_cell(dsc_mean.get(key), "dsc"),
                 num_cell(nsd_mean.get(key), "nsd"),
                 num_cell(hd95_median.get(key)),  # type: ignore[arg-type]
-                num_cell(measured.get("auc_gpu_mb_s", {}).get(key), "auc_gpu_mb_s"),  # type: ignore[arg-type]
-                num_cell(measured.get("auc_cpu_pct_s", {}).get(key), "auc_cpu_pct_s"),  # type: ignore[arg-type]
-                text_cell(_ran_on(r.get("host"), r.get("worker"))),
-                text_cell(str(r.get("message") or ""), cls="message"),
+                num_cell(auc_gpu.get(key), "auc_gpu_mb_s"),  # type: ignore[arg-type]
+                num_cell(auc_cpu.get(key), "auc_cpu_pct_s"),  # type: ignore[arg-type]
+                text_cell(_ran_on(host, worker)),
+                text_cell(str(message or ""), cls="message"),
             ))
         organ_tables = {}
         for metric in ("dsc", "nsd"):
-            ocols = [Column("Case")] + [Column(organ_short(o), "num", o.replace("_", " "), first="descending") for o in organs]
+            values_of = per_organ[metric]
             orows = []
             for case_id in cases:
-                values = [per_organ[metric].get((algorithm, case_id, o)) for o in organs]
+                values = [values_of.get((algorithm, case_id, o)) for o in organs]
                 if all(v is None for v in values):
                     continue
-                orows.append((Cell(case_id, case_id.lower(), "case"), *(num_cell(v, metric) for v in values)))
-            organ_tables[metric] = HtmlTable(f"organ-{metric}", tuple(ocols), tuple(orows)) if orows else None
+                orows.append((Cell(case_id, case_id.lower(), "case"), *[_score_cell(v) for v in values]))
+            organ_tables[metric] = HtmlTable(f"organ-{metric}", organ_columns, tuple(orows)) if orows else None
         pages.append(AlgorithmPage(algorithm, page_file(algorithm), int(n_ok), len(rows),
                                    HtmlTable("runs", columns, tuple(rows)), organ_tables["dsc"], organ_tables["nsd"]))
     return pages
+
+
+def _score_cell(value: float | None) -> Cell:
+    """A DSC or NSD cell: num_cell(value, "dsc") without its checks, for the 10^5 cells of the pages."""
+    if value is None or value != value or value in (math.inf, -math.inf):
+        return Cell(fmt_value(value, "dsc"), sort_key(value), "num")
+    return Cell(f"{value:.3f}", f"{value:.10g}", "num")
 
 
 def human_header(name: str) -> str:
@@ -537,8 +579,9 @@ def provenance_table(runs: pd.DataFrame, *, algorithms: Sequence[str]) -> HtmlTa
     columns = (Column("Algorithm"), Column("Version"), Column("Description"), Column("First run"),
                Column("Image digest"), Column("Manifest sha256"), Column("Runner"), Column("harness"))
     rows = []
+    groups = dict(list(runs.groupby(runs["algorithm"].astype(str), sort=False)))
     for algorithm in algorithms:
-        group = runs[runs["algorithm"] == algorithm]
+        group = groups.get(algorithm, runs.iloc[:0])
         started = pd.to_numeric(group["started_at"], errors="coerce").dropna() if "started_at" in group else pd.Series()
         first = datetime.fromtimestamp(float(started.min()), UTC).strftime("%Y-%m-%d %H:%M UTC") if len(started) else ""
         rows.append((
