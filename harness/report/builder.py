@@ -29,7 +29,8 @@ from harness.layout import REPORT_FILE
 from harness.ranking.challenge import ChallengeRanking, rank_challenge
 from harness.ranking.combine import COMPARED, describe_method
 from harness.ranking.config import FLARE22_RANKING, RankingConfig, load_ranking_config
-from harness.report import figures, tables
+from harness.ranking.tasks import TaskRanking, organ_tasks, rank_tasks
+from harness.report import figures, svgplot, tables
 from harness.report.drawing import Drawer
 from harness.report.inputs import ReportInputs, load_report_inputs, read_monitor
 
@@ -332,6 +333,19 @@ def report_context(inputs: ReportInputs, ranking: ChallengeRanking, *, pages_dir
                               + (" (bold)." if chosen else "."),
                               drawer.draw(figures.method_lines_figure, ranking.method_ranks.reindex(order),
                                           colors=colors, chosen=chosen))
+    figs += _rank_figures(ranking, order, colors, drawer=drawer, public=public)
+    task_fig = None
+    if organs and len(organs) > 1:
+        dsc_values = tables.organ_values(runs, inputs.scores, config, "dsc")
+        task_ranking = rank_tasks(organ_tasks(dsc_values, algorithms=order, organs=organs), algorithms=order,
+                                  config=config, metric="dsc")
+        consensus_order = [str(a) for a in task_ranking.consensus.index]
+        task_fig = _figure("fig-tasks", "Ranks per organ (multi-task)",
+                           f"Each organ ranked as a task of its own on its DSC ({describe_task_method(task_ranking)}); "
+                           "the consensus is each algorithm's mean rank over the organs (challengeR's consensus), "
+                           f"ranked; algorithms in consensus order. Consensus winner: {consensus_order[0]}.",
+                           drawer.draw(svgplot.task_ranks_svg, task_ranking.ranks.loc[consensus_order],
+                                       consensus=task_ranking.consensus["rank"]))
     adjust = "Holm-adjusted over all ordered pairs" if config.p_adjust == "holm" else "unadjusted"
     n_significant = {m: int(np.nansum(frame.to_numpy(dtype=float))) for m, frame in ranking.significance.items()}
     found = ", ".join(f"{tables.metric_label(m)} {n}" for m, n in n_significant.items())
@@ -341,7 +355,7 @@ def report_context(inputs: ReportInputs, ranking: ChallengeRanking, *, pages_dir
         f"signed-rank test per metric, {adjust}, alpha {config.alpha:g}). Algorithms in rank order. "
         f"Significant ordered pairs: {found}" + (" (with few cases no difference can reach significance)."
                                                  if not any(n_significant.values()) else "."),
-        drawer.draw(figures.significance_figure, tables.significance_counts(ranking, order), algorithms=order,
+        drawer.draw(svgplot.significance_svg, tables.significance_counts(ranking, order), algorithms=order,
                     labels={m: tables.metric_label(m) for m in ranking.metrics}))
 
     typical = tables.typical_cases(segmenters, inputs.monitor_paths, ok_status=config.ok_status)
@@ -406,7 +420,8 @@ def report_context(inputs: ReportInputs, ranking: ChallengeRanking, *, pages_dir
         "not_scorable": _not_scorable(inputs),
         "organ_tables": organ_tables,
         "figures": {f.key: f for f in [*figs, *box_figs, blob, violin, significance]
-                    + ([resource_fig] if resource_fig else []) + ([methods_fig] if methods_fig else [])},
+                    + ([resource_fig] if resource_fig else []) + ([methods_fig] if methods_fig else [])
+                    + ([task_fig] if task_fig else [])},
         "box_figures": box_figs,
         "resources": tables.resources_table(inputs.measurements, segmenters, algorithms=order, ok_status=config.ok_status),
         "monitor_problems": monitor_problems,
@@ -431,12 +446,66 @@ def public_edition(context: dict[str, Any], inputs: ReportInputs, ranking: Chall
     failed = runs[runs["status"] != ranking.config.ok_status]
     counts = (failed.groupby(["algorithm", "status"]).size().rename("runs").reset_index() if len(failed)
               else pd.DataFrame(columns=["algorithm", "status", "runs"]))
-    figures_kept = {k: f for k, f in context["figures"].items() if k != "fig-resources"}  # it names its case
+    figures_kept = {k: f for k, f in context["figures"].items() if k not in PER_CASE_FIGURES}
     methods = {**context["methods"], "hosts": tables.hosts_table(runs, with_names=False)}  # no host names
     return {**context, "public": True, "case_matrix": None, "algorithm_pages": [], "pages": {}, "cases_page": None,
             "full_case_matrix": None, "not_scorable": None, "methods": methods,
             "leaderboard": tables.leaderboard_table(ranking),
             "failures": tables.frame_table(counts, key="failures"), "figures": figures_kept}
+
+
+# Figures of per-case values: not in the public edition (the resource curves also name their case).
+PER_CASE_FIGURES = ("fig-resources", "fig-podium", "fig-dotbox")
+
+
+def _rank_figures(ranking: ChallengeRanking, order: list[str], colors: Mapping[str, str], *, drawer: Drawer,
+                  public: bool) -> list[Figure]:
+    """challengeR's figures of the per-case ranks and values of the primary metric (DSC when ranked,
+    else the first ranked metric) and of the bootstrap's rank frequencies."""
+    primary = "dsc" if "dsc" in ranking.metrics else ranking.metrics[0]
+    matrix = ranking.matrices[primary]
+    columns = [matrix.algorithms.index(a) for a in order]
+    values, ranks = matrix.values[:, columns], matrix.ranks[:, columns]
+    n_cases, n = values.shape
+    label = tables.metric_label(primary)
+    counts = pd.DataFrame([np.bincount(np.clip(ranks[:, a].astype(int), 1, n) - 1, minlength=n) for a in range(n)],
+                          index=pd.Index(order, name="algorithm"), columns=range(1, n + 1))
+    better = "larger" if matrix.larger_is_better else "smaller"
+    out = [
+        _figure("fig-rank-heatmap", "Ranking heatmap",
+                f"How many of the {n_cases} cases gave each algorithm (row, leaderboard order) each rank on {label} "
+                f"({better} is better; ties share the best rank; a failed run at its failure value).",
+                drawer.draw(svgplot.rank_heatmap_svg, counts, n_cases=n_cases, xlabel=f"rank on the case ({label})")),
+        _figure("fig-stacked", "Stacked frequency plot",
+                f"Each algorithm's ranks over the {ranking.bootstrap.n_draws} bootstrap draws, as shares of one bar "
+                "(dark = best ranks); one colour means every draw agrees.",
+                drawer.draw(svgplot.stacked_frequency_svg, ranking.bootstrap.rank_frequencies().reindex(order))),
+    ]
+    if public:
+        return out
+    finite = values[np.isfinite(values)]
+    lo, hi = (0.0, 1.0) if primary in ("dsc", "nsd") else (float(finite.min()), float(finite.max())) if finite.size \
+        else (0.0, 1.0)
+    out += [
+        _figure("fig-podium", "Podium plot",
+                f"Each case's {label} of each algorithm, placed at the rank the algorithm took on that case; a case's "
+                "points are linked by a grey line; each algorithm a colour (named at the right, leaderboard order).",
+                drawer.draw(svgplot.podium_svg, values, ranks, algorithms=order, colors=colors, metric_label=label,
+                            lo=lo, hi=hi)),
+        _figure("fig-dotbox", "Dot-and-box plot",
+                f"{label} of every case per algorithm (leaderboard order): quartile box, median bar, whiskers 1.5 IQR, "
+                "a dot per case; each case's dots linked across the algorithms by a grey line.",
+                drawer.draw(svgplot.dot_box_svg, values, algorithms=order, colors=colors, metric_label=label,
+                            lo=lo, hi=hi)),
+    ]
+    return out
+
+
+def describe_task_method(task_ranking: TaskRanking) -> str:
+    method = task_ranking.method
+    if method.kind == "aggregate_then_rank":
+        return f"aggregate-then-rank by the {method.aggregate}"
+    return method.kind.replace("_", "-")
 
 
 def _figure(key: str, title: str, caption: str, drawn: Future[str]) -> Figure:

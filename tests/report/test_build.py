@@ -60,9 +60,11 @@ def test_report_from_committed_fixture(fixture_report: Path) -> None:
     size = fixture_report.stat().st_size
     print(f"fixture report: {fixture_report} ({size / 1024:.0f} KiB)")
     assert size < MAX_BYTES
-    for key in ("ranking", "failures", "organs", "accuracy-time", "stability", "significance", "resources", "methods", "cases"):
+    for key in ("ranking", "failures", "organs", "accuracy-time", "case-ranks", "tasks", "stability", "significance",
+                "resources", "methods", "cases"):
         assert f'<section id="{key}">' in html, key
-    for figure in ("fig-accuracy", "fig-box-dsc", "fig-box-nsd", "fig-blob", "fig-tau", "fig-significance", "fig-resources"):
+    for figure in ("fig-accuracy", "fig-box-dsc", "fig-box-nsd", "fig-blob", "fig-tau", "fig-significance", "fig-resources",
+                   "fig-rank-heatmap", "fig-stacked", "fig-podium", "fig-dotbox", "fig-tasks", "fig-methods"):
         assert f'<figure id="{figure}"' in html, figure
     assert '<section id="annotation">' not in html  # no annotator ran
 
@@ -325,6 +327,10 @@ def test_the_public_edition_withholds_every_per_case_result(tmp_path: Path) -> N
     logs = sorted({line.strip() for text in inputs.runs["log_tail"] for line in str(text).splitlines() if line.strip()})
     assert logs and not [line for line in logs if line in public]  # no log line
     assert "Public edition: per-case results are withheld" in public and 'href="#cases"' not in public
+    for key in ("fig-podium", "fig-dotbox", "fig-resources"):  # per-case values
+        assert f'<figure id="{key}"' in full[""] and f'<figure id="{key}"' not in public, key
+    for key in ("fig-rank-heatmap", "fig-stacked", "fig-tasks", "fig-blob"):  # aggregates
+        assert f'<figure id="{key}"' in public, key
     page = parse(public)
     assert page.ids and "ranking" in page.ids  # the ranking itself is there
     done = CliRunner().invoke(report, ["--results", str(folder), "--out", str(tmp_path / "public.html"),

@@ -1,0 +1,83 @@
+"""Multi-task ranking: each organ (or any other split of the values) ranked as a task of its own,
+and the consensus over the tasks, as challengeR does for a multi-task challenge.
+
+Each task is ranked by the challenge's method on that task's per-case values (FLARE's pooled score
+is a rank-then-aggregate, so a FLARE challenge ranks each task rank-then-aggregate; a
+grand-challenge position score, which needs several metrics, becomes aggregate-then-rank by the
+configured aggregate). The consensus is each algorithm's mean rank over the tasks (challengeR's
+`consensus(method = "euclidean")` reports these mean ranks), ranked with ties sharing the best
+rank; a task with no value for an algorithm leaves that algorithm out of its mean.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from harness.ranking.combine import method_for
+from harness.ranking.config import RankingConfig
+from harness.ranking.methods import GC_METHODS, Method, rank_by, rank_na2
+
+
+@dataclass(frozen=True)
+class TaskRanking:
+    """`ranks`: algorithms x tasks; `consensus`: per algorithm its mean rank over the tasks and the
+    rank of that mean; `method`: how each task was ranked."""
+
+    method: Method
+    ranks: pd.DataFrame
+    consensus: pd.DataFrame
+
+    def to_frame(self) -> pd.DataFrame:
+        """One row per algorithm (consensus order): its rank in each task, the mean and its rank."""
+        frame = self.ranks.copy()
+        frame["mean_rank"] = self.consensus["mean_rank"]
+        frame["consensus_rank"] = self.consensus["rank"]
+        return frame.loc[self.consensus.index].reset_index()
+
+
+def task_method(config: RankingConfig, metric: str) -> Method:
+    """The method that ranks one task of `metric`'s values under `config`."""
+    kind = config.method
+    if kind == "flare":
+        kind = "rank_then_aggregate"
+    elif kind in GC_METHODS:
+        kind = "aggregate_then_rank"
+    return method_for(config, metric, kind=kind)
+
+
+def rank_tasks(values: Mapping[str, np.ndarray], *, algorithms: Sequence[str], config: RankingConfig,
+               metric: str) -> TaskRanking:
+    """Rank each task (`values`: task -> cases x algorithms, NaN = missing) by `task_method` and
+    combine the tasks' ranks into the consensus."""
+    method = task_method(config, metric)
+    better = config.metric(metric).larger_is_better
+    columns = {}
+    for task, matrix in values.items():
+        _, rank = rank_by(np.asarray(matrix, dtype=float), method, larger_is_better=better)
+        columns[task] = rank
+    index = pd.Index(list(algorithms), name="algorithm")
+    ranks = pd.DataFrame(columns, index=index)
+    mean = ranks.mean(axis=1, skipna=True).to_numpy(dtype=float)
+    consensus = pd.DataFrame({"mean_rank": mean, "rank": rank_na2(mean, ties="min", larger_is_better=False)},
+                             index=index)
+    consensus = consensus.sort_values(["rank", "mean_rank"], kind="stable")
+    return TaskRanking(method=method, ranks=ranks, consensus=consensus)
+
+
+def organ_tasks(values: pd.DataFrame, *, algorithms: Sequence[str], organs: Sequence[str]) -> dict[str, np.ndarray]:
+    """Per organ (in `organs`' order), the cases x algorithms matrix of a long table (columns
+    algorithm, case_id, organ, value; one row per algorithm, case and organ)."""
+    groups = dict(list(values.groupby(values["organ"].astype(str), sort=False)))
+    out = {}
+    for organ in organs:
+        if organ in groups:
+            wide = groups[organ].pivot(index="case_id", columns="algorithm", values="value")
+            out[organ] = wide.reindex(columns=list(algorithms)).to_numpy(dtype=float)
+    return out
+
+
+__all__ = ["TaskRanking", "organ_tasks", "rank_tasks", "task_method"]

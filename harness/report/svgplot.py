@@ -1,0 +1,409 @@
+"""The report's grid and per-case figures, written as SVG directly: significance maps, the ranking
+heatmap, the stacked rank frequencies, the podium, the dot-and-box plot and the ranks per task.
+
+These figures are grids of cells or thousands of marks in fixed rows and columns, where
+matplotlib spends its time on Tick objects and text extents (the significance map took 3 s at 50
+algorithms) and places nothing better than a grid does. Here every label sits on its own row or
+column pitch and its font is chosen smaller than that pitch, so no two labels can overlap at 3 or
+at 500 algorithms; marks of one colour are one compound path. Same input, same bytes; text stays
+text (the page's font renders it); ids are prefixed like figures.py's. Colour scales come from
+matplotlib's colormaps.
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Mapping, Sequence
+
+import matplotlib
+import numpy as np
+import pandas as pd
+
+INK = "#222222"
+MUTED = "#666666"
+GRID = "#e3e6ea"
+FONT = 11.0  # px: the figures' largest text
+CHAR_W = 0.62  # a DejaVu Sans character's mean advance in em, for layout (the browser measures for real)
+
+
+def _n(value: float) -> str:
+    """A coordinate: 0.1 px, no trailing zeros."""
+    text = f"{value:.1f}"
+    text = text[:-2] if text.endswith(".0") else text
+    return "0" if text == "-0" else text
+
+
+def text_width(text: str, size: float) -> float:
+    return len(text) * size * CHAR_W
+
+
+def colormap(name: str, shares: np.ndarray) -> list[str]:
+    """Hex colours of `shares` (0..1) on matplotlib's colormap `name`."""
+    cmap = matplotlib.colormaps[name]
+    return [matplotlib.colors.to_hex(c) for c in cmap(np.clip(np.asarray(shares, dtype=float), 0.0, 1.0))]
+
+
+class Canvas:
+    """An SVG document built by appending elements; `svg()` gives the inline `<svg>` element."""
+
+    def __init__(self, width: float, height: float, *, prefix: str, title: str) -> None:
+        self.width, self.height, self.prefix, self.title = width, height, prefix, title
+        self.parts: list[str] = []
+
+    def rect(self, x: float, y: float, w: float, h: float, *, fill: str, stroke: str = "", extra: str = "") -> None:
+        line = f' stroke="{stroke}"' if stroke else ""
+        self.parts.append(f'<rect x="{_n(x)}" y="{_n(y)}" width="{_n(w)}" height="{_n(h)}" fill="{fill}"{line}{extra}/>')
+
+    def path(self, d: str, *, fill: str = "none", stroke: str = "", width: float = 1.0, opacity: float | None = None,
+             cap: str = "") -> None:
+        if not d:
+            return
+        attrs = f' fill="{fill}"'
+        if stroke:
+            attrs += f' stroke="{stroke}" stroke-width="{width:g}"'
+        if opacity is not None:
+            attrs += f' opacity="{opacity:g}"'
+        if cap:
+            attrs += f' stroke-linecap="{cap}"'
+        self.parts.append(f'<path d="{d}"{attrs}/>')
+
+    def text(self, x: float, y: float, text: str, *, size: float = FONT, anchor: str = "start", rotate: float = 0.0,
+             bold: bool = False, fill: str = INK, middle: bool = True) -> None:
+        """Text at (x, y): `anchor` start/middle/end; `middle` centres it vertically on y."""
+        attrs = f' font-size="{size:g}"'
+        if anchor != "start":
+            attrs += f' text-anchor="{anchor}"'
+        if middle:
+            attrs += ' dominant-baseline="central"'
+        if bold:
+            attrs += ' font-weight="bold"'
+        if fill != INK:
+            attrs += f' fill="{fill}"'
+        if rotate:
+            attrs += f' transform="rotate({rotate:g} {_n(x)} {_n(y)})"'
+        self.parts.append(f'<text x="{_n(x)}" y="{_n(y)}"{attrs}>{html.escape(text, quote=False)}</text>')
+
+    def svg(self) -> str:
+        w, h = _n(self.width), _n(self.height)
+        return (f'<svg class="figure" role="img" xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" '
+                f'viewBox="0 0 {w} {h}" font-family="DejaVu Sans, sans-serif" fill="{INK}" id="{self.prefix}-svg">\n'
+                f"<title>{html.escape(self.title)}</title>" + "".join(self.parts) + "</svg>\n")
+
+
+def rects_d(x: np.ndarray, y: np.ndarray, w: float, h: float) -> str:
+    """Many w x h rectangles at (x, y) as one path's data."""
+    return "".join(f"M{_n(a)} {_n(b)}h{_n(w)}v{_n(h)}h{_n(-w)}z" for a, b in zip(x.tolist(), y.tolist(), strict=True))
+
+
+def dots_d(x: np.ndarray, y: np.ndarray) -> str:
+    """Many dots as one path's data: zero-length segments drawn with round caps."""
+    return "".join(f"M{_n(a)} {_n(b)}h0" for a, b in zip(x.tolist(), y.tolist(), strict=True) if np.isfinite(b))
+
+
+def _pitch(n: int, span: float, lo: float, hi: float) -> float:
+    """The row (or column) pitch that fits n rows in `span` px, kept within [lo, hi]."""
+    return float(min(hi, max(lo, span / max(1, n))))
+
+
+def _label_size(pitch: float) -> float:
+    """A font that fits one label per `pitch`: a text box is about 1.17 em tall."""
+    return float(min(FONT, pitch / 1.25))
+
+
+def _rank_ticks(n: int, pitch: float, size: float) -> list[int]:
+    """The ranks 1..n to label on an axis of `pitch` px per rank: every one when they fit side by
+    side, else 1 and every k-th."""
+    step = 1
+    while step * pitch < text_width(str(n), size) + 3:
+        step = {1: 2, 2: 5}.get(step, step * 2)
+    return [1, *range(step, n + 1, step)] if step > 1 else list(range(1, n + 1))
+
+
+def significance_svg(maps: Mapping[str, pd.DataFrame], *, algorithms: Sequence[str], labels: Mapping[str, str],
+                     prefix: str = "fig-significance", title: str = "Significance maps") -> str:
+    """One panel per metric: a dark cell where the row algorithm is significantly better than the
+    column algorithm (the ranking's one-sided tests), algorithms in rank order, the diagonal grey.
+    Row and column labels sit one per cell."""
+    names = list(maps)
+    n = len(algorithms)
+    cell = _pitch(n, 380.0, 7.0, 22.0)
+    size = _label_size(cell)
+    margin = max(text_width(a, size) for a in algorithms) + 6 if algorithms else 10
+    panel = margin + n * cell
+    n_cols = max(1, min(len(names), int(1000 // (panel + 16)) or 1))
+    n_rows = -(-len(names) // n_cols)
+    head = FONT + 8
+    canvas = Canvas(n_cols * (panel + 16), n_rows * (head + margin + n * cell + 12), prefix=prefix, title=title)
+    palette = ("#f1f3f5", "#1f5f99", "#d0d4d9")  # not significant, significant, the diagonal
+    for k, name in enumerate(names):
+        x0 = (k % n_cols) * (panel + 16) + margin
+        y0 = (k // n_cols) * (head + margin + n * cell + 12) + head + margin
+        canvas.text(x0 + n * cell / 2, y0 - margin - head / 2, labels.get(name, name), anchor="middle", bold=True)
+        matrix = maps[name].reindex(index=list(algorithms), columns=list(algorithms)).to_numpy(dtype=float)
+        matrix = np.nan_to_num(matrix, nan=0.0)
+        canvas.rect(x0, y0, n * cell, n * cell, fill=palette[0])
+        canvas.path(_runs_d(matrix == 1.0, x0, y0, cell), fill=palette[1])
+        diag = np.arange(n)
+        canvas.path(rects_d(x0 + diag * cell, y0 + diag * cell, cell, cell), fill=palette[2])
+        grid = "".join(f"M{_n(x0 + i * cell)} {_n(y0)}v{_n(n * cell)}M{_n(x0)} {_n(y0 + i * cell)}h{_n(n * cell)}"
+                       for i in range(n + 1))
+        canvas.path(grid, stroke="#ffffff", width=0.8)
+        for i, algorithm in enumerate(algorithms):
+            canvas.text(x0 - 4, y0 + (i + 0.5) * cell, algorithm, size=size, anchor="end")
+            canvas.text(x0 + (i + 0.5) * cell, y0 - 4, algorithm, size=size, rotate=-90)
+    return canvas.svg()
+
+
+def _runs_d(mask: np.ndarray, x0: float, y0: float, cell: float) -> str:
+    """The True cells of `mask` as one path's data, each row's runs of adjacent cells one rectangle."""
+    parts = []
+    for row in range(mask.shape[0]):
+        edges = np.diff(np.concatenate([[0], mask[row].astype(np.int8), [0]]))
+        for a, b in zip(np.flatnonzero(edges == 1).tolist(), np.flatnonzero(edges == -1).tolist(), strict=True):
+            parts.append(f"M{_n(x0 + a * cell)} {_n(y0 + row * cell)}h{_n((b - a) * cell)}v{_n(cell)}h{_n(-(b - a) * cell)}z")
+    return "".join(parts)
+
+
+def rank_heatmap_svg(counts: pd.DataFrame, *, n_cases: int, prefix: str = "fig-rank-heatmap",
+                     title: str = "Ranking heatmap", xlabel: str = "rank on the case") -> str:
+    """challengeR's ranking heatmap: rows are algorithms (rank order), columns ranks 1..n, a cell's
+    colour the number of cases on which the algorithm took that rank (its count written in the
+    cell while cells are large enough)."""
+    algorithms = [str(a) for a in counts.index]
+    ranks = [int(r) for r in counts.columns]
+    n, m = len(algorithms), len(ranks)
+    cell = _pitch(max(n, m), 480.0, 7.0, 26.0)
+    size = _label_size(cell)
+    margin = max((text_width(a, size) for a in algorithms), default=10) + 6
+    top = FONT + 10
+    bar = 70.0  # the colour key
+    canvas = Canvas(margin + m * cell + bar + 20, top + n * cell + FONT * 3 + 8, prefix=prefix, title=title)
+    values = counts.to_numpy(dtype=float)
+    most = float(values.max()) if values.size else 0.0
+    share = values / max(1.0, most)  # the colour scale spans 0 to the largest count
+    x0, y0 = margin, top
+    colours = colormap("Blues", 0.08 + 0.92 * share.ravel())
+    by_colour: dict[str, list[tuple[int, int]]] = {}
+    for flat, colour in enumerate(colours):
+        by_colour.setdefault(colour, []).append(divmod(flat, m))
+    for colour, cells in by_colour.items():
+        rows = np.array([r for r, _ in cells], dtype=float)
+        cols = np.array([c for _, c in cells], dtype=float)
+        canvas.path(rects_d(x0 + cols * cell, y0 + rows * cell, cell, cell), fill=colour)
+    if cell >= 16:
+        count_size = min(FONT - 1, cell * 0.5)
+        for r in range(n):
+            for c in range(m):
+                if values[r, c]:
+                    canvas.text(x0 + (c + 0.5) * cell, y0 + (r + 0.5) * cell, f"{values[r, c]:g}", size=count_size,
+                                anchor="middle", fill="#ffffff" if share[r, c] > 0.55 else INK)
+    for i, algorithm in enumerate(algorithms):
+        canvas.text(x0 - 4, y0 + (i + 0.5) * cell, algorithm, size=size, anchor="end")
+    for rank in _rank_ticks(m, cell, size):
+        canvas.text(x0 + (rank - 0.5) * cell, y0 - 5, str(rank), size=size, anchor="middle")
+    canvas.text(x0 + m * cell / 2, y0 + n * cell + FONT, xlabel, anchor="middle")
+    _colour_key(canvas, x0 + m * cell + 20, y0, min(n * cell, 160.0), "Blues", "cases", lo="0", hi=f"{most:g}")
+    return canvas.svg()
+
+
+def _colour_key(canvas: Canvas, x: float, y: float, height: float, cmap: str, label: str,
+                lo: str = "", hi: str = "") -> None:
+    steps = 24
+    colours = colormap(cmap, 0.08 + 0.92 * np.linspace(0, 1, steps))
+    for k, colour in enumerate(colours):
+        canvas.rect(x, y + height * (steps - 1 - k) / steps, 10, height / steps + 0.2, fill=colour)
+    canvas.text(x + 14, y + height / 2, label, size=FONT - 2, rotate=90, anchor="middle", middle=False)
+    if hi:
+        canvas.text(x + 5, y - 6, hi, size=FONT - 2, anchor="middle")
+    if lo:
+        canvas.text(x + 5, y + height + 8, lo, size=FONT - 2, anchor="middle")
+
+
+def stacked_frequency_svg(frequencies: pd.DataFrame, *, prefix: str = "fig-stacked",
+                          title: str = "Stacked rank frequencies") -> str:
+    """challengeR's stacked frequency plot: one bar per algorithm (rank order), split by the share
+    of bootstrap draws that gave it each rank, dark for the best ranks; a bar of one colour is a
+    rank every draw agrees on."""
+    algorithms = [str(a) for a in frequencies.index]
+    n = len(algorithms)
+    values = frequencies.to_numpy(dtype=float)
+    totals = values.sum(axis=1, keepdims=True)
+    share = values / np.where(totals > 0, totals, 1.0)
+    pitch = _pitch(n, 640.0, 8.0, 40.0)
+    size = _label_size(pitch)
+    height = 180.0
+    left = 46.0
+    below = max((text_width(a, size) for a in algorithms), default=10) + 10
+    canvas = Canvas(left + n * pitch + 110, 12 + height + below + FONT + 6, prefix=prefix, title=title)
+    y0 = 12.0
+    colours = colormap("viridis", np.linspace(0, 0.92, max(2, n)))
+    width = pitch * 0.8
+    for rank in range(n):  # one path per rank: every algorithm's segment of that rank
+        parts = []
+        for a in range(n):
+            if share[a, rank] <= 0:
+                continue
+            below_share = share[a, :rank].sum()
+            top = y0 + height * (1 - below_share - share[a, rank])
+            parts.append(f"M{_n(left + a * pitch + (pitch - width) / 2)} {_n(top)}h{_n(width)}"
+                         f"v{_n(height * share[a, rank])}h{_n(-width)}z")
+        canvas.path("".join(parts), fill=colours[rank])
+    canvas.path(f"M{_n(left)} {_n(y0)}v{_n(height)}h{_n(n * pitch)}", stroke=INK, width=0.8)
+    for tick in (0.0, 0.5, 1.0):
+        canvas.text(left - 4, y0 + height * (1 - tick), f"{tick:.0%}", size=FONT - 2, anchor="end")
+    canvas.text(12, y0 + height / 2, "share of draws", size=FONT - 1, rotate=-90, anchor="middle")
+    for a, name in enumerate(algorithms):
+        canvas.text(left + (a + 0.5) * pitch, y0 + height + 5, name, size=size, rotate=-90, anchor="end")
+    key_x = left + n * pitch + 24
+    canvas.text(key_x, y0 + 2, "rank", size=FONT - 1)
+    for k, colour in enumerate(colours[:n]):
+        canvas.rect(key_x, y0 + 12 + (height - 14) * k / max(1, n), 10, (height - 14) / max(1, n) + 0.2, fill=colour)
+    canvas.text(key_x + 14, y0 + 14, "1 (best)", size=FONT - 2)
+    canvas.text(key_x + 14, y0 + height - 4, str(n), size=FONT - 2)
+    return canvas.svg()
+
+
+def _quartiles(values: np.ndarray) -> tuple[float, float, float, float, float]:
+    """(whisker low, q1, median, q3, whisker high): whiskers reach the furthest value within 1.5 IQR."""
+    q1, med, q3 = np.percentile(values, [25, 50, 75])
+    iqr = q3 - q1
+    inside = values[(values >= q1 - 1.5 * iqr) & (values <= q3 + 1.5 * iqr)]
+    return float(inside.min()), float(q1), float(med), float(q3), float(inside.max())
+
+
+def dot_box_svg(values: np.ndarray, *, algorithms: Sequence[str], colors: Mapping[str, str], metric_label: str,
+                lo: float = 0.0, hi: float = 1.0, prefix: str = "fig-dotbox",
+                title: str = "Dot-and-box plot") -> str:
+    """challengeR's dot-and-box plot: per algorithm (rank order) a box of its per-case values
+    (`values`: cases x algorithms) with every case as a dot, and each case's dots linked across
+    the algorithms by a thin line."""
+    n = len(algorithms)
+    pitch = _pitch(n, 760.0, 12.0, 60.0)
+    size = _label_size(pitch)
+    height, left, top = 220.0, 46.0, 10.0
+    below = max((text_width(a, size) for a in algorithms), default=10) + 10
+    canvas = Canvas(left + n * pitch + 10, top + height + below + 4, prefix=prefix, title=title)
+
+    def y(v: np.ndarray | float) -> np.ndarray:
+        return top + height * (1 - (np.asarray(v, dtype=float) - lo) / (hi - lo or 1.0))
+
+    for tick in np.linspace(lo, hi, 5):
+        canvas.path(f"M{_n(left)} {_n(float(y(tick)))}h{_n(n * pitch)}", stroke=GRID, width=0.8)
+        canvas.text(left - 4, float(y(tick)), f"{tick:g}", size=FONT - 2, anchor="end")
+    canvas.text(12, top + height / 2, metric_label, size=FONT - 1, rotate=-90, anchor="middle")
+    xs = left + (np.arange(n) + 0.5) * pitch
+    finite = np.isfinite(values)
+    lines = []
+    for case in range(values.shape[0]):
+        keep = finite[case]
+        if keep.sum() > 1:
+            pts = zip(xs[keep].tolist(), y(values[case, keep]).tolist(), strict=True)
+            lines.append("M" + "L".join(f"{_n(a)} {_n(b)}" for a, b in pts))
+    canvas.path("".join(lines), stroke="#9aa5b1", width=0.6, opacity=0.35)
+    half = pitch * 0.3
+    for a, name in enumerate(algorithms):
+        column = values[:, a][finite[:, a]]
+        if column.size:
+            wlo, q1, med, q3, whi = _quartiles(column)
+            x = float(xs[a])
+            canvas.rect(x - half, float(y(q3)), 2 * half, float(y(q1) - y(q3)), fill=colors.get(name, "#888888"),
+                        stroke=INK, extra=' fill-opacity="0.35" stroke-width="0.7"')
+            canvas.path(f"M{_n(x)} {_n(float(y(q3)))}V{_n(float(y(whi)))}M{_n(x)} {_n(float(y(q1)))}V{_n(float(y(wlo)))}"
+                        f"M{_n(x - half)} {_n(float(y(med)))}h{_n(2 * half)}", stroke=INK, width=0.9)
+            canvas.path(dots_d(np.full(column.size, x), y(column)), stroke=colors.get(name, "#555555"), width=3.2,
+                        cap="round")
+        canvas.text(float(xs[a]), top + height + 5, name, size=size, rotate=-90, anchor="end")
+    return canvas.svg()
+
+
+def podium_svg(values: np.ndarray, ranks: np.ndarray, *, algorithms: Sequence[str], colors: Mapping[str, str],
+               metric_label: str, lo: float = 0.0, hi: float = 1.0, prefix: str = "fig-podium",
+               title: str = "Podium plot") -> str:
+    """challengeR's podium plot: for each case, each algorithm's value (y) at the podium place it
+    took on that case (x; its rank among the algorithms on the case), the case's points linked by a
+    line; each algorithm a colour, offset within the place so that colours stay apart; the
+    algorithms named at the right in their colours (rank order)."""
+    n = len(algorithms)
+    place = _pitch(n, 640.0, 12.0, 90.0)
+    height, left, top = 240.0, 46.0, 12.0
+    key_pitch = _pitch(n, height, 11.0, 16.0)  # the key may run below the plot: its labels stay legible
+    size = _label_size(key_pitch)
+    right = max((text_width(a, size) for a in algorithms), default=10) + 24
+    canvas = Canvas(left + n * place + right + 10, max(top + height + FONT * 3 + 6, top + n * key_pitch + 10),
+                    prefix=prefix, title=title)
+
+    def y(v: np.ndarray) -> np.ndarray:
+        return top + height * (1 - (np.asarray(v, dtype=float) - lo) / (hi - lo or 1.0))
+
+    for tick in np.linspace(lo, hi, 5):
+        canvas.path(f"M{_n(left)} {_n(float(y(np.array(tick))))}h{_n(n * place)}", stroke=GRID, width=0.8)
+        canvas.text(left - 4, float(y(np.array(tick))), f"{tick:g}", size=FONT - 2, anchor="end")
+    canvas.text(12, top + height / 2, metric_label, size=FONT - 1, rotate=-90, anchor="middle")
+    offsets = (np.arange(n) + 0.5) / n * 0.8 + 0.1  # within the place, by algorithm
+    px = left + (np.clip(ranks, 1, n) - 1 + offsets[None, :]) * place  # cases x algorithms
+    py = y(values)
+    finite = np.isfinite(values)
+    lines = []
+    for case in range(values.shape[0]):
+        keep = np.flatnonzero(finite[case])
+        if keep.size > 1:
+            order = keep[np.argsort(px[case, keep], kind="stable")]
+            lines.append("M" + "L".join(f"{_n(a)} {_n(b)}" for a, b in zip(px[case, order].tolist(),
+                                                                             py[case, order].tolist(), strict=True)))
+    canvas.path("".join(lines), stroke="#9aa5b1", width=0.6, opacity=0.35)
+    for a, name in enumerate(algorithms):
+        keep = finite[:, a]
+        canvas.path(dots_d(px[keep, a], py[keep, a]), stroke=colors.get(name, "#555555"), width=3.4, cap="round")
+    for k in _rank_ticks(n, place, FONT - 2):
+        canvas.text(left + (k - 0.5) * place, top + height + 8, str(k), size=FONT - 2, anchor="middle")
+    canvas.path(f"M{_n(left)} {_n(top)}v{_n(height)}h{_n(n * place)}", stroke=INK, width=0.8)
+    canvas.text(left + n * place / 2, top + height + 8 + FONT + 4, "podium place (rank on the case)", anchor="middle")
+    kx = left + n * place + 14
+    for a, name in enumerate(algorithms):
+        ky = top + (a + 0.5) * key_pitch
+        canvas.rect(kx, ky - 3, 6, 6, fill=colors.get(name, "#555555"))
+        canvas.text(kx + 10, ky, name, size=size)
+    return canvas.svg()
+
+
+def task_ranks_svg(ranks: pd.DataFrame, *, consensus: pd.Series, prefix: str = "fig-tasks",
+                   title: str = "Ranks per task") -> str:
+    """The multi-task view: rows are algorithms in consensus order, columns the tasks (then the
+    consensus), a cell's colour its rank in that task (dark = best), the rank written in the cell
+    while cells are large enough."""
+    algorithms = [str(a) for a in ranks.index]
+    tasks = [str(t) for t in ranks.columns]
+    n, m = len(algorithms), len(tasks) + 1
+    row = _pitch(n, 560.0, 8.0, 22.0)
+    size = _label_size(row)
+    col = max(row, 30.0)
+    head_size = min(FONT - 1, col / 1.25)
+    margin = max((text_width(a, size) for a in algorithms), default=10) + 6
+    top = max((text_width(t, head_size) for t in [*tasks, "consensus"]), default=10) + 10
+    canvas = Canvas(margin + m * col + 90, top + n * row + 10, prefix=prefix, title=title)
+    x0, y0 = margin, top
+    values = np.column_stack([ranks.to_numpy(dtype=float), consensus.reindex(ranks.index).to_numpy(dtype=float)])
+    share = 1 - (values - 1) / max(1, n - 1)
+    colours = np.array(colormap("Blues", 0.08 + 0.92 * np.nan_to_num(share.ravel(), nan=0.0)), dtype=object).reshape(n, m)
+    for colour in sorted(set(colours.ravel().tolist())):
+        rows, cols = np.nonzero(colours == colour)
+        cols_x = x0 + cols * col + np.where(cols == m - 1, 6.0, 0.0)
+        canvas.path(rects_d(cols_x, y0 + rows * row, col - 1, row - 1), fill=colour)
+    if row >= 13:
+        for r in range(n):
+            for c in range(m):
+                if np.isfinite(values[r, c]):
+                    canvas.text(x0 + (c + 0.5) * col + (6 if c == m - 1 else 0), y0 + (r + 0.5) * row - 0.5,
+                                f"{values[r, c]:g}", size=min(size, FONT - 2), anchor="middle",
+                                fill="#ffffff" if share[r, c] > 0.55 else INK)
+    for i, algorithm in enumerate(algorithms):
+        canvas.text(x0 - 4, y0 + (i + 0.5) * row, algorithm, size=size, anchor="end")
+    for j, task in enumerate([*tasks, "consensus"]):
+        canvas.text(x0 + (j + 0.5) * col + (6 if j == m - 1 else 0), y0 - 5, task.replace("_", " "), size=head_size,
+                    rotate=-90, bold=j == m - 1)
+    _colour_key(canvas, x0 + m * col + 24, y0, min(n * row, 160.0), "Blues", "rank", lo=str(n), hi="1")
+    return canvas.svg()
+
+
+__all__ = ["Canvas", "dot_box_svg", "podium_svg", "rank_heatmap_svg", "significance_svg", "stacked_frequency_svg",
+           "task_ranks_svg"]

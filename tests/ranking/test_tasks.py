@@ -1,0 +1,58 @@
+"""Multi-task ranking: each task ranked by the challenge's method, the consensus = mean task rank."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from scipy.stats import rankdata
+
+from harness.ranking.config import FLARE22_RANKING, load_ranking_config
+from harness.ranking.tasks import organ_tasks, rank_tasks, task_method
+
+ALGS = ["a", "b", "c"]
+
+
+def test_flare_ranks_each_task_rank_then_aggregate_and_takes_the_mean_rank() -> None:
+    # task 1: per case a > b > c on every case; task 2: c best on 2 of 3 cases; task 3: a tie of a and b
+    t1 = np.array([[0.9, 0.8, 0.7], [0.8, 0.7, 0.6], [0.9, 0.5, 0.1]])
+    t2 = np.array([[0.1, 0.2, 0.9], [0.5, 0.6, 0.4], [0.2, 0.1, 0.8]])
+    t3 = np.array([[0.5, 0.5, 0.1], [0.5, 0.5, 0.1], [0.5, 0.5, 0.1]])
+    got = rank_tasks({"t1": t1, "t2": t2, "t3": t3}, algorithms=ALGS, config=FLARE22_RANKING, metric="dsc")
+    assert got.method.kind == "rank_then_aggregate"
+    # independent reference: per-case "min" ranks of -values, their mean, ranked with ties "min"
+    expected = {}
+    for name, t in (("t1", t1), ("t2", t2), ("t3", t3)):
+        mean_rank = np.vstack([rankdata(-row, method="min") for row in t]).mean(axis=0)
+        expected[name] = rankdata(mean_rank, method="min")
+    for name in expected:
+        np.testing.assert_array_equal(got.ranks[name].to_numpy(), expected[name])
+    assert got.ranks["t3"].tolist() == [1, 1, 3]  # a tie keeps the best rank
+    mean = np.mean([expected["t1"], expected["t2"], expected["t3"]], axis=0)
+    assert got.consensus.loc[ALGS, "mean_rank"].tolist() == mean.tolist()
+    assert got.consensus.loc[ALGS, "rank"].tolist() == rankdata(mean, method="min").tolist()
+    assert list(got.consensus.index) == sorted(ALGS, key=lambda a: mean[ALGS.index(a)])  # consensus order
+    frame = got.to_frame()
+    assert list(frame.columns) == ["algorithm", "t1", "t2", "t3", "mean_rank", "consensus_rank"]
+
+
+def test_aggregate_then_rank_by_median_per_task(tmp_path: Path) -> None:
+    path = tmp_path / "ranking.toml"
+    path.write_text('name = "median"\nmethod = "aggregate_then_rank"\naggregate = "median"\n'
+                    '[metrics.dsc]\nlarger_is_better = true\nworst_value = 0.0\n', encoding="utf-8")
+    config = load_ranking_config(path)
+    t = np.array([[0.9, 0.1, 0.5], [0.1, 0.8, 0.5], [0.2, 0.9, 0.5], [np.nan, 0.7, 0.5]])
+    got = rank_tasks({"only": t}, algorithms=ALGS, config=config, metric="dsc")
+    assert task_method(config, "dsc").aggregate == "median"
+    # NaN takes the worst value 0.0: medians a = 0.15, b = 0.75, c = 0.5
+    assert got.ranks["only"].tolist() == [3, 1, 2]
+
+
+def test_organ_tasks_follow_the_organ_order() -> None:
+    rows = [("a", "c1", "liver", 0.9), ("b", "c1", "liver", 0.8), ("a", "c1", "spleen", 0.7), ("b", "c1", "spleen", 0.6),
+            ("a", "c2", "liver", 0.5), ("b", "c2", "liver", np.nan), ("a", "c2", "spleen", 0.4), ("b", "c2", "spleen", 0.3)]
+    values = pd.DataFrame(rows, columns=["algorithm", "case_id", "organ", "value"])
+    tasks = organ_tasks(values, algorithms=["b", "a"], organs=["spleen", "liver", "kidney"])
+    assert list(tasks) == ["spleen", "liver"]  # no kidney values: no task
+    np.testing.assert_array_equal(tasks["liver"], np.array([[0.8, 0.9], [np.nan, 0.5]]))

@@ -1,0 +1,107 @@
+"""The grid and per-case figures written as SVG: what they draw, checked from the SVG itself."""
+
+from __future__ import annotations
+
+import re
+import xml.etree.ElementTree as ET
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from harness.report import svgplot
+
+NS = "{http://www.w3.org/2000/svg}"
+
+
+def _tree(svg: str) -> ET.Element:
+    return ET.fromstring(svg)
+
+
+def _rect_area(d: str) -> float:
+    """Total area of a path made of `M x y h w v h h -w z` rectangles."""
+    total = 0.0
+    for w, h in re.findall(r"M[-\d.]+ [-\d.]+h([-\d.]+)v([-\d.]+)h[-\d.]+z", d):
+        total += float(w) * float(h)
+    return total
+
+
+def _names(n: int) -> list[str]:
+    return [f"team-{i:03d}" for i in range(1, n + 1)]
+
+
+def test_significance_cells_match_the_matrix() -> None:
+    algs = _names(7)
+    rng = np.random.default_rng(3)
+    matrix = (rng.random((7, 7)) < 0.4).astype(float)
+    np.fill_diagonal(matrix, np.nan)
+    svg = svgplot.significance_svg({"dsc": pd.DataFrame(matrix, index=algs, columns=algs)}, algorithms=algs,
+                                   labels={"dsc": "DSC"})
+    root = _tree(svg)
+    dark = [p for p in root.iter(f"{NS}path") if p.get("fill") == "#1f5f99"]
+    assert len(dark) == 1
+    cell = svgplot._pitch(7, 380.0, 7.0, 22.0)
+    assert _rect_area(dark[0].get("d", "")) == pytest.approx(np.nansum(matrix) * cell * cell, rel=1e-3)
+    texts = [t.text for t in root.iter(f"{NS}text")]
+    assert texts.count("team-003") == 2 and "DSC" in texts  # a row and a column label each
+
+
+@pytest.mark.parametrize("n", [3, 50, 300])
+def test_grid_labels_keep_to_their_pitch(n: int) -> None:
+    """Row labels one per row, each font smaller than the row pitch (a text box is ~1.17 em tall),
+    so no two can overlap however many algorithms there are."""
+    algs = _names(n)
+    counts = pd.DataFrame(np.eye(n, dtype=int) * 4, index=algs, columns=range(1, n + 1))
+    for svg in (svgplot.rank_heatmap_svg(counts, n_cases=4),
+                svgplot.significance_svg({"dsc": pd.DataFrame(0.0, index=algs, columns=algs)}, algorithms=algs,
+                                         labels={})):
+        rows = [(float(t.get("y", 0)), float(t.get("font-size", 0))) for t in _tree(svg).iter(f"{NS}text")
+                if t.text in algs and t.get("text-anchor") == "end"]
+        assert len(rows) == n
+        ys = sorted(y for y, _ in rows)
+        gap = min(np.diff(ys)) if n > 1 else np.inf
+        assert max(size for _, size in rows) * 1.17 <= gap + 1e-6
+
+
+def test_rank_heatmap_writes_each_count() -> None:
+    algs = ["a", "b", "c"]
+    counts = pd.DataFrame([[5, 1, 0], [1, 4, 1], [0, 1, 5]], index=algs, columns=[1, 2, 3])
+    root = _tree(svgplot.rank_heatmap_svg(counts, n_cases=6))
+    in_cells = [(float(t.get("x", 0)), float(t.get("y", 0)), t.text) for t in root.iter(f"{NS}text")
+                if t.get("font-size") == "10"]  # the counts' font (labels and ticks are 11 px)
+    by_row = [[int(text or 0) for _, _, text in sorted(group)] for _, group in
+              pd.DataFrame(in_cells, columns=["x", "y", "t"]).groupby("y")[["x", "y", "t"]]
+              .apply(lambda g: list(g.itertuples(index=False, name=None))).items()]
+    assert by_row == [[5, 1], [1, 4, 1], [1, 5]]  # zero counts are left blank
+
+
+def test_podium_and_dot_box_draw_every_finite_case() -> None:
+    algs = ["a", "b", "c", "d"]
+    values = np.array([[0.9, 0.8, 0.7, np.nan], [0.5, 0.6, 0.7, 0.8], [np.nan, np.nan, np.nan, 0.1]])
+    ranks = np.array([[1, 2, 3, 4], [4, 3, 2, 1], [2, 2, 2, 1]])
+    colors = {"a": "#111111", "b": "#222222", "c": "#333333", "d": "#444444"}
+    for svg in (svgplot.podium_svg(values, ranks, algorithms=algs, colors=colors, metric_label="DSC"),
+                svgplot.dot_box_svg(values, algorithms=algs, colors=colors, metric_label="DSC")):
+        paths = list(_tree(svg).iter(f"{NS}path"))
+        dots = {p.get("stroke"): p.get("d", "").count("h0") for p in paths if p.get("stroke-linecap") == "round"}
+        assert dots == {"#111111": 2, "#222222": 2, "#333333": 2, "#444444": 2}
+        lines = [p for p in paths if p.get("stroke") == "#9aa5b1"]
+        assert len(lines) == 1 and lines[0].get("d", "").count("M") == 2  # the third case has one value: no line
+
+
+def test_same_input_same_bytes_and_names_escaped() -> None:
+    algs = ["<b>x</b>", "y&z"]
+    counts = pd.DataFrame([[1, 0], [0, 1]], index=algs, columns=[1, 2])
+    one = svgplot.rank_heatmap_svg(counts, n_cases=1)
+    assert one == svgplot.rank_heatmap_svg(counts, n_cases=1)
+    assert "<b>" not in one and "&lt;b&gt;x&lt;/b&gt;" in one and "y&amp;z" in one
+    _tree(one)  # well-formed XML
+
+
+def test_task_ranks_in_consensus_order() -> None:
+    ranks = pd.DataFrame({"liver": [1.0, 2.0, 3.0], "spleen": [2.0, 1.0, 3.0]}, index=["a", "b", "c"])
+    consensus = pd.Series([1, 1, 3], index=["a", "b", "c"])
+    root = _tree(svgplot.task_ranks_svg(ranks, consensus=consensus))
+    texts = [t.text for t in root.iter(f"{NS}text")]
+    assert texts[:3] == ["1", "2", "1"]  # a's ranks: liver, spleen, consensus
+    assert "consensus" in texts and "liver" in texts
