@@ -96,8 +96,14 @@ def rects_d(x: np.ndarray, y: np.ndarray, w: float, h: float) -> str:
 
 
 def dots_d(x: np.ndarray, y: np.ndarray) -> str:
-    """Many dots as one path's data: zero-length segments drawn with round caps."""
-    return "".join(f"M{_n(a)} {_n(b)}h0" for a, b in zip(x.tolist(), y.tolist(), strict=True) if np.isfinite(b))
+    """Many dots as one path's data: zero-length segments drawn with round caps, at whole pixels
+    (thousands of marks: a tenth of a pixel would add a third to the page)."""
+    return "".join(f"M{a:.0f} {b:.0f}h0" for a, b in zip(x.tolist(), y.tolist(), strict=True) if np.isfinite(b))
+
+
+def polyline_d(x: np.ndarray, y: np.ndarray) -> str:
+    """One polyline's data at whole pixels."""
+    return "M" + "L".join(f"{a:.0f} {b:.0f}" for a, b in zip(x.tolist(), y.tolist(), strict=True))
 
 
 def _pitch(n: int, span: float, lo: float, hi: float) -> float:
@@ -297,8 +303,7 @@ def dot_box_svg(values: np.ndarray, *, algorithms: Sequence[str], colors: Mappin
     for case in range(values.shape[0]):
         keep = finite[case]
         if keep.sum() > 1:
-            pts = zip(xs[keep].tolist(), y(values[case, keep]).tolist(), strict=True)
-            lines.append("M" + "L".join(f"{_n(a)} {_n(b)}" for a, b in pts))
+            lines.append(polyline_d(xs[keep], y(values[case, keep])))
     canvas.path("".join(lines), stroke="#9aa5b1", width=0.6, opacity=0.35)
     half = pitch * 0.3
     for a, name in enumerate(algorithms):
@@ -348,8 +353,7 @@ def podium_svg(values: np.ndarray, ranks: np.ndarray, *, algorithms: Sequence[st
         keep = np.flatnonzero(finite[case])
         if keep.size > 1:
             order = keep[np.argsort(px[case, keep], kind="stable")]
-            lines.append("M" + "L".join(f"{_n(a)} {_n(b)}" for a, b in zip(px[case, order].tolist(),
-                                                                             py[case, order].tolist(), strict=True)))
+            lines.append(polyline_d(px[case, order], py[case, order]))
     canvas.path("".join(lines), stroke="#9aa5b1", width=0.6, opacity=0.35)
     for a, name in enumerate(algorithms):
         keep = finite[:, a]
