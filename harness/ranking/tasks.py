@@ -68,6 +68,22 @@ def rank_tasks(values: Mapping[str, np.ndarray], *, algorithms: Sequence[str], c
     return TaskRanking(method=method, ranks=ranks, consensus=consensus)
 
 
+def task_tree(ranks: pd.DataFrame) -> tuple[list[str], list[tuple[list[float], list[float]]]]:
+    """challengeR's dendrogram of the tasks: complete-linkage clustering of the tasks (columns of
+    `ranks`) by the Euclidean distance between their rank vectors (a missing rank counts last).
+    Returns the tasks in leaf order and the links in scipy's coordinates (leaf k at x = 10k + 5,
+    height = the distance at which the link joins); no links for fewer than three tasks."""
+    tasks = [str(t) for t in ranks.columns]
+    if len(tasks) < 3:
+        return tasks, []
+    from scipy.cluster.hierarchy import dendrogram, linkage
+
+    points = np.nan_to_num(ranks.T.to_numpy(dtype=float), nan=float(len(ranks)))
+    tree = dendrogram(linkage(points, method="complete", metric="euclidean"), no_plot=True, labels=tasks)
+    links = [([float(v) for v in xs], [float(v) for v in ys]) for xs, ys in zip(tree["icoord"], tree["dcoord"], strict=True)]
+    return [str(t) for t in tree["ivl"]], links
+
+
 def organ_tasks(values: pd.DataFrame, *, algorithms: Sequence[str], organs: Sequence[str]) -> dict[str, np.ndarray]:
     """Per organ (in `organs`' order), the cases x algorithms matrix of a long table (columns
     algorithm, case_id, organ, value; one row per algorithm, case and organ)."""
@@ -80,4 +96,4 @@ def organ_tasks(values: pd.DataFrame, *, algorithms: Sequence[str], organs: Sequ
     return out
 
 
-__all__ = ["TaskRanking", "organ_tasks", "rank_tasks", "task_method"]
+__all__ = ["TaskRanking", "organ_tasks", "rank_tasks", "task_method", "task_tree"]

@@ -29,7 +29,7 @@ from harness.layout import REPORT_FILE
 from harness.ranking.challenge import ChallengeRanking, rank_challenge
 from harness.ranking.combine import COMPARED, describe_method
 from harness.ranking.config import FLARE22_RANKING, RankingConfig, load_ranking_config
-from harness.ranking.tasks import TaskRanking, organ_tasks, rank_tasks
+from harness.ranking.tasks import TaskRanking, organ_tasks, rank_tasks, task_tree
 from harness.report import figures, svgplot, tables
 from harness.report.drawing import Drawer
 from harness.report.inputs import ReportInputs, load_report_inputs, read_monitor
@@ -340,12 +340,15 @@ def report_context(inputs: ReportInputs, ranking: ChallengeRanking, *, pages_dir
         task_ranking = rank_tasks(organ_tasks(dsc_values, algorithms=order, organs=organs), algorithms=order,
                                   config=config, metric="dsc")
         consensus_order = [str(a) for a in task_ranking.consensus.index]
+        leaves, tree = task_tree(task_ranking.ranks)
         task_fig = _figure("fig-tasks", "Ranks per organ (multi-task)",
                            f"Each organ ranked as a task of its own on its DSC ({describe_task_method(task_ranking)}); "
                            "the consensus is each algorithm's mean rank over the organs (challengeR's consensus), "
-                           f"ranked; algorithms in consensus order. Consensus winner: {consensus_order[0]}.",
-                           drawer.draw(svgplot.task_ranks_svg, task_ranking.ranks.loc[consensus_order],
-                                       consensus=task_ranking.consensus["rank"]))
+                           "ranked; algorithms in consensus order; above, the organs clustered by how alike they rank "
+                           "the algorithms (complete linkage of the Euclidean distance between their ranks). "
+                           f"Consensus winner: {consensus_order[0]}.",
+                           drawer.draw(svgplot.task_ranks_svg, task_ranking.ranks.loc[consensus_order, leaves],
+                                       consensus=task_ranking.consensus["rank"], tree=tree))
     adjust = "Holm-adjusted over all ordered pairs" if config.p_adjust == "holm" else "unadjusted"
     n_significant = {m: int(np.nansum(frame.to_numpy(dtype=float))) for m, frame in ranking.significance.items()}
     found = ", ".join(f"{tables.metric_label(m)} {n}" for m, n in n_significant.items())

@@ -370,11 +370,13 @@ def podium_svg(values: np.ndarray, ranks: np.ndarray, *, algorithms: Sequence[st
     return canvas.svg()
 
 
-def task_ranks_svg(ranks: pd.DataFrame, *, consensus: pd.Series, prefix: str = "fig-tasks",
+def task_ranks_svg(ranks: pd.DataFrame, *, consensus: pd.Series,
+                   tree: Sequence[tuple[Sequence[float], Sequence[float]]] = (), prefix: str = "fig-tasks",
                    title: str = "Ranks per task") -> str:
     """The multi-task view: rows are algorithms in consensus order, columns the tasks (then the
     consensus), a cell's colour its rank in that task (dark = best), the rank written in the cell
-    while cells are large enough."""
+    while cells are large enough. `tree`: the tasks' dendrogram links in scipy's coordinates (the
+    columns in its leaf order), drawn above the columns."""
     algorithms = [str(a) for a in ranks.index]
     tasks = [str(t) for t in ranks.columns]
     n, m = len(algorithms), len(tasks) + 1
@@ -383,9 +385,18 @@ def task_ranks_svg(ranks: pd.DataFrame, *, consensus: pd.Series, prefix: str = "
     col = max(row, 30.0)
     head_size = min(FONT - 1, col / 1.25)
     margin = max((text_width(a, size) for a in algorithms), default=10) + 6
-    top = max((text_width(t, head_size) for t in [*tasks, "consensus"]), default=10) + 10
+    dendro = 56.0 if tree else 0.0
+    top = dendro + max((text_width(t, head_size) for t in [*tasks, "consensus"]), default=10) + 10
     canvas = Canvas(margin + m * col + 90, top + n * row + 10, prefix=prefix, title=title)
     x0, y0 = margin, top
+    if tree:
+        highest = max((max(ys) for _, ys in tree), default=1.0) or 1.0
+        links = []
+        for xs, ys in tree:
+            px = [x0 + (x - 5.0) / 10.0 * col + col / 2 for x in xs]
+            py = [4.0 + (dendro - 10.0) * (1 - y / highest) for y in ys]
+            links.append("M" + "L".join(f"{_n(a)} {_n(b)}" for a, b in zip(px, py, strict=True)))
+        canvas.path("".join(links), stroke=MUTED, width=1.0)
     values = np.column_stack([ranks.to_numpy(dtype=float), consensus.reindex(ranks.index).to_numpy(dtype=float)])
     share = 1 - (values - 1) / max(1, n - 1)
     colours = np.array(colormap("Blues", 0.08 + 0.92 * np.nan_to_num(share.ravel(), nan=0.0)), dtype=object).reshape(n, m)

@@ -6,10 +6,11 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
 from scipy.stats import rankdata
 
 from harness.ranking.config import FLARE22_RANKING, load_ranking_config
-from harness.ranking.tasks import organ_tasks, rank_tasks, task_method
+from harness.ranking.tasks import organ_tasks, rank_tasks, task_method, task_tree
 
 ALGS = ["a", "b", "c"]
 
@@ -56,3 +57,16 @@ def test_organ_tasks_follow_the_organ_order() -> None:
     tasks = organ_tasks(values, algorithms=["b", "a"], organs=["spleen", "liver", "kidney"])
     assert list(tasks) == ["spleen", "liver"]  # no kidney values: no task
     np.testing.assert_array_equal(tasks["liver"], np.array([[0.8, 0.9], [np.nan, 0.5]]))
+
+
+def test_task_tree_joins_tasks_that_rank_alike_first() -> None:
+    ranks = pd.DataFrame({"t1": [1, 2, 3, 4], "t3": [4, 3, 2, 1], "t2": [1, 2, 4, 3], "t4": [4, 3, 1, 2]},
+                         index=["a", "b", "c", "d"], dtype=float)
+    leaves, links = task_tree(ranks)
+    assert sorted(leaves) == ["t1", "t2", "t3", "t4"]
+    assert {frozenset(leaves[:2]), frozenset(leaves[2:])} == {frozenset({"t1", "t2"}), frozenset({"t3", "t4"})}
+    heights = sorted(max(ys) for _, ys in links)
+    # independent reference: the two pairs join at their Euclidean distance sqrt(2), the two groups
+    # at complete linkage = the largest distance between them, t1 to t3: sqrt(9 + 1 + 1 + 9)
+    assert heights == pytest.approx([np.sqrt(2), np.sqrt(2), np.sqrt(20)])
+    assert task_tree(ranks[["t1", "t2"]]) == (["t1", "t2"], [])  # two tasks: nothing to cluster
