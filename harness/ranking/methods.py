@@ -173,7 +173,8 @@ def aggregate_function(name: str):  # type: ignore[no-untyped-def]
     return lambda x: r_quantile(x, prob)
 
 
-def _treated(values: np.ndarray, na_treat: float | str) -> np.ndarray:
+def treated(values: np.ndarray, na_treat: float | str) -> np.ndarray:
+    """challengeR's `na.treat`: a number replaces each missing value; "na.rm" keeps them missing."""
     x = np.asarray(values, dtype=np.float64)
     if isinstance(na_treat, str):  # "na.rm": missing values are left out of each aggregate
         return x
@@ -196,13 +197,13 @@ def rank_by(values: np.ndarray, method: Method, *, larger_is_better: bool) -> tu
     wins, by `method.kind`."""
     x = np.asarray(values, dtype=np.float64)
     if method.kind == "aggregate_then_rank":
-        aggregates = _per_algorithm(_treated(x, method.na_treat), aggregate_function(method.aggregate))
+        aggregates = _per_algorithm(treated(x, method.na_treat), aggregate_function(method.aggregate))
         return aggregates, rank_na2(aggregates, ties=method.ties, larger_is_better=larger_is_better)
     if method.kind == "rank_then_aggregate":
         per_case = per_case_ranks(x, ties=method.ties, larger_is_better=larger_is_better)
         means = _per_algorithm(per_case, r_mean)
         return means, rank_na2(means, ties=method.ties, larger_is_better=False)
-    wins = significant_wins(_treated(x, method.na_treat), larger_is_better=larger_is_better,
+    wins = significant_wins(treated(x, method.na_treat), larger_is_better=larger_is_better,
                             alpha=method.alpha, p_adjust=method.p_adjust)
     n = x.shape[1]
     share = wins / (n - 1) if n > 1 else np.full(n, math.nan)
@@ -264,4 +265,5 @@ __all__ = [
     "rank_by",
     "rank_na2",
     "significant_wins",
+    "treated",
 ]

@@ -17,9 +17,12 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from harness.ranking.bootstrap import draw_cases, draw_counts
 from harness.ranking.combine import method_for
 from harness.ranking.config import RankingConfig
-from harness.ranking.methods import GC_METHODS, Method, rank_by, rank_na2
+from harness.ranking.methods import GC_METHODS, Method, per_case_ranks, rank_by, rank_na2, treated
+from harness.ranking.ranks import rank_rows_min
+from harness.ranking.stats import kendall_tau_b
 
 
 @dataclass(frozen=True)
@@ -68,6 +71,40 @@ def rank_tasks(values: Mapping[str, np.ndarray], *, algorithms: Sequence[str], c
     return TaskRanking(method=method, ranks=ranks, consensus=consensus)
 
 
+def task_stability(values: Mapping[str, np.ndarray], ranking: TaskRanking, *, larger_is_better: bool,
+                   n_draws: int = 1000, seed: int | None = 0) -> dict[str, np.ndarray] | None:
+    """challengeR's stability across tasks: per task, Kendall's tau-b between the task's ranking
+    on each bootstrap draw of its cases and its full ranking (NaN where undefined). Vectorised over
+    the draws for the methods whose aggregate is a sum (rank-then-aggregate; aggregate-then-rank
+    by the mean), whose draws rank the sums so that equal sums stay tied; None for the others (a
+    median or a test on every draw of every task is too slow for a report)."""
+    method = ranking.method
+    linear = method.kind == "rank_then_aggregate" or (method.kind == "aggregate_then_rank" and method.aggregate == "mean")
+    if not linear or method.ties != "min":
+        return None
+    out = {}
+    for task, matrix in values.items():
+        x = np.asarray(matrix, dtype=float)
+        if x.shape[0] < 1:
+            continue
+        if method.kind == "rank_then_aggregate":
+            terms = per_case_ranks(x, ties="min", larger_is_better=larger_is_better)
+            orient = 1.0  # a smaller mean rank is better
+        else:
+            terms = treated(x, method.na_treat)
+            orient = -1.0 if larger_is_better else 1.0
+        present = ~np.isnan(terms)
+        counts = draw_counts(draw_cases(x.shape[0], n_draws, seed=seed), x.shape[0]).astype(float)
+        sums = counts @ np.where(present, terms, 0.0)
+        sizes = counts @ present.astype(float)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            aggregate = np.where(sizes > 0, sums / sizes, np.nan) if not present.all() else sums
+        ranks = rank_rows_min(orient * aggregate)
+        full = ranking.ranks[task].to_numpy(dtype=float)
+        out[task] = kendall_tau_b(ranks, np.nan_to_num(full, nan=float(len(full) + 1)))
+    return out
+
+
 def task_tree(ranks: pd.DataFrame) -> tuple[list[str], list[tuple[list[float], list[float]]]]:
     """challengeR's dendrogram of the tasks: complete-linkage clustering of the tasks (columns of
     `ranks`) by the Euclidean distance between their rank vectors (a missing rank counts last).
@@ -96,4 +133,4 @@ def organ_tasks(values: pd.DataFrame, *, algorithms: Sequence[str], organs: Sequ
     return out
 
 
-__all__ = ["TaskRanking", "organ_tasks", "rank_tasks", "task_method", "task_tree"]
+__all__ = ["TaskRanking", "organ_tasks", "rank_tasks", "task_method", "task_stability", "task_tree"]

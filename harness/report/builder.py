@@ -29,7 +29,7 @@ from harness.layout import REPORT_FILE
 from harness.ranking.challenge import ChallengeRanking, rank_challenge
 from harness.ranking.combine import COMPARED, describe_method
 from harness.ranking.config import FLARE22_RANKING, RankingConfig, load_ranking_config
-from harness.ranking.tasks import TaskRanking, organ_tasks, rank_tasks, task_tree
+from harness.ranking.tasks import TaskRanking, organ_tasks, rank_tasks, task_stability, task_tree
 from harness.report import figures, svgplot, tables
 from harness.report.drawing import Drawer
 from harness.report.inputs import ReportInputs, load_report_inputs, read_monitor
@@ -334,13 +334,21 @@ def report_context(inputs: ReportInputs, ranking: ChallengeRanking, *, pages_dir
                               drawer.draw(figures.method_lines_figure, ranking.method_ranks.reindex(order),
                                           colors=colors, chosen=chosen))
     figs += _rank_figures(ranking, order, colors, drawer=drawer, public=public)
-    task_fig = None
-    if organs and len(organs) > 1:
+    task_fig = task_tau_fig = None
+    if organs and len(organs) > 1 and "dsc" in config.metric_names:  # the organs' DSC as tasks
         dsc_values = tables.organ_values(runs, inputs.scores, config, "dsc")
-        task_ranking = rank_tasks(organ_tasks(dsc_values, algorithms=order, organs=organs), algorithms=order,
-                                  config=config, metric="dsc")
+        task_values = organ_tasks(dsc_values, algorithms=order, organs=organs)
+        task_ranking = rank_tasks(task_values, algorithms=order, config=config, metric="dsc")
         consensus_order = [str(a) for a in task_ranking.consensus.index]
         leaves, tree = task_tree(task_ranking.ranks)
+        taus = task_stability(task_values, task_ranking, larger_is_better=True, n_draws=boot.n_draws,
+                              seed=boot.seed if boot.seed is not None else 0)
+        if taus:
+            task_tau_fig = _figure("fig-task-tau", "Ranking stability per organ",
+                                   f"Kendall's tau-b between each organ's ranking on each of {boot.n_draws} bootstrap "
+                                   "draws of its cases and its full ranking (challengeR's violin plot across tasks); "
+                                   "white dot: median, bar: quartiles.",
+                                   drawer.draw(svgplot.tau_violins_svg, {t: taus[t] for t in leaves if t in taus}))
         task_fig = _figure("fig-tasks", "Ranks per organ (multi-task)",
                            f"Each organ ranked as a task of its own on its DSC ({describe_task_method(task_ranking)}); "
                            "the consensus is each algorithm's mean rank over the organs (challengeR's consensus), "
@@ -424,7 +432,7 @@ def report_context(inputs: ReportInputs, ranking: ChallengeRanking, *, pages_dir
         "organ_tables": organ_tables,
         "figures": {f.key: f for f in [*figs, *box_figs, blob, violin, significance]
                     + ([resource_fig] if resource_fig else []) + ([methods_fig] if methods_fig else [])
-                    + ([task_fig] if task_fig else [])},
+                    + ([task_fig] if task_fig else []) + ([task_tau_fig] if task_tau_fig else [])},
         "box_figures": box_figs,
         "resources": tables.resources_table(inputs.measurements, segmenters, algorithms=order, ok_status=config.ok_status),
         "monitor_problems": monitor_problems,

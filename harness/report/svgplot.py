@@ -420,5 +420,51 @@ def task_ranks_svg(ranks: pd.DataFrame, *, consensus: pd.Series,
     return canvas.svg()
 
 
+def tau_violins_svg(taus: Mapping[str, np.ndarray], *, prefix: str = "fig-task-tau",
+                    title: str = "Kendall's tau per task") -> str:
+    """challengeR's violin plot across tasks: per task the density of Kendall's tau between its
+    bootstrap rankings and its full ranking (undefined draws left out), with the median (white dot)
+    and the quartiles (bar); a task where every draw gives one value is a bar at that value."""
+    tasks = list(taus)
+    m = len(tasks)
+    pitch = _pitch(m, 620.0, 30.0, 70.0)
+    size = min(FONT - 1, pitch / 1.25)
+    height, left, top = 180.0, 46.0, 10.0
+    below = max((text_width(t, size) for t in tasks), default=10) + 10
+    valid = {t: np.asarray(v, dtype=float)[np.isfinite(v)] for t, v in taus.items()}
+    lowest = min([float(v.min()) for v in valid.values() if v.size] + [0.0])
+    lo = min(-0.05, np.floor(lowest * 10) / 10)
+    canvas = Canvas(left + m * pitch + 10, top + height + below + 4, prefix=prefix, title=title)
+
+    def y(v: np.ndarray | float) -> np.ndarray:
+        return top + height * (1 - (np.asarray(v, dtype=float) - lo) / (1.0 - lo))
+
+    for tick in sorted({0.0, 0.5, 1.0} | ({lo} if lo <= -0.2 else set())):  # lo beside 0 would overlap its label
+        canvas.path(f"M{_n(left)} {_n(float(y(tick)))}h{_n(m * pitch)}", stroke=GRID, width=0.8)
+        canvas.text(left - 4, float(y(tick)), f"{tick:g}", size=FONT - 2, anchor="end")
+    canvas.text(12, top + height / 2, "Kendall's tau", size=FONT - 1, rotate=-90, anchor="middle")
+    from scipy.stats import gaussian_kde
+
+    half = pitch * 0.42
+    for k, task in enumerate(tasks):
+        v = valid[task]
+        x = left + (k + 0.5) * pitch
+        if v.size > 1 and np.ptp(v) > 0:
+            grid = np.linspace(float(v.min()), float(v.max()), 48)
+            density = gaussian_kde(v)(grid)
+            w = half * density / density.max()
+            right = " ".join(f"{_n(x + a)} {_n(float(b))}" for a, b in zip(w.tolist(), y(grid).tolist(), strict=True))
+            left_side = " ".join(f"{_n(x - a)} {_n(float(b))}" for a, b in zip(w[::-1].tolist(), y(grid[::-1]).tolist(),
+                                                                               strict=True))
+            canvas.path(f"M{right} L{left_side}z", fill="#0072B2", opacity=0.45)
+            q25, med, q75 = np.percentile(v, [25, 50, 75])
+            canvas.path(f"M{_n(x)} {_n(float(y(q25)))}V{_n(float(y(q75)))}", stroke=INK, width=3.0)
+            canvas.path(f"M{_n(x)} {_n(float(y(med)))}h0", stroke="#ffffff", width=3.0, cap="round")
+        elif v.size:
+            canvas.path(f"M{_n(x - half)} {_n(float(y(v[0])))}h{_n(2 * half)}", stroke="#0072B2", width=2.0)
+        canvas.text(x, top + height + 5, task.replace("_", " "), size=size, rotate=-90, anchor="end")
+    return canvas.svg()
+
+
 __all__ = ["Canvas", "dot_box_svg", "podium_svg", "rank_heatmap_svg", "significance_svg", "stacked_frequency_svg",
-           "task_ranks_svg"]
+           "task_ranks_svg", "tau_violins_svg"]

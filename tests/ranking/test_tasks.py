@@ -7,10 +7,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from scipy.stats import rankdata
+from scipy.stats import kendalltau, rankdata
 
+from harness.ranking.bootstrap import draw_cases
 from harness.ranking.config import FLARE22_RANKING, load_ranking_config
-from harness.ranking.tasks import organ_tasks, rank_tasks, task_method, task_tree
+from harness.ranking.methods import rank_by
+from harness.ranking.tasks import organ_tasks, rank_tasks, task_method, task_stability, task_tree
 
 ALGS = ["a", "b", "c"]
 
@@ -70,3 +72,34 @@ def test_task_tree_joins_tasks_that_rank_alike_first() -> None:
     # at complete linkage = the largest distance between them, t1 to t3: sqrt(9 + 1 + 1 + 9)
     assert heights == pytest.approx([np.sqrt(2), np.sqrt(2), np.sqrt(20)])
     assert task_tree(ranks[["t1", "t2"]]) == (["t1", "t2"], [])  # two tasks: nothing to cluster
+
+
+@pytest.mark.parametrize("kind", ["rank_then_aggregate", "aggregate_then_rank"])
+def test_task_stability_equals_ranking_every_draw_again(kind: str, tmp_path: Path) -> None:
+    path = tmp_path / "ranking.toml"
+    path.write_text(f'name = "t"\nmethod = "{kind}"\naggregate = "mean"\n'
+                    '[metrics.dsc]\nlarger_is_better = true\nworst_value = 0.0\n', encoding="utf-8")
+    config = load_ranking_config(path)
+    rng = np.random.default_rng(7)
+    values = {"t1": rng.random((12, 5)), "t2": np.round(rng.random((12, 5)), 1)}  # t2: many ties
+    values["t2"][3, 1] = np.nan
+    algorithms = list("abcde")
+    ranking = rank_tasks(values, algorithms=algorithms, config=config, metric="dsc")
+    got = task_stability(values, ranking, larger_is_better=True, n_draws=40, seed=5)
+    assert got is not None
+    draws = draw_cases(12, 40, seed=5)
+    for task, matrix in values.items():
+        full = ranking.ranks[task].to_numpy()
+        expected = [kendalltau(rank_by(matrix[rows], ranking.method, larger_is_better=True)[1], full).statistic
+                    for rows in draws]  # the task ranked again on each draw, as rank_tasks ranks it
+        np.testing.assert_allclose(got[task], expected, rtol=0, atol=1e-12)
+
+
+def test_task_stability_leaves_out_what_it_cannot_vectorise(tmp_path: Path) -> None:
+    path = tmp_path / "ranking.toml"
+    path.write_text('name = "t"\nmethod = "aggregate_then_rank"\naggregate = "median"\n'
+                    '[metrics.dsc]\nlarger_is_better = true\nworst_value = 0.0\n', encoding="utf-8")
+    config = load_ranking_config(path)
+    values = {"t": np.random.default_rng(1).random((6, 3))}
+    ranking = rank_tasks(values, algorithms=list("abc"), config=config, metric="dsc")
+    assert task_stability(values, ranking, larger_is_better=True, n_draws=10) is None

@@ -64,7 +64,7 @@ def test_report_from_committed_fixture(fixture_report: Path) -> None:
                 "resources", "methods", "cases"):
         assert f'<section id="{key}">' in html, key
     for figure in ("fig-accuracy", "fig-box-dsc", "fig-box-nsd", "fig-blob", "fig-tau", "fig-significance", "fig-resources",
-                   "fig-rank-heatmap", "fig-stacked", "fig-podium", "fig-dotbox", "fig-tasks", "fig-methods"):
+                   "fig-rank-heatmap", "fig-stacked", "fig-podium", "fig-dotbox", "fig-tasks", "fig-task-tau", "fig-methods"):
         assert f'<figure id="{figure}"' in html, figure
     assert '<section id="annotation">' not in html  # no annotator ran
 
