@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -153,3 +154,20 @@ def test_image_without_channel_suffix_is_reported(tmp_path: Path) -> None:
     write_nifti(tmp_path / "labelsTr" / "c1.nii.gz", toy_labels(0))
     _, problems = discover(tmp_path)
     assert problems[0].message.endswith("rename it to <case>_0000.nii.gz")
+
+
+def test_a_gap_below_the_largest_label_is_still_checked() -> None:
+    """The quick path (largest value, every value up to it valid) must not pass a value in a gap of
+    the profile's labels: a profile of labels 1, 2 and 5 meets a 3."""
+    gapped = replace(FLARE, organs=tuple(o for o in FLARE.organs if o.label in (1, 2, 5)))
+    assert gapped.valid_labels >= {1, 2, 5} and 3 not in gapped.valid_labels
+    lab = np.zeros((4, 4, 4), dtype=np.uint8, order="F")
+    lab[0, 0, 0], lab[1, 0, 0] = 5, 2
+    check_labels(Path("g.nii.gz"), lab, gapped)
+    lab[2, 0, 0] = 3
+    with pytest.raises(CaseError, match=r"g\.nii\.gz: label values 3 are not in profile"):
+        check_labels(Path("g.nii.gz"), lab, gapped)
+    signed = np.zeros((4, 4, 4), dtype=np.int16)
+    signed[0, 0, 0] = -1  # a signed map takes the full path too
+    with pytest.raises(CaseError, match=r"label values -1 are not in profile flare22"):
+        check_labels(Path("g.nii.gz"), signed, FLARE)
