@@ -9,6 +9,7 @@ vector quads, so the file stays small and prints sharply.
 from __future__ import annotations
 
 import colorsys
+import functools
 import html
 import io
 import re
@@ -19,11 +20,15 @@ from typing import Any
 import matplotlib
 import numpy as np
 import pandas as pd
-from matplotlib import cbook
 from matplotlib.artist import Artist
+from matplotlib.collections import LineCollection, PolyCollection
 from matplotlib.figure import Figure
+from matplotlib.font_manager import FontProperties
 from matplotlib.patches import PathPatch
 from matplotlib.path import Path as MplPath
+from matplotlib.textpath import text_to_path
+from matplotlib.ticker import MaxNLocator
+from matplotlib.transforms import Affine2D
 
 RC: dict[str, Any] = {
     "svg.hashsalt": "harness-report",
@@ -54,11 +59,18 @@ def _style() -> Iterator[None]:
         yield
 
 
+def _rgb_distance(a: Any, b: Any) -> float:
+    """Euclidean distance of two colours in RGB (0..1 per channel)."""
+    return float(np.linalg.norm(np.subtract(matplotlib.colors.to_rgb(a), matplotlib.colors.to_rgb(b))))
+
+
 def algorithm_colors(algorithms: Sequence[str]) -> dict[str, str]:
     """A fixed colour per algorithm, in the given (rank) order, every one distinct: Okabe-Ito, then
     tab20, then hues a golden angle apart at alternating lightness (no colour repeats at 50)."""
-    palette = list(_PALETTE) + [matplotlib.colors.to_hex(c)
-                                for c in matplotlib.colormaps["tab20"].colors]  # type: ignore[attr-defined]
+    palette = list(_PALETTE)
+    for c in matplotlib.colormaps["tab20"].colors:  # type: ignore[attr-defined]
+        if min(_rgb_distance(c, p) for p in palette) >= 0.25:  # tab20's blue, orange and pink near Okabe-Ito's: left out
+            palette.append(matplotlib.colors.to_hex(c))
     k = 0
     while len(palette) < len(algorithms):
         hue = (0.13 + k * 0.381966) % 1.0  # the golden angle, as a fraction of the circle
@@ -126,37 +138,144 @@ def _compact_number(value: float) -> str:
     return f"{value:.3g}"
 
 
+# Up to this many algorithms a figure keeps its compact layout (panels side by side, upright boxes
+# with a legend, algorithms along x); beyond it panels stack, boxes lie in rows named on the left and
+# the blob plot turns so that names are read across.
+COMPACT_MAX = 12
+
+
+@functools.lru_cache(maxsize=8192)
+def _text_box(text: str, size: float) -> tuple[float, float]:
+    """(width, height) in pt of one line of DejaVu Sans as a browser lays it out: the advance width
+    and the font's line box (ascent + descent: 1.164 em)."""
+    width, _, _ = text_to_path.get_text_width_height_descent(text, FontProperties(family="DejaVu Sans", size=size),
+                                                            ismath=False)
+    return float(width), 1.164 * size
+
+
+def _wrap(text: str, size: float, width: float) -> str:
+    """`text` broken at spaces into lines no wider than `width` pt where a word allows."""
+    lines: list[str] = []
+    for word in text.split():
+        if lines and _text_box(f"{lines[-1]} {word}", size)[0] <= width:
+            lines[-1] += f" {word}"
+        else:
+            lines.append(word)
+    return "\n".join(lines)
+
+
+# Where a label may go around its point, in order of preference (unit steps; a diagonal puts the
+# label's corner there), and how far (pt): the first free spot wins.
+_LABEL_DIRECTIONS = ((0, -1), (1, 0), (0, 1), (-1, 0), (1, -1), (-1, -1), (1, 1), (-1, 1))
+_LABEL_GAPS = (1.5, 5.0, 9.0, 14.0, 20.0, 27.0, 35.0, 45.0, 57.0, 72.0, 90.0, 112.0, 140.0)
+_LEADER_FROM = 8.0  # pt: a label further than this from its point is tied to it by a thin line
+
+
+def _place_labels(ax: Any, xs: np.ndarray, ys: np.ndarray, texts: Sequence[str], *, size: float) -> None:
+    """Write `texts` beside their points (data coordinates) so that no two labels overlap, none
+    covers another point and all stay inside the axes: each label, in the given order, takes the
+    first free spot on rings of growing distance; one further away than _LEADER_FROM gets a leader
+    line (all leaders are one compound path). The axes' position and limits must be final."""
+    fig = ax.figure
+    to_pt = 72.0 / fig.dpi
+    finite = np.isfinite(xs) & np.isfinite(ys)
+    anchors = np.full((len(xs), 2), np.nan)
+    if finite.any():
+        anchors[finite] = ax.transData.transform(np.column_stack([xs[finite], ys[finite]])) * to_pt
+    x0, y0, x1, y1 = (v * to_pt for v in ax.bbox.extents)
+    pad = 1.0
+    # Obstacles: a small square on every point (its centre stays visible), then each placed label.
+    dots = np.column_stack([anchors[:, 0] - 2.5, anchors[:, 1] - 2.5, anchors[:, 0] + 2.5, anchors[:, 1] + 2.5])
+    placed = np.empty((0, 4))
+    leaders: list[tuple[float, float, float, float]] = []
+    pt = Affine2D().scale(1.0 / 72.0) + fig.dpi_scale_trans
+    ascent = 0.928 * size  # DejaVu Sans: the line box's top above the baseline
+    directions = np.array(_LABEL_DIRECTIONS, dtype=float)
+    for i, text in enumerate(texts):
+        if not finite[i] or not text:
+            continue
+        x, y = anchors[i]
+        width, height = _text_box(text, size)
+        w, h = width + 2 * pad, height + 2 * pad
+        gaps = np.repeat(np.array(_LABEL_GAPS), len(directions))
+        ux, uy = np.tile(directions[:, 0], len(_LABEL_GAPS)), np.tile(directions[:, 1], len(_LABEL_GAPS))
+        cx, cy = x + ux * (gaps + w / 2), y + uy * (gaps + h / 2)
+        boxes = np.column_stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2])
+        inside = (boxes[:, 0] >= x0) & (boxes[:, 1] >= y0) & (boxes[:, 2] <= x1) & (boxes[:, 3] <= y1)
+        others = np.vstack([dots[finite & (np.arange(len(dots)) != i)], placed])
+        hits = ((boxes[:, None, 0] < others[None, :, 2]) & (boxes[:, None, 2] > others[None, :, 0])
+                & (boxes[:, None, 1] < others[None, :, 3]) & (boxes[:, None, 3] > others[None, :, 1])).sum(axis=1)
+        # The first free spot inside the axes; in a panel too crowded for that, the spot inside that
+        # overlaps the fewest others.
+        k = int(np.argmin(np.where(inside, hits, len(others) + 1)))  # argmin: the first of equals
+        placed = np.vstack([placed, boxes[k]])
+        ax.text(cx[k], cy[k] + height / 2 - ascent, text, transform=pt, ha="center", va="baseline", fontsize=size,
+                zorder=4, clip_on=False)
+        if gaps[k] > _LEADER_FROM:
+            bx0, by0, bx1, by1 = boxes[k]
+            leaders.append((x, y, min(max(x, bx0 + pad), bx1 - pad), min(max(y, by0 + pad), by1 - pad)))
+    if leaders:
+        ax.add_artist(PathPatch(_segments(leaders), transform=pt, fill=False, edgecolor="#8a8f96", linewidth=0.5,
+                                zorder=3.5, clip_on=False))
+
+
 def accuracy_time_figure(points: pd.DataFrame, colors: Mapping[str, str], *, prefix: str = "fig-accuracy",
                          title: str = "Accuracy against time, bubble area = AUC_GPU") -> str:
-    """FLARE22 Fig. 2b: mean DSC (left) and NSD (right) against mean time per case, bubble area
-    proportional to the mean AUC_GPU. `points` has columns algorithm, time_s, dsc, nsd and
-    auc_gpu_mb_s (NaN where unmeasured: drawn as a hollow ring of the smallest size)."""
+    """FLARE22 Fig. 2b: mean DSC and NSD against mean time per case, bubble area proportional to the
+    mean AUC_GPU. `points` has columns algorithm, time_s, dsc, nsd and auc_gpu_mb_s (NaN where
+    unmeasured: drawn as a hollow ring of the smallest size). Up to COMPACT_MAX algorithms the two
+    panels stand side by side, beyond it one above the other (twice the room for names); names are
+    placed where they overlap no other name or point, with a leader line where pushed aside."""
+    n = len(points)
+    stacked = n > COMPACT_MAX
+    auc = points["auc_gpu_mb_s"].to_numpy(dtype=float)
+    top = np.nanmax(auc) if np.isfinite(auc).any() and np.nanmax(auc) > 0 else 1.0
+    sizes = 40.0 + 1400.0 * np.where(np.isfinite(auc), auc, 0.0) / top
+    times = points["time_s"].to_numpy(dtype=float)
+    finite = times[np.isfinite(times) & (times > 0)]
+    log_x = finite.size > 1 and finite.max() / finite.min() > 8
+    refs = [v for v in (0.25 * top, top) if top > 1.0]
+    rgb = np.array([matplotlib.colors.to_rgb(colors[str(a)]) for a in points["algorithm"]]).reshape(-1, 3)
+    edge = np.column_stack([rgb, np.full(n, 0.55)])
+    face = np.column_stack([rgb, np.where(np.isfinite(auc), 0.55, 0.0)])
+    # A fixed layout (inches): label placement needs the axes where they will be drawn.
+    # The bubble-size key sits in a band above the panels, so the panels get the full width.
+    width, left, right, bottom, top_margin = 9.2, 0.66, 0.15, 0.5, (0.68 if refs else 0.12)
+    if stacked:
+        panel_w, panel_h, gap = width - left - right, 3.1, 0.4
+        height = top_margin + 2 * panel_h + gap + bottom
+        frames = [(left, bottom + panel_h + gap), (left, bottom)]
+    else:
+        gap = 0.72
+        panel_w, panel_h = (width - left - right - gap) / 2, 3.0
+        height = top_margin + panel_h + bottom
+        frames = [(left, bottom), (left + panel_w + gap, bottom)]
     with _style():
-        fig = _figure(9.2, 3.6)
-        axes = fig.subplots(1, 2, sharex=True)
-        auc = points["auc_gpu_mb_s"].to_numpy(dtype=float)
-        top = np.nanmax(auc) if np.isfinite(auc).any() and np.nanmax(auc) > 0 else 1.0
-        sizes = 40.0 + 1400.0 * np.where(np.isfinite(auc), auc, 0.0) / top
-        times = points["time_s"].to_numpy(dtype=float)
-        finite = times[np.isfinite(times) & (times > 0)]
-        log_x = finite.size > 1 and finite.max() / finite.min() > 8
-        for ax, metric, label in zip(axes, ("dsc", "nsd"), ("mean DSC", "mean NSD"), strict=True):
-            for (_, row), size, measured in zip(points.iterrows(), sizes, np.isfinite(auc), strict=True):
-                color = colors[row["algorithm"]]
-                ax.scatter([row["time_s"]], [row[metric]], s=size, color=color if measured else "none", alpha=0.55,
-                           edgecolors=color, linewidths=1.2, zorder=3)
-                ax.annotate(str(row["algorithm"]), (row["time_s"], row[metric]), xytext=(0, -3),
-                            textcoords="offset points", ha="center", va="top", fontsize=7.5, zorder=4)
-            ax.set_xlabel("mean time per case (s)" + (", log scale" if log_x else ""))
+        fig = Figure(figsize=(width, height))
+        axes: list[Any] = []
+        for i, (fx, fy) in enumerate(frames):
+            axes.append(fig.add_axes((fx / width, fy / height, panel_w / width, panel_h / height),
+                                     sharex=axes[0] if i else None))
+        names = [str(a) for a in points["algorithm"]]
+        for i, (ax, metric, label) in enumerate(zip(axes, ("dsc", "nsd"), ("mean DSC", "mean NSD"), strict=True)):
+            ys = points[metric].to_numpy(dtype=float)
+            ax.scatter(times, ys, s=sizes, facecolors=face.tolist(), edgecolors=edge.tolist(), linewidths=1.2, zorder=3)
+            if not stacked or i == len(axes) - 1:
+                ax.set_xlabel("mean time per case (s)" + (", log scale" if log_x else ""))
             ax.set_ylabel(label)
-            ax.margins(0.18)
+            ax.margins(0.18 if not stacked else 0.12)
             if log_x:
                 ax.set_xscale("log")
-        refs = [v for v in (0.25 * top, top) if top > 1.0]
+        for ax in axes:  # freeze the limits: labels are placed in points from them
+            ax.set_xlim(ax.get_xlim())
+            ax.set_ylim(ax.get_ylim())
+        for ax, metric in zip(axes, ("dsc", "nsd"), strict=True):
+            _place_labels(ax, times, points[metric].to_numpy(dtype=float), names, size=7.5)
         handles = [axes[1].scatter([], [], s=40.0 + 1400.0 * v / top, color="#999999", alpha=0.4) for v in refs]
         if handles:
-            fig.legend(handles, [f"AUC_GPU {_compact_number(v)} MB s" for v in refs], loc="outside right center",
-                       fontsize=7, labelspacing=2.2, borderpad=1.2, handletextpad=1.4)
+            fig.legend(handles, [f"AUC_GPU {_compact_number(v)} MB s" for v in refs], loc="center right",
+                       bbox_to_anchor=(1.0 - right / width, 1.0 - top_margin / 2 / height), ncols=len(handles),
+                       fontsize=7, borderpad=0.2, handletextpad=0.9, columnspacing=2.0)
         return to_svg(fig, prefix=prefix, title=title)
 
 
@@ -183,93 +302,255 @@ def _segments(points: list[tuple[float, float, float, float]]) -> MplPath:
 MAX_ALGORITHMS_WITH_OUTLIERS = 12
 
 
+def _box_stats(values: pd.DataFrame) -> pd.DataFrame:
+    """Per (organ, algorithm): q1, med, q3 and the whisker ends lo, hi by matplotlib's rule
+    (`cbook.boxplot_stats`: the furthest value within 1.5 IQR of the box, never inside it), for all
+    groups at once."""
+    data = values[["organ", "algorithm", "value"]].dropna(subset=["value"])
+    data = data.assign(value=data["value"].astype(float))
+    keys = ["organ", "algorithm"]
+    if data.empty:
+        return pd.DataFrame(columns=["q1", "med", "q3", "lo", "hi"], dtype=float,
+                            index=pd.MultiIndex.from_arrays([[], []], names=keys))
+    stats = data.groupby(keys, sort=False)["value"].quantile([0.25, 0.5, 0.75]).unstack()
+    stats.columns = ["q1", "med", "q3"]
+    iqr = stats["q3"] - stats["q1"]
+    limits = pd.DataFrame({"low": stats["q1"] - 1.5 * iqr, "high": stats["q3"] + 1.5 * iqr})
+    joined = data.join(limits, on=keys)
+    inside = joined[(joined["value"] >= joined["low"]) & (joined["value"] <= joined["high"])].groupby(keys)["value"]
+    stats["lo"] = np.fmin(inside.min().reindex(stats.index), stats["q1"])
+    stats["hi"] = np.fmax(inside.max().reindex(stats.index), stats["q3"])
+    return stats
+
+
+def _draw_boxes(ax: Any, at: np.ndarray, st: pd.DataFrame, colors: Sequence[str], *, half: float,
+                across: bool) -> None:
+    """Boxes at positions `at` (stats rows `st`): one collection of filled boxes, one compound path
+    of whiskers and caps, one of medians. `across`: boxes lie along x (one row per algorithm)."""
+    q1, q3, med, lo, hi = (st[c].to_numpy(dtype=float) for c in ("q1", "q3", "med", "lo", "hi"))
+
+    def seg(a0: np.ndarray, v0: np.ndarray, a1: np.ndarray, v1: np.ndarray) -> np.ndarray:
+        return np.column_stack([v0, a0, v1, a1] if across else [a0, v0, a1, v1])
+
+    box = np.stack([seg(at - half, q1, at - half, q3)[:, :2], seg(at + half, q1, at + half, q3)[:, :2],
+                    seg(at + half, q3, at + half, q1)[:, :2], seg(at - half, q3, at - half, q1)[:, :2]], axis=1)
+    ax.add_collection(PolyCollection(list(box), facecolors=list(colors), edgecolors="#222222", linewidths=0.6,
+                                     alpha=0.75), autolim=False)
+    cap = half / 2
+    whiskers = np.concatenate([seg(at, lo, at, q1), seg(at, q3, at, hi), seg(at - cap, lo, at + cap, lo),
+                               seg(at - cap, hi, at + cap, hi)])
+    ax.add_artist(PathPatch(_segments(whiskers.tolist()), fill=False, edgecolor="#222222", linewidth=0.7))
+    ax.add_artist(PathPatch(_segments(seg(at - half, med, at + half, med).tolist()), fill=False,
+                            edgecolor="#222222", linewidth=1.0))
+
+
 def organ_box_figure(values: pd.DataFrame, *, organs: Sequence[str], algorithms: Sequence[str],
                      colors: Mapping[str, str], metric_label: str, prefix: str, title: str = "Per-organ box plots") -> str:
     """Per-organ box plots of per-case values, one small panel per organ, one box per algorithm
     (rank order). `values` has columns algorithm, organ, value. Boxes are quartiles, whiskers reach
     the furthest value within 1.5 IQR (matplotlib's rule), the bar is the median; outliers are
-    drawn up to MAX_ALGORITHMS_WITH_OUTLIERS algorithms. Each panel is a few compound paths, so
-    the SVG stays small for 50 algorithms."""
-    n_cols = 5
-    n_rows = max(1, -(-len(organs) // n_cols))
-    outliers = len(algorithms) <= MAX_ALGORITHMS_WITH_OUTLIERS
+    drawn up to MAX_ALGORITHMS_WITH_OUTLIERS algorithms. Up to COMPACT_MAX algorithms the boxes
+    stand upright with a colour legend; beyond, each algorithm is a row named on the left (a
+    legend of 50 colours names nothing) and the organs stand side by side. Each panel is a few
+    collections and compound paths, so the SVG stays small for 50 algorithms."""
+    stats = _box_stats(values)
+    if len(algorithms) > COMPACT_MAX:
+        return _organ_box_rows(stats, organs=organs, algorithms=algorithms, colors=colors, metric_label=metric_label,
+                               prefix=prefix, title=title)
+    n = len(algorithms)
+    fliers = _fliers(values, stats) if n <= MAX_ALGORITHMS_WITH_OUTLIERS else {}
+    position = {a: float(x) for x, a in enumerate(algorithms, start=1)}
+    # Laid out by hand (inches), as constrained layout would, without its second pass over every
+    # artist: five panels a line, organ names wrapped to a panel's width, the legend below.
+    n_cols, width, left, right, gap, panel_h, title_pt = 5, 9.6, 0.62, 0.1, 0.12, 1.3, 9.0
+    panel_w = (width - left - right - (n_cols - 1) * gap) / n_cols
+    lines = [list(organs[i:i + n_cols]) for i in range(0, len(organs), n_cols)] or [[]]
+    titles = {o: _wrap(o.replace("_", " "), title_pt, panel_w * 72.0 - 2.0) for o in organs}
+    title_h = [max([titles[o].count("\n") + 1 for o in line] or [1]) * 1.2 * title_pt / 72.0 + 0.06 for line in lines]
+    legend_cols = max(1, min(n, 6))
+    legend_h = -(-n // legend_cols) * 0.18 + 0.14
+    row_gap = 0.1
+    height = sum(title_h) + len(lines) * (panel_h + row_gap) + legend_h
     with _style():
-        fig = _figure(9.6, 1.75 * n_rows + 0.5)
-        axes = np.atleast_1d(fig.subplots(n_rows, n_cols, sharey=True)).ravel()
-        grouped = {key: g["value"].dropna().to_numpy(dtype=float) for key, g in values.groupby(["organ", "algorithm"], sort=True)}
-        half = 0.65 / 2
-        for ax, organ in zip(axes, organs, strict=False):
-            lines: list[tuple[float, float, float, float]] = []
-            medians: list[tuple[float, float, float, float]] = []
-            flier_x: list[float] = []
-            flier_y: list[float] = []
-            by_color: dict[str, list[tuple[float, float, float]]] = {}
-            for x, algorithm in enumerate(algorithms, start=1):
-                data = grouped.get((organ, algorithm), np.empty(0))
-                if not data.size:
-                    continue
-                stats = cbook.boxplot_stats(data)[0]
-                q1, q3, med = float(stats["q1"]), float(stats["q3"]), float(stats["med"])
-                lo, hi = float(stats["whislo"]), float(stats["whishi"])
-                by_color.setdefault(colors[algorithm], []).append((x, q1, q3))
-                lines += [(x, lo, x, q1), (x, q3, x, hi), (x - half / 2, lo, x + half / 2, lo),
-                          (x - half / 2, hi, x + half / 2, hi)]
-                medians.append((x - half, med, x + half, med))
-                if outliers and len(stats["fliers"]):
-                    flier_x += [float(x)] * len(stats["fliers"])
-                    flier_y += [float(v) for v in stats["fliers"]]
-            for color, boxes in by_color.items():
-                xs, q1s, q3s = (np.array(v, dtype=float) for v in zip(*boxes, strict=True))
-                ax.add_patch(PathPatch(_rects(xs - half, xs + half, q1s, q3s), facecolor=color, alpha=0.75,
-                                       edgecolor="#222222", linewidth=0.6))
-            if lines:
-                ax.add_patch(PathPatch(_segments(lines), fill=False, edgecolor="#222222", linewidth=0.7))
-                ax.add_patch(PathPatch(_segments(medians), fill=False, edgecolor="#222222", linewidth=1.0))
-            if flier_x:
-                ax.scatter(flier_x, flier_y, s=4, facecolors="none", edgecolors="#222222", linewidths=0.5)
-            ax.set_title(organ.replace("_", " "), pad=2)
-            ax.set_xticks([])
-            ax.set_xlim(0.4, len(algorithms) + 0.6)
-            ax.set_ylim(-0.03, 1.03)
-            ax.set_yticks([0.0, 0.5, 1.0])
-        for ax in axes[len(organs):]:
-            ax.set_visible(False)
-        for ax in axes[::n_cols]:
-            ax.set_ylabel(metric_label)
+        fig = Figure(figsize=(width, height))
+        top = height
+        for line, band in zip(lines, title_h, strict=True):
+            top -= band
+            bottom = top - panel_h
+            for j, organ in enumerate(line):
+                ax = fig.add_axes(((left + j * (panel_w + gap)) / width, bottom / height, panel_w / width,
+                                   panel_h / height))
+                st = _organ_stats(stats, organ, algorithms)
+                if len(st):
+                    at = np.array([position[a] for a in st.index])
+                    _draw_boxes(ax, at, st, [colors[a] for a in st.index], half=0.65 / 2, across=False)
+                points = fliers.get(organ)
+                if points is not None and len(points):
+                    ax.scatter([position[a] for a in points["algorithm"]], points["value"], s=4, facecolors="none",
+                               edgecolors="#222222", linewidths=0.5)
+                ax.set_title(titles[organ], pad=2, fontsize=title_pt)
+                ax.set_xticks([])
+                ax.set_xlim(0.4, n + 0.6)
+                ax.set_ylim(-0.03, 1.03)
+                if j == 0:
+                    ax.set_yticks([0.0, 0.5, 1.0])
+                    ax.set_ylabel(metric_label)
+                else:
+                    ax.set_yticks([0.0, 0.5, 1.0], [])
+                    ax.tick_params(axis="y", length=0)
+            top = bottom - row_gap
         handles = [matplotlib.patches.Patch(facecolor=colors[a], alpha=0.75, label=a) for a in algorithms]
-        fig.legend(handles=handles, loc="outside lower center", ncols=min(len(algorithms), 6), fontsize=8)
+        fig.legend(handles=handles, loc="lower center", bbox_to_anchor=(0.5, 0.0), ncols=legend_cols, fontsize=8,
+                   borderaxespad=0.2)
         return to_svg(fig, prefix=prefix, title=title)
+
+
+def _organ_stats(stats: pd.DataFrame, organ: str, algorithms: Sequence[str]) -> pd.DataFrame:
+    """The rows of `stats` for one organ, indexed by algorithm (those of `algorithms` only)."""
+    if organ not in set(stats.index.get_level_values("organ")):
+        return pd.DataFrame(columns=stats.columns, dtype=float)
+    st = stats.xs(organ, level="organ")
+    return st[st.index.isin(list(algorithms))]
+
+
+def _fliers(values: pd.DataFrame, stats: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """Per organ, the values (algorithm, value) outside their group's whiskers."""
+    data = values[["organ", "algorithm", "value"]].dropna(subset=["value"])
+    if data.empty:
+        return {}
+    joined = data.join(stats[["lo", "hi"]], on=["organ", "algorithm"])
+    out = joined[(joined["value"] < joined["lo"]) | (joined["value"] > joined["hi"])]
+    return {str(organ): group for organ, group in out.groupby("organ", sort=False)}
+
+
+def _organ_box_rows(stats: pd.DataFrame, *, organs: Sequence[str], algorithms: Sequence[str],
+                    colors: Mapping[str, str], metric_label: str, prefix: str, title: str) -> str:
+    """organ_box_figure for many algorithms: one row per algorithm (rank order, named once at the
+    left of each line of panels), the organs side by side. Laid out by hand in inches: names on a
+    pitch of 1.3 times their font size, organ names wrapped to their panel's width."""
+    n = len(algorithms)
+    name_pt, title_pt, tick_pt = 7.0, 7.5, 7.0
+    pitch = 1.3 * name_pt / 72.0  # inches per row
+    names_w = max(_text_box(a, name_pt)[0] for a in algorithms) / 72.0 + 0.1
+    panel_w, gap, right = 0.7, 0.1, 0.1
+    n_cols = max(1, min(len(organs), int((11.2 - names_w - right + gap) // (panel_w + gap))))
+    width = names_w + n_cols * (panel_w + gap) - gap + right
+    lines = [organs[i:i + n_cols] for i in range(0, len(organs), n_cols)]
+    titles = {o: _wrap(o.replace("_", " "), title_pt, panel_w * 72.0 - 2.0) for o in organs}
+    panel_h = n * pitch + 0.1
+    title_h = [max(titles[o].count("\n") + 1 for o in line) * 1.25 * title_pt / 72.0 + 0.06 for line in lines]
+    ticks_h, xlabel_h, row_gap = 0.2, 0.25, 0.12
+    height = sum(title_h) + len(lines) * (panel_h + ticks_h) + (len(lines) - 1) * row_gap + xlabel_h + 0.04
+    position = {a: float(i) for i, a in enumerate(algorithms)}
+    # One value axis for every panel, from the lowest whisker (to 0.1) up: the boxes get the width.
+    low = float(np.nanmin(stats["lo"])) if len(stats) and np.isfinite(stats["lo"]).any() else 0.0
+    low = min(0.0 if low < 0.15 else np.floor(low * 10.0) / 10.0, 0.9)
+    high = max(1.0, float(np.nanmax(stats["hi"])) if len(stats) and np.isfinite(stats["hi"]).any() else 1.0)
+    span = high - low
+    ticks = [t for t in MaxNLocator(nbins=2, steps=[1, 2, 2.5, 5, 10]).tick_values(low, high) if low <= t <= high]
+    # Light bands behind every other five rows, to follow a row across the panels.
+    zebra = np.arange(5, n, 10, dtype=float)
+    band_path = _rects(np.full(len(zebra), low - span), np.full(len(zebra), high + span), zebra - 0.5,
+                       np.minimum(zebra + 4.5, n - 0.5)) if len(zebra) else None
+    with _style():
+        fig = Figure(figsize=(width, height))
+        top = height
+        for line, band in zip(lines, title_h, strict=True):
+            top -= band
+            bottom = top - panel_h
+            for j, organ in enumerate(line):
+                left = names_w + j * (panel_w + gap)
+                ax = fig.add_axes((left / width, bottom / height, panel_w / width, panel_h / height))
+                st = _organ_stats(stats, organ, algorithms)
+                if len(st):
+                    at = np.array([position[a] for a in st.index])
+                    _draw_boxes(ax, at, st, [colors[a] for a in st.index], half=0.34, across=True)
+                if band_path is not None:
+                    ax.add_artist(PathPatch(band_path, facecolor="#f1f3f5", edgecolor="none", zorder=0.5))
+                ax.set_title(titles[organ], pad=3, fontsize=title_pt)
+                ax.set_ylim(n - 0.5, -0.5)
+                ax.set_xlim(low - 0.04 * span, high + 0.04 * span)
+                ax.set_xticks(ticks, [f"{t:g}" for t in ticks], fontsize=tick_pt)
+                if j == 0:
+                    ax.set_yticks(range(n), list(algorithms), fontsize=name_pt)
+                    ax.tick_params(axis="y", length=0, pad=2)
+                else:
+                    ax.set_yticks([])
+                ax.grid(axis="y", visible=False)
+            top = bottom - ticks_h - row_gap
+        fig.text((names_w + (width - names_w - right) / 2) / width, 0.04 / height, metric_label, ha="center",
+                 va="bottom", fontsize=8.5)
+        return to_svg(fig, prefix=prefix, title=title)
+
+
+BLOB_UPRIGHT_MAX = 8
 
 
 def rank_blob_figure(frequencies: pd.DataFrame, intervals: pd.DataFrame, *, algorithms: Sequence[str],
                      colors: Mapping[str, str], prefix: str = "fig-blob",
                      title: str = "Bootstrap rank distributions") -> str:
-    """challengeR's blob plot: for each algorithm (x, rank order) the share of bootstrap draws that
+    """challengeR's blob plot: for each algorithm (rank order) the share of bootstrap draws that
     gave it each rank (disc area), its median bootstrap rank (black bar) and the 2.5-97.5%
-    interval (line)."""
+    interval (line). Up to BLOB_UPRIGHT_MAX algorithms they stand along x with ranks down y, as
+    challengeR draws it (at most 7.2 inches wide: it shares a line of the page); beyond, the plot
+    is turned: one named row per algorithm, ranks along x, so the figure keeps the page's width
+    and every name reads across at full size."""
     n = len(algorithms)
+    upright = n <= BLOB_UPRIGHT_MAX
+    total = frequencies.to_numpy(dtype=float).sum(axis=1, keepdims=True)
+    share = pd.DataFrame(frequencies.to_numpy(dtype=float) / np.where(total > 0, total, 1.0), index=frequencies.index,
+                         columns=frequencies.columns).reindex(list(algorithms)).fillna(0.0)
+    ranks = share.columns.to_numpy(dtype=float)
+    p = share.to_numpy(dtype=float)
+    row, col = np.nonzero(p > 0)
+    spans = intervals.reindex(list(algorithms))[["rank_lo", "rank_hi", "rank_median"]].to_numpy(dtype=float)
+    position = np.arange(1, n + 1, dtype=float)
+    if upright:
+        width, height = max(3.6, 0.7 * n + 1.6), 3.4
+        area = 900.0 / max(1.0, n / 6)
+    else:
+        width, height = 7.4, 0.15 * n + 1.0
+        pitch = min(0.15, (width - 1.6) / max(n, 1)) * 72.0  # pt between neighbouring rows or ranks
+        area = (0.95 * pitch) ** 2
+    rgb = [colors[a] for a in algorithms]
     with _style():
-        fig = _figure(max(3.6, 0.9 * n + 1.6), 3.4)
+        fig = _figure(width, height)
         ax = fig.subplots()
-        total = frequencies.to_numpy(dtype=float).sum(axis=1, keepdims=True)
-        share = frequencies.to_numpy(dtype=float) / np.where(total > 0, total, 1.0)
-        share = pd.DataFrame(share, index=frequencies.index, columns=frequencies.columns)
-        for x, name in enumerate(algorithms, start=1):
-            ranks = share.columns.to_numpy(dtype=float)
-            p = share.loc[name].to_numpy(dtype=float)
-            keep = p > 0
-            ax.scatter(np.full(keep.sum(), x), ranks[keep], s=900.0 * p[keep] / max(1.0, n / 6), color=colors[name],
-                       alpha=0.7, edgecolors="none", zorder=3)
-            lo, hi, med = intervals.loc[name, ["rank_lo", "rank_hi", "rank_median"]]
-            ax.plot([x, x], [lo, hi], color="#333333", linewidth=0.9, zorder=2)
-            ax.plot([x - 0.22, x + 0.22], [med, med], color="#111111", linewidth=1.8, zorder=4)
-        ax.set_xticks(range(1, n + 1), list(algorithms), rotation=30 if n > 4 else 0, ha="right" if n > 4 else "center")
-        ax.set_yticks(range(1, n + 1))
-        ax.set_ylim(n + 0.6, 0.4)
-        ax.set_xlim(0.4, n + 0.6)
-        ax.set_xlabel("algorithm (full-data rank order)")
-        ax.set_ylabel("rank in bootstrap draws")
+        disc_x, disc_y = (position[row], ranks[col]) if upright else (ranks[col], position[row])
+        ax.scatter(disc_x, disc_y, s=area * p[row, col], c=[rgb[i] for i in row], alpha=0.7, edgecolors="none", zorder=3)
+        finite = np.isfinite(spans).all(axis=1)
+        lo, hi, med, at = spans[finite, 0], spans[finite, 1], spans[finite, 2], position[finite]
+        spans_xy = np.column_stack([at, lo, at, hi] if upright else [lo, at, hi, at])
+        bars_xy = np.column_stack([at - 0.22, med, at + 0.22, med] if upright else [med, at - 0.3, med, at + 0.3])
+        if len(at):
+            ax.add_artist(PathPatch(_segments(spans_xy.tolist()), fill=False, edgecolor="#333333", linewidth=0.9,
+                                    zorder=2))
+            ax.add_artist(PathPatch(_segments(bars_xy.tolist()), fill=False, edgecolor="#111111", linewidth=1.8,
+                                    zorder=4))
+        names = list(algorithms)
+        if upright:
+            ax.set_xticks(range(1, n + 1), names, rotation=30 if n > 4 else 0, ha="right" if n > 4 else "center")
+            ax.set_yticks(range(1, n + 1))
+            ax.set_ylim(n + 0.6, 0.4)
+            ax.set_xlim(0.4, n + 0.6)
+            ax.set_xlabel("algorithm (full-data rank order)")
+            ax.set_ylabel("rank in bootstrap draws")
+        else:
+            ax.set_yticks(range(1, n + 1), names, fontsize=7)
+            ax.set_xticks(_rank_ticks(n))
+            ax.set_ylim(n + 0.6, 0.4)
+            ax.set_xlim(0.4, n + 0.6)
+            ax.set_ylabel("algorithm (full-data rank order)")
+            ax.set_xlabel("rank in bootstrap draws")
+            ax.tick_params(axis="y", length=0)
+            ax.grid(axis="y", visible=False)
         return to_svg(fig, prefix=prefix, title=title)
+
+
+def _rank_ticks(n: int) -> list[int]:
+    """Rank ticks 1..n, every one up to 15, else 1 and every 2nd, 5th or 10th."""
+    step = 1 if n <= 15 else 2 if n <= 30 else 5 if n <= 80 else 10
+    return [1, *range(step, n + 1, step)] if step > 1 else list(range(1, n + 1))
 
 
 def tau_violin_figure(tau: np.ndarray, *, variant: str, prefix: str = "fig-tau",
@@ -307,84 +588,36 @@ def method_lines_figure(method_ranks: pd.DataFrame, *, colors: Mapping[str, str]
     """challengeR's line plot: one line per algorithm through its rank under each ranking method
     (columns of `method_ranks`, algorithms as its index); `chosen` (the challenge's method) is
     marked. Names are written at the right end, algorithms that share a rank there in one label,
-    so no two labels overlap however many algorithms there are."""
+    on a pitch of ranks wider than the font, so no two labels overlap however many algorithms
+    there are. All lines are one collection, all markers one scatter."""
     methods = list(method_ranks.columns)
     n = len(method_ranks)
-    x = np.arange(len(methods))
+    x = np.arange(len(methods), dtype=float)
+    ranks = method_ranks.to_numpy(dtype=float)
+    line_colors = [colors.get(str(name), "#555555") for name in method_ranks.index]
     with _style():
         fig = _figure(7.6, max(2.8, 0.2 * n + 1.6))
         ax = fig.subplots()
-        for name, row in method_ranks.iterrows():
-            ax.plot(x, row.to_numpy(dtype=float), color=colors.get(str(name), "#555555"), marker="o", markersize=3,
-                    linewidth=1.0, alpha=0.85)
+        if n:
+            ax.add_collection(LineCollection([np.column_stack([x, r]) for r in ranks], colors=line_colors,
+                                             linewidths=1.0, alpha=0.85), autolim=False)
+            ax.scatter(np.tile(x, n), ranks.ravel(), s=9, c=np.repeat(line_colors, len(methods)), alpha=0.85,
+                       edgecolors="none", zorder=3)
         last = method_ranks[methods[-1]]
         for rank, names in last.groupby(last).groups.items():
             ax.text(x[-1] + 0.08, float(rank), ", ".join(str(a) for a in names), va="center", ha="left", fontsize=7)
-        ax.set_xticks(x, [m.replace(" (", "\n(") for m in methods], fontsize=7)
+        # A qualifier in parentheses on a line of its own, else broken at spaces (never inside
+        # "aggregate-then-rank"): neighbouring names stay apart.
+        ax.set_xticks(x, [m.replace(" (", "\n(") if " (" in m else _wrap(m, 7.0, 64.0) for m in methods], fontsize=7)
         for label, method in zip(ax.get_xticklabels(), methods, strict=True):
             if method == chosen:
                 label.set_fontweight("bold")
         ax.set_xlim(-0.2, len(methods) - 1 + 0.9)
         ax.set_ylim(n + 0.5, 0.5)
-        ax.set_yticks(range(1, n + 1) if n <= 25 else range(1, n + 1, 5))
+        ax.set_yticks(range(1, n + 1) if n <= 25 else _rank_ticks(n))
         ax.set_ylabel("rank")
         ax.grid(axis="x", visible=False)
         return to_svg(fig, prefix=prefix, title=title)
-
-
-def significance_figure(maps: Mapping[str, pd.DataFrame], *, algorithms: Sequence[str], labels: Mapping[str, str],
-                        prefix: str = "fig-significance", title: str = "Significance maps") -> str:
-    """One panel per metric: a dark cell where the row algorithm is significantly better than the
-    column algorithm (the ranking's one-sided tests), algorithms in rank order."""
-    names = list(maps)
-    n = len(algorithms)
-    n_cols = min(len(names), 3 if n > 6 else 5)
-    n_rows = -(-len(names) // n_cols)
-    side = max(1.7, 0.28 * n + 0.9)
-    palette = ("#f1f3f5", "#1f5f99", "#d0d4d9")  # not significant, significant, the diagonal
-    with _style():
-        fig = _figure(side * n_cols + 0.6, side * n_rows + 0.5)
-        axes = np.atleast_1d(fig.subplots(n_rows, n_cols)).ravel()
-        for ax, name in zip(axes, names, strict=False):
-            matrix = maps[name].reindex(index=list(algorithms), columns=list(algorithms)).to_numpy(dtype=float)
-            matrix = np.nan_to_num(matrix, nan=0.0)
-            np.fill_diagonal(matrix, 2.0)
-            # A few compound paths instead of n x n cells: the light background, each row's runs of
-            # significant cells merged, the diagonal, then the white cell borders on top.
-            ax.add_patch(PathPatch(_rects(np.array([0.5]), np.array([n + 0.5]), np.array([0.5]), np.array([n + 0.5])),
-                                   facecolor=palette[0], edgecolor="none"))
-            for value, color in ((1.0, palette[1]), (2.0, palette[2])):
-                runs = _row_runs(matrix == value)
-                if runs:
-                    rows, starts, ends = (np.array(v, dtype=float) for v in zip(*runs, strict=True))
-                    ax.add_patch(PathPatch(_rects(starts + 0.5, ends + 0.5, rows + 0.5, rows + 1.5), facecolor=color,
-                                           edgecolor="none"))
-            grid = [(k + 0.5, 0.5, k + 0.5, n + 0.5) for k in range(n + 1)] + [(0.5, k + 0.5, n + 0.5, k + 0.5)
-                                                                                 for k in range(n + 1)]
-            ax.add_patch(PathPatch(_segments(grid), fill=False, edgecolor="white", linewidth=0.8))
-            ax.set_xlim(0.5, n + 0.5)
-            ax.set_ylim(n + 0.5, 0.5)
-            ax.set_aspect("equal")
-            ax.grid(False)
-            ax.set_title(labels.get(name, name), pad=3)
-            ticks = list(range(1, n + 1))
-            ax.set_xticks(ticks, list(algorithms), rotation=90, fontsize=7)
-            ax.set_yticks(ticks, list(algorithms) if ax in axes[::n_cols] else [], fontsize=7)
-            ax.tick_params(length=0)
-            for spine in ax.spines.values():
-                spine.set_visible(False)
-        for ax in axes[len(names):]:
-            ax.set_visible(False)
-        return to_svg(fig, prefix=prefix, title=title)
-
-
-def _row_runs(mask: np.ndarray) -> list[tuple[int, int, int]]:
-    """(row, first column, last column + 1) of every run of True along the rows of `mask`."""
-    runs = []
-    for row in range(mask.shape[0]):
-        edges = np.diff(np.concatenate([[0], mask[row].astype(np.int8), [0]]))
-        runs += [(row, int(a), int(b)) for a, b in zip(np.flatnonzero(edges == 1), np.flatnonzero(edges == -1), strict=True)]
-    return runs
 
 
 def downsample_series(series: pd.DataFrame, *, max_points: int = 300) -> pd.DataFrame:
@@ -442,7 +675,6 @@ __all__ = [
     "organ_box_figure",
     "rank_blob_figure",
     "resource_figure",
-    "significance_figure",
     "tau_violin_figure",
     "to_svg",
 ]

@@ -132,7 +132,7 @@ def significance_svg(maps: Mapping[str, pd.DataFrame], *, algorithms: Sequence[s
     Row and column labels sit one per cell."""
     names = list(maps)
     n = len(algorithms)
-    cell = _pitch(n, 380.0, 7.0, 22.0)
+    cell = _pitch(n, 380.0, 8.0, 22.0)  # at least 8 px: names 6.4 px high
     size = _label_size(cell)
     margin = max(text_width(a, size) for a in algorithms) + 6 if algorithms else 10
     panel = margin + n * cell
@@ -387,7 +387,8 @@ def task_ranks_svg(ranks: pd.DataFrame, *, consensus: pd.Series,
     margin = max((text_width(a, size) for a in algorithms), default=10) + 6
     dendro = 56.0 if tree else 0.0
     top = dendro + max((text_width(t, head_size) for t in [*tasks, "consensus"]), default=10) + 10
-    canvas = Canvas(margin + m * col + 90, top + n * row + 10, prefix=prefix, title=title)
+    key = min(n * row, 160.0)
+    canvas = Canvas(margin + m * col + 90, top + max(n * row + 10, key + 20), prefix=prefix, title=title)
     x0, y0 = margin, top
     if tree:
         highest = max((max(ys) for _, ys in tree), default=1.0) or 1.0
@@ -416,7 +417,7 @@ def task_ranks_svg(ranks: pd.DataFrame, *, consensus: pd.Series,
     for j, task in enumerate([*tasks, "consensus"]):
         canvas.text(x0 + (j + 0.5) * col + (6 if j == m - 1 else 0), y0 - 5, task.replace("_", " "), size=head_size,
                     rotate=-90, bold=j == m - 1)
-    _colour_key(canvas, x0 + m * col + 24, y0, min(n * row, 160.0), "Blues", "rank", lo=str(n), hi="1")
+    _colour_key(canvas, x0 + m * col + 24, y0, key, "Blues", "rank", lo=str(n), hi="1")
     return canvas.svg()
 
 

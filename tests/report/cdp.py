@@ -202,9 +202,16 @@ class Chromium:
         for kind in ("mousePressed", "mouseReleased"):
             self.call("Input.dispatchMouseEvent", type=kind, x=box["x"], y=box["y"], button="left", clickCount=1)
 
-    def screenshot(self, path: Path) -> Path:
-        """A PNG of the viewport (the top of the page after a fresh load)."""
-        data = self.call("Page.captureScreenshot", format="png")["data"]
+    def screenshot(self, path: Path, *, full_page: bool = False, clip: dict[str, float] | None = None) -> Path:
+        """A PNG of the viewport (the top of the page after a fresh load); `full_page`: the whole
+        page, however long; `clip`: that part of the page (x, y, width, height in CSS px)."""
+        params: dict[str, Any] = {"format": "png"}
+        if full_page:
+            size = self.call("Page.getLayoutMetrics")["cssContentSize"]
+            clip = {"x": 0, "y": 0, "width": size["width"], "height": size["height"]}
+        if clip is not None:
+            params.update(clip={**clip, "scale": 1}, captureBeyondViewport=True)
+        data = self.call("Page.captureScreenshot", **params)["data"]
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(base64.b64decode(data))
         return path

@@ -49,6 +49,38 @@ def fixture_report(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_report(folder, folder / "report.html")
 
 
+# A challenge-sized field (issue 17: figures drawn for 3 and for 50 algorithms alike); 30 cases keep
+# the store quick to write and rank while every figure is as crowded as at 200 cases.
+ALGORITHMS_50 = tuple(f"team-{i:02d}" for i in range(1, 51))
+
+
+@pytest.fixture(scope="session")
+def store_50(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A synthesised store of 50 algorithms x 30 cases (three monitored), written once for the session."""
+    folder = tmp_path_factory.mktemp("store50") / "results"
+    return Path(store_fixture.make_store(folder, algorithms=ALGORITHMS_50, n_cases=30, monitored=ALGORITHMS_50[:3]))
+
+
+@pytest.fixture(scope="session")
+def report_50(store_50: Path) -> Path:
+    """The organisers' edition of the 50-algorithm report, built once for the session."""
+    return build_report(store_50, store_50.parent / "report" / "report.html")
+
+
+@pytest.fixture(scope="session")
+def public_report_50(store_50: Path) -> Path:
+    """The public edition of the 50-algorithm report, built once for the session."""
+    return build_report(store_50, store_50.parent / "public" / "public.html", public=True)
+
+
+@pytest.fixture(scope="session")
+def report_3(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The report of three algorithms (the fixture's first three, its failures included)."""
+    folder = store_fixture.make_store(tmp_path_factory.mktemp("store3") / "results",
+                                      algorithms=("atlas-unet", "classical", "fast-net"))
+    return build_report(folder, Path(folder) / "report.html")
+
+
 def _find_chromium() -> str | None:
     override = os.environ.get("HARNESS_CHROMIUM")
     if override:

@@ -44,7 +44,8 @@ def test_renders_without_console_errors_or_network_requests(page: Chromium, fixt
     assert page.evaluate("document.title") == "Leaderboard \u2013 flare22"
     assert page.evaluate("document.querySelectorAll('#leaderboard tbody tr').length") == 4
     sizes = page.evaluate("[...document.querySelectorAll('svg.figure')].map(s => s.getBoundingClientRect().width)")
-    assert len(sizes) == 8 and min(sizes) > 100  # 7 figures and the ranks-across-methods line plot
+    figures = fixture_report.read_text(encoding="utf-8").count('<figure id="fig-')
+    assert figures >= 14 and len(sizes) == figures and min(sizes) > 100  # every figure of the page drawn
     # Readable on a laptop: the page does not scroll sideways (wide tables scroll in their own box).
     assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
 

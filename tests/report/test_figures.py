@@ -44,3 +44,20 @@ def test_fifty_algorithms_get_fifty_distinct_colours() -> None:
     colors = algorithm_colors(names)
     assert len(set(colors.values())) == 60
     assert algorithm_colors(names[:3]) == {n: colors[n] for n in names[:3]}  # the first ones do not depend on how many
+
+
+def test_no_colour_of_a_dozen_algorithms_repeats_a_colour_blind_safe_one() -> None:
+    """tab20 follows Okabe-Ito, less its colours that look like one before: team-01's blue
+    (#0072B2) and tab20's first blue (#1f77b4) side by side told nobody which is which."""
+    import itertools
+
+    import matplotlib.colors as mcolors
+    import numpy as np
+
+    from harness.report.figures import algorithm_colors
+
+    colors = list(algorithm_colors([f"team-{i:02d}" for i in range(12)]).values())
+    assert "#1f77b4" not in colors and "#ff7f0e" not in colors
+    closest = min(float(np.linalg.norm(np.subtract(mcolors.to_rgb(a), mcolors.to_rgb(b))))
+                  for a, b in itertools.product(colors[:8], colors[8:]))
+    assert closest >= 0.25

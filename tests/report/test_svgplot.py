@@ -40,7 +40,7 @@ def test_significance_cells_match_the_matrix() -> None:
     root = _tree(svg)
     dark = [p for p in root.iter(f"{NS}path") if p.get("fill") == "#1f5f99"]
     assert len(dark) == 1
-    cell = svgplot._pitch(7, 380.0, 7.0, 22.0)
+    cell = svgplot._pitch(7, 380.0, 8.0, 22.0)
     assert _rect_area(dark[0].get("d", "")) == pytest.approx(np.nansum(matrix) * cell * cell, rel=1e-3)
     texts = [t.text for t in root.iter(f"{NS}text")]
     assert texts.count("team-003") == 2 and "DSC" in texts  # a row and a column label each
