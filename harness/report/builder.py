@@ -10,7 +10,6 @@ time it was built.
 from __future__ import annotations
 
 import html
-import json
 import os
 from collections.abc import Mapping
 from concurrent.futures import Future
@@ -536,6 +535,7 @@ def _methods(inputs: ReportInputs, ranking: ChallengeRanking, profiles: list[str
                                      tables.tolerances_table(organs)))
     order = tables.rank_order(ranking)
     others = sorted(set(runs["algorithm"].astype(str)) - set(order))
+    details = tables.parsed_details(runs)
     return {
         "profiles": profiles or ["(none recorded)"],
         "tolerances": tolerance_tables,
@@ -547,9 +547,9 @@ def _methods(inputs: ReportInputs, ranking: ChallengeRanking, profiles: list[str
         "description": config.description,
         "runners": tables.distinct(runs["runner"]),
         "harness_versions": tables.distinct(runs["harness_version"]),
-        "provenance": tables.provenance_table(runs, algorithms=[*order, *others]),
+        "provenance": tables.provenance_table(runs, algorithms=[*order, *others], details=details),
         "hosts": tables.hosts_table(runs),
-        "gpu_sources": tables.distinct(_gpu_sources(runs)),
+        "gpu_sources": tables.distinct(str(d["gpu_memory_source"]) for d in details if d.get("gpu_memory_source")),
     }
 
 
@@ -564,18 +564,6 @@ def _not_scorable(inputs: ReportInputs) -> tables.HtmlTable | None:
     frame = rows[["algorithm", "case_id", "organ", "organ_message"]].rename(
         columns={"case_id": "case", "organ_message": "reason"})
     return tables.frame_table(frame.reset_index(drop=True), key="not-scorable")
-
-
-def _gpu_sources(runs: pd.DataFrame) -> list[str]:
-    out = []
-    for text in runs.get("details", pd.Series(dtype=str)).dropna():
-        try:
-            details = json.loads(text)
-        except (TypeError, ValueError):
-            continue
-        if isinstance(details, Mapping) and details.get("gpu_memory_source"):
-            out.append(str(details["gpu_memory_source"]))
-    return out
 
 
 def _profile_organs(name: str) -> list[tuple[int, str, float, bool]] | None:

@@ -558,41 +558,55 @@ def distinct(values: Iterable[object]) -> list[str]:
     return sorted({str(v) for v in values if v is not None and str(v) != "" and str(v) != "nan"})
 
 
-def _detail(group: pd.DataFrame, key: str) -> list[str]:
-    """The distinct values of `key` in the runs' details (JSON text in the store)."""
+def parsed_details(runs: pd.DataFrame) -> list[Mapping[str, object]]:
+    """Each run's details (JSON text in the store) parsed once; {} where absent or malformed."""
     import json
 
-    values = []
-    for text in group["details"].dropna() if "details" in group else []:
+    out: list[Mapping[str, object]] = []
+    for text in _column(runs, "details"):
         try:
             details = json.loads(text) if isinstance(text, str) else text
         except ValueError:
-            continue
-        if isinstance(details, Mapping) and details.get(key):
-            values.append(str(details[key]))
-    return distinct(values)
+            details = None
+        out.append(details if isinstance(details, Mapping) else {})
+    return out
 
 
-def provenance_table(runs: pd.DataFrame, *, algorithms: Sequence[str]) -> HtmlTable:
+def provenance_table(runs: pd.DataFrame, *, algorithms: Sequence[str],
+                     details: Sequence[Mapping[str, object]] | None = None) -> HtmlTable:
     """Per algorithm: its manifest's version and description, when it first ran, image digest(s),
-    manifest hash(es), runner(s), harness version(s)."""
+    manifest hash(es), runner(s), harness version(s); `details`: `parsed_details(runs)` when the
+    caller has it."""
     columns = (Column("Algorithm"), Column("Version"), Column("Description"), Column("First run"),
                Column("Image digest"), Column("Manifest sha256"), Column("Runner"), Column("harness"))
+    fields = ("image_digest", "manifest_sha256", "runner", "harness_version")
+    seen: dict[str, dict[str, set[str]]] = {}
+    first: dict[str, float] = {}
+    started = pd.to_numeric(runs["started_at"], errors="coerce").tolist() if "started_at" in runs else [math.nan] * len(runs)
+    details = parsed_details(runs) if details is None else details
+    rows_of = zip(_column(runs, "algorithm"), details, started, *(_column(runs, f) for f in fields), strict=True)
+    for algorithm, detail, start, *values in rows_of:
+        own = seen.setdefault(str(algorithm), {k: set() for k in ("manifest_version", "manifest_description", *fields)})
+        for key in ("manifest_version", "manifest_description"):
+            if detail.get(key):
+                own[key].add(str(detail[key]))
+        for key, value in zip(fields, values, strict=True):
+            own[key].add("" if value is None else str(value))
+        if isinstance(start, float) and math.isfinite(start):
+            first[str(algorithm)] = min(first.get(str(algorithm), math.inf), start)
     rows = []
-    groups = dict(list(runs.groupby(runs["algorithm"].astype(str), sort=False)))
     for algorithm in algorithms:
-        group = groups.get(algorithm, runs.iloc[:0])
-        started = pd.to_numeric(group["started_at"], errors="coerce").dropna() if "started_at" in group else pd.Series()
-        first = datetime.fromtimestamp(float(started.min()), UTC).strftime("%Y-%m-%d %H:%M UTC") if len(started) else ""
+        own = seen.get(algorithm, {})
+        when = first.get(algorithm)
         rows.append((
             Cell(algorithm, algorithm.lower(), "name"),
-            text_cell(", ".join(_detail(group, "manifest_version"))),
-            text_cell(" / ".join(_detail(group, "manifest_description")), cls="message"),
-            text_cell(first),
-            text_cell("\n".join(distinct(group["image_digest"])), cls="digest"),
-            text_cell("\n".join(distinct(group["manifest_sha256"])), cls="digest"),
-            text_cell(", ".join(distinct(group["runner"]))),
-            text_cell(", ".join(distinct(group["harness_version"]))),
+            text_cell(", ".join(distinct(own.get("manifest_version", ())))),
+            text_cell(" / ".join(distinct(own.get("manifest_description", ()))), cls="message"),
+            text_cell(datetime.fromtimestamp(when, UTC).strftime("%Y-%m-%d %H:%M UTC") if when is not None else ""),
+            text_cell("\n".join(distinct(own.get("image_digest", ()))), cls="digest"),
+            text_cell("\n".join(distinct(own.get("manifest_sha256", ()))), cls="digest"),
+            text_cell(", ".join(distinct(own.get("runner", ())))),
+            text_cell(", ".join(distinct(own.get("harness_version", ())))),
         ))
     return HtmlTable("provenance", columns, tuple(rows), sortable=False)
 
@@ -676,6 +690,7 @@ __all__ = [
     "organ_table",
     "organ_values",
     "organs_of",
+    "parsed_details",
     "provenance_table",
     "rank_order",
     "resources_table",
