@@ -421,6 +421,16 @@ def task_ranks_svg(ranks: pd.DataFrame, *, consensus: pd.Series,
     return canvas.svg()
 
 
+def gaussian_density(values: np.ndarray, at: np.ndarray) -> np.ndarray:
+    """The Gaussian kernel density estimate of `values` at `at`, with Scott's bandwidth (sd x n^-1/5):
+    scipy.stats.gaussian_kde's estimate for one dimension (tested), without importing scipy.stats
+    (0.8 s of a report's start)."""
+    v = np.asarray(values, dtype=float)
+    h = float(np.std(v, ddof=1)) * v.size ** (-1.0 / 5.0)
+    z = (np.asarray(at, dtype=float)[:, None] - v[None, :]) / h
+    return np.exp(-0.5 * z * z).sum(axis=1) / (v.size * h * np.sqrt(2.0 * np.pi))
+
+
 def tau_violins_svg(taus: Mapping[str, np.ndarray], *, prefix: str = "fig-task-tau",
                     title: str = "Kendall's tau per task") -> str:
     """challengeR's violin plot across tasks: per task the density of Kendall's tau between its
@@ -444,15 +454,13 @@ def tau_violins_svg(taus: Mapping[str, np.ndarray], *, prefix: str = "fig-task-t
         canvas.path(f"M{_n(left)} {_n(float(y(tick)))}h{_n(m * pitch)}", stroke=GRID, width=0.8)
         canvas.text(left - 4, float(y(tick)), f"{tick:g}", size=FONT - 2, anchor="end")
     canvas.text(12, top + height / 2, "Kendall's tau", size=FONT - 1, rotate=-90, anchor="middle")
-    from scipy.stats import gaussian_kde
-
     half = pitch * 0.42
     for k, task in enumerate(tasks):
         v = valid[task]
         x = left + (k + 0.5) * pitch
         if v.size > 1 and np.ptp(v) > 0:
             grid = np.linspace(float(v.min()), float(v.max()), 48)
-            density = gaussian_kde(v)(grid)
+            density = gaussian_density(v, grid)
             w = half * density / density.max()
             right = " ".join(f"{_n(x + a)} {_n(float(b))}" for a, b in zip(w.tolist(), y(grid).tolist(), strict=True))
             left_side = " ".join(f"{_n(x - a)} {_n(float(b))}" for a, b in zip(w[::-1].tolist(), y(grid[::-1]).tolist(),
@@ -467,5 +475,5 @@ def tau_violins_svg(taus: Mapping[str, np.ndarray], *, prefix: str = "fig-task-t
     return canvas.svg()
 
 
-__all__ = ["Canvas", "dot_box_svg", "podium_svg", "rank_heatmap_svg", "significance_svg", "stacked_frequency_svg",
+__all__ = ["Canvas", "dot_box_svg", "podium_svg", "rank_heatmap_svg", "significance_svg", "gaussian_density", "stacked_frequency_svg",
            "task_ranks_svg", "tau_violins_svg"]

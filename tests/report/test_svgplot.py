@@ -105,3 +105,12 @@ def test_task_ranks_in_consensus_order() -> None:
     texts = [t.text for t in root.iter(f"{NS}text")]
     assert texts[:3] == ["1", "2", "1"]  # a's ranks: liver, spleen, consensus
     assert "consensus" in texts and "liver" in texts
+
+
+def test_gaussian_density_is_scipys_gaussian_kde() -> None:
+    from scipy.stats import gaussian_kde
+
+    rng = np.random.default_rng(11)
+    for values in (rng.normal(0.8, 0.05, 1000), np.r_[rng.random(7), 1.0, 1.0]):
+        grid = np.linspace(values.min(), values.max(), 48)
+        np.testing.assert_allclose(svgplot.gaussian_density(values, grid), gaussian_kde(values)(grid), rtol=1e-10)
