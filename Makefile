@@ -6,25 +6,32 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
+TEST_STAMP := $(VENV)/.test-stamp
+RESULTS ?= results
 
 .PHONY: setup test demo bench clean
 
+# The demo needs the harness and its dependencies only; the tests add their extras on top.
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	-$(BIN)/python -m pip uninstall --quiet --yes harness 2>/dev/null  # the old distribution name (or PyPI's other `harness`)
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m pip install --quiet -e .
 	touch $(STAMP)
 
-setup: $(STAMP)
+$(TEST_STAMP): $(STAMP) pyproject.toml
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $(TEST_STAMP)
 
-test: $(STAMP)
+setup: $(TEST_STAMP)
+
+test: $(TEST_STAMP)
 	$(BIN)/python -m pytest -q
 
 demo: $(STAMP)
-	$(BIN)/harness run algorithms --results results
+	$(BIN)/harness run algorithms --results $(RESULTS)
 
-bench: $(STAMP)
+bench: $(TEST_STAMP)
 	$(BIN)/python benchmarks/bench_metrics.py
 
 clean:

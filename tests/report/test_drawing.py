@@ -4,15 +4,15 @@ reach the caller, and no fork while another thread runs."""
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
 import pytest
 
-from harness.report import load_report_inputs
-from harness.report.builder import render_report_files
 from harness.report.drawing import WORKERS_ENV, Drawer, available_workers
-from tests.report.conftest import copy_fixture
+from tests.report.conftest import REPO_ROOT, copy_fixture
 
 
 def _boom(text: str) -> str:
@@ -23,26 +23,56 @@ def _pid(_: int) -> int:
     return os.getpid()
 
 
-def test_workers_give_the_same_files_as_one_process(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    inputs = load_report_inputs(copy_fixture(tmp_path / "results"))
-    monkeypatch.setenv(WORKERS_ENV, "1")
-    serial = render_report_files(inputs, draws=50)
-    monkeypatch.setenv(WORKERS_ENV, "3")
-    with Drawer() as drawer:
-        assert drawer.parallel  # else this compares one process with itself
-    parallel = render_report_files(inputs, draws=50)
-    assert sorted(parallel) == sorted(serial) and len(serial) > 2  # the main page, the pages beside it
-    assert [name for name in serial if serial[name] != parallel[name]] == []
+# Run in a fresh interpreter: a thread left running by an earlier test in this process (pytest
+# runs hundreds) would, rightly, keep the Drawer from forking.
+_SAME_FILES = """
+import os, sys
+from pathlib import Path
+from harness.report import load_report_inputs
+from harness.report.builder import render_report_files
+from harness.report.drawing import WORKERS_ENV, Drawer
+inputs = load_report_inputs(Path(sys.argv[1]))
+os.environ[WORKERS_ENV] = "1"
+serial = render_report_files(inputs, draws=50)
+os.environ[WORKERS_ENV] = "3"
+with Drawer() as drawer:
+    assert drawer.parallel, "no fork in a fresh interpreter"
+parallel = render_report_files(inputs, draws=50)
+assert sorted(parallel) == sorted(serial) and len(serial) > 2, sorted(serial)
+print("differ:", [name for name in serial if serial[name] != parallel[name]])
+"""
+
+_ERRORS = """
+import os
+from harness.report.drawing import Drawer
+from tests.report.test_drawing import _boom, _pid
+with Drawer(workers=2) as drawer:
+    assert drawer.parallel
+    pids = {drawer.draw(_pid, k).result() for k in range(4)}
+    failed = drawer.draw(_boom, "the map")
+    try:
+        failed.result()
+    except ValueError as exc:
+        print("raised:", exc)
+print("elsewhere:", os.getpid() not in pids)
+"""
+
+
+def _fresh(script: str, *args: str) -> str:
+    done = subprocess.run([sys.executable, "-c", script, *args], cwd=REPO_ROOT, capture_output=True, text=True,
+                          timeout=300, env={k: v for k, v in os.environ.items() if k != WORKERS_ENV})
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout
+
+
+def test_workers_give_the_same_files_as_one_process(tmp_path: Path) -> None:
+    out = _fresh(_SAME_FILES, str(copy_fixture(tmp_path / "results")))
+    assert "differ: []" in out
 
 
 def test_a_workers_error_reaches_the_caller() -> None:
-    with Drawer(workers=2) as drawer:
-        assert drawer.parallel
-        pids = {drawer.draw(_pid, k).result() for k in range(4)}
-        failed = drawer.draw(_boom, "the map")
-        with pytest.raises(ValueError, match="cannot draw the map"):
-            failed.result()
-    assert os.getpid() not in pids  # drawn elsewhere
+    out = _fresh(_ERRORS)
+    assert "raised: cannot draw the map" in out and "elsewhere: True" in out
 
 
 def test_no_fork_while_another_thread_runs() -> None:
