@@ -5,8 +5,8 @@ seconds each at 50 algorithms) and each figure is a pure function from tables to
 figures go to a pool of forked workers, largest first, and the main process builds the tables
 meanwhile. The text is the same as drawn in one process (tested): only the wall time changes.
 
-Forking is used only where it is safe and cheap: on a platform that has it, with more than one CPU
-available, and while the process runs no other thread (a fork copies one thread; a lock another
+Forking is used only where it is safe and cheap: on Linux, with more than one CPU available, and
+while the process runs no other thread (a fork copies one thread; a lock another
 thread held would stay held in the child). Anywhere else the figures are drawn in the caller, as
 they are when `HARNESS_REPORT_WORKERS=1`.
 """
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import sys
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -48,7 +49,8 @@ class Drawer:
     def __init__(self, workers: int | None = None) -> None:
         n = available_workers() if workers is None else max(1, workers)
         self.workers = n
-        can_fork = "fork" in multiprocessing.get_all_start_methods() and threading.active_count() == 1
+        # Linux only: macOS has fork too, but system libraries there may crash a forked child.
+        can_fork = sys.platform.startswith("linux") and threading.active_count() == 1
         self._pool = (ProcessPoolExecutor(max_workers=n, mp_context=multiprocessing.get_context("fork"))
                       if n > 1 and can_fork else None)
 
