@@ -287,10 +287,11 @@ def report_context(inputs: ReportInputs, ranking: ChallengeRanking, *, pages_dir
     figs: list[Figure] = []
     organ_tables = []
     box_figs = []
+    organ_values = {}
     for metric in ("dsc", "nsd"):
         if not organs:
             break
-        values = tables.organ_values(runs, inputs.scores, config, metric)
+        values = organ_values[metric] = tables.organ_values(runs, inputs.scores, config, metric)
         organ_tables.append((tables.metric_label(metric), tables.organ_table(values, algorithms=order, organs=organs, metric=metric)))
         label = tables.metric_label(metric)
         box_figs.append(_figure(f"fig-box-{metric}", f"{label} per organ",
@@ -335,8 +336,7 @@ def report_context(inputs: ReportInputs, ranking: ChallengeRanking, *, pages_dir
     figs += _rank_figures(ranking, order, colors, drawer=drawer, public=public)
     task_fig = task_tau_fig = None
     if organs and len(organs) > 1 and "dsc" in config.metric_names:  # the organs' DSC as tasks
-        dsc_values = tables.organ_values(runs, inputs.scores, config, "dsc")
-        task_values = organ_tasks(dsc_values, algorithms=order, organs=organs)
+        task_values = organ_tasks(organ_values["dsc"], algorithms=order, organs=organs)
         task_ranking = rank_tasks(task_values, algorithms=order, config=config, metric="dsc")
         consensus_order = [str(a) for a in task_ranking.consensus.index]
         leaves, tree = task_tree(task_ranking.ranks)

@@ -6,12 +6,15 @@ import importlib.util
 import os
 import shutil
 import subprocess
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from types import ModuleType
 
 import pytest
 
 from harness.report import build_report
+from tests.report.cdp import Chromium
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 FIXTURE_STORE = REPO_ROOT / "tests" / "fixtures" / "store"
@@ -92,21 +95,36 @@ def _find_chromium() -> str | None:
     return None
 
 
-@pytest.fixture(scope="session")
-def chromium() -> str:
-    """Debian's headless Chromium, installed with apt-get when missing (CI runs as root)."""
-    found = _find_chromium()
+def debian_tool(find: Callable[[], str | None], package: str, what: str) -> str:
+    """A program from Debian's `package`, installed with apt-get when `find()` finds none (CI runs
+    as root); a skip naming the package when it is missing and this is not root."""
+    found = find()
     if found:
         return found
     if os.geteuid() != 0:
-        pytest.skip("chromium is not installed and installing it needs root: run `sudo apt-get install chromium`")
+        pytest.skip(f"{what} is not installed and installing it needs root: run `sudo apt-get install {package}`")
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    command = ["apt-get", "install", "-y", "-q", "chromium"]
+    command = ["apt-get", "install", "-y", "-q", package]
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=900)
     if done.returncode != 0:  # a stale package list: refresh once and retry
         subprocess.run(["apt-get", "update", "-q"], env=env, capture_output=True, text=True, timeout=600)
         done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=900)
-    found = _find_chromium()
+    found = find()
     if done.returncode != 0 or not found:
         pytest.fail(f"`{' '.join(command)}` failed (exit {done.returncode}): {(done.stderr or done.stdout)[-800:]}")
     return found
+
+
+@pytest.fixture(scope="session")
+def chromium() -> str:
+    """Debian's headless Chromium."""
+    return debian_tool(_find_chromium, "chromium", "chromium")
+
+
+@contextmanager
+def browser(chromium: str, *, timeout_s: float, domains: tuple[str, ...] = ("Page", "Runtime")) -> Iterator[Chromium]:
+    """Headless Chromium at 1366 x 900 with the DevTools `domains` enabled."""
+    with Chromium(chromium, width=1366, height=900, timeout_s=timeout_s) as opened:
+        for domain in domains:
+            opened.call(f"{domain}.enable")
+        yield opened

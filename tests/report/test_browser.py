@@ -9,17 +9,15 @@ import pytest
 from PIL import Image
 
 from tests.report.cdp import Chromium
-from tests.report.conftest import ARTIFACTS
+from tests.report.conftest import ARTIFACTS, browser
 
 SCREENSHOT = ARTIFACTS / "report-top.png"
 
 
 @pytest.fixture(scope="module")
 def page(chromium: str) -> Iterator[Chromium]:
-    with Chromium(chromium, width=1366, height=900, timeout_s=60) as browser:
-        for domain in ("Page", "Runtime", "Log", "Network"):
-            browser.call(f"{domain}.enable")
-        yield browser
+    with browser(chromium, timeout_s=60, domains=("Page", "Runtime", "Log", "Network")) as opened:
+        yield opened
 
 
 def _open(page: Chromium, report: Path) -> int:

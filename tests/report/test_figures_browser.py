@@ -25,7 +25,7 @@ from PIL import Image
 from harness.report import figures
 from harness.report.inputs import load_report_inputs
 from tests.report.cdp import Chromium
-from tests.report.conftest import ARTIFACTS
+from tests.report.conftest import ARTIFACTS, browser
 
 TOLERANCE_PX = 0.5  # anti-aliasing: boxes that share an edge or touch by a fraction of a pixel are apart
 # The smallest text as drawn on a 1366 px wide screen (7 pt at scale 1 is 9.3 px): a figure far wider
@@ -121,10 +121,8 @@ def _outside(label: Label, frame: Sequence[float], tolerance: float = 1.0) -> bo
 
 @pytest.fixture(scope="module")
 def page(chromium: str) -> Iterator[Chromium]:
-    with Chromium(chromium, width=1366, height=900, timeout_s=90) as browser:
-        for domain in ("Page", "Runtime"):
-            browser.call(f"{domain}.enable")
-        yield browser
+    with browser(chromium, timeout_s=90) as opened:
+        yield opened
 
 
 def _open(page: Chromium, path: Path) -> None:

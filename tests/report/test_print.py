@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import base64
 import html
-import os
 import re
 import shutil
 import subprocess
@@ -26,7 +25,7 @@ import pytest
 
 from harness.report import build_report
 from tests.report.cdp import Chromium
-from tests.report.conftest import ARTIFACTS, store_fixture
+from tests.report.conftest import ARTIFACTS, browser, debian_tool, store_fixture
 
 ALGORITHMS = tuple(f"team-{i:02d}" for i in range(1, 51))
 N_CASES = 60  # 50 x 60 = 3000 cells: the case matrix gets a page of its own, longer than a sheet
@@ -72,22 +71,8 @@ class Page:
 
 @pytest.fixture(scope="session")
 def pdftotext() -> str:
-    """poppler's pdftotext, installed with apt-get when missing (CI runs as root)."""
-    found = shutil.which("pdftotext")
-    if found:
-        return found
-    if os.geteuid() != 0:
-        pytest.skip("pdftotext is not installed and installing it needs root: run `sudo apt-get install poppler-utils`")
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    command = ["apt-get", "install", "-y", "-q", "poppler-utils"]
-    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=900)
-    if done.returncode != 0:  # a stale package list: refresh once and retry
-        subprocess.run(["apt-get", "update", "-q"], env=env, capture_output=True, text=True, timeout=600)
-        done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=900)
-    found = shutil.which("pdftotext")
-    if done.returncode != 0 or not found:
-        pytest.fail(f"`{' '.join(command)}` failed (exit {done.returncode}): {(done.stderr or done.stdout)[-800:]}")
-    return found
+    """poppler's pdftotext."""
+    return debian_tool(lambda: shutil.which("pdftotext"), "poppler-utils", "pdftotext")
 
 
 @pytest.fixture(scope="module")
@@ -103,10 +88,8 @@ def wide_report(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def printer(chromium: str) -> Iterator[Chromium]:
-    with Chromium(chromium, width=1366, height=900, timeout_s=120) as browser:
-        for domain in ("Page", "Runtime"):
-            browser.call(f"{domain}.enable")
-        yield browser
+    with browser(chromium, timeout_s=120) as opened:
+        yield opened
 
 
 def _print(browser: Chromium, page: Path, name: str, pdftotext: str) -> tuple[list[Page], dict[str, list[str]]]:
