@@ -561,15 +561,20 @@ def forget(results_dir: Path, algorithms: list[str]) -> dict[str, int]:
     return removed
 
 
-def ensure_default_data(cache_dir: Path, *, cases: int = 10, seed: int = 0, size: str = "small", say: Say) -> Path:
-    """The default phantom data set, synthesised once into the cache."""
-    from harness.data.synth import write_dataset
+DEFAULT_PATHOLOGY = 0.5  # the default data's share of cases with a finding the segmenters never saw
 
-    target = cache_dir / "data" / f"phantom-seed{seed}-n{cases}-{size}"
+
+def ensure_default_data(cache_dir: Path, *, cases: int = 10, seed: int = 0, size: str = "small",
+                        pathology: float = DEFAULT_PATHOLOGY, say: Say) -> Path:
+    """The default phantom data set, synthesised once into the cache."""
+    from harness.data.synth import GENERATOR_VERSION, write_dataset
+
+    target = cache_dir / "data" / f"phantom-v{GENERATOR_VERSION}-seed{seed}-n{cases}-{size}-pathology{pathology:g}"
     stamp = target / ".complete"
     if stamp.exists():
         return target
-    say(f"synthesising the default data set ({cases} {size} phantom cases, seed {seed}) into {target}")
-    write_dataset(target, cases=cases, seed=seed, size=size)
+    say(f"synthesising the default data set ({cases} {size} phantom cases, seed {seed}, "
+        f"a finding in {pathology:.0%} of them) into {target}")
+    write_dataset(target, cases=cases, seed=seed, size=size, pathology=pathology)
     stamp.touch()
     return target

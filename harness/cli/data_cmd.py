@@ -84,7 +84,10 @@ def _check(data_dir: Path, profile_name: str, csv_path: Path | None, emit) -> in
                    "full: 512x512x~100 at ~0.8x0.8x2.5 mm (benchmark size, ~25 MB a case).")
 @click.option("--split", type=click.Choice(SPLITS), default="Tr", show_default=True,
               help="Write imagesTr/labelsTr or imagesTs/labelsTs.")
-def synth(out_dir: Path, cases: int, seed: int, size: str, split: str) -> None:
+@click.option("--pathology", type=click.FloatRange(0, 1), default=0.0, show_default=True,
+              help="Share of cases with one finding (liver lesions, a renal cyst, an atrophic or "
+                   "displaced kidney, an enlarged spleen); recorded in dataset.json.")
+def synth(out_dir: Path, cases: int, seed: int, size: str, split: str, pathology: float) -> None:
     """Write a FLARE22-layout synthetic abdominal CT data set (13 organs, 4 contrast phases).
 
     Output is byte-identical for the same options; the first N cases do not depend on --cases.
@@ -94,9 +97,10 @@ def synth(out_dir: Path, cases: int, seed: int, size: str, split: str) -> None:
     def progress(done: int, total: int, case: PhantomCase) -> None:
         shape = "x".join(str(n) for n in case.label.shape)
         spacing = "x".join(f"{s:g}" for s in case.spacing_mm)
-        click.echo(f"[{done}/{total}] {case.case_id}  {case.phase:8s} {shape} @ {spacing} mm", err=True)
+        finding = f"  {case.pathology['kind']}" if case.pathology else ""
+        click.echo(f"[{done}/{total}] {case.case_id}  {case.phase:8s} {shape} @ {spacing} mm{finding}", err=True)
 
-    write_dataset(out_dir, cases=cases, seed=seed, size=size, split=split, progress=progress)
+    write_dataset(out_dir, cases=cases, seed=seed, size=size, split=split, pathology=pathology, progress=progress)
     click.echo(f"wrote {cases} phantom cases to {out_dir} (images{split}, labels{split}, dataset.json)")
 
 

@@ -7,6 +7,12 @@ volumes (+-15 % per case), each smoothly deformed, imaged in one of four contras
 noise and blur. The anatomy does not depend on `size`: `small` and `full` show the same patient on
 a coarser or a finer grid.
 
+A share of the cases (`pathology`, 0 by default) also has one finding that the healthy phantoms the
+example segmenters were trained on lack, drawn from its own stream `[seed, index, 100]` so the rest
+of the patient is the same as without it (`PATHOLOGIES`): hypodense liver lesions, a renal cyst
+that may bulge out of its kidney, an atrophic kidney, a kidney displaced downwards, or an enlarged
+spleen. Lesions and cysts are labelled as their organ, as FLARE22's labels include them.
+
 Coordinates are RAS+ millimetres (nibabel's convention) with the origin at the centre of the
 vertebral bodies: +x is the patient's *right*, +y anterior, +z superior. The affine is a positive
 diagonal, so `aff2axcodes` gives ('R', 'A', 'S') and the patient's right (liver) lies at HIGH x
@@ -69,6 +75,7 @@ class PhantomCase:
     affine: NDArray[np.float64]  # 4x4, positive diagonal of spacing_mm (RAS+)
     phase: str  # one of PHASES
     noise_hu: float = 0.0  # standard deviation of the final image noise
+    pathology: dict[str, Any] | None = None  # the finding (`Pathology.record()`), None when healthy
 
     def nifti_images(self) -> tuple[nib.Nifti1Image, nib.Nifti1Image]:
         """The (image, label) pair as NIfTI-1 images with sform and qform set to `affine`."""
@@ -117,7 +124,12 @@ _TISSUES: dict[str, tuple[str | None, tuple[float, float, float, float]]] = {
     "stomach_gas": ("stomach", (-910, -910, -910, -910)),
     "duodenum": ("duodenum", (42, 95, 92, 72)),
     "duodenum_content": ("duodenum", (18, 18, 20, 20)),
+    # Pathology (after the healthy tissues: a healthy case's classes and HU jitter stay the same).
+    "liver_lesion": ("liver", (25, 30, 40, 38)),  # hypodense, like a metastasis in the portal phase
+    "right_renal_cyst": ("right_kidney", (8, 8, 9, 9)),  # water, no enhancement
+    "left_renal_cyst": ("left_kidney", (8, 8, 9, 9)),
 }
+_HEALTHY_TISSUES = len(_TISSUES) - 3  # tissues whose HU jitter the anatomy's stream draws
 _TISSUE_NAMES = tuple(_TISSUES)
 _CLASS = {name: i for i, name in enumerate(_TISSUE_NAMES)}  # tissue name -> class value
 
@@ -318,7 +330,78 @@ def _organ_gain(rng: np.random.Generator, name: str, *, tube: bool = False) -> f
     return _GAIN.get(name, 1.0) * volume_factor ** (1 / 2 if tube else 1 / 3)
 
 
-def _draw_anatomy(rng: np.random.Generator) -> _Anatomy:
+PATHOLOGIES = ("liver_lesion", "renal_cyst", "atrophic_kidney", "displaced_kidney", "splenomegaly")
+
+
+@dataclass(frozen=True)
+class Pathology:
+    """One case's finding: `kind` (one of PATHOLOGIES), the kidney's side where it has one, and
+    its size: `scale` (linear, of an atrophic kidney or an enlarged spleen), `shift_mm` (downwards,
+    of a displaced kidney), `radii_mm` (of each lesion or the cyst)."""
+
+    kind: str
+    side: str = ""
+    scale: float = 1.0
+    shift_mm: float = 0.0
+    radii_mm: tuple[float, ...] = ()
+    rng: np.random.Generator | None = field(default=None, compare=False, repr=False)
+
+    def record(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"kind": self.kind}
+        if self.side:
+            out["side"] = self.side
+        if self.kind in ("atrophic_kidney", "splenomegaly"):
+            out["volume_factor"] = round(self.scale ** 3, 3)
+        if self.shift_mm:
+            out["shift_mm"] = round(self.shift_mm, 1)
+        if self.radii_mm:
+            out["radii_mm"] = [round(r, 1) for r in self.radii_mm]
+        return out
+
+
+def draw_pathology(*, seed: int, index: int, share: float) -> Pathology | None:
+    """The finding of case `index` when the data set gives one to `share` of its cases (pure)."""
+    rng = np.random.default_rng([seed, index, 100])
+    if not rng.random() < share:
+        return None
+    kind = PATHOLOGIES[int(rng.integers(len(PATHOLOGIES)))]
+    side = ("right", "left")[int(rng.integers(2))] if "kidney" in kind or kind == "renal_cyst" else ""
+    if kind == "liver_lesion":
+        return Pathology(kind, radii_mm=tuple(float(r) for r in rng.uniform(9, 22, int(rng.integers(1, 4)))), rng=rng)
+    if kind == "renal_cyst":
+        return Pathology(kind, side, radii_mm=(float(rng.uniform(12, 22)),), rng=rng)
+    if kind == "atrophic_kidney":
+        return Pathology(kind, side, scale=float(rng.uniform(0.6, 0.72)), rng=rng)
+    if kind == "displaced_kidney":
+        return Pathology(kind, side, shift_mm=float(rng.uniform(35, 55)), rng=rng)
+    return Pathology(kind, scale=float(rng.uniform(1.3, 1.5)), rng=rng)
+
+
+def _add_findings(parts: list[_Part], finding: Pathology, b: _Builder) -> None:
+    """Paint lesions or a cyst into their organ, after everything else (their own stream)."""
+    rng = finding.rng
+    assert rng is not None
+    organ = "liver" if finding.kind == "liver_lesion" else f"{finding.side}_kidney"
+    host = next(p for p in parts if p.tissue == organ).shapes[0]
+    assert isinstance(host, _Ellipsoid)
+    own = _Builder(rng, b.sxy, b.sz)
+    for radius in finding.radii_mm:
+        if finding.kind == "liver_lesion":  # in the liver's main lobe, some reaching its surface
+            u = rng.normal(size=3)
+            u *= rng.uniform(0.3, 0.9) / np.linalg.norm(u)
+            tissue = "liver_lesion"
+            allowed: tuple[str, ...] = ("liver", "liver_vessel")
+        else:  # at the kidney's outer edge: part of the cyst may bulge into the fat around it
+            u = np.array([rng.uniform(0.5, 0.9) * (1 if finding.side == "right" else -1), 0, rng.uniform(-0.6, 0.6)])
+            tissue = f"{finding.side}_renal_cyst"
+            allowed = (organ, f"{organ}_medulla", "visceral_fat")
+        center = host.center + host.rotation @ (u * host.radii)
+        stretch = rng.uniform(0.85, 1.15, 3)
+        lesion = _Ellipsoid(center, radius * stretch, _rotation(*rng.uniform(0, 180, 3)))
+        parts.append(_Part(tissue, (lesion,), allowed=allowed, warp=own.warp(2 * radius, 0.12 * radius)))
+
+
+def _draw_anatomy(rng: np.random.Generator, finding: Pathology | None = None) -> _Anatomy:
     phase = PHASES[int(rng.integers(len(PHASES)))]
     sxy, sz = rng.uniform(0.95, 1.05), rng.uniform(0.95, 1.05)
     b = _Builder(rng, sxy, sz)
@@ -372,8 +455,11 @@ def _draw_anatomy(rng: np.random.Generator) -> _Anatomy:
         gain = _organ_gain(rng, name)
         add(name, *(b.blob(c, r, a, gain=gain, jitter_mm=1.5) for c, r, a in limbs),
             warp_mm=1.5, size_mm=30)
-    for name, side, depth in (("right_kidney", 1, 145), ("left_kidney", -1, 130)):
+    for name, side, depth in (("right_kidney", 1, 145.0), ("left_kidney", -1, 130.0)):
         gain = _organ_gain(rng, name)
+        if finding is not None and name == f"{finding.side}_kidney":
+            gain *= finding.scale
+            depth += finding.shift_mm
         add(name, b.blob((62 * side, 3, depth), (23, 30, 55), (-30 * side, -15 * side, 15), gain=gain),
             warp_mm=4, size_mm=90, layers=((0.72, f"{name}_medulla"), (0.38, f"{name}_pelvis")))
     add("gallbladder", b.blob((45, 85, 112), (14, 14, 36), (0, 0, -35),
@@ -396,7 +482,12 @@ def _draw_anatomy(rng: np.random.Generator) -> _Anatomy:
                gain=gain),
         warp_mm=6, size_mm=100, layers=((0.82, "stomach_content"),),
         gas=("stomach_content", "stomach_gas", float(rng.uniform(0.0, 0.35))))
-    add("spleen", b.blob((-98, 8, 72), (22, 52, 48), (35, 0, 10), gain=_organ_gain(rng, "spleen")),
+    gain = _organ_gain(rng, "spleen")
+    spleen_depth = 72.0
+    if finding is not None and finding.kind == "splenomegaly":  # it grows downwards, below the ribs
+        gain *= finding.scale
+        spleen_depth += 48 * (finding.scale - 1)
+    add("spleen", b.blob((-98, 8, spleen_depth), (22, 52, 48), (35, 0, 10), gain=gain),
         warp_mm=6, size_mm=100)
     gain = _organ_gain(rng, "liver")
     add("liver",
@@ -426,6 +517,8 @@ def _draw_anatomy(rng: np.random.Generator) -> _Anatomy:
                       jitter_mm=0)
         inner = "bowel_gas" if rng.random() < 0.15 else "bowel_fluid"
         add("bowel_wall", loop, warp_mm=3, size_mm=40, layers=((0.72, inner),))
+    if finding is not None and finding.radii_mm:
+        _add_findings(parts, finding, b)
 
     return _Anatomy(
         phase=phase, scale_xy=sxy, scale_z=sz,
@@ -436,7 +529,7 @@ def _draw_anatomy(rng: np.random.Generator) -> _Anatomy:
         top_margin_mm=rng.uniform(15, 30), coverage_mm=rng.uniform(235, 265),
         offset_xy_mm=(rng.uniform(-5, 5), rng.uniform(-5, 5)),
         noise_hu=rng.uniform(10, 20), enhancement=rng.uniform(0.8, 1.2),
-        hu_jitter=rng.normal(0, 4, len(_TISSUES)), parts=tuple(parts),
+        hu_jitter=rng.normal(0, 4, _HEALTHY_TISSUES), parts=tuple(parts),
     )
 
 
@@ -665,7 +758,8 @@ def _hu_lut(an: _Anatomy) -> NDArray[np.float32]:
     for i, (name, (_, hu)) in enumerate(_TISSUES.items()):
         value = hu[0] + an.enhancement * (hu[p] - hu[0])
         fixed = name in ("air", "lung", "bowel_gas", "stomach_gas")
-        lut[i] = value if fixed else value + an.hu_jitter[i]
+        jitter = an.hu_jitter[i] if i < len(an.hu_jitter) else 0.0
+        lut[i] = value if fixed else value + jitter
     return lut
 
 
@@ -701,7 +795,7 @@ def case_id(index: int) -> str:
 
 
 def _check_args(*, seed: int, index: int | None = None, size: str, cases: int | None = None,
-                split: str | None = None) -> None:
+                split: str | None = None, pathology: float = 0.0) -> None:
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise SpecError(f"--seed {seed!r}: must be an integer >= 0; e.g. --seed 0")
     if index is not None and (isinstance(index, bool) or not isinstance(index, int) or index < 0):
@@ -712,16 +806,20 @@ def _check_args(*, seed: int, index: int | None = None, size: str, cases: int | 
         raise SpecError(f"--cases {cases!r}: must be an integer >= 1; e.g. --cases 5")
     if split is not None and split not in SPLITS:
         raise SpecError(f"--split {split!r}: unknown split; use one of {', '.join(SPLITS)}")
+    if isinstance(pathology, bool) or not isinstance(pathology, int | float) or not 0 <= pathology <= 1:
+        raise SpecError(f"--pathology {pathology!r}: the share of cases with a finding; use a number from 0 to 1, e.g. 0.5")
 
 
-def generate_case(*, seed: int, index: int, size: str = "small") -> PhantomCase:
+def generate_case(*, seed: int, index: int, size: str = "small", pathology: float = 0.0) -> PhantomCase:
     """Generate case `index` of the phantom data set `seed` on the `size` grid (pure).
 
     The patient and its contrast phase depend on (seed, index) only; the grid, spacing and noise
-    also on `size`. Same arguments, same arrays.
+    also on `size`; whether it has a finding (`draw_pathology`) on (seed, index, pathology), where
+    `pathology` is the data set's share of cases with one. Same arguments, same arrays.
     """
-    _check_args(seed=seed, index=index, size=size)
-    anatomy = _draw_anatomy(np.random.default_rng([seed, index]))
+    _check_args(seed=seed, index=index, size=size, pathology=pathology)
+    finding = draw_pathology(seed=seed, index=index, share=pathology) if pathology else None
+    anatomy = _draw_anatomy(np.random.default_rng([seed, index]), finding)
     grid = _draw_grid(np.random.default_rng([seed, index, 1 + SIZES.index(size)]), size, anatomy)
     tissue = _body(grid, anatomy)
     for part in anatomy.parts:
@@ -731,6 +829,7 @@ def generate_case(*, seed: int, index: int, size: str = "small") -> PhantomCase:
     return PhantomCase(
         case_id=case_id(index), image_hu=image, label=label, spacing_mm=grid.spacing_mm,
         affine=grid.affine, phase=anatomy.phase, noise_hu=round(float(anatomy.noise_hu), 2),
+        pathology=finding.record() if finding is not None else None,
     )
 
 
@@ -769,10 +868,12 @@ def case_metadata(case: PhantomCase) -> dict[str, Any]:
         "spacing_mm": [float(v) for v in case.spacing_mm],
         "shape": [int(v) for v in case.label.shape],
         "noise_hu": case.noise_hu,
+        "pathology": case.pathology,
     }
 
 
-def dataset_json(*, cases: dict[str, dict[str, Any]], seed: int, size: str, split: str) -> dict[str, Any]:
+def dataset_json(*, cases: dict[str, dict[str, Any]], seed: int, size: str, split: str,
+                 pathology: float = 0.0) -> dict[str, Any]:
     """The nnU-Net v2 style dataset.json of a phantom data set; `cases` maps case id to
     `case_metadata`, kept under the extra key "phantom"."""
     n = len(cases)
@@ -792,24 +893,26 @@ def dataset_json(*, cases: dict[str, dict[str, Any]], seed: int, size: str, spli
             "seed": seed,
             "size": size,
             "split": split,
+            "pathology": pathology,
             "cases": cases,
         },
     }
 
 
 def write_dataset(
-    out_dir: Path, *, cases: int, seed: int, size: str = "small", split: str = "Tr",
+    out_dir: Path, *, cases: int, seed: int, size: str = "small", split: str = "Tr", pathology: float = 0.0,
     progress: Callable[[int, int, PhantomCase], None] | None = None,
 ) -> list[Path]:
     """Write `cases` phantom cases in the FLARE / nnU-Net layout under `out_dir`.
 
     Files: images<split>/phantom_NNNN_0000.nii.gz (int16 HU), labels<split>/phantom_NNNN.nii.gz
-    (uint8) and dataset.json. Byte-identical on every run. Re-running into the same folder replaces
+    (uint8) and dataset.json. `pathology`: the share of cases with a finding (`generate_case`).
+    Byte-identical on every run. Re-running into the same folder replaces
     the phantom files (and removes phantom cases beyond `cases`); any other file is left alone, and
     a dataset.json that is not a phantom's is refused. `progress(done, total, case)` is called after
     each case. Returns the paths written.
     """
-    _check_args(seed=seed, size=size, cases=cases, split=split)
+    _check_args(seed=seed, size=size, cases=cases, split=split, pathology=pathology)
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise DataError(f"--out {out_dir}: is a file, not a folder; choose a folder path")
@@ -830,7 +933,7 @@ def write_dataset(
     written: list[Path] = []
     done: dict[str, dict[str, Any]] = {}
     for index in range(cases):
-        case = generate_case(seed=seed, index=index, size=size)
+        case = generate_case(seed=seed, index=index, size=size, pathology=pathology)
         image_nii, label_nii = case.nifti_images()
         written.append(save_nifti_gz(image_nii, images / f"{case.case_id}_0000.nii.gz"))
         written.append(save_nifti_gz(label_nii, labels / f"{case.case_id}.nii.gz"))
@@ -842,7 +945,7 @@ def write_dataset(
         for stale in folder.iterdir():
             if _PHANTOM_FILE.match(stale.name) and stale.name not in keep:
                 stale.unlink()
-    meta = dataset_json(cases=done, seed=seed, size=size, split=split)
+    meta = dataset_json(cases=done, seed=seed, size=size, split=split, pathology=pathology)
     meta_path.write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
     written.append(meta_path)
     return written
