@@ -130,3 +130,46 @@ def test_volume_level_table_and_sizes_over_cases() -> None:
     assert sizes.loc["0-1 ml", "components"] == 1 and sizes.loc["0-1 ml", "sensitivity"] == 0.0
     assert sizes.loc["1-5 ml", "components"] == 2 and sizes.loc["1-5 ml", "sensitivity"] == 1.0
     assert math.isnan(sizes.loc[">= 100 ml", "sensitivity"])
+
+
+def _oracle_beyond(gt: np.ndarray, pseudo: np.ndarray, spacing: tuple[float, ...], tolerance: float) -> np.ndarray:
+    """Brute force: a disagreement voxel's centre against every cube of the other side."""
+    s = np.asarray(spacing)
+    out = np.zeros(gt.shape, bool)
+    for voxel in np.argwhere(gt ^ pseudo):
+        other = np.argwhere(~gt if gt[tuple(voxel)] else gt)
+        gap = np.maximum(0.0, np.abs(other - voxel) * s - s / 2)  # per axis, to the cube's faces
+        out[tuple(voxel)] = np.sqrt((gap ** 2).sum(axis=1)).min() > tolerance
+    return out
+
+
+def test_distance_is_measured_to_the_surface_between_voxels() -> None:
+    # A small CT's voxels (2.5 x 2.5 x 5.5 mm) against a 2 mm tolerance: a one-voxel shell in plane
+    # has its centres 1.25 mm from the surface (within), a one-slice shell 2.75 mm (beyond).
+    gt = np.zeros((12, 12, 8), bool)
+    gt[3:9, 3:9, 2:6] = True
+    spacing = (2.5, 2.5, 5.5)
+    in_plane = gt.copy()
+    in_plane[9, 3:9, 2:6] = True
+    assert not beyond_tolerance(gt, in_plane, spacing=spacing, tolerance_mm=2.0).any()
+    one_slice = gt.copy()
+    one_slice[3:9, 3:9, 6] = True
+    assert np.array_equal(beyond_tolerance(gt, one_slice, spacing=spacing, tolerance_mm=2.0), one_slice ^ gt)
+    two_deep = gt.copy()
+    two_deep[9:11, 3:9, 2:6] = True  # the outer layer's centres are 3.75 mm out
+    expected = np.zeros_like(gt)
+    expected[10, 3:9, 2:6] = True
+    assert np.array_equal(beyond_tolerance(gt, two_deep, spacing=spacing, tolerance_mm=2.0), expected)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_beyond_tolerance_equals_brute_force_on_random_shapes(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    from scipy import ndimage
+
+    gt = ndimage.binary_opening(rng.random((14, 13, 9)) < 0.55, iterations=1)
+    pseudo = gt ^ (rng.random(gt.shape) < 0.12)
+    spacing = (float(rng.uniform(0.6, 2.6)), float(rng.uniform(0.6, 2.6)), float(rng.uniform(1.0, 5.5)))
+    for tolerance in (1.0, 2.0, 3.7):
+        assert np.array_equal(beyond_tolerance(gt, pseudo, spacing=spacing, tolerance_mm=tolerance),
+                              _oracle_beyond(gt, pseudo, spacing, tolerance)), (spacing, tolerance)
