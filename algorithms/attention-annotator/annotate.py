@@ -160,6 +160,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                         help=f"3x3x3 binary dilations applied after the erosions (default {defaults.dilations})")
     parser.add_argument("--pseudo-threshold", type=float, default=defaults.pseudo_threshold,
                         help=f"averaged pseudo label: mean probability > this (default {defaults.pseudo_threshold})")
+    parser.add_argument("--support-dilations", type=int, default=defaults.support_dilations,
+                        help="zero each segmenter's probabilities outside this many 3x3x3 dilations of its own mask "
+                             f"p > 0.5, as the authors did; -1 keeps them all (default {defaults.support_dilations})")
     parser.add_argument("--organs", default=",".join(ORGANS),
                         help="comma-separated organs to annotate, e.g. to skip those the source data set already "
                              "annotates (default: the 9 AbdomenAtlas-8K organs)")
@@ -172,7 +175,8 @@ def run(args: argparse.Namespace) -> None:
     log("device: cpu")
     try:
         settings = Settings(std_threshold=args.std_threshold, entropy_threshold=args.entropy_threshold, erosions=args.erosions,
-                            dilations=args.dilations, pseudo_threshold=args.pseudo_threshold)
+                            dilations=args.dilations, pseudo_threshold=args.pseudo_threshold,
+                            support_dilations=args.support_dilations)
     except ValueError as exc:
         raise InputError(f"bad option: {exc}") from None
     organs = [o.strip() for o in args.organs.split(",") if o.strip()]

@@ -2,6 +2,10 @@
 
 For each organ c and voxel i, with p_m the probability of segmenter m (N >= 2 of them):
 
+- first, as the authors prepared their models' soft predictions, each p_m is zeroed outside
+  `support_dilations` (1) binary dilations (3x3x3 cube) of that segmenter's own hard mask p_m > 0.5
+  (-1 keeps every probability);
+
 - inconsistency: the population standard deviation (ddof 0) of p_m over the N segmenters, kept
   where > `std_threshold` (0.1);
 - uncertainty: the mean over segmenters of the single entropy term -p ln p (at most 1/e; 0 ln 0 = 0;
@@ -57,6 +61,7 @@ class Settings:
     erosions: int = 2
     dilations: int = 2
     pseudo_threshold: float = 0.5
+    support_dilations: int = 1
 
     def __post_init__(self) -> None:
         if not 0 <= self.std_threshold < 0.5:
@@ -69,6 +74,9 @@ class Settings:
                 raise ValueError(f"{name} = {value!r}; use an integer 0..20")
         if not 0 <= self.pseudo_threshold < 1:
             raise ValueError(f"pseudo_threshold = {self.pseudo_threshold}; use 0 <= t < 1")
+        value = self.support_dilations
+        if isinstance(value, bool) or not isinstance(value, int) or not -1 <= value <= 20:
+            raise ValueError(f"support_dilations = {value!r}; use an integer 0..20, or -1 to keep every probability")
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -78,6 +86,7 @@ class Settings:
             "dilations": self.dilations,
             "structure": "3x3x3 cube",
             "pseudo_threshold": self.pseudo_threshold,
+            "support_dilations": self.support_dilations,
         }
 
 
@@ -250,13 +259,39 @@ def _above(values: Float32Array, threshold: float, exact: Callable[[tuple[NDArra
     return above
 
 
-def _stack_organ(arrays: Iterable[NDArray[Any]], shape: tuple[int, ...], organ: str) -> _Stack:
-    """Crop each full-size array to its support as it arrives; stack them on the union box."""
+def _own_support(array: NDArray[Any], dilations: int) -> tuple[Box, NDArray[Any]] | None:
+    """The probabilities zeroed outside `dilations` 3x3x3 dilations of the hard mask p > 0.5, as
+    (box, crop) on the box of what is left; None where nothing is. k dilations of the cube are one
+    (2k+1)-cube maximum filter, which never reaches past the mask's box grown by k."""
+    hard = array >= 128 if array.dtype == np.uint8 else array > 0.5
+    box = support_box(hard)
+    if box is None:
+        return None
+    box = tuple(slice(max(b.start - dilations, 0), min(b.stop + dilations, n)) for b, n in zip(box, array.shape, strict=True))
+    keep = hard[box].view(np.uint8)
+    if dilations:
+        keep = ndimage.maximum_filter(keep, size=2 * dilations + 1, mode="constant", cval=0)
+    crop = np.where(keep.view(bool), array[box], 0).astype(array.dtype, copy=False)
+    inner = support_box(crop)
+    assert inner is not None  # the hard mask itself is kept
+    return tuple(slice(b.start + i.start, b.start + i.stop) for b, i in zip(box, inner, strict=True)), crop[inner]
+
+
+def _stack_organ(arrays: Iterable[NDArray[Any]], shape: tuple[int, ...], organ: str, support_dilations: int = -1) -> _Stack:
+    """Crop each full-size array to its support as it arrives (after zeroing it outside its own
+    mask's dilation when `support_dilations` >= 0); stack them on the union box."""
     crops: list[tuple[int, Box, NDArray[Any]]] = []
     count = 0
     for array in arrays:
         if array.shape != shape:
             raise ValueError(f"{organ}: probabilities of segmenter {count + 1} have shape {array.shape}; expected {shape}")
+        if support_dilations >= 0:
+            found = _own_support(array, support_dilations)
+            if found is not None:
+                crops.append((count, *found))
+            count += 1
+            del array
+            continue
         box = support_box(array)
         if box is not None:
             crops.append((count, box, np.array(array[box])))
@@ -290,7 +325,7 @@ def annotate(load: Callable[[str], Iterable[NDArray[Any]]], organs: Sequence[tup
     pseudo: dict[str, BoolArray] = {}
     models = 0
     for organ, _ in organs:
-        stack = _stack_organ(load(organ), shape, organ)
+        stack = _stack_organ(load(organ), shape, organ, settings.support_dilations)
         if models and stack.raw.shape[0] != models:
             raise ValueError(f"{organ}: {stack.raw.shape[0]} segmenters gave probabilities; the other organs had {models}")
         models = stack.raw.shape[0]

@@ -28,9 +28,18 @@ def oracle_clean(mask: NDArray[np.bool_], erosions: int = 2, dilations: int = 2)
 
 def oracle_annotate(probabilities: Mapping[str, Sequence[NDArray]], labels: Mapping[str, int], *, std_threshold: float = 0.1,
                     entropy_threshold: float = 0.05, erosions: int = 2, dilations: int = 2, pseudo_threshold: float = 0.5,
-                    ) -> dict[str, dict[str, NDArray]]:
+                    support_dilations: int = 1) -> dict[str, dict[str, NDArray]]:
     """organ -> {inconsistency, uncertainty, overlap, attention, heat}, plus '__label__' -> {label}."""
-    stacks = {organ: np.stack([as_p64(a) for a in arrays]) for organ, arrays in probabilities.items()}
+
+    def own_support(p: NDArray[np.float64]) -> NDArray[np.float64]:  # zero outside the dilated hard mask
+        if support_dilations < 0:
+            return p
+        keep = p > 0.5
+        for _ in range(support_dilations):
+            keep = ndimage.binary_dilation(keep, structure=CUBE, border_value=0)
+        return np.where(keep, p, 0.0)
+
+    stacks = {organ: np.stack([own_support(as_p64(a)) for a in arrays]) for organ, arrays in probabilities.items()}
     means = {organ: s.mean(axis=0) for organ, s in stacks.items()}
     pseudo = {organ: m > pseudo_threshold for organ, m in means.items()}
     claims = sum(p.astype(int) for p in pseudo.values())

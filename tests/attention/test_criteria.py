@@ -59,7 +59,7 @@ def test_entropy_of_certain_voxels_is_zero_without_nan() -> None:
 def single_voxel_maps(*q: int, **settings: float) -> object:
     """The maps of one organ on a 1x1x1 volume from uint8 values q (one per segmenter)."""
     arrays = [np.full((1, 1, 1), v, np.uint8) for v in q]
-    options = amap.Settings(erosions=0, dilations=0, **settings)
+    options = amap.Settings(erosions=0, dilations=0, support_dilations=-1, **settings)
     return amap.annotate(lambda organ: iter(arrays), [("liver", 1)], (1, 1, 1), options).organs["liver"]
 
 
@@ -153,7 +153,7 @@ def test_overlap_only_where_two_averaged_pseudo_labels_exceed_the_threshold() ->
     liver = [np.array([0.9, 0.9, 0.9, 0.6]), np.array([0.9, 0.8, 0.9, 0.6])]
     kidney = [np.array([0.0, 0.7, 0.5, 0.9]), np.array([0.0, 0.6, 0.5, 0.3])]
     data = {organ: [a.reshape(shape).astype(np.float32) for a in arrays] for organ, arrays in (("liver", liver), ("right_kidney", kidney))}
-    options = amap.Settings(erosions=0, dilations=0)
+    options = amap.Settings(erosions=0, dilations=0, support_dilations=-1)
     maps = amap.annotate(lambda organ: iter(data[organ]), [("liver", 1), ("right_kidney", 2)], shape, options)
     for organ in data:
         overlap = maps.organs[organ].full(maps.organs[organ].overlap, shape)
@@ -256,6 +256,8 @@ def test_annotate_rejects_one_model_and_mismatched_inputs() -> None:
     ("erosions", -1, "erosions = -1"),
     ("dilations", 1.5, "dilations = 1.5"),
     ("pseudo_threshold", 1.0, "pseudo_threshold = 1.0"),
+    ("support_dilations", -2, "support_dilations = -2"),
+    ("support_dilations", True, "support_dilations = True"),
 ])
 def test_settings_are_checked(field: str, value: float, message: str) -> None:
     with pytest.raises(ValueError, match=message):
@@ -264,4 +266,27 @@ def test_settings_are_checked(field: str, value: float, message: str) -> None:
 
 def test_defaults_are_the_reference_settings() -> None:
     assert amap.Settings().as_dict() == {"std_threshold": 0.1, "entropy_threshold": 0.05, "erosions": 2, "dilations": 2,
-                                         "structure": "3x3x3 cube", "pseudo_threshold": 0.5}
+                                         "structure": "3x3x3 cube", "pseudo_threshold": 0.5, "support_dilations": 1}
+
+
+def _line_maps(support_dilations: int) -> object:
+    """Three segmenters on a 1 x 1 x 12 line: each calls voxels 0-3 the organ (p = 0.8); their soft
+    tails (p = 0.3) run to voxel 9, beyond one voxel of any segmenter's own mask."""
+    rows = []
+    for _ in range(3):
+        row = np.zeros((1, 1, 12), np.uint8)
+        row[..., :4] = 204
+        row[..., 4:10] = 77
+        rows.append(row)
+    options = amap.Settings(erosions=0, dilations=0, support_dilations=support_dilations)
+    return amap.annotate(lambda organ: iter(rows), [("liver", 1)], (1, 1, 12), options).organs["liver"]
+
+
+def test_probabilities_are_zeroed_outside_each_segmenters_own_dilated_mask() -> None:
+    # -p ln p at 0.3 is 0.36 > 0.05 and at 0.8 0.18: every voxel with probability is uncertain
+    kept = _line_maps(-1)
+    assert kept.full(kept.uncertainty, (1, 1, 12))[0, 0].tolist() == [True] * 10 + [False] * 2
+    own = _line_maps(1)  # the mask 0-3 and one voxel beyond it keep their probabilities
+    assert own.full(own.uncertainty, (1, 1, 12))[0, 0].tolist() == [True] * 5 + [False] * 7
+    wider = _line_maps(3)
+    assert wider.full(wider.uncertainty, (1, 1, 12))[0, 0].tolist() == [True] * 7 + [False] * 5
