@@ -58,9 +58,18 @@ def score_case(
     # One combined (ground truth, prediction) code per voxel gives, in one pass each, the
     # confusion counts of all labels and the bounding box of every label in either map.
     codes = pair_codes(label_gt, label_pred, n_labels=n_labels)
-    counts = confusion_from_codes(codes, n_labels=n_labels)
-    size_gt, size_pred = counts.sum(axis=1), counts.sum(axis=0)
     pair_boxes = _find_objects_in_memory_order(codes, max_label=n_labels * n_labels - 1)
+    # Every pair but (background, background) lies in the union of the pairs' boxes (about a fifth
+    # of an abdominal CT): count there, and give the rest of the volume to (0, 0).
+    held = [box for box in pair_boxes if box is not None]
+    if held:
+        union = functools.reduce(_union, held)
+        counts = confusion_from_codes(codes[union], n_labels=n_labels)
+        counts[0, 0] += codes.size - int(np.prod([s.stop - s.start for s in union]))
+    else:
+        counts = np.zeros((n_labels, n_labels), np.int64)
+        counts[0, 0] = codes.size
+    size_gt, size_pred = counts.sum(axis=1), counts.sum(axis=0)
     del codes
 
     def box_of(pairs: list[int]) -> Box | None:
@@ -142,13 +151,13 @@ def _organ_scores(
         )
         if box[axis].stop <= box[axis].start:  # the off-by-one leaves nothing of a 1-slice organ
             return math.nan, math.nan, math.nan
-        mask_gt = label_gt[box] == organ.label
-        mask_pred = label_pred[box] == organ.label
+        mask_gt = _c_mask(label_gt[box], organ.label)
+        mask_pred = _c_mask(label_pred[box], organ.label)
         inter = int(np.count_nonzero(mask_gt & mask_pred))
         dsc = dice_from_counts(inter, int(np.count_nonzero(mask_gt)), int(np.count_nonzero(mask_pred)))
     else:
-        mask_gt = label_gt[box] == organ.label
-        mask_pred = label_pred[box] == organ.label
+        mask_gt = _c_mask(label_gt[box], organ.label)
+        mask_pred = _c_mask(label_pred[box], organ.label)
         dsc = dice_from_counts(inter, n_gt, n_pred)
     distances = surface_distances(mask_gt, mask_pred, spacing_mm, tolerances_mm=(organ.tolerance_mm,), workers=workers)
     if profile.nsd_min_dsc is not None and dsc < profile.nsd_min_dsc:
@@ -156,6 +165,13 @@ def _organ_scores(
     else:
         nsd = surface_dice(distances, organ.tolerance_mm)
     return dsc, nsd, robust_hausdorff(distances, 95.0)
+
+
+def _c_mask(region: NDArray[np.integer], label: int) -> NDArray[np.bool_]:
+    """`region == label` as a C-ordered mask. NIfTI volumes come Fortran-ordered, and the surface
+    code indexes cells by C-order flat indices: a Fortran mask would be copied by every pad, ravel
+    and flat lookup there (15 % of a case's scoring time)."""
+    return np.ascontiguousarray(region == label)
 
 
 def _union(a: Box, b: Box) -> Box:

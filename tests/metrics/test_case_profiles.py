@@ -150,3 +150,27 @@ def test_a_fortran_ordered_pair_scores_exactly_as_its_c_ordered_copy() -> None:
     assert np.asfortranarray(gt).flags.f_contiguous and not np.asfortranarray(gt).flags.c_contiguous
     assert [(s.dsc, s.nsd, s.hd95_mm) for s in f_order] == [(s.dsc, s.nsd, s.hd95_mm) for s in c_order]
     assert any(s.dsc < 1 for s in c_order if not math.isnan(s.dsc))  # real errors, not a trivial pair
+
+
+@pytest.mark.parametrize("order", ["C", "F"])
+def test_dsc_counts_only_the_labelled_region_yet_equal_whole_volume_counts(order: str) -> None:
+    """Confusion counts are taken in the union of the labels' boxes, (0, 0) gets the rest: the DSC
+    equals a whole-volume count, with organs near the volume's corners and one label only predicted."""
+    rng = np.random.default_rng(5)
+    gt = np.zeros((40, 36, 20), np.uint8)
+    pred = np.zeros_like(gt)
+    gt[2:12, 3:15, 1:6] = 1  # liver near one corner
+    pred[3:12, 3:14, 1:7] = 1
+    gt[30:38, 25:34, 12:19] = 3  # spleen near the opposite one
+    pred[31:39, 25:33, 12:18] = 3
+    pred[20:24, 1:4, 9:11] = 4  # a pancreas the ground truth lacks
+    noise = rng.random(gt.shape) < 0.02
+    pred[noise & (gt == 1)] = 0
+    gt, pred = (np.asarray(a, order=order) for a in (gt, pred))
+    scores = {s.organ: s.dsc for s in score_case(gt, pred, (1.0, 1.0, 2.0), load_profile("strict"))}
+    for organ, label in (("liver", 1), ("spleen", 3), ("pancreas", 4)):
+        g, p = gt == label, pred == label
+        assert scores[organ] == 2 * np.count_nonzero(g & p) / (np.count_nonzero(g) + np.count_nonzero(p))
+    assert math.isnan(scores["aorta"])  # both empty: not applicable under strict
+    empty = score_case(np.zeros_like(gt), np.zeros_like(pred), (1.0, 1.0, 2.0), load_profile("strict"))
+    assert all(math.isnan(s.dsc) for s in empty)
