@@ -1,0 +1,52 @@
+"""Label maps are decompressed in one call (ISA-L where installed) and read from memory: the same
+array as nibabel's own reader, and nibabel's reader wherever the one-call path declines."""
+
+from __future__ import annotations
+
+import gzip
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from harness.data.nifti import _gunzip, read_label
+from tests.conftest import toy_labels, write_nifti
+
+
+def _nibabel(path: Path) -> np.ndarray:
+    return np.asanyarray(nib.load(path).dataobj)
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.int16, np.uint16])
+def test_same_array_as_nibabel(tmp_path: Path, dtype: type) -> None:
+    path = write_nifti(tmp_path / "l.nii.gz", toy_labels(2).astype(dtype))
+    blob = path.read_bytes()
+    assert _gunzip(blob, cap=10**8) == gzip.decompress(blob)  # the one-call path is taken
+    data, _ = read_label(path)
+    expected = _nibabel(path)
+    assert data.dtype == expected.dtype and np.array_equal(data, expected)
+    assert data.flags.f_contiguous == expected.flags.f_contiguous
+
+
+def test_scaled_voxels_are_scaled_as_nibabel_scales_them(tmp_path: Path) -> None:
+    labels = toy_labels(1)
+    img = nib.Nifti1Image(labels, np.diag([0.8, 0.8, 2.5, 1.0]))
+    img.header.set_slope_inter(2.0, 0.0)  # stored values are labels / 2
+    path = tmp_path / "s.nii.gz"
+    nib.save(img, path)
+    data, _ = read_label(path)
+    assert np.array_equal(data, np.round(_nibabel(path)).astype(np.uint8))
+
+
+def test_what_the_one_call_path_declines(tmp_path: Path) -> None:
+    raw = gzip.decompress(write_nifti(tmp_path / "a.nii.gz", toy_labels(1)).read_bytes())
+    two_members = gzip.compress(raw[:1000]) + gzip.compress(raw[1000:])
+    assert _gunzip(two_members, cap=len(raw)) is None
+    assert _gunzip(gzip.compress(raw), cap=len(raw) - 1) is None  # more than the header's grid holds
+    assert _gunzip(gzip.compress(raw)[:-20], cap=len(raw)) is None  # truncated
+    assert _gunzip(b"not gzip at all", cap=len(raw)) is None
+    path = tmp_path / "m.nii.gz"
+    path.write_bytes(two_members)  # valid gzip: nibabel reads it
+    data, _ = read_label(path)
+    assert np.array_equal(data, toy_labels(1))
