@@ -58,16 +58,19 @@ def score_case(
     # One combined (ground truth, prediction) code per voxel gives, in one pass each, the
     # confusion counts of all labels and the bounding box of every label in either map.
     codes = pair_codes(label_gt, label_pred, n_labels=n_labels)
-    pair_boxes = _find_objects_in_memory_order(codes, max_label=n_labels * n_labels - 1)
-    # Every pair but (background, background) lies in the union of the pairs' boxes (about a fifth
-    # of an abdominal CT): count there, and give the rest of the volume to (0, 0).
-    held = [box for box in pair_boxes if box is not None]
-    if held:
-        union = functools.reduce(_union, held)
-        counts = confusion_from_codes(codes[union], n_labels=n_labels)
-        counts[0, 0] += codes.size - int(np.prod([s.stop - s.start for s in union]))
+    # Every pair but (background, background) lies in the box of the voxels labelled in either map
+    # (a third of an abdominal CT, found with two cheap `any` passes): the boxes of the pairs and
+    # their counts are taken there, and (0, 0) gets the rest of the volume.
+    labelled = _labelled_box(codes)
+    counts = np.zeros((n_labels, n_labels), np.int64)
+    pair_boxes: list[Box | None] = [None] * (n_labels * n_labels - 1)
+    if labelled is not None:
+        region = codes[labelled]
+        counts = confusion_from_codes(region, n_labels=n_labels)
+        pair_boxes = [None if box is None else _offset(box, labelled)
+                      for box in _find_objects_in_memory_order(region, max_label=n_labels * n_labels - 1)]
+        counts[0, 0] += codes.size - region.size
     else:
-        counts = np.zeros((n_labels, n_labels), np.int64)
         counts[0, 0] = codes.size
     size_gt, size_pred = counts.sum(axis=1), counts.sum(axis=0)
     del codes
@@ -106,10 +109,30 @@ def score_case(
     return [one(organ) for organ in profile.organs]
 
 
+def _labelled_box(codes: NDArray[np.unsignedinteger]) -> Box | None:
+    """The smallest box holding every nonzero voxel (None: there is none), walking the array in its
+    own memory order: `any` over each plane of the slowest axis, then over that slab."""
+    transposed = codes.flags.f_contiguous and not codes.flags.c_contiguous
+    walk = codes.T if transposed else codes  # C-ordered when the volume is either C or F ordered
+    planes = np.flatnonzero(walk.reshape(walk.shape[0], -1).any(axis=1))
+    if planes.size == 0:
+        return None
+    box = [slice(int(planes[0]), int(planes[-1]) + 1)]
+    slab: NDArray[np.bool_] = np.asarray(walk[box[0]].any(axis=0))
+    for axis in range(slab.ndim):
+        hits = np.flatnonzero(slab.any(axis=tuple(a for a in range(slab.ndim) if a != axis)))
+        box.append(slice(int(hits[0]), int(hits[-1]) + 1))
+    return tuple(reversed(box)) if transposed else tuple(box)
+
+
+def _offset(box: Box, origin: Box) -> Box:
+    return tuple(slice(b.start + o.start, b.stop + o.start) for b, o in zip(box, origin, strict=True))
+
+
 def _find_objects_in_memory_order(codes: NDArray[np.unsignedinteger], *, max_label: int) -> list[Box | None]:
     """`ndimage.find_objects`, walking the array in its own memory order: NIfTI volumes come
     Fortran-ordered, and a C-order walk over them strides through memory (3x slower here)."""
-    if codes.flags.f_contiguous and not codes.flags.c_contiguous:
+    if codes.ndim > 1 and abs(codes.strides[0]) < abs(codes.strides[-1]):  # Fortran-ordered, or a box of such
         found = ndimage.find_objects(codes.T, max_label=max_label)  # .T of a Fortran array is C-ordered: a view
         return [tuple(reversed(box)) if box is not None else None for box in found]
     return list(ndimage.find_objects(codes, max_label=max_label))

@@ -173,6 +173,8 @@ def score_many(
             yield score_one(job, profile, threads=min(4, cpus), label_map=label_map)
         return
     threads = max(1, cpus // n_jobs)
+    import scipy.spatial  # noqa: F401 - the KD-tree's module, imported once here rather than in each forked worker
+
     with ProcessPoolExecutor(max_workers=n_jobs) as pool:
         futures = [pool.submit(score_one, job, profile, threads=threads, label_map=label_map) for job in jobs]
         for future in futures:
