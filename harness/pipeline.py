@@ -463,6 +463,8 @@ def run_all(settings: RunSettings, *, say: Say, on_result: OnResult, executor: E
                                           image=images[spec.name].tag if spec.name in images else None))
             with summary.timed("runs"):
                 recorder.execute(plan)
+        if settings.runner is RunnerKind.DOCKER:  # every run has ended: what is left here (a killed worker's) is an orphan
+            prune_orphans(store, say)
     return summary
 
 

@@ -15,7 +15,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from harness.build import docker_client
 from harness.executor import DaskExecutor, LocalExecutor
+from harness.layout import ResultsLayout
 from harness.pipeline import RunSettings, run_all
 from harness.store import Store
 from tests.docker.conftest import behave_algorithms
@@ -107,3 +109,9 @@ def test_a_worker_killed_midway_costs_nothing(tmp_path: Path, base_image: str, p
     assert len(runs) == 6 and not runs.duplicated(["algorithm", "case_id"]).any()
     assert set(runs.status) == {"ok"} and summary.failed == 0
     _no_worker_overlaps(runs)
+    # The killed worker's containers (its run's and its output holder, `sleep infinity`) and
+    # its /output volume are gone.
+    owner = {"label": f"harness.results={ResultsLayout.of(tmp_path / 'results').owner_label}"}
+    client = docker_client()
+    assert [c.labels.get("harness.role", "run") for c in client.containers.list(all=True, filters=owner)] == []
+    assert client.volumes.list(filters=owner) == []
