@@ -18,12 +18,15 @@ def pair_codes(label_gt: NDArray[np.integer], label_pred: NDArray[np.integer], *
 
 
 def confusion_from_codes(codes: NDArray[np.unsignedinteger], *, n_labels: int) -> NDArray[np.int64]:
-    """C[g, p] from pair codes: one `np.bincount` pass, in chunks that stay in cache."""
-    flat = codes.reshape(-1, order="A")  # the array's own order: a view, never a copy of the volume
+    """C[g, p] from pair codes (any memory order, a box of a volume too). Most voxels are (0, 0):
+    they are only counted, and `np.bincount`, which widens its input to 8 bytes, sees the others
+    alone, in chunks that stay in cache."""
+    labelled = codes[codes != 0]  # 1D, in the array's own memory order
     counts = np.zeros(n_labels * n_labels, dtype=np.int64)
     chunk = 1 << 20
-    for start in range(0, flat.size, chunk):
-        counts += np.bincount(flat[start : start + chunk], minlength=n_labels * n_labels)
+    for start in range(0, labelled.size, chunk):
+        counts += np.bincount(labelled[start : start + chunk], minlength=n_labels * n_labels)
+    counts[0] += codes.size - labelled.size
     return counts.reshape(n_labels, n_labels)
 
 
