@@ -105,3 +105,16 @@ def test_dataset_json_and_cli_record_the_findings(tmp_path: Path) -> None:
     assert bad.exit_code != 0 and "--pathology" in bad.output
     with pytest.raises(SpecError, match="--pathology"):
         generate_case(seed=SEED, index=0, pathology=-0.1)
+
+
+def test_the_default_data_gives_half_its_cases_a_finding(tmp_path: Path) -> None:
+    from harness.pipeline import DEFAULT_PATHOLOGY, ensure_default_data
+
+    messages: list[str] = []
+    folder = ensure_default_data(tmp_path, cases=3, say=messages.append)
+    assert DEFAULT_PATHOLOGY == 0.5 and folder.name.endswith("-pathology0.5")
+    meta = json.loads((folder / "dataset.json").read_text())["phantom"]
+    expected = [draw_pathology(seed=0, index=i, share=0.5) for i in range(3)]
+    assert [c["pathology"] for c in meta["cases"].values()] == [f.record() if f else None for f in expected]
+    assert "a finding in 50% of them" in messages[0]
+    assert ensure_default_data(tmp_path, cases=3, say=messages.append) == folder and len(messages) == 1  # cached
