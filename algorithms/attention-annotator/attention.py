@@ -259,10 +259,14 @@ def _above(values: Float32Array, threshold: float, exact: Callable[[tuple[NDArra
     return above
 
 
-def _own_support(array: NDArray[Any], dilations: int) -> tuple[Box, NDArray[Any]] | None:
-    """The probabilities zeroed outside `dilations` 3x3x3 dilations of the hard mask p > 0.5, as
-    (box, crop) on the box of what is left; None where nothing is. k dilations of the cube are one
-    (2k+1)-cube maximum filter, which never reaches past the mask's box grown by k."""
+def _support_crop(array: NDArray[Any], dilations: int) -> tuple[Box, NDArray[Any]] | None:
+    """(box, crop) of the probabilities on the box of their support; None where nothing is. With
+    `dilations` >= 0 they are first zeroed outside that many 3x3x3 dilations of the hard mask
+    p > 0.5: k dilations of the cube are one (2k+1)-cube maximum filter, which never reaches past
+    the mask's box grown by k."""
+    if dilations < 0:
+        whole = support_box(array)
+        return None if whole is None else (whole, np.array(array[whole]))
     hard = array >= 128 if array.dtype == np.uint8 else array > 0.5
     box = support_box(hard)
     if box is None:
@@ -285,16 +289,9 @@ def _stack_organ(arrays: Iterable[NDArray[Any]], shape: tuple[int, ...], organ: 
     for array in arrays:
         if array.shape != shape:
             raise ValueError(f"{organ}: probabilities of segmenter {count + 1} have shape {array.shape}; expected {shape}")
-        if support_dilations >= 0:
-            found = _own_support(array, support_dilations)
-            if found is not None:
-                crops.append((count, *found))
-            count += 1
-            del array
-            continue
-        box = support_box(array)
-        if box is not None:
-            crops.append((count, box, np.array(array[box])))
+        found = _support_crop(array, support_dilations)
+        if found is not None:
+            crops.append((count, *found))
         count += 1
         del array
     if count < 2:

@@ -40,6 +40,8 @@ import pandas as pd
 from numpy.typing import NDArray
 from scipy import ndimage
 
+from harness.metrics.overlap import nonzero_box
+
 MIN_ERROR_VOXELS = 100
 FIGURES = ("sensitivity", "precision", "voxel_sensitivity", "voxel_precision", "voxel_dice")
 ALL_ORGANS = "all"
@@ -47,17 +49,6 @@ ALL_ORGANS = "all"
 
 def _ratio(numerator: int, denominator: int) -> float:
     return numerator / denominator if denominator else math.nan
-
-
-def _box(mask: NDArray[np.bool_]) -> tuple[slice, ...] | None:
-    box = []
-    for axis in range(mask.ndim):
-        other = tuple(a for a in range(mask.ndim) if a != axis)
-        hits = np.flatnonzero(mask.any(axis=other))
-        if hits.size == 0:
-            return None
-        box.append(slice(int(hits[0]), int(hits[-1]) + 1))
-    return tuple(box)
 
 
 def _cube_distance(mask: NDArray[np.bool_], sampling: tuple[float, ...]) -> NDArray[np.float64]:
@@ -81,7 +72,7 @@ def beyond_tolerance(ground_truth: NDArray[Any], pseudo: NDArray[Any], *, spacin
     if tolerance_mm <= 0 or not error.any():
         return error
     sampling = tuple(float(s) for s in (spacing or (1.0,) * gt.ndim))
-    box = _box(error)
+    box = nonzero_box(error)
     assert box is not None
     pad = [int(math.ceil(tolerance_mm / s)) + 1 for s in sampling]  # what lies farther cannot be within it
     wide = tuple(slice(max(0, b.start - p), min(n, b.stop + p)) for b, p, n in zip(box, pad, gt.shape, strict=True))
@@ -121,7 +112,7 @@ def detect_errors(ground_truth: NDArray[Any], pseudo: NDArray[Any], attention: N
     out: dict[str, float] = dict.fromkeys(
         ("error_voxels", "significant_error_voxels", "error_components", "ignored_error_components", "detected_error_components",
          "attention_voxels", "attention_components", "attention_components_on_error"), 0)
-    box = _box(disagreement | att)
+    box = nonzero_box(disagreement | att)
     if box is not None:
         disagreement, error, att = disagreement[box], error[box], att[box]
         error_labels, n_error = ndimage.label(error, structure=structure)

@@ -29,7 +29,7 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy import ndimage
 
-from harness.metrics.overlap import confusion_from_codes, dice_from_counts, pair_codes
+from harness.metrics.overlap import confusion_from_codes, dice_from_counts, nonzero_box, pair_codes
 from harness.metrics.surface import robust_hausdorff, surface_dice, surface_distances
 from harness.models import Organ, OrganScore, OrganStatus, Profile
 
@@ -61,17 +61,17 @@ def score_case(
     # Every pair but (background, background) lies in the box of the voxels labelled in either map
     # (a third of an abdominal CT, found with two cheap `any` passes): the boxes of the pairs and
     # their counts are taken there, and (0, 0) gets the rest of the volume.
-    labelled = _labelled_box(codes)
-    counts = np.zeros((n_labels, n_labels), np.int64)
-    pair_boxes: list[Box | None] = [None] * (n_labels * n_labels - 1)
-    if labelled is not None:
+    labelled = nonzero_box(codes)
+    if labelled is None:
+        counts = np.zeros((n_labels, n_labels), np.int64)
+        counts[0, 0] = codes.size
+        pair_boxes: list[Box | None] = [None] * (n_labels * n_labels - 1)
+    else:
         region = codes[labelled]
         counts = confusion_from_codes(region, n_labels=n_labels)
+        counts[0, 0] += codes.size - region.size
         pair_boxes = [None if box is None else _offset(box, labelled)
                       for box in _find_objects_in_memory_order(region, max_label=n_labels * n_labels - 1)]
-        counts[0, 0] += codes.size - region.size
-    else:
-        counts[0, 0] = codes.size
     size_gt, size_pred = counts.sum(axis=1), counts.sum(axis=0)
     del codes
 
@@ -107,22 +107,6 @@ def score_case(
         return OrganScore(case_id=case_id, organ=organ.name, label=lab, dsc=dsc, nsd=nsd, hd95_mm=hd95)
 
     return [one(organ) for organ in profile.organs]
-
-
-def _labelled_box(codes: NDArray[np.unsignedinteger]) -> Box | None:
-    """The smallest box holding every nonzero voxel (None: there is none), walking the array in its
-    own memory order: `any` over each plane of the slowest axis, then over that slab."""
-    transposed = codes.flags.f_contiguous and not codes.flags.c_contiguous
-    walk = codes.T if transposed else codes  # C-ordered when the volume is either C or F ordered
-    planes = np.flatnonzero(walk.reshape(walk.shape[0], -1).any(axis=1))
-    if planes.size == 0:
-        return None
-    box = [slice(int(planes[0]), int(planes[-1]) + 1)]
-    slab: NDArray[np.bool_] = np.asarray(walk[box[0]].any(axis=0))
-    for axis in range(slab.ndim):
-        hits = np.flatnonzero(slab.any(axis=tuple(a for a in range(slab.ndim) if a != axis)))
-        box.append(slice(int(hits[0]), int(hits[-1]) + 1))
-    return tuple(reversed(box)) if transposed else tuple(box)
 
 
 def _offset(box: Box, origin: Box) -> Box:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 from numpy.typing import NDArray
 
@@ -60,3 +62,19 @@ def dice_all_labels(
         label: dice_from_counts(int(counts[label, label]), int(size_gt[label]), int(size_pred[label]))
         for label in labels
     }
+
+
+def nonzero_box(array: NDArray[Any]) -> tuple[slice, ...] | None:
+    """The smallest box holding every nonzero voxel (None: there is none), walking the array in its
+    own memory order: `any` over each plane of the slowest axis, then over that slab."""
+    transposed = array.flags.f_contiguous and not array.flags.c_contiguous
+    walk = array.T if transposed else array  # C-ordered when the volume is either C or F ordered
+    planes = np.flatnonzero(walk.reshape(walk.shape[0], -1).any(axis=1))
+    if planes.size == 0:
+        return None
+    box = [slice(int(planes[0]), int(planes[-1]) + 1)]
+    slab: NDArray[np.bool_] = np.asarray(walk[box[0]].any(axis=0))
+    for axis in range(slab.ndim):
+        hits = np.flatnonzero(slab.any(axis=tuple(a for a in range(slab.ndim) if a != axis)))
+        box.append(slice(int(hits[0]), int(hits[-1]) + 1))
+    return tuple(reversed(box)) if transposed else tuple(box)
