@@ -162,8 +162,9 @@ def test_distance_is_measured_to_the_surface_between_voxels() -> None:
     assert np.array_equal(beyond_tolerance(gt, two_deep, spacing=spacing, tolerance_mm=2.0), expected)
 
 
+@pytest.mark.parametrize("method", [None, "gather", "distance"])
 @pytest.mark.parametrize("seed", [0, 1, 2])
-def test_beyond_tolerance_equals_brute_force_on_random_shapes(seed: int) -> None:
+def test_beyond_tolerance_equals_brute_force_on_random_shapes(seed: int, method: str | None) -> None:
     rng = np.random.default_rng(seed)
     from scipy import ndimage
 
@@ -171,5 +172,17 @@ def test_beyond_tolerance_equals_brute_force_on_random_shapes(seed: int) -> None
     pseudo = gt ^ (rng.random(gt.shape) < 0.12)
     spacing = (float(rng.uniform(0.6, 2.6)), float(rng.uniform(0.6, 2.6)), float(rng.uniform(1.0, 5.5)))
     for tolerance in (1.0, 2.0, 3.7):
-        assert np.array_equal(beyond_tolerance(gt, pseudo, spacing=spacing, tolerance_mm=tolerance),
+        assert np.array_equal(beyond_tolerance(gt, pseudo, spacing=spacing, tolerance_mm=tolerance, method=method),
                               _oracle_beyond(gt, pseudo, spacing, tolerance)), (spacing, tolerance)
+
+
+@pytest.mark.parametrize("method", ["gather", "distance"])
+def test_an_error_with_no_ground_truth_near_is_all_beyond(method: str) -> None:
+    gt = np.zeros((10, 10, 6), bool)
+    pseudo = gt.copy()
+    pseudo[2:5, 2:5, 1:4] = True  # a false-positive island in an empty ground truth
+    assert np.array_equal(beyond_tolerance(gt, pseudo, spacing=(1.0, 1.0, 2.0), tolerance_mm=3.0, method=method), pseudo)
+    # missed whole, the same blob is within 3 mm of its own surface everywhere: no error beyond it
+    assert not beyond_tolerance(pseudo, gt, spacing=(1.0, 1.0, 2.0), tolerance_mm=3.0, method=method).any()
+    assert np.array_equal(beyond_tolerance(pseudo, gt, spacing=(1.0, 1.0, 2.0), tolerance_mm=1.0, method=method),
+                          _oracle_beyond(pseudo, gt, (1.0, 1.0, 2.0), 1.0))
