@@ -18,8 +18,10 @@ on a coarse working grid (about 2.5 x 2.5 x 5 mm):
 from __future__ import annotations
 
 import math
+import os
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -43,6 +45,9 @@ PRIOR_GAIN_DEFAULT = 1.4
 PRIOR_GAIN = {"right_adrenal_gland": 4.0, "left_adrenal_gland": 4.0, "esophagus": 3.0, "inferior_vena_cava": 2.0}
 BETA = 3.0  # weight of the neighbours' agreement in the mean-field iterations
 MF_ITERATIONS = 4
+# numpy's arithmetic and scipy.ndimage's filters release the GIL: the posterior runs on this many
+# threads (the CPUs this process may use, at most 4), with the same result as on one.
+THREADS = max(1, min(4, len(os.sched_getaffinity(0))))
 SMOOTH_MM = 0.6  # Gaussian smoothing of the image the likelihoods see (the mean field does the rest)
 LANDMARK_SMOOTH_MM = 2.0  # and of the image the landmarks are found on
 PV_WEIGHT = 0.15  # share of an organ's voxels that are partial volume with the surrounding fat
@@ -333,23 +338,26 @@ def _log_pv(x: F32, lo: float, hi: float, sd: float) -> F32:
     return np.log(np.maximum(a, 1e-30) / np.float32(hi - lo)).astype(np.float32)
 
 
-def log_likelihoods(smooth: F32, it: Intensities) -> dict[str, F32]:
-    """log p(HU | class) for background and each organ."""
+def log_likelihoods(smooth: F32, it: Intensities, pool: ThreadPoolExecutor | None = None) -> dict[str, F32]:
+    """log p(HU | class) for background and each organ (a class per task on `pool`, if given)."""
     def sd(name: str) -> float:
         return math.hypot(it.noise_hu, TISSUE_SD_HU.get(name, TISSUE_SD_DEFAULT_HU))
 
     fat = it.tissue_hu["fat"]
-    out: dict[str, F32] = {}
-    for organ in ORGANS:
-        comps = [(w * (1 - PV_WEIGHT), it.tissue_hu[t], sd(t)) for t, w in ORGAN_TISSUES[organ]]
+
+    def one(name: str) -> F32:
+        if name == "background":
+            return _log_mixture(smooth, _background(it, sd))
+        comps = [(w * (1 - PV_WEIGHT), it.tissue_hu[t], sd(t)) for t, w in ORGAN_TISSUES[name]]
         lg = _log_mixture(smooth, comps)
         if PV_WEIGHT > 0:
-            main = it.tissue_hu[ORGAN_TISSUES[organ][0][0]]
+            main = it.tissue_hu[ORGAN_TISSUES[name][0][0]]
             pv = _log_pv(smooth, min(fat, main), max(fat, main), it.noise_hu) + np.float32(math.log(PV_WEIGHT))
             lg = np.logaddexp(lg, pv).astype(np.float32)
-        out[organ] = lg
-    out["background"] = _log_mixture(smooth, _background(it, sd))
-    return out
+        return lg
+
+    names = (*ORGANS, "background")
+    return dict(zip(names, (pool.map if pool is not None else map)(one, names), strict=True))
 
 
 def _background(it: Intensities, sd: Callable[[str], float]) -> list[tuple[float, float, float]]:
@@ -366,20 +374,37 @@ def _background(it: Intensities, sd: Callable[[str], float]) -> list[tuple[float
 
 
 # --- posterior -------------------------------------------------------------------------------
-def _softmax(scores: F32) -> F32:
-    top = scores.max(axis=0, keepdims=True)
-    e = np.exp(scores - top)
-    e /= e.sum(axis=0, keepdims=True)
-    return e
+def _softmax_into(scores: F32, out: F32, pool: ThreadPoolExecutor) -> F32:
+    """out = softmax of `scores` over axis 0, in place and slab by slab (x) on the pool's threads:
+    the same operations, in the same order, per voxel as a whole-array softmax."""
+    def slab(part: slice) -> None:
+        x, o = scores[:, part], out[:, part]
+        top = x.max(axis=0, keepdims=True)
+        np.subtract(x, top, out=o)
+        np.exp(o, out=o)
+        o /= o.sum(axis=0, keepdims=True)
+
+    n = scores.shape[1]
+    step = max(1, -(-n // (4 * THREADS)))
+    list(pool.map(slab, [slice(a, min(n, a + step)) for a in range(0, n, step)]))
+    return out
 
 
-def posterior(log_prior: F32, log_lik: F32, *, beta: float, iterations: int, sigma_vox: tuple[float, float, float]) -> F32:
+def posterior(log_prior: F32, log_lik: F32, *, beta: float, iterations: int, sigma_vox: tuple[float, float, float],
+              pool: ThreadPoolExecutor) -> F32:
     """Mean-field smoothing: p <- softmax(log prior + log lik + beta * neighbourhood average of p)."""
     base = log_prior + log_lik
-    p = _softmax(base)
+    p = _softmax_into(base, np.empty_like(base), pool)
+    neighbours, scores = np.empty_like(base), np.empty_like(base)
+
+    def smooth(c: int) -> None:
+        ndimage.gaussian_filter(p[c], sigma_vox, output=neighbours[c])
+
     for _ in range(iterations):
-        neighbours: F32 = np.stack([ndimage.gaussian_filter(p[c], sigma_vox) for c in range(p.shape[0])])
-        p = _softmax(base + np.float32(beta) * neighbours)
+        list(pool.map(smooth, range(p.shape[0])))
+        np.multiply(neighbours, np.float32(beta), out=neighbours)
+        np.add(base, neighbours, out=scores)
+        _softmax_into(scores, p, pool)
     return p
 
 
@@ -424,22 +449,24 @@ def segment(image_hu: F32, spacing_mm: tuple[float, float, float]) -> Result:
     priors = {organ: occupancy(organ, coords) * cavity for organ in ORGANS}
     timings["landmarks"] = time.perf_counter() - t0
 
-    it = estimate_intensities(smooth, body, depth, spacing_mm, priors, wall_mm=wall_mm)
-    lik = log_likelihoods(smooth, it)
-    classes = ("background", *ORGANS)
-    total = np.zeros(image_hu.shape, np.float32)
-    for organ in ORGANS:
-        total += priors[organ]
-    log_prior = np.empty((len(classes), *image_hu.shape), np.float32)
-    log_prior[0] = np.log(np.maximum(1.0 - total, 0.05))
-    for c, organ in enumerate(ORGANS, start=1):
-        log_prior[c] = np.log(priors[organ] + 1e-6)
-    log_lik = np.stack([lik[c] for c in classes])
-    del lik, priors
-    timings["evidence"] = time.perf_counter() - t0 - sum(timings.values())
+    with ThreadPoolExecutor(THREADS) as pool:
+        it = estimate_intensities(smooth, body, depth, spacing_mm, priors, wall_mm=wall_mm)
+        lik = log_likelihoods(smooth, it, pool)
+        classes = ("background", *ORGANS)
+        total = np.zeros(image_hu.shape, np.float32)
+        for organ in ORGANS:
+            total += priors[organ]
+        log_prior = np.empty((len(classes), *image_hu.shape), np.float32)
+        log_prior[0] = np.log(np.maximum(1.0 - total, 0.05))
+        for c, organ in enumerate(ORGANS, start=1):
+            log_prior[c] = np.log(priors[organ] + 1e-6)
+        log_lik = np.stack([lik[c] for c in classes])
+        del lik, priors
+        timings["evidence"] = time.perf_counter() - t0 - sum(timings.values())
 
-    mf_sigma = (1.0, 1.0, 0.5)
-    p = posterior(log_prior, log_lik, beta=BETA, iterations=MF_ITERATIONS, sigma_vox=mf_sigma)
-    probs = {organ: keep_largest(p[c], sigma_vox=mf_sigma) for c, organ in enumerate(ORGANS, start=1)}
+        mf_sigma = (1.0, 1.0, 0.5)
+        p = posterior(log_prior, log_lik, beta=BETA, iterations=MF_ITERATIONS, sigma_vox=mf_sigma, pool=pool)
+        kept = pool.map(lambda c: keep_largest(p[c], sigma_vox=mf_sigma), range(1, len(ORGANS) + 1))
+        probs = dict(zip(ORGANS, kept, strict=True))
     timings["posterior"] = time.perf_counter() - t0 - sum(timings.values())
     return Result(probs, frame, it, timings)
