@@ -36,7 +36,8 @@ from harness.monitor import RunMonitor
 from harness.runner.base import RunOutcome, RunRequest, RunStatus, tail_text
 from harness.safetext import safe_text
 
-POLL_S = 0.05
+POLL_S = 0.05  # the local runner's check of its process
+OUTPUT_POLL_S = 0.25  # the watched host folder's check interval (the fallback /output)
 LOG_LIMIT_BYTES = 64 * 1024
 # A container runs as the invoking user (MedPerf's choice) or, when harness runs as root, as this
 # unprivileged id, which owns nothing on the host.
@@ -257,18 +258,22 @@ class DockerRunner:
                 pid = int(container.attrs["State"].get("Pid") or 0)
                 if pid > 0:  # 0: it has already exited; nothing left to sample
                     monitor.attach(pid, started_at=start)
-            next_size_check = start
-            while True:
-                container.reload()
-                if container.status in ("exited", "dead"):
+            while True:  # one blocking wait on the daemon, not a poll: the run's CPU is left alone
+                now = time.monotonic()
+                step = res.time_limit_s - (now - start)
+                if volume is None:  # the fallback: a host folder, watched every OUTPUT_POLL_S
+                    step = min(step, OUTPUT_POLL_S)
+                if step > 0 and _wait_for_exit(container, step):
                     break
                 now = time.monotonic()
                 if now - start > res.time_limit_s:
+                    container.reload()
+                    if container.status in ("exited", "dead"):
+                        break
                     container.kill()
                     status, message = RunStatus.TIMEOUT, f"killed at the time limit of {res.time_limit_s:g} s"
                     break
-                if volume is None and now >= next_size_check:  # the fallback: a watched host folder
-                    next_size_check = now + 0.25
+                if volume is None:
                     used, entries = directory_usage(request.output_dir, stop_at_entries=res.output_files)
                     if used > res.output_bytes or entries > res.output_files:
                         container.kill()
@@ -277,7 +282,6 @@ class DockerRunner:
                                    if used > res.output_bytes else
                                    f"/output holds more than {res.output_files} files and folders, the limit; killed")
                         break
-                time.sleep(POLL_S)
             if monitor is not None:
                 monitor.stop()
             result = container.wait(timeout=30)
@@ -374,6 +378,17 @@ class DockerRunner:
                 thing.remove(force=True)
             except docker.errors.APIError:
                 pass
+
+
+def _wait_for_exit(container, seconds: float) -> bool:  # type: ignore[no-untyped-def]
+    """Whether `container` exited within `seconds` (one blocking request to the daemon)."""
+    import requests
+
+    try:
+        container.wait(timeout=max(0.05, seconds))
+    except (requests.exceptions.ReadTimeout, requests.exceptions.ConnectionError):
+        return False
+    return True
 
 
 def _docker_times(state: dict[str, object]) -> tuple[float | None, float | None]:

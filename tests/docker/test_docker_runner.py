@@ -113,3 +113,24 @@ def test_a_dockerfile_that_fails_to_build_fails_that_algorithm_only(tmp_path: Pa
     assert statuses == {("fine", "ok"), ("unbuildable", "build_failed")}
     assert any("broken.Dockerfile: build of unbuildable failed" in p and "returned a non-zero code: 7" in p
                for p in summary.problems)
+
+
+def test_a_run_waits_on_the_daemon_without_polling_it(tmp_path: Path, base_image: str, phantom_data: Path,
+                                                      monkeypatch) -> None:
+    # A poll (an inspect every 50 ms) cost the daemon and the harness about 5 % of a core while the
+    # algorithm ran; one blocking wait costs nothing. "slow" runs 1.5 s, three cases.
+    import docker.api.client
+
+    inspected: list[str] = []
+    original = docker.api.client.APIClient.inspect_container
+
+    def counting(self, container):  # type: ignore[no-untyped-def]
+        inspected.append(str(container))
+        return original(self, container)
+
+    monkeypatch.setattr(docker.api.client.APIClient, "inspect_container", counting)
+    algorithms = behave_algorithms(tmp_path, {"slow": ("slow", {})})
+    summary, seen = _run(tmp_path, algorithms, phantom_data, base_image, case_limit=1)
+    assert seen == [("slow", "phantom_0000", "ok")]
+    # create, start, the monitor's pid, the end state: a handful of inspections, not 1.5 s / 50 ms = 30
+    assert 0 < len(inspected) <= 8, inspected
