@@ -17,7 +17,7 @@ Goal (issue 20): volume-level sensitivity >= 0.9; precision reported beside the 
 
     python benchmarks/bench_table1.py [--sizes small,full] [--cases 10] [--keep DIR]
 
-About 2 minutes for `small` and 7 for `full` on 2 cores.
+About 2 minutes for `small` and 7 for `full` on 2 cores (`--keep DIR` again: the stored runs are reused).
 """
 
 from __future__ import annotations
