@@ -381,13 +381,19 @@ class DockerRunner:
 
 
 def _wait_for_exit(container, seconds: float) -> bool:  # type: ignore[no-untyped-def]
-    """Whether `container` exited within `seconds` (one blocking request to the daemon)."""
+    """Whether `container` exited within `seconds` (one blocking request to the daemon). Only the
+    request's own read timeout means "not yet"; a daemon that cannot be reached raises."""
     import requests
+    import urllib3
 
     try:
         container.wait(timeout=max(0.05, seconds))
-    except (requests.exceptions.ReadTimeout, requests.exceptions.ConnectionError):
+    except requests.exceptions.ReadTimeout:
         return False
+    except requests.exceptions.ConnectionError as exc:  # over the unix socket, a read timeout arrives wrapped
+        if exc.args and isinstance(exc.args[0], urllib3.exceptions.ReadTimeoutError):
+            return False
+        raise
     return True
 
 

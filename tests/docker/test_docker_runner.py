@@ -134,3 +134,29 @@ def test_a_run_waits_on_the_daemon_without_polling_it(tmp_path: Path, base_image
     assert seen == [("slow", "phantom_0000", "ok")]
     # create, start, the monitor's pid, the end state: a handful of inspections, not 1.5 s / 50 ms = 30
     assert 0 < len(inspected) <= 8, inspected
+
+
+def test_the_blocking_wait_tells_a_running_container_from_a_gone_daemon(base_image: str) -> None:
+    import docker
+    import pytest
+    import requests
+
+    from harness.build import docker_client
+    from harness.runner.docker_runner import _wait_for_exit
+
+    client = docker_client()
+    container = client.containers.create(base_image, entrypoint=["sleep", "1.5"], network_mode="none")
+    try:
+        container.start()
+        start = time.monotonic()
+        assert _wait_for_exit(container, 0.3) is False  # still running: the read timed out
+        assert 0.25 < time.monotonic() - start < 1.2
+        assert _wait_for_exit(container, 10) is True  # returns when it exits, not at the 10 s
+        assert time.monotonic() - start < 5
+    finally:
+        container.remove(force=True)
+
+    gone = docker.DockerClient(base_url="unix:///nonexistent/docker.sock", version="1.45")
+    ghost = gone.containers.prepare_model({"Id": "0" * 64})
+    with pytest.raises(requests.exceptions.ConnectionError):  # not read as "still running"
+        _wait_for_exit(ghost, 0.3)
