@@ -118,7 +118,7 @@ def test_a_dockerfile_that_fails_to_build_fails_that_algorithm_only(tmp_path: Pa
 def test_a_run_waits_on_the_daemon_without_polling_it(tmp_path: Path, base_image: str, phantom_data: Path,
                                                       monkeypatch) -> None:
     # A poll (an inspect every 50 ms) cost the daemon and the harness about 5 % of a core while the
-    # algorithm ran; one blocking wait costs nothing. "slow" runs 1.5 s, three cases.
+    # algorithm ran; one blocking wait costs nothing. "slow" runs 1.5 s, on one case.
     import docker.api.client
 
     inspected: list[str] = []
@@ -150,7 +150,7 @@ def test_the_blocking_wait_tells_a_running_container_from_a_gone_daemon(base_ima
         container.start()
         start = time.monotonic()
         assert _wait_for_exit(container, 0.3) is False  # still running: the read timed out
-        assert 0.25 < time.monotonic() - start < 1.2
+        assert 0.25 < time.monotonic() - start < 1.4
         assert _wait_for_exit(container, 10) is True  # returns when it exits, not at the 10 s
         assert time.monotonic() - start < 5
     finally:
