@@ -45,8 +45,9 @@ PRIOR_GAIN_DEFAULT = 1.4
 PRIOR_GAIN = {"right_adrenal_gland": 4.0, "left_adrenal_gland": 4.0, "esophagus": 3.0, "inferior_vena_cava": 2.0}
 BETA = 3.0  # weight of the neighbours' agreement in the mean-field iterations
 MF_ITERATIONS = 4
-# numpy's arithmetic and scipy.ndimage's filters release the GIL: the posterior runs on this many
-# threads (the CPUs this process may use, at most 4), with the same result as on one.
+# numpy's arithmetic and scipy.ndimage's filters release the GIL: the likelihoods, the posterior and
+# the component clean-up run on this many threads (the CPUs this process may use, at most 4), with
+# the same result as on one.
 THREADS = max(1, min(4, len(os.sched_getaffinity(0))))
 SMOOTH_MM = 0.6  # Gaussian smoothing of the image the likelihoods see (the mean field does the rest)
 LANDMARK_SMOOTH_MM = 2.0  # and of the image the landmarks are found on
