@@ -26,6 +26,7 @@ from harness.casework import RunResult, RunTask, lost_result, run_case, score_by
 from harness.errors import HostError
 from harness.models import Case, Profile
 from harness.runner.base import Runner
+from harness.runner.output_volumes import keep_holders
 from harness.scoring import CaseResult
 
 __all__ = ["DaskExecutor", "Executor", "LocalExecutor"]
@@ -86,10 +87,11 @@ class LocalExecutor:
             self.cluster.close()
 
     def runs(self, tasks: list[RunTask]) -> Iterator[RunResult]:
-        for task in tasks:
-            with _heartbeat(task, self.still_running):
-                result = run_case(task, runner=self.runner)
-            yield result
+        with keep_holders():  # one /output holder container serves several runs (harness.runner.output_volumes)
+            for task in tasks:
+                with _heartbeat(task, self.still_running):
+                    result = run_case(task, runner=self.runner)
+                yield result
 
     def score(self, case: Case, label_map: bytes, profile: Profile) -> Future[CaseResult] | Any:
         if self.client is None:

@@ -9,9 +9,10 @@ after which the container is killed and the run recorded as `timeout`.
 `/output` is a file system of its own, the run's output limit in size and in files and folders
 (a `tmpfs` Docker volume): a sparse file counts what it holds, a file deleted but still open
 counts until it is closed, and nothing is written on the host's disk while the run goes on. A
-small holder container (the same image, `sleep infinity`, no network, read-only) keeps the volume
-mounted after the algorithm exits; only the contract's files are then copied out, through a
-streamed tar archive, into the host's output folder; everything else is listed, never copied.
+small holder container (the same image, `sleep infinity`, no network, read-only; one for several
+runs, see harness.runner.output_volumes) keeps the volume mounted after the algorithm exits; only
+the contract's files are then copied out, through a streamed tar archive, into the host's output
+folder; everything else is listed, never copied.
 The volume's pages count in the run's memory. Where the daemon cannot make such a volume (or the
 image has no `sleep`), `/output` is a host folder watched every 0.25 s instead (noted in the run's
 details as `output_limit = "polled"`).
@@ -28,12 +29,14 @@ import tarfile
 import time
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 from harness.contracts import Launch, launch
 from harness.monitor import RunMonitor
 from harness.runner.base import RunOutcome, RunRequest, RunStatus, tail_text
+from harness.runner.output_volumes import Lease, OutputVolumes, remove
 from harness.safetext import safe_text
 
 POLL_S = 0.05  # the local runner's check of its process
@@ -177,6 +180,8 @@ class DockerRunner:
         self.gpu_ids = gpu_ids
         self.log_limit_bytes = log_limit_bytes
         self.output_fs = output_fs  # False: /output is a watched host folder (the fallback)
+        self.volumes = OutputVolumes(self.client)
+        self._side = ThreadPoolExecutor(1, thread_name_prefix="harness-output-check")
 
     def container_kwargs(self, request: RunRequest, *, output_volume: str | None = None) -> dict[str, object]:
         from docker.types import DeviceRequest, LogConfig, Mount
@@ -239,17 +244,19 @@ class DockerRunner:
         if request.spec.gpu == "required" and not self.gpu_ids:
             return RunOutcome(RunStatus.RUNNER_ERROR, None, 0.0, 0.0, started_at, time.time(),
                               message=f"{request.spec.manifest}: gpu = \"required\" but this host has no GPU; run it on a GPU host")
-        volume, holder, fallback = self._output_fs(request) if self.output_fs else (None, None, "disabled")
+        lease = self._lease(request) if self.output_fs else "disabled"
+        volume, fallback = (lease, "") if isinstance(lease, Lease) else (None, lease)
         created_at = time.time()
         try:
             container = self.client.containers.create(
-                **self.container_kwargs(request, output_volume=volume.name if volume is not None else None))
+                **self.container_kwargs(request, output_volume=volume.volume if volume is not None else None))
         except docker.errors.APIError as exc:
-            self._remove(holder, volume)
+            self._give_back(volume, 0)
             return RunOutcome(RunStatus.RUNNER_ERROR, None, 0.0, time.monotonic() - wall0, started_at, time.time(),
                               message=f"docker could not create the container: {' '.join(str(exc).split())[:300]}")
         status: RunStatus | None = None
         message = ""
+        held = 0
         try:
             container.start()
             start = time.monotonic()
@@ -300,13 +307,18 @@ class DockerRunner:
                     status, message = RunStatus.CRASHED, f"exited with code {exit_code}"
                 else:
                     status = RunStatus.OK
-            if holder is not None:
-                full = self._output_full(holder, res)
+            if volume is not None:
+                # The file system's own count (an exec in the holder) goes on while the files are copied out.
+                checked = self._side.submit(_output_full, volume, res)
+                copied = None
+                if status is RunStatus.OK:
+                    bits, _ = volume.holder.get_archive(volume.path)
+                    copied = copy_out(bits, request.output_dir, request.contract)
+                full, held = checked.result()
                 if full and status in (RunStatus.OK, RunStatus.CRASHED):  # a crash on a full /output is the limit's
                     status, message = RunStatus.OUTPUT_TOO_LARGE, full
-                if status is RunStatus.OK:
-                    bits, _ = holder.get_archive("/output")
-                    others, first = copy_out(bits, request.output_dir, request.contract)
+                if status is RunStatus.OK and copied is not None:
+                    others, first = copied
                     if others:
                         details["not_kept"] = others
                     if started is not None and not math.isnan(first):
@@ -320,64 +332,40 @@ class DockerRunner:
             return RunOutcome(RunStatus.RUNNER_ERROR, None, 0.0, time.monotonic() - wall0, started_at, time.time(),
                               message=f"docker failed during the run: {' '.join(str(exc).split())[:300]}")
         finally:
-            try:
-                container.remove(force=True)
-            except docker.errors.APIError:
-                pass
-            self._remove(holder, volume)
+            remove(container)
+            self._give_back(volume, held, keep_free=2 * res.memory_bytes)
 
-    def _output_fs(self, request: RunRequest):  # type: ignore[no-untyped-def]
-        """A size- and inode-limited tmpfs volume for /output and its holder container, or
-        (None, None, why) when the daemon or the image cannot provide them."""
-        import docker
-
+    def _lease(self, request: RunRequest) -> Lease | str:
+        """A fresh size- and inode-limited tmpfs volume for the run's /output, or why there is none."""
         res = request.spec.resources
         uid, gid = sandbox_user()
-        labels = {"harness.results": request.owner, "harness.pid": f"{os.getpid()}@{socket.gethostname()}"}
-        volume = holder = None
-        try:
-            volume = self.client.volumes.create(
-                name=f"harness-output-{uuid.uuid4().hex[:16]}", driver="local", labels=labels,
-                driver_opts={"type": "tmpfs", "device": "tmpfs",
-                             "o": f"size={res.output_bytes},nr_inodes={res.output_files + 1},uid={uid},gid={gid},"
-                                  f"mode={'0777' if launch_of(request.spec).own_user else '0700'}"})
-            holder = self.client.containers.create(
-                image=request.image, entrypoint=["sleep", "infinity"], command=[], detach=True, network_mode="none",
-                read_only=True, user=f"{uid}:{gid}", cap_drop=["ALL"], security_opt=["no-new-privileges"], pids_limit=8,
-                mem_limit=64 * 1024**2, labels={**labels, "harness.role": "output-holder"},
-                volumes={volume.name: {"bind": "/output", "mode": "ro"}})
-            holder.start()
-            holder.reload()
-            if holder.status != "running":
-                raise RuntimeError("the holder container did not stay up (no `sleep` in the image?)")
-            return volume, holder, ""
-        except (docker.errors.APIError, RuntimeError) as exc:
-            self._remove(holder, volume)
-            return None, None, safe_text(str(exc), limit=160)
+        return self.volumes.take(image=request.image or "", owner=request.owner, uid=uid, gid=gid,
+                                 mode="0777" if launch_of(request.spec).own_user else "0700",
+                                 size=res.output_bytes, files=res.output_files)
 
-    def _output_full(self, holder, res) -> str:  # type: ignore[no-untyped-def]
-        """Why the run's /output reached its limit ("" when it did not), from the file system itself."""
-        try:
-            done = holder.exec_run(["stat", "-f", "-c", "%b %f %S %c %d", "/output"])
-            blocks, free, size, inodes, free_inodes = (int(v) for v in done.output.split())
-        except Exception:  # noqa: BLE001 - no `stat` in the image: the archive will tell what is there
-            return ""
-        if free == 0:
-            return f"/output reached the limit of {res.output_bytes / 1e6:.0f} MB (its own file system); killed by it"
-        if free_inodes == 0:
-            return f"/output reached the limit of {res.output_files} files and folders (its own file system)"
-        return ""
+    def _give_back(self, volume: Lease | None, held: int, *, keep_free: int = 0) -> None:
+        if volume is not None:
+            self.volumes.give_back(volume, held, keep_free=keep_free)
 
-    def _remove(self, holder, volume) -> None:  # type: ignore[no-untyped-def]
-        import docker
+    def close(self) -> None:
+        """Retire this runner's output holder, if one is kept."""
+        self.volumes.close()
 
-        for thing in (holder, volume):
-            if thing is None:
-                continue
-            try:
-                thing.remove(force=True)
-            except docker.errors.APIError:
-                pass
+
+def _output_full(volume: Lease, res) -> tuple[str, int]:  # type: ignore[no-untyped-def]
+    """Why the run's /output reached its limit ("" when it did not), from the file system itself, and
+    the bytes it holds."""
+    try:
+        done = volume.holder.exec_run(["stat", "-f", "-c", "%b %f %S %c %d", volume.path])
+        blocks, free, size, inodes, free_inodes = (int(v) for v in done.output.split())
+    except Exception:  # noqa: BLE001 - no `stat` in the image: the archive will tell what is there
+        return "", 0
+    held = (blocks - free) * size
+    if free == 0:
+        return f"/output reached the limit of {res.output_bytes / 1e6:.0f} MB (its own file system); killed by it", held
+    if free_inodes == 0:
+        return f"/output reached the limit of {res.output_files} files and folders (its own file system)", held
+    return "", held
 
 
 def _wait_for_exit(container, seconds: float) -> bool:  # type: ignore[no-untyped-def]

@@ -2,7 +2,8 @@
 
 Well-behaved: ok (writes an all-background label map), slow (the same after 1.5 s), late (the
 same after 4.5 s), burn1 / burn2 (one / two cores busy for 3 s, idle 1 s, then the output, and
-its own getrusage CPU time as a JSON line), probe (also prints what the sandbox allows, as JSON).
+its own getrusage CPU time as a JSON line), probe (also prints what the sandbox allows, as JSON),
+remember (fails when /output is not empty at the start, else leaves memo.txt beside the output).
 Hostile or broken: sleep/hang, crash, oom, forkbomb, fill_output, fill_tmp, no_output,
 wrong_shape, wrong_affine, wrong_dtype, bad_labels, nan_probs, range_probs, symlink, log_flood,
 network, write_input, header_bomb, extension_bomb, many_files, unlinked_flood, sparse, nested,
@@ -110,6 +111,12 @@ def main() -> int:
 
     if mode in ("sleep", "hang"):
         time.sleep(3600)
+    if mode == "remember":  # /output must be empty: anything there came from an earlier run
+        found = sorted(p.name for p in output_dir.iterdir())
+        if found:
+            print(f"behave: /output already holds {found}", file=sys.stderr)
+            return 4
+        (output_dir / "memo.txt").write_text(case)
     if mode == "crash":
         print("behave: crashing on purpose", file=sys.stderr)
         return 3
