@@ -7,15 +7,17 @@ json-file logs, the GPU only when the host has one and the manifest asks for it,
 after which the container is killed and the run recorded as `timeout`.
 
 `/output` is a file system of its own, the run's output limit in size and in files and folders
-(a `tmpfs` Docker volume): a sparse file counts what it holds, a file deleted but still open
-counts until it is closed, and nothing is written on the host's disk while the run goes on. A
-small holder container (the same image, `sleep infinity`, no network, read-only; one for several
-runs, see harness.runner.output_volumes) keeps the volume mounted after the algorithm exits; only
-the contract's files are then copied out, through a streamed tar archive, into the host's output
-folder; everything else is listed, never copied.
-The volume's pages count in the run's memory. Where the daemon cannot make such a volume (or the
-image has no `sleep`), `/output` is a host folder watched every 0.25 s instead (noted in the run's
-details as `output_limit = "polled"`).
+(a `tmpfs` Docker volume): a sparse file counts what it holds (but files that read as more than the
+limit are `output_too_large`, never streamed in full), a file deleted but still open counts until
+it is closed, and nothing is written on the host's disk while the run goes on. A small holder
+container (the same image, `sleep infinity`, no network, read-only; one for several runs, see
+harness.runner.output_volumes) keeps the volume mounted after the algorithm exits; only the
+contract's files are then copied out, through a streamed tar archive, into the host's output
+folder; everything else is listed, never copied. The archive's own count says how full /output
+was; only when it is within a page or a file of the limit, or the run failed, is the file system
+itself asked (`stat -f` in the holder). The volume's pages count in the run's memory. Where the
+daemon cannot make such a volume (or the image has no `sleep`), `/output` is a host folder watched
+every 0.25 s instead (noted in the run's details as `output_limit = "polled"`).
 """
 
 from __future__ import annotations
@@ -29,9 +31,8 @@ import tarfile
 import time
 import uuid
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from harness.contracts import Launch, launch
 from harness.monitor import RunMonitor
@@ -78,12 +79,24 @@ def directory_bytes(root: Path) -> int:
     return directory_usage(root)[0]
 
 
-class _ChunkReader(io.RawIOBase):
-    """A file over an iterator of byte chunks (the daemon's archive stream)."""
+class ArchiveTooLong(Exception):
+    """The /output archive streams more than its bound (a sparse file reads as its full size)."""
 
-    def __init__(self, chunks: Iterator[bytes]) -> None:
+
+def archive_bound(output_bytes: int, output_files: int) -> int:
+    """The most an /output archive can honestly stream: the limit's bytes, plus a header of up to
+    16 KiB (long names) for each file and folder, plus 1 MiB."""
+    return output_bytes + (output_files + 1) * 16 * 1024 + 1024**2
+
+
+class _ChunkReader(io.RawIOBase):
+    """A file over an iterator of byte chunks (the daemon's archive stream), of at most `bound` bytes."""
+
+    def __init__(self, chunks: Iterator[bytes], bound: int | None = None) -> None:
         self._chunks = iter(chunks)
         self._buffer = b""
+        self._bound = bound
+        self._read = 0
 
     def readable(self) -> bool:
         return True
@@ -97,15 +110,27 @@ class _ChunkReader(io.RawIOBase):
         n = min(len(target), len(self._buffer))
         target[:n] = self._buffer[:n]
         self._buffer = self._buffer[n:]
+        self._read += n
+        if self._bound is not None and self._read > self._bound:
+            raise ArchiveTooLong(self._read)
         return n
 
 
+class Copied(NamedTuple):
+    others: list[str]  # the entries outside the contract (safe names, at most `limit_names`)
+    first: float  # the earliest modification time of the files copied (NaN: none)
+    held: int  # the regular files' sizes, each rounded up to 4 KiB pages
+    entries: int  # files, folders and links, hard links included
+
+
 def copy_out(chunks: Iterator[bytes], target: Path, contract: tuple[str, ...], *, limit_names: int = 20,
-             per_folder: int = 4) -> tuple[list[str], float]:
+             per_folder: int = 4, bound: int | None = None) -> Copied:
     """Write the contract's paths of an `/output` tar stream into `target` (regular files, and links
     as links, for the checks to refuse); an entry `dir/*` is any file directly in `dir` (the first
     `per_folder` of them). Returns the other entries' safe names (a folder outside the contract
-    once, at most `limit_names`) and the earliest modification time of the files copied (NaN: none)."""
+    once, at most `limit_names`), the earliest modification time of the files copied (NaN: none),
+    and what the archive says /output holds. A stream longer than `bound` bytes raises
+    ArchiveTooLong as soon as it is."""
     wanted = {c for c in contract if not c.endswith("/*")}
     patterns = {c[:-2] for c in contract if c.endswith("/*")}
     ancestors = {str(parent) for c in (*wanted, *patterns) for parent in Path(c).parents if str(parent) != "."}
@@ -115,9 +140,13 @@ def copy_out(chunks: Iterator[bytes], target: Path, contract: tuple[str, ...], *
     seen: set[str] = set()
     others: list[str] = []
     first = math.nan
-    with tarfile.open(fileobj=io.BufferedReader(_ChunkReader(chunks), 1 << 20), mode="r|") as archive:
+    held = entries = 0
+    with tarfile.open(fileobj=io.BufferedReader(_ChunkReader(chunks, bound), 1 << 20), mode="r|") as archive:
         for member in archive:
             rel = member.name.split("/", 1)[1] if "/" in member.name else ""
+            if rel:
+                entries += 1  # tmpfs takes an inode slot for each hard link too
+                held += -(-member.size // 4096) * 4096 if member.isfile() else 0
             if not rel or (rel in ancestors and member.isdir()):
                 continue
             folder = rel.rpartition("/")[0]
@@ -140,7 +169,7 @@ def copy_out(chunks: Iterator[bytes], target: Path, contract: tuple[str, ...], *
             if name not in seen and len(others) < limit_names:
                 seen.add(name)
                 others.append(safe_text(name, limit=200))
-    return others, first
+    return Copied(others, first, held, entries)
 
 
 def remove_orphans(client, owner: str) -> int:  # type: ignore[no-untyped-def]
@@ -181,7 +210,6 @@ class DockerRunner:
         self.log_limit_bytes = log_limit_bytes
         self.output_fs = output_fs  # False: /output is a watched host folder (the fallback)
         self.volumes = OutputVolumes(self.client)
-        self._side = ThreadPoolExecutor(1, thread_name_prefix="harness-output-check")
 
     def container_kwargs(self, request: RunRequest, *, output_volume: str | None = None) -> dict[str, object]:
         from docker.types import DeviceRequest, LogConfig, Mount
@@ -308,21 +336,32 @@ class DockerRunner:
                 else:
                     status = RunStatus.OK
             if volume is not None:
-                # The file system's own count (an exec in the holder) goes on while the files are copied out.
-                checked = self._side.submit(_output_full, volume, res)
                 copied = None
                 if status is RunStatus.OK:
                     bits, _ = volume.holder.get_archive(volume.path)
-                    copied = copy_out(bits, request.output_dir, request.contract)
-                full, held = checked.result()
+                    bound = archive_bound(res.output_bytes, res.output_files)
+                    try:
+                        copied = copy_out(bits, request.output_dir, request.contract, bound=bound)
+                    except ArchiveTooLong:  # a sparse file: it holds nothing, yet would stream in full
+                        status = RunStatus.OUTPUT_TOO_LARGE
+                        message = (f"/output's files read as more than {bound / 1e6:.0f} MB (its limit of "
+                                   f"{res.output_bytes / 1e6:.0f} MB and the archive's headers; a sparse file?); "
+                                   "not copied")
+                    finally:
+                        bits.close()
+                # The archive's count says whether /output is within a page or a file of its limit;
+                # only then (or when the run failed) is the file system asked (an exec in the holder).
+                if copied is not None and copied.held + 4096 < res.output_bytes and copied.entries < res.output_files:
+                    full, held = "", copied.held
+                else:
+                    full, held = _output_full(volume, res)
                 if full and status in (RunStatus.OK, RunStatus.CRASHED):  # a crash on a full /output is the limit's
                     status, message = RunStatus.OUTPUT_TOO_LARGE, full
                 if status is RunStatus.OK and copied is not None:
-                    others, first = copied
-                    if others:
-                        details["not_kept"] = others
-                    if started is not None and not math.isnan(first):
-                        details["first_output_s"] = max(0.0, first - started)
+                    if copied.others:
+                        details["not_kept"] = copied.others
+                    if started is not None and not math.isnan(copied.first):
+                        details["first_output_s"] = max(0.0, copied.first - started)
             else:
                 details["output_limit"] = "polled" + (f" ({fallback})" if fallback else "")
             logs = container.logs(stdout=True, stderr=True, tail=2000)

@@ -10,10 +10,11 @@ one for its `/output`:
 - no volume is ever written twice or cleared, so nothing a run leaves can reach a later run (the
   holder's own process, the image's `sleep`, sees the volumes read-only and has no network);
 - a holder is retired, with its volumes, once they are used up, once they hold more than
-  HELD_BYTES, once the host has less memory available than twice the run's memory limit (a hostile
-  image's `stat` could hide what its volumes hold; the kernel's count cannot be bent), when a run
-  needs another image or other limits, and when `keep_holders()` ends (also when it ends by Ctrl-C
-  or SIGTERM).
+  HELD_BYTES (as the runs' archives and, near a limit, the image's `stat` count them), once the host
+  has less memory available than twice the run's memory limit (space reserved past a file's end is
+  in no archive, and a hostile image's `stat` could hide it; the kernel's count cannot be bent),
+  when a run needs another image or other limits, and when `keep_holders()` ends (also when it ends
+  by Ctrl-C or SIGTERM).
 Outside `keep_holders()` (a Dask worker, a single run) each run gets a holder of its own, removed
 with it. Every holder and volume carries the results folder's label, so a harness killed outright
 leaves orphans that the next run on that folder removes.
@@ -36,7 +37,7 @@ import psutil
 
 from harness.safetext import safe_text
 
-VOLUMES_PER_HOLDER = 8
+VOLUMES_PER_HOLDER = 16
 HELD_BYTES = 256 * 1024**2  # the volumes' files stay in memory until their holder is retired
 
 _keeping = 0  # how many keep_holders() blocks are open
@@ -127,9 +128,9 @@ class OutputVolumes:
             return Lease(holder.volumes[index].name, f"/v{index}", holder.container, holder)
 
     def give_back(self, lease: Lease, held_bytes: int, *, keep_free: int = 0) -> None:
-        """The run is over and its files were copied out: `held_bytes` stay in its volume (as the
-        image's own `stat` counts them). The holder is retired as well once the host has less than
-        `keep_free` bytes of memory available: the kernel's count, which no image can bend."""
+        """The run is over and its files were copied out: `held_bytes` stay in its volume. The
+        holder is retired as well once the host has less than `keep_free` bytes of memory
+        available: the kernel's count, which no image can bend."""
         with self._lock:
             holder = lease._owner
             holder.held += max(0, held_bytes)

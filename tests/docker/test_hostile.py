@@ -35,6 +35,8 @@ SUITE: dict[str, tuple[str, dict[str, object], str, str]] = {
     "calls-home": ("network", {}, "ok", '"network": "unreachable"'),
     "writes-input": ("write_input", {}, "ok", '"input_write": "failed", "error": "Read-only file system"'),
     "finishes-late": ("late", {"time_limit_s": 6}, "ok", ""),
+    # 1 TiB that uses no blocks: within the file system's limit, yet its archive would stream 1 TiB
+    "sparse-terabyte": ("sparse", {"output": "64m"}, "output_too_large", "files read as more than 85 MB"),
 }
 
 

@@ -58,7 +58,7 @@ SUITE: dict[str, tuple[str, dict[str, object], str | None, dict[str, str], str |
     "extension-bomb": ("extension_bomb", {}, None, {}, "invalid_output", "the header has extensions"),
     "many-files": ("many_files", {"output_files": 500}, None, {}, "output_too_large", "limit of 500 files and folders"),
     "unlinked-flood": ("unlinked_flood", {"output": "64m"}, None, {}, "ok", ""),
-    "sparse": ("sparse", {}, None, {}, "ok", ""),
+    "sparse": ("sparse", {}, None, {}, "output_too_large", "files read as more than"),  # 1 TiB holding nothing
     "nested": ("nested", {"output_files": 4000}, None, {}, "ok", ""),
     "bad-names": ("bad_names", {}, None, {}, "ok", ""),
     "cpu-hog": ("burn2", {"cpus": 1}, None, {}, "ok", ""),
@@ -167,12 +167,12 @@ def test_nothing_outside_the_results_folder_changed_and_memory_stayed_bounded(ev
     assert list(evaluation["scratch"].iterdir()) == []
     assert evaluation["peak_kib"] < PEAK_RSS_BOUND_KIB, f"harness peak RSS {evaluation['peak_kib']} KiB"
     used = sum(p.stat().st_blocks * 512 for p in (root / "results").rglob("*") if p.is_file())
-    assert used < 20 * 1024**2  # the sparse 3 GiB, the floods and the bombs left nothing behind
+    assert used < 20 * 1024**2  # the sparse 1 TiB, the floods and the bombs left nothing behind
 
 
 def test_what_the_contract_does_not_ask_for_is_reported_not_kept(evaluation) -> None:
     runs, root = evaluation["runs"], evaluation["root"]
-    for name, extra in (("sparse", "sparse.bin"), ("nested", "d"), ("bad-names", "notes.txt")):
+    for name, extra in (("nested", "d"), ("bad-names", "notes.txt")):
         details = json.loads(runs.loc[name, "details"])
         assert extra in details["not_kept"], (name, details.get("not_kept"))
     assert "bad-\\xff\\xfe-red" in json.loads(runs.loc["bad-names", "details"])["not_kept"]

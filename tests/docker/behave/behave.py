@@ -218,9 +218,9 @@ def main() -> int:
             hidden.close()
         except OSError:
             pass
-    if mode == "sparse":  # 3 GiB that uses no blocks
+    if mode == "sparse":  # 1 TiB that uses no blocks
         with open(output_dir / "sparse.bin", "wb") as f:
-            f.truncate(3 * 1024**3)
+            f.truncate(1024**4)
     if mode == "nested":  # 1500 levels, then a path past PATH_MAX
         os.chdir(output_dir)
         for level in range(2500):
