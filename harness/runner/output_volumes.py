@@ -48,7 +48,8 @@ _lock = threading.Lock()
 @atexit.register
 def _close_all() -> None:  # a safety net: keep_holders() retires them first
     for pool in list(_pools):
-        pool.close()
+        with contextlib.suppress(Exception):  # at exit the daemon may be gone already: the next run removes orphans
+            pool.close()
 
 
 @contextlib.contextmanager
