@@ -49,7 +49,7 @@ _lock = threading.Lock()
 def _close_all() -> None:  # a safety net: keep_holders() retires them first
     for pool in list(_pools):
         with contextlib.suppress(Exception):  # at exit the daemon may be gone already: the next run removes orphans
-            pool.close()
+            pool.close(force=True)
 
 
 @contextlib.contextmanager
@@ -98,10 +98,13 @@ class _Holder:
     volumes: list[Any]  # docker Volume objects
     taken: int = 0
     held: int = 0
+    active: int = 0  # runs that hold a lease on it now: it is removed only once none does
+    retired: bool = False
 
 
 class OutputVolumes:
-    """The holders and volumes of one Docker runner (runs go one at a time through it)."""
+    """The holders and volumes of one Docker runner. Runs normally go one at a time through it; a
+    holder retired while another run still uses one of its volumes is removed when that run ends."""
 
     def __init__(self, client: Any) -> None:
         self.client = client
@@ -126,6 +129,7 @@ class OutputVolumes:
                 holder = self._holder = made
             index = holder.taken
             holder.taken += 1
+            holder.active += 1
             return Lease(holder.volumes[index].name, f"/v{index}", holder.container, holder)
 
     def give_back(self, lease: Lease, held_bytes: int, *, keep_free: int = 0) -> None:
@@ -135,19 +139,25 @@ class OutputVolumes:
         with self._lock:
             holder = lease._owner
             holder.held += max(0, held_bytes)
+            holder.active -= 1
             if holder is self._holder and (not _keeping or holder.taken >= len(holder.volumes)
                                            or holder.held > HELD_BYTES
                                            or psutil.virtual_memory().available < keep_free):
                 self._retire()
+            elif holder.retired and holder.active == 0:
+                remove(holder.container, *holder.volumes)
 
-    def close(self) -> None:
+    def close(self, *, force: bool = False) -> None:
+        """Retire the holder: now, or (unless `force`) once the runs using it have ended."""
         with self._lock:
-            self._retire()
+            self._retire(force=force)
 
-    def _retire(self) -> None:
+    def _retire(self, *, force: bool = False) -> None:
         holder, self._holder = self._holder, None
         if holder is not None:
-            remove(holder.container, *holder.volumes)
+            holder.retired = True
+            if holder.active == 0 or force:
+                remove(holder.container, *holder.volumes)
 
     def _make(self, key: _Want, *, volumes: int) -> _Holder | str:
         import docker

@@ -70,7 +70,9 @@ def test_the_holder_mounts_its_volumes_read_only_and_goes_when_memory_runs_low(b
         assert _ours(docker_client, OWNER) == ([], [])
         third = _take(pool, base_image)
         assert not isinstance(third, str) and third.holder.id != first.holder.id
-    assert _ours(docker_client, OWNER) == ([], [])  # keep_holders() retired the last one
+        pool.give_back(third, 0)
+        assert len(_ours(docker_client, OWNER)[0]) == 1  # kept for the next run...
+    assert _ours(docker_client, OWNER) == ([], [])  # ...until keep_holders() retired it
 
 
 def test_without_keep_holders_each_run_has_its_own_holder(base_image: str, docker_client) -> None:
@@ -104,3 +106,20 @@ def test_the_runner_retires_its_holder_when_closed(base_image: str, docker_clien
         assert len(_ours(docker_client, OWNER)[0]) == 1
         runner.close()
         assert _ours(docker_client, OWNER) == ([], [])
+
+
+def test_a_holder_retired_while_a_run_uses_it_goes_when_that_run_ends(base_image: str, docker_client) -> None:
+    pool = OutputVolumes(docker_client)
+    with keep_holders():
+        busy = _take(pool, base_image)
+        done = _take(pool, base_image)
+        assert not isinstance(busy, str) and not isinstance(done, str) and busy.holder.id == done.holder.id
+        pool.give_back(done, 0, keep_free=2 * psutil.virtual_memory().total)  # retired...
+        busy.holder.reload()
+        assert busy.holder.status == "running"  # ...but `busy`'s files still need it mounted
+        other = _take(pool, base_image)
+        assert not isinstance(other, str) and other.holder.id != busy.holder.id
+        pool.give_back(busy, 0)
+        assert [c.id for c in _ours(docker_client, OWNER)[0]] == [other.holder.id]
+        pool.give_back(other, 0)
+    assert _ours(docker_client, OWNER) == ([], [])
