@@ -74,8 +74,11 @@ class Lease:
 
     volume: str
     path: str
-    holder: Any
     _owner: _Holder = field(repr=False)
+
+    @property
+    def holder(self) -> Any:
+        return self._owner.container
 
 
 @dataclass(frozen=True)
@@ -130,7 +133,7 @@ class OutputVolumes:
             index = holder.taken
             holder.taken += 1
             holder.active += 1
-            return Lease(holder.volumes[index].name, f"/v{index}", holder.container, holder)
+            return Lease(holder.volumes[index].name, f"/v{index}", holder)
 
     def give_back(self, lease: Lease, held_bytes: int, *, keep_free: int = 0) -> None:
         """The run is over and its files were copied out: `held_bytes` stay in its volume. The
@@ -144,8 +147,8 @@ class OutputVolumes:
                                            or holder.held > HELD_BYTES
                                            or psutil.virtual_memory().available < keep_free):
                 self._retire()
-            elif holder.retired and holder.active == 0:
-                remove(holder.container, *holder.volumes)
+            elif holder.retired:
+                _remove_when_idle(holder)
 
     def close(self, *, force: bool = False) -> None:
         """Retire the holder: now, or (unless `force`) once the runs using it have ended."""
@@ -156,8 +159,7 @@ class OutputVolumes:
         holder, self._holder = self._holder, None
         if holder is not None:
             holder.retired = True
-            if holder.active == 0 or force:
-                remove(holder.container, *holder.volumes)
+            _remove_when_idle(holder, force=force)
 
     def _make(self, key: _Want, *, volumes: int) -> _Holder | str:
         import docker
@@ -184,6 +186,12 @@ class OutputVolumes:
         except (docker.errors.APIError, RuntimeError) as exc:
             remove(container, *made)
             return safe_text(str(exc), limit=160)
+
+
+def _remove_when_idle(holder: _Holder, *, force: bool = False) -> None:
+    """Remove a retired holder and its volumes once no run uses them (or at once, with `force`)."""
+    if holder.active == 0 or force:
+        remove(holder.container, *holder.volumes)
 
 
 def _running(container: Any) -> bool:
