@@ -21,8 +21,10 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -57,8 +59,16 @@ def requirements_of(spec: AlgorithmSpec) -> Path | None:
     return path if path.is_file() else None
 
 
+_wheel_lock = threading.Lock()  # one pip download at a time: two images may share a requirements file
+
+
 def ensure_wheelhouse(requirements: Path, cache_dir: Path, *, progress: Progress | None = None) -> Path:
     """Linux CPython 3.11 wheels for `requirements`, downloaded once into a folder keyed by its hash."""
+    with _wheel_lock:
+        return _wheelhouse(requirements, cache_dir, progress)
+
+
+def _wheelhouse(requirements: Path, cache_dir: Path, progress: Progress | None) -> Path:
     digest = hashlib.sha256(requirements.read_bytes()).hexdigest()[:16]
     dest = cache_dir / digest
     stamp = dest / ".complete"
@@ -209,6 +219,50 @@ def build_algorithm(
     if image_id is None:
         raise BuildError(f"{spec.dockerfile}: build of {spec.name} produced no image {tag}")
     return BuiltImage(spec.name, tag, image_id, cached=False)
+
+
+def build_jobs(count: int, memory_bytes: int) -> int:
+    """How many images to build at once by default: one per core, at most 4, and no more than the
+    host's available memory holds at each build's memory limit; at least one."""
+    import psutil
+
+    fits = psutil.virtual_memory().available // max(1, memory_bytes)
+    return max(1, min(count, 4, os.cpu_count() or 1, fits))
+
+
+def build_all(specs: list[AlgorithmSpec], *, base: str, wheel_cache: Path, progress: Progress | None = None,
+              force: bool = False, time_limit_s: float = 3600.0, memory_bytes: int = 8 * 1024**3,
+              jobs: int | None = None) -> list[tuple[AlgorithmSpec, BuiltImage | BuildError]]:
+    """Every spec's image (`build_algorithm`) or its BuildError, in the specs' order.
+
+    Builds run side by side (`jobs` at once, by default `build_jobs`): each is mostly pip unpacking
+    wheels and the daemon writing layers, which one core does not keep busy. Images that install
+    the same requirements file are built one after the other, so that the later ones reuse the
+    first's layers (Docker's build cache) instead of installing the same wheels at the same time.
+    Wheels are downloaded one requirements file at a time. Nothing is measured while images build."""
+    groups: dict[str, list[AlgorithmSpec]] = {}
+    for spec in specs:
+        requirements = requirements_of(spec) if spec.dockerfile is not None else None
+        key = hashlib.sha256(requirements.read_bytes()).hexdigest() if requirements else f"alone:{spec.name}"
+        groups.setdefault(key, []).append(spec)
+
+    def one_group(group: list[AlgorithmSpec]) -> list[BuiltImage | BuildError]:
+        client = docker_client()
+        done: list[BuiltImage | BuildError] = []
+        for spec in group:
+            try:
+                done.append(build_algorithm(spec, base=base, wheel_cache=wheel_cache, client=client, progress=progress,
+                                            force=force, time_limit_s=time_limit_s, memory_bytes=memory_bytes))
+            except BuildError as exc:
+                done.append(exc)
+        return done
+
+    workers = max(1, jobs) if jobs else build_jobs(len(groups), memory_bytes)
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="build") as pool:
+        built = {id(spec): image for group, images in zip(groups.values(), pool.map(one_group, groups.values()),
+                                                          strict=True)
+                 for spec, image in zip(group, images, strict=True)}
+    return [(spec, built[id(spec)]) for spec in specs]
 
 
 def _same_fs(a: Path, b: Path) -> bool:

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness.build import BuildError, BuiltImage, build_algorithm, ensure_base_image
+from harness.build import BuildError, BuiltImage, build_all, ensure_base_image
 from harness.casework import RunResult, RunTask
 from harness.challenge import Challenge, challenge_of, load_challenge
 from harness.data.check import require_label_names
@@ -267,15 +267,14 @@ def make_images(specs: list[AlgorithmSpec], settings: RunSettings, say: Say) -> 
     base = settings.base or ensure_base_image(client, progress=say)
     built: dict[str, BuiltImage] = {}
     failed: dict[str, str] = {}
-    for spec in specs:
-        try:
-            image = build_algorithm(spec, base=base, wheel_cache=settings.cache_dir / "wheelhouse", client=client, progress=say,
-                                    time_limit_s=settings.challenge.limits.build_time_s,
-                                    memory_bytes=settings.challenge.limits.build_memory_bytes)
+    for spec, image in build_all(specs, base=base, wheel_cache=settings.cache_dir / "wheelhouse", progress=say,
+                                 time_limit_s=settings.challenge.limits.build_time_s,
+                                 memory_bytes=settings.challenge.limits.build_memory_bytes):
+        if isinstance(image, BuildError):
+            failed[spec.name] = str(image)
+        else:
             built[spec.name] = image
             say(f"image {image.tag} {'(cached)' if image.cached else 'built'} {image.image_id[:19]}")
-        except BuildError as exc:
-            failed[spec.name] = str(exc)
     return built, failed
 
 

@@ -62,28 +62,29 @@ def images_base() -> int:
 @click.argument("algorithms_dir", type=click.Path(path_type=Path), default="algorithms")
 @click.option("--base", default=None, help="Base image to build from (default: the local debootstrap image, made if missing).")
 @click.option("--force", is_flag=True, help="Rebuild even when an image with the same content hash exists.")
-def build(algorithms_dir: Path, base: str | None, force: bool) -> int:
+@click.option("--jobs", type=click.IntRange(min=1), default=None,
+              help="Images built at once.  [default: one per core, at most 4, as memory allows]")
+def build(algorithms_dir: Path, base: str | None, force: bool, jobs: int | None) -> int:
     """Build every algorithm's image, reusing unchanged ones (tagged by content hash).
 
     Python packages come from a wheelhouse that pip downloads on the host
     (~/.cache/harness/wheelhouse, or $HARNESS_CACHE); builds use no network.
+    Several images build at once (--jobs); `harness run` builds the same way.
     """
-    from harness.build import BuildError, build_algorithm, docker_client, ensure_base_image
+    from harness.build import BuildError, build_all, docker_client, ensure_base_image
 
     specs, errors = discover_algorithms(algorithms_dir, repo_root=algorithms_dir.resolve().parent)
     for error in errors:
         click.echo(f"harness: error: {error}", err=True)
-    client = docker_client()
-    base_image = base or ensure_base_image(client, progress=_say)
+    base_image = base or ensure_base_image(docker_client(), progress=_say)
     failed = len(errors)
-    for spec in specs:
-        try:
-            image = build_algorithm(spec, base=base_image, wheel_cache=default_cache_dir() / "wheelhouse", client=client,
-                                    progress=_say, force=force)
-            click.echo(f"{spec.name:<24} {image.tag:<48} {image.image_id[:19]} {'cached' if image.cached else 'built'}")
-        except BuildError as exc:
+    for spec, image in build_all(specs, base=base_image, wheel_cache=default_cache_dir() / "wheelhouse", progress=_say,
+                                 force=force, jobs=jobs):
+        if isinstance(image, BuildError):
             failed += 1
-            click.echo(f"harness: error: {exc}", err=True)
+            click.echo(f"harness: error: {image}", err=True)
+        else:
+            click.echo(f"{spec.name:<24} {image.tag:<48} {image.image_id[:19]} {'cached' if image.cached else 'built'}")
     return ExitStatus.PARTIAL if failed else ExitStatus.OK
 
 

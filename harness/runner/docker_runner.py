@@ -293,12 +293,13 @@ class DockerRunner:
                 pid = int(container.attrs["State"].get("Pid") or 0)
                 if pid > 0:  # 0: it has already exited; nothing left to sample
                     monitor.attach(pid, started_at=start)
+            result: dict[str, Any] | None = None
             while True:  # one blocking wait on the daemon, not a poll: the run's CPU is left alone
                 now = time.monotonic()
                 step = res.time_limit_s - (now - start)
                 if volume is None:  # the fallback: a host folder, watched every OUTPUT_POLL_S
                     step = min(step, OUTPUT_POLL_S)
-                if step > 0 and _wait_for_exit(container, step):
+                if step > 0 and (result := _wait_for_exit(container, step)) is not None:
                     break
                 now = time.monotonic()
                 if now - start > res.time_limit_s:
@@ -319,7 +320,8 @@ class DockerRunner:
                         break
             if monitor is not None:
                 monitor.stop()
-            result = container.wait(timeout=30)
+            if result is None:  # killed, or it exited at the limit: the daemon's exit status
+                result = container.wait(timeout=30)
             container.reload()
             state = container.attrs["State"]
             exit_code = int(result.get("StatusCode", state.get("ExitCode", -1)))
@@ -407,21 +409,21 @@ def _output_full(volume: Lease, res) -> tuple[str, int]:  # type: ignore[no-unty
     return "", held
 
 
-def _wait_for_exit(container, seconds: float) -> bool:  # type: ignore[no-untyped-def]
-    """Whether `container` exited within `seconds` (one blocking request to the daemon). Only the
-    request's own read timeout means "not yet"; a daemon that cannot be reached raises."""
+def _wait_for_exit(container, seconds: float) -> dict[str, Any] | None:  # type: ignore[no-untyped-def]
+    """The daemon's answer (its `StatusCode`) once `container` has exited, or None when it has not
+    within `seconds` (one blocking request). Only the request's own read timeout means "not yet";
+    a daemon that cannot be reached raises."""
     import requests
     import urllib3
 
     try:
-        container.wait(timeout=max(0.05, seconds))
+        return dict(container.wait(timeout=max(0.05, seconds)))
     except requests.exceptions.ReadTimeout:
-        return False
+        return None
     except requests.exceptions.ConnectionError as exc:  # over the unix socket, a read timeout arrives wrapped
         if exc.args and isinstance(exc.args[0], urllib3.exceptions.ReadTimeoutError):
-            return False
+            return None
         raise
-    return True
 
 
 def _docker_times(state: dict[str, object]) -> tuple[float | None, float | None]:

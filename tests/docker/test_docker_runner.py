@@ -145,13 +145,15 @@ def test_the_blocking_wait_tells_a_running_container_from_a_gone_daemon(base_ima
     from harness.runner.docker_runner import _wait_for_exit
 
     client = docker_client()
-    container = client.containers.create(base_image, entrypoint=["sleep", "1.5"], network_mode="none")
+    container = client.containers.create(base_image, entrypoint=["sh", "-c", "sleep 1.5; exit 3"],
+                                        network_mode="none")
     try:
         container.start()
         start = time.monotonic()
-        assert _wait_for_exit(container, 0.3) is False  # still running: the read timed out
+        assert _wait_for_exit(container, 0.3) is None  # still running: the read timed out
         assert 0.25 < time.monotonic() - start < 1.4
-        assert _wait_for_exit(container, 10) is True  # returns when it exits, not at the 10 s
+        done = _wait_for_exit(container, 10)  # returns when it exits, not at the 10 s, with its exit status
+        assert done is not None and done["StatusCode"] == 3
         assert time.monotonic() - start < 5
     finally:
         container.remove(force=True)
