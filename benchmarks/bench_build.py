@@ -24,25 +24,26 @@ REPO = Path(__file__).resolve().parents[1]
 HARNESS = [sys.executable, "-m", "harness"]
 
 
-def _remove_images() -> int:
-    names = [p.parent.name for p in sorted((REPO / "algorithms").glob("*/algorithm.toml"))]
+NAMES = [p.parent.name for p in sorted((REPO / "algorithms").glob("*/algorithm.toml"))]
+
+
+def _remove_images() -> None:
     listed = subprocess.run(["docker", "images", "--format", "{{.Repository}}:{{.Tag}}"], capture_output=True,
                             text=True, check=True).stdout.split()
-    tags = [t for t in listed if any(t.startswith(f"harness-{n}:") for n in names)]
+    tags = [t for t in listed if any(t.startswith(f"harness-{n}:") for n in NAMES)]
     if tags:
         subprocess.run(["docker", "rmi", "--force", *tags], capture_output=True, check=True)
-    return len(tags)
 
 
 def _build(jobs: int | None) -> float:
-    removed = _remove_images()
+    _remove_images()
     command = [*HARNESS, "build", "algorithms"] + ([f"--jobs={jobs}"] if jobs else [])
     start = time.perf_counter()
     done = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
     wall = time.perf_counter() - start
     built = done.stdout.count(" built")
-    if done.returncode != 0 or built != removed:
-        sys.exit(f"{' '.join(command)} failed (exit {done.returncode}, {built} built of {removed}):\n{done.stderr[-2000:]}")
+    if done.returncode != 0 or built != len(NAMES):
+        sys.exit(f"{' '.join(command)} failed (exit {done.returncode}, {built} built of {len(NAMES)}):\n{done.stderr[-2000:]}")
     print(f"  jobs={jobs or 'default'}: {built} images in {wall:.1f} s", flush=True)
     return wall
 

@@ -15,6 +15,7 @@ public Python image (`--base python:3.11-slim-bookworm`).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import shutil
@@ -228,6 +229,21 @@ def build_jobs(count: int, memory_bytes: int) -> int:
 
     fits = psutil.virtual_memory().available // max(1, memory_bytes)
     return max(1, min(count, 4, os.cpu_count() or 1, fits))
+
+
+def fetch_wheels(specs: list[AlgorithmSpec], wheel_cache: Path, *, progress: Progress | None = None) -> threading.Thread:
+    """Start downloading every spec's wheels in the background (while the base image is made, say);
+    the builds take them from the cache, or download again and report what failed."""
+    def fetch() -> None:
+        for spec in specs:
+            requirements = requirements_of(spec) if spec.dockerfile is not None else None
+            if requirements is not None:
+                with contextlib.suppress(BuildError, OSError):
+                    ensure_wheelhouse(requirements, wheel_cache, progress=progress)
+
+    thread = threading.Thread(target=fetch, name="fetch-wheels", daemon=True)
+    thread.start()
+    return thread
 
 
 def build_all(specs: list[AlgorithmSpec], *, base: str, wheel_cache: Path, progress: Progress | None = None,

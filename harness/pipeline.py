@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness.build import BuildError, BuiltImage, build_all, ensure_base_image
+from harness.build import BuildError, BuiltImage, build_all, ensure_base_image, fetch_wheels
 from harness.casework import RunResult, RunTask
 from harness.challenge import Challenge, challenge_of, load_challenge
 from harness.data.check import require_label_names
@@ -264,6 +264,7 @@ def make_images(specs: list[AlgorithmSpec], settings: RunSettings, say: Say) -> 
     from harness.build import docker_client
 
     client = docker_client()
+    fetch_wheels(specs, settings.cache_dir / "wheelhouse", progress=say)  # while the base image is made
     base = settings.base or ensure_base_image(client, progress=say)
     built: dict[str, BuiltImage] = {}
     failed: dict[str, str] = {}

@@ -71,4 +71,26 @@ def test_one_job_builds_one_at_a_time(tmp_path: Path, recorded) -> None:
     specs = _specs(tmp_path)
     build.build_all(specs, base="base", wheel_cache=tmp_path / "wheels", jobs=1)
     names = sorted(recorded, key=lambda name: recorded[name][0])
-    assert all(recorded[first][1] <= recorded[second][0] for first, second in zip(names, names[1:]))
+    assert all(recorded[first][1] <= recorded[second][0] for first, second in zip(names, names[1:], strict=False))
+
+
+def test_wheels_are_fetched_in_the_background_and_one_failure_stops_no_other(tmp_path: Path,
+                                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    specs = _specs(tmp_path)
+    fetched: list[tuple[str, str]] = []
+    release = threading.Event()
+
+    def fake(requirements: Path, cache_dir: Path, *, progress=None) -> Path:  # type: ignore[no-untyped-def]
+        release.wait(5)
+        fetched.append((requirements.parent.name, threading.current_thread().name))
+        if requirements.parent.name == "a":
+            raise build.BuildError("pip download failed")
+        return cache_dir
+
+    monkeypatch.setattr(build, "ensure_wheelhouse", fake)
+    thread = build.fetch_wheels(specs, tmp_path / "wheels")
+    assert fetched == []  # returned at once: the downloads go on beside the caller
+    release.set()
+    thread.join(5)
+    assert [name for name, _ in fetched] == ["a", "b", "c", "broken"]  # d has no requirements
+    assert {where for _, where in fetched} == {"fetch-wheels"}

@@ -71,11 +71,12 @@ def build(algorithms_dir: Path, base: str | None, force: bool, jobs: int | None)
     (~/.cache/harness/wheelhouse, or $HARNESS_CACHE); builds use no network.
     Several images build at once (--jobs); `harness run` builds the same way.
     """
-    from harness.build import BuildError, build_all, docker_client, ensure_base_image
+    from harness.build import BuildError, build_all, docker_client, ensure_base_image, fetch_wheels
 
     specs, errors = discover_algorithms(algorithms_dir, repo_root=algorithms_dir.resolve().parent)
     for error in errors:
         click.echo(f"harness: error: {error}", err=True)
+    fetch_wheels(specs, default_cache_dir() / "wheelhouse", progress=_say)  # while the base image is made
     base_image = base or ensure_base_image(docker_client(), progress=_say)
     failed = len(errors)
     for spec, image in build_all(specs, base=base_image, wheel_cache=default_cache_dir() / "wheelhouse", progress=_say,
