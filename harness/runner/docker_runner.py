@@ -28,6 +28,7 @@ import os
 import shutil
 import socket
 import tarfile
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -285,6 +286,7 @@ class DockerRunner:
         status: RunStatus | None = None
         message = ""
         held = 0
+        closing: _LogsThenRemove | None = None
         try:
             container.start()
             start = time.monotonic()
@@ -337,6 +339,7 @@ class DockerRunner:
                     status, message = RunStatus.CRASHED, f"exited with code {exit_code}"
                 else:
                     status = RunStatus.OK
+            closing = _LogsThenRemove(container)  # another container than the copy-out's: the daemon does both at once
             if volume is not None:
                 copied = None
                 if status is RunStatus.OK:
@@ -366,14 +369,17 @@ class DockerRunner:
                         details["first_output_s"] = max(0.0, copied.first - started)
             else:
                 details["output_limit"] = "polled" + (f" ({fallback})" if fallback else "")
-            logs = container.logs(stdout=True, stderr=True, tail=2000)
+            logs = closing.result()
             return RunOutcome(status, exit_code, elapsed, time.monotonic() - wall0, started_at, time.time(),
                               log_tail=tail_text(logs, self.log_limit_bytes), message=message, details=details)
         except docker.errors.APIError as exc:
             return RunOutcome(RunStatus.RUNNER_ERROR, None, 0.0, time.monotonic() - wall0, started_at, time.time(),
                               message=f"docker failed during the run: {' '.join(str(exc).split())[:300]}")
         finally:
-            remove(container)
+            if closing is None:
+                remove(container)
+            else:
+                closing.result()
             self._give_back(volume, held, keep_free=2 * res.memory_bytes)
 
     def _lease(self, request: RunRequest) -> Lease | str:
@@ -391,6 +397,32 @@ class DockerRunner:
     def close(self) -> None:
         """Retire this runner's output holder, if one is kept."""
         self.volumes.close()
+
+
+class _LogsThenRemove:
+    """An exited run's log tail read and its container removed in a thread, beside the copy-out of
+    its /output from the holder. `result()` waits and gives the log (what could be read of it: a
+    log the daemon fails to give is empty, not a lost run)."""
+
+    def __init__(self, container: Any) -> None:
+        self.container = container
+        self.logs = b""
+        self.thread = threading.Thread(target=self._run, name="logs-then-remove", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        import docker
+
+        try:
+            self.logs = bytes(self.container.logs(stdout=True, stderr=True, tail=2000))
+        except docker.errors.APIError:
+            pass
+        finally:
+            remove(self.container)
+
+    def result(self) -> bytes:
+        self.thread.join()
+        return self.logs
 
 
 def _output_full(volume: Lease, res) -> tuple[str, int]:  # type: ignore[no-untyped-def]

@@ -159,7 +159,9 @@ def test_manifest_is_a_valid_annotator() -> None:
     assert spec.local_command == ("{python}", "annotate.py", "{input}", "{output}")
     assert spec.resources.memory_bytes == 4 * 1024**3 and spec.resources.time_limit_s == 900 and spec.resources.pids == 64
     entrypoint = 'ENTRYPOINT ["/opt/venv/bin/python", "/opt/algorithm/annotate.py", "/input", "/output"]'
-    assert spec.dockerfile.read_text().rstrip().endswith(entrypoint)
+    lines = spec.dockerfile.read_text().splitlines()
+    assert [line for line in lines if line.startswith("ENTRYPOINT")] == [entrypoint]
+    assert lines[-1] == "USER 10001:10001"  # the image runs as the unprivileged user
 
 
 def test_the_annotators_organs_are_its_profiles() -> None:
