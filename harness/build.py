@@ -231,12 +231,17 @@ def build_jobs(count: int, memory_bytes: int) -> int:
     return max(1, min(count, 4, os.cpu_count() or 1, fits))
 
 
+def _built_from(spec: AlgorithmSpec) -> Path | None:
+    """The requirements file of an algorithm that is built (not a prebuilt image), if it has one."""
+    return requirements_of(spec) if spec.dockerfile is not None else None
+
+
 def fetch_wheels(specs: list[AlgorithmSpec], wheel_cache: Path, *, progress: Progress | None = None) -> threading.Thread:
     """Start downloading every spec's wheels in the background (while the base image is made, say);
     the builds take them from the cache, or download again and report what failed."""
     def fetch() -> None:
         for spec in specs:
-            requirements = requirements_of(spec) if spec.dockerfile is not None else None
+            requirements = _built_from(spec)
             if requirements is not None:
                 with contextlib.suppress(BuildError, OSError):
                     ensure_wheelhouse(requirements, wheel_cache, progress=progress)
@@ -258,7 +263,7 @@ def build_all(specs: list[AlgorithmSpec], *, base: str, wheel_cache: Path, progr
     Wheels are downloaded one requirements file at a time. Nothing is measured while images build."""
     groups: dict[str, list[AlgorithmSpec]] = {}
     for spec in specs:
-        requirements = requirements_of(spec) if spec.dockerfile is not None else None
+        requirements = _built_from(spec)
         key = hashlib.sha256(requirements.read_bytes()).hexdigest() if requirements else f"alone:{spec.name}"
         groups.setdefault(key, []).append(spec)
 
