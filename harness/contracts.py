@@ -144,13 +144,17 @@ def _text(table: dict[str, Any], key: str, default: str, where: str, manifest: P
 
 def _beside(manifest: Path, value: Any, key: str, *, folder: bool) -> Path:
     """A file or folder given relative to the manifest, which must stay inside the manifest's folder."""
+    from harness.intake import confined
+
     if not isinstance(value, str) or not value.strip():
         raise SpecError(f"{manifest}: key '{key}' = {value!r}; give a path relative to the manifest")
-    path = (manifest.parent / value).resolve()
-    if not path.is_relative_to(manifest.parent.resolve()):
-        raise SpecError(f"{manifest}: key '{key}' = {value!r} leaves the algorithm's folder; keep it beside the manifest")
+    path = confined(manifest.parent, value, key=key, where=manifest)  # no '..' out, no link on the way
     if folder and not path.is_dir():
         raise SpecError(f"{manifest}: key '{key}' = {value!r} is not a folder; give the folder beside the manifest")
+    if folder:
+        from harness.intake import context_files
+
+        context_files(path)  # mounted into the container: regular files only, no link of any kind
     if not folder and not path.is_file():
         raise SpecError(f"{manifest}: key '{key}' = {value!r} does not exist; give the file beside the manifest")
     return path
@@ -203,12 +207,9 @@ def _mlcube(table: dict[str, Any], manifest: Path) -> MLCubeOptions:
     parameters = _beside(manifest, table["parameters"], "mlcube.parameters", folder=False) if "parameters" in table else None
     extra = (_beside(manifest, table["additional_files"], "mlcube.additional_files", folder=True)
              if "additional_files" in table else None)
-    import yaml
+    from harness.intake import load_yaml
 
-    try:
-        parsed = yaml.safe_load(config.read_text(encoding="utf-8"))
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        raise SpecError(f"{config}: not valid YAML ({' '.join(str(exc).split())[:200]}); fix the syntax") from None
+    parsed = load_yaml(config)  # bounded: size, tokens, depth; no anchors or aliases
     task = ((parsed or {}).get("tasks") or {}).get("infer") if isinstance(parsed, dict) else None
     if not isinstance(task, dict):
         raise SpecError(f"{config}: no `tasks: infer:`; a model container declares the infer task")
@@ -311,9 +312,16 @@ def _legacy_mlcube(task: dict[str, Any], config: Path, manifest: Path, parameter
             mounts.append(Mount(parameters.parent, target))
             args.append(f"--{name}={target}/{parameters.name}")
         else:  # weights and other workspace inputs, read-only from the workspace beside the config
-            host = (workspace / default).resolve()
-            if not host.is_relative_to(manifest.parent.resolve()) or not host.exists():
+            from harness.intake import SubmissionError, confined, context_files
+
+            try:
+                host = confined(workspace, default, key=f"tasks.infer.parameters.inputs.{name}", where=config)
+            except SubmissionError:
+                raise SpecError(f"{config}: input {name!r} = {default!r} is not in the workspace {workspace}; put it "
+                                "there") from None
+            if not host.is_relative_to(manifest.parent) or not host.exists():
                 raise SpecError(f"{config}: input {name!r} = {default!r} is not in the workspace {workspace}; put it there")
+            context_files(host if host.is_dir() else host.parent)  # mounted: regular files only, no link of any kind
             if kind == "file":
                 mounts.append(Mount(host.parent, target))
                 args.append(f"--{name}={target}/{host.name}")

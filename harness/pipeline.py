@@ -27,13 +27,13 @@ from harness.data.dataset import CaseDigest, dataset_id, digest_cases, discover
 from harness.errors import DataError, SpecError
 from harness.executor import Executor, LocalExecutor
 from harness.host import host_info
+from harness.intake import SubmissionError, folder_digest
 from harness.layout import ResultsLayout, default_cache_dir  # noqa: F401 - re-exported for the CLI
 from harness.models import Case, CaseStatus, Kind, OrganScore, Profile, RunnerKind, RunStatus
 from harness.monitor import MonitorSettings
 from harness.scoring import SCORING_VERSION, CaseResult, Side
 from harness.spec import AlgorithmSpec, discover_algorithms, load_manifest
 from harness.store import FolderIdentity, Provenance, RunRecord, Store, StoredRun, StoreError
-from harness.submission import SubmissionError, context_files
 
 Say = Callable[[str], None]
 
@@ -179,12 +179,7 @@ def load_data(data_dir: Path, *, limit: int | None = None) -> DataSet:
 def local_digest(spec: AlgorithmSpec) -> str:
     """The local runner's stand-in for an image digest: the algorithm folder's checked files
     (raises SubmissionError for a link or special file, as a build would)."""
-    import hashlib
-
-    hasher = hashlib.sha256()
-    for item in context_files(spec.directory):
-        hasher.update(item.relative.encode() + b"\0" + item.path.read_bytes())
-    return "local:" + hasher.hexdigest()
+    return "local:" + folder_digest(spec.directory)
 
 
 def local_digests(specs: list[AlgorithmSpec]) -> tuple[dict[str, str], dict[str, str]]:

@@ -44,6 +44,7 @@ from typing import Any
 
 from harness.contracts import CONTRACT_NAMES, ContractOptions, option_files, parse_options
 from harness.errors import SpecError
+from harness.intake import MANIFEST_BYTES, PARAMETERS_BYTES, confined, read_file, sha256_file
 from harness.models import GpuMode, Kind, Profile
 from harness.profiles import BUILTIN_PROFILES, load_profile
 
@@ -112,10 +113,7 @@ def parse_size(value: Any, *, where: str) -> int:
 
 def load_manifest(path: Path, *, repo_root: Path) -> AlgorithmSpec:
     """Read and validate one `algorithm.toml`."""
-    try:
-        raw_bytes = path.read_bytes()
-    except OSError as exc:
-        raise SpecError(f"{path}: cannot read the manifest ({exc.strerror}); check the path") from None
+    raw_bytes = read_file(path, what="a manifest", max_bytes=MANIFEST_BYTES, fix="a manifest is a small TOML file")
     try:
         raw = tomllib.loads(raw_bytes.decode("utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
@@ -167,7 +165,7 @@ def load_manifest(path: Path, *, repo_root: Path) -> AlgorithmSpec:
             raise SpecError(f"{path}: key 'image' = {image!r}; pin it by digest: \"name:tag@sha256:<64 hex digits>\" "
                             "(`docker images --digests` or `docker inspect --format '{{{{.Id}}}}'`)")
     else:
-        archive = (path.parent / text("archive")).resolve()  # beside the manifest, wherever that is
+        archive = confined(path.parent, text("archive"), key="archive", where=path)  # inside the algorithm's folder
     declared = text("profile")
     if declared not in BUILTIN_PROFILES and not (path.parent / declared).resolve().is_relative_to(root):
         raise SpecError(f"{path}: key 'profile' leaves the repository {root}; use a built-in profile "
@@ -187,7 +185,7 @@ def load_manifest(path: Path, *, repo_root: Path) -> AlgorithmSpec:
         raise SpecError(f"{path}: key 'map_labels' for an annotator; an annotator writes the challenge's labels")
     identity = hashlib.sha256(raw_bytes)
     for extra in option_files(options):  # what the contract reads runs as part of the manifest
-        identity.update(extra.read_bytes())
+        identity.update(sha256_file(extra, what="a contract's file", max_bytes=PARAMETERS_BYTES).encode())
     return AlgorithmSpec(
         name=name,
         version=text("version"),

@@ -80,10 +80,10 @@ def test_wheels_are_fetched_in_the_background_and_one_failure_stops_no_other(tmp
     fetched: list[tuple[str, str]] = []
     release = threading.Event()
 
-    def fake(requirements: Path, cache_dir: Path, *, progress=None) -> Path:  # type: ignore[no-untyped-def]
+    def fake(requirements, cache_dir: Path, *, progress=None) -> Path:  # type: ignore[no-untyped-def]
         release.wait(5)
-        fetched.append((requirements.parent.name, threading.current_thread().name))
-        if requirements.parent.name == "a":
+        fetched.append((requirements.source.parent.name, threading.current_thread().name))
+        if requirements.source.parent.name == "a":
             raise build.BuildError("pip download failed")
         return cache_dir
 

@@ -1,0 +1,782 @@
+"""Intake: the one door in. Everything a submission sends is read here, and only here, with our
+own bounded parsers, before any host tool (pip, the daemon's Dockerfile parser, `docker load`,
+PyYAML) sees a byte of it; each tool then gets a normalised, checked copy.
+
+- **Files** (`read_file`, `confined`, `context_files`): a path a manifest names must stay inside
+  the submission's own folder, lexically and without following any link on the way; only regular
+  files with one link (no symbolic or hard link, device, FIFO or socket), without holes (a sparse
+  file reads as far more than it holds), within the challenge's size caps, checked before a byte
+  is read and read through the descriptor that was checked.
+- **requirements.txt** (`check_requirements`): read in pip's own grammar (its encoding rules, line
+  joining, comments, `${VAR}` expansion and the split between a requirement and its options), so
+  that what we check is what pip would read; only package requirements (name, extras, version
+  specifiers, markers, `--hash`) pass, and pip gets the normalised lines, never the file.
+- **Dockerfile** (`check_dockerfile`): read in the Docker parser's grammar (parser directives, the
+  escape character, line continuation, comment lines inside continuations); FROM only the harness's
+  base, nothing fetched (`ADD` of anything but a plain path, `COPY --from` an image, `ONBUILD`), no
+  variable in a source; the daemon gets the bytes that were checked.
+- **YAML** (`load_yaml`): size-capped, scanned token by token first (no anchor, alias or tag, a
+  depth and token budget), only then handed to PyYAML's safe loader.
+- **Image archives** (`inspect_archive`, `normalised_archive`): `docker save` tars read header by
+  header: exactly one image, bounded entry count and uncompressed size, no path that leaves the
+  archive, no compressed layer; `docker load` gets a copy with every tag removed, so nothing a
+  submitter loads can take another image's name.
+
+Every problem is a `SubmissionError` (a `SpecError`): one line naming the file, the line or key at
+fault and the fix, never quoting content; that algorithm fails and the others go on.
+"""
+
+from __future__ import annotations
+
+import codecs
+import errno
+import hashlib
+import io
+import json
+import os
+import re
+import stat
+import tarfile
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from harness.errors import SpecError
+
+IGNORED_DIRS = frozenset({"__pycache__"})
+IGNORED_SUFFIXES = (".pyc",)
+MANIFEST_BYTES = 1024**2
+REQUIREMENTS_BYTES = 1024**2
+DOCKERFILE_BYTES = 256 * 1024
+YAML_BYTES = 1024**2
+PARAMETERS_BYTES = 64 * 1024**2
+YAML_TOKENS = 200_000
+YAML_DEPTH = 64
+ARCHIVE_ENTRIES = 100_000
+ARCHIVE_MANIFEST_BYTES = 1024**2
+ARCHIVE_CONFIG_BYTES = 8 * 1024**2
+
+
+class SubmissionError(SpecError):
+    """A submission's input breaks the challenge's rules."""
+
+
+def shown(path: Path | str) -> str:
+    """A path as it is safe to print: control characters and undecodable bytes escaped."""
+    return "".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in str(path).encode("utf-8", "surrogateescape")
+                   .decode("utf-8", "backslashreplace"))
+
+
+_shown = shown  # the older name
+
+
+# --- files -------------------------------------------------------------------------------------
+
+
+def confined(root: Path, value: str | Path, *, key: str, where: Path) -> Path:
+    """`value` (relative to `root`) as an absolute path inside `root`, decided lexically (no `..`
+    that leaves it, no absolute path) and with no symbolic link on the way; nothing is read."""
+    text = str(value)
+    if not text.strip() or "\0" in text:
+        raise SubmissionError(f"{where}: key '{key}' = {shown(text)!r}; give a path relative to {shown(root)}")
+    joined = os.path.normpath(os.path.join(os.path.abspath(root), text))
+    base = os.path.abspath(root)
+    if os.path.isabs(text) or os.path.commonpath([joined, base]) != base:
+        raise SubmissionError(f"{where}: key '{key}' = {shown(text)!r} leaves the algorithm's folder {shown(base)}; "
+                              "keep the file inside it")
+    current = Path(base)
+    for part in Path(joined).relative_to(base).parts:
+        current = current / part
+        try:
+            if stat.S_ISLNK(os.lstat(current).st_mode):
+                raise SubmissionError(f"{where}: key '{key}' = {shown(text)!r} passes through the symbolic link "
+                                      f"{shown(current)}; put the file itself inside the algorithm's folder")
+        except FileNotFoundError:
+            break
+    return Path(joined)
+
+
+def _open_regular(path: Path, *, what: str, max_bytes: int, fix: str) -> tuple[int, os.stat_result]:
+    """An open descriptor of `path` and its stat, refusing a link, a special file, a hard link, a
+    file with holes and one over `max_bytes`; the final component is opened without following a
+    link and without blocking (a FIFO never blocks the harness)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC | getattr(os, "O_NOCTTY", 0))
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise SubmissionError(f"{shown(path)}: a symbolic link in {what}; replace it by the file itself (links could "
+                                  "bring in files from outside the algorithm folder)") from None
+        raise SubmissionError(f"{shown(path)}: cannot open {what} ({exc.strerror}); {fix}") from None
+    try:
+        info = os.fstat(fd)
+        _check_regular(path, info, what=what, max_bytes=max_bytes, fix=fix, fd=fd)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd, info
+
+
+def _check_regular(path: Path, info: os.stat_result, *, what: str, max_bytes: int, fix: str, fd: int | None) -> None:
+    if stat.S_ISLNK(info.st_mode):
+        raise SubmissionError(f"{shown(path)}: a symbolic link in {what}; replace it by the file itself (links could "
+                              "bring in files from outside the algorithm folder)")
+    if not stat.S_ISREG(info.st_mode):
+        raise SubmissionError(f"{shown(path)}: not a regular file (a device, FIFO or socket, or a folder) in {what}; {fix}")
+    if info.st_nlink > 1:
+        raise SubmissionError(f"{shown(path)}: a hard link ({info.st_nlink} names for one file) in {what}; copy the file "
+                              "(`cp --no-preserve=links`): a hard link can bring in a file from outside the folder")
+    if info.st_size > max_bytes:
+        raise SubmissionError(f"{shown(path)}: {info.st_size} bytes, over the cap of {max_bytes} for {what}; {fix}")
+    if fd is not None and info.st_size > 0 and _has_hole(fd, info.st_size):
+        raise SubmissionError(f"{shown(path)}: a sparse file (holes that read as zeros) in {what}; write it out in full "
+                              "(`cp --sparse=never`)")
+
+
+def _has_hole(fd: int, size: int) -> bool:
+    """Whether the file has a hole before its end (SEEK_HOLE; a file system without it says no)."""
+    try:
+        return os.lseek(fd, 0, os.SEEK_HOLE) < size
+    except (OSError, AttributeError):
+        return False
+    finally:
+        os.lseek(fd, 0, os.SEEK_SET)
+
+
+def read_file(path: Path, *, what: str, max_bytes: int, fix: str = "check the file") -> bytes:
+    """The bytes of one submission file, checked (`_open_regular`) and read through the checked
+    descriptor, never more than `max_bytes`."""
+    fd, info = _open_regular(Path(path), what=what, max_bytes=max_bytes, fix=fix)
+    with os.fdopen(fd, "rb") as handle:
+        data = handle.read(max_bytes + 1)
+    if len(data) > max_bytes:
+        raise SubmissionError(f"{shown(path)}: grew past the cap of {max_bytes} bytes for {what} while read; {fix}")
+    return data
+
+
+def open_file(path: Path, *, what: str, max_bytes: int, fix: str = "check the file") -> io.BufferedReader:
+    """A checked submission file opened for reading (the caller reads it in chunks)."""
+    fd, _ = _open_regular(Path(path), what=what, max_bytes=max_bytes, fix=fix)
+    return os.fdopen(fd, "rb")
+
+
+def sha256_file(path: Path, *, what: str, max_bytes: int) -> str:
+    """The SHA-256 of a checked submission file, read in chunks."""
+    digest = hashlib.sha256()
+    with open_file(path, what=what, max_bytes=max_bytes) as handle:
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+@dataclass(frozen=True)
+class ContextFile:
+    relative: str  # POSIX path inside the algorithm folder
+    path: Path
+    size: int
+    inode: tuple[int, int] = (0, 0)  # (st_dev, st_ino) when walked: a file swapped afterwards is refused
+
+
+def context_files(folder: Path, *, max_files: int = 10_000, max_bytes: int = 4 * 1024**3) -> list[ContextFile]:
+    """The regular files of a submission folder (a build context, a model folder), walked without
+    following any link; raises SubmissionError for a link, a hard link, a special file, a sparse
+    file, or a folder beyond the bounds."""
+    root = Path(folder)
+    info = os.lstat(root)
+    if stat.S_ISLNK(info.st_mode) or not stat.S_ISDIR(info.st_mode):
+        raise SubmissionError(f"{shown(root)}: the algorithm folder must be a real folder, not a link; copy it in place")
+    found: list[ContextFile] = []
+    total = 0
+    for current, dirs, files in os.walk(root, followlinks=False):
+        here = Path(current)
+        keep = []
+        for name in sorted(dirs):
+            entry = here / name
+            if stat.S_ISLNK(os.lstat(entry).st_mode):
+                raise SubmissionError(f"{shown(entry)}: a symbolic link in the build context; replace it by the files "
+                                      "themselves (links could bring in files from outside the algorithm folder)")
+            if name not in IGNORED_DIRS:
+                keep.append(name)
+        dirs[:] = keep
+        for name in sorted(files):
+            entry = here / name
+            entry_info = os.lstat(entry)
+            if name.endswith(IGNORED_SUFFIXES) and stat.S_ISREG(entry_info.st_mode) and entry_info.st_nlink == 1:
+                continue
+            _check_regular(entry, entry_info, what="the build context", max_bytes=max_bytes,
+                           fix="remove it from the algorithm folder", fd=None)
+            if entry_info.st_blocks * 512 < entry_info.st_size:  # holes are possible: ask the file itself
+                fd, _ = _open_regular(entry, what="the build context", max_bytes=max_bytes,
+                                      fix="remove it from the algorithm folder")
+                os.close(fd)
+            total += entry_info.st_size
+            found.append(ContextFile(entry.relative_to(root).as_posix(), entry, entry_info.st_size,
+                                     (entry_info.st_dev, entry_info.st_ino)))
+            if len(found) > max_files or total > max_bytes:
+                raise SubmissionError(f"{shown(root)}: more than {max_files} files or {max_bytes} bytes in the algorithm "
+                                      "folder; ship large models as one file, or raise the challenge's build limits")
+    return sorted(found, key=lambda f: f.relative)
+
+
+def folder_digest(folder: Path) -> str:
+    """SHA-256 over a submission folder's checked files (names and bytes, read in chunks)."""
+    hasher = hashlib.sha256()
+    for item in context_files(folder):
+        hasher.update(item.relative.encode() + b"\0")
+        with open_context_file(item) as handle:
+            while chunk := handle.read(1 << 20):
+                hasher.update(chunk)
+    return hasher.hexdigest()
+
+
+def open_context_file(item: ContextFile) -> io.BufferedReader:
+    """A walked file opened again for copying or hashing: still the same regular file, unlinked to
+    anything else (a file swapped for a link or another file since the walk is refused)."""
+    handle = open_file(item.path, what="the build context", max_bytes=max(item.size, 0),
+                       fix="do not change the algorithm folder while it is being built")
+    info = os.fstat(handle.fileno())
+    if item.inode != (0, 0) and (info.st_dev, info.st_ino) != item.inode:
+        handle.close()
+        raise SubmissionError(f"{shown(item.path)}: changed while the build context was read; do not change the "
+                              "algorithm folder while it is being built")
+    return handle
+
+
+# --- requirements.txt, in pip's grammar ----------------------------------------------------------
+
+# PEP 508, the parts a requirements line may use here: no URL (`name @ url`), no path.
+_NAME = r"[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?"
+_EXTRAS = rf"(?:\[\s*{_NAME}(?:\s*,\s*{_NAME})*\s*\])?"
+_VERSION = r"(?:===|==|~=|!=|<=|>=|<|>)\s*[A-Za-z0-9.*+!_]+(?:-[A-Za-z0-9.*+!_]+)*"
+_SPEC = rf"(?:\(?\s*{_VERSION}(?:\s*,\s*{_VERSION})*\s*\)?)?"
+_MARKER_VARS = ("python_version|python_full_version|os_name|sys_platform|platform_release|platform_system|"
+                "platform_version|platform_machine|platform_python_implementation|implementation_name|"
+                "implementation_version|extra")
+_QUOTED = r"[A-Za-z0-9._*+!<>=~ ]*"  # no '-' at a word's start can hide in a marker's string
+_MARKER_TOKEN = rf"""(?:and|or|not\s+in|not|in|\(|\)|===|==|!=|<=|>=|~=|<|>|'{_QUOTED}'|"{_QUOTED}"|{_MARKER_VARS})"""
+_MARKER = rf"(?:\s*;(?:\s*{_MARKER_TOKEN})+)?"
+REQUIREMENT = re.compile(rf"{_NAME}\s*{_EXTRAS}\s*{_SPEC}{_MARKER}\s*")
+_HASH_OPTION = re.compile(r"--hash[=:](sha256|sha384|sha512):([0-9a-f]{64,128})")
+_PIP_COMMENT = re.compile(r"(^|\s+)#.*$")  # pip: a comment starts a line, or follows whitespace
+_PEP263 = re.compile(rb"coding[:=]\s*([-\w.]+)")
+_ASCII_CODECS = {"utf-8", "ascii", "latin-1", "iso8859-1", "cp1252"}  # decode ASCII as ASCII
+_ARCHIVE_NAME = re.compile(r"\.(?:whl|zip|tar|tgz|tbz|txz|tlz|tar\.gz|tar\.bz2|tar\.xz|tar\.lz|tar\.lzma)$", re.I)
+
+
+@dataclass(frozen=True)
+class Requirements:
+    """A requirements file as checked: the normalised lines pip gets instead of the file."""
+
+    source: Path
+    lines: tuple[str, ...]
+
+    @property
+    def text(self) -> str:
+        return "".join(f"{line}\n" for line in self.lines)
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.text.encode("ascii")).hexdigest()
+
+
+def _pip_text(path: Path, raw: bytes) -> str:
+    """The file's text exactly as pip decodes it, accepted only where that is plain ASCII: a byte-
+    order mark, a PEP 263 declaration of a codec that reads ASCII differently (utf-7, utf-16), a
+    byte over 127 or a control character is refused."""
+    for index, line in enumerate(raw.split(b"\n")[:2]):
+        if line[:1] == b"#":
+            declared = _PEP263.search(line)
+            if declared is not None:
+                try:
+                    name = codecs.lookup(declared.group(1).decode("ascii")).name
+                except LookupError:
+                    name = "?"
+                if name not in _ASCII_CODECS:
+                    raise SubmissionError(f"{shown(path)}: line {index + 1}: an encoding "
+                                          "declaration pip would obey (coding: ...); remove it and write plain ASCII")
+    for number, line in enumerate(raw.split(b"\n"), start=1):
+        if any(b > 126 or (b < 32 and b not in (9, 13)) for b in line):
+            raise SubmissionError(f"{shown(path)}: line {number}: a byte outside printable ASCII (a byte-order mark, "
+                                  "another encoding or a control character); write plain ASCII, one package per line")
+    return raw.decode("ascii")
+
+
+def _pip_lines(text: str) -> Iterator[tuple[int, str]]:
+    """(first line number, logical line) as pip's preprocessing yields them: a line ending in a
+    backslash continues unless it is a comment line; comments are removed after joining."""
+    pending: list[str] = []
+    first = 0
+    for number, line in enumerate(text.splitlines(), start=1):
+        is_comment = _PIP_COMMENT.match(line) is not None
+        if not line.endswith("\\") or is_comment:
+            if is_comment:
+                line = " " + line
+            if pending:
+                pending.append(line)
+                yield first, "".join(pending)
+                pending = []
+            else:
+                yield number, line
+        else:
+            if not pending:
+                first = number
+            pending.append(line.strip("\\"))
+    if pending:
+        yield first, "".join(pending)
+
+
+def parse_requirements(path: Path, raw: bytes) -> Requirements:
+    """Requirements from a file's bytes, read as pip reads them; raises SubmissionError naming the
+    line (never its content: the file might not be what it claims)."""
+    text = _pip_text(path, raw)
+    lines: list[str] = []
+    for number, logical in _pip_lines(text):
+        line = _PIP_COMMENT.sub("", logical).strip()
+        if not line:
+            continue
+        where = f"{shown(path)}: line {number}"
+        if "$" in line:
+            raise SubmissionError(f"{where}: a '$' (pip expands ${{VARIABLES}} from the host's environment); write the "
+                                  "requirement out")
+        if "\t" in line or "\r" in line:
+            raise SubmissionError(f"{where}: a tab or carriage return inside a requirement; separate with spaces")
+        tokens = line.split(" ")
+        split = next((i for i, token in enumerate(tokens) if token.startswith("-")), len(tokens))
+        args, options = " ".join(tokens[:split]).strip(), [t for t in tokens[split:] if t]
+        if not args:
+            raise SubmissionError(f"{where}: a pip option; only package requirements (name, extras, version specifiers, "
+                                  "--hash) are allowed: the challenge sets pip's index and options")
+        hashes = []
+        for option in options:
+            found = _HASH_OPTION.fullmatch(option)
+            if found is None:
+                raise SubmissionError(f"{where}: a pip option other than --hash=sha256:<hex> after the requirement; the "
+                                      "challenge sets pip's index and options")
+            hashes.append(f"--hash={found.group(1)}:{found.group(2)}")
+        if len(args) > 2000 or not REQUIREMENT.fullmatch(args) or "@" in args:
+            raise SubmissionError(f"{where}: not a package requirement (URLs, paths and includes are refused); write it "
+                                  "as name[extras]==version")
+        name = re.match(_NAME, args)
+        if name is not None and _ARCHIVE_NAME.search(name.group(0)):
+            raise SubmissionError(f"{where}: names a file (a wheel or an archive), not a package; write name==version")
+        lines.append(" ".join([" ".join(args.split()), *hashes]))
+    return Requirements(Path(path), tuple(lines))
+
+
+def check_requirements(path: Path) -> Requirements:
+    """A submission's requirements file, read (bounded) and checked in pip's grammar."""
+    raw = read_file(path, what="a requirements file", max_bytes=REQUIREMENTS_BYTES,
+                    fix="a requirements file lists packages, one per line")
+    return parse_requirements(path, raw)
+
+
+# --- Dockerfile, in the Docker parser's grammar -------------------------------------------------
+
+_DIRECTIVE = re.compile(r"^#[ \t]*([a-zA-Z][a-zA-Z0-9]*)[ \t]*=[ \t]*(.+?)[ \t]*$")
+_INSTRUCTION = re.compile(r"^([A-Za-z]+)(?:[ \t]+(.*))?$", re.DOTALL)
+_BASE_REFS = {"${BASE}", "$BASE"}
+_STAGE = re.compile(r"[a-z][a-z0-9._-]*")
+_PLAIN_SOURCE = re.compile(r"[A-Za-z0-9._/*?+=,@%~ -]+")  # a path in the context: no ':', '$', escape or quote
+_COPY_FLAGS = ("--chown=", "--chmod=", "--from=", "--link")
+_ADD_FLAGS = ("--chown=", "--chmod=", "--link")
+
+
+@dataclass(frozen=True)
+class Dockerfile:
+    """A Dockerfile as checked: the daemon builds from exactly these bytes."""
+
+    source: Path
+    data: bytes
+
+
+def dockerfile_instructions(path: Path, text: str) -> list[tuple[int, str, str]]:
+    """(line number, INSTRUCTION, arguments) as Docker's parser reads them: parser directives at the
+    top (`escape` sets the continuation character), comment lines skipped (also inside a
+    continuation), a line ending in the escape character (and blanks) joined to the next as it is."""
+    escape = "\\"
+    lines = text.split("\n")
+    start = 0
+    seen: set[str] = set()
+    for index, line in enumerate(lines):  # parser directives: only before anything else
+        found = _DIRECTIVE.match(line.rstrip("\r"))
+        if found is None or found.group(1).lower() not in ("escape", "syntax", "check"):
+            break
+        key, value = found.group(1).lower(), found.group(2)
+        if key in seen:
+            raise SubmissionError(f"{shown(path)}: line {index + 1}: the parser directive '{key}' twice; give it once")
+        seen.add(key)
+        if key == "escape":
+            if value not in ("\\", "`"):
+                raise SubmissionError(f"{shown(path)}: line {index + 1}: escape = {value!r}; use \\ or `")
+            escape = value
+        start = index + 1
+    out: list[tuple[int, str, str]] = []
+    pending: str | None = None
+    first = 0
+
+    def continues(line: str) -> tuple[str, bool]:
+        body = line.rstrip(" \t")
+        if body.endswith(escape):
+            return body[: -len(escape)], True
+        return line, False
+
+    for number, raw_line in enumerate(lines[start:], start=start + 1):
+        line = raw_line.rstrip("\r")
+        stripped = line.lstrip(" \t")
+        if pending is None:
+            if not stripped or stripped.startswith("#"):
+                continue
+            first = number
+            body, more = continues(stripped)
+            if more:
+                pending = body
+                continue
+            pending = body
+        else:
+            if stripped.startswith("#") or not stripped.strip(" \t"):
+                continue  # comment and empty lines inside a continuation are dropped
+            body, more = continues(line)
+            pending += body
+            if more:
+                continue
+        found = _INSTRUCTION.match(pending.strip(" \t"))
+        if found is None:
+            raise SubmissionError(f"{shown(path)}: line {first}: not an instruction; fix the Dockerfile's syntax")
+        out.append((first, found.group(1).upper(), (found.group(2) or "").strip(" \t")))
+        pending = None
+    if pending is not None:
+        found = _INSTRUCTION.match(pending.strip(" \t"))
+        if found is not None:
+            out.append((first, found.group(1).upper(), (found.group(2) or "").strip(" \t")))
+    return out
+
+
+def _words(args: str) -> tuple[list[str], list[str]]:
+    """Flags and the other words of an ADD/COPY: the exec (JSON) form as JSON, else split on blanks."""
+    words = args.split()
+    flags: list[str] = []
+    while words and words[0].startswith("--"):
+        flags.append(words.pop(0))
+    rest = " ".join(words)
+    if rest.startswith("["):
+        try:
+            parsed = json.loads(rest)
+        except ValueError:
+            parsed = None
+        if isinstance(parsed, list) and all(isinstance(w, str) for w in parsed):
+            return flags, parsed
+    return flags, words
+
+
+def parse_dockerfile(path: Path, raw: bytes) -> Dockerfile:
+    """A Dockerfile from its bytes, checked: builds from the harness's base (`FROM ${BASE}` or a
+    stage of its own) and fetches nothing."""
+    if raw.startswith(codecs.BOM_UTF8):
+        raise SubmissionError(f"{shown(path)}: starts with a byte-order mark; save it as UTF-8 without one")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise SubmissionError(f"{shown(path)}: not UTF-8 text; is it a Dockerfile?") from None
+    for number, line in enumerate(text.split("\n"), start=1):
+        if any((ord(c) < 32 and c not in "\t\r") or c in "\x7f\x85\u2028\u2029" or (c.isspace() and c not in " \t\r")
+               for c in line):
+            raise SubmissionError(f"{shown(path)}: line {number}: a control character or an unusual space (parsers "
+                                  "disagree on those); use plain spaces and tabs")
+    stages: list[str] = []
+    saw_from = False
+    for number, instruction, args in dockerfile_instructions(path, text):
+        where = f"{shown(path)}: line {number}"
+        words = args.split()
+        if instruction == "FROM":
+            saw_from = True
+            options = [w for w in words if w.startswith("--")]
+            rest = [w for w in words if not w.startswith("--")]
+            if options or not rest or len(rest) not in (1, 3) or (
+                    rest[0] not in _BASE_REFS and rest[0].lower() not in stages):
+                raise SubmissionError(f"{where}: FROM must be the harness's base image: `ARG BASE` then `FROM ${{BASE}}` "
+                                      "(or a stage built from it); the challenge supplies the base")
+            if len(rest) == 3:
+                if rest[1].upper() != "AS" or not _STAGE.fullmatch(rest[2].lower()):
+                    raise SubmissionError(f"{where}: FROM ... AS <name>: a stage name of letters, digits, '.', '_', '-'")
+                stages.append(rest[2].lower())
+            else:
+                stages.append(f"#{len(stages)}")
+        elif instruction in ("ADD", "COPY"):
+            flags, paths = _words(args)
+            allowed = _COPY_FLAGS if instruction == "COPY" else _ADD_FLAGS
+            for flag in flags:
+                if not flag.startswith(allowed) or "$" in flag:
+                    raise SubmissionError(f"{where}: {instruction} {flag.split('=')[0]} is not allowed; builds have no "
+                                          "network: put the file in the algorithm folder and COPY it")
+                if flag.startswith("--from="):
+                    source = flag.split("=", 1)[1].lower()
+                    if source not in stages and not (source.isdigit() and int(source) < len(stages)):
+                        raise SubmissionError(f"{where}: COPY --from an image that is not a stage of this Dockerfile; "
+                                              "builds use the harness's base only")
+            if len(paths) < 2 or any(not _PLAIN_SOURCE.fullmatch(p) for p in paths) or any(
+                    p.startswith("git@") for p in paths):
+                what = "ADD of a URL or a" if instruction == "ADD" else "COPY of a"
+                raise SubmissionError(f"{where}: {what} path that is not plain (a URL, a variable, an escape or a quote); "
+                                      "builds have no network: put the file in the algorithm folder and COPY it by its "
+                                      "plain path")
+        elif instruction == "ONBUILD":
+            raise SubmissionError(f"{where}: ONBUILD is not allowed; write the steps out")
+    if not saw_from:
+        raise SubmissionError(f"{shown(path)}: no FROM line; start with `ARG BASE` and `FROM ${{BASE}}`")
+    return Dockerfile(Path(path), raw)
+
+
+def check_dockerfile(path: Path) -> Dockerfile:
+    """A Dockerfile, read (bounded) and checked in the Docker parser's grammar."""
+    raw = read_file(path, what="a Dockerfile", max_bytes=DOCKERFILE_BYTES, fix="is it a Dockerfile?")
+    return parse_dockerfile(path, raw)
+
+
+# --- YAML ---------------------------------------------------------------------------------------
+
+
+def load_yaml(path: Path, *, max_bytes: int = YAML_BYTES) -> Any:
+    """A submission's YAML file (an MLCube or MedPerf configuration): bounded in size, scanned token
+    by token first (no anchor, alias or tag: an alias bomb expands far beyond its bytes; nesting at
+    most YAML_DEPTH deep: a deep one exhausts the parser's stack), then safe-loaded."""
+    import yaml
+
+    raw = read_file(path, what="a YAML file", max_bytes=max_bytes, fix="a configuration is a small text file")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise SubmissionError(f"{shown(path)}: not UTF-8 text; save it as UTF-8") from None
+    depth = tokens = 0
+    opening = (yaml.BlockMappingStartToken, yaml.BlockSequenceStartToken, yaml.FlowMappingStartToken,
+               yaml.FlowSequenceStartToken)
+    closing = (yaml.BlockEndToken, yaml.FlowMappingEndToken, yaml.FlowSequenceEndToken)
+    try:
+        for token in yaml.scan(text, Loader=yaml.SafeLoader):
+            tokens += 1
+            if isinstance(token, (yaml.AliasToken, yaml.AnchorToken, yaml.TagToken)):
+                line = token.start_mark.line + 1
+                raise SubmissionError(f"{shown(path)}: line {line}: a YAML anchor, alias or tag; write the values out")
+            if isinstance(token, opening):
+                depth += 1
+                if depth > YAML_DEPTH:
+                    raise SubmissionError(f"{shown(path)}: line {token.start_mark.line + 1}: nested more than "
+                                          f"{YAML_DEPTH} levels deep; flatten it")
+            elif isinstance(token, closing):
+                depth -= 1
+            if tokens > YAML_TOKENS:
+                raise SubmissionError(f"{shown(path)}: more than {YAML_TOKENS} YAML tokens; a configuration is small")
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise SubmissionError(f"{shown(path)}: not valid YAML ({' '.join(str(exc).split())[:200]}); fix the syntax") from None
+    except RecursionError:
+        raise SubmissionError(f"{shown(path)}: nested too deeply; flatten it") from None
+
+
+# --- image archives (`docker save`) --------------------------------------------------------------
+
+_COMPRESSED = (b"\x1f\x8b", b"(\xb5/\xfd", b"BZh", b"\xfd7zXZ")
+
+
+@dataclass(frozen=True)
+class ArchiveImage:
+    """What a `docker save` archive holds, read from its headers and its manifest."""
+
+    source: Path
+    sha256: str  # of the archive file as given
+    config: str  # the member holding the image configuration
+    layers: tuple[str, ...]
+    image_id: str  # sha256:<hex> of the configuration: the id `docker load` must give it
+    uncompressed_bytes: int
+    tags: tuple[str, ...]  # what the submitter named it: reported, never applied
+
+
+class _Hashing(io.RawIOBase):
+    """A reader that hashes what passes through it."""
+
+    def __init__(self, handle: io.BufferedReader) -> None:
+        self._handle = handle
+        self.digest = hashlib.sha256()
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        data = self._handle.read(len(buffer))
+        self.digest.update(data)
+        buffer[: len(data)] = data
+        return len(data)
+
+
+def _member_name(path: Path, name: str) -> str:
+    pure = PurePosixPath(name)
+    if pure.is_absolute() or ".." in pure.parts or "\0" in name or len(name) > 4096:
+        raise SubmissionError(f"{shown(path)}: an entry {shown(name)[:80]!r} leaves the archive; give a `docker save` "
+                              "archive")
+    return str(PurePosixPath(*[p for p in pure.parts if p != "."])) if pure.parts else ""
+
+
+def inspect_archive(path: Path, *, max_bytes: int) -> ArchiveImage:
+    """A `docker save` archive (tar, or tar.gz/bz2/xz) read entry by entry without extracting
+    anything: regular files and folders only (links only to files inside it), at most
+    ARCHIVE_ENTRIES entries and `max_bytes` uncompressed, exactly one image in its manifest.json."""
+    handle = open_file(path, what="an image archive", max_bytes=max_bytes,
+                       fix="an image archive is a `docker save` file within the challenge's image size")
+    hashing = _Hashing(handle)
+    entries: dict[str, tarfile.TarInfo] = {}
+    manifest_raw: bytes | None = None
+    total = 0
+    try:
+        with handle, tarfile.open(fileobj=io.BufferedReader(hashing, 1 << 20), mode="r|*") as archive:
+            for member in archive:
+                name = _member_name(path, member.name)
+                if len(entries) >= ARCHIVE_ENTRIES:
+                    raise SubmissionError(f"{shown(path)}: more than {ARCHIVE_ENTRIES} entries; give a `docker save` "
+                                          "archive of one image")
+                if member.issym() or member.islnk():
+                    target = member.linkname if member.islnk() else str(PurePosixPath(name).parent / member.linkname)
+                    _member_name(path, os.path.normpath(target) if target else "..")
+                elif not (member.isfile() or member.isdir()):
+                    raise SubmissionError(f"{shown(path)}: entry {shown(name)[:80]!r} is a device or FIFO; give a "
+                                          "`docker save` archive")
+                total += max(member.size, 0)
+                if total > max_bytes:
+                    raise SubmissionError(f"{shown(path)}: holds more than {max_bytes} bytes uncompressed, over the "
+                                          "challenge's image size (limits.image); make the image smaller")
+                entries[name] = member
+                if name == "manifest.json" and member.isfile():
+                    if member.size > ARCHIVE_MANIFEST_BYTES:
+                        raise SubmissionError(f"{shown(path)}: manifest.json is too large; give a `docker save` archive")
+                    extracted = archive.extractfile(member)
+                    manifest_raw = extracted.read() if extracted is not None else b""
+            while hashing.readinto(bytearray(1 << 20)):  # the rest (padding) belongs to the file's hash
+                pass
+    except SubmissionError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - any parse error of a hostile file
+        raise SubmissionError(f"{shown(path)}: not a readable `docker save` archive ({type(exc).__name__}); save the "
+                              "image again with `docker save IMAGE -o team.tar`") from None
+    if manifest_raw is None:
+        raise SubmissionError(f"{shown(path)}: no manifest.json (an OCI layout without Docker's manifest?); save the "
+                              "image with `docker save IMAGE -o team.tar`")
+    try:
+        manifest = json.loads(manifest_raw)
+    except ValueError:
+        raise SubmissionError(f"{shown(path)}: manifest.json is not JSON; save the image again") from None
+    if not isinstance(manifest, list) or len(manifest) != 1 or not isinstance(manifest[0], dict):
+        count = len(manifest) if isinstance(manifest, list) else "no list of"
+        raise SubmissionError(f"{shown(path)}: holds {count} images; an algorithm's archive holds exactly one")
+    entry = manifest[0]
+    config, layers = entry.get("Config"), entry.get("Layers")
+    if entry.get("LayerSources"):
+        raise SubmissionError(f"{shown(path)}: foreign layers (LayerSources) would be fetched; save a self-contained image")
+    if not isinstance(config, str) or not isinstance(layers, list) or not all(isinstance(x, str) for x in layers):
+        raise SubmissionError(f"{shown(path)}: manifest.json has no Config and Layers; save the image again")
+    config = _member_name(path, config)
+    layers = [_member_name(path, layer) for layer in layers]
+    for needed in (config, *layers):
+        if needed not in entries or not (entries[needed].isfile() or entries[needed].issym() or entries[needed].islnk()):
+            raise SubmissionError(f"{shown(path)}: manifest.json names {shown(needed)[:80]!r}, which the archive lacks")
+    if entries[config].size > ARCHIVE_CONFIG_BYTES:
+        raise SubmissionError(f"{shown(path)}: the image configuration is too large; save the image again")
+    tags = entry.get("RepoTags") or []
+    return ArchiveImage(source=Path(path), sha256=hashing.digest.hexdigest(), config=config, layers=tuple(layers),
+                        image_id="", uncompressed_bytes=total,
+                        tags=tuple(str(t)[:200] for t in tags if isinstance(t, str)))
+
+
+def _resolve_member(entries: dict[str, tarfile.TarInfo], name: str) -> str:
+    seen = 0
+    while name in entries and (entries[name].issym() or entries[name].islnk()) and seen < 16:
+        member = entries[name]
+        target = member.linkname if member.islnk() else str(PurePosixPath(name).parent / member.linkname)
+        name = os.path.normpath(target)
+        seen += 1
+    return name
+
+
+def normalised_archive(image: ArchiveImage, *, max_bytes: int) -> tuple[Iterator[bytes], threading.Thread, list[Any]]:
+    """The archive as `docker load` gets it: manifest.json without any tag, the configuration and
+    the layers it names (links resolved inside the archive), nothing else; streamed through a pipe
+    while it is read again. Returns the byte chunks, the writer thread and a list that holds the
+    writer's error (or the configuration's image id) once the thread has ended."""
+    wanted = {image.config, *image.layers}
+    read_fd, write_fd = os.pipe()
+    outcome: list[Any] = []
+
+    def write() -> None:
+        try:
+            with os.fdopen(write_fd, "wb") as sink, tarfile.open(fileobj=sink, mode="w|", format=tarfile.PAX_FORMAT) as out:
+                manifest = json.dumps([{"Config": image.config, "RepoTags": None, "Layers": list(image.layers)}]).encode()
+                info = tarfile.TarInfo("manifest.json")
+                info.size = len(manifest)
+                out.addfile(info, io.BytesIO(manifest))
+                handle = open_file(image.source, what="an image archive", max_bytes=max_bytes)
+                entries: dict[str, tarfile.TarInfo] = {}
+                written: set[str] = set()
+                with handle, tarfile.open(fileobj=handle, mode="r|*") as archive:
+                    for member in archive:
+                        name = _member_name(image.source, member.name)
+                        entries[name] = member
+                        if name not in wanted or not member.isfile():
+                            continue
+                        source = archive.extractfile(member)
+                        assert source is not None
+                        head = source.read(8)
+                        if name != image.config and head.startswith(_COMPRESSED):
+                            raise SubmissionError(f"{shown(image.source)}: layer {shown(name)[:80]!r} is compressed "
+                                                  "(its unpacked size cannot be bounded first); save the image with "
+                                                  "`docker save`, which writes plain layers")
+                        copy = tarfile.TarInfo(name)
+                        copy.size = member.size
+                        copy.mode = 0o644
+                        digest = hashlib.sha256(head) if name == image.config else None
+                        stream = _Prefixed(head, source, digest)
+                        out.addfile(copy, stream)
+                        if digest is not None:
+                            outcome.append(f"sha256:{digest.hexdigest()}")
+                        written.add(name)
+                for name in sorted(wanted - written):  # a link: the file it names, written again under this name
+                    target = _resolve_member(entries, name)
+                    if target not in written:
+                        raise SubmissionError(f"{shown(image.source)}: {shown(name)[:80]!r} links to nothing in the "
+                                              "archive; save the image again")
+                    out.addfile(_alias(name, target), None)  # a hard link: tar stores no data twice
+        except BaseException as exc:  # noqa: BLE001 - reported to the loader's side
+            outcome.insert(0, exc)
+
+    def chunks() -> Iterator[bytes]:
+        with os.fdopen(read_fd, "rb") as source:
+            while chunk := source.read(1 << 20):
+                yield chunk
+
+    thread = threading.Thread(target=write, name="archive-normalise", daemon=True)
+    thread.start()
+    return chunks(), thread, outcome
+
+
+def _alias(name: str, target: str) -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.type = tarfile.LNKTYPE
+    info.linkname = target
+    info.size = 0
+    return info
+
+
+class _Prefixed(io.RawIOBase):
+    """The bytes already read from a member, then the rest of it (hashed when asked)."""
+
+    def __init__(self, head: bytes, rest: Any, digest: Any) -> None:
+        self._head, self._rest, self._digest = head, rest, digest
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> bytes:  # type: ignore[override]
+        if self._head:
+            data, self._head = self._head[: size if size >= 0 else None], self._head[size if size >= 0 else len(self._head):]
+        else:
+            data = self._rest.read(size)
+            if self._digest is not None:
+                self._digest.update(data)
+        return data
