@@ -16,6 +16,7 @@ public Python image (`--base python:3.11-slim-bookworm`).
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import os
 import shutil
@@ -90,14 +91,19 @@ def pip_environment(home: Path) -> dict[str, str]:
     return env
 
 
-def _unprivileged() -> dict[str, int]:
+@functools.cache
+def _unprivileged() -> dict[str, Any]:
     """subprocess arguments that run pip as `nobody` when the harness is root and that user can run
     this Python; empty otherwise (pip then downloads binary wheels only, which runs no package code)."""
     if os.geteuid() != 0:
         return {}
-    probe = subprocess.run([sys.executable, "-c", "import pip"], user=UNPRIVILEGED_UID, group=UNPRIVILEGED_UID,
-                           extra_groups=[], capture_output=True, cwd="/", check=False, env={"PATH": os.defpath})
-    return {"user": UNPRIVILEGED_UID, "group": UNPRIVILEGED_UID} if probe.returncode == 0 else {}
+    try:
+        probe = subprocess.run([sys.executable, "-c", "import pip"], user=UNPRIVILEGED_UID, group=UNPRIVILEGED_UID,
+                               extra_groups=[], capture_output=True, cwd="/", check=False, env={"PATH": os.defpath},
+                               timeout=60)
+    except (OSError, subprocess.SubprocessError):  # this Python lies where nobody may not read it (~root)
+        return {}
+    return {"user": UNPRIVILEGED_UID, "group": UNPRIVILEGED_UID, "extra_groups": []} if probe.returncode == 0 else {}
 
 
 def ensure_wheelhouse(requirements: Requirements, cache_dir: Path, *, progress: Progress | None = None) -> Path:
@@ -167,6 +173,8 @@ def prebuilt_image(spec: AlgorithmSpec, client, *, image_bytes: int = 64 * 1024*
                              "the manifest pins another image: check it, or update the pin")
         return BuiltImage(spec.name, found.id, found.id, cached=True)
     assert spec.archive is not None
+    if not os.path.lexists(spec.archive):
+        raise BuildError(f"{spec.manifest}: archive {spec.archive} is missing; put the team's `docker save` file there")
     try:
         archive_sha = sha256_file(spec.archive, what="an image archive", max_bytes=image_bytes)
     except SubmissionError as exc:

@@ -773,10 +773,11 @@ class _Prefixed(io.RawIOBase):
         return True
 
     def read(self, size: int = -1) -> bytes:  # type: ignore[override]
-        if self._head:
-            data, self._head = self._head[: size if size >= 0 else None], self._head[size if size >= 0 else len(self._head):]
-        else:
-            data = self._rest.read(size)
-            if self._digest is not None:
-                self._digest.update(data)
-        return data
+        head, self._head = self._head, b""
+        if size >= 0 and len(head) > size:
+            head, self._head = head[:size], head[size:]
+            return head
+        data = self._rest.read(size - len(head) if size >= 0 else -1)
+        if self._digest is not None:
+            self._digest.update(data)
+        return head + data

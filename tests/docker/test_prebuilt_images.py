@@ -52,3 +52,60 @@ def test_pinned_images_and_archives_run_as_their_built_twin(tmp_path: Path, base
     for twin in ("pinned", "saved"):
         assert scores.loc[twin].dsc.equals(scores.loc["native"].dsc) and scores.loc[twin].nsd.equals(scores.loc["native"].nsd)
         assert (runs.loc[twin].image_digest == built.image_id).all()  # the loaded / pinned image is what ran
+
+
+def _retagged(raw: bytes, tags: list[str]) -> bytes:
+    """A `docker save` archive with its manifest's tags replaced (what a hostile team can write)."""
+    import io
+    import json
+    import tarfile
+
+    out = io.BytesIO()
+    with tarfile.open(fileobj=io.BytesIO(raw)) as source, tarfile.open(fileobj=out, mode="w") as copy:
+        for member in source:
+            data = source.extractfile(member).read() if member.isfile() else None  # type: ignore[union-attr]
+            if member.name == "manifest.json":
+                manifest = json.loads(data)  # type: ignore[arg-type]
+                manifest[0]["RepoTags"] = tags
+                data = json.dumps(manifest).encode()
+                member.size = len(data)
+            copy.addfile(member, io.BytesIO(data) if data is not None else None)
+    return out.getvalue()
+
+
+def test_an_archive_cannot_take_another_images_name(tmp_path: Path, base_image: str, docker_client) -> None:
+    """An archive whose manifest tags it as another algorithm's image and as the base image is
+    loaded without any tag: the victim's tag and the base still name their own images, the
+    harness names the loaded one, and the same archive is recognised by its hash next time."""
+    import io
+
+    algorithms = behave_algorithms(tmp_path, {"victim": ("box2", {})})
+    victim = build_algorithm(load_manifest(algorithms / "victim" / "algorithm.toml", repo_root=tmp_path),
+                             base=base_image, wheel_cache=tmp_path / "wheels", client=docker_client)
+    base_id = docker_client.images.get(base_image).id
+    evil, _ = docker_client.images.build(fileobj=io.BytesIO(f"FROM {base_image}\nLABEL evil=1\n".encode()),
+                                         rm=True, pull=False, network_mode="none")
+    raw = b"".join(docker_client.images.get(evil.id).save(named=False))
+    docker_client.images.remove(evil.id)
+    _manifest(tmp_path / "submissions" / "thief", 'archive = "team.tar"')
+    (tmp_path / "submissions" / "thief" / "team.tar").write_bytes(_retagged(raw, [victim.tag, base_image]))
+    thief = load_manifest(tmp_path / "submissions" / "thief" / "algorithm.toml", repo_root=tmp_path)
+    try:
+        loaded = build_algorithm(thief, base=base_image, wheel_cache=tmp_path / "wheels", client=docker_client)
+        assert loaded.image_id == evil.id and not loaded.cached
+        assert docker_client.images.get(victim.tag).id == victim.image_id  # not replaced
+        assert docker_client.images.get(base_image).id == base_id
+        assert [t.split(":")[0] for t in docker_client.images.get(evil.id).tags] == ["harness-thief"]
+        again = build_algorithm(thief, base=base_image, wheel_cache=tmp_path / "wheels", client=docker_client)
+        assert again.cached and again.image_id == evil.id
+    finally:
+        for tag in docker_client.images.get(evil.id).tags if _exists(docker_client, evil.id) else []:
+            docker_client.images.remove(tag)
+
+
+def _exists(client, image_id: str) -> bool:  # type: ignore[no-untyped-def]
+    try:
+        client.images.get(image_id)
+        return True
+    except Exception:  # noqa: BLE001
+        return False
