@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shlex
 import stat
 import uuid
@@ -476,15 +477,7 @@ def check_itk_output(path: Path, shown: str, shape: tuple[int, ...] | None) -> N
     if path.name.lower().endswith(".mha"):
         with path.open("rb") as handle:
             head = handle.read(MHA_HEADER_LIMIT)
-        fields: dict[str, str] = {}
-        for line in head.split(b"\n"):
-            key, sep, value = line.decode("latin-1").partition("=")
-            if not sep:
-                break
-            fields[key.strip()] = value.strip()
-            if key.strip() == "ElementDataFile":
-                break
-        source = fields.get("ElementDataFile")
+        source = metaimage_data_file(head)
         if source is None:
             raise InvalidOutput(f"{shown}: no MetaImage header (no ElementDataFile in its first 64 KiB); write an .mha")
         if source != "LOCAL":
@@ -502,6 +495,22 @@ def check_itk_output(path: Path, shown: str, shape: tuple[int, ...] | None) -> N
     if shape is not None and size != tuple(shape):
         raise InvalidOutput(f"{shown}: shape {size} differs from the input image {tuple(shape)}; write the "
                             "segmentation on the input's grid")
+
+
+_META_FIELD = re.compile(r"^\s*([^=:]*?)\s*[=:][=:\s]*(.*?)\s*$")
+
+
+def metaimage_data_file(head: bytes) -> str | None:
+    """The value of a MetaImage header's ElementDataFile, read as ITK's MetaIO reads a header: a
+    field name, then `=` or `:` (either, and both), then the value; the header ends at the first
+    ElementDataFile. Field names are compared without case, so no spelling hides a second one."""
+    for line in head.split(b"\n"):
+        found = _META_FIELD.match(line.decode("latin-1"))
+        if found is None:
+            return None
+        if found.group(1).lower() == "elementdatafile":
+            return found.group(2)
+    return None
 
 
 def _top_level(output_dir: Path) -> list[str]:
@@ -550,14 +559,21 @@ def _collect_nnunet(options: NnUNetOptions, case: Case, profile: Profile, output
                 version = np.lib.format.read_magic(member)
                 read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
                                else np.lib.format.read_array_header_2_0)
-                shape, _, dtype = read_header(member)  # the header alone, before any voxel
+                shape, fortran_order, dtype = read_header(member)  # the header alone, before any voxel
                 if len(shape) != 4 or tuple(shape[1:]) != spatial or shape[0] < needed:
                     raise InvalidOutput(f"{shown}: 'probabilities' has shape {tuple(shape)}; expected (channels >= "
                                         f"{needed}, {', '.join(map(str, spatial))}) (channels first, axes "
                                         f"{options.probability_axes}, as nnU-Net writes them)")
-                if dtype.kind != "f":
-                    raise InvalidOutput(f"{shown}: 'probabilities' has dtype {dtype}; write float probabilities")
-                array = np.lib.format.read_array(archive.open(info), allow_pickle=False)
+                if dtype.kind != "f" or fortran_order:
+                    raise InvalidOutput(f"{shown}: 'probabilities' has dtype {dtype}"
+                                        f"{' in Fortran order' if fortran_order else ''}; write float probabilities "
+                                        "(C order, as numpy.savez writes them)")
+                # only the channels the profile scores are read: a file of many channels costs no more
+                wanted = needed * int(np.prod(spatial)) * dtype.itemsize
+                data = member.read(wanted)
+                if len(data) != wanted:
+                    raise InvalidOutput(f"{shown}: 'probabilities' ends before its header's shape; write it again")
+                array = np.frombuffer(data, dtype=dtype).reshape((needed, *spatial))
     except KeyError:
         raise InvalidOutput(f"{shown}: no array 'probabilities' in it; save it as np.savez(..., probabilities=...)") from None
     except (zipfile.BadZipFile, ValueError, OSError, EOFError) as exc:

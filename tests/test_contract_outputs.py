@@ -97,6 +97,13 @@ def _raw_mha(folder: Path, *, data_file: str, shape: tuple[int, int, int] = (12,
     (lambda d, c: _raw_mha(d, data_file="LOCAL", extra="ElementNumberOfChannels = 64\n", payload=b"\0" * 720 * 64),
      r"64 components per voxel; write one label per voxel"),
     (lambda d, c: (d / "output.mha").write_bytes(b"\0" * 100), r"no MetaImage header"),
+    # ITK's MetaIO reads ':' as '=' (and both together): the first ElementDataFile is the one it obeys
+    (lambda d, c: _raw_mha(d, data_file="LOCAL", extra="ElementDataFile:= /dev/stdin\n"),
+     r"ElementDataFile = '/dev/stdin' points outside the file"),
+    (lambda d, c: _raw_mha(d, data_file="LOCAL", extra=f"ElementDataFile : {c.label}\n"),
+     r"ElementDataFile = '/.*c1.nii.gz' points outside the file"),
+    (lambda d, c: _raw_mha(d, data_file="LOCAL", extra="elementdatafile = /dev/zero\n"),
+     r"ElementDataFile = '/dev/zero' points outside the file"),
     (lambda d, c: (d / "notes.txt").write_text("x"), r"no image in /output/images/abdominal-organ-segmentation/ "
                                                      r"\(found: notes.txt\); write exactly one \.mha there"),
     (lambda d, c: [_raw_mha(d, data_file="LOCAL", payload=b"\0" * 720), (d / "b.mha").write_bytes(b"")],
@@ -169,3 +176,24 @@ def test_an_npz_that_claims_more_than_it_may_hold_is_refused_before_inflating(tm
     with pytest.raises(InvalidOutput, match=r"larger than 256 channels of float64"):
         collect(NnUNetOptions(), case=case, profile=PROFILE, output_dir=out, native_dir=tmp_path / "native",
                 probabilities=True)
+
+
+def test_an_npz_of_many_channels_is_read_no_further_than_the_profiles_labels(tmp_path: Path, case: Case) -> None:
+    """256 float64 channels (what took 2.4 GB before): only the profile's channels are read, and
+    they are the values written."""
+    import tracemalloc
+
+    spatial = tuple(reversed(nib.load(case.image).shape))
+    probabilities = np.zeros((256, *spatial))
+    probabilities[0] = 1.0
+    out = _nnunet_outputs(tmp_path, case, None)
+    np.savez_compressed(out / "c1.npz", probabilities=probabilities)
+    tracemalloc.start()
+    got = collect(NnUNetOptions(), case=case, profile=PROFILE, output_dir=out, native_dir=tmp_path / "native",
+                  probabilities=True)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    needed = max(o.label for o in PROFILE.organs) + 1
+    assert peak < 4 * needed * probabilities[0].nbytes + (8 << 20)  # not 256 channels' worth
+    for organ in PROFILE.organs:
+        assert not np.asarray(nib.load(got.folder / "probabilities" / f"{organ.name}.nii.gz").dataobj).any()
