@@ -37,7 +37,8 @@ class Connectivity(enum.Enum):
 @dataclass(frozen=True)
 class Components:
     """Components of a mask inside its bounding box: `labels[box]` of the full volume (0 outside
-    any component), `count` components numbered 1..count, `sizes_voxels[i]` voxels of component i."""
+    any component), `count` components numbered 1..count, `sizes_voxels[i]` voxels of component i
+    (`sizes_voxels[0]` is 0)."""
 
     box: Box | None
     labels: NDArray[np.int32]
@@ -60,21 +61,66 @@ def label_components(mask: NDArray[np.bool_], *, connectivity: Connectivity, mem
     """Label the components of `mask` (2D or 3D) inside its bounding box.
 
     With `memory_order`, numbering follows the first voxel of each component in the mask's memory
-    order (as cc3d does); without, C order (as `scipy.ndimage.label` on any array).
+    order (as cc3d does); without, C order (as `scipy.ndimage.label` on any array). Lesions are
+    sparse: the box is cut into blocks, and only the clusters of occupied blocks are labelled.
     """
-    box = nonzero_box(mask)
+    transposed = memory_order and fortran_ordered(mask)
+    walk = mask.T if transposed else mask  # numbered in walk's C order
+    box = nonzero_box(walk)
     if box is None:
         return Components(box=None, labels=np.zeros((0,) * mask.ndim, dtype=np.int32), count=0,
                           sizes_voxels=np.zeros(1, dtype=np.int64))
-    crop = mask[box]
-    structure = connectivity.structure(mask.ndim)
-    if memory_order and fortran_ordered(mask):
-        labels_t, count = ndimage.label(np.ascontiguousarray(crop.T), structure=structure)
-        labels = labels_t.T
-    else:
+    labels, count, sizes = _label_sparse(walk[box], connectivity.structure(mask.ndim))
+    if transposed:
+        return Components(box=tuple(reversed(box)), labels=labels.T, count=count, sizes_voxels=sizes)
+    return Components(box=box, labels=labels, count=count, sizes_voxels=sizes)
+
+
+_BLOCK = 16
+
+
+def _label_sparse(crop: NDArray[np.bool_], structure: NDArray[np.bool_]) -> tuple[NDArray[np.int32], int, NDArray[np.int64]]:
+    """`ndimage.label(crop)` (C-order numbering), computed per cluster of occupied blocks: a
+    component lies in one cluster, as its voxels' blocks are neighbours."""
+    occupied = crop
+    for axis in range(crop.ndim):
+        occupied = np.logical_or.reduceat(occupied, np.arange(0, crop.shape[axis], _BLOCK), axis=axis)
+    clusters, n_clusters = ndimage.label(occupied, structure=np.ones((3,) * crop.ndim, dtype=bool))
+    if n_clusters <= 1:
         labels, count = ndimage.label(crop, structure=structure)
-    sizes = np.bincount(labels.reshape(-1), minlength=count + 1).astype(np.int64)
-    return Components(box=box, labels=labels.astype(np.int32, copy=False), count=int(count), sizes_voxels=sizes)
+        sizes = np.bincount(labels.reshape(-1), minlength=count + 1)
+        sizes[0] = 0
+        return labels.astype(np.int32, copy=False), int(count), sizes
+    labels = np.zeros(crop.shape, dtype=np.int32)
+    parts = []
+    first_voxels = []
+    sizes = [np.zeros(1, dtype=np.int64)]
+    for index, block_box in enumerate(ndimage.find_objects(clusters), start=1):
+        assert block_box is not None
+        box = tuple(slice(b.start * _BLOCK, min(b.stop * _BLOCK, n)) for b, n in zip(block_box, crop.shape, strict=True))
+        sub = crop[box]
+        own = clusters[block_box] == index
+        for axis in range(crop.ndim):
+            own = np.repeat(own, _BLOCK, axis=axis)
+        sub = sub & own[tuple(slice(0, n) for n in sub.shape)]
+        local, n_local = ndimage.label(sub, structure=structure)
+        flat = np.flatnonzero(local)
+        ids = local.reshape(-1)[flat]
+        _, first = np.unique(ids, return_index=True)  # flat is ascending: first voxel of each label
+        coords = np.unravel_index(flat[first], sub.shape)
+        first_voxels.append(np.ravel_multi_index(tuple(c + b.start for c, b in zip(coords, box, strict=True)), crop.shape))
+        sizes.append(np.bincount(ids, minlength=n_local + 1)[1:].astype(np.int64))
+        parts.append((box, local, ids))
+    # Renumber all components by their first voxel in the crop's C order, as one labelling would.
+    rank = np.empty(sum(f.size for f in first_voxels), dtype=np.int32)
+    rank[np.argsort(np.concatenate(first_voxels), kind="stable")] = np.arange(1, rank.size + 1, dtype=np.int32)
+    offset = 0
+    for box, local, ids in parts:
+        labels[box][local > 0] = rank[offset + ids - 1]  # a view: writes into `labels`
+        offset += int(ids.max(initial=0))
+    all_sizes = np.zeros(rank.size + 1, dtype=np.int64)
+    all_sizes[rank] = np.concatenate(sizes[1:])
+    return labels, int(rank.size), all_sizes
 
 
 def union_box(*boxes: Box | None) -> Box | None:
