@@ -1,7 +1,7 @@
 """What hostile outputs cost the harness, beside a well-formed output measured in the same run.
 
 1. Peak RSS of a fresh process that checks one output exactly as `harness run` does
-   (`harness.runner.outputs.validate_outputs`), for a well-formed label map of a full-size phantom
+   (`harness.acceptance.validate_outputs`), for a well-formed label map of a full-size phantom
    case and for each bomb on the same grid: a header claiming 2048x2048x768 voxels (100 bytes), a
    lying header over 768 MB of compressed zeros, a header extension "to the end", and a 512 MB
    extension that is really there. Goal (issue 14): within 1.2x of the well-formed file.
@@ -40,7 +40,7 @@ _PEAK = """
 import resource, sys
 from pathlib import Path
 from harness.profiles import load_profile
-from harness.runner.outputs import InvalidOutput, validate_outputs
+from harness.acceptance import InvalidOutput, validate_outputs
 verdict = "imports only, nothing checked"
 try:
     if sys.argv[3] != "-":

@@ -9,7 +9,8 @@ as `harness.scoring.CaseResult`, and only the client records them.
   outputs), so nothing the run does can touch the organiser's files, and an empty output folder;
 - run: the runner (a sandboxed container, or a local process) under the resource monitor;
 - check: the outputs against the container contract under the challenge's profile
-  (`harness.runner.outputs`; an annotator must also write attention.json);
+  (`harness.acceptance`, the one module that opens an output; an annotator must also write
+  attention.json);
 - keep: only what the contract names (the label map, declared probabilities, an annotator's
   summary and per-organ maps), each checked before it is read; the rest is reported as `not_kept`;
   the log and the monitor series;
@@ -21,7 +22,6 @@ from __future__ import annotations
 import functools
 import gzip
 import io
-import json
 import os
 import shutil
 import socket
@@ -31,15 +31,16 @@ from pathlib import Path
 
 import numpy as np
 
+from harness.acceptance import accepted_files, check_annotator_summary, extra_entries, map_outputs, validate_outputs
 from harness.attention.io import SUMMARY_FILE as ATTENTION_SUMMARY  # an annotator's per-organ sizes (contract)
-from harness.contracts import Collected, ContractOptions, collect, ignored_extras, keep, map_outputs, stage_input
-from harness.data.nifti import read_grid, read_volume
+from harness.contracts import Collected, Contract, contract_of
+from harness.data.nifti import read_volume
+from harness.errors import InvalidOutput
 from harness.fstree import remove_tree
 from harness.layout import LOG_FILE, MONITOR_FILE, PROBABILITY_DIR
 from harness.models import Case, GpuMode, Kind, Profile, RunnerKind, RunStatus
 from harness.monitor import MonitorSettings, RunMonitor
 from harness.runner.base import Runner, RunOutcome, RunRequest
-from harness.runner.outputs import InvalidOutput, validate_outputs
 from harness.safetext import safe_text
 from harness.scoring import CaseJob, CaseResult, score_one
 from harness.spec import AlgorithmSpec
@@ -113,7 +114,7 @@ def _worker_name() -> str:
 
 
 def stage(case: Case, extra_inputs: tuple[tuple[str, Path], ...], run_dir: Path,
-          options: ContractOptions = None) -> tuple[Path, Path]:
+          options: object = None, contract: Contract | None = None) -> tuple[Path, Path]:
     """A fresh `input/` (copies, readable by the sandbox's unprivileged user; in the form of the
     algorithm's contract) and an empty `output/`."""
     assert case.image is not None
@@ -128,7 +129,7 @@ def stage(case: Case, extra_inputs: tuple[tuple[str, Path], ...], run_dir: Path,
 
         data, grid = read_volume(case.image)
         nib.save(nib.Nifti1Image(np.asarray(data), grid.affine), staged)
-    stage_input(options, case.case_id, staged, input_dir)  # grand-challenge: images/<slug>/<uuid>.mha, inputs.json
+    (contract or contract_of("harness")).stage_input(options, case.case_id, staged, input_dir)  # e.g. grand-challenge's .mha
     for rel, source in extra_inputs:
         shutil.copytree(source, input_dir / rel, symlinks=False, copy_function=shutil.copyfile)
     for path in input_dir.rglob("*"):
@@ -143,15 +144,7 @@ def check_outputs(task: RunTask, output_dir: Path) -> None:
     validate_outputs(output_dir, case_id=task.case.case_id, image=task.case.image, profile=task.profile,
                      probabilities=task.spec.writes_probabilities and task.spec.kind is Kind.SEGMENTER)
     if task.spec.kind is Kind.ANNOTATOR:
-        summary = output_dir / ATTENTION_SUMMARY
-        if not summary.is_file() or summary.is_symlink():
-            raise InvalidOutput(f"no /output/{ATTENTION_SUMMARY}; write the per-organ attention sizes")
-        try:
-            parsed = json.loads(summary.read_text(encoding="utf-8"))
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise InvalidOutput(f"/output/{ATTENTION_SUMMARY}: not JSON ({type(exc).__name__}); write a JSON object") from None
-        if not isinstance(parsed, dict) or not isinstance(parsed.get("organs"), dict):
-            raise InvalidOutput(f"/output/{ATTENTION_SUMMARY}: no \"organs\" object; write {{\"organs\": {{...}}}}")
+        check_annotator_summary(output_dir, ATTENTION_SUMMARY)
 
 
 ANNOTATOR_MAP_DIRS = ("attention", "heatmap")  # an annotator's per-organ maps (container contract)
@@ -172,50 +165,16 @@ def contract_files(task: RunTask) -> list[str]:
 def kept_files(task: RunTask, output_dir: Path, *, collected: Collected | None = None
                ) -> tuple[dict[str, bytes], list[str]]:
     """The accepted outputs to keep (regular files the contract names, each checked before it is
-    read) and what else /output held (safe names, at most 20), reported, never kept. With a foreign
-    contract, `output_dir` is the collected folder and the extras are those the container wrote
-    beside what was read (`collected`)."""
-    from harness.data.nifti import check_untrusted_header
-    from harness.errors import CaseError
-
+    read, by `harness.acceptance`) and what else /output held (safe names, at most 20), reported,
+    never kept. With a foreign contract, `output_dir` is the collected folder and the extras are
+    those the container wrote beside what was read (`collected`)."""
     allowed = contract_files(task)
-    files: dict[str, bytes] = {}
     assert task.case.image is not None
-    shape = read_grid(task.case.image).shape
-    for rel in allowed:
-        path = output_dir / rel
-        if not path.is_file() or path.is_symlink():
-            continue
-        if rel.endswith(".nii.gz"):
-            try:  # maps the checks above did not read (an annotator's) are bounded by the grid too
-                check_untrusted_header(path, shape)
-            except CaseError as exc:
-                raise InvalidOutput(str(exc).replace(str(output_dir) + os.sep, "/output/")) from None
-        elif path.stat().st_size > 16 * 1024**2:
-            raise InvalidOutput(f"/output/{rel}: larger than 16 MiB; write a short summary")
-        files[rel] = path.read_bytes()
+    files = accepted_files(output_dir, allowed, image=task.case.image)
     if collected is not None and collected.folder != collected.root:
-        skip = collected.consumed | ignored_extras(task.spec.options, task.case.case_id)
+        skip = collected.consumed | contract_of(task.spec.contract).ignored_extras(task.spec.options, task.case.case_id)
         return files, extra_entries(collected.root, skip, set())
     return files, extra_entries(output_dir, set(files), {str(Path(rel).parent) for rel in allowed} - {"."})
-
-
-def extra_entries(root: Path, taken: set[str] | frozenset[str], allowed_dirs: set[str]) -> list[str]:
-    """What `root` holds besides the `taken` files (a folder outside `allowed_dirs` once; safe names,
-    at most 20)."""
-    others: list[str] = []
-    for current, dirs, names in os.walk(os.fsencode(root), followlinks=False):  # bytes: any name
-        here = os.fsdecode(os.path.relpath(current, os.fsencode(root)))
-        kept_dirs = [d for d in dirs if (here == "." and os.fsdecode(d) in allowed_dirs) or
-                     any(t.startswith(("" if here == "." else here + "/") + os.fsdecode(d) + "/") for t in taken)]
-        for name in [*names, *(d for d in dirs if d not in kept_dirs)]:
-            rel = os.fsdecode(name) if here == "." else f"{here}/{os.fsdecode(name)}"
-            if rel not in taken:
-                others.append(safe_text(rel, limit=200))
-                if len(others) >= 20:
-                    return others
-        dirs[:] = kept_dirs
-    return others
 
 
 def run_case(task: RunTask, *, runner: Runner | None = None, work_dir: Path | None = None) -> RunResult:
@@ -237,15 +196,15 @@ def run_case(task: RunTask, *, runner: Runner | None = None, work_dir: Path | No
 def _run_staged(task: RunTask, runner: Runner, run_dir: Path) -> RunResult:
     from harness.host import host_info
 
-    options = task.spec.options
-    input_dir, output_dir = stage(task.case, task.extra_inputs, run_dir, options)
+    options, contract = task.spec.options, contract_of(task.spec.contract)
+    input_dir, output_dir = stage(task.case, task.extra_inputs, run_dir, options, contract)
     make = RunMonitor.for_container if task.runner is RunnerKind.DOCKER else RunMonitor.for_process
     monitor = make(gpu_ids=visible_gpu_ids() if task.spec.gpu is not GpuMode.NONE else (), settings=task.monitor,
                    output_dir=output_dir)
     request = RunRequest(spec=task.spec, case_id=task.case.case_id, input_dir=input_dir, output_dir=output_dir,
                          image=task.image, owner=task.owner,
-                         contract=tuple(keep(options, task.case.case_id, contract_files(task),
-                                             probabilities=task.spec.writes_probabilities)))
+                         contract=tuple(contract.keep(options, task.case.case_id, contract_files(task),
+                                                      probabilities=task.spec.writes_probabilities)))
     outcome = runner.run(request, monitor)
     files: dict[str, bytes] = {}
     not_kept: list[str] = []
@@ -253,7 +212,7 @@ def _run_staged(task: RunTask, runner: Runner, run_dir: Path) -> RunResult:
     mapped_as = ""
     if outcome.status is RunStatus.OK:
         try:
-            collected = collect(options, case=task.case, profile=task.profile, output_dir=output_dir,
+            collected = contract.collect(options, case=task.case, profile=task.profile, output_dir=output_dir,
                                 native_dir=run_dir / "collected", probabilities=task.spec.writes_probabilities)
             aliases = collected.aliases
             if task.spec.map_labels and task.spec.profile.label_system != task.profile.label_system:
@@ -283,7 +242,7 @@ def _run_staged(task: RunTask, runner: Runner, run_dir: Path) -> RunResult:
     # What the runner left in the container's /output (never copied out) and what the checks found here.
     left = details.pop("not_kept", None)
     if isinstance(left, list):
-        by_design = ignored_extras(options, task.case.case_id)  # e.g. nnU-Net's plans.json: its tool's, not the team's
+        by_design = contract.ignored_extras(options, task.case.case_id)  # e.g. nnU-Net's plans.json: its tool's, not the team's
         not_kept = [*(str(n) for n in left if str(n) not in by_design), *not_kept]
     if not_kept:
         details["not_kept"] = not_kept[:20]  # /output held files outside the contract: reported, not kept

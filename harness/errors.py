@@ -66,3 +66,9 @@ class CaseError(DataError):
     def __init__(self, message: str, *, status: str) -> None:
         super().__init__(message)
         self.status = status
+
+
+class InvalidOutput(HarnessError):
+    """An output breaks its contract (`harness.acceptance`): the run's status is `invalid_output`,
+    with this one-line message naming the file (in the container's terms) and the fix. Never
+    reaches the command line: the run is recorded and the evaluation goes on."""

@@ -533,6 +533,23 @@ def check_dockerfile(path: Path) -> Dockerfile:
     return parse_dockerfile(path, raw)
 
 
+# --- TOML (manifests) ------------------------------------------------------------------------------
+
+
+def parse_toml(path: Path, raw: bytes) -> dict[str, Any]:
+    """A submission's TOML file (its manifest) from its bytes (read by `read_file`): UTF-8, parsed
+    by tomllib with deep nesting refused (tomllib recurses on nested arrays: 30,000 `[` exhaust the
+    stack)."""
+    import tomllib
+
+    try:
+        return tomllib.loads(raw.decode("utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise SubmissionError(f"{shown(path)}: not valid TOML ({' '.join(str(exc).split())}); fix the syntax") from None
+    except RecursionError:
+        raise SubmissionError(f"{shown(path)}: nested too deeply to be a manifest; flatten it") from None
+
+
 # --- YAML ---------------------------------------------------------------------------------------
 
 

@@ -37,14 +37,13 @@ from __future__ import annotations
 
 import hashlib
 import re
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness.contracts import CONTRACT_NAMES, ContractOptions, option_files, parse_options
+from harness.contracts import ContractOptions, contract_names, contract_of, parse_options
 from harness.errors import SpecError
-from harness.intake import MANIFEST_BYTES, PARAMETERS_BYTES, confined, read_file, sha256_file
+from harness.intake import MANIFEST_BYTES, PARAMETERS_BYTES, confined, parse_toml, read_file, sha256_file
 from harness.models import GpuMode, Kind, Profile
 from harness.profiles import BUILTIN_PROFILES, load_profile
 
@@ -52,9 +51,7 @@ NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
 SIZE = re.compile(r"^(\d+(?:\.\d+)?)\s*([kmgt]?)b?$", re.IGNORECASE)
 _UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
 _TOP_KEYS = {"name", "version", "kind", "dockerfile", "image", "archive", "profile", "writes_probabilities", "gpu",
-             "resources", "local", "description", "contract", "grand-challenge", "mlcube", "nnunet",
-             "map_labels"}
-CONTRACTS = CONTRACT_NAMES  # how the container is started and where it reads and writes (algorithms/README.md)
+             "resources", "local", "description", "contract", "map_labels"}  # and each registered contract's table
 _SOURCES = ("dockerfile", "image", "archive")  # exactly one: how the image is obtained
 PINNED_IMAGE = re.compile(r"[^@\s]+@sha256:[0-9a-f]{64}")
 _RESOURCE_KEYS = {"memory", "shm", "tmp", "output", "output_files", "time_limit_s", "pids", "cpus"}
@@ -114,14 +111,12 @@ def parse_size(value: Any, *, where: str) -> int:
 def load_manifest(path: Path, *, repo_root: Path) -> AlgorithmSpec:
     """Read and validate one `algorithm.toml`."""
     raw_bytes = read_file(path, what="a manifest", max_bytes=MANIFEST_BYTES, fix="a manifest is a small TOML file")
-    try:
-        raw = tomllib.loads(raw_bytes.decode("utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise SpecError(f"{path}: not valid TOML ({' '.join(str(exc).split())}); fix the syntax") from None
+    raw = parse_toml(path, raw_bytes)  # the bytes that were read, parsed with their nesting bounded
 
-    unknown = sorted(set(raw) - _TOP_KEYS)
+    keys = _TOP_KEYS | {c.table for c in (contract_of(n) for n in contract_names()) if c.table}
+    unknown = sorted(set(raw) - keys)
     if unknown:
-        raise SpecError(f"{path}: unknown key '{unknown[0]}'; allowed keys: {', '.join(sorted(_TOP_KEYS))}")
+        raise SpecError(f"{path}: unknown key '{unknown[0]}'; allowed keys: {', '.join(sorted(keys))}")
     for key in ("name", "version", "kind", "profile"):
         if key not in raw:
             raise SpecError(f"{path}: missing key '{key}'; add it (see algorithms/README.md)")
@@ -172,9 +167,10 @@ def load_manifest(path: Path, *, repo_root: Path) -> AlgorithmSpec:
                         f"({', '.join(BUILTIN_PROFILES)}) or a profile file inside the repository")
     profile = load_profile(declared, relative_to=path.parent)  # resolved once, here, not mid-run
     contract = raw.get("contract", "harness")
-    if contract not in CONTRACTS:
-        raise SpecError(f"{path}: key 'contract' = {contract!r}; supported: {', '.join(CONTRACTS)} (algorithms/README.md)")
-    if kind == Kind.ANNOTATOR and contract != "harness":
+    if not isinstance(contract, str) or contract not in contract_names():
+        raise SpecError(f"{path}: key 'contract' = {contract!r}; supported: {', '.join(contract_names())} "
+                        "(algorithms/README.md)")
+    if kind == Kind.ANNOTATOR and not contract_of(contract).annotators:
         raise SpecError(f"{path}: key 'contract' = {contract!r} for an annotator; annotators follow the harness "
                         "contract (algorithms/README.md)")
     options = parse_options(str(contract), raw, path)
@@ -184,7 +180,7 @@ def load_manifest(path: Path, *, repo_root: Path) -> AlgorithmSpec:
     if map_labels and kind == Kind.ANNOTATOR:
         raise SpecError(f"{path}: key 'map_labels' for an annotator; an annotator writes the challenge's labels")
     identity = hashlib.sha256(raw_bytes)
-    for extra in option_files(options):  # what the contract reads runs as part of the manifest
+    for extra in contract_of(contract).option_files(options):  # what the contract reads runs as part of the manifest
         identity.update(sha256_file(extra, what="a contract's file", max_bytes=PARAMETERS_BYTES).encode())
     return AlgorithmSpec(
         name=name,

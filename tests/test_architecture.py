@@ -139,3 +139,130 @@ def test_the_layout_check_would_catch_a_spelled_path() -> None:
     tree = ast.parse('p = folder / "runs" / algorithm\nx = "monitor.parquet"\ny = "annotation/priority.csv"\n'
                      '"""a docstring: runs/"""\nq = "SELECT * FROM runs"\ncolumn = frame["runs"]\n')
     assert [text for _, text in sorted(_spelled(tree))] == ["runs", "monitor.parquet", "annotation/priority.csv"]
+
+
+# --- one door in (harness.intake), one door out (harness.acceptance) ----------------------------------
+
+# Modules that handle what a submission sends or what a run wrote. They may not parse a file format
+# themselves (no import of a parser, at any level) nor read a file, except where the file is the
+# organiser's or the harness's own; each such place is named here with the reason.
+DOOR_FACING = ("harness.spec", "harness.build", "harness.casework", "harness.check", "harness.annotate",
+               "harness.pipeline", "harness.executor", "harness.contracts", "harness.runner")
+PARSERS = {"yaml", "tarfile", "zipfile", "tomllib", "SimpleITK", "pickle", "nibabel"}
+READS = {"read_bytes", "read_text", "open", "load", "loads", "safe_load", "ZipFile", "read_label", "read_volume",
+         "read_grid", "check_untrusted_header", "copyfile", "copy", "copy2", "copytree", "copyfileobj", "ReadImage",
+         "ReadImageInformation", "fdopen", "read_array", "frombuffer"}
+ALLOWED = {
+    ("harness.casework", "stage"): "copies and converts the organiser's case image into the run's input folder",
+    ("harness.contracts.grand_challenge", "stage_input"): "converts the organiser's staged image to .mha",
+    ("harness.contracts.grand_challenge", "collect"): "the organiser's image grid; writes the converted label map",
+    ("harness.contracts.nnunet", "collect"): "the organiser's image grid; writes the per-organ maps",
+    ("harness.build", "_wheelhouse"): "copies the wheels pip downloaded into the harness's cache",
+    ("harness.build", "build_algorithm"): "copies from descriptors intake opened and checked; writes the context",
+    ("harness.build", "_load"): "`docker load` of the copy intake wrote (`normalised_archive`)",
+    ("harness.annotate", "annotate_all"): "opens the results store",
+    ("harness.annotate", "assemble_all"): "opens the store; reads kept outputs (accepted when their run ended)",
+    ("harness.annotate", "write_tables"): "reads kept outputs (accepted when their run ended) and the ground truth",
+    ("harness.annotate", "_inputs_digest"): "hashes kept outputs (accepted when their run ended)",
+    ("harness.annotate", "check_revised"): "the organiser's revised masks",
+    ("harness.check", "_read_back"): "opens the results store",
+    ("harness.pipeline", "run_all"): "opens the results store",
+    ("harness.pipeline", "rescore_all"): "opens the results store",
+    ("harness.pipeline", "forget"): "opens the results store",
+    ("harness.pipeline", "execute"): "reads a kept label map (accepted when its run ended) to rescore it",
+}
+_WRITE_MODES = {"w", "wb", "a", "ab", "x", "xb", "w+b"}
+
+
+def _door_facing() -> dict[str, Path]:
+    return {name: path for name, path in _modules().items()
+            if any(name == m or name.startswith(m + ".") for m in DOOR_FACING)}
+
+
+def _reads_and_parsers(tree: ast.Module) -> list[tuple[int, str, str]]:
+    """(line, enclosing function, what) for every parser import and every read call, at any depth."""
+    owner: dict[int, str] = {}
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            for sub in ast.walk(node):
+                owner.setdefault(id(sub), node.name)
+    found = []
+    for node in ast.walk(tree):
+        where = owner.get(id(node), "<module>")
+        if isinstance(node, ast.Import):
+            found += [(node.lineno, where, f"import {a.name}") for a in node.names if a.name.split(".")[0] in PARSERS]
+        elif isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] in PARSERS:
+            found.append((node.lineno, where, f"from {node.module} import"))
+        elif isinstance(node, ast.Call):
+            func = node.func
+            name = func.attr if isinstance(func, ast.Attribute) else func.id if isinstance(func, ast.Name) else ""
+            if name not in READS:
+                continue
+            mode = next((a.value for a in node.args if isinstance(a, ast.Constant) and isinstance(a.value, str)), None)
+            if name == "open" and mode in _WRITE_MODES:
+                continue
+            found.append((node.lineno, where, f"{name}()"))
+    return found
+
+
+def test_only_intake_and_acceptance_read_what_a_submission_sends_or_a_run_writes() -> None:
+    """In the modules around the doors, no parser is imported (imports inside functions included)
+    and no file is read, but in the places named in ALLOWED, which read the organiser's files, the
+    store, or what intake and acceptance already checked."""
+    offenders, used = [], set()
+    for name, path in _door_facing().items():
+        for line, where, what in _reads_and_parsers(ast.parse(path.read_text())):
+            if (name, where) in ALLOWED and not what.startswith(("import", "from")) or (
+                    (name, where) in ALLOWED and what == "import nibabel"):
+                used.add((name, where))
+                continue
+            offenders.append(f"{path.relative_to(PACKAGE.parent)}:{line}: {what} in {where}")
+    assert not offenders, "reads outside harness.intake / harness.acceptance:\n" + "\n".join(offenders)
+    assert used == set(ALLOWED), f"allowances no longer needed: {sorted(set(ALLOWED) - used)}"
+
+
+def test_the_door_check_would_catch_a_read_and_a_parser_inside_a_function() -> None:
+    tree = ast.parse("def collect(p):\n    import yaml\n    return yaml.safe_load(p.read_text())\n"
+                     "def keep(p):\n    p.open('wb').write(b'')\n")
+    assert [what for _, _, what in _reads_and_parsers(tree)] == ["import yaml", "safe_load()", "read_text()"]
+
+
+def test_intake_and_acceptance_are_the_modules_that_parse() -> None:
+    """The doors themselves hold the parsers they need (our bounded readers)."""
+    intake = {what for _, _, what in _reads_and_parsers(ast.parse((PACKAGE / "intake.py").read_text()))}
+    acceptance = {what for _, _, what in _reads_and_parsers(ast.parse((PACKAGE / "acceptance.py").read_text()))}
+    assert {"import yaml", "import tomllib", "fdopen()"} <= intake
+    assert {"ZipFile()", "frombuffer()", "ReadImageInformation()"} <= acceptance
+
+
+def test_contracts_come_from_the_registry() -> None:
+    """No module outside harness/contracts/ tells contracts apart by their options' type or their
+    name; each contract module defines one Contract class, and each is registered."""
+    import importlib
+
+    from harness.contracts import CONTRACTS
+    from harness.contracts.base import Contract
+
+    option_types = {"GrandChallengeOptions", "MLCubeOptions", "NnUNetOptions"}
+    names = set(CONTRACTS) - {"harness"}
+    door_facing = _door_facing()
+    offenders = []
+    for name, path in _modules().items():
+        if name.startswith("harness.contracts"):
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "isinstance":
+                if any(isinstance(n, ast.Name) and n.id in option_types for n in ast.walk(node)):
+                    offenders.append(f"{name}:{node.lineno}: isinstance on a contract's options")
+            if name in door_facing and isinstance(node, ast.Compare) and any(  # ("grand-challenge" is
+                    isinstance(n, ast.Constant) and n.value in names for n in ast.walk(node)):  # a ranking method too)
+                offenders.append(f"{name}:{node.lineno}: compares with a contract's name")
+    assert not offenders, "\n".join(offenders)
+    for path in sorted((PACKAGE / "contracts").glob("*.py")):
+        if path.stem in ("__init__", "base"):
+            continue
+        module = importlib.import_module(f"harness.contracts.{path.stem}")
+        classes = [c for c in vars(module).values() if isinstance(c, type) and issubclass(c, Contract)
+                   and c is not Contract and c.__module__ == module.__name__]
+        assert len(classes) == 1, f"{path.name}: one Contract class per module"
+        assert type(CONTRACTS[classes[0].name]) is classes[0], f"{path.name}: {classes[0].name} is not registered"

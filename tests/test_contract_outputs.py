@@ -2,7 +2,7 @@
 
 No Docker here: the outputs a grand-challenge or nnU-Net container would write are made by hand,
 the hostile ones included (an .mha whose voxels are another file on the host, a vector image, a
-wrong grid, an .npz that claims more than it may hold), and `harness.contracts.collect` reads them.
+wrong grid, an .npz that claims more than it may hold), and each contract's `collect` reads them through `harness.acceptance`.
 """
 
 from __future__ import annotations
@@ -15,11 +15,11 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from harness.contracts import GrandChallengeOptions, NnUNetOptions, collect, stage_input
+from harness.contracts import GrandChallengeOptions, NnUNetOptions, contract_of
 from harness.data.nifti import read_volume, write_itk
 from harness.models import Case
 from harness.profiles import load_profile
-from harness.runner.outputs import InvalidOutput
+from harness.acceptance import InvalidOutput
 
 PROFILE = load_profile("flare22")
 SLUG_DIR = "images/abdominal-organ-segmentation"
@@ -56,7 +56,7 @@ def test_grand_challenge_input_is_an_mha_on_the_same_grid_and_inputs_json_names_
     input_dir.mkdir()
     assert case.image is not None
     shutil.copyfile(case.image, input_dir / "c1_0000.nii.gz")
-    stage_input(GrandChallengeOptions(), "c1", input_dir / "c1_0000.nii.gz", input_dir)
+    contract_of("grand-challenge").stage_input(GrandChallengeOptions(), "c1", input_dir / "c1_0000.nii.gz", input_dir)
     (socket,) = json.loads((input_dir / "inputs.json").read_text())
     assert socket["interface"]["slug"] == "ct-image" and socket["interface"]["kind"] == "Image"
     (staged,) = (input_dir / socket["interface"]["relative_path"]).glob("*.mha")
@@ -70,7 +70,7 @@ def test_a_grand_challenge_mha_becomes_the_same_label_map(tmp_path: Path, case: 
     assert case.label is not None
     data, grid = read_volume(case.label)
     out = _gc(tmp_path, case, lambda d: write_itk(d / "whatever-name.mha", np.asarray(data), grid))
-    got = collect(GrandChallengeOptions(), case=case, profile=PROFILE, output_dir=out, native_dir=tmp_path / "native",
+    got = contract_of("grand-challenge").collect(GrandChallengeOptions(), case=case, profile=PROFILE, output_dir=out, native_dir=tmp_path / "native",
                   probabilities=False)
     native = nib.load(got.folder / "c1.nii.gz")
     assert np.array_equal(np.asarray(native.dataobj), np.asarray(data))
@@ -114,7 +114,7 @@ def test_grand_challenge_outputs_that_would_read_beyond_themselves_are_refused(t
                                                                             message: str) -> None:
     out = _gc(tmp_path, case, lambda d: make(d, case))
     with pytest.raises(InvalidOutput, match=message):
-        collect(GrandChallengeOptions(), case=case, profile=PROFILE, output_dir=out, native_dir=tmp_path / "native",
+        contract_of("grand-challenge").collect(GrandChallengeOptions(), case=case, profile=PROFILE, output_dir=out, native_dir=tmp_path / "native",
                 probabilities=False)
     assert not (tmp_path / "native" / "c1.nii.gz").exists()
 
@@ -144,7 +144,7 @@ def test_nnunet_probabilities_become_per_organ_maps_in_nifti_axis_order(tmp_path
     probs[1] = (label == 1).transpose(2, 1, 0) * 0.75
     probs[0] = 1 - probs[1]
     out = _nnunet_outputs(tmp_path, case, probs)
-    got = collect(NnUNetOptions(), case=case, profile=PROFILE, output_dir=out, native_dir=tmp_path / "native",
+    got = contract_of("nnunet").collect(NnUNetOptions(), case=case, profile=PROFILE, output_dir=out, native_dir=tmp_path / "native",
                   probabilities=True)
     liver = np.asarray(nib.load(got.folder / "probabilities" / "liver.nii.gz").dataobj)
     assert liver.dtype == np.uint8 and np.array_equal(liver, np.where(label == 1, 191, 0))  # rint(0.75 * 255)
@@ -164,7 +164,7 @@ def test_nnunet_probabilities_that_break_the_convention_are_refused(tmp_path: Pa
                                                                    message: str) -> None:
     out = _nnunet_outputs(tmp_path, case, make((12, 10, 6)))
     with pytest.raises(InvalidOutput, match=message):
-        collect(NnUNetOptions(), case=case, profile=PROFILE, output_dir=out, native_dir=tmp_path / "native",
+        contract_of("nnunet").collect(NnUNetOptions(), case=case, profile=PROFILE, output_dir=out, native_dir=tmp_path / "native",
                 probabilities=True)
 
 
@@ -174,7 +174,7 @@ def test_an_npz_that_claims_more_than_it_may_hold_is_refused_before_inflating(tm
         with archive.open("probabilities.npy", "w") as member:
             member.write(b"\0" * (64 << 20))  # the bound for this 720-voxel case is 256 x 8 x 720 bytes
     with pytest.raises(InvalidOutput, match=r"larger than 256 channels of float64"):
-        collect(NnUNetOptions(), case=case, profile=PROFILE, output_dir=out, native_dir=tmp_path / "native",
+        contract_of("nnunet").collect(NnUNetOptions(), case=case, profile=PROFILE, output_dir=out, native_dir=tmp_path / "native",
                 probabilities=True)
 
 
@@ -189,7 +189,7 @@ def test_an_npz_of_many_channels_is_read_no_further_than_the_profiles_labels(tmp
     out = _nnunet_outputs(tmp_path, case, None)
     np.savez_compressed(out / "c1.npz", probabilities=probabilities)
     tracemalloc.start()
-    got = collect(NnUNetOptions(), case=case, profile=PROFILE, output_dir=out, native_dir=tmp_path / "native",
+    got = contract_of("nnunet").collect(NnUNetOptions(), case=case, profile=PROFILE, output_dir=out, native_dir=tmp_path / "native",
                   probabilities=True)
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.runner.docker_runner import ArchiveTooLong, archive_bound, copy_out
+from harness.acceptance import ArchiveTooLong, archive_bound, copy_out
 
 
 def _stream(entries: list[tuple[str, bytes | None]], *, hard_link: tuple[str, str] | None = None,

@@ -155,7 +155,7 @@ tasks:
 
 
 def test_foreign_contracts_read_their_own_tables(tmp_path: Path) -> None:
-    from harness.contracts import GrandChallengeOptions, MLCubeOptions, NnUNetOptions, launch
+    from harness.contracts import GrandChallengeOptions, MLCubeOptions, NnUNetOptions, contract_of
 
     spec = load_manifest(_contract(tmp_path, "grand-challenge", '[grand-challenge]\noutput_slug = "organs"\n'),
                          repo_root=tmp_path)
@@ -163,12 +163,12 @@ def test_foreign_contracts_read_their_own_tables(tmp_path: Path) -> None:
     spec = load_manifest(_contract(tmp_path, "nnunet", '[nnunet]\narguments = ["-d", "1", "-c", "3d_fullres"]\n'),
                          repo_root=tmp_path)
     assert isinstance(spec.options, NnUNetOptions)
-    assert launch(spec.contract, spec.options, probabilities=True).command == (
+    assert contract_of(spec.contract).launch(spec.options, probabilities=True).command == (
         "-i", "/input", "-o", "/output", "-d", "1", "-c", "3d_fullres", "--save_probabilities")
     spec = load_manifest(_contract(tmp_path, "mlcube", '[mlcube]\nconfig = "cc.yaml"\nparameters = "p.yaml"\n',
                                    {"cc.yaml": MEDPERF, "p.yaml": "offset: 1\n"}), repo_root=tmp_path)
     assert isinstance(spec.options, MLCubeOptions) and spec.options.style == "medperf"
-    started = launch(spec.contract, spec.options, probabilities=False)
+    started = contract_of(spec.contract).launch(spec.options, probabilities=False)
     assert (started.input_path, started.output_path) == ("/mlcommons/volumes/data", "/mlcommons/volumes/predictions")
     assert started.command == ("infer", "--data_path=/mlcommons/volumes/data")
     assert [m.container for m in started.mounts] == ["/mlcommons/volumes/parameters/parameters_file.yaml"]

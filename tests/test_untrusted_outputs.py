@@ -18,7 +18,7 @@ import pytest
 from harness.data.nifti import check_untrusted_header
 from harness.errors import CaseError
 from harness.profiles import load_profile
-from harness.runner.outputs import InvalidOutput, validate_outputs
+from harness.acceptance import InvalidOutput, validate_outputs
 from harness.safetext import safe_block, safe_text
 from tests.conftest import toy_labels, write_nifti
 
@@ -97,7 +97,7 @@ _PEAK = """
 import resource, sys
 from pathlib import Path
 from harness.profiles import load_profile
-from harness.runner.outputs import InvalidOutput, validate_outputs
+from harness.acceptance import InvalidOutput, validate_outputs
 profile = load_profile("flare22")
 image, output = Path(sys.argv[1]), Path(sys.argv[2])
 try:

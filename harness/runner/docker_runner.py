@@ -22,24 +22,20 @@ every 0.25 s instead (noted in the run's details as `output_limit = "polled"`).
 
 from __future__ import annotations
 
-import io
 import math
 import os
-import shutil
 import socket
-import tarfile
 import threading
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
-from harness.contracts import Launch, launch
+from harness.acceptance import ArchiveTooLong, Copied, archive_bound, copy_out  # noqa: F401 - the runner's copy-out
+from harness.contracts import Launch, contract_of
 from harness.monitor import RunMonitor
 from harness.runner.base import RunOutcome, RunRequest, RunStatus, tail_text
 from harness.runner.output_volumes import Lease, OutputVolumes, remove
-from harness.safetext import safe_text
 
 POLL_S = 0.05  # the local runner's check of its process
 OUTPUT_POLL_S = 0.25  # the watched host folder's check interval (the fallback /output)
@@ -80,99 +76,6 @@ def directory_bytes(root: Path) -> int:
     return directory_usage(root)[0]
 
 
-class ArchiveTooLong(Exception):
-    """The /output archive streams more than its bound (a sparse file reads as its full size)."""
-
-
-def archive_bound(output_bytes: int, output_files: int) -> int:
-    """The most an /output archive can honestly stream: the limit's bytes, plus a header of up to
-    16 KiB (long names) for each file and folder, plus 1 MiB."""
-    return output_bytes + (output_files + 1) * 16 * 1024 + 1024**2
-
-
-class _ChunkReader(io.RawIOBase):
-    """A file over an iterator of byte chunks (the daemon's archive stream), of at most `bound` bytes."""
-
-    def __init__(self, chunks: Iterator[bytes], bound: int | None = None) -> None:
-        self._chunks = iter(chunks)
-        self._buffer = b""
-        self._bound = bound
-        self._read = 0
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, target: Any) -> int:
-        while not self._buffer:
-            try:
-                self._buffer = next(self._chunks)
-            except StopIteration:
-                return 0
-        n = min(len(target), len(self._buffer))
-        target[:n] = self._buffer[:n]
-        self._buffer = self._buffer[n:]
-        self._read += n
-        if self._bound is not None and self._read > self._bound:
-            raise ArchiveTooLong(self._read)
-        return n
-
-
-class Copied(NamedTuple):
-    others: list[str]  # the entries outside the contract (safe names, at most `limit_names`)
-    first: float  # the earliest modification time of the files copied (NaN: none)
-    held: int  # the regular files' sizes, each rounded up to 4 KiB pages
-    entries: int  # files, folders and links, hard links included
-
-
-def copy_out(chunks: Iterator[bytes], target: Path, contract: tuple[str, ...], *, limit_names: int = 20,
-             per_folder: int = 4, bound: int | None = None) -> Copied:
-    """Write the contract's paths of an `/output` tar stream into `target` (regular files, and links
-    as links, for the checks to refuse); an entry `dir/*` is any file directly in `dir` (the first
-    `per_folder` of them). Returns the other entries' safe names (a folder outside the contract
-    once, at most `limit_names`), the earliest modification time of the files copied (NaN: none),
-    and what the archive says /output holds. A stream longer than `bound` bytes raises
-    ArchiveTooLong as soon as it is."""
-    wanted = {c for c in contract if not c.endswith("/*")}
-    patterns = {c[:-2] for c in contract if c.endswith("/*")}
-    ancestors = {str(parent) for c in (*wanted, *patterns) for parent in Path(c).parents if str(parent) != "."}
-    ancestors |= patterns
-    contract_dirs = {c.split("/", 1)[0] for c in ancestors}
-    taken: dict[str, int] = {}
-    seen: set[str] = set()
-    others: list[str] = []
-    first = math.nan
-    held = entries = 0
-    with tarfile.open(fileobj=io.BufferedReader(_ChunkReader(chunks, bound), 1 << 20), mode="r|") as archive:
-        for member in archive:
-            rel = member.name.split("/", 1)[1] if "/" in member.name else ""
-            if rel:
-                entries += 1  # tmpfs takes an inode slot for each hard link too
-                held += -(-member.size // 4096) * 4096 if member.isfile() else 0
-            if not rel or (rel in ancestors and member.isdir()):
-                continue
-            folder = rel.rpartition("/")[0]
-            matched = rel in wanted or (folder in patterns and taken.get(folder, 0) < per_folder)
-            if matched and (member.isfile() or member.issym()):
-                taken[folder] = taken.get(folder, 0) + 1
-                path = target / rel
-                path.parent.mkdir(parents=True, exist_ok=True)
-                if member.issym():
-                    os.symlink(member.linkname, path)
-                    continue
-                source = archive.extractfile(member)
-                assert source is not None
-                with path.open("wb") as out:
-                    shutil.copyfileobj(source, out, 1 << 20)
-                first = member.mtime if math.isnan(first) else min(first, member.mtime)
-                continue
-            top = rel.split("/", 1)[0]
-            name = rel if top in contract_dirs else top
-            if name not in seen and len(others) < limit_names:
-                seen.add(name)
-                others.append(safe_text(name, limit=200))
-    return Copied(others, first, held, entries)
-
-
 def remove_orphans(client, owner: str) -> int:  # type: ignore[no-untyped-def]
     """Remove every container (running or not) labelled with results folder `owner`: call it only
     while holding that folder's lock, when any such container is an orphan of a process that died.
@@ -196,7 +99,7 @@ def remove_orphans(client, owner: str) -> int:  # type: ignore[no-untyped-def]
 
 def launch_of(spec) -> Launch:  # type: ignore[no-untyped-def]
     """How `spec`'s container starts under its contract (harness.contracts)."""
-    return launch(spec.contract, spec.options, probabilities=spec.writes_probabilities)
+    return contract_of(spec.contract).launch(spec.options, probabilities=spec.writes_probabilities)
 
 
 class DockerRunner:

@@ -1,0 +1,18 @@
+"""FLARE (FLARE21-24): the organisers' `docker run` of each team's image: /workspace/inputs (a
+private writable copy) -> /workspace/outputs, `/bin/bash -c "sh predict.sh"`, the image's own
+user (algorithms/README.md has the sources)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from harness.contracts.base import Contract, Launch
+
+
+class Flare(Contract):
+    name = "flare"
+    annotators = False
+
+    def launch(self, options: Any, *, probabilities: bool) -> Launch:
+        return Launch("/workspace/inputs", "/workspace/outputs", input_writable=True, own_user=True,
+                      command=("/bin/bash", "-c", "sh predict.sh"))

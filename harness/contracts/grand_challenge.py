@@ -1,0 +1,114 @@
+"""grand-challenge: /input/images/<slug>/<uuid>.mha and /input/inputs.json (read-only) -> exactly
+one image under /output/images/<slug>/; the model, when given, at /opt/ml/model (read-only)."""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from harness.contracts.base import Collected, Contract, Launch, Mount, allowed_keys, beside, text_value
+from harness.errors import InvalidOutput
+
+if TYPE_CHECKING:
+    from harness.models import Case, Profile
+
+IMAGE_SUFFIXES_GC = (".mha", ".tif", ".tiff")  # what grand-challenge accepts for an image output
+
+
+@dataclass(frozen=True)
+class GrandChallengeOptions:
+    input_slug: str = "ct-image"
+    input_path: str = "images/ct-image"  # the input socket's relative_path under /input
+    output_slug: str = "abdominal-organ-segmentation"
+    output_path: str = "images/abdominal-organ-segmentation"  # under /output: exactly one image here
+    model: Path | None = None  # a folder mounted read-only at /opt/ml/model
+
+
+class GrandChallenge(Contract):
+    name = "grand-challenge"
+    annotators = False
+    table = "grand-challenge"
+
+    def parse_options(self, table: dict[str, Any], manifest: Path) -> GrandChallengeOptions:
+        where = "grand-challenge"
+        allowed_keys(table, {"input_slug", "input_path", "output_slug", "output_path", "model"}, where, manifest)
+        base = GrandChallengeOptions()
+        in_slug = text_value(table, "input_slug", base.input_slug, where, manifest, pattern="slug")
+        out_slug = text_value(table, "output_slug", base.output_slug, where, manifest, pattern="slug")
+        return GrandChallengeOptions(
+            input_slug=in_slug,
+            input_path=text_value(table, "input_path", f"images/{in_slug}", where, manifest, pattern="relpath"),
+            output_slug=out_slug,
+            output_path=text_value(table, "output_path", f"images/{out_slug}", where, manifest, pattern="relpath"),
+            model=beside(manifest, table["model"], f"{where}.model", folder=True) if "model" in table else None,
+        )
+
+    def launch(self, options: GrandChallengeOptions, *, probabilities: bool) -> Launch:
+        mounts = (Mount(options.model, "/opt/ml/model"),) if options.model is not None else ()
+        return Launch("/input", "/output", mounts=mounts)
+
+    def stage_input(self, options: GrandChallengeOptions, case_id: str, image_file: Path, input_dir: Path) -> None:
+        """An .mha under images/<slug>/ named by a fresh UUID, and inputs.json."""
+        from harness.data.nifti import read_volume, write_itk
+
+        data, grid = read_volume(image_file)  # the organiser's staged copy
+        name = f"{uuid.uuid4()}.mha"
+        folder = input_dir / options.input_path
+        folder.mkdir(parents=True)
+        write_itk(folder / name, np.asarray(data), grid)
+        image_file.unlink()
+        sockets = [{"pk": 1, "interface": {"title": options.input_slug.replace("-", " ").capitalize(),
+                                           "slug": options.input_slug, "kind": "Image", "super_kind": "Image",
+                                           "relative_path": options.input_path},
+                    "value": None, "file": None, "image": {"pk": name[:-4], "name": name}}]
+        (input_dir / "inputs.json").write_text(json.dumps(sockets, indent=2) + "\n", encoding="utf-8")
+
+    def keep(self, options: GrandChallengeOptions, case_id: str, native: list[str], *, probabilities: bool) -> list[str]:
+        return [f"{options.output_path}/*"]
+
+    def collect(self, options: GrandChallengeOptions, *, case: Case, profile: Profile, output_dir: Path,
+                native_dir: Path, probabilities: bool) -> Collected:
+        import nibabel as nib
+
+        from harness.acceptance import read_metaimage_label
+        from harness.data.nifti import read_grid
+        from harness.safetext import safe_text
+
+        shown_dir = f"/output/{options.output_path}/"
+        folder = output_dir / options.output_path
+        if folder.is_symlink():
+            raise InvalidOutput(f"{shown_dir}: symbolic link (never followed); write into the folder itself")
+        found = sorted(os.fsdecode(n) for n in os.listdir(os.fsencode(folder))) if folder.is_dir() else []
+        images = [n for n in found if n.lower().endswith(IMAGE_SUFFIXES_GC)]
+        if not images:
+            present = [safe_text(n, limit=80) for n in found[:5]] or _top_level(output_dir)
+            raise InvalidOutput(f"no image in {shown_dir} (found: {', '.join(present) or 'nothing'}); write exactly one "
+                                f".mha there (the output socket '{options.output_slug}')")
+        if len(images) > 1:
+            raise InvalidOutput(f"{shown_dir} holds {len(images)} images "
+                                f"({', '.join(safe_text(n, limit=60) for n in images[:4])}); write exactly one")
+        name = images[0]
+        written, shown = folder / name, f"{shown_dir}{safe_text(name, limit=120)}"
+        image_grid = read_grid(case.image) if case.image is not None else None  # the organiser's image
+        data, grid = read_metaimage_label(written, shown, image_grid.shape if image_grid is not None else None)
+        native_dir.mkdir(exist_ok=True)
+        out = nib.Nifti1Image(np.asarray(data), grid.affine)
+        out.header.set_zooms(grid.spacing_mm[:3])
+        nib.save(out, native_dir / f"{case.case_id}.nii.gz")
+        return Collected(native_dir, {f"/output/{case.case_id}.nii.gz": shown},
+                         frozenset({f"{options.output_path}/{name}"}), output_dir)
+
+
+def _top_level(output_dir: Path) -> list[str]:
+    from harness.safetext import safe_text
+
+    try:
+        return [safe_text(os.fsdecode(n), limit=80) for n in sorted(os.listdir(os.fsencode(output_dir)))[:5]]
+    except OSError:
+        return []

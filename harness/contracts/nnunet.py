@@ -1,0 +1,91 @@
+"""nnU-Net: the image's entry point with `-i /input -o /output` (and `--save_probabilities`);
+`<case>.nii.gz`, and `<case>.npz` (`probabilities`, channels first) turned into per-organ maps."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from harness.contracts.base import Collected, Contract, Launch, allowed_keys
+from harness.errors import SpecError
+
+if TYPE_CHECKING:
+    from harness.models import Case, Profile
+
+NNUNET_SIDE_FILES = ("plans.json", "dataset.json", "predict_from_raw_data_args.json")  # nnU-Net writes them to -o
+
+
+@dataclass(frozen=True)
+class NnUNetOptions:
+    arguments: tuple[str, ...] = ()  # after -i IN -o OUT: -d, -c, -f, ...
+    entrypoint: tuple[str, ...] | None = None  # default: the image's own (e.g. nnUNetv2_predict)
+    probability_axes: str = "zyx"  # the npz's spatial axis order: nnU-Net's readers give z, y, x
+
+
+class NnUNet(Contract):
+    name = "nnunet"
+    annotators = False
+    table = "nnunet"
+
+    def parse_options(self, table: dict[str, Any], manifest: Path) -> NnUNetOptions:
+        allowed_keys(table, {"arguments", "entrypoint", "probability_axes"}, "nnunet", manifest)
+        arguments = table.get("arguments", [])
+        if not isinstance(arguments, list) or not all(isinstance(a, str) for a in arguments):
+            raise SpecError(f"{manifest}: key 'nnunet.arguments' = {arguments!r}; use an array of strings such as "
+                            '["-d", "Dataset001_Abdomen", "-c", "3d_fullres"]')
+        if any(a in ("-i", "-o") for a in arguments):
+            raise SpecError(f"{manifest}: key 'nnunet.arguments' gives -i or -o; the harness passes -i /input -o /output")
+        entry = table.get("entrypoint")
+        if entry is not None and (not isinstance(entry, list) or not entry or not all(isinstance(a, str) for a in entry)):
+            raise SpecError(f"{manifest}: key 'nnunet.entrypoint' = {entry!r}; use an array such as [\"nnUNetv2_predict\"]")
+        axes = table.get("probability_axes", "zyx")
+        if axes not in ("zyx", "xyz"):
+            raise SpecError(f"{manifest}: key 'nnunet.probability_axes' = {axes!r}; use \"zyx\" (nnU-Net's readers) or "
+                            "\"xyz\"")
+        return NnUNetOptions(arguments=tuple(arguments), entrypoint=tuple(entry) if entry else None, probability_axes=axes)
+
+    def launch(self, options: NnUNetOptions, *, probabilities: bool) -> Launch:
+        command = ("-i", "/input", "-o", "/output", *options.arguments, *(("--save_probabilities",) if probabilities else ()))
+        return Launch("/input", "/output", command=command, entrypoint=options.entrypoint)
+
+    def keep(self, options: NnUNetOptions, case_id: str, native: list[str], *, probabilities: bool) -> list[str]:
+        return [f"{case_id}.nii.gz", *((f"{case_id}.npz",) if probabilities else ())]
+
+    def collect(self, options: NnUNetOptions, *, case: Case, profile: Profile, output_dir: Path, native_dir: Path,
+                probabilities: bool) -> Collected:
+        import nibabel as nib
+
+        from harness.acceptance import check_probability_channel, link_or_copy, read_npz_probabilities, regular
+        from harness.data.nifti import read_grid
+        from harness.layout import PROBABILITY_DIR
+
+        label = f"{case.case_id}.nii.gz"
+        native_dir.mkdir(exist_ok=True)
+        consumed = {label}
+        if regular(output_dir / label, f"/output/{label}"):
+            link_or_copy(output_dir / label, native_dir / label)
+        if not probabilities:
+            return Collected(native_dir, {}, frozenset(consumed), output_dir)
+        npz, shown = output_dir / f"{case.case_id}.npz", f"/output/{case.case_id}.npz"
+        assert case.image is not None
+        grid = read_grid(case.image)  # the organiser's image
+        spatial = tuple(reversed(grid.shape)) if options.probability_axes == "zyx" else tuple(grid.shape)
+        needed = max(o.label for o in profile.organs) + 1
+        array = read_npz_probabilities(npz, shown, channels=needed, spatial=spatial, axes=options.probability_axes)
+        consumed.add(npz.name)
+        folder = native_dir / PROBABILITY_DIR
+        folder.mkdir(exist_ok=True)
+        for organ in profile.organs:
+            channel = array[organ.label]
+            if options.probability_axes == "zyx":
+                channel = channel.transpose(2, 1, 0)
+            check_probability_channel(channel, shown, organ.label, organ.name)
+            quantised = np.rint(channel.astype(np.float64) * 255).astype(np.uint8)
+            nib.save(nib.Nifti1Image(quantised, grid.affine), folder / f"{organ.name}.nii.gz")
+        return Collected(native_dir, {}, frozenset(consumed), output_dir)
+
+    def ignored_extras(self, options: NnUNetOptions, case_id: str) -> frozenset[str]:
+        return frozenset({*NNUNET_SIDE_FILES, f"{case_id}.pkl"})
