@@ -487,3 +487,14 @@ def copy_out(chunks: Iterator[bytes], target: Path, contract: tuple[str, ...], *
                 seen.add(name)
                 others.append(safe_text(name, limit=200))
     return Copied(others, first, held, entries)
+
+
+def archive_usage(chunks: Iterator[bytes], *, bound: int) -> tuple[int, int]:
+    """What a tar stream of a container's folder holds, read header by header (never more than
+    `bound` bytes): regular files' sizes rounded up to 4 KiB pages, and entries."""
+    held = entries = 0
+    with tarfile.open(fileobj=io.BufferedReader(_ChunkReader(chunks, bound), 1 << 20), mode="r|") as archive:
+        for member in archive:
+            entries += 1
+            held += -(-member.size // 4096) * 4096 if member.isfile() else 0
+    return held, entries

@@ -29,10 +29,11 @@ import threading
 import time
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
-from harness.acceptance import ArchiveTooLong, Copied, archive_bound, copy_out  # noqa: F401 - the runner's copy-out
+from harness.acceptance import ArchiveTooLong, Copied, archive_bound, archive_usage, copy_out  # noqa: F401 - the copy-out
 from harness.contracts import Launch, contract_of
+from harness.fstree import pack_folder
 from harness.monitor import RunMonitor
 from harness.runner.base import RunOutcome, RunRequest, RunStatus, tail_text
 from harness.runner.output_volumes import Lease, OutputVolumes, remove
@@ -115,7 +116,8 @@ class DockerRunner:
         self.output_fs = output_fs  # False: /output is a watched host folder (the fallback)
         self.volumes = OutputVolumes(self.client)
 
-    def container_kwargs(self, request: RunRequest, *, output_volume: str | None = None) -> dict[str, object]:
+    def container_kwargs(self, request: RunRequest, *, output_volume: str | None = None,
+                         input_volume: str | None = None) -> dict[str, object]:
         from docker.types import DeviceRequest, LogConfig, Mount
 
         res = request.spec.resources
@@ -130,8 +132,8 @@ class DockerRunner:
             "network_mode": "none",
             "read_only": True,
             "tmpfs": {"/tmp": f"rw,nosuid,nodev,size={res.tmp_bytes},mode=1777"},
-            "volumes": {str(request.input_dir.resolve()): {"bind": contract.input_path,
-                                                           "mode": "rw" if contract.input_writable else "ro"}, **output},
+            "volumes": {(input_volume or str(request.input_dir.resolve())): {
+                "bind": contract.input_path, "mode": "rw" if input_volume is not None else "ro"}, **output},
             "user": f"{uid}:{gid}",
             "cap_drop": ["ALL"],
             "security_opt": ["no-new-privileges"],
@@ -167,23 +169,25 @@ class DockerRunner:
         started_at = time.time()
         uid, _ = sandbox_user()
         contract = launch_of(request.spec)
-        for folder, mode in ((request.input_dir, 0o777 if contract.input_writable else 0o755),
+        for folder, mode in ((request.input_dir, 0o755),
                              (request.output_dir, 0o777 if uid == SANDBOX_UID or contract.own_user else 0o755)):
             folder.chmod(mode)
-        if contract.input_writable:  # the private copy only: the organiser's files were copied, never linked
-            for path in request.input_dir.rglob("*"):
-                path.chmod(0o777 if path.is_dir() else 0o666)
         if request.spec.gpu == "required" and not self.gpu_ids:
             return RunOutcome(RunStatus.RUNNER_ERROR, None, 0.0, 0.0, started_at, time.time(),
                               message=f"{request.spec.manifest}: gpu = \"required\" but this host has no GPU; run it on a GPU host")
         lease = self._lease(request) if self.output_fs else "disabled"
         volume, fallback = (lease, "") if isinstance(lease, Lease) else (None, lease)
         created_at = time.time()
+        writable: _WritableInputs | None = None
         try:
+            if contract.input_writable:  # FLARE's writable inputs: a size- and inode-limited volume of their own
+                writable = self._input_volume(request)
             container = self.client.containers.create(
-                **self.container_kwargs(request, output_volume=volume.volume if volume is not None else None))
+                **self.container_kwargs(request, output_volume=volume.volume if volume is not None else None,
+                                        input_volume=writable.volume.name if writable is not None else None))
         except docker.errors.APIError as exc:
             self._give_back(volume, 0)
+            _remove_inputs(writable)
             return RunOutcome(RunStatus.RUNNER_ERROR, None, 0.0, time.monotonic() - wall0, started_at, time.time(),
                               message=f"docker could not create the container: {' '.join(str(exc).split())[:300]}")
         status: RunStatus | None = None
@@ -265,6 +269,8 @@ class DockerRunner:
                     full, held = _output_full(volume, res)
                 if full and status in (RunStatus.OK, RunStatus.CRASHED):  # a crash on a full /output is the limit's
                     status, message = RunStatus.OUTPUT_TOO_LARGE, full
+                if writable is not None and status is RunStatus.CRASHED:  # a crash on full writable inputs is too
+                    status, message = _inputs_full(writable, contract.input_path, res, status, message)
                 if status is RunStatus.OK and copied is not None:
                     if copied.others:
                         details["not_kept"] = copied.others
@@ -284,6 +290,35 @@ class DockerRunner:
             else:
                 closing.result()
             self._give_back(volume, held, keep_free=2 * res.memory_bytes)
+            _remove_inputs(writable)
+
+    def _input_volume(self, request: RunRequest) -> _WritableInputs:
+        """A fresh tmpfs volume for a contract's writable inputs (FLARE's /workspace/inputs), bounded as
+        /output is (the case's files plus the run's output bytes and files), holding a copy of the
+        staged case. A holder (the image's own `sleep`, sandboxed) keeps it mounted, as a tmpfs
+        volume is emptied when nothing mounts it."""
+        res = request.spec.resources
+        staged = sum(p.stat().st_size for p in request.input_dir.rglob("*") if p.is_file())
+        count = sum(1 for _ in request.input_dir.rglob("*"))
+        labels = {"harness.results": request.owner, "harness.pid": f"{os.getpid()}@{socket.gethostname()}"}
+        volume = self.client.volumes.create(
+            name=f"harness-input-{uuid.uuid4().hex[:16]}", driver="local", labels=labels,
+            driver_opts={"type": "tmpfs", "device": "tmpfs",
+                         "o": f"size={staged + res.output_bytes},nr_inodes={count + res.output_files + 1},mode=1777"})
+        holder = None
+        try:
+            uid, gid = sandbox_user()
+            holder = self.client.containers.create(
+                image=request.image, entrypoint=["sleep", "infinity"], command=[], detach=True, network_mode="none",
+                read_only=True, user=f"{uid}:{gid}", cap_drop=["ALL"], security_opt=["no-new-privileges"], pids_limit=8,
+                mem_limit=64 * 1024**2, cpu_shares=2, labels={**labels, "harness.role": "input-holder"},
+                volumes={volume.name: {"bind": "/inputs", "mode": "rw"}})
+            holder.start()
+            holder.put_archive("/inputs", pack_folder(request.input_dir))
+        except Exception:
+            remove(holder, volume)
+            raise
+        return _WritableInputs(volume, holder)
 
     def _lease(self, request: RunRequest) -> Lease | str:
         """A fresh size- and inode-limited tmpfs volume for the run's /output, or why there is none."""
@@ -300,6 +335,31 @@ class DockerRunner:
     def close(self) -> None:
         """Retire this runner's output holder, if one is kept."""
         self.volumes.close()
+
+
+class _WritableInputs(NamedTuple):
+    volume: Any
+    holder: Any
+
+
+def _inputs_full(writable: _WritableInputs, path: str, res: Any, status: RunStatus,
+                 message: str) -> tuple[RunStatus, str]:
+    """OUTPUT_TOO_LARGE when a crashed run had filled its writable inputs (counted from the volume's
+    archive, which the volume's own size bounds), else the status as it was."""
+    try:
+        bits, _ = writable.holder.get_archive("/inputs")
+        held, entries = archive_usage(bits, bound=archive_bound(res.output_bytes * 2, res.output_files * 2))
+    except Exception:  # noqa: BLE001 - nothing to count: the crash stands
+        return status, message
+    if held + 64 * 1024 >= res.output_bytes or entries >= res.output_files:
+        return RunStatus.OUTPUT_TOO_LARGE, (f"{path} filled its writable space ({held / 1e6:.0f} MB in {entries} "
+                                            "entries, the run's output limits); write less there")
+    return status, message
+
+
+def _remove_inputs(writable: _WritableInputs | None) -> None:
+    if writable is not None:
+        remove(writable.holder, writable.volume)
 
 
 class _LogsThenRemove:

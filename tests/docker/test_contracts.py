@@ -46,7 +46,7 @@ def test_a_flare_image_runs_unchanged_and_scores_as_its_harness_twin(tmp_path: P
     with Store.open(tmp_path / "results", lock=False, create=False) as store:
         runs = store.runs().set_index(["algorithm", "case_id"])
         scores = store.scores().set_index(["algorithm", "case_id", "organ"]).sort_index()
-    assert summary.failed == 0, runs.message.tolist()
+    assert summary.failed == 0, runs.log_tail.tolist()
     assert set(runs.status) == {"ok"}
     assert scores.loc["flare-team"].dsc.equals(scores.loc["native"].dsc)
     assert scores.loc["flare-team"].nsd.equals(scores.loc["native"].nsd)
@@ -63,6 +63,9 @@ def test_flare_contract_violations_are_recorded_with_their_reason(tmp_path: Path
         "no-predict-sh": None,  # the organisers' command finds nothing to run
         "wrong-name": "#!/bin/sh\nset -e\nmkdir -p /tmp/out\npython3 /workspace/behave.py /workspace/inputs /tmp/out\n"
                       "cp /tmp/out/*.nii.gz /workspace/outputs/segmentation.nii.gz\n",
+        # its writable inputs are a volume bounded like /output (here 8 MB, 64 files), not a host folder
+        "floods-inputs": "#!/bin/sh\nset -e\nhead -c 64000000 /dev/zero > /workspace/inputs/flood.bin\n",
+        "many-inputs": "#!/bin/sh\nset -e\nfor i in $(seq 1 200); do echo x > /workspace/inputs/f$i; done\n",
     }
     for name, script in broken.items():
         folder = algorithms / name
@@ -73,7 +76,9 @@ def test_flare_contract_violations_are_recorded_with_their_reason(tmp_path: Path
             (folder / "predict.sh").write_text(script)
         (folder / "algorithm.toml").write_text(
             f'name = "{name}"\nversion = "1"\nkind = "segmenter"\ndockerfile = "dockerfiles/flare.Dockerfile"\n'
-            'contract = "flare"\nprofile = "flare22"\ngpu = "none"\n\n[resources]\nmemory = "256m"\ntime_limit_s = 30\n')
+            'contract = "flare"\nprofile = "flare22"\ngpu = "none"\n\n[resources]\nmemory = "256m"\ntime_limit_s = 30\n'
+            'output = "8m"\noutput_files = 64\n')
+    before = {p: p.stat().st_mtime_ns for p in phantom_data.rglob("*")}
     settings = RunSettings(algorithms_dir=algorithms, data_dir=phantom_data, results_dir=tmp_path / "results",
                            runner="docker", base=base_image, cache_dir=tmp_path / "cache", repo_root=tmp_path)
     run_all(settings, say=lambda m: None, on_result=lambda e: None)
@@ -86,3 +91,8 @@ def test_flare_contract_violations_are_recorded_with_their_reason(tmp_path: Path
     assert set(wrong.status) == {"invalid_output"}
     assert wrong.message.iloc[0].startswith("no label map /workspace/outputs/phantom_")  # in the contract's terms
     assert "(found: segmentation.nii.gz)" in wrong.message.iloc[0]
+    for name in ("floods-inputs", "many-inputs"):
+        flooded = runs.loc[name]
+        assert set(flooded.status) == {"output_too_large"}, (name, flooded.message.iloc[0])
+        assert "/workspace/inputs filled its writable space" in flooded.message.iloc[0]
+    assert {p: p.stat().st_mtime_ns for p in phantom_data.rglob("*")} == before  # nothing of the organiser's changed
