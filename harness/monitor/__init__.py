@@ -103,7 +103,10 @@ class RunMonitor:
     def attach(self, pid: int, *, started_at: float | None = None) -> None:
         """Start sampling the run whose main process is `pid` (started at monotonic `started_at`)."""
         self.t_start = started_at if started_at is not None else time.monotonic()
-        probe = self.probe_factory(pid)
+        try:
+            probe = self.probe_factory(pid)
+        except (ProcessLookupError, FileNotFoundError):  # it exited before its cgroup was read: nothing to sample
+            return
         self.gpu = self.gpu_factory(probe.pids)
         gpu = self.gpu
 

@@ -196,3 +196,15 @@ def test_an_ambiguous_or_unknown_gpu_name_is_a_clear_error_and_the_run_is_not_me
     with pytest.raises(LookupError, match=r"CUDA_VISIBLE_DEVICES names 'GPU-', which matches 2 GPUs"):
         device_handle(UuidNvml(), "GPU-")
     assert _gpu_factory(("GPU-ffff",), UuidNvml())(lambda: set()) is None  # not measured, never a crash
+
+
+def test_a_run_gone_before_its_cgroup_is_read_is_not_sampled_and_not_an_error(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A container that exits before the monitor attaches leaves no /proc/<pid>/cgroup: seen under
+    load as a runner_error (FileNotFoundError); it is a run with nothing to sample."""
+    from harness.monitor import RunMonitor
+    from harness.monitor.probes import CgroupProbe
+
+    monitor = RunMonitor(probe_factory=lambda pid: CgroupProbe(pid, proc_root=tmp_path), gpu_factory=lambda pids: None)
+    monitor.attach(424242)
+    monitor.stop()
+    assert monitor.sampler is None and len(monitor.series()) == 0
