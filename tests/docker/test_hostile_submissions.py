@@ -1,7 +1,10 @@
 """A hostile participant's submissions, built and run for real by `harness run` in a subprocess.
 
 Build-time attacks (a link to the ground truth in the build context, a base image from a registry,
-ADD of a URL, pip options, an endless or memory-hungry build), manifest attacks (a Dockerfile path
+ADD of a URL, pip options, an endless or memory-hungry build; and what intake reads in the consuming
+tool's own grammar: pip's comment continuation, encoding declarations, `${VAR}`, VCS lines, the
+Dockerfile's escape directive and ARG expansion, hard links and sparse files, an archive of 30
+images, a manifest path out of the folder, TOML and YAML bombs), manifest attacks (a Dockerfile path
 outside the repository, resources over the caps) and run-time attacks (header and extension
 bombs, a flood of files, a sparse file, 2500 nested folders, hostile names and terminal codes, a
 CPU hog under a CPU cap). For every one: the recorded status and reason; every other algorithm of
@@ -43,6 +46,28 @@ SUITE: dict[str, tuple[str, dict[str, object], str | None, dict[str, str], str |
     "copies-from-image": ("ok", {}, BEHAVE_DOCKERFILE + "COPY --from=alpine:3 /etc/passwd /tmp/\n", {}, "build_failed",
                           "COPY --from an image"),
     "fifo-in-context": ("ok", {}, None, {"pipe |": ""}, "build_failed", "pipe: not a regular file"),
+    # intake: what pip, the daemon's parser, `docker load` and TOML/YAML would read differently from a plain check
+    "pip-comment-continuation": ("ok", {}, None, {"requirements.txt": "# note \\\n--index-url {INDEX}/${HOME}/simple\n"},
+                                 "build_failed", "line 2: a pip option"),
+    "pip-utf7": ("ok", {}, None, {"requirements.txt": "# -*- coding: utf-7 -*-\nsix==1.16.0+AC0-\n"}, "build_failed",
+                 "an encoding declaration pip would obey"),
+    "pip-vcs": ("ok", {}, None, {"requirements.txt": "-e git+{INDEX}/evil.git#egg=evil\n"}, "build_failed",
+                "line 1: a pip option"),
+    "pip-env": ("ok", {}, None, {"requirements.txt": "six==1.16.0 --index-url={INDEX}/${HOME}/simple\n"},
+                "build_failed", "line 1: a '$'"),
+    "escape-directive": ("ok", {}, "# escape=`\n" + BEHAVE_DOCKERFILE + "RUN echo \\\nADD {INDEX}/x /opt/\n", {},
+                         "build_failed", "ADD of a URL"),
+    "arg-url": ("ok", {}, BEHAVE_DOCKERFILE + "ARG U={INDEX}/x\nADD ${U} /opt/\n", {}, "build_failed", "ADD of a URL"),
+    "hardlink-to-truth": ("ok", {}, None, {"gt => labels": ""}, "build_failed", "a hard link"),
+    "sparse-context": ("ok", {}, None, {"model.bin ~": ""}, "build_failed", "a sparse file"),
+    "archive-thirty": ("ok", {}, None, {"manifest!": 'archive = "team.tar"', "team.tar": "THIRTY"}, "build_failed",
+                       "holds 30 images; an algorithm's archive holds exactly one"),
+    "archive-escape": ("ok", {}, None, {"manifest!": 'archive = "../well-behaved/behave.py"'}, None,
+                       "key 'archive' = '../well-behaved/behave.py' leaves the algorithm's folder"),
+    "toml-bomb": ("ok", {}, None, {"manifest+": "x = " + "[" * 30000 + "]" * 30000}, None, "nested too deeply"),
+    "yaml-bomb": ("ok", {}, None, {"manifest+": 'contract = "mlcube"\n[mlcube]\nconfig = "mlcube.yaml"',
+                                   "mlcube.yaml": "a: &a [x, x, x, x, x, x, x, x]\nb: [*a, *a, *a, *a, *a, *a, *a]\n"},
+                  None, "a YAML anchor, alias or tag"),
     "slow-build": ("ok", {}, BEHAVE_DOCKERFILE.replace("RUN useradd", "RUN sleep 120 && useradd"), {}, "build_failed",
                    "longer than the challenge's build time limit of 60 s"),
     "hungry-build": ("ok", {}, BEHAVE_DOCKERFILE.replace(
@@ -75,7 +100,24 @@ finally:
 """
 
 
-def _write_algorithms(root: Path, data: Path) -> Path:
+def _thirty_images() -> bytes:
+    """A `docker save`-shaped archive naming 30 images (each tagged as someone else's)."""
+    import io
+    import tarfile
+
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w") as archive:
+        members = {"c.json": b"{}", "l.tar": b"\0" * 1024,
+                   "manifest.json": json.dumps([{"Config": "c.json", "RepoTags": [f"harness/base:{i}"],
+                                                 "Layers": ["l.tar"]} for i in range(30)]).encode()}
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            archive.addfile(info, io.BytesIO(data))
+    return out.getvalue()
+
+
+def _write_algorithms(root: Path, data: Path, index: str) -> Path:
     (root / "dockerfiles").mkdir(parents=True)
     (root / "dockerfiles" / "behave.Dockerfile").write_text(BEHAVE_DOCKERFILE)
     for name, (mode, resources, dockerfile, files, _, _) in SUITE.items():
@@ -85,14 +127,26 @@ def _write_algorithms(root: Path, data: Path) -> Path:
         (folder / "mode").write_text(mode + "\n")
         manifest = {"name": name, "profile": "flare22"}
         for rel, content in files.items():
+            content = content.replace("{INDEX}", index)
             if rel in manifest:  # a manifest value, not a file
                 manifest[rel] = content
+            elif rel in ("manifest!", "manifest+"):  # the manifest's source line (!), or lines added to it (+)
+                continue
             elif " -> " in rel:  # a symbolic link to the data set's ground truth
                 (folder / rel.split(" -> ")[0]).symlink_to(data / "labelsTr", target_is_directory=True)
+            elif " => " in rel:  # a hard link to one of the data set's labels
+                os.link(next((data / "labelsTr").iterdir()), folder / rel.split(" => ")[0])
+            elif rel.endswith(" ~"):  # 1.5 GiB that hold nothing
+                with (folder / rel[:-2]).open("wb") as sparse:
+                    sparse.truncate(1536 * 1024**2)
             elif rel.endswith(" |"):  # a FIFO
                 os.mkfifo(folder / rel[:-2])
+            elif content == "THIRTY":
+                (folder / rel).write_bytes(_thirty_images())
             else:
                 (folder / rel).write_text(content)
+        if dockerfile is not None:
+            dockerfile = dockerfile.replace("{INDEX}", index)
         if dockerfile is None:
             dockerfile_path = "dockerfiles/behave.Dockerfile"
         elif dockerfile.startswith("../"):
@@ -102,10 +156,14 @@ def _write_algorithms(root: Path, data: Path) -> Path:
             dockerfile_path = f"dockerfiles/{name}.Dockerfile"
         limits = {"memory": "256m", "time_limit_s": 30, **resources}
         lines = "".join(f"{key} = {json.dumps(value)}\n" for key, value in limits.items())
+        source = files.get("manifest!", f'dockerfile = "{dockerfile_path}"')
+        added = files.get("manifest+", "")
+        tables = added[added.index("["):] + "\n" if "[" in added.split("\n", 1)[-1] and "\n[" in added else ""
+        top = added[: added.index("\n[")] if tables else added
         (folder / "algorithm.toml").write_text(
-            f'name = "{manifest["name"]}"\nversion = "1"\nkind = "segmenter"\ndockerfile = "{dockerfile_path}"\n'
-            f'profile = "{manifest["profile"]}"\n'
-            f'gpu = "none"\n\n[resources]\n{lines}')
+            f'name = "{manifest["name"]}"\nversion = "1"\nkind = "segmenter"\n{source}\n'
+            f'profile = "{manifest["profile"]}"\n{top}\n'
+            f'gpu = "none"\n\n[resources]\n{lines}{tables}')
     return root / "algorithms"
 
 
@@ -125,7 +183,30 @@ def evaluation(tmp_path_factory, base_image: str):
 
     root = tmp_path_factory.mktemp("submissions")
     write_dataset(root / "data", cases=1, seed=31, size="small")
-    algorithms = _write_algorithms(root, root / "data")
+    import http.server
+    import threading
+
+    seen: list[str] = []
+
+    class Recorder(http.server.BaseHTTPRequestHandler):  # a host a submission names: it must hear nothing
+        def do_GET(self) -> None:  # noqa: N802
+            seen.append(self.path)
+            self.send_response(404)
+            self.end_headers()
+
+        do_HEAD = do_POST = do_GET  # noqa: N815
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Recorder)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    algorithms = _write_algorithms(root, root / "data", f"http://127.0.0.1:{server.server_address[1]}")
+    import docker
+
+    client = docker.from_env()
+    tags_before = {t for image in client.images.list() for t in image.tags}
+    base_id = client.images.get(base_image).id
     # build_time_s: far above an honest build on a cold, loaded 2-core CI machine (fuse-overlayfs), far below
     # the slow build's 120 s
     (root / "challenge.toml").write_text('name = "hostile-test"\n[limits]\nmemory = "2g"\ncpus = 2\n'
@@ -138,11 +219,16 @@ def evaluation(tmp_path_factory, base_image: str):
         [sys.executable, "-c", _WRAPPER, "run", str(algorithms), "--data", str(root / "data"), "--results",
          str(root / "results"), "--base", base_image, "--challenge", str(root / "challenge.toml"), "--scoring-workers", "0"],
         env=env, capture_output=True, text=True, timeout=1200, cwd=Path(__file__).resolve().parents[2])
+    server.shutdown()
     with Store.open(root / "results", lock=False, create=False) as store:
         runs = store.runs().set_index("algorithm")
         assert store.integrity_ok()
+    tags_after = {t for image in client.images.list() for t in image.tags}
+    leftovers = [c.name for c in client.containers.list(all=True, filters={"label": "harness.results"})
+                 if c.labels.get("harness.results", "").startswith(str(root))]
     return {"root": root, "done": done, "runs": runs, "before": before, "scratch": scratch,
-            "peak_kib": int((root / "peak").read_text())}
+            "peak_kib": int((root / "peak").read_text()), "requests": seen, "new_tags": tags_after - tags_before,
+            "base_moved": client.images.get(base_image).id != base_id, "containers": leftovers}
 
 
 @pytest.mark.parametrize("name", list(SUITE))
@@ -168,6 +254,16 @@ def test_nothing_outside_the_results_folder_changed_and_memory_stayed_bounded(ev
     assert evaluation["peak_kib"] < PEAK_RSS_BOUND_KIB, f"harness peak RSS {evaluation['peak_kib']} KiB"
     used = sum(p.stat().st_blocks * 512 for p in (root / "results").rglob("*") if p.is_file())
     assert used < 20 * 1024**2  # the sparse 1 TiB, the floods and the bombs left nothing behind
+
+
+def test_no_request_left_for_a_host_a_submission_named_and_no_name_was_taken(evaluation) -> None:
+    """pip, the daemon and `docker load` never saw what intake refused: the local server that the
+    hostile requirements and Dockerfiles name heard nothing; no image was tagged but by the harness
+    (its content tags), the base image kept its id, and no container of this evaluation is left."""
+    assert evaluation["requests"] == []
+    assert all(tag.startswith("harness-") for tag in evaluation["new_tags"]), evaluation["new_tags"]
+    assert not evaluation["base_moved"]
+    assert evaluation["containers"] == []
 
 
 def test_what_the_contract_does_not_ask_for_is_reported_not_kept(evaluation) -> None:
