@@ -85,3 +85,11 @@ def test_an_amos_numbered_model_on_flare_data_scores_as_its_masks_renumbered_by_
     with pytest.raises(SystemExit) as unmapped:
         main(["score", "--pred", str(amos), "--labels", str(root), "--out", str(tmp_path / "raw.csv")])
     assert unmapped.value.code == ExitStatus.DATA_ERROR  # nothing scored
+
+
+@pytest.mark.parametrize("name", sorted(p.stem for p in TABLES.glob("*.json")))
+def test_a_profiles_source_names_are_spelled_as_its_source(name: str) -> None:
+    """`source_name` records the source's own spelling (WORD's `Head_of_femur_L`), not a normalised one."""
+    recorded = {value: label for label, value in json.loads((TABLES / f"{name}.json").read_text())["labels"].items()}
+    named = {o.label: o.source_name for o in load_profile(name).organs if o.source_name}
+    assert named == {label: recorded[label] for label in named}
