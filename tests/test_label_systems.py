@@ -82,9 +82,16 @@ def test_an_amos_numbered_model_on_flare_data_scores_as_its_masks_renumbered_by_
     got, want = pd.read_csv(tmp_path / "mapped.csv"), pd.read_csv(tmp_path / "hand.csv")
     pd.testing.assert_frame_equal(got, want)
     # Without the map, the same AMOS-numbered files are judged in FLARE's system: label 14 is not FLARE's.
+    # flare22 counts it as background (as FLARE's script) and says so; strict refuses it.
+    capsys.readouterr()
     with pytest.raises(SystemExit) as unmapped:
         main(["score", "--pred", str(amos), "--labels", str(root), "--out", str(tmp_path / "raw.csv")])
-    assert unmapped.value.code == ExitStatus.DATA_ERROR  # nothing scored
+    assert unmapped.value.code == ExitStatus.OK
+    assert "case_00.nii.gz: label values 14 are not in profile flare22; counted as background" in capsys.readouterr().err
+    assert not pd.read_csv(tmp_path / "raw.csv").equals(want)  # read in the wrong numbering
+    with pytest.raises(SystemExit) as refused:
+        main(["score", "--pred", str(amos), "--labels", str(root), "--profile", "strict", "--out", str(tmp_path / "s.csv")])
+    assert refused.value.code == ExitStatus.DATA_ERROR  # nothing scored
 
 
 @pytest.mark.parametrize("name", sorted(p.stem for p in TABLES.glob("*.json")))
