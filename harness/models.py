@@ -25,6 +25,13 @@ class CaseStatus(enum.StrEnum):
     MISSING_LABEL = "missing_label"  # a case with an image but no ground truth
 
 
+class OutsideLabels(enum.StrEnum):
+    """What a profile does with label values it does not know, in a ground truth or a prediction."""
+
+    REFUSE = "refuse"  # the file is invalid (`invalid_labels`; a prediction is the run's invalid output)
+    BACKGROUND = "background"  # counted as background and scored, with a warning (FLARE's scripts)
+
+
 class OrganStatus(enum.StrEnum):
     """Outcome of one organ of a case that was scored."""
 
@@ -94,6 +101,8 @@ class Profile:
     - `zrange_drop_last_slice`: the official z-range cut `[z_lower:z_upper]` drops the top
       labelled slice (FLARE22 quirk); False keeps it (`[z_lower:z_upper + 1]`).
     - `round_decimals`: round reported DSC/NSD like the scripts (4), or None.
+    - `outside_labels`: label values outside the profile refused, or counted as background with a
+      warning (FLARE's scripts score only their own labels' values).
     """
 
     name: str
@@ -104,6 +113,7 @@ class Profile:
     zrange_axis: int = 2
     round_decimals: int | None = 4
     unscored_labels: tuple[int, ...] = ()  # valid in a label map, never scored
+    outside_labels: OutsideLabels = OutsideLabels.REFUSE
     description: str = ""
     label_source: str = field(default="", compare=False)  # where its label id table comes from (for the record)
     source: str = field(default="", compare=False)  # built-in name or absolute path it was read from
@@ -120,6 +130,8 @@ class Profile:
             "zrange_axis": self.zrange_axis, "round_decimals": self.round_decimals,
             "unscored_labels": list(self.unscored_labels),
         }
+        if self.outside_labels is not OutsideLabels.REFUSE:  # the default leaves older profiles' hashes as they were
+            rules["outside_labels"] = str(self.outside_labels)
         return hashlib.sha256(json.dumps(rules, sort_keys=True).encode()).hexdigest()
 
     @property

@@ -372,8 +372,8 @@ class Recorder:
         """A score result as (run status, message, score status, score message, scores): a prediction that
         fails the scoring checks is the algorithm's invalid output; a ground truth that fails them is the
         data's problem, and the case is left out of the ranking."""
-        if scored.status == CaseStatus.OK:
-            return status, message, CaseStatus.OK, "", scored.scores
+        if scored.status == CaseStatus.OK:  # its message: a warning (label values counted as background)
+            return status, message, CaseStatus.OK, scored.message, scored.scores
         if scored.side is Side.PREDICTION:
             return RunStatus.INVALID_OUTPUT, scored.message, str(scored.status), scored.message, ()
         self.summary.unscorable[item.case.case_id] = scored.message

@@ -82,6 +82,21 @@ def test_an_amos_numbered_model_on_flare_data_scores_as_its_masks_renumbered_by_
     got, want = pd.read_csv(tmp_path / "mapped.csv"), pd.read_csv(tmp_path / "hand.csv")
     pd.testing.assert_frame_equal(got, want)
     # Without the map, the same AMOS-numbered files are judged in FLARE's system: label 14 is not FLARE's.
+    # flare22 counts it as background (as FLARE's script) and says so; strict refuses it.
+    capsys.readouterr()
     with pytest.raises(SystemExit) as unmapped:
         main(["score", "--pred", str(amos), "--labels", str(root), "--out", str(tmp_path / "raw.csv")])
-    assert unmapped.value.code == ExitStatus.DATA_ERROR  # nothing scored
+    assert unmapped.value.code == ExitStatus.OK
+    assert "case_00.nii.gz: label values 14 are not in profile flare22; counted as background" in capsys.readouterr().err
+    assert not pd.read_csv(tmp_path / "raw.csv").equals(want)  # read in the wrong numbering
+    with pytest.raises(SystemExit) as refused:
+        main(["score", "--pred", str(amos), "--labels", str(root), "--profile", "strict", "--out", str(tmp_path / "s.csv")])
+    assert refused.value.code == ExitStatus.DATA_ERROR  # nothing scored
+
+
+@pytest.mark.parametrize("name", sorted(p.stem for p in TABLES.glob("*.json")))
+def test_a_profiles_source_names_are_spelled_as_its_source(name: str) -> None:
+    """`source_name` records the source's own spelling (WORD's `Head_of_femur_L`), not a normalised one."""
+    recorded = {value: label for label, value in json.loads((TABLES / f"{name}.json").read_text())["labels"].items()}
+    named = {o.label: o.source_name for o in load_profile(name).organs if o.source_name}
+    assert named == {label: recorded[label] for label in named}

@@ -117,7 +117,8 @@ def _rank(results: Path, config_path: Path | None, out_dir: Path | None, seed: i
     _print_report(result, n_cases=len(result.matrices[result.metrics[0]].cases))
     click.echo(f"Wrote {', '.join(p.name for p in written)} to {target}")
     emit({"command": "rank", "source": str(source), "out": str(target), "files": [p.name for p in written],
-          "metrics": list(result.metrics), "leaderboard": records(result.leaderboard), "exit_status": 0})
+          "metrics": list(result.metrics), "left_out": list(result.left_out), "leaderboard": records(result.leaderboard),
+          "exit_status": 0})
     return ExitStatus.OK
 
 
@@ -142,13 +143,15 @@ def _print_report(result: ChallengeRanking, *, n_cases: int) -> None:
     if result.unmeasured_metrics:
         click.echo(f"Not measured here (no run scored ok has a value; e.g. no GPU), left out: "
                    f"{', '.join(result.unmeasured_metrics)}")
+    for note in result.left_out:
+        click.echo(f"Left out of the ranking: {note}")
     seed = "explicit draws" if boot.seed is None else f"seed {boot.seed}"
     click.echo(f"Bootstrap: {boot.variant}, {boot.n_draws} draws, {seed}\n")
 
     board = result.leaderboard
     shown = pd.DataFrame(
         {
-            "rank": board["rank"],
+            "rank": board["rank"].map(lambda r: "-" if pd.isna(r) else f"{r:g}"),
             "algorithm": board["algorithm"],
             "score": board["score"].map(lambda v: f"{v:.3f}"),
             "95% rank CI": [f"{lo:.3g}-{hi:.3g}"

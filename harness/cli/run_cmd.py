@@ -110,6 +110,8 @@ def _event_line(event: CaseEvent) -> str:
         line = f"[{event.done}/{event.total}{eta}] {line}"
     from harness.cli import verbosity
 
+    if ok and event.message:  # scored, with a warning (label values outside the profile counted as background)
+        line += f" | warning: {event.message}"
     if event.log_line and (not ok or verbosity.LEVEL > 0):  # a failed run's always; every run's with -v
         line += f" | log: {event.log_line}"
     if event.log_file:

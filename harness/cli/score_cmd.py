@@ -131,6 +131,8 @@ def _score_folder(pred_dir: Path, labels_dir: Path, profile: Profile, n_jobs: in
             if result.status != CaseStatus.OK:
                 # Printed as it happens, above the bar, so the error is seen even if the run stops.
                 click.echo(f"{above_bar}harness: error: {safe_text(result.message)}", err=True)
+            elif result.message:  # scored, with a warning (label values outside the profile counted as background)
+                click.echo(f"{above_bar}harness: warning: {safe_text(result.message)}", err=True)
             results.append(result)
             bar.update(1)
     failed = sum(1 for r in results if r.status != CaseStatus.OK)

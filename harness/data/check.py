@@ -5,11 +5,13 @@ Per case: files, shape, spacing, label values, organs present, organs on one sli
 are errors (the case, or the set, cannot be evaluated as it is) or warnings (it can, but look):
 
 - error: a file that is not part of the layout (name, not a regular file), an unreadable label, a
-  label map that is not integer or 3D, label values outside the profile, a label whose shape is
+  label map that is not integer or 3D, label values outside the profile (under a profile that
+  refuses them; a warning where it counts them as background), a label whose shape is
   not its image's, `dataset.json` naming a label value differently from the profile;
 - warning: an image whose header differs from its label's beyond rounding (spacing or affine; the
   prediction is accepted on either), an image without a label (not scored), an organ labelled on
-  one slice only under a profile whose z-range cut then leaves nothing (`not_scorable`).
+  one slice only under a profile whose z-range cut then leaves nothing (`not_scorable` where it is
+  predicted).
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from numpy.typing import NDArray
 
 from harness.data.dataset import discover, read_label_names
 from harness.data.masks import assemble, is_mask_folder, norm_name
-from harness.data.nifti import check_labels, check_same_grid, label_values, read_grid, read_label
+from harness.data.nifti import check_labels, check_same_grid, label_values, outside_warning, read_grid, read_label
 from harness.errors import CaseError, DataError
 from harness.models import Profile
 
@@ -118,14 +120,17 @@ def check_dataset(root: Path, profile: Profile) -> DataCheck:
                 values = sorted(label_values(data))
                 row["label_values"] = " ".join(map(str, values))
                 row["organs"] = " ".join(by_value[v] for v in values if v in by_value)
-                check_labels(case.label, data, profile)
+                warning = outside_warning(case.label, check_labels(case.label, data, profile), profile)
+                if warning:
+                    mine.append((WARNING, case.case_id, warning))
                 axis = profile.zrange_axis
                 flat = [by_value[v] for v in values if v in zrange and
                         np.count_nonzero(np.any(data == v, axis=tuple(a for a in range(data.ndim) if a != axis))) == 1]
                 row["one_slice_organs"] = " ".join(flat)
                 for organ in flat:
                     mine.append((WARNING, case.case_id, f"{case.label}: {organ} is labelled on one slice only; "
-                                 f"{profile.name}'s z-range cut leaves nothing of it (scored not_scorable)"))
+                                 f"{profile.name}'s z-range cut leaves nothing of it (not_scorable where it is "
+                                 "predicted; DSC = NSD = 0 where it is not, as the official script)"))
                 if case.image is not None:
                     image_grid = read_grid(case.image)
                     if image_grid.shape != grid.shape:

@@ -20,7 +20,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from harness.errors import CaseError
-from harness.models import CaseStatus, Profile
+from harness.models import CaseStatus, OutsideLabels, Profile
 
 # A prediction's grid may differ from the ground truth's by rounding in its header, no more.
 SPACING_RTOL = 1e-4
@@ -335,23 +335,49 @@ def label_values(data: NDArray[np.integer]) -> set[int]:
     return {int(v) for v in np.unique(data)}
 
 
-def check_labels(path: Path, data: NDArray[np.integer], profile: Profile) -> None:
-    """Every value must be background or one of the profile's labels."""
+def outside_labels(data: NDArray[np.integer], profile: Profile) -> list[int]:
+    """The values of `data` that are neither background nor one of the profile's labels, sorted."""
     if data.size and np.issubdtype(data.dtype, np.unsignedinteger):
         # The usual case in one vectorised pass: the largest value, when every value up to it is
         # valid (labels 0..n), proves the map clean without collecting its values (0.1 s a volume).
         top = int(data.max())
         if top < 4096 and set(range(top + 1)) <= profile.valid_labels | {0}:
-            return
-    extra = sorted(label_values(data) - profile.valid_labels)
-    if extra:
-        shown = ", ".join(str(v) for v in extra[:8]) + (", ..." if len(extra) > 8 else "")
+            return []
+    return sorted(label_values(data) - profile.valid_labels)
+
+
+def check_labels(path: Path, data: NDArray[np.integer], profile: Profile) -> list[int]:
+    """Every value must be background or one of the profile's labels, or, under a profile whose
+    `outside_labels` is `background`, the others are returned (to be counted as background)."""
+    extra = outside_labels(data, profile)
+    if extra and profile.outside_labels is OutsideLabels.REFUSE:
         raise CaseError(
-            f"{path}: label values {shown} are not in profile {profile.name} "
+            f"{path}: label values {_shown(extra)} are not in profile {profile.name} "
             f"(valid: 0, {', '.join(str(v) for v in sorted(profile.valid_labels - {0}))}); "
             "map them to the profile's labels or choose another --profile",
             status=CaseStatus.INVALID_LABELS,
         )
+    return extra
+
+
+def outside_as_background(path: Path, data: NDArray[np.integer], extra: list[int], profile: Profile
+                          ) -> tuple[NDArray[np.integer], str]:
+    """`data` with the values `extra` set to background, and the warning that says so."""
+    if not extra:
+        return data, ""
+    return np.where(np.isin(data, extra), np.zeros((), data.dtype), data), outside_warning(path, extra, profile)
+
+
+def outside_warning(path: Path, extra: list[int], profile: Profile) -> str:
+    """The warning for label values outside `profile` counted as background ("" when there are none)."""
+    if not extra:
+        return ""
+    return (f"{path}: label values {_shown(extra)} are not in profile {profile.name}; counted as background "
+            "(the profile's outside_labels rule)")
+
+
+def _shown(values: list[int]) -> str:
+    return ", ".join(str(v) for v in values[:8]) + (", ..." if len(values) > 8 else "")
 
 
 def check_same_grid(path: Path, grid: Grid, ref_path: Path, ref: Grid, *, what: str = "ground truth") -> None:

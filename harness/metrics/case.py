@@ -3,12 +3,13 @@ records out.
 
 The rules (all data in the profile, see harness/profiles/*.toml), in the order the official
 FLARE22 script applies them:
-1. Emptiness is decided on the whole volume. Both empty: DSC = NSD = `both_empty` (1 under
-   flare22, NaN = not applicable under strict); HD95 = 0 (NaN under strict). Only the prediction
-   non-empty: DSC = NSD = 0, HD95 = inf.
+1. Emptiness is decided on the whole volume, before any cut. Both empty: DSC = NSD = `both_empty`
+   (1 under flare22, NaN = not applicable under strict); HD95 = 0 (NaN under strict). Exactly one
+   empty: DSC = NSD = 0, HD95 = inf (a one-slice organ with an empty prediction included).
 2. Organs marked `zrange_only` are cut to the ground truth's z-range, `[z_lower:z_upper]` under
-   flare22 (drops the top labelled slice; a one-slice organ leaves an empty region, on which the
-   official script crashes: harness records DSC = NSD = HD95 = NaN) or `[z_lower:z_upper + 1]` under strict. DSC uses the cut.
+   flare22 (drops the top labelled slice; a one-slice organ that is also predicted leaves an empty
+   region, on which the official script crashes: harness records DSC = NSD = HD95 = NaN) or
+   `[z_lower:z_upper + 1]` under strict. DSC uses the cut.
 3. DSC < `nsd_min_dsc` forces NSD = 0 (flare22: 0.2).
 4. DSC and NSD are rounded to `round_decimals` (flare22: 4) as the official script does: `round` of
    a `numpy.float64`, i.e. numpy's rounding (scale, round half to even, unscale), which differs
@@ -102,8 +103,8 @@ def score_case(
         if math.isnan(dsc) and organ.zrange_only and size_gt[lab] > 0:  # the z-range cut left nothing
             return OrganScore(case_id=case_id, organ=organ.name, label=lab, dsc=dsc, nsd=nsd, hd95_mm=hd95,
                               status=OrganStatus.NOT_SCORABLE,
-                              message=f"{organ.name} is labelled on one slice only; {profile.name}'s z-range cut "
-                                      "leaves nothing to score (the official script fails here)")
+                              message=f"{organ.name} is labelled on one slice only and predicted; {profile.name}'s "
+                                      "z-range cut leaves nothing to score (the official script fails here)")
         return OrganScore(case_id=case_id, organ=organ.name, label=lab, dsc=dsc, nsd=nsd, hd95_mm=hd95)
 
     return [one(organ) for organ in profile.organs]
@@ -144,7 +145,7 @@ def _organ_scores(
     if n_gt == 0 and n_pred == 0:
         both = profile.both_empty
         return both, both, (math.nan if math.isnan(both) else 0.0)
-    if n_gt == 0:
+    if n_gt == 0 or n_pred == 0:  # before the z-range cut, as the official script decides it
         return 0.0, 0.0, math.inf
     assert box_gt is not None
     box = box_gt if box_pred is None else _union(box_gt, box_pred)

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import SpecError
-from harness.models import Organ, Profile
+from harness.models import Organ, OutsideLabels, Profile
 
 BUILTIN_PROFILES = (
     "flare22", "strict", "atlas8", "flare23", "amos22", "btcv", "word", "abdomenatlas1.0", "abdomenatlas1.1",
@@ -24,7 +24,7 @@ BUILTIN_PROFILES = (
 
 _TOP_KEYS = {
     "name", "description", "organs", "both_empty", "nsd_min_dsc", "zrange_drop_last_slice",
-    "zrange_axis", "round_decimals", "unscored_labels", "label_source",
+    "zrange_axis", "round_decimals", "unscored_labels", "label_source", "outside_labels",
 }
 _ORGAN_KEYS = {"label", "name", "tolerance_mm", "zrange_only", "source_name"}
 
@@ -104,6 +104,10 @@ def profile_from_dict(raw: dict[str, Any], *, source: str = "profile") -> Profil
         raise SpecError(f"{source}: key 'unscored_labels' = {unscored!r}; use an array of positive integers")
     if set(unscored) & set(labels):
         raise SpecError(f"{source}: key 'unscored_labels' repeats a scored label; remove it from one list")
+    outside = raw.get("outside_labels", str(OutsideLabels.REFUSE))
+    if not isinstance(outside, str) or outside not in {str(v) for v in OutsideLabels}:
+        raise SpecError(f"{source}: key 'outside_labels' = {outside!r}; use "
+                        f"{' or '.join(repr(str(v)) for v in OutsideLabels)}")
     return Profile(
         name=name,
         organs=organs,
@@ -113,6 +117,7 @@ def profile_from_dict(raw: dict[str, Any], *, source: str = "profile") -> Profil
         zrange_axis=axis,
         round_decimals=round_decimals,
         unscored_labels=tuple(unscored),
+        outside_labels=OutsideLabels(outside),
         description=str(raw.get("description", "")),
         label_source=str(raw.get("label_source", "")),
     )

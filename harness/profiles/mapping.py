@@ -47,7 +47,11 @@ class LabelMap:
         return lut
 
     def apply(self, label_map: NDArray[np.integer]) -> NDArray[np.uint8]:
-        return self.table()[np.asarray(label_map, dtype=np.intp)]
+        """Renumbered; a value beyond the table (a profile counting unknown values as background) is 0."""
+        values = np.asarray(label_map, dtype=np.intp)
+        if values.size and (values.min() < 0 or values.max() > 255):
+            values = np.where((values >= 0) & (values <= 255), values, 0)
+        return self.table()[values]
 
     def scored_profile(self) -> Profile:
         """The target's rules over the organs both systems have; the others stay valid, unscored."""

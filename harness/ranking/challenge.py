@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from harness.ranking.bootstrap import BootstrapResult, bootstrap_ranking, whole
-from harness.ranking.combine import bootstrap_values, compare_methods
+from harness.ranking.combine import bootstrap_values, compare_methods, left_out
 from harness.ranking.config import FLARE22_RANKING, RankingConfig
 from harness.ranking.ranks import RankMatrix, flare_score, rank_matrices
 from harness.ranking.stats import decision_matrix
@@ -45,6 +45,7 @@ class ChallengeRanking:
     leaderboard: pd.DataFrame
     method_ranks: pd.DataFrame | None = None  # algorithm x ranking method (combine.COMPARED)
     unmeasured_metrics: tuple[str, ...] = ()  # no ok run has a value (e.g. AUC_GPU without NVML): left out
+    left_out: tuple[str, ...] = ()  # one line per algorithm the method leaves out of the ranking (who, why)
 
     def per_case_ranks(self) -> pd.DataFrame:
         """Long form: algorithm, case, metric, value (as ranked), status, rank, missing."""
@@ -125,6 +126,7 @@ def rank_challenge(
         leaderboard=board,
         method_ranks=method_ranks,
         unmeasured_metrics=unmeasured,
+        left_out=left_out(values, config, algorithms),
     )
 
 

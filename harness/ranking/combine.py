@@ -17,7 +17,16 @@ import pandas as pd
 from harness.errors import DataError
 from harness.ranking.bootstrap import BootstrapResult, draw_cases
 from harness.ranking.config import RankingConfig
-from harness.ranking.methods import GC_METHODS, Method, grand_challenge_rank, r_mean, rank_by, rank_na2
+from harness.ranking.methods import (
+    GC_METHODS,
+    Method,
+    dropped_by_na_rm,
+    grand_challenge_rank,
+    off_the_leaderboard,
+    r_mean,
+    rank_by,
+    rank_na2,
+)
 from harness.ranking.stats import kendall_tau_b
 
 Values = Mapping[str, np.ndarray]  # metric -> (cases x algorithms), NaN = missing
@@ -54,6 +63,28 @@ def rank_values(values: Values, config: RankingConfig, *, method: str | None = N
     with np.errstate(invalid="ignore"):
         score = (weights[:, None] * ranks).sum(axis=0) / weights.sum()
     return score, rank_na2(score, ties=config.ties, larger_is_better=False)
+
+
+def left_out(values: Values, config: RankingConfig, algorithms: Sequence[str]) -> tuple[str, ...]:
+    """One line per algorithm the configured method leaves out of the ranking, naming it and why:
+    challengeR's `na.treat = "na.rm"` drops an algorithm without any value of a metric (aggregate-
+    and test-then-rank); grand-challenge leaves a result without one of its metrics off the board."""
+    kind = config.method
+    notes: list[str] = []
+    if kind in GC_METHODS:
+        metrics = list(values)[:1] if kind == "gc_absolute" else list(values)
+        means = np.vstack([_column_means(values[m]) for m in metrics])
+        for a in np.flatnonzero(off_the_leaderboard(means, scoring=kind)):
+            missing = [m for m, row in zip(metrics, means, strict=True) if np.isnan(row[a])]
+            notes.append(f"{algorithms[int(a)]}: no {', '.join(missing)} value; grand-challenge leaves a result without "
+                         "one of the leaderboard's metrics off the leaderboard")
+    elif kind in ("aggregate_then_rank", "test_then_rank"):
+        for m, matrix in values.items():
+            method = method_for(config, m)
+            for a in np.flatnonzero(dropped_by_na_rm(matrix, method)):
+                notes.append(f"{algorithms[int(a)]}: no {m} value on any case; challengeR's na.treat = \"na.rm\" drops it "
+                             f"from the {method.label} ranking of {m} (not ranked last, not counted among the others)")
+    return tuple(notes)
 
 
 def _column_means(matrix: np.ndarray) -> np.ndarray:
@@ -131,4 +162,4 @@ def compare_methods(values: Values, config: RankingConfig, flare_ranks: np.ndarr
     return pd.DataFrame(columns, index=pd.Index(list(algorithms), name="algorithm"))
 
 
-__all__ = ["COMPARED", "bootstrap_values", "compare_methods", "describe_method", "method_for", "rank_values"]
+__all__ = ["COMPARED", "bootstrap_values", "compare_methods", "describe_method", "left_out", "method_for", "rank_values"]

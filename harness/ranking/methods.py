@@ -196,18 +196,35 @@ def rank_by(values: np.ndarray, method: Method, *, larger_is_better: bool) -> tu
     The aggregate is the mean/median/quantile value, the mean rank, or the share of significant
     wins, by `method.kind`."""
     x = np.asarray(values, dtype=np.float64)
-    if method.kind == "aggregate_then_rank":
-        aggregates = _per_algorithm(treated(x, method.na_treat), aggregate_function(method.aggregate))
-        return aggregates, rank_na2(aggregates, ties=method.ties, larger_is_better=larger_is_better)
     if method.kind == "rank_then_aggregate":
         per_case = per_case_ranks(x, ties=method.ties, larger_is_better=larger_is_better)
         means = _per_algorithm(per_case, r_mean)
         return means, rank_na2(means, ties=method.ties, larger_is_better=False)
-    wins = significant_wins(treated(x, method.na_treat), larger_is_better=larger_is_better,
+    # Under "na.rm" challengeR removes the missing rows before anything else (`Aggregate`,
+    # `decision.challenge`): an algorithm without any value is gone, neither ranked nor counted.
+    kept = np.flatnonzero(~dropped_by_na_rm(x, method))
+    aggregate = np.full(x.shape[1], math.nan)
+    rank = np.full(x.shape[1], math.nan)
+    if method.kind == "aggregate_then_rank":
+        aggregate[kept] = _per_algorithm(treated(x[:, kept], method.na_treat), aggregate_function(method.aggregate))
+        rank[kept] = rank_na2(aggregate[kept], ties=method.ties, larger_is_better=larger_is_better)
+        return aggregate, rank
+    wins = significant_wins(treated(x[:, kept], method.na_treat), larger_is_better=larger_is_better,
                             alpha=method.alpha, p_adjust=method.p_adjust)
-    n = x.shape[1]
-    share = wins / (n - 1) if n > 1 else np.full(n, math.nan)
-    return share, rank_na2(share, ties=method.ties, larger_is_better=True)
+    n = kept.size
+    aggregate[kept] = wins / (n - 1) if n > 1 else np.full(n, math.nan)
+    rank[kept] = rank_na2(aggregate[kept], ties=method.ties, larger_is_better=True)
+    return aggregate, rank
+
+
+def dropped_by_na_rm(values: np.ndarray, method: Method) -> np.ndarray:
+    """Per algorithm, whether `method` leaves it out: under `na_treat = "na.rm"`, aggregate-then-rank
+    and test-then-rank drop every missing value, so an algorithm without any value is left out (its
+    aggregate and rank NaN), not ranked last; wins are shared among, and Holm adjusts over, the others."""
+    x = np.asarray(values, dtype=np.float64)
+    if method.kind == "rank_then_aggregate" or not isinstance(method.na_treat, str) or x.shape[0] == 0:
+        return np.zeros(x.shape[1], bool)
+    return np.asarray(np.isnan(x).all(axis=0), dtype=bool)
 
 
 def per_case_ranks(values: np.ndarray, *, ties: str = "min", larger_is_better: bool) -> np.ndarray:
@@ -238,16 +255,29 @@ def grand_challenge_rank(aggregates: np.ndarray, *, larger_is_better: list[bool]
     rank each metric (ties min, a missing value last), then rank the mean (median) position,
     smaller first. Returns (score, rank) per algorithm."""
     a = np.atleast_2d(np.asarray(aggregates, dtype=np.float64))
-    if scoring == "gc_absolute":
-        score = a[0]
-        return score, rank_na2(score, ties="min", larger_is_better=larger_is_better[0])
     if scoring not in GC_METHODS:
         raise ValueError(f"grand-challenge scoring must be one of {', '.join(GC_METHODS)}, got {scoring!r}")
-    positions = np.vstack([rank_na2(row, ties="min", larger_is_better=better)
+    kept = np.flatnonzero(~off_the_leaderboard(a, scoring=scoring))
+    score = np.full(a.shape[1], math.nan)
+    rank = np.full(a.shape[1], math.nan)
+    if scoring == "gc_absolute":
+        score[kept] = a[0, kept]
+        rank[kept] = rank_na2(score[kept], ties="min", larger_is_better=larger_is_better[0])
+        return score, rank
+    positions = np.vstack([rank_na2(row[kept], ties="min", larger_is_better=better)
                            for row, better in zip(a, larger_is_better, strict=True)])
     combine = r_mean if scoring == "gc_mean_position" else r_median
-    score = np.array([combine(positions[:, k]) for k in range(positions.shape[1])])
-    return score, rank_na2(score, ties="min", larger_is_better=False)
+    score[kept] = [combine(positions[:, k]) for k in range(kept.size)]
+    rank[kept] = rank_na2(score[kept], ties="min", larger_is_better=False)
+    return score, rank
+
+
+def off_the_leaderboard(aggregates: np.ndarray, *, scoring: str) -> np.ndarray:
+    """Per algorithm, whether grand-challenge leaves it off the leaderboard: a result without one
+    of the metrics it ranks on (the first under `gc_absolute`, every one under the position scores)
+    is filtered out before any rank (`_filter_valid_results` in grand-challenge's `rank_results`)."""
+    a = np.atleast_2d(np.asarray(aggregates, dtype=np.float64))
+    return np.asarray(np.isnan(a[:1] if scoring == "gc_absolute" else a).any(axis=0), dtype=bool)
 
 
 __all__ = [
@@ -256,7 +286,9 @@ __all__ = [
     "Method",
     "TIES",
     "aggregate_function",
+    "dropped_by_na_rm",
     "grand_challenge_rank",
+    "off_the_leaderboard",
     "per_case_ranks",
     "r_mean",
     "r_median",

@@ -421,6 +421,7 @@ def report_context(inputs: ReportInputs, ranking: ChallengeRanking, *, pages_dir
         "ranked_metrics": [tables.metric_label(m) for m in ranking.metrics],
         "skipped_metrics": [tables.metric_label(m) for m in ranking.skipped_metrics],
         "unmeasured_metrics": [tables.metric_label(m) for m in ranking.unmeasured_metrics],
+        "left_out": list(ranking.left_out),
         "method_text": describe_method(config),
         "leaderboard": tables.leaderboard_table(ranking, pages=pages),
         "winner": order[0] if order else "",

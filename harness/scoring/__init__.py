@@ -20,7 +20,7 @@ from numpy.typing import NDArray
 
 from harness.data.dataset import Problem, discover
 from harness.data.masks import annotated_profile, assemble, is_mask_folder
-from harness.data.nifti import check_labels, check_same_grid, read_grid, read_label
+from harness.data.nifti import check_labels, check_same_grid, outside_as_background, read_grid, read_label
 from harness.errors import CaseError, DataError
 from harness.metrics.case import score_case
 from harness.models import CaseStatus, OrganScore, Profile
@@ -30,7 +30,8 @@ COLUMNS = ["case", "organ", "label", "dsc", "nsd", "hd95_mm", "status", "message
 
 # Bump whenever a change to the metrics, the profiles' loading or these checks may change any
 # stored score: every stored score of an older version is then stale and rescored from kept outputs.
-SCORING_VERSION = "3"  # 3: numpy rounding of float64 (as FLARE22's script); image/label headers not compared
+# 4: ground truth present and prediction empty is 0 before the z-range cut; outside_labels rule
+SCORING_VERSION = "4"  # 3: numpy rounding of float64 (as FLARE22's script); image/label headers not compared
 
 
 @dataclass(frozen=True)
@@ -73,8 +74,11 @@ def score_one(job: CaseJob, profile: Profile, *, threads: int = 1, label_map: La
     The one scoring path of `harness score`, `harness run` and `harness rescore`: the ground truth
     is checked (readable, integer labels of the profile, its image's shape), then the prediction
     (present, readable, on the ground truth's grid or its image's, labels of the profile). A failure is rows with
-    its status and `side` naming whose file is at fault."""
+    its status and `side` naming whose file is at fault. Label values outside the profile are refused, or,
+    under a profile whose `outside_labels` is `background`, scored as background: the case is `ok` and its
+    `message` is the warning."""
     side = Side.LABEL
+    warnings: list[str] = []
     try:
         if job.label is None:
             raise CaseError(f"{job.case_id}: no ground-truth label; add labelsTr/{job.case_id}.nii.gz",
@@ -86,7 +90,8 @@ def score_one(job: CaseJob, profile: Profile, *, threads: int = 1, label_map: La
             profile = annotated_profile(profile, assembled.annotated)
         else:
             gt, gt_grid = read_label(job.label)
-        check_labels(job.label, gt, profile)
+        gt, warning = outside_as_background(job.label, gt, check_labels(job.label, gt, profile), profile)
+        warnings.append(warning)
         image_grid = read_grid(job.image) if job.image is not None else None
         if image_grid is not None and image_grid.shape != gt_grid.shape:  # a header's rounding is data check's warning
             raise CaseError(f"{job.label}: shape {gt_grid.shape} differs from its image {job.image.name} "  # type: ignore[union-attr]
@@ -108,12 +113,15 @@ def score_one(job: CaseJob, profile: Profile, *, threads: int = 1, label_map: La
                 raise against_label from None
         pred, pred_grid = read_label(job.pred)
         if label_map is not None:  # numbered in another label system: checked there, renumbered by organ name
-            check_labels(job.pred, pred, label_map.source)
+            pred, warning = outside_as_background(job.pred, pred, check_labels(job.pred, pred, label_map.source),
+                                                  label_map.source)
+            warnings.append(warning)
             pred = label_map.apply(pred)
             profile = label_map.scored_profile()
-        check_labels(job.pred, pred, profile)
+        pred, warning = outside_as_background(job.pred, pred, check_labels(job.pred, pred, profile), profile)
+        warnings.append(warning)
         scores = score_case(gt, pred, gt_grid.spacing_mm, profile, case_id=job.case_id, threads=threads)
-        return CaseResult(job.case_id, tuple(scores), CaseStatus.OK)
+        return CaseResult(job.case_id, tuple(scores), CaseStatus.OK, "; ".join(w for w in warnings if w))
     except CaseError as exc:
         return CaseResult(job.case_id, failed_rows(job.case_id, profile, exc.status, str(exc)), exc.status, str(exc), side)
 

@@ -55,13 +55,28 @@ def test_a_broken_set_lists_every_problem_and_exits_4(tmp_path: Path, capsys) ->
     code, out = run(["data", "check", str(root), "--csv", str(tmp_path / "inv.csv")], capsys)
     assert code == ExitStatus.DATA_ERROR
     assert "label 1 = 'spleen', but profile flare22 has 1 = 'liver'" in out
-    assert "case_01.nii.gz: label values 14 are not in profile flare22" in out
+    assert "warning: " + str(root / "labelsTr" / "case_01.nii.gz") + ": label values 14 are not in profile flare22; " \
+        "counted as background" in out  # flare22's rule, as its official script
     assert "case_02.nii.gz: shape (24, 22, 12) differs from its image case_02_0000.nii.gz (24, 22, 13)" in out
     assert "warning: " in out and "case_03.nii.gz: aorta is labelled on one slice only" in out
     assert "case_04.nii.gz" in out and "a header difference: predictions on either grid are accepted" in out
     assert "case_05: an image without a label; it cannot be scored" in out
     assert "the set cannot be evaluated as it is" in out
     problems = pd.read_csv(tmp_path / "inv-problems.csv", keep_default_na=False)
-    assert sorted(problems.severity.value_counts().items()) == [("error", 3), ("warning", 3)]
+    assert sorted(problems.severity.value_counts().items()) == [("error", 2), ("warning", 4)]
     inventory = pd.read_csv(tmp_path / "inv.csv", keep_default_na=False).set_index("case")
     assert inventory.loc["case_03", "one_slice_organs"] == "aorta" and inventory.loc["case_05", "label"] == ""
+
+
+def test_labels_outside_a_refusing_profile_are_an_error(tmp_path: Path, capsys) -> None:
+    root = tmp_path / "data"
+    for i in range(2):
+        write_nifti(root / "imagesTr" / f"case_{i:02d}_0000.nii.gz", (toy_labels(i) * 40).astype(np.int16))
+        lab = toy_labels(i)
+        lab[0, 0, 0] = 14 if i else 0
+        write_nifti(root / "labelsTr" / f"case_{i:02d}.nii.gz", lab)
+    code, out = run(["data", "check", str(root), "--profile", "strict"], capsys)
+    assert code == ExitStatus.DATA_ERROR
+    assert "error: " + str(root / "labelsTr" / "case_01.nii.gz") + ": label values 14 are not in profile strict" in out
+    code, out = run(["data", "check", str(root)], capsys)  # flare22: background, with a warning
+    assert code == ExitStatus.OK and "0 error(s), 1 warning(s)" in out

@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 
 from harness.data.dataset import discover, read_label_names
-from harness.data.nifti import check_labels, check_same_grid, read_grid, read_label
+from harness.data.nifti import check_labels, check_same_grid, outside_as_background, read_grid, read_label
 from harness.errors import CaseError, DataError
+from harness.models import OutsideLabels
 from harness.profiles import load_profile
 from tests.conftest import toy_labels, write_nifti
 
@@ -61,13 +62,28 @@ def test_truncated_voxel_data_with_intact_header(tmp_path: Path) -> None:
 
 
 def test_labels_outside_profile(tmp_path: Path) -> None:
+    strict = load_profile("strict")  # outside_labels = "refuse"
     lab = toy_labels(2)
     lab[0, 0, 0] = 14
     lab[1, 0, 0] = 200
-    with pytest.raises(CaseError, match=r"x\.nii\.gz: label values 14, 200 are not in profile flare22 .*choose another --profile") as err:
-        check_labels(Path("x.nii.gz"), lab, FLARE)
+    with pytest.raises(CaseError, match=r"x\.nii\.gz: label values 14, 200 are not in profile strict .*choose another --profile") as err:
+        check_labels(Path("x.nii.gz"), lab, strict)
     assert err.value.status == "invalid_labels"
-    check_labels(Path("x.nii.gz"), toy_labels(2), FLARE)  # valid labels pass
+    assert check_labels(Path("x.nii.gz"), toy_labels(2), strict) == []  # valid labels pass
+
+
+def test_labels_outside_a_background_profile_are_returned_and_cleared() -> None:
+    """flare22 counts values it does not know as background (its official script compares its own labels only)."""
+    lab = toy_labels(2)
+    lab[0, 0, 0], lab[1, 0, 0] = 14, 200
+    extra = check_labels(Path("x.nii.gz"), lab, FLARE)
+    assert extra == [14, 200]
+    cleared, warning = outside_as_background(Path("x.nii.gz"), lab, extra, FLARE)
+    assert cleared.dtype == lab.dtype and cleared[0, 0, 0] == cleared[1, 0, 0] == 0
+    assert np.array_equal(cleared[2:], lab[2:]) and lab[0, 0, 0] == 14  # the rest unchanged, the input untouched
+    assert warning == "x.nii.gz: label values 14, 200 are not in profile flare22; counted as background " \
+                      "(the profile's outside_labels rule)"
+    assert outside_as_background(Path("x.nii.gz"), toy_labels(2), [], FLARE)[1] == ""
 
 
 def test_atlas8_accepts_unscored_flare_labels_but_not_others() -> None:
@@ -159,7 +175,7 @@ def test_image_without_channel_suffix_is_reported(tmp_path: Path) -> None:
 def test_a_gap_below_the_largest_label_is_still_checked() -> None:
     """The quick path (largest value, every value up to it valid) must not pass a value in a gap of
     the profile's labels: a profile of labels 1, 2 and 5 meets a 3."""
-    gapped = replace(FLARE, organs=tuple(o for o in FLARE.organs if o.label in (1, 2, 5)))
+    gapped = replace(FLARE, organs=tuple(o for o in FLARE.organs if o.label in (1, 2, 5)), outside_labels=OutsideLabels.REFUSE)
     assert gapped.valid_labels >= {1, 2, 5} and 3 not in gapped.valid_labels
     lab = np.zeros((4, 4, 4), dtype=np.uint8, order="F")
     lab[0, 0, 0], lab[1, 0, 0] = 5, 2
@@ -169,5 +185,6 @@ def test_a_gap_below_the_largest_label_is_still_checked() -> None:
         check_labels(Path("g.nii.gz"), lab, gapped)
     signed = np.zeros((4, 4, 4), dtype=np.int16)
     signed[0, 0, 0] = -1  # a signed map takes the full path too
-    with pytest.raises(CaseError, match=r"label values -1 are not in profile flare22"):
-        check_labels(Path("g.nii.gz"), signed, FLARE)
+    with pytest.raises(CaseError, match=r"label values -1 are not in profile strict"):
+        check_labels(Path("g.nii.gz"), signed, load_profile("strict"))
+    assert check_labels(Path("g.nii.gz"), signed, FLARE) == [-1]

@@ -28,8 +28,9 @@ def flare_script_reference(sd: ModuleType, gt, seg, spacing, profile: Profile):
         hd = None
         if n_gt == 0 and n_seg == 0:
             dsc = nsd = profile.both_empty
-        elif n_gt == 0:
+        elif n_gt == 0 or n_seg == 0:  # exactly one empty, decided on the whole volume
             dsc = nsd = 0.0
+            hd = math.inf
         else:
             if organ.zrange_only:
                 z = np.where(gt == i)[2]

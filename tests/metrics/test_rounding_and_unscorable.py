@@ -73,3 +73,17 @@ def test_a_one_slice_organ_under_the_zrange_cut_is_not_scorable_with_its_reason(
     assert scores["liver"].status == OrganStatus.OK and scores["liver"].dsc == 1.0
     strict = {s.organ: s for s in score_case(gt, gt.copy(), (1.0, 1.0, 2.5), load_profile("strict"))}
     assert strict["aorta"].status == OrganStatus.OK and strict["aorta"].dsc == 1.0  # strict keeps the top slice
+
+
+@pytest.mark.parametrize("name", ["flare22", "flare23"])
+def test_a_one_slice_organ_with_an_empty_prediction_is_zero_as_the_official_script(name: str) -> None:
+    """The script decides emptiness on the whole volume before the z-range cut: ground truth present,
+    prediction empty is DSC = NSD = 0 there, even for an organ its cut would leave nothing of."""
+    profile = load_profile(name)
+    gt = np.zeros((10, 10, 6), np.uint8)
+    gt[2:6, 2:6, 3] = 5  # the aorta on one slice
+    gt[1:8, 1:8, 1:5][gt[1:8, 1:8, 1:5] == 0] = 1
+    pred = np.where(gt == 5, 0, gt).astype(np.uint8)  # no aorta anywhere in the prediction
+    aorta = next(s for s in score_case(gt, pred, (1.0, 1.0, 2.5), profile) if s.organ == "aorta")
+    assert (aorta.dsc, aorta.nsd, aorta.status, aorta.message) == (0.0, 0.0, OrganStatus.OK, "")
+    assert math.isinf(aorta.hd95_mm)

@@ -156,5 +156,7 @@ def test_grand_challenge_scorings_by_hand() -> None:
     three = np.vstack([means, [[0.5, 0.7, 0.6]]])  # a third metric, larger better: positions 3, 1, 2
     score, rank = grand_challenge_rank(three, larger_is_better=[True, False, True], scoring="gc_median_position")
     assert score.tolist() == [3.0, 1.0, 2.0] and rank.tolist() == [3.0, 1.0, 2.0]
-    missing = np.array([[0.9, np.nan, 0.8]])  # a missing mean ranks after the worst present
-    assert grand_challenge_rank(missing, larger_is_better=[True], scoring="gc_absolute")[1].tolist() == [1.0, 3.0, 2.0]
+    missing = np.array([[0.9, np.nan, 0.8]])  # a missing mean: off the leaderboard (grand-challenge filters it out)
+    assert np.isnan(grand_challenge_rank(missing, larger_is_better=[True], scoring="gc_absolute")[1]).tolist() == \
+        [False, True, False]
+    assert grand_challenge_rank(missing, larger_is_better=[True], scoring="gc_absolute")[1][[0, 2]].tolist() == [1.0, 2.0]

@@ -117,6 +117,28 @@ def test_ground_truth_problems_are_recorded_and_the_other_cases_go_on(toy: Toy, 
     assert len(toy.starts()) == 6
 
 
+def test_labels_outside_a_background_profile_are_scored_with_a_warning_on_the_run(toy: Toy, capsys) -> None:
+    """Under a profile whose `outside_labels` is background (flare22's rule), a 14 in the ground truth is
+    background: the case is scored, and the warning is recorded on the run and printed."""
+    toy.write_data(2)
+    with toy.profile_file.open("a") as stream:
+        stream.write('outside_labels = "background"\n')
+    toy.segmenter("alpha")
+    labels = toy.data / "labelsTr"
+    lesion = toy_labels(1)
+    lesion[0:2, 0:2, 0:2] = 14
+    write_nifti(labels / "case_01.nii.gz", lesion)
+    code = _cli(["run", str(toy.algorithms), "--data", str(toy.data), "--results", str(toy.results), "--runner", "local",
+                 "--challenge", str(toy.challenge_file), "--scoring-workers", "0"])
+    err = capsys.readouterr().err
+    assert code == 0, err
+    runs = _runs(toy).loc["alpha"]
+    assert runs.score_status.to_dict() == {"case_00": "ok", "case_01": "ok"}
+    warning = f"{labels / 'case_01.nii.gz'}: label values 14 are not in profile toy; counted as background"
+    assert runs.loc["case_01", "score_message"].startswith(warning) and runs.loc["case_00", "score_message"] == ""
+    assert "| warning: " + warning in err
+
+
 def test_bad_outputs_are_the_algorithms_and_the_other_cases_go_on(toy: Toy) -> None:
     toy.write_data(4)
     toy.segmenter("alpha", "empty:case_01")
