@@ -37,7 +37,7 @@ from typing import Any, NamedTuple
 
 from harness.contracts import Launch, launch
 from harness.monitor import RunMonitor
-from harness.runner.base import RunOutcome, RunRequest, RunStatus, tail_text
+from harness.runner.base import RunOutcome, RunRequest, RunStatus, gpu_refusal, tail_text
 from harness.runner.output_volumes import Lease, OutputVolumes, remove
 from harness.safetext import safe_text
 
@@ -270,9 +270,9 @@ class DockerRunner:
         if contract.input_writable:  # the private copy only: the organiser's files were copied, never linked
             for path in request.input_dir.rglob("*"):
                 path.chmod(0o777 if path.is_dir() else 0o666)
-        if request.spec.gpu == "required" and not self.gpu_ids:
-            return RunOutcome(RunStatus.RUNNER_ERROR, None, 0.0, 0.0, started_at, time.time(),
-                              message=f"{request.spec.manifest}: gpu = \"required\" but this host has no GPU; run it on a GPU host")
+        refused = gpu_refusal(request.spec, self.gpu_ids, started_at=started_at)
+        if refused is not None:
+            return refused
         lease = self._lease(request) if self.output_fs else "disabled"
         volume, fallback = (lease, "") if isinstance(lease, Lease) else (None, lease)
         created_at = time.time()
