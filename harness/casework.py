@@ -96,7 +96,7 @@ def make_runner(kind: RunnerKind) -> Runner:
         return DockerRunner(gpu_ids=visible_gpu_ids())
     from harness.runner.local_runner import LocalRunner
 
-    return LocalRunner()
+    return LocalRunner(gpu_ids=visible_gpu_ids())
 
 
 @functools.cache

@@ -6,10 +6,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
-from harness.models import RunStatus
+from harness.models import GpuMode, RunStatus
 from harness.spec import AlgorithmSpec
 
-__all__ = ["RunOutcome", "RunRequest", "RunStatus", "Runner", "tail_text"]
+__all__ = ["RunOutcome", "RunRequest", "RunStatus", "Runner", "gpu_refusal", "tail_text"]
 
 if TYPE_CHECKING:
     from harness.monitor import RunMonitor
@@ -52,3 +52,13 @@ def tail_text(data: bytes, limit: int) -> str:
     if len(data) <= limit:
         return data.decode("utf-8", errors="replace")
     return "[... log cut ...]\n" + data[-limit:].decode("utf-8", errors="replace")
+
+
+def gpu_refusal(spec: AlgorithmSpec, gpu_ids: tuple[str, ...], *, started_at: float) -> RunOutcome | None:
+    """The outcome of a run that needs a GPU where none is visible (`gpu = "required"`, no GPU ids):
+    `runner_error`, before anything starts, so the next `harness run` on a GPU host runs it; else None.
+    Every runner asks this one function."""
+    if spec.gpu is not GpuMode.REQUIRED or gpu_ids:
+        return None
+    return RunOutcome(RunStatus.RUNNER_ERROR, None, 0.0, 0.0, started_at, started_at,
+                      message=f'{spec.manifest}: gpu = "required" but this host has no GPU; run it on a GPU host')

@@ -35,7 +35,7 @@ from harness.acceptance import ArchiveTooLong, Copied, archive_bound, archive_us
 from harness.contracts import Launch, contract_of
 from harness.fstree import pack_folder
 from harness.monitor import RunMonitor
-from harness.runner.base import RunOutcome, RunRequest, RunStatus, tail_text
+from harness.runner.base import RunOutcome, RunRequest, RunStatus, gpu_refusal, tail_text
 from harness.runner.output_volumes import Lease, OutputVolumes, remove
 
 POLL_S = 0.05  # the local runner's check of its process
@@ -172,9 +172,9 @@ class DockerRunner:
         for folder, mode in ((request.input_dir, 0o755),
                              (request.output_dir, 0o777 if uid == SANDBOX_UID or contract.own_user else 0o755)):
             folder.chmod(mode)
-        if request.spec.gpu == "required" and not self.gpu_ids:
-            return RunOutcome(RunStatus.RUNNER_ERROR, None, 0.0, 0.0, started_at, time.time(),
-                              message=f"{request.spec.manifest}: gpu = \"required\" but this host has no GPU; run it on a GPU host")
+        refused = gpu_refusal(request.spec, self.gpu_ids, started_at=started_at)
+        if refused is not None:
+            return refused
         lease = self._lease(request) if self.output_fs else "disabled"
         volume, fallback = (lease, "") if isinstance(lease, Lease) else (None, lease)
         created_at = time.time()

@@ -17,7 +17,7 @@ import tempfile
 import time
 
 from harness.monitor import RunMonitor
-from harness.runner.base import RunOutcome, RunRequest, RunStatus, tail_text
+from harness.runner.base import RunOutcome, RunRequest, RunStatus, gpu_refusal, tail_text
 from harness.runner.docker_runner import LOG_LIMIT_BYTES, POLL_S, directory_bytes
 
 _PASS_ENV = ("PATH", "LANG", "LC_ALL", "CUDA_VISIBLE_DEVICES", "NVIDIA_VISIBLE_DEVICES", "LD_LIBRARY_PATH", "HOME")
@@ -26,9 +26,11 @@ _PASS_ENV = ("PATH", "LANG", "LC_ALL", "CUDA_VISIBLE_DEVICES", "NVIDIA_VISIBLE_D
 class LocalRunner:
     name = "local"
 
-    def __init__(self, *, python: str = sys.executable, log_limit_bytes: int = LOG_LIMIT_BYTES) -> None:
+    def __init__(self, *, python: str = sys.executable, log_limit_bytes: int = LOG_LIMIT_BYTES,
+                 gpu_ids: tuple[str, ...] = ()) -> None:
         self.python = python
         self.log_limit_bytes = log_limit_bytes
+        self.gpu_ids = gpu_ids  # the GPUs visible here (`harness.casework.visible_gpu_ids`); none: `gpu = "required"` is refused
 
     def command(self, request: RunRequest) -> list[str]:
         template = request.spec.local_command
@@ -44,6 +46,9 @@ class LocalRunner:
         if request.spec.local_command is None:
             return RunOutcome(RunStatus.RUNNER_ERROR, None, 0.0, 0.0, started_at, time.time(),
                               message=f"{request.spec.manifest}: no [local] command; add one to run it without Docker")
+        refused = gpu_refusal(request.spec, self.gpu_ids, started_at=started_at)
+        if refused is not None:
+            return refused
         with tempfile.TemporaryDirectory(prefix="harness-local-tmp-") as tmp, \
                 tempfile.TemporaryFile() as log:
             env = {k: os.environ[k] for k in _PASS_ENV if k in os.environ}
