@@ -281,7 +281,9 @@ def test_a_worker_killed_with_its_nanny_costs_only_its_run_in_flight(toy: Toy, c
 
     killer = threading.Thread(target=kill_a_worker_mid_run)
     killer.start()
-    summary = run_all(toy.settings(), say=lambda m: None, on_result=lambda e: None, executor=DaskExecutor(cluster.address))
+    progress: list[tuple[int, int, float]] = []  # (done, total, when) of each progress line
+    summary = run_all(toy.settings(), say=lambda m: None, executor=DaskExecutor(cluster.address),
+                      on_result=lambda e: progress.append((e.done, e.total, time.time())))
     killer.join()
     assert killed, "no worker was killed mid-run"
     nanny = killed["nanny"]
@@ -303,3 +305,6 @@ def test_a_worker_killed_with_its_nanny_costs_only_its_run_in_flight(toy: Toy, c
     rows = stored_rows(toy.results)
     assert set(rows) == everything and set(rows.values()) == {"ok"}
     assert summary.executed == 10 and summary.failed == 0
+    assert [(done, total) for done, total, _ in progress] == [(n, 10) for n in range(1, 11)]
+    last_start = max(e.at for e in logged if e.event == "start")
+    assert progress[0][2] < last_start, "progress came only once the batch was over"  # counted as runs finish
