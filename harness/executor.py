@@ -6,10 +6,15 @@ FLARE's fairness rule holds everywhere: one container at a time per GPU.
   overlaps running case k + 1.
 - `DaskExecutor`: each (algorithm, case) run is a Dask task needing the resource `GPU=1`; GPU hosts
   start one worker per GPU with `--resources GPU=1 --nthreads 1` (and `CUDA_VISIBLE_DEVICES`), so
-  no worker ever runs two containers at once. Scoring is a separate task on any worker.
+  no worker ever runs two containers at once. Runs come back as they end (`as_completed`) and are
+  scored here, on the client, never queued behind runs on a worker: each is stored as soon as it
+  ends. A run's future is released as soon as its result is here, so a worker that dies costs only
+  what was running on it (Dask would recompute a finished result it still held).
 In both, results flow back to the client, which alone writes the store: durability and resume
 work as on one host. A run whose worker dies is retried on another worker by Dask and recorded
-once; a run that cannot finish is recorded as `lost`.
+once (the local runner's watcher stops the dead worker's copy); a run that cannot finish is
+recorded as `lost`. A lost scheduler is this machine's problem (`HostError`, exit 7): what finished
+is stored, and the same `harness run` resumes with what is not.
 """
 
 from __future__ import annotations
@@ -102,7 +107,7 @@ class LocalExecutor:
 
 
 class DaskExecutor:
-    """Runs as Dask tasks needing `GPU=1` on the scheduler's workers; scoring on any worker."""
+    """Runs as Dask tasks needing `GPU=1` on the scheduler's workers; scoring here, on the client."""
 
     def __init__(self, address: str) -> None:
         self.address = address
@@ -120,24 +125,54 @@ class DaskExecutor:
 
     def __exit__(self, *exc: object) -> None:
         if self.client is not None:
-            self.client.close()
+            with contextlib.suppress(Exception):  # a lost scheduler: nothing left to close cleanly
+                self.client.close(timeout=5)
 
     def runs(self, tasks: list[RunTask]) -> Iterator[RunResult]:
+        """Each run's result as it ends, whichever worker ran it; raises HostError once the scheduler
+        is lost (the results yielded before are the caller's to store)."""
         from distributed import as_completed
 
-        futures = {}
+        waiting: dict[str, RunTask] = {}
+        finished = as_completed(loop=self.client.loop)
         for task in tasks:
             key = f"run-{task.spec.name}-{task.case.case_id}-{os.urandom(4).hex()}"
-            future = self.client.submit(run_case, task, resources={"GPU": 1}, pure=False, retries=1, key=key)
-            futures[future] = task
-        for future in as_completed(futures):
+            finished.add(self.client.submit(run_case, task, resources={"GPU": 1}, pure=False, retries=1, key=key))
+            waiting[key] = task
+        done = 0
+        for future in finished:
+            task = waiting.pop(future.key)
             try:
-                yield future.result()
+                result = future.result()
             except Exception as exc:  # noqa: BLE001 - a task that cannot finish is recorded as lost
-                yield lost_result(futures[future], exc)
+                if self._connection_lost(exc):
+                    finished.clear()
+                    raise HostError(self._lost_message(exc, done=done, total=len(tasks))) from None
+                result = lost_result(task, exc)
+            finally:
+                future.release()  # the scheduler forgets it: a worker that dies later is not asked to redo it
+                del future
+            done += 1
+            yield result
 
-    def score(self, case: Case, label_map: bytes, profile: Profile) -> Any:
-        return self.client.submit(_score, case, label_map, profile, pure=False)
+    def _connection_lost(self, exc: BaseException) -> bool:
+        from distributed.client import FutureCancelledError
+
+        if isinstance(exc, FutureCancelledError) and exc.reason == "scheduler-connection-lost":
+            return True
+        return self.client.status not in ("running", "newly-created")
+
+    def _lost_message(self, exc: BaseException, *, done: int, total: int) -> str:
+        reason = getattr(exc, "reason", None) or type(exc).__name__
+        return (f"--scheduler {self.address}: lost the connection to the scheduler ({reason}) after {done} of {total} runs; "
+                f"the {done} finished are stored; restart `dask scheduler` there (and its workers, if they stopped) and run "
+                f"the same `harness run` again: it runs only the {total - done} not stored")
+
+    def score(self, case: Case, label_map: bytes, profile: Profile) -> Future[CaseResult]:
+        """Scored here, now: a worker's thread is the GPU's, never one to queue scoring behind runs."""
+        done: Future[CaseResult] = Future()
+        done.set_result(_score(case, label_map, profile))
+        return done
 
 
 Executor = LocalExecutor | DaskExecutor

@@ -310,19 +310,12 @@ class Recorder:
                 label_map = self.layout.label_map(item.algorithm, item.case.case_id).read_bytes()
                 self._pending.append((item, None, self.executor.score(item.case, label_map, item.profile)))
         self._drain(block=False)
-        by_task = {id(item.task): item for item in plan if item.action is Action.RUN}
-        for result in self.executor.runs([item.task for item in plan if item.task is not None and item.action is Action.RUN]):
-            self._ran(by_task[id(result.task)] if id(result.task) in by_task else self._match(plan, result), result)
+        # By (algorithm, case): a result from a Dask worker carries a copy of its task, not the task itself.
+        by_run = {(item.algorithm, item.case.case_id): item for item in plan if item.task is not None and item.action is Action.RUN}
+        for result in self.executor.runs([item.task for item in by_run.values() if item.task is not None]):
+            self._ran(by_run[(result.task.spec.name, result.task.case.case_id)], result)  # stored (or scoring) as it ends
             self._drain(block=False)
         self._drain(block=True)
-
-    @staticmethod
-    def _match(plan: list[Planned], result: RunResult) -> Planned:
-        """The plan item of a result whose task came back as a copy (from a Dask worker)."""
-        for item in plan:
-            if item.task is not None and (item.algorithm, item.case.case_id) == (result.task.spec.name, result.task.case.case_id):
-                return item
-        raise KeyError((result.task.spec.name, result.task.case.case_id))
 
     def _ran(self, item: Planned, result: RunResult) -> None:
         self.layout.replace_run_files(item.algorithm, item.case.case_id, result.files)

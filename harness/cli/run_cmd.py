@@ -200,7 +200,8 @@ def _load_run_config(ctx: click.Context, param: click.Parameter, value: Path | N
 @click.option("--base", default=None, help="Base image for builds (default: the local debootstrap image).")
 @click.option("--scheduler", default=None, metavar="tcp://HOST:8786",
               help="Dask scheduler: each run becomes a task needing GPU=1 on its workers (start one worker per GPU with "
-                   "`dask worker tcp://HOST:8786 --nthreads 1 --resources GPU=1`).")
+                   "`dask worker tcp://HOST:8786 --nthreads 1 --resources GPU=1`); runs are scored and stored here as "
+                   "they end. A scheduler lost midway is exit 7: the same command again runs only what is not stored.")
 @click.option("--scoring-workers", type=click.IntRange(min=0), default=None,
               help="Without --scheduler: processes of the local Dask cluster that score while the next case runs "
                    "(0 scores inline).  [default: number of CPUs]")

@@ -3,8 +3,10 @@
 
 The manifest's `[local] command` is started in the algorithm's folder with `{input}`, `{output}`
 and `{python}` replaced, in its own session (so a time-out kills the whole process tree), with a
-scrubbed environment and `TMPDIR` pointing at a fresh per-run folder. It is not a sandbox: no
-network, memory or file-system isolation; use it only for trusted algorithms.
+scrubbed environment and `TMPDIR` pointing at a fresh per-run folder; a watcher process kills that
+session if the process that started it dies first (a Dask worker killed with SIGKILL), so a run
+never goes on beside its retry. It is not a sandbox: no network, memory or file-system isolation;
+use it only for trusted algorithms.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import time
 from harness.monitor import RunMonitor
 from harness.runner.base import RunOutcome, RunRequest, RunStatus, gpu_refusal, tail_text
 from harness.runner.docker_runner import LOG_LIMIT_BYTES, POLL_S, directory_bytes
+from harness.runner.reaper import GroupWatcher
 
 _PASS_ENV = ("PATH", "LANG", "LC_ALL", "CUDA_VISIBLE_DEVICES", "NVIDIA_VISIBLE_DEVICES", "LD_LIBRARY_PATH", "HOME")
 
@@ -60,6 +63,13 @@ class LocalRunner:
                 return RunOutcome(RunStatus.CRASHED, None, 0.0, time.monotonic() - wall0, started_at, time.time(),
                                   message=f"{request.spec.manifest}: cannot start the local command ({exc.strerror})")
             start = time.monotonic()
+            try:
+                watcher = GroupWatcher(proc.pid)  # the session's leader's pid is its group's id
+            except OSError as exc:
+                _kill_group(proc)
+                proc.wait()
+                return RunOutcome(RunStatus.RUNNER_ERROR, None, 0.0, time.monotonic() - wall0, started_at, time.time(),
+                                  message=f"cannot start the run's watcher process ({exc.strerror}); rerun `harness run`")
             if monitor is not None:
                 monitor.attach(proc.pid, started_at=start)
             status: RunStatus | None = None
@@ -84,6 +94,7 @@ class LocalRunner:
             except BaseException:  # Ctrl-C, SIGTERM: the process group goes with us
                 _kill_group(proc)
                 proc.wait()
+                watcher.release()
                 if monitor is not None:
                     monitor.stop()
                 raise
@@ -92,6 +103,7 @@ class LocalRunner:
             proc.wait()
             elapsed = time.monotonic() - start
             _kill_group(proc)  # leftovers of a process that exited but left children behind
+            watcher.release()
             exit_code = proc.returncode
             if status is None:
                 if exit_code == -signal.SIGKILL:
