@@ -15,12 +15,14 @@ import nibabel as nib
 import numpy as np
 import pytest
 
+from harness.acceptance import InvalidOutput
 from harness.contracts import GrandChallengeOptions, NnUNetOptions, contract_of
 from harness.data.nifti import read_volume, write_itk
 from harness.models import Case
-from harness.profiles import load_profile
-from harness.acceptance import InvalidOutput
 
+from harness.profiles import load_profile
+
+GC, NNUNET = contract_of("grand-challenge"), contract_of("nnunet")
 PROFILE = load_profile("flare22")
 SLUG_DIR = "images/abdominal-organ-segmentation"
 
@@ -56,7 +58,7 @@ def test_grand_challenge_input_is_an_mha_on_the_same_grid_and_inputs_json_names_
     input_dir.mkdir()
     assert case.image is not None
     shutil.copyfile(case.image, input_dir / "c1_0000.nii.gz")
-    contract_of("grand-challenge").stage_input(GrandChallengeOptions(), "c1", input_dir / "c1_0000.nii.gz", input_dir)
+    GC.stage_input(GrandChallengeOptions(), "c1", input_dir / "c1_0000.nii.gz", input_dir)
     (socket,) = json.loads((input_dir / "inputs.json").read_text())
     assert socket["interface"]["slug"] == "ct-image" and socket["interface"]["kind"] == "Image"
     (staged,) = (input_dir / socket["interface"]["relative_path"]).glob("*.mha")
@@ -70,7 +72,7 @@ def test_a_grand_challenge_mha_becomes_the_same_label_map(tmp_path: Path, case: 
     assert case.label is not None
     data, grid = read_volume(case.label)
     out = _gc(tmp_path, case, lambda d: write_itk(d / "whatever-name.mha", np.asarray(data), grid))
-    got = contract_of("grand-challenge").collect(GrandChallengeOptions(), case=case, profile=PROFILE, output_dir=out, native_dir=tmp_path / "native",
+    got = GC.collect(GrandChallengeOptions(), case=case, profile=PROFILE, output_dir=out, native_dir=tmp_path / "native",
                   probabilities=False)
     native = nib.load(got.folder / "c1.nii.gz")
     assert np.array_equal(np.asarray(native.dataobj), np.asarray(data))
@@ -114,7 +116,7 @@ def test_grand_challenge_outputs_that_would_read_beyond_themselves_are_refused(t
                                                                             message: str) -> None:
     out = _gc(tmp_path, case, lambda d: make(d, case))
     with pytest.raises(InvalidOutput, match=message):
-        contract_of("grand-challenge").collect(GrandChallengeOptions(), case=case, profile=PROFILE, output_dir=out, native_dir=tmp_path / "native",
+        GC.collect(GrandChallengeOptions(), case=case, profile=PROFILE, output_dir=out, native_dir=tmp_path / "native",
                 probabilities=False)
     assert not (tmp_path / "native" / "c1.nii.gz").exists()
 
@@ -144,7 +146,7 @@ def test_nnunet_probabilities_become_per_organ_maps_in_nifti_axis_order(tmp_path
     probs[1] = (label == 1).transpose(2, 1, 0) * 0.75
     probs[0] = 1 - probs[1]
     out = _nnunet_outputs(tmp_path, case, probs)
-    got = contract_of("nnunet").collect(NnUNetOptions(), case=case, profile=PROFILE, output_dir=out, native_dir=tmp_path / "native",
+    got = NNUNET.collect(NnUNetOptions(), case=case, profile=PROFILE, output_dir=out, native_dir=tmp_path / "native",
                   probabilities=True)
     liver = np.asarray(nib.load(got.folder / "probabilities" / "liver.nii.gz").dataobj)
     assert liver.dtype == np.uint8 and np.array_equal(liver, np.where(label == 1, 191, 0))  # rint(0.75 * 255)
@@ -164,7 +166,7 @@ def test_nnunet_probabilities_that_break_the_convention_are_refused(tmp_path: Pa
                                                                    message: str) -> None:
     out = _nnunet_outputs(tmp_path, case, make((12, 10, 6)))
     with pytest.raises(InvalidOutput, match=message):
-        contract_of("nnunet").collect(NnUNetOptions(), case=case, profile=PROFILE, output_dir=out, native_dir=tmp_path / "native",
+        NNUNET.collect(NnUNetOptions(), case=case, profile=PROFILE, output_dir=out, native_dir=tmp_path / "native",
                 probabilities=True)
 
 
@@ -174,7 +176,7 @@ def test_an_npz_that_claims_more_than_it_may_hold_is_refused_before_inflating(tm
         with archive.open("probabilities.npy", "w") as member:
             member.write(b"\0" * (64 << 20))  # the bound for this 720-voxel case is 256 x 8 x 720 bytes
     with pytest.raises(InvalidOutput, match=r"larger than 256 channels of float64"):
-        contract_of("nnunet").collect(NnUNetOptions(), case=case, profile=PROFILE, output_dir=out, native_dir=tmp_path / "native",
+        NNUNET.collect(NnUNetOptions(), case=case, profile=PROFILE, output_dir=out, native_dir=tmp_path / "native",
                 probabilities=True)
 
 
@@ -189,7 +191,7 @@ def test_an_npz_of_many_channels_is_read_no_further_than_the_profiles_labels(tmp
     out = _nnunet_outputs(tmp_path, case, None)
     np.savez_compressed(out / "c1.npz", probabilities=probabilities)
     tracemalloc.start()
-    got = contract_of("nnunet").collect(NnUNetOptions(), case=case, profile=PROFILE, output_dir=out, native_dir=tmp_path / "native",
+    got = NNUNET.collect(NnUNetOptions(), case=case, profile=PROFILE, output_dir=out, native_dir=tmp_path / "native",
                   probabilities=True)
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()

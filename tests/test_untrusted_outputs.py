@@ -15,10 +15,10 @@ import nibabel as nib
 import numpy as np
 import pytest
 
+from harness.acceptance import InvalidOutput, validate_outputs
 from harness.data.nifti import check_untrusted_header
 from harness.errors import CaseError
 from harness.profiles import load_profile
-from harness.acceptance import InvalidOutput, validate_outputs
 from harness.safetext import safe_block, safe_text
 from tests.conftest import toy_labels, write_nifti
 
