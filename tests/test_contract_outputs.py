@@ -19,7 +19,6 @@ from harness.acceptance import InvalidOutput
 from harness.contracts import GrandChallengeOptions, NnUNetOptions, contract_of
 from harness.data.nifti import read_volume, write_itk
 from harness.models import Case
-
 from harness.profiles import load_profile
 
 GC, NNUNET = contract_of("grand-challenge"), contract_of("nnunet")
