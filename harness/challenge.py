@@ -16,6 +16,7 @@
     time_limit_s = 3600              # FLARE22's worst time
     build_time_s = 3600              # one image build
     build_memory = "8g"              # memory of a build step's container
+    image = "32g"                    # a prebuilt image's archive, uncompressed (checked before `docker load`)
 
 The built-in default is FLARE22's scoring with AbdomenAtlas-8K's organs for the annotator. The
 challenge, not a submission, decides how outputs are scored: a manifest's `profile` only declares
@@ -58,6 +59,7 @@ class Limits:
     time_limit_s: float = 3600.0
     build_time_s: float = 3600.0
     build_memory_bytes: int = 8 * 1024**3
+    image_bytes: int = 32 * 1024**3  # a prebuilt image archive, uncompressed (harness.intake)
 
 
 # limits key -> (Resources field, manifest key, how to show a value)
@@ -71,7 +73,7 @@ _CAPPED = {
     "output_files": ("output_files", "resources.output_files", "number"),
     "time_limit_s": ("time_limit_s", "resources.time_limit_s", "number"),
 }
-_LIMIT_KEYS = {*_CAPPED, "build_time_s", "build_memory"}
+_LIMIT_KEYS = {*_CAPPED, "build_time_s", "build_memory", "image"}
 
 
 def _show(value: float, how: str) -> str:
@@ -172,7 +174,7 @@ def _limits(raw: object, path: Path | None) -> Limits:
     values: dict[str, Any] = {}
     for key, value in raw.items():
         where = f"{path}: key 'limits.{key}'"
-        if key in ("memory", "shm", "tmp", "output", "build_memory"):
+        if key in ("memory", "shm", "tmp", "output", "build_memory", "image"):
             values[f"{key}_bytes"] = parse_size(value, where=where)
         else:
             if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:

@@ -265,7 +265,8 @@ def make_images(specs: list[AlgorithmSpec], settings: RunSettings, say: Say) -> 
     failed: dict[str, str] = {}
     for spec, image in build_all(specs, base=base, wheel_cache=settings.cache_dir / "wheelhouse", progress=say,
                                  time_limit_s=settings.challenge.limits.build_time_s,
-                                 memory_bytes=settings.challenge.limits.build_memory_bytes):
+                                 memory_bytes=settings.challenge.limits.build_memory_bytes,
+                                 image_bytes=settings.challenge.limits.image_bytes):
         if isinstance(image, BuildError):
             failed[spec.name] = str(image)
         else:
