@@ -17,7 +17,15 @@ def _check(toy: Toy, target: Path, *extra: str) -> subprocess.CompletedProcess[s
     return subprocess.run([sys.executable, "-m", "harness", "check", str(target), "--runner", "local", "--data",
                            str(toy.data), "--challenge", str(toy.challenge_file), *extra],
                           capture_output=True, text=True, timeout=300, env={"HARNESS_CACHE": str(toy.root / "cache"),
-                                                                           "PATH": "/usr/bin:/bin"})
+                                                                           "PATH": "/usr/bin:/bin",
+                                                                           **_pythonpath()})
+
+
+def _pythonpath() -> dict[str, str]:
+    """The caller's PYTHONPATH, if any (a checkout beside the installed one is tested as itself)."""
+    import os
+
+    return {"PYTHONPATH": os.environ["PYTHONPATH"]} if "PYTHONPATH" in os.environ else {}
 
 
 def test_a_good_algorithm_is_accepted_and_only_it_runs(toy: Toy) -> None:
@@ -68,3 +76,22 @@ def test_a_bad_manifest_is_exit_5_with_its_reason(toy: Toy) -> None:
     assert toy.starts() == []
     missing = _check(toy, toy.root / "nowhere")
     assert missing.returncode == 5 and f"[FAIL] manifest: no {toy.root / 'nowhere' / 'algorithm.toml'}" in missing.stdout
+
+
+def test_manifests_that_would_exhaust_a_parser_are_exit_5_as_under_harness_run(toy: Toy) -> None:
+    """A YAML alias bomb in an MLCube configuration and a deeply nested TOML manifest: `harness check`
+    gives the verdict `harness run` gives (the manifest refused, exit 5), not an internal error."""
+    toy.write_data(1)
+    folder = toy.segmenter("yaml-bomb")
+    (folder / "mlcube.yaml").write_text("a: &a [x, x, x, x, x, x, x, x]\nb: [*a, *a, *a, *a, *a, *a, *a, *a]\n")
+    manifest = folder / "algorithm.toml"
+    manifest.write_text(manifest.read_text().replace('gpu = "none"', 'gpu = "none"\ncontract = "mlcube"') +
+                        '\n[mlcube]\nconfig = "mlcube.yaml"\n')
+    done = _check(toy, folder)
+    assert done.returncode == 5, done.stdout + done.stderr
+    assert "[FAIL] manifest: " in done.stdout and "a YAML anchor, alias or tag" in done.stdout
+    nested = toy.segmenter("toml-bomb")
+    (nested / "algorithm.toml").write_text((nested / "algorithm.toml").read_text() + "x = " + "[" * 30000 + "]" * 30000)
+    done = _check(toy, nested)
+    assert done.returncode == 5 and "nested too deeply to be a manifest" in done.stdout, done.stdout + done.stderr
+    assert toy.starts() == []
