@@ -317,7 +317,7 @@ def report_context(inputs: ReportInputs, ranking: ChallengeRanking, *, pages_dir
 
     blob = _figure("fig-blob", "Bootstrap rank distributions",
                    f"Share of the {boot.n_draws} bootstrap draws that gave each algorithm each rank (disc area); black bar: "
-                   "median rank; line: 2.5-97.5% interval.",
+                   "median rank; line: 2.5-97.5% interval (inverse-CDF quantiles: ranks that draws gave).",
                    drawer.draw(figures.rank_blob_figure, boot.rank_frequencies(), boot.rank_intervals(), algorithms=order,
                                colors=colors))
     violin = _figure("fig-tau", "Kendall's tau",

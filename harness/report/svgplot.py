@@ -324,8 +324,8 @@ def dot_box_svg(values: np.ndarray, *, algorithms: Sequence[str], colors: Mappin
 
 
 # Up to this many algorithms the podium is one plot (challengeR's); beyond, one panel per algorithm:
-# at 11 the algorithms' offsets within a place (0.8 x 640 / n^2 px) come closer than a mark's width,
-# and a legend of that many colours cannot be matched to the marks.
+# a legend of more colours cannot be matched to the marks, and from 13 the algorithms' offsets within
+# a place (0.8 x 640 / n^2 px) come closer than a mark's width (at 10: 5.1 px, marks 3.4 px).
 PODIUM_JOINT_MAX = 10
 PODIUM_MARK_PX = 3.4
 
