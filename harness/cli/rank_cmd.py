@@ -74,7 +74,9 @@ def rank(
     \b
     Files written to --out:
       leaderboard.csv          rank, algorithm, score, bootstrap rank interval (rank_lo,
-                               rank_hi: 2.5/97.5 percentiles), rank_median, mean_<metric>
+                               rank_hi: the 2.5% and 97.5% inverse-CDF quantiles of the
+                               draws' ranks, ranks that draws gave), rank_median (the same
+                               rule), mean_<metric>
                                (as ranked), n_failed (cases with a failed run), n_missing
       bootstrap_ranks.csv      draw, algorithm, rank, score, tau (one row per draw/algorithm)
       tau.csv                  draw, Kendall's tau-b against the full ranking (empty: undefined)
@@ -154,7 +156,7 @@ def _print_report(result: ChallengeRanking, *, n_cases: int) -> None:
             "rank": board["rank"].map(lambda r: "-" if pd.isna(r) else f"{r:g}"),
             "algorithm": board["algorithm"],
             "score": board["score"].map(lambda v: f"{v:.3f}"),
-            "95% rank CI": [f"{lo:.3g}-{hi:.3g}"
+            "95% rank CI": [f"{lo:g}-{hi:g}"
                             for lo, hi in zip(board["rank_lo"], board["rank_hi"], strict=True)],
         }
     )

@@ -139,15 +139,16 @@ class BootstrapResult:
 
     def rank_intervals(self, *, level: float = 0.95) -> pd.DataFrame:
         """Per algorithm: full-data rank, median bootstrap rank and the central `level` interval
-        of the bootstrap ranks (2.5 and 97.5 percentiles for 0.95, linear interpolation)."""
-        tail = (1.0 - level) / 2.0 * 100.0
-        lo, med, hi = np.percentile(self.ranks, [tail, 50.0, 100.0 - tail], axis=0)
+        of the bootstrap ranks (the 2.5% and 97.5% quantiles for 0.95), each an inverse-CDF
+        quantile (`observed_quantiles`), so a rank that some draw gave; the mean rank as it is."""
+        tail = (1.0 - level) / 2.0
+        lo, med, hi = observed_quantiles(self.ranks, [tail, 0.5, 1.0 - tail])
         return pd.DataFrame(
             {
                 "rank": whole(self.full_ranks),
-                "rank_median": med,
-                "rank_lo": lo,
-                "rank_hi": hi,
+                "rank_median": whole(med),
+                "rank_lo": whole(lo),
+                "rank_hi": whole(hi),
                 "rank_mean": self.ranks.mean(axis=0),
             },
             index=pd.Index(self.algorithms, name="algorithm"),
@@ -176,6 +177,31 @@ class BootstrapResult:
                 "tau": np.repeat(self.tau, n_alg),
             }
         )
+
+
+# n x p within this of a whole number counts as that number: 1 - 0.95 is 0.05000000000000004, and
+# 1000 draws x its half must give the 25th smallest rank, not the 26th.
+_WHOLE_TOLERANCE = 1e-9
+
+
+def observed_quantiles(values: np.ndarray, probs: Sequence[float]) -> np.ndarray:
+    """Inverse-CDF quantiles along axis 0 (Hyndman and Fan's type 1: R's `quantile(type = 1)`,
+    NumPy's "inverted_cdf"): for each p in `probs`, the smallest value whose empirical CDF
+    reaches p, i.e. the ceil(n p)-th smallest of n (the smallest at p = 0). Every quantile is a
+    value that occurs, so quantiles of ranks are ranks; the interval between the 2.5% and 97.5%
+    quantiles holds at least 95% of the values. NaN sorts last (an unranked value counts
+    worst). Returns len(probs) x the remaining axes."""
+    v = np.sort(np.asarray(values, dtype=float), axis=0)
+    n = v.shape[0]
+    if n < 1:
+        raise ValueError("no values to take quantiles of")
+    picks = []
+    for p in probs:
+        if not 0.0 <= p <= 1.0:
+            raise ValueError(f"a quantile's probability lies in [0, 1], got {p}")
+        k = int(np.ceil(n * p - _WHOLE_TOLERANCE))
+        picks.append(min(max(k, 1), n) - 1)
+    return v[picks]
 
 
 def whole(ranks: np.ndarray) -> np.ndarray:
@@ -270,5 +296,6 @@ __all__ = [
     "bootstrap_ranking",
     "draw_cases",
     "draw_counts",
+    "observed_quantiles",
     "pooled_rank_terms",
 ]

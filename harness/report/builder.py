@@ -317,7 +317,7 @@ def report_context(inputs: ReportInputs, ranking: ChallengeRanking, *, pages_dir
 
     blob = _figure("fig-blob", "Bootstrap rank distributions",
                    f"Share of the {boot.n_draws} bootstrap draws that gave each algorithm each rank (disc area); black bar: "
-                   "median rank; line: 2.5-97.5% interval.",
+                   "median rank; line: 2.5-97.5% interval (inverse-CDF quantiles: ranks that draws gave).",
                    drawer.draw(figures.rank_blob_figure, boot.rank_frequencies(), boot.rank_intervals(), algorithms=order,
                                colors=colors))
     violin = _figure("fig-tau", "Kendall's tau",
@@ -351,7 +351,8 @@ def report_context(inputs: ReportInputs, ranking: ChallengeRanking, *, pages_dir
         task_fig = _figure("fig-tasks", "Ranks per organ (multi-task)",
                            f"Each organ ranked as a task of its own on its DSC ({describe_task_method(task_ranking)}); "
                            "the consensus is each algorithm's mean rank over the organs (challengeR's consensus), "
-                           "ranked; algorithms in consensus order; above, the organs clustered by how alike they rank "
+                           "ranked; algorithms in consensus order; a cell's colour and number: its rank (dark = best); "
+                           "above, the organs clustered by how alike they rank "
                            "the algorithms (complete linkage of the Euclidean distance between their ranks). "
                            f"Consensus winner: {consensus_order[0]}.",
                            drawer.draw(svgplot.task_ranks_svg, task_ranking.ranks.loc[consensus_order, leaves],
@@ -500,7 +501,10 @@ def _rank_figures(ranking: ChallengeRanking, order: list[str], colors: Mapping[s
     out += [
         _figure("fig-podium", "Podium plot",
                 f"Each case's {label} of each algorithm, placed at the rank the algorithm took on that case; a case's "
-                "points are linked by a grey line; each algorithm a colour (named at the right, leaderboard order).",
+                "points are linked by a grey line beneath them; each algorithm a colour (named at the right, leaderboard "
+                "order)." if n <= svgplot.PODIUM_JOINT_MAX else
+                f"One panel per algorithm (leaderboard order): each case's {label}, placed at the rank the algorithm took "
+                f"on that case (1 to {n}); the grey line is the median {label} taken at each place by all algorithms.",
                 drawer.draw(svgplot.podium_svg, values, ranks, algorithms=order, colors=colors, metric_label=label,
                             lo=lo, hi=hi)),
         _figure("fig-dotbox", "Dot-and-box plot",

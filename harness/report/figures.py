@@ -96,9 +96,14 @@ def to_svg(fig: Figure, *, prefix: str, title: str) -> str:
     if ids:
         names = "|".join(re.escape(i) for i in sorted(set(ids), key=len, reverse=True))
         text = re.sub(rf'(\bid="|url\(#|href="#)({names})(["\)])', lambda m: f"{m[1]}{prefix}-{m[2]}{m[3]}", text)
+    # matplotlib's <style> sets every element's line caps ("*{...}"); inline, a style sheet holds for
+    # the whole page and beats presentation attributes, so it flattened the round-capped dots of the
+    # other figures (the podium's marks were not drawn at all): keep it to matplotlib's own figures.
+    text = re.sub(r"(<style[^>]*>)([^<]*)(</style>)",
+                  lambda m: m[1] + re.sub(r"(^|\})\s*\*\s*\{", r"\1svg.mpl *{", m[2]) + m[3], text)
     opening = re.search(r"<svg [^>]*>", text)
     assert opening is not None  # matplotlib always writes one
-    head = opening[0].replace("<svg ", '<svg class="figure" role="img" ', 1)
+    head = opening[0].replace("<svg ", '<svg class="figure mpl" role="img" ', 1)
     text = f"{text[:opening.start()]}{head}\n<title>{html.escape(title)}</title>{text[opening.end():]}"
     return text.strip() + "\n"
 

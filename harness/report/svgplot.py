@@ -55,7 +55,8 @@ class Canvas:
         self.parts.append(f'<rect x="{_n(x)}" y="{_n(y)}" width="{_n(w)}" height="{_n(h)}" fill="{fill}"{line}{extra}/>')
 
     def path(self, d: str, *, fill: str = "none", stroke: str = "", width: float = 1.0, opacity: float | None = None,
-             cap: str = "") -> None:
+             cap: str = "", extra: str = "") -> None:
+        """`extra`: further attributes, written as given (escape any value)."""
         if not d:
             return
         attrs = f' fill="{fill}"'
@@ -65,7 +66,7 @@ class Canvas:
             attrs += f' opacity="{opacity:g}"'
         if cap:
             attrs += f' stroke-linecap="{cap}"'
-        self.parts.append(f'<path d="{d}"{attrs}/>')
+        self.parts.append(f'<path d="{d}"{attrs}{extra}/>')
 
     def text(self, x: float, y: float, text: str, *, size: float = FONT, anchor: str = "start", rotate: float = 0.0,
              bold: bool = False, fill: str = INK, middle: bool = True) -> None:
@@ -213,9 +214,10 @@ def rank_heatmap_svg(counts: pd.DataFrame, *, n_cases: int, prefix: str = "fig-r
 
 
 def _colour_key(canvas: Canvas, x: float, y: float, height: float, cmap: str, label: str,
-                lo: str = "", hi: str = "") -> None:
+                lo: str = "", hi: str = "", floor: float = 0.08) -> None:
+    """A vertical key of `cmap` from `floor` (bottom, `lo`) to 1 (top, `hi`)."""
     steps = 24
-    colours = colormap(cmap, 0.08 + 0.92 * np.linspace(0, 1, steps))
+    colours = colormap(cmap, floor + (1 - floor) * np.linspace(0, 1, steps))
     for k, colour in enumerate(colours):
         canvas.rect(x, y + height * (steps - 1 - k) / steps, 10, height / steps + 0.2, fill=colour)
     canvas.text(x + 14, y + height / 2, label, size=FONT - 2, rotate=90, anchor="middle", middle=False)
@@ -321,13 +323,32 @@ def dot_box_svg(values: np.ndarray, *, algorithms: Sequence[str], colors: Mappin
     return canvas.svg()
 
 
+# Up to this many algorithms the podium is one plot (challengeR's); beyond, one panel per algorithm:
+# a legend of more colours cannot be matched to the marks, and from 13 the algorithms' offsets within
+# a place (0.8 x 640 / n^2 px) come closer than a mark's width (at 10: 5.1 px, marks 3.4 px).
+PODIUM_JOINT_MAX = 10
+PODIUM_MARK_PX = 3.4
+
+
+def _mark_attrs(name: str) -> str:
+    return f' class="marks" data-algorithm="{html.escape(name)}"'
+
+
 def podium_svg(values: np.ndarray, ranks: np.ndarray, *, algorithms: Sequence[str], colors: Mapping[str, str],
                metric_label: str, lo: float = 0.0, hi: float = 1.0, prefix: str = "fig-podium",
                title: str = "Podium plot") -> str:
-    """challengeR's podium plot: for each case, each algorithm's value (y) at the podium place it
-    took on that case (x; its rank among the algorithms on the case), the case's points linked by a
-    line; each algorithm a colour, offset within the place so that colours stay apart; the
-    algorithms named at the right in their colours (rank order)."""
+    """challengeR's podium plot: for each case (`values`, `ranks`: cases x algorithms), each
+    algorithm's value (y) at the podium place it took on that case (x; its rank on the case).
+
+    Up to PODIUM_JOINT_MAX algorithms, one plot: the case's points linked by a line beneath them,
+    each algorithm a colour offset within the place so that no mark covers another's centre,
+    named at the right in rank order. More algorithms get one small panel each (rank order, named
+    above it): its own points in its colour over the field's median value at each place (grey),
+    so each panel answers where that algorithm placed, case by case. Every algorithm's marks are
+    one path with `data-algorithm`."""
+    if len(algorithms) > PODIUM_JOINT_MAX:
+        return _podium_panels(values, ranks, algorithms=algorithms, colors=colors, metric_label=metric_label, lo=lo,
+                              hi=hi, prefix=prefix, title=title)
     n = len(algorithms)
     place = _pitch(n, 640.0, 12.0, 90.0)
     height, left, top = 240.0, 46.0, 12.0
@@ -354,13 +375,14 @@ def podium_svg(values: np.ndarray, ranks: np.ndarray, *, algorithms: Sequence[st
         if keep.size > 1:
             order = keep[np.argsort(px[case, keep], kind="stable")]
             lines.append(polyline_d(px[case, order], py[case, order]))
-    canvas.path("".join(lines), stroke="#9aa5b1", width=0.6, opacity=0.35)
+    canvas.path(f"M{_n(left)} {_n(top)}v{_n(height)}h{_n(n * place)}", stroke=INK, width=0.8)
+    canvas.path("".join(lines), stroke="#9aa5b1", width=0.6, opacity=0.35)  # beneath every mark
     for a, name in enumerate(algorithms):
         keep = finite[:, a]
-        canvas.path(dots_d(px[keep, a], py[keep, a]), stroke=colors.get(name, "#555555"), width=3.4, cap="round")
+        canvas.path(dots_d(px[keep, a], py[keep, a]), stroke=colors.get(name, "#555555"), width=PODIUM_MARK_PX,
+                    cap="round", extra=_mark_attrs(name))
     for k in _rank_ticks(n, place, FONT - 2):
         canvas.text(left + (k - 0.5) * place, top + height + 8, str(k), size=FONT - 2, anchor="middle")
-    canvas.path(f"M{_n(left)} {_n(top)}v{_n(height)}h{_n(n * place)}", stroke=INK, width=0.8)
     canvas.text(left + n * place / 2, top + height + 8 + FONT + 4, "podium place (rank on the case)", anchor="middle")
     kx = left + n * place + 14
     for a, name in enumerate(algorithms):
@@ -370,17 +392,99 @@ def podium_svg(values: np.ndarray, ranks: np.ndarray, *, algorithms: Sequence[st
     return canvas.svg()
 
 
+def _fit_name(name: str, width: float, size: float) -> tuple[str, float]:
+    """`name` in a font that fits `width` px, down to 7 px; still too long, cut with an ellipsis."""
+    if text_width(name, size) <= width:
+        return name, size
+    smaller = max(7.0, width / (len(name) * CHAR_W))
+    if text_width(name, smaller) <= width:
+        return name, smaller
+    keep = max(1, int(width / (smaller * CHAR_W)) - 1)
+    return name[:keep] + "\u2026", smaller
+
+
+def _podium_panels(values: np.ndarray, ranks: np.ndarray, *, algorithms: Sequence[str], colors: Mapping[str, str],
+                   metric_label: str, lo: float, hi: float, prefix: str, title: str) -> str:
+    """The podium as one panel per algorithm (see `podium_svg`)."""
+    n = len(algorithms)
+    place = _pitch(n, 150.0, 2.0, 8.0)  # px per podium place
+    plot_w, plot_h = n * place, 64.0
+    tick = FONT - 3
+    gutter = max(text_width(f"{v:g}", tick) for v in (lo, hi, (lo + hi) / 2)) + 6  # y tick labels
+    head, foot = FONT + 9, tick + 6  # the name above (clear of the top y tick), the place ticks below
+    cell_w, cell_h = gutter + plot_w + 12, head + plot_h + foot + 8
+    left, top = 22.0, 4.0
+    n_cols = max(1, int((1000.0 - left) // cell_w))
+    n_rows = -(-n // n_cols)
+    canvas = Canvas(left + n_cols * cell_w, top + n_rows * cell_h + FONT + 10, prefix=prefix, title=title)
+    canvas.text(8, top + n_rows * cell_h / 2, metric_label, size=FONT - 1, rotate=-90, anchor="middle")
+    canvas.text(left + n_cols * cell_w / 2, top + n_rows * cell_h + FONT / 2 + 2,
+                "podium place (rank on the case) of each case; grey: the median value at each place", anchor="middle")
+
+    clipped = np.clip(ranks, 1, n)
+    finite = np.isfinite(values)
+    field = np.full(n, np.nan)  # the median value taken at each place, over every algorithm and case
+    for k in range(1, n + 1):
+        at = (clipped == k) & finite
+        if at.any():
+            field[k - 1] = float(np.median(values[at]))
+    span = hi - lo or 1.0
+    for a, name in enumerate(algorithms):
+        x0 = left + (a % n_cols) * cell_w + gutter
+        y0 = top + (a // n_cols) * cell_h + head
+
+        def y(v: np.ndarray | float, y0: float = y0) -> np.ndarray:
+            return y0 + plot_h * (1 - (np.asarray(v, dtype=float) - lo) / span)
+
+        label, size = _fit_name(name, gutter + plot_w - 2, FONT - 1)
+        canvas.text(x0 - gutter + 2, y0 - head / 2 - 3, label, size=size)
+        canvas.rect(x0, y0, plot_w, plot_h, fill="#f6f7f9")
+        for value in (lo, (lo + hi) / 2, hi):
+            canvas.path(f"M{_n(x0)} {_n(float(y(value)))}h{_n(plot_w)}", stroke=GRID, width=0.8)
+        for value in (lo, hi):
+            canvas.text(x0 - 3, float(y(value)), f"{value:g}", size=tick, anchor="end")
+        known = np.isfinite(field)
+        if known.sum() > 1:
+            xs = x0 + (np.flatnonzero(known) + 0.5) * place
+            canvas.path("M" + "L".join(f"{_n(u)} {_n(v)}" for u, v in zip(xs.tolist(), y(field[known]).tolist(),
+                                                                            strict=True)),
+                        stroke="#9aa5b1", width=1.0)
+        for k in (1, n):
+            canvas.text(x0 + (k - 0.5) * place, y0 + plot_h + foot / 2 + 1, str(k), size=tick, anchor="middle")
+        keep = finite[:, a]
+        canvas.path(dots_d(x0 + (clipped[keep, a] - 0.5) * place, y(values[keep, a])), stroke=colors.get(name, "#555555"),
+                    width=min(PODIUM_MARK_PX, max(2.4, place)), cap="round", extra=_mark_attrs(name))
+    return canvas.svg()
+
+
+# The ranks' colour scale: viridis runs through lightness and hue, so that neighbouring ranks stay
+# apart in colour at 50 algorithms (CIELAB distance >= 2.4 between ranks k and k + 1; Blues, a
+# single hue, gave 1.0 and its dark end saturated). Reversed: rank 1 is the darkest.
+RANK_CMAP = "viridis_r"
+LEAF_STEM_PX = 8.0  # each leaf's stem: a leaf stands over its column even where it joins at height 0
+
+
+def ink_on(colour: str) -> str:
+    """White or ink, whichever reads better on `colour` (WCAG relative luminance; equal contrast
+    at about 0.21)."""
+    rgb = np.array(matplotlib.colors.to_rgb(colour))
+    linear = np.where(rgb <= 0.04045, rgb / 12.92, ((rgb + 0.055) / 1.055) ** 2.4)
+    return "#ffffff" if float(linear @ np.array([0.2126, 0.7152, 0.0722])) < 0.21 else INK
+
+
 def task_ranks_svg(ranks: pd.DataFrame, *, consensus: pd.Series,
                    tree: Sequence[tuple[Sequence[float], Sequence[float]]] = (), prefix: str = "fig-tasks",
                    title: str = "Ranks per task") -> str:
     """The multi-task view: rows are algorithms in consensus order, columns the tasks (then the
-    consensus), a cell's colour its rank in that task (dark = best), the rank written in the cell
-    while cells are large enough. `tree`: the tasks' dendrogram links in scipy's coordinates (the
-    columns in its leaf order), drawn above the columns."""
+    consensus), a cell's colour its rank in that task (RANK_CMAP, dark = best), the rank written in
+    the cell while cells are large enough (up to 50 algorithms). `tree`: the tasks' dendrogram
+    links in scipy's coordinates (the columns in its leaf order), drawn above the columns, each
+    leaf on a stem over the centre of its column (path classes "dendrogram" and "leaves"; the
+    cells' paths have class "cells")."""
     algorithms = [str(a) for a in ranks.index]
     tasks = [str(t) for t in ranks.columns]
     n, m = len(algorithms), len(tasks) + 1
-    row = _pitch(n, 560.0, 8.0, 22.0)
+    row = _pitch(n, 690.0, 8.0, 22.0)
     size = _label_size(row)
     col = max(row, 30.0)
     head_size = min(FONT - 1, col / 1.25)
@@ -392,32 +496,39 @@ def task_ranks_svg(ranks: pd.DataFrame, *, consensus: pd.Series,
     x0, y0 = margin, top
     if tree:
         highest = max((max(ys) for _, ys in tree), default=1.0) or 1.0
+        base = dendro - 6.0 - LEAF_STEM_PX  # height 0: where the stems meet the links
+
+        def column_x(x: float) -> float:
+            return x0 + (x - 5.0) / 10.0 * col + col / 2
+
         links = []
         for xs, ys in tree:
-            px = [x0 + (x - 5.0) / 10.0 * col + col / 2 for x in xs]
-            py = [4.0 + (dendro - 10.0) * (1 - y / highest) for y in ys]
+            px = [column_x(x) for x in xs]
+            py = [4.0 + (base - 4.0) * (1 - y / highest) for y in ys]
             links.append("M" + "L".join(f"{_n(a)} {_n(b)}" for a, b in zip(px, py, strict=True)))
-        canvas.path("".join(links), stroke=MUTED, width=1.0)
+        canvas.path("".join(links), stroke=MUTED, width=1.0, extra=' class="dendrogram"')
+        stems = "".join(f"M{_n(column_x(10.0 * j + 5.0))} {_n(base)}v{_n(LEAF_STEM_PX)}" for j in range(len(tasks)))
+        canvas.path(stems, stroke=MUTED, width=1.0, extra=' class="leaves"')
     values = np.column_stack([ranks.to_numpy(dtype=float), consensus.reindex(ranks.index).to_numpy(dtype=float)])
     share = 1 - (values - 1) / max(1, n - 1)
-    colours = np.array(colormap("Blues", 0.08 + 0.92 * np.nan_to_num(share.ravel(), nan=0.0)), dtype=object).reshape(n, m)
+    colours = np.array(colormap(RANK_CMAP, np.nan_to_num(share.ravel(), nan=0.0)), dtype=object).reshape(n, m)
     for colour in sorted(set(colours.ravel().tolist())):
         rows, cols = np.nonzero(colours == colour)
         cols_x = x0 + cols * col + np.where(cols == m - 1, 6.0, 0.0)
-        canvas.path(rects_d(cols_x, y0 + rows * row, col - 1, row - 1), fill=colour)
+        canvas.path(rects_d(cols_x, y0 + rows * row, col - 1, row - 1), fill=colour, extra=' class="cells"')
     if row >= 13:
         for r in range(n):
             for c in range(m):
                 if np.isfinite(values[r, c]):
                     canvas.text(x0 + (c + 0.5) * col + (6 if c == m - 1 else 0), y0 + (r + 0.5) * row - 0.5,
                                 f"{values[r, c]:g}", size=min(size, FONT - 2), anchor="middle",
-                                fill="#ffffff" if share[r, c] > 0.55 else INK)
+                                fill=ink_on(colours[r, c]))
     for i, algorithm in enumerate(algorithms):
         canvas.text(x0 - 4, y0 + (i + 0.5) * row, algorithm, size=size, anchor="end")
     for j, task in enumerate([*tasks, "consensus"]):
         canvas.text(x0 + (j + 0.5) * col + (6 if j == m - 1 else 0), y0 - 5, task.replace("_", " "), size=head_size,
                     rotate=-90, bold=j == m - 1)
-    _colour_key(canvas, x0 + m * col + 24, y0, key, "Blues", "rank", lo=str(n), hi="1")
+    _colour_key(canvas, x0 + m * col + 24, y0, key, RANK_CMAP, "rank", lo=str(n), hi="1", floor=0.0)
     return canvas.svg()
 
 
@@ -475,5 +586,5 @@ def tau_violins_svg(taus: Mapping[str, np.ndarray], *, prefix: str = "fig-task-t
     return canvas.svg()
 
 
-__all__ = ["Canvas", "dot_box_svg", "podium_svg", "rank_heatmap_svg", "significance_svg", "gaussian_density", "stacked_frequency_svg",
-           "task_ranks_svg", "tau_violins_svg"]
+__all__ = ["PODIUM_JOINT_MAX", "RANK_CMAP", "Canvas", "dot_box_svg", "ink_on", "podium_svg", "rank_heatmap_svg",
+           "significance_svg", "gaussian_density", "stacked_frequency_svg", "task_ranks_svg", "tau_violins_svg"]

@@ -146,7 +146,8 @@ def leaderboard_table(ranking: ChallengeRanking, *, pages: Mapping[str, str] | N
         Column("Algorithm"),
         Column("FLARE score", "num", "weighted mean of all per-case ranks (lower is better)") if config.method == "flare"
         else Column("Score", "num", describe_method(config)),
-        Column("95% rank interval", "num", "2.5 to 97.5 percentile of the bootstrap ranks"),
+        Column("95% rank interval", "num", "2.5% to 97.5% quantile of the bootstrap ranks (inverse CDF: ranks "
+                                                "that draws gave)"),
     ]
     best: dict[str, float] = {}
     for name in ranking.metrics:

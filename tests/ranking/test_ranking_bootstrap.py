@@ -14,6 +14,16 @@ from harness.ranking import (
     draw_counts,
     rank_min,
 )
+from harness.ranking.bootstrap import observed_quantiles
+
+
+def _inverse_cdf(values: np.ndarray, p: float) -> float:
+    """The definition, by brute force over exact fractions: the smallest observed value v with
+    #(values <= v) >= p n (p given in thousandths so that 0.025 is exact)."""
+    from fractions import Fraction
+
+    share = Fraction(p).limit_denominator(1000)
+    return min(float(v) for v in values if Fraction(int((values <= v).sum()), len(values)) >= share)
 
 
 def _rank_na2(x: np.ndarray, larger_is_better: bool) -> np.ndarray:
@@ -109,10 +119,12 @@ def test_rank_intervals_and_frequencies():
     intervals = result.rank_intervals()
     assert intervals.loc["z", "rank"] == 1
     assert intervals.loc["z", "rank_hi"] == 1.0  # best by far in every draw
-    np.testing.assert_allclose(intervals["rank_lo"],
-                               np.percentile(result.ranks, 2.5, axis=0))
-    np.testing.assert_allclose(intervals["rank_hi"],
-                               np.percentile(result.ranks, 97.5, axis=0))
+    for k, algorithm in enumerate(result.algorithms):
+        column = result.ranks[:, k]
+        assert intervals.loc[algorithm, "rank_lo"] == _inverse_cdf(column, 0.025)
+        assert intervals.loc[algorithm, "rank_median"] == _inverse_cdf(column, 0.5)
+        assert intervals.loc[algorithm, "rank_hi"] == _inverse_cdf(column, 0.975)
+    assert intervals[["rank_lo", "rank_median", "rank_hi"]].dtypes.eq(np.int64).all()
     freq = result.rank_frequencies()
     assert (freq.sum(axis=1) == 500).all()
     assert freq.loc["z", 1] == 500
@@ -159,3 +171,30 @@ def test_full_ranking_matches_rank_min_of_means():
     np.testing.assert_array_equal(result.full_ranks, rank_min(rm.ranks.mean(axis=0)))
     frame = pd.DataFrame(result.ranks)
     assert frame.apply(lambda row: sorted(row)[0] == 1, axis=1).all()
+
+
+@pytest.mark.parametrize("n", [1, 2, 39, 40, 41, 199, 200, 1000, 1001])
+def test_observed_quantiles_match_the_inverse_cdf_definition(n: int):
+    rng = np.random.default_rng(n)
+    values = rng.integers(1, 9, size=(n, 3)).astype(float)
+    probs = [0.0, 0.025, 0.25, 0.5, 0.975, 1.0]
+    got = observed_quantiles(values, probs)
+    assert got.shape == (len(probs), 3)
+    for j, p in enumerate(probs):
+        for k in range(3):
+            expected = values[:, k].min() if p == 0 else _inverse_cdf(values[:, k], p)
+            assert got[j, k] == expected, (n, p, k)
+    # NumPy's "inverted_cdf" agrees wherever n p is not a whole number (where float rounding of
+    # n p could tip NumPy to the next value; 1 - 0.95 is 0.05000000000000004)
+    for p in (0.3, 0.61, 0.77):
+        np.testing.assert_array_equal(observed_quantiles(values, [p])[0],
+                                      np.quantile(values, p, axis=0, method="inverted_cdf"))
+
+
+def test_observed_quantiles_at_a_whole_n_p_take_that_value_not_the_next():
+    ranks = np.array([14.0] * 25 + [15.0] * 975)  # 1000 draws: exactly 2.5% at 14
+    lo, hi = observed_quantiles(ranks, [(1 - 0.95) / 2, 1 - (1 - 0.95) / 2])
+    assert (lo, hi) == (14.0, 15.0)
+    assert np.percentile(ranks, 2.5) == pytest.approx(14.975)  # what linear interpolation made of it
+    with pytest.raises(ValueError, match=r"in \[0, 1\], got 1.5"):
+        observed_quantiles(ranks, [1.5])

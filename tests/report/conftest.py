@@ -77,6 +77,14 @@ def public_report_50(store_50: Path) -> Path:
 
 
 @pytest.fixture(scope="session")
+def report_12(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The report of twelve algorithms (issue 36: the podium's panels begin above ten), 12 cases."""
+    folder = store_fixture.make_store(tmp_path_factory.mktemp("store12") / "results", algorithms=ALGORITHMS_50[:12],
+                                      n_cases=12, monitored=ALGORITHMS_50[:2])
+    return build_report(folder, Path(folder) / "report.html")
+
+
+@pytest.fixture(scope="session")
 def report_3(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The report of three algorithms (the fixture's first three, its failures included)."""
     folder = store_fixture.make_store(tmp_path_factory.mktemp("store3") / "results",

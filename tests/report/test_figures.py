@@ -61,3 +61,21 @@ def test_no_colour_of_a_dozen_algorithms_repeats_a_colour_blind_safe_one() -> No
     closest = min(float(np.linalg.norm(np.subtract(mcolors.to_rgb(a), mcolors.to_rgb(b))))
                   for a, b in itertools.product(colors[:8], colors[8:]))
     assert closest >= 0.25
+
+
+def test_matplotlib_style_sheet_keeps_to_matplotlib_figures() -> None:
+    """An inline <style> holds for the whole page and beats presentation attributes: matplotlib's
+    "*{stroke-linecap: butt}" made every round-capped dot of the other figures (the podium's
+    marks) a zero-length butt segment, drawn as nothing."""
+    from matplotlib.figure import Figure
+
+    from harness.report.figures import to_svg
+
+    fig = Figure(figsize=(2, 2))
+    fig.subplots().plot([0, 1], [0, 1])
+    svg = to_svg(fig, prefix="fig-x", title="x")
+    sheets = re.findall(r"<style[^>]*>([^<]*)</style>", svg)
+    assert sheets and "stroke-linecap" in "".join(sheets)  # matplotlib still writes its rule
+    selectors = [sel.strip() for sheet in sheets for sel in re.findall(r"([^{}]+)\{", sheet)]
+    assert selectors and all(sel.startswith("svg.mpl ") for sel in selectors), selectors
+    assert re.match(r'<svg class="figure mpl" ', svg)

@@ -1,7 +1,8 @@
-"""Every figure of the report as Chromium lays it out, at 3, 4 (the committed fixture) and 50
+"""Every figure of the report as Chromium lays it out, at 3, 4 (the committed fixture), 12 and 50
 algorithms (issue 17): no two text labels of a figure overlap, every label lies inside its figure and
-is large enough to read, and the public edition names no case. Full-page screenshots, and one per
-figure, are kept under ARTIFACTS (report-<n>-algorithms[-public]*.png).
+is large enough to read, and the public edition names no case; every algorithm's podium marks are
+drawn where nothing covers them, and the organs' dendrogram stands over its columns (issue 36).
+Full-page screenshots, and one per figure, are kept under ARTIFACTS (report-<n>-algorithms[-public]*.png).
 
 Labels are compared as Chromium draws them: each `<text>` element's box (getBBox) mapped to the
 screen by its transform (getScreenCTM), so a rotated label is a rotated rectangle, and two of them
@@ -195,6 +196,7 @@ def test_overlap_px_of_rectangles_and_rotated_rectangles() -> None:
 REPORTS = {
     "report_3": ("report-3-algorithms", 8),
     "fixture_report": ("report-4-algorithms-fixture", 8),
+    "report_12": ("report-12-algorithms", 8),
     "report_50": ("report-50-algorithms", 8),
     "public_report_50": ("report-50-algorithms-public", 7),
 }
@@ -259,3 +261,98 @@ def test_the_public_edition_of_50_algorithms_names_no_case(store_50: Path, repor
     assert not [c for c in case_ids if c in public]
     assert not re.search(r"case_\d", public)
     assert not (public_report_50.parent / "public-pages").exists()
+
+
+# Per podium mark (`path.marks`, one per algorithm: zero-length round-capped segments "Mx yh0"):
+# its centre on the screen and the element Chromium finds there (scrolled into view first).
+PODIUM_MARKS = """
+(() => [...document.querySelectorAll('#fig-podium path.marks')].map(path => {
+  const name = path.getAttribute('data-algorithm');
+  const points = [...path.getAttribute('d').matchAll(/M(-?[0-9.]+) (-?[0-9.]+)h0/g)].map(m => [+m[1], +m[2]]);
+  path.scrollIntoView({block: 'center', inline: 'center'});
+  const m = path.getScreenCTM();
+  const width = parseFloat(getComputedStyle(path).strokeWidth) * Math.sqrt(Math.abs(m.a * m.d - m.b * m.c));
+  const covered = [];
+  for (const [x, y] of points) {
+    const cx = m.a * x + m.c * y + m.e, cy = m.b * x + m.d * y + m.f;
+    const hit = document.elementFromPoint(cx, cy);
+    if (hit !== path) {
+      covered.push([x, y, hit ? hit.tagName + ' ' + (hit.getAttribute('data-algorithm') || hit.getAttribute('class') || '') : 'nothing']);
+    }
+  }
+  return {name, marks: points.length, width_px: width, cap: getComputedStyle(path).strokeLinecap, covered};
+}))()
+"""
+
+
+def _leaderboard_names(page: Chromium) -> list[str]:
+    return page.evaluate("[...document.querySelectorAll('#leaderboard tbody td.name')].map(td => td.textContent.trim())")
+
+
+@pytest.mark.parametrize("report", ["report_3", "fixture_report", "report_12", "report_50"])
+def test_every_algorithms_podium_marks_are_visible(page: Chromium, request: pytest.FixtureRequest, report: str) -> None:
+    """Each algorithm's marks on the podium are drawn (round caps, at least 2 px) and no other
+    element covers any mark's centre (elementFromPoint finds the mark itself), at 50 algorithms too."""
+    _open(page, request.getfixturevalue(report))
+    names = _leaderboard_names(page)
+    marks = page.evaluate(PODIUM_MARKS)
+    assert sorted(m["name"] for m in marks) == sorted(names) and len(names) >= 3
+    problems = []
+    for m in marks:
+        if m["marks"] == 0 or m["cap"] != "round" or m["width_px"] < 2.0:
+            problems.append(f"{m['name']}: {m['marks']} marks, caps {m['cap']}, {m['width_px']:.1f} px wide")
+        if m["covered"]:
+            problems.append(f"{m['name']}: {len(m['covered'])} of {m['marks']} marks covered, e.g. {m['covered'][:3]}")
+    assert not problems, f"{len(problems)} algorithm(s) cannot be found on the podium:\n" + "\n".join(problems[:20])
+
+
+# The organs' dendrogram as drawn: each leaf's stem (top and bottom), every point of the links, and
+# the horizontal extent of every cell of the ranks grid, on the screen.
+TASK_TREE = """
+(() => {
+  const svg = document.querySelector('#fig-tasks svg');
+  const screen = (el, x, y) => { const m = el.getScreenCTM(); return [m.a * x + m.c * y + m.e, m.b * x + m.d * y + m.f]; };
+  const stems = svg.querySelector('path.leaves'), tree = svg.querySelector('path.dendrogram');
+  const number = '(-?[0-9.]+)';
+  const leaves = [...stems.getAttribute('d').matchAll(new RegExp(`M${number} ${number}v${number}`, 'g'))]
+    .map(m => ({top: screen(stems, +m[1], +m[2]), bottom: screen(stems, +m[1], +m[2] + +m[3])}));
+  const joints = [...tree.getAttribute('d').matchAll(new RegExp(`${number} ${number}`, 'g'))].map(m => screen(tree, +m[1], +m[2]));
+  const cells = [];
+  for (const path of svg.querySelectorAll('path.cells')) {
+    for (const m of path.getAttribute('d').matchAll(new RegExp(`M${number} ${number}h${number}v${number}`, 'g'))) {
+      const a = screen(path, +m[1], +m[2]), b = screen(path, +m[1] + +m[3], +m[2] + +m[4]);
+      cells.push([a[0], b[0], a[1]]);
+    }
+  }
+  const heads = [...svg.querySelectorAll('text')].map(t => t.textContent);
+  return {leaves, joints, cells, heads};
+})()
+"""
+
+
+@pytest.mark.parametrize("report", ["report_3", "fixture_report", "report_12", "report_50"])
+def test_dendrogram_leaves_stand_over_their_columns(page: Chromium, request: pytest.FixtureRequest, report: str) -> None:
+    """Each leaf of the organs' dendrogram stands over the centre of its column of the ranks grid
+    (within a pixel, in order), above the grid, and is joined to the tree."""
+    _open(page, request.getfixturevalue(report))
+    drawn = page.evaluate(TASK_TREE)
+    columns: dict[tuple[float, float], float] = {}
+    for left, right, top in drawn["cells"]:
+        key = (round(left, 1), round(right, 1))
+        columns[key] = min(top, columns.get(key, top))
+    spans = sorted(columns)
+    assert all(b[0] >= a[1] for a, b in zip(spans, spans[1:], strict=False)), "cells of a column disagree on its edges"
+    centres = [(left + right) / 2 for left, right in spans[:-1]]  # the last column is the consensus: no leaf
+    leaves = sorted(drawn["leaves"], key=lambda leaf: leaf["top"][0])
+    assert len(leaves) == len(centres) >= 3, (len(leaves), len(centres))
+    grid_top = min(columns.values())
+    problems = []
+    for k, (leaf, centre) in enumerate(zip(leaves, centres, strict=True)):
+        (x_top, y_top), (x_bottom, y_bottom) = leaf["top"], leaf["bottom"]
+        if max(abs(x_top - centre), abs(x_bottom - centre)) > 1.0:
+            problems.append(f"leaf {k + 1} at x {x_top:.1f}, its column's centre at {centre:.1f}")
+        if not y_top < y_bottom < grid_top:
+            problems.append(f"leaf {k + 1} ({y_top:.1f}-{y_bottom:.1f}) not above the grid (top {grid_top:.1f})")
+        if min(abs(x - x_top) + abs(y - y_top) for x, y in drawn["joints"]) > 1.0:
+            problems.append(f"leaf {k + 1} at ({x_top:.1f}, {y_top:.1f}) joins no link of the tree")
+    assert not problems, "\n".join(problems)

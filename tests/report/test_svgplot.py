@@ -114,3 +114,71 @@ def test_gaussian_density_is_scipys_gaussian_kde() -> None:
     for values in (rng.normal(0.8, 0.05, 1000), np.r_[rng.random(7), 1.0, 1.0]):
         grid = np.linspace(values.min(), values.max(), 48)
         np.testing.assert_allclose(svgplot.gaussian_density(values, grid), gaussian_kde(values)(grid), rtol=1e-10)
+
+
+def test_podium_beyond_ten_algorithms_is_a_panel_each_with_every_case_at_its_place() -> None:
+    n, n_cases = 12, 9
+    algs = _names(n)
+    rng = np.random.default_rng(5)
+    values = rng.uniform(0.5, 0.95, size=(n_cases, n))
+    values[2, 4] = np.nan  # a missing value: no mark
+    ranks = np.array([pd.Series(-row).rank(method="min").to_numpy() for row in values])
+    ranks[2, 4] = n
+    colors = {a: f"#{i:02x}3366" for i, a in enumerate(algs)}
+    root = _tree(svgplot.podium_svg(values, ranks, algorithms=algs, colors=colors, metric_label="DSC"))
+    marks = {p.get("data-algorithm"): p for p in root.iter(f"{NS}path") if p.get("class") == "marks"}
+    assert list(marks) == algs
+    ticks = [float(t.get("x", 0)) for t in root.iter(f"{NS}text") if t.text == "1" and t.get("text-anchor") == "middle"]
+    assert len(ticks) == n  # place 1 under each panel, in the panels' order
+    place = svgplot._pitch(n, 150.0, 2.0, 8.0)
+    for a, name in enumerate(algs):
+        d = marks[name].get("d", "")
+        xs = [float(x) for x in re.findall(r"M([-\d.]+) [-\d.]+h0", d)]
+        expected = ranks[np.isfinite(values[:, a]), a]
+        assert len(xs) == len(expected)
+        got = [round((x - ticks[a]) / place) + 1 for x in xs]
+        assert got == expected.astype(int).tolist(), name
+        assert marks[name].get("stroke") == colors[name]
+    names = [t.text for t in root.iter(f"{NS}text")]
+    assert all(a in names for a in algs)
+
+
+def _lab(colours: list[str]) -> np.ndarray:
+    """CIELAB (D65) of hex colours, by the CIE formulas."""
+    import matplotlib.colors
+
+    rgb = np.array([matplotlib.colors.to_rgb(c) for c in colours])
+    linear = np.where(rgb <= 0.04045, rgb / 12.92, ((rgb + 0.055) / 1.055) ** 2.4)
+    xyz = linear @ np.array([[0.4124, 0.3576, 0.1805], [0.2126, 0.7152, 0.0722], [0.0193, 0.1192, 0.9505]]).T
+    xyz /= np.array([0.95047, 1.0, 1.08883])
+    f = np.where(xyz > (6 / 29) ** 3, np.cbrt(xyz), xyz / (3 * (6 / 29) ** 2) + 4 / 29)
+    return np.stack([116 * f[:, 1] - 16, 500 * (f[:, 0] - f[:, 1]), 200 * (f[:, 1] - f[:, 2])], axis=1)
+
+
+def test_task_rank_colours_separate_neighbouring_ranks_at_fifty() -> None:
+    """Issue 36: at 50 algorithms the cells of ranks k and k + 1 differ by at least a just noticeable
+    colour difference (CIE76 distance 2.3) and each cell still shows its rank."""
+    n = 50
+    algs = _names(n)
+    ranks = pd.DataFrame({"liver": np.arange(1.0, n + 1), "spleen": np.arange(n, 0.0, -1)}, index=algs)
+    consensus = pd.Series(np.full(n, 1.0), index=algs)
+    root = _tree(svgplot.task_ranks_svg(ranks, consensus=consensus))
+    by_y: dict[float, list[tuple[float, str]]] = {}
+    for path in root.iter(f"{NS}path"):
+        if path.get("class") == "cells":
+            for x, y in re.findall(r"M([-\d.]+) ([-\d.]+)h", path.get("d", "")):
+                by_y.setdefault(float(y), []).append((float(x), path.get("fill", "")))
+    rows = [sorted(by_y[y]) for y in sorted(by_y)]
+    assert len(rows) == n
+    liver = [row[0][1] for row in rows]  # rank k in row k
+    distance = np.linalg.norm(np.diff(_lab(liver), axis=0), axis=1)
+    assert distance.min() >= 2.3, f"ranks {int(distance.argmin()) + 1} and {int(distance.argmin()) + 2} differ by {distance.min():.2f}"
+    assert _lab([liver[0]])[0, 0] < _lab([liver[-1]])[0, 0] - 50  # dark = best
+    blues = [svgplot.colormap("Blues", [0.08 + 0.92 * (1 - k / (n - 1))])[0] for k in range(n)]
+    assert np.linalg.norm(np.diff(_lab(blues), axis=0), axis=1).min() < 2.3  # the scale it replaced did not
+    numbers = [t.text for t in root.iter(f"{NS}text")]
+    assert numbers.count("50") >= 2 and numbers.count("37") >= 2  # ranks written in the cells
+
+
+def test_ink_on_picks_the_readable_text_colour() -> None:
+    assert svgplot.ink_on("#440154") == "#ffffff" and svgplot.ink_on("#fde725") == svgplot.INK
