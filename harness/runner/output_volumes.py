@@ -174,18 +174,38 @@ class OutputVolumes:
                     driver_opts={"type": "tmpfs", "device": "tmpfs",
                                  "o": f"size={key.size},nr_inodes={key.files + 1},uid={key.uid},gid={key.gid},"
                                       f"mode={key.mode}"}))
-            container = self.client.containers.create(
-                image=key.image, entrypoint=["sleep", "infinity"], command=[], detach=True, network_mode="none",
-                read_only=True, user=f"{key.uid}:{key.gid}", cap_drop=["ALL"], security_opt=["no-new-privileges"], pids_limit=8,
-                mem_limit=64 * 1024**2, cpu_shares=2, labels={**labels, "harness.role": "output-holder"},
-                volumes={v.name: {"bind": f"/v{i}", "mode": "ro"} for i, v in enumerate(made)})
-            container.start()
-            if not _running(container):
-                raise RuntimeError("the holder container did not stay up (no `sleep` in the image?)")
-            return _Holder(key, container, made)
+            why = ""
+            for image in (key.image, *_harness_images(self.client)):  # the image's own sleep, else the harness's
+                try:
+                    container = self.client.containers.create(
+                        image=image, entrypoint=["sleep", "infinity"], command=[], detach=True, network_mode="none",
+                        read_only=True, user=f"{key.uid}:{key.gid}", cap_drop=["ALL"], security_opt=["no-new-privileges"],
+                        pids_limit=8, mem_limit=64 * 1024**2, cpu_shares=2,
+                        labels={**labels, "harness.role": "output-holder"},
+                        volumes={v.name: {"bind": f"/v{i}", "mode": "ro"} for i, v in enumerate(made)})
+                    container.start()
+                    if _running(container):
+                        return _Holder(key, container, made)
+                    why = "the holder container did not stay up (no `sleep` in the image?)"
+                except docker.errors.APIError as exc:
+                    why = str(exc)
+                remove(container)
+                container = None
+            raise RuntimeError(why)
         except (docker.errors.APIError, RuntimeError) as exc:
             remove(container, *made)
             return safe_text(str(exc), limit=160)
+
+
+def _harness_images(client: Any) -> list[str]:
+    """The harness's own base image(s) on this host (made by `harness images base`): a holder for an
+    image without `sleep`, so that its /output is still a bounded file system of its own."""
+    from harness.baseimage import BASE_REPOSITORY
+
+    try:
+        return [image.id for image in client.images.list(name=BASE_REPOSITORY)][:1]
+    except Exception:  # noqa: BLE001 - none: the runner watches a host folder instead
+        return []
 
 
 def _remove_when_idle(holder: _Holder, *, force: bool = False) -> None:
