@@ -30,6 +30,14 @@ PEAK_RSS_BOUND_KIB = 1024 * 1024  # 1 GiB for the whole harness process
 
 BEHAVE_DOCKERFILE = (HERE / "behave.Dockerfile").read_text()
 
+CONTRACT_DOCKERFILE = """# a platform's stand-in (tests/docker/contracts/)
+ARG BASE=python:3.11-slim-bookworm
+FROM ${{BASE}}
+COPY algorithm/ /opt/algorithm/
+ENTRYPOINT ["python3", "/opt/algorithm/{script}"]
+"""
+FLARE_DOCKERFILE = "ARG BASE=python:3.11-slim-bookworm\nFROM ${BASE}\nCOPY algorithm/ /workspace/\nWORKDIR /workspace\n"
+
 # name: (behave mode, [resources], Dockerfile text or None for behave's, extra files, expected status or None for
 #        "never run", text expected in the message / problem)
 SUITE: dict[str, tuple[str, dict[str, object], str | None, dict[str, str], str | None, str]] = {
@@ -68,6 +76,21 @@ SUITE: dict[str, tuple[str, dict[str, object], str | None, dict[str, str], str |
     "yaml-bomb": ("ok", {}, None, {"manifest+": 'contract = "mlcube"\n[mlcube]\nconfig = "mlcube.yaml"',
                                    "mlcube.yaml": "a: &a [x, x, x, x, x, x, x, x]\nb: [*a, *a, *a, *a, *a, *a, *a]\n"},
                   None, "a YAML anchor, alias or tag"),
+    # outputs and writable inputs, each in its own contract's terms
+    "mha-stdin": ("stdin", {}, CONTRACT_DOCKERFILE.format(script="gc_inference.py"),
+                  {"gc_inference.py": "@gc_inference.py", "model/offset.txt": "3\n",
+                   "manifest+": 'contract = "grand-challenge"\n[grand-challenge]\nmodel = "model"'},
+                  "invalid_output", "ElementDataFile = '/dev/stdin' points outside the file"),
+    "npz-wide": ("wide", {"memory": "512m"}, CONTRACT_DOCKERFILE.format(script="nnunet_predict.py"),
+                 {"nnunet_predict.py": "@nnunet_predict.py",
+                  "manifest+": 'writes_probabilities = true\ncontract = "nnunet"\n[nnunet]\n'
+                               'arguments = ["-d", "Dataset001_Box", "-c", "3d_fullres", "-f", "3"]'},
+                 "ok", ""),
+    "flare-floods-inputs": ("ok", {"output": "8m", "output_files": 64}, FLARE_DOCKERFILE,
+                            {"predict.sh": "#!/bin/sh\nset -e\nhead -c 64000000 /dev/zero > /workspace/inputs/flood.bin\n",
+                             "manifest+": 'contract = "flare"'},
+                            "output_too_large", "/workspace/inputs filled its writable space"),
+    "archive-hijack": ("ok", {}, None, {"manifest!": 'archive = "team.tar"', "team.tar": "HIJACK"}, "ok", ""),
     "slow-build": ("ok", {}, BEHAVE_DOCKERFILE.replace("RUN useradd", "RUN sleep 120 && useradd"), {}, "build_failed",
                    "longer than the challenge's build time limit of 60 s"),
     "hungry-build": ("ok", {}, BEHAVE_DOCKERFILE.replace(
@@ -150,7 +173,12 @@ def _write_algorithms(root: Path, data: Path, index: str) -> Path:
                 os.mkfifo(folder / rel[:-2])
             elif content == "THIRTY":
                 (folder / rel).write_bytes(_thirty_images())
+            elif content == "HIJACK":
+                continue  # written by the fixture, from an image it builds first
+            elif content.startswith("@"):  # a platform's stand-in script
+                shutil.copy(HERE / "contracts" / content[1:], folder / rel)
             else:
+                (folder / rel).parent.mkdir(parents=True, exist_ok=True)
                 (folder / rel).write_text(content)
         if dockerfile is not None:
             dockerfile = dockerfile.replace("{INDEX}", index)
@@ -216,6 +244,7 @@ def evaluation(tmp_path_factory, base_image: str):
     import docker
 
     client = docker.from_env()
+    victim = _hijacking_archive(client, root, algorithms, base_image)
     tags_before = {t for image in client.images.list() for t in image.tags}
     base_id = client.images.get(base_image).id
     # build_time_s: far above an honest build on a cold, loaded 2-core CI machine (fuse-overlayfs), far below
@@ -239,7 +268,37 @@ def evaluation(tmp_path_factory, base_image: str):
                  if c.labels.get("harness.results", "").startswith(str(root))]
     return {"root": root, "done": done, "runs": runs, "before": before, "scratch": scratch,
             "peak_kib": int((root / "peak").read_text()), "requests": seen, "new_tags": tags_after - tags_before,
-            "base_moved": client.images.get(base_image).id != base_id, "containers": leftovers}
+            "base_moved": client.images.get(base_image).id != base_id, "containers": leftovers, "victim": victim,
+            "victim_now": client.images.get(victim[0]).id}
+
+
+def _hijacking_archive(client, root: Path, algorithms: Path, base_image: str) -> tuple[str, str]:  # type: ignore[no-untyped-def]
+    """archive-hijack/team.tar: the well-behaved algorithm's image with a label added, its manifest
+    tagging it as well-behaved's own image and as the base image. Returns the victim's (tag, id)."""
+    import io
+    import tarfile
+
+    from harness.build import build_algorithm
+    from harness.spec import load_manifest
+
+    victim = build_algorithm(load_manifest(algorithms / "well-behaved" / "algorithm.toml", repo_root=root),
+                             base=base_image, wheel_cache=root / "cache" / "wheelhouse", client=client)
+    evil, _ = client.images.build(fileobj=io.BytesIO(f"FROM {victim.image_id}\nLABEL evil=1\n".encode()), rm=True,
+                                  pull=False, network_mode="none")
+    raw = b"".join(client.images.get(evil.id).save(named=False))
+    client.images.remove(evil.id)
+    out = io.BytesIO()
+    with tarfile.open(fileobj=io.BytesIO(raw)) as source, tarfile.open(fileobj=out, mode="w") as copy:
+        for member in source:
+            data = source.extractfile(member).read() if member.isfile() else None  # type: ignore[union-attr]
+            if member.name == "manifest.json":
+                manifest = json.loads(data)  # type: ignore[arg-type]
+                manifest[0]["RepoTags"] = [victim.tag, base_image]
+                data = json.dumps(manifest).encode()
+                member.size = len(data)
+            copy.addfile(member, io.BytesIO(data) if data is not None else None)
+    (algorithms / "archive-hijack" / "team.tar").write_bytes(out.getvalue())
+    return victim.tag, victim.image_id
 
 
 @pytest.mark.parametrize("name", list(SUITE))
@@ -272,6 +331,9 @@ def test_no_request_left_for_a_host_a_submission_named_and_no_name_was_taken(eva
     hostile requirements and Dockerfiles name heard nothing; no image was tagged but by the harness
     (its content tags), the base image kept its id, and no container of this evaluation is left."""
     assert evaluation["requests"] == []
+    tag, image_id = evaluation["victim"]
+    assert evaluation["victim_now"] == image_id, f"{tag} was taken by the archive"
+    assert evaluation["runs"].loc["well-behaved", "image_digest"] == image_id  # the victim ran its own image
     assert all(tag.startswith("harness-") for tag in evaluation["new_tags"]), evaluation["new_tags"]
     assert not evaluation["base_moved"]
     assert evaluation["containers"] == []

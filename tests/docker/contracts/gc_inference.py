@@ -4,7 +4,7 @@ It reads /input/inputs.json (a list of socket values: interface slug, kind, rela
 its CT image under /input/<relative_path>/ (one .mha), and writes exactly one .mha under
 /output/images/<OUTPUT_SLUG>/: a box of label 1 on the input's grid (the header's geometry
 copied), shifted by the number in /opt/ml/model/offset.txt. The file `mode` beside it may say
-`two` (a second output image: a contract violation).
+`two` (a second output image: a contract violation) or `stdin` (a header that names /dev/stdin).
 """
 
 import json
@@ -62,6 +62,8 @@ def main() -> int:
     keep = ("ObjectType", "NDims", "BinaryData", "BinaryDataByteOrderMSB", "TransformMatrix", "Offset",
             "CenterOfRotation", "AnatomicalOrientation", "ElementSpacing", "DimSize")
     lines = [f"{k} = {v}" for k, v in header if k in keep]
+    if (HERE / "mode").read_text().strip() == "stdin":  # ITK's MetaIO reads ':' as '=': a host file, then LOCAL
+        lines += ["ElementDataFile:= /dev/stdin"]
     lines += ["CompressedData = False", "ElementType = MET_UCHAR", "ElementDataFile = LOCAL"]
     out = Path("/output/images") / OUTPUT_SLUG
     out.mkdir(parents=True)

@@ -4,7 +4,7 @@
 `CASE.nii.gz` (a box of label 1, shifted by the number after -f), nnU-Net's side files
 (plans.json, dataset.json, predict_from_raw_data_args.json) and, with --save_probabilities,
 `CASE.npz` holding `probabilities` (float16, channels first: one per label 0..13, spatial axes z, y, x as
-nnU-Net's readers give them) and `CASE.pkl`. The file `mode` beside it may say `xyz` (the array's
+nnU-Net's readers give them) and `CASE.pkl`. The file `mode` beside it may say `wide` (256 channels, streamed) or `xyz` (the array's
 axes in the wrong order: a contract violation).
 """
 
@@ -55,8 +55,16 @@ def main(argv: list[str]) -> int:
             channels = [b"".join(zero if v else one for v in voxels), b"".join(one if v else zero for v in voxels)]
             channels += [zero * len(voxels)] * (LABELS - 2)
             shape = (LABELS, nx, ny, nz) if mode == "xyz" else (LABELS, nz, ny, nx)
-            with zipfile.ZipFile(out / f"{case}.npz", "w", zipfile.ZIP_DEFLATED) as archive:
-                archive.writestr("probabilities.npy", npy(shape, b"".join(channels)))
+            if mode == "wide":  # 256 channels (a bomb for a reader that inflates them all), streamed
+                shape = (256, nz, ny, nx)
+                with zipfile.ZipFile(out / f"{case}.npz", "w", zipfile.ZIP_DEFLATED) as archive:
+                    with archive.open("probabilities.npy", "w", force_zip64=True) as member:
+                        member.write(npy(shape, b""))
+                        for channel in channels + [zero * len(voxels)] * (256 - len(channels)):
+                            member.write(channel)
+            else:
+                with zipfile.ZipFile(out / f"{case}.npz", "w", zipfile.ZIP_DEFLATED) as archive:
+                    archive.writestr("probabilities.npy", npy(shape, b"".join(channels)))
             (out / f"{case}.pkl").write_bytes(pickle.dumps({"spacing": None}))
         print(f"{case}: wrote {out}/{case}.nii.gz")
     return 0
