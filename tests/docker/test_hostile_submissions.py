@@ -91,6 +91,16 @@ SUITE: dict[str, tuple[str, dict[str, object], str | None, dict[str, str], str |
                              "manifest+": 'contract = "flare"'},
                             "output_too_large", "/workspace/inputs filled its writable space"),
     "archive-hijack": ("ok", {}, None, {"manifest!": 'archive = "team.tar"', "team.tar": "HIJACK"}, "ok", ""),
+    "archive-too-big": ("ok", {}, None, {"manifest!": 'archive = "team.tar.gz"', "team.tar.gz": "INFLATES"},
+                        "build_failed", "holds more than 1073741824 bytes uncompressed"),
+    # FLARE's images run as their own user (root here): what it leaves in its inputs and outputs, a setuid
+    # shell among it, is in volumes, never in a host folder the harness (an ordinary user) could not remove
+    "flare-root-leftovers": ("ok", {}, FLARE_DOCKERFILE,
+                             {"predict.sh": "#!/bin/sh\nfor d in inputs outputs; do mkdir -p /workspace/$d/deep && "
+                                            "cp /bin/sh /workspace/$d/deep/sbash && chmod 4755 /workspace/$d/deep/sbash; "
+                                            "done\nid -u\n",
+                              "manifest+": 'contract = "flare"'},
+                             "invalid_output", "no label map /workspace/outputs/"),
     "slow-build": ("ok", {}, BEHAVE_DOCKERFILE.replace("RUN useradd", "RUN sleep 120 && useradd"), {}, "build_failed",
                    "longer than the challenge's build time limit of 60 s"),
     "hungry-build": ("ok", {}, BEHAVE_DOCKERFILE.replace(
@@ -147,6 +157,37 @@ def _thirty_images() -> bytes:
     return out.getvalue()
 
 
+def _inflating_archive(path: Path) -> None:
+    import gzip
+    import io
+    import tarfile
+
+    size = 1100 * 1024**2
+    with gzip.open(path, "wb", compresslevel=1) as out, tarfile.open(fileobj=out, mode="w|") as archive:
+        info = tarfile.TarInfo("l.tar")
+        info.size = size
+
+        class Zeros(io.RawIOBase):
+            left = size
+
+            def readable(self) -> bool:
+                return True
+
+            def readinto(self, buffer) -> int:  # type: ignore[no-untyped-def]
+                n = min(len(buffer), self.left)
+                buffer[:n] = bytes(n)
+                self.left -= n
+                return n
+
+        zeros = io.BufferedReader(Zeros(), 1 << 20)
+        archive.addfile(info, zeros)
+        manifest = json.dumps([{"Config": "c.json", "RepoTags": None, "Layers": ["l.tar"]}]).encode()
+        for name, data in (("c.json", b"{}"), ("manifest.json", manifest)):
+            member = tarfile.TarInfo(name)
+            member.size = len(data)
+            archive.addfile(member, io.BytesIO(data))
+
+
 def _write_algorithms(root: Path, data: Path, index: str) -> Path:
     (root / "dockerfiles").mkdir(parents=True)
     (root / "dockerfiles" / "behave.Dockerfile").write_text(BEHAVE_DOCKERFILE)
@@ -173,6 +214,8 @@ def _write_algorithms(root: Path, data: Path, index: str) -> Path:
                 os.mkfifo(folder / rel[:-2])
             elif content == "THIRTY":
                 (folder / rel).write_bytes(_thirty_images())
+            elif content == "INFLATES":  # 1.1 GB of zeros in about 1 MB: over the challenge's image size
+                _inflating_archive(folder / rel)
             elif content == "HIJACK":
                 continue  # written by the fixture, from an image it builds first
             elif content.startswith("@"):  # a platform's stand-in script
@@ -216,11 +259,53 @@ def _snapshot(*folders: Path) -> dict[str, tuple[int, int, str]]:
     return out
 
 
-@pytest.fixture(scope="module")
-def evaluation(tmp_path_factory, base_image: str):
+UNPRIVILEGED = 65534  # nobody
+
+
+def _as_ordinary_user(repo: Path) -> tuple[list[str], dict[str, object], dict[str, str]]:
+    """How to start the harness as an ordinary user in the docker group: the system's Python of this
+    minor version, with this checkout and its environment's packages on the path; skips naming what
+    this host lacks for that."""
+    import grp
+    import site
+
+    if os.geteuid() != 0:
+        pytest.skip("running the evaluation as another, ordinary user needs root to switch to it")
+    python = Path(f"/usr/bin/python3.{sys.version_info.minor}")
+    try:
+        docker_gid = grp.getgrnam("docker").gr_gid
+    except KeyError:
+        pytest.skip("no `docker` group on this host for the ordinary user to be in")
+    if not python.exists():
+        pytest.skip(f"no {python} for the ordinary user (the environment's own Python is not theirs to run)")
+    path = os.pathsep.join([site.getsitepackages()[0], str(repo)])
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": path,
+           "HARNESS_LEADERBOARD_DIR": str(repo / "leaderboard")}  # the package's `harness.leaderboard`, unmapped
+    switch: dict[str, object] = {"user": UNPRIVILEGED, "group": UNPRIVILEGED, "extra_groups": [docker_gid]}
+    probe = subprocess.run([str(python), "-c", "import harness, numpy, docker; docker.from_env().ping()"],
+                           capture_output=True, text=True, cwd="/", env={**env, "HOME": "/"}, **switch)  # type: ignore[call-overload]
+    if probe.returncode != 0:
+        pytest.skip(f"an ordinary user cannot run the harness from {repo}: {probe.stderr.strip()[-200:]}")
+    return [str(python)], switch, env
+
+
+@pytest.fixture(scope="module", params=["root", "ordinary user"])
+def evaluation(request, tmp_path_factory, base_image: str):
+    """The one evaluation, run by root and by an ordinary user in the docker group (nobody: the
+    sandbox then runs as that user, and nothing of root's is readable)."""
+    import tempfile
+
     from harness.data.synth import write_dataset
 
-    root = tmp_path_factory.mktemp("submissions")
+    repo = Path(__file__).resolve().parents[2]
+    command, switch, user_env = [sys.executable], {}, {}
+    if request.param == "ordinary user":
+        command, switch, user_env = _as_ordinary_user(repo)
+        root = Path(tempfile.mkdtemp(prefix="harness-hostile-user-"))  # pytest's own folders are root's alone
+        root.chmod(0o755)
+        request.addfinalizer(lambda: shutil.rmtree(root, ignore_errors=True))
+    else:
+        root = tmp_path_factory.mktemp("submissions")
     write_dataset(root / "data", cases=1, seed=31, size="small")
     import http.server
     import threading
@@ -250,15 +335,21 @@ def evaluation(tmp_path_factory, base_image: str):
     # build_time_s: far above an honest build on a cold, loaded 2-core CI machine (fuse-overlayfs), far below
     # the slow build's 120 s
     (root / "challenge.toml").write_text('name = "hostile-test"\n[limits]\nmemory = "2g"\ncpus = 2\n'
-                                         'build_time_s = 60\nbuild_memory = "256m"\n')
+                                         'build_time_s = 60\nbuild_memory = "256m"\nimage = "1g"\n')
     scratch = root / "scratch"
     scratch.mkdir()
+    home = root / "home"
+    home.mkdir()
+    if switch:  # everything the ordinary user runs on is theirs (the hard link's target, the labels, too)
+        for path in [root, *root.rglob("*")]:
+            os.chown(path, UNPRIVILEGED, UNPRIVILEGED, follow_symlinks=False)
     before = _snapshot(root / "data", algorithms, root / "dockerfiles")
-    env = {**os.environ, "HARNESS_CACHE": str(root / "cache"), "TMPDIR": str(scratch), "PEAK_FILE": str(root / "peak")}
+    env = {**(user_env or os.environ), **({"HOME": str(home)} if switch else {}), "HARNESS_CACHE": str(root / "cache"),
+           "TMPDIR": str(scratch), "PEAK_FILE": str(root / "peak")}
     done = subprocess.run(
-        [sys.executable, "-c", _WRAPPER, "run", str(algorithms), "--data", str(root / "data"), "--results",
+        [*command, "-c", _WRAPPER, "run", str(algorithms), "--data", str(root / "data"), "--results",
          str(root / "results"), "--base", base_image, "--challenge", str(root / "challenge.toml"), "--scoring-workers", "0"],
-        env=env, capture_output=True, text=True, timeout=1200, cwd=Path(__file__).resolve().parents[2])
+        env=env, capture_output=True, text=True, timeout=1200, cwd=repo, **switch)  # type: ignore[call-overload]
     server.shutdown()
     with Store.open(root / "results", lock=False, create=False) as store:
         runs = store.runs().set_index("algorithm")
@@ -266,7 +357,7 @@ def evaluation(tmp_path_factory, base_image: str):
     tags_after = {t for image in client.images.list() for t in image.tags}
     leftovers = [c.name for c in client.containers.list(all=True, filters={"label": "harness.results"})
                  if c.labels.get("harness.results", "").startswith(str(root))]
-    return {"root": root, "done": done, "runs": runs, "before": before, "scratch": scratch,
+    return {"root": root, "done": done, "runs": runs, "before": before, "scratch": scratch, "who": request.param,
             "peak_kib": int((root / "peak").read_text()), "requests": seen, "new_tags": tags_after - tags_before,
             "base_moved": client.images.get(base_image).id != base_id, "containers": leftovers, "victim": victim,
             "victim_now": client.images.get(victim[0]).id}
