@@ -160,10 +160,10 @@ def test_bad_outputs_are_the_algorithms_and_the_other_cases_go_on(toy: Toy) -> N
         assert store.scores().query("algorithm == 'alpha' and case_id == 'case_01'").empty
     # A failure is a result: reused like the others until its algorithm changes.
     again = _run(toy)
-    assert (again.executed, again.reused) == (0, 12)
+    assert (again.executed, again.reused, again.failed, again.failed_earlier, again.partial) == (0, 12, 3, 3, True)
     toy.set_mode("alpha", "ok")
-    fixed = _run(toy)
-    assert (fixed.executed, fixed.reused, fixed.failed) == (4, 8, 0)
+    fixed = _run(toy)  # beta's and gamma's stored failures still count
+    assert (fixed.executed, fixed.reused, fixed.failed, fixed.failed_earlier) == (4, 8, 2, 2)
     assert _runs(toy).loc[("alpha", "case_01"), "status"] == "ok" and (_runs(toy).status != "ok").sum() == 2
 
 
