@@ -115,6 +115,12 @@ def test_ground_truth_problems_are_recorded_and_the_other_cases_go_on(toy: Toy, 
     assert "14" in runs.loc["case_01", "score_message"] and "20" in runs.loc["case_05", "score_message"]
     assert set(read_store_scores(toy.results).case) == {"case_00"}  # the ranking leaves them out
     assert len(toy.starts()) == 6
+    # Run again: nothing starts, and the stored unscorable cases still make the evaluation partial.
+    code = _cli(["run", str(toy.algorithms), "--data", str(toy.data), "--results", str(toy.results), "--runner", "local",
+                 "--challenge", str(toy.challenge_file), "--scoring-workers", "0"])
+    err = capsys.readouterr().err
+    assert code == 3 and len(toy.starts()) == 6
+    assert "harness: error: case_02: ground truth not scored (unreadable, stored by an earlier run)" in err
 
 
 def test_labels_outside_a_background_profile_are_scored_with_a_warning_on_the_run(toy: Toy, capsys) -> None:
