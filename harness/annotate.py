@@ -53,6 +53,7 @@ from harness.pipeline import (
     RunSummary,
     Say,
     accepted_specs,
+    count_kept,
     load_data,
     local_digests,
     make_images,
@@ -135,6 +136,7 @@ def annotate_all(settings: RunSettings, *, say: Say, on_result: OnResult, execut
                         image=images.get(spec.name),
                         extra_inputs=tuple((f"segmenters/{seg}/probabilities", path) for seg, path in sources.items()),
                         details={"segmenters": sorted(sources)}))
+            count_kept(plan, stored, summary)
             recorder.execute(plan)
         summary.problems.extend(build_failures.values())
         summary.tables = rewrite_tables(store, settings.challenge.annotation_profile, data.cases,

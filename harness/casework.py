@@ -40,7 +40,7 @@ from harness.fstree import remove_tree
 from harness.layout import LOG_FILE, MONITOR_FILE, PROBABILITY_DIR
 from harness.models import Case, GpuMode, Kind, Profile, RunnerKind, RunStatus
 from harness.monitor import MonitorSettings, RunMonitor
-from harness.runner.base import Runner, RunOutcome, RunRequest
+from harness.runner.base import Runner, RunOutcome, RunRequest, gets_gpu
 from harness.safetext import safe_text
 from harness.scoring import CaseJob, CaseResult, score_one
 from harness.spec import AlgorithmSpec
@@ -87,6 +87,13 @@ def visible_gpu_ids() -> tuple[str, ...]:
     if chosen is not None:
         return tuple(g.strip() for g in chosen.split(",") if g.strip() and g.strip() != "-1")
     return host_info().gpu_ids
+
+
+def run_spec(spec: AlgorithmSpec, *, gpu_ids: tuple[str, ...]) -> AlgorithmSpec:
+    """`spec` as one run starts it: its contract's options resolved for whether the run gets the GPUs
+    `gpu_ids` (nnU-Net's -device)."""
+    options = contract_of(spec.contract).for_device(spec.options, gpu=gets_gpu(spec, gpu_ids))
+    return spec if options == spec.options else replace(spec, options=options)
 
 
 def make_runner(kind: RunnerKind) -> Runner:
@@ -196,12 +203,13 @@ def run_case(task: RunTask, *, runner: Runner | None = None, work_dir: Path | No
 def _run_staged(task: RunTask, runner: Runner, run_dir: Path) -> RunResult:
     from harness.host import host_info
 
-    options, contract = task.spec.options, contract_of(task.spec.contract)
+    spec = run_spec(task.spec, gpu_ids=getattr(runner, "gpu_ids", ()))  # the GPUs this runner gives
+    options, contract = spec.options, contract_of(spec.contract)
     input_dir, output_dir = stage(task.case, task.extra_inputs, run_dir, options, contract)
     make = RunMonitor.for_container if task.runner is RunnerKind.DOCKER else RunMonitor.for_process
     monitor = make(gpu_ids=visible_gpu_ids() if task.spec.gpu is not GpuMode.NONE else (), settings=task.monitor,
                    output_dir=output_dir)
-    request = RunRequest(spec=task.spec, case_id=task.case.case_id, input_dir=input_dir, output_dir=output_dir,
+    request = RunRequest(spec=spec, case_id=task.case.case_id, input_dir=input_dir, output_dir=output_dir,
                          image=task.image, owner=task.owner,
                          contract=tuple(contract.keep(options, task.case.case_id, contract_files(task),
                                                       probabilities=task.spec.writes_probabilities)))

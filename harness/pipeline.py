@@ -93,7 +93,8 @@ class RunSummary:
     executed: int = 0
     reused: int = 0
     rescored: int = 0
-    failed: int = 0
+    failed: int = 0  # every failed result of the evaluation: run now, or stored earlier and kept
+    failed_earlier: int = 0  # of `failed`: stored by an earlier invocation, kept as they are
     refused: int = 0  # manifests refused before anything ran (invalid, or over the challenge's rules)
     problems: list[str] = field(default_factory=list)  # each one line; the command exits partial
     notes: list[str] = field(default_factory=list)  # worth saying, not a failure
@@ -218,6 +219,21 @@ def decide(stored: StoredRun | None, prov: Provenance, *, rerun: bool = False, k
     if stored.status == RunStatus.INVALID_OUTPUT:
         return Action.RUN  # judged under the old rules, and its outputs were not kept
     return Action.RESTAMP
+
+
+def count_kept(plan: list[Planned], stored: dict[tuple[str, str], StoredRun], summary: RunSummary) -> None:
+    """Count the stored results this invocation keeps as they are (reused, restamped) as the
+    evaluation's own: a failed one is failed, one whose ground truth was not scored is unscorable,
+    so that a second `harness run` over the same folder tells the same truth as the first."""
+    for item in plan:
+        row = stored.get((item.algorithm, item.case.case_id))
+        if row is None or item.action not in (Action.REUSE, Action.RESTAMP):
+            continue
+        if row.status != RunStatus.OK:
+            summary.failed += 1
+            summary.failed_earlier += 1
+        elif row.score_status not in ("", CaseStatus.OK):
+            summary.unscorable.setdefault(item.case.case_id, f"{row.score_status}, stored by an earlier run")
 
 
 def accepted_specs(specs: list[AlgorithmSpec], challenge: Challenge, summary: RunSummary) -> list[AlgorithmSpec]:
@@ -450,6 +466,7 @@ def run_all(settings: RunSettings, *, say: Say, on_result: OnResult, executor: E
                                           input_sha256=data.digests[case.case_id].image_sha256,
                                           label_sha256=data.digests[case.case_id].label_sha256,
                                           image=images[spec.name].tag if spec.name in images else None))
+            count_kept(plan, stored, summary)
             with summary.timed("runs"):
                 recorder.execute(plan)
         if settings.runner is RunnerKind.DOCKER:  # every run has ended: what is left here (a killed worker's) is an orphan

@@ -139,8 +139,8 @@ def load_manifest(path: Path, *, repo_root: Path) -> AlgorithmSpec:
     kind = text("kind")
     if kind not in set(Kind):
         raise SpecError(f"{path}: key 'kind' = {kind!r}; use one of {', '.join(Kind)}")
-    gpu = raw.get("gpu", "none")
-    if gpu not in set(GpuMode):
+    gpu = raw.get("gpu")  # absent: its contract's default (resolved below)
+    if gpu is not None and gpu not in set(GpuMode):
         raise SpecError(f"{path}: key 'gpu' = {gpu!r}; use one of {', '.join(GpuMode)}")
     probs = raw.get("writes_probabilities", False)
     if not isinstance(probs, bool):
@@ -174,6 +174,8 @@ def load_manifest(path: Path, *, repo_root: Path) -> AlgorithmSpec:
         raise SpecError(f"{path}: key 'contract' = {contract!r} for an annotator; annotators follow the harness "
                         "contract (algorithms/README.md)")
     options = parse_options(str(contract), raw, path)
+    if gpu is None:
+        gpu = contract_of(contract).default_gpu
     map_labels = raw.get("map_labels", False)
     if not isinstance(map_labels, bool):
         raise SpecError(f"{path}: key 'map_labels' = {map_labels!r}; use true or false")

@@ -60,11 +60,25 @@ def test_grand_challenge_input_is_an_mha_on_the_same_grid_and_inputs_json_names_
     GC.stage_input(GrandChallengeOptions(), "c1", input_dir / "c1_0000.nii.gz", input_dir)
     (socket,) = json.loads((input_dir / "inputs.json").read_text())
     assert socket["interface"]["slug"] == "ct-image" and socket["interface"]["kind"] == "Image"
-    (staged,) = (input_dir / socket["interface"]["relative_path"]).glob("*.mha")
+    # grand-challenge's CT socket: slug ct-image, files under images/ct (not images/<slug>)
+    assert socket["interface"]["relative_path"] == "images/ct"
+    (staged,) = (input_dir / "images" / "ct").glob("*.mha")
     assert socket["image"]["name"] == staged.name and not (input_dir / "c1_0000.nii.gz").exists()
     data, grid = read_volume(staged)
     original, original_grid = read_volume(case.image)
     assert np.array_equal(data, original) and np.allclose(grid.affine, original_grid.affine, rtol=0, atol=1e-9)
+
+
+def test_grand_challenge_input_paths_default_to_the_platforms_sockets(tmp_path: Path) -> None:
+    """The CT socket's relative_path is grand-challenge's own (images/ct); another slug's is
+    images/<slug>; an explicit input_path wins."""
+    manifest = tmp_path / "algorithm.toml"
+    manifest.write_text("")
+    assert (GrandChallengeOptions().input_slug, GrandChallengeOptions().input_path) == ("ct-image", "images/ct")
+    assert GC.parse_options({}, manifest).input_path == "images/ct"
+    assert GC.parse_options({"input_slug": "ct-image"}, manifest).input_path == "images/ct"
+    assert GC.parse_options({"input_slug": "mri-image"}, manifest).input_path == "images/mri-image"
+    assert GC.parse_options({"input_path": "images/ct-image"}, manifest).input_path == "images/ct-image"
 
 
 def test_a_grand_challenge_mha_becomes_the_same_label_map(tmp_path: Path, case: Case) -> None:

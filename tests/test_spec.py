@@ -206,3 +206,37 @@ def test_an_annotator_follows_the_harness_contract(tmp_path: Path) -> None:
     manifest.write_text(manifest.read_text().replace('kind = "segmenter"', 'kind = "annotator"'))
     with pytest.raises(SpecError, match="annotators follow the harness contract"):
         load_manifest(manifest, repo_root=tmp_path)
+
+
+@pytest.mark.parametrize(("gpu_line", "arguments", "gpu_ids", "device"), [
+    ("", "", ("0",), ["-device", "cuda"]),  # nnU-Net's default gpu is "optional": a GPU host gives it its GPU
+    ("", "", (), ["-device", "cpu"]),  # no GPU here: nnU-Net would crash looking for one ("Found no NVIDIA driver")
+    ('gpu = "none"\n', "", ("0",), ["-device", "cpu"]),  # said explicitly: no GPU, so the CPU
+    ('gpu = "optional"\n', "", ("0",), ["-device", "cuda"]),
+    ('gpu = "optional"\n', "", (), ["-device", "cpu"]),
+    ('gpu = "required"\n', "", ("0", "1"), ["-device", "cuda"]),
+    ("", ', "-device", "cpu"', ("0",), ["-device", "cpu"]),  # the manifest's own -device is kept, never doubled
+    ('gpu = "none"\n', ', "-device=cuda"', (), ["-device=cuda"]),
+])
+def test_nnunet_device_follows_the_gpu_the_run_gets(tmp_path: Path, gpu_line: str, arguments: str,
+                                                    gpu_ids: tuple[str, ...], device: list[str]) -> None:
+    from harness.casework import run_spec
+    from harness.contracts import contract_of
+
+    manifest = _write(tmp_path, GOOD.replace('gpu = "optional"\n', gpu_line + 'contract = "nnunet"\n')
+                      + f'\n[nnunet]\narguments = ["-d", "1", "-c", "3d_fullres"{arguments}]\n')
+    spec = load_manifest(manifest, repo_root=tmp_path)
+    started = run_spec(spec, gpu_ids=gpu_ids)
+    command = list(contract_of(started.contract).launch(started.options, probabilities=True).command or ())
+    assert command == ["-i", "/input", "-o", "/output", "-d", "1", "-c", "3d_fullres", *device, "--save_probabilities"]
+    assert [a for a in command if a.startswith("-device")] == device[:1]
+
+
+def test_the_gpu_default_is_the_contracts(tmp_path: Path) -> None:
+    """No `gpu` key: "none" for the harness's own contract, "optional" for nnU-Net (whose tool uses the GPU)."""
+    from harness.models import GpuMode
+
+    assert load_manifest(_write(tmp_path, GOOD.replace('gpu = "optional"\n', "")), repo_root=tmp_path).gpu is GpuMode.NONE
+    nnunet = load_manifest(_write(tmp_path, GOOD.replace('gpu = "optional"\n', 'contract = "nnunet"\n')),
+                           repo_root=tmp_path)
+    assert nnunet.gpu is GpuMode.OPTIONAL

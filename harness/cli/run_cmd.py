@@ -224,7 +224,9 @@ def run(algorithms_dir: Path, data_dir: Path | None, results_dir: Path, challeng
     Run statuses: ok, timeout, crashed, oom, invalid_output, output_too_large,
     build_failed, runner_error, lost. A case whose ground truth cannot be scored is
     recorded (score status) and left out of the ranking; the others go on.
-    Exit status 0 when every run was ok, 3 (partial) otherwise.
+    Exit status 0 when every run of the evaluation is ok, 3 (partial) otherwise: the
+    failures and unscorable cases stored by an earlier `harness run` and reused are
+    counted too ("failed" in the summary and in --json; "failed_earlier" says how many).
     """
     with json_mode(as_json) as emit:
         return _run(algorithms_dir, data_dir, results_dir, challenge_file, profile, runner, rerun, base, scheduler,
@@ -261,8 +263,9 @@ def _run(algorithms_dir: Path, data_dir: Path | None, results_dir: Path, challen
         runs, scores = store.runs(), store.scores()
     click.echo(format_summary(runs, scores))
     refused = f", {summary.refused} manifest(s) refused" if summary.refused else ""
+    earlier = f" ({summary.failed_earlier} stored by an earlier run)" if summary.failed_earlier else ""
     click.echo(f"{summary.executed} runs executed, {summary.rescored} rescored, {summary.reused} reused from the store, "
-               f"{summary.failed} failed{refused}; results in {results_dir}")
+               f"{summary.failed} failed{earlier}{refused}; results in {results_dir}")
     with summary.timed("report"):
         report = _write_report(results_dir)
     click.echo(format_phases(summary.phases))  # where the time went
@@ -274,8 +277,8 @@ def _run(algorithms_dir: Path, data_dir: Path | None, results_dir: Path, challen
         table = table.merge(dsc, on=["algorithm", "case_id"], how="left")
     emit({"command": "run", "results": str(results_dir), "report": report, "exit_status": int(status),
           "executed": summary.executed, "rescored": summary.rescored, "reused": summary.reused, "failed": summary.failed,
-          "refused": summary.refused, "problems": summary.problems, "notes": summary.notes,
-          "unscorable": summary.unscorable, "phases_s": summary.phases, "runs": records(table)})
+          "failed_earlier": summary.failed_earlier, "refused": summary.refused, "problems": summary.problems,
+          "notes": summary.notes, "unscorable": summary.unscorable, "phases_s": summary.phases, "runs": records(table)})
     return status
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from harness.errors import SpecError
+from harness.models import GpuMode
 
 if TYPE_CHECKING:
     from harness.models import Case, Profile
@@ -56,6 +57,7 @@ class Contract:
     name: ClassVar[str] = "harness"
     table: ClassVar[str | None] = None  # the manifest's own table for this contract, if it has one
     annotators: ClassVar[bool] = True  # whether an annotator may use it (only the harness's own contract)
+    default_gpu: ClassVar[GpuMode] = GpuMode.NONE  # a manifest's `gpu` when it gives none
 
     def parse_options(self, table: dict[str, Any], manifest: Path) -> Any:
         """The contract's manifest table, checked (None when it has none)."""
@@ -64,6 +66,11 @@ class Contract:
     def option_files(self, options: Any) -> list[Path]:
         """The files its options read (their bytes are part of the manifest as it runs)."""
         return []
+
+    def for_device(self, options: Any, *, gpu: bool) -> Any:
+        """The options as one run starts them, given whether that run gets the host's GPUs (nnU-Net:
+        its -device); unchanged by default."""
+        return options
 
     def launch(self, options: Any, *, probabilities: bool) -> Launch:
         return Launch("/input", "/output")

@@ -1,5 +1,6 @@
-"""grand-challenge: /input/images/<slug>/<uuid>.mha and /input/inputs.json (read-only) -> exactly
-one image under /output/images/<slug>/; the model, when given, at /opt/ml/model (read-only)."""
+"""grand-challenge: /input/<relative_path>/<uuid>.mha (images/ct for the default ct-image socket) and
+/input/inputs.json (read-only) -> exactly one image under /output/images/<slug>/; the model, when
+given, at /opt/ml/model (read-only)."""
 
 from __future__ import annotations
 
@@ -20,11 +21,21 @@ if TYPE_CHECKING:
 
 IMAGE_SUFFIXES_GC = (".mha", ".tif", ".tiff")  # what grand-challenge accepts for an image output
 
+# grand-challenge's own sockets whose relative_path is not images/<slug>: its "CT Image" socket is
+# ct-image with files under /input/images/ct/ (its documentation's "choose input and output
+# interfaces" and FAQ; the forge's templates read INPUT_PATH / socket.relative_path).
+PLATFORM_PATHS = {"ct-image": "images/ct"}
+
+
+def socket_path(slug: str) -> str:
+    """A socket's relative_path as grand-challenge defines it: its own where it has one, else images/<slug>."""
+    return PLATFORM_PATHS.get(slug, f"images/{slug}")
+
 
 @dataclass(frozen=True)
 class GrandChallengeOptions:
     input_slug: str = "ct-image"
-    input_path: str = "images/ct-image"  # the input socket's relative_path under /input
+    input_path: str = "images/ct"  # the input socket's relative_path under /input (grand-challenge's CT socket)
     output_slug: str = "abdominal-organ-segmentation"
     output_path: str = "images/abdominal-organ-segmentation"  # under /output: exactly one image here
     model: Path | None = None  # a folder mounted read-only at /opt/ml/model
@@ -43,7 +54,7 @@ class GrandChallenge(Contract):
         out_slug = text_value(table, "output_slug", base.output_slug, where, manifest, pattern="slug")
         return GrandChallengeOptions(
             input_slug=in_slug,
-            input_path=text_value(table, "input_path", f"images/{in_slug}", where, manifest, pattern="relpath"),
+            input_path=text_value(table, "input_path", socket_path(in_slug), where, manifest, pattern="relpath"),
             output_slug=out_slug,
             output_path=text_value(table, "output_path", f"images/{out_slug}", where, manifest, pattern="relpath"),
             model=beside(manifest, table["model"], f"{where}.model", folder=True) if "model" in table else None,

@@ -1,9 +1,10 @@
-"""nnU-Net: the image's entry point with `-i /input -o /output` (and `--save_probabilities`);
+"""nnU-Net: the image's entry point with `-i /input -o /output`, the manifest's arguments, `-device cuda`
+or `-device cpu` (the GPU the run gets) and `--save_probabilities`;
 `<case>.nii.gz`, and `<case>.npz` (`probabilities`, channels first) turned into per-organ maps."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -11,6 +12,7 @@ import numpy as np
 
 from harness.contracts.base import Collected, Contract, Launch, allowed_keys
 from harness.errors import SpecError
+from harness.models import GpuMode
 
 if TYPE_CHECKING:
     from harness.models import Case, Profile
@@ -23,12 +25,14 @@ class NnUNetOptions:
     arguments: tuple[str, ...] = ()  # after -i IN -o OUT: -d, -c, -f, ...
     entrypoint: tuple[str, ...] | None = None  # default: the image's own (e.g. nnUNetv2_predict)
     probability_axes: str = "zyx"  # the npz's spatial axis order: nnU-Net's readers give z, y, x
+    device: str = ""  # nnUNetv2_predict's -device for this run ("cuda" or "cpu"); "" = the arguments' own
 
 
 class NnUNet(Contract):
     name = "nnunet"
     annotators = False
     table = "nnunet"
+    default_gpu = GpuMode.OPTIONAL  # nnUNetv2_predict uses the GPU by default (-device cuda): give it one where there is one
 
     def parse_options(self, table: dict[str, Any], manifest: Path) -> NnUNetOptions:
         allowed_keys(table, {"arguments", "entrypoint", "probability_axes"}, "nnunet", manifest)
@@ -47,8 +51,17 @@ class NnUNet(Contract):
                             "\"xyz\"")
         return NnUNetOptions(arguments=tuple(arguments), entrypoint=tuple(entry) if entry else None, probability_axes=axes)
 
+    def for_device(self, options: NnUNetOptions, *, gpu: bool) -> NnUNetOptions:
+        """-device cuda when the run gets a GPU, -device cpu when not (nnUNetv2_predict defaults to
+        cuda and stops without a driver); a -device the manifest's arguments give is kept as given."""
+        if any(a == "-device" or a.startswith("-device=") for a in options.arguments):
+            return replace(options, device="")
+        return replace(options, device="cuda" if gpu else "cpu")
+
     def launch(self, options: NnUNetOptions, *, probabilities: bool) -> Launch:
-        command = ("-i", "/input", "-o", "/output", *options.arguments, *(("--save_probabilities",) if probabilities else ()))
+        device = ("-device", options.device) if options.device else ()
+        command = ("-i", "/input", "-o", "/output", *options.arguments, *device,
+                   *(("--save_probabilities",) if probabilities else ()))
         return Launch("/input", "/output", command=command, entrypoint=options.entrypoint)
 
     def keep(self, options: NnUNetOptions, case_id: str, native: list[str], *, probabilities: bool) -> list[str]:

@@ -17,6 +17,7 @@ import pandas as pd
 from harness.ranking.challenge import ChallengeRanking
 from harness.ranking.combine import describe_method
 from harness.ranking.config import RankingConfig
+from harness.safetext import safe_block, safe_text
 
 METRIC_LABELS = {
     "dsc": "DSC",
@@ -248,11 +249,33 @@ def _short(text: str, limit: int = 240) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "\u2026"
 
 
+LOG_TAIL_LINES = 8  # a failed run's last log lines shown beside its message
+LOG_TAIL_CHARS = 1200  # and at most this many characters of them (a line is cut at 200)
+
+
+def log_tail_text(log: object) -> str:
+    """The last LOG_TAIL_LINES non-blank lines of a run's stored log as safe text (no escape codes or
+    control characters; markup is escaped where it is shown), each cut to 200 characters, at most
+    LOG_TAIL_CHARS in all: what says why a run failed. "" for no log."""
+    if log is None or (isinstance(log, float) and math.isnan(log)):
+        return ""
+    lines = [safe_text(line, limit=200) for line in safe_block(str(log)).splitlines() if line.strip()]
+    text = "\n".join(lines[-LOG_TAIL_LINES:])
+    return text if len(text) <= LOG_TAIL_CHARS else "\u2026" + text[len(text) - LOG_TAIL_CHARS + 1:]
+
+
+def log_cell(log: object) -> Cell:
+    """A failed run's log tail, shown as lines (organisers' edition only: logs are private)."""
+    text = log_tail_text(log)
+    return Cell(text or MISSING, text.lower(), "log" if text else "")
+
+
 def failures_table(runs: pd.DataFrame, *, ok_status: str = "ok") -> HtmlTable:
-    """Every run that did not end ok: algorithm, case, kind, status, exit code, time, message."""
+    """Every run that did not end ok: algorithm, case, kind, status, exit code, time, message and the
+    last lines of its log (why it failed)."""
     bad = runs[runs["status"] != ok_status].sort_values(["algorithm", "case_id"], kind="stable")
     columns = (Column("Algorithm"), Column("Case"), Column("Kind"), Column("Status"), Column("Exit code", "num"),
-               Column("Time (s)", "num"), Column("Message"))
+               Column("Time (s)", "num"), Column("Message"), Column("Log (last lines)"))
     rows = []
     for r in bad.to_dict("records"):
         exit_code = r.get("exit_code")
@@ -264,7 +287,8 @@ def failures_table(runs: pd.DataFrame, *, ok_status: str = "ok") -> HtmlTable:
             status_cell(str(r["status"])),
             Cell(str(int(exit_code)) if has_code else MISSING, sort_key(exit_code) if has_code else "", "num"),
             num_cell(r.get("elapsed_s"), "time_s"),
-            text_cell(_short(r.get("message") or ""), cls="message", title=_short(r.get("log_tail") or "", 600)),
+            text_cell(_short(r.get("message") or ""), cls="message"),
+            log_cell(r.get("log_tail")),
         ))
     return HtmlTable("failed-runs", columns, tuple(rows))
 
@@ -418,12 +442,13 @@ def algorithm_pages(runs: pd.DataFrame, scores: pd.DataFrame, measurements: pd.D
                Column("DSC", "num", first="descending"), Column("NSD", "num", first="descending"),
                Column("HD95 (mm)", "num", "median over organs of the 95th-percentile Hausdorff distance"),
                Column("AUC GPU (MB\u00a0s)", "num"),
-               Column("AUC CPU (%\u00a0s)", "num"), Column("Ran on"), Column("Message"))
+               Column("AUC CPU (%\u00a0s)", "num"), Column("Ran on"), Column("Message"),
+               Column("Log (last lines)", title="the last lines of a failed run's log"))
     organ_columns = tuple([Column("Case")] + [Column(organ_short(o), "num", o.replace("_", " "), first="descending")
                                               for o in organs])
     records: dict[str, list[tuple[object, ...]]] = {}
     for record in zip(*(_column(segmenters, c) for c in ("algorithm", "case_id", "status", "exit_code", "elapsed_s",
-                                                         "host", "worker", "message")), strict=True):
+                                                         "host", "worker", "message", "log_tail")), strict=True):
         records.setdefault(str(record[0]), []).append(record)
     pages = []
     for algorithm in [a for a in dict.fromkeys(_column(segmenters, "algorithm")) if str(a) in wanted]:
@@ -431,7 +456,8 @@ def algorithm_pages(runs: pd.DataFrame, scores: pd.DataFrame, measurements: pd.D
         rows = []
         cases = []
         n_ok = 0
-        for _, case, status, exit_code, elapsed, host, worker, message in sorted(records[algorithm], key=lambda r: str(r[1])):
+        for _, case, status, exit_code, elapsed, host, worker, message, log in sorted(records[algorithm],
+                                                                                   key=lambda r: str(r[1])):
             case_id = str(case)
             key = (algorithm, case_id)
             has_code = exit_code is not None and not (isinstance(exit_code, float) and math.isnan(exit_code))
@@ -449,6 +475,7 @@ def algorithm_pages(runs: pd.DataFrame, scores: pd.DataFrame, measurements: pd.D
                 num_cell(auc_cpu.get(key), "auc_cpu_pct_s"),  # type: ignore[arg-type]
                 text_cell(_ran_on(host, worker)),
                 text_cell(str(message or ""), cls="message"),
+                log_cell(log) if str(status) != ok_status else Cell(MISSING),
             ))
         organ_tables = {}
         for metric in ("dsc", "nsd"):
@@ -676,6 +703,8 @@ __all__ = [
     "Cell",
     "Column",
     "HtmlTable",
+    "LOG_TAIL_CHARS",
+    "LOG_TAIL_LINES",
     "algorithm_pages",
     "case_matrix_table",
     "page_file",
@@ -685,6 +714,8 @@ __all__ = [
     "frame_table",
     "hosts_table",
     "leaderboard_table",
+    "log_cell",
+    "log_tail_text",
     "metric_label",
     "metric_stats",
     "organ_short",

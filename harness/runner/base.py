@@ -54,6 +54,11 @@ def tail_text(data: bytes, limit: int) -> str:
     return "[... log cut ...]\n" + data[-limit:].decode("utf-8", errors="replace")
 
 
+def gets_gpu(spec: AlgorithmSpec, gpu_ids: tuple[str, ...]) -> bool:
+    """Whether a run of `spec` is given the GPUs `gpu_ids`: some are visible and its `gpu` is not "none"."""
+    return bool(gpu_ids) and spec.gpu is not GpuMode.NONE
+
+
 def gpu_refusal(spec: AlgorithmSpec, gpu_ids: tuple[str, ...], *, started_at: float) -> RunOutcome | None:
     """The outcome of a run that needs a GPU where none is visible (`gpu = "required"`, no GPU ids):
     `runner_error`, before anything starts, so the next `harness run` on a GPU host runs it; else None.

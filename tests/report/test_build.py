@@ -382,3 +382,36 @@ def test_csv_tables_read_as_words_and_rounded_numbers() -> None:
     assert [c.label for c in table.columns] == ["volume sensitivity", "hd95 (mm)", "error cases", "note"]
     assert [c.text for c in table.rows[0]] == ["0.6667", "19,062", "12,000", "x_y"]
     assert table.rows[0][1].sort == "19061.92237"  # the sort key keeps the precision
+
+
+def test_failures_and_algorithm_pages_show_the_log_tail_and_the_public_edition_none(tmp_path: Path,
+                                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """A run that crashed (the local runner, a real process): beside "exited with code 1" its last log
+    lines say why, bounded and as text (no markup, no escape codes); the public edition shows no log."""
+    from harness.pipeline import run_all
+    from tests.runpath.conftest import Toy
+
+    monkeypatch.setenv("HARNESS_CACHE", str(tmp_path / "cache"))
+    toy = Toy(tmp_path / "toy")
+    toy.write_data(2)
+    toy.segmenter("alpha")
+    toy.segmenter("crasher", "noisy_crash")
+    summary = run_all(toy.settings(), say=lambda _m: None, on_result=lambda _e: None)
+    assert summary.failed == 2
+    reason = "ValueError: toy weights do not fit the input"
+    report_file = build_report(toy.results, tmp_path / "report.html", draws=20)
+    page = report_file.read_text()
+    failures = page.split('<section id="failures">', 1)[1].split("</section>", 1)[0]
+    assert "exited with code 1" in failures and failures.count(reason) == 2  # one row per crashed case
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in failures and "<script>alert" not in failures
+    assert "\x1b" not in page and "[31m" not in failures
+    assert "toy: step 299" in failures and "toy: step 0 " not in failures  # the tail, not the whole log
+    logs = re.findall(r'<td class="log"[^>]*>(.*?)</td>', failures, flags=re.S)
+    assert len(logs) == 2 and all(len(log) <= 2 * tables.LOG_TAIL_CHARS for log in logs)  # escaped, still bounded
+    pages = (tmp_path / "report-pages" / tables.page_file("crasher")).read_text()
+    assert pages.count(reason) == 2 and "exited with code 1" in pages
+    alpha = (tmp_path / "report-pages" / tables.page_file("alpha")).read_text()
+    assert 'class="log"' not in alpha and "Log (last lines)" in alpha  # ok runs: no log shown
+
+    public = build_report(toy.results, tmp_path / "public" / "report.html", draws=20, public=True).read_text()
+    assert reason not in public and "toy: step" not in public and '<td class="log"' not in public

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.report.conftest import REPO_ROOT, copy_fixture, store_fixture
+from tests.report.conftest import REPO_ROOT
+from tests.runpath.conftest import Toy
 
 WORKFLOWS = REPO_ROOT / ".github" / "workflows"
 GPU = WORKFLOWS / "gpu-leaderboard.yml"
@@ -104,25 +105,45 @@ def _failure_gate(workflow: Path) -> str:
     return textwrap.dedent(match[1])
 
 
+def _harness_run_json(toy: Toy, out: Path) -> int:
+    """`harness run ... --json > out`, as the workflow's run step does it (this checkout's harness)."""
+    env = {"HARNESS_CACHE": str(toy.root / "cache"), "PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO_ROOT)}
+    with out.open("w") as stdout:
+        return subprocess.run([sys.executable, "-m", "harness", "run", str(toy.algorithms), "--runner", "local", "--data",
+                               str(toy.data), "--results", str(toy.results), "--challenge", str(toy.challenge_file),
+                               "--scoring-workers", "0", "--json"], stdout=stdout, stderr=subprocess.DEVNULL,
+                              timeout=300, env=env, cwd=toy.root).returncode
+
+
 @pytest.mark.parametrize("workflow", [GPU, CPU], ids=["gpu", "cpu"])
 def test_failure_gate_fails_on_any_failed_case(workflow: Path, tmp_path: Path) -> None:
+    """The gate reads the run step's `--json` summary, not the store: a resumed run whose failures were
+    all stored by an earlier job still fails the job, and names them."""
     script = _failure_gate(workflow)
     env = {k: v for k, v in os.environ.items() if k != "GITHUB_OUTPUT"}
 
-    failed = copy_fixture(tmp_path / "failed")
-    done = subprocess.run([sys.executable, "-", str(failed / "store.sqlite")], input=script, capture_output=True, text=True,
-                          timeout=60, env=env)
+    def gate(summary: Path) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-", str(summary)], input=script, capture_output=True, text=True,
+                              timeout=60, env=env)
+
+    toy = Toy(tmp_path / "toy")
+    toy.write_data(2)
+    toy.segmenter("alpha")
+    toy.segmenter("crasher", "crash:case_01")
+    assert _harness_run_json(toy, tmp_path / "first.json") == 3
+    assert _harness_run_json(toy, tmp_path / "resumed.json") == 3  # nothing ran: the failure is an earlier job's
+    done = gate(tmp_path / "resumed.json")
     assert done.returncode == 1
-    assert "::error title=fast-net timeout::fast-net on case_04: timeout: killed after the time limit of 600 s" in done.stdout
-    assert "::error title=voxel-classifier crashed::voxel-classifier on case_02: crashed" in done.stdout
-    assert "2 failed run(s)" in done.stdout
+    assert "::error title=crasher crashed::crasher on case_01: crashed" in done.stdout
+    assert "1 failed run(s) (1 stored by an earlier job); exit status 3" in done.stdout
 
-    clean = store_fixture.make_store(tmp_path / "clean", algorithms=("classical",), n_cases=2, failures=False, monitored=())
-    done = subprocess.run([sys.executable, "-", str(clean / "store.sqlite")], input=script, capture_output=True, text=True,
-                          timeout=60, env=env)
+    toy.set_mode("crasher", "ok")
+    assert _harness_run_json(toy, tmp_path / "fixed.json") == 0
+    done = gate(tmp_path / "fixed.json")
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "0 failed run(s)" in done.stdout
+    assert "0 failed run(s) (0 stored by an earlier job); exit status 0" in done.stdout and "::error" not in done.stdout
 
-    done = subprocess.run([sys.executable, "-", str(tmp_path / "none" / "store.sqlite")], input=script, capture_output=True,
-                          text=True, timeout=60, env=env)
-    assert done.returncode == 1 and "no results store" in done.stdout
+    (tmp_path / "stopped.json").write_text("")  # the run step was stopped before it printed its summary
+    for missing in (tmp_path / "stopped.json", tmp_path / "none.json"):
+        done = gate(missing)
+        assert done.returncode == 1 and "no run summary" in done.stdout

@@ -2,7 +2,7 @@
 
 Each toy segmenter is a short script (`toy.py`) that derives its label map from the case's image
 (the toy data's image is `label * 40`), so its output is known exactly. Its behaviour on a case is
-read at run time from the algorithm folder's `mode` file ("ok", "shift", "crash", "empty",
+read at run time from the algorithm folder's `mode` file ("ok", "shift", "crash", "noisy_crash", "empty",
 "wrong_grid", "slow:<case>"; the last four also as "<mode>:<case>") and every start appends
 "<algorithm> <case>" to the test's `counter/starts.log` (outside the algorithm folder, so counting
 does not change the algorithm's digest):
@@ -41,6 +41,11 @@ with open(starts, "a") as log:
 mode = (here / "mode").read_text().strip() if (here / "mode").exists() else "ok"
 if mode == "crash" or mode == f"crash:{case}":
     sys.exit("toy: crashing on purpose")
+if mode == "noisy_crash":  # a long log, markup and colour in it, the reason last
+    for i in range(300):
+        print(f"toy: step {i} <script>alert(1)</script> \x1b[31mred\x1b[0m", flush=True)
+    print("x" * 5000, flush=True)
+    sys.exit("ValueError: toy weights do not fit the input")
 if mode == f"slow:{case}" and not (starts.parent / "slow-started").exists():  # slow the first time only
     (starts.parent / "slow-started").write_text(str(os.getpid()))
     time.sleep(60)

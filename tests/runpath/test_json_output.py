@@ -8,12 +8,13 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.runpath.conftest import Toy
+from tests.runpath.conftest import REPO, Toy
 
 
 def _json(toy: Toy, *args: str) -> tuple[int, dict, str]:
     done = subprocess.run([sys.executable, "-m", "harness", *args, "--json"], capture_output=True, text=True, timeout=300,
-                          env={"HARNESS_CACHE": str(toy.root / "cache"), "PATH": "/usr/bin:/bin"}, cwd=toy.root)
+                          env={"HARNESS_CACHE": str(toy.root / "cache"), "PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO)},
+                          cwd=toy.root)  # this checkout's harness, whatever the interpreter has installed
     document = json.loads(done.stdout)  # the whole of stdout is one document
     return done.returncode, document, done.stderr
 
@@ -88,3 +89,23 @@ def test_run_options_from_a_config_file_and_the_command_line_wins(toy: Toy) -> N
     done = subprocess.run([sys.executable, "-m", "harness", "run", "--config", str(toy.root / "bad.toml")],
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 2 and "unknown key 'resutls'" in done.stderr
+
+
+def test_a_second_run_counts_the_failures_an_earlier_run_stored(toy: Toy) -> None:
+    """Nothing runs the second time, yet the evaluation still holds a crashed run: exit 3, counted."""
+    toy.write_data(2)
+    toy.segmenter("alpha")
+    toy.segmenter("crasher", "crash")
+    args = ("run", str(toy.algorithms), "--runner", "local", "--data", str(toy.data), "--results", str(toy.results),
+            "--challenge", str(toy.challenge_file), "--scoring-workers", "0")
+    code, first, _ = _json(toy, *args)
+    assert code == 3 and (first["executed"], first["failed"]) == (4, 2)
+    starts = len(toy.starts())
+    code, again, err = _json(toy, *args)
+    assert len(toy.starts()) == starts  # nothing ran
+    assert (code, again["exit_status"], again["executed"], again["reused"], again["failed"]) == (3, 3, 0, 4, 2)
+    assert first["failed_earlier"] == 0 and again["failed_earlier"] == 2
+    assert "0 runs executed, 0 rescored, 4 reused from the store, 2 failed (2 stored by an earlier run)" in err
+    toy.set_mode("crasher", "ok")  # fixed: it runs again, and the evaluation is whole
+    code, fixed, _ = _json(toy, *args)
+    assert code == 0 and (fixed["executed"], fixed["failed"], fixed["failed_earlier"]) == (2, 0, 0)

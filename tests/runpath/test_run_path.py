@@ -115,6 +115,12 @@ def test_ground_truth_problems_are_recorded_and_the_other_cases_go_on(toy: Toy, 
     assert "14" in runs.loc["case_01", "score_message"] and "20" in runs.loc["case_05", "score_message"]
     assert set(read_store_scores(toy.results).case) == {"case_00"}  # the ranking leaves them out
     assert len(toy.starts()) == 6
+    # Run again: nothing starts, and the stored unscorable cases still make the evaluation partial.
+    code = _cli(["run", str(toy.algorithms), "--data", str(toy.data), "--results", str(toy.results), "--runner", "local",
+                 "--challenge", str(toy.challenge_file), "--scoring-workers", "0"])
+    err = capsys.readouterr().err
+    assert code == 3 and len(toy.starts()) == 6
+    assert "harness: error: case_02: ground truth not scored (unreadable, stored by an earlier run)" in err
 
 
 def test_labels_outside_a_background_profile_are_scored_with_a_warning_on_the_run(toy: Toy, capsys) -> None:
@@ -160,10 +166,10 @@ def test_bad_outputs_are_the_algorithms_and_the_other_cases_go_on(toy: Toy) -> N
         assert store.scores().query("algorithm == 'alpha' and case_id == 'case_01'").empty
     # A failure is a result: reused like the others until its algorithm changes.
     again = _run(toy)
-    assert (again.executed, again.reused) == (0, 12)
+    assert (again.executed, again.reused, again.failed, again.failed_earlier, again.partial) == (0, 12, 3, 3, True)
     toy.set_mode("alpha", "ok")
-    fixed = _run(toy)
-    assert (fixed.executed, fixed.reused, fixed.failed) == (4, 8, 0)
+    fixed = _run(toy)  # beta's and gamma's stored failures still count
+    assert (fixed.executed, fixed.reused, fixed.failed, fixed.failed_earlier) == (4, 8, 2, 2)
     assert _runs(toy).loc[("alpha", "case_01"), "status"] == "ok" and (_runs(toy).status != "ok").sum() == 2
 
 
