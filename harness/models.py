@@ -9,7 +9,8 @@ import enum
 import hashlib
 import json
 import math
-from dataclasses import dataclass, field
+from collections.abc import Collection
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
 
@@ -92,6 +93,28 @@ class Organ:
 
 
 @dataclass(frozen=True)
+class Region:
+    """One scored structure: the union of one or more label values, its name and NSD tolerance.
+    An organ is scored as the region of its one label; regions may overlap (BraTS' whole tumour
+    {1, 2, 3} holds its tumour core {1, 3})."""
+
+    name: str
+    labels: tuple[int, ...]
+    tolerance_mm: float
+    zrange_only: bool = False  # cut to the ground truth's z-range of the whole union (FLARE rule)
+
+    @property
+    def label(self) -> int:
+        """The label value a score row records: the region's one label, or 0 for a union of several."""
+        return self.labels[0] if len(self.labels) == 1 else 0
+
+    @staticmethod
+    def of(organ: Organ) -> Region:
+        return Region(name=organ.name, labels=(organ.label,), tolerance_mm=organ.tolerance_mm,
+                      zrange_only=organ.zrange_only)
+
+
+@dataclass(frozen=True)
 class Profile:
     """The scoring rules of one challenge, as data (see harness/profiles/*.toml).
 
@@ -103,6 +126,8 @@ class Profile:
     - `round_decimals`: round reported DSC/NSD like the scripts (4), or None.
     - `outside_labels`: label values outside the profile refused, or counted as background with a
       warning (FLARE's scripts score only their own labels' values).
+    - `regions`: the scored structures as unions of labels (BraTS, KiTS); None scores each organ
+      on its own. `organs` stay the label system (what a label map, a mask or a probability holds).
     """
 
     name: str
@@ -114,6 +139,7 @@ class Profile:
     round_decimals: int | None = 4
     unscored_labels: tuple[int, ...] = ()  # valid in a label map, never scored
     outside_labels: OutsideLabels = OutsideLabels.REFUSE
+    regions: tuple[Region, ...] | None = None
     description: str = ""
     label_source: str = field(default="", compare=False)  # where its label id table comes from (for the record)
     source: str = field(default="", compare=False)  # built-in name or absolute path it was read from
@@ -132,6 +158,8 @@ class Profile:
         }
         if self.outside_labels is not OutsideLabels.REFUSE:  # the default leaves older profiles' hashes as they were
             rules["outside_labels"] = str(self.outside_labels)
+        if self.regions is not None:  # likewise: profiles without regions keep their hashes
+            rules["regions"] = [[r.name, list(r.labels), r.tolerance_mm, r.zrange_only] for r in self.regions]
         return hashlib.sha256(json.dumps(rules, sort_keys=True).encode()).hexdigest()
 
     @property
@@ -139,6 +167,22 @@ class Profile:
         """The (label, organ) pairs a label map uses under this profile, unscored labels included;
         two profiles with one label system differ only in how they score."""
         return (*sorted((o.label, o.name) for o in self.organs), *((v, "") for v in sorted(self.unscored_labels)))
+
+    @property
+    def scored(self) -> tuple[Region, ...]:
+        """What is scored, in order: the profile's regions, or each organ as the region of its label."""
+        return self.regions if self.regions is not None else tuple(Region.of(o) for o in self.organs)
+
+    def scoring_only(self, names: Collection[str]) -> Profile:
+        """This profile scoring only the organs named (a case annotating some of them, a label map
+        sharing some): the others stay valid labels, unscored, and so does every region holding one."""
+        kept = tuple(o for o in self.organs if o.name in names)
+        rest = tuple(sorted({*self.unscored_labels, *(o.label for o in self.organs if o.name not in names)}))
+        regions = self.regions
+        if regions is not None:
+            labels = {o.label for o in kept}
+            regions = tuple(r for r in regions if set(r.labels) <= labels)
+        return replace(self, organs=kept, unscored_labels=rest, regions=regions)
 
     @property
     def labels(self) -> tuple[int, ...]:

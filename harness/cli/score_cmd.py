@@ -43,6 +43,9 @@ def score(pred_dir: Path | None, pred_root: Path | None, algorithm: str | None, 
           out: Path, label_map_text: str | None, jobs: int | None, as_json: bool) -> int:
     """Score predictions against ground truth: one row per (case, organ).
 
+    Under a profile with regions (brats2023, kits23: unions of labels), one row per
+    (case, region): organ is the region's name, label 0 for a union of several.
+
     \b
     Columns: [algorithm,] case, organ, label, dsc, nsd, hd95_mm, status, message.
     status is ok, missing_prediction, unreadable, grid_mismatch, invalid_labels or

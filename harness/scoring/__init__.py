@@ -60,11 +60,11 @@ class CaseResult:
 
 
 def failed_rows(case_id: str, profile: Profile, status: str, message: str) -> tuple[OrganScore, ...]:
-    """One row per organ for a case that could not be scored, so no case disappears."""
+    """One row per scored organ or region for a case that could not be scored, so no case disappears."""
     return tuple(
-        OrganScore(case_id=case_id, organ=o.name, label=o.label, dsc=math.nan, nsd=math.nan,
+        OrganScore(case_id=case_id, organ=r.name, label=r.label, dsc=math.nan, nsd=math.nan,
                    hd95_mm=math.nan, status=status, message=message)
-        for o in profile.organs
+        for r in profile.scored
     )
 
 
