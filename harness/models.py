@@ -115,6 +115,20 @@ class Region:
 
 
 @dataclass(frozen=True)
+class LesionWise:
+    """A profile's lesion-wise metrics of every scored region, as BraTS 2023 computes them
+    (`harness.metrics.lesion.brats_lesion_wise`): ground-truth lesions grown `dilation_iterations`
+    times to match predicted components, lesions of volume <= `small_lesion_max_mm3` left out, a
+    missed lesion or a false one costing `hd95_penalty_mm`."""
+
+    dilation_iterations: int
+    small_lesion_max_mm3: float
+    hd95_penalty_mm: float = 374.0
+
+    METRICS = ("lesion_dice", "lesion_hd95_mm", "lesion_tp", "lesion_fn", "lesion_fp")  # extra columns, in order
+
+
+@dataclass(frozen=True)
 class Profile:
     """The scoring rules of one challenge, as data (see harness/profiles/*.toml).
 
@@ -128,6 +142,8 @@ class Profile:
       warning (FLARE's scripts score only their own labels' values).
     - `regions`: the scored structures as unions of labels (BraTS, KiTS); None scores each organ
       on its own. `organs` stay the label system (what a label map, a mask or a probability holds).
+    - `lesion_wise`: BraTS 2023's lesion-wise Dice and HD95 of every scored structure, as extra
+      metrics (`extra_metrics`), or None.
     """
 
     name: str
@@ -140,6 +156,7 @@ class Profile:
     unscored_labels: tuple[int, ...] = ()  # valid in a label map, never scored
     outside_labels: OutsideLabels = OutsideLabels.REFUSE
     regions: tuple[Region, ...] | None = None
+    lesion_wise: LesionWise | None = None
     description: str = ""
     label_source: str = field(default="", compare=False)  # where its label id table comes from (for the record)
     source: str = field(default="", compare=False)  # built-in name or absolute path it was read from
@@ -148,7 +165,7 @@ class Profile:
     def content_sha256(self) -> str:
         """sha256 of every rule that can change a score (not the description or where it was read from):
         a changed tolerance makes stored scores stale."""
-        rules = {
+        rules: dict[str, object] = {
             "name": self.name,
             "organs": [[o.label, o.name, o.tolerance_mm, o.zrange_only] for o in self.organs],
             "both_empty": "nan" if math.isnan(self.both_empty) else self.both_empty,
@@ -160,6 +177,9 @@ class Profile:
             rules["outside_labels"] = str(self.outside_labels)
         if self.regions is not None:  # likewise: profiles without regions keep their hashes
             rules["regions"] = [[r.name, list(r.labels), r.tolerance_mm, r.zrange_only] for r in self.regions]
+        if self.lesion_wise is not None:
+            lw = self.lesion_wise
+            rules["lesion_wise"] = [lw.dilation_iterations, lw.small_lesion_max_mm3, lw.hd95_penalty_mm]
         return hashlib.sha256(json.dumps(rules, sort_keys=True).encode()).hexdigest()
 
     @property
@@ -167,6 +187,11 @@ class Profile:
         """The (label, organ) pairs a label map uses under this profile, unscored labels included;
         two profiles with one label system differ only in how they score."""
         return (*sorted((o.label, o.name) for o in self.organs), *((v, "") for v in sorted(self.unscored_labels)))
+
+    @property
+    def extra_metrics(self) -> tuple[str, ...]:
+        """The names of the metrics each scored row carries beyond DSC, NSD and HD95."""
+        return LesionWise.METRICS if self.lesion_wise is not None else ()
 
     @property
     def scored(self) -> tuple[Region, ...]:
@@ -237,3 +262,4 @@ class OrganScore:
     hd95_mm: float
     status: str = CaseStatus.OK
     message: str = ""
+    extra: tuple[tuple[str, float], ...] = ()  # the profile's extra metrics (`Profile.extra_metrics`), by name

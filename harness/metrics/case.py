@@ -31,9 +31,10 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy import ndimage
 
+from harness.metrics.lesion import LesionMatching, brats_lesion_wise
 from harness.metrics.overlap import confusion_from_codes, dice_from_counts, nonzero_box, pair_codes
 from harness.metrics.surface import robust_hausdorff, surface_dice, surface_distances
-from harness.models import OrganScore, OrganStatus, Profile, Region
+from harness.models import LesionWise, OrganScore, OrganStatus, Profile, Region
 
 Box = tuple[slice, ...]
 
@@ -103,14 +104,31 @@ def score_case(
         )
         if profile.round_decimals is not None:
             dsc, nsd = _round(dsc, profile.round_decimals), _round(nsd, profile.round_decimals)
+        extra = () if profile.lesion_wise is None else _lesion_wise(label_gt, label_pred, region, profile.lesion_wise,
+                                                                      spacing)
         if math.isnan(dsc) and region.zrange_only and n_gt > 0:  # the z-range cut left nothing
             return OrganScore(case_id=case_id, organ=region.name, label=region.label, dsc=dsc, nsd=nsd, hd95_mm=hd95,
                               status=OrganStatus.NOT_SCORABLE,
                               message=f"{region.name} is labelled on one slice only and predicted; {profile.name}'s "
-                                      "z-range cut leaves nothing to score (the official script fails here)")
-        return OrganScore(case_id=case_id, organ=region.name, label=region.label, dsc=dsc, nsd=nsd, hd95_mm=hd95)
+                                      "z-range cut leaves nothing to score (the official script fails here)",
+                              extra=extra)
+        return OrganScore(case_id=case_id, organ=region.name, label=region.label, dsc=dsc, nsd=nsd, hd95_mm=hd95,
+                          extra=extra)
 
     return [one(region) for region in profile.scored]
+
+
+def _lesion_wise(label_gt: NDArray[np.integer], label_pred: NDArray[np.integer], region: Region,
+                 lesion_wise: LesionWise, spacing_mm: tuple[float, ...]) -> tuple[tuple[str, float], ...]:
+    """BraTS 2023's lesion-wise Dice, HD95 (mm) and lesion counts of one region, on the whole volume
+    (a lesion's dilation may reach beyond the labelled box)."""
+    scores = brats_lesion_wise(
+        _c_mask(label_gt, region.labels), _c_mask(label_pred, region.labels), spacing_mm,
+        matching=LesionMatching(lesion_wise.dilation_iterations, lesion_wise.small_lesion_max_mm3),
+        hd95_penalty_mm=lesion_wise.hd95_penalty_mm,
+    )
+    values = (scores.dice, scores.hd95_mm, float(scores.n_tp), float(scores.n_fn), float(scores.n_fp))
+    return tuple(zip(LesionWise.METRICS, values, strict=True))
 
 
 def _union_of(boxes: list[Box | None]) -> Box | None:

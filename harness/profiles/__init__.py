@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import SpecError
-from harness.models import Organ, OutsideLabels, Profile, Region
+from harness.models import LesionWise, Organ, OutsideLabels, Profile, Region
 
 BUILTIN_PROFILES = (
     "flare22", "strict", "atlas8", "flare23", "amos22", "btcv", "word", "abdomenatlas1.0", "abdomenatlas1.1",
@@ -28,10 +28,11 @@ BUILTIN_PROFILES = (
 
 _TOP_KEYS = {
     "name", "description", "organs", "both_empty", "nsd_min_dsc", "zrange_drop_last_slice",
-    "zrange_axis", "round_decimals", "unscored_labels", "label_source", "outside_labels", "regions",
+    "zrange_axis", "round_decimals", "unscored_labels", "label_source", "outside_labels", "regions", "lesion_wise",
 }
 _ORGAN_KEYS = {"label", "name", "tolerance_mm", "zrange_only", "source_name"}
 _REGION_KEYS = {"name", "labels", "tolerance_mm", "zrange_only"}
+_LESION_KEYS = {"dilation_iterations", "small_lesion_max_mm3", "hd95_penalty_mm"}
 
 
 def load_profile(name_or_path: str | Path, *, relative_to: Path | None = None) -> Profile:
@@ -129,6 +130,7 @@ def profile_from_dict(raw: dict[str, Any], *, source: str = "profile") -> Profil
         unscored_labels=tuple(unscored),
         outside_labels=OutsideLabels(outside),
         regions=regions,
+        lesion_wise=_lesion_wise(raw["lesion_wise"], source) if "lesion_wise" in raw else None,
         description=str(raw.get("description", "")),
         label_source=str(raw.get("label_source", "")),
     )
@@ -222,6 +224,29 @@ def _regions(raw: Any, organs: tuple[Organ, ...], source: str) -> tuple[Region, 
             raise SpecError(f"{source}: key 'regions' leaves out organ {organ.name!r} (label {organ.label}); add it "
                             "to a region, or move its label to key 'unscored_labels'")
     return tuple(regions)
+
+
+def _lesion_wise(raw: Any, source: str) -> LesionWise:
+    """The `lesion_wise` table: BraTS 2023's lesion matching parameters (its get_challenge_parameters)."""
+    where = f"{source}: key 'lesion_wise'"
+    if not isinstance(raw, dict):
+        raise SpecError(f"{where} must be a table like {{ dilation_iterations = 3, small_lesion_max_mm3 = 50 }}")
+    unknown = set(raw) - _LESION_KEYS
+    if unknown:
+        raise SpecError(f"{where}: unknown key '{sorted(unknown)[0]}'; allowed: {', '.join(sorted(_LESION_KEYS))}")
+    for key in ("dilation_iterations", "small_lesion_max_mm3"):
+        if key not in raw:
+            raise SpecError(f"{where}: missing key '{key}'; add it")
+    dilation = raw["dilation_iterations"]
+    if not isinstance(dilation, int) or isinstance(dilation, bool) or not 0 <= dilation <= 20:
+        raise SpecError(f"{where}: key 'dilation_iterations' = {dilation!r}; use an integer 0..20")
+    numbers = {}
+    for key, default in (("small_lesion_max_mm3", None), ("hd95_penalty_mm", 374.0)):
+        value = raw.get(key, default)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+            raise SpecError(f"{where}: key '{key}' = {value!r}; use a non-negative number")
+        numbers[key] = float(value)
+    return LesionWise(dilation_iterations=dilation, **numbers)
 
 
 def _typed(raw: dict[str, Any], key: str, kind: Any, source: str, default: Any = None) -> Any:

@@ -12,6 +12,8 @@ import pandas as pd
 import pytest
 
 from harness.errors import ExitStatus
+from harness.metrics.case import score_case
+from harness.profiles import load_profile
 from tests.cli.test_score import run
 from tests.conftest import write_nifti
 
@@ -105,6 +107,28 @@ def test_score_brats2023_writes_region_rows_equal_to_the_oracle(brats_set, tmp_p
             assert row.nsd == pytest.approx(sd.compute_surface_dice_at_tolerance(dists, 1.0), abs=1e-12)
             assert row.hd95_mm == pytest.approx(sd.compute_robust_hausdorff(dists, 95), abs=1e-12)
     assert "whole_tumor" in out and "3 of 3 cases scored, 0 failed" in out
+    # brats2023's lesion-wise metrics: extra columns, the values of score_case (oracle-tested there)
+    assert list(table.columns)[-5:] == ["lesion_dice", "lesion_hd95_mm", "lesion_tp", "lesion_fn", "lesion_fp"]
+    direct = score_case(glioma(2), np.roll(glioma(2), 1, axis=2), SPACING, load_profile("brats2023"))
+    rows = table[table.case == "BraTS-GLI-00002-000"].set_index("organ")
+    for region in direct:
+        for name, value in region.extra:
+            assert rows.loc[region.organ, name] == value
+    # the two tumours, 2 voxels apart, are one lesion after BraTS' 3-voxel dilation; found in every region
+    assert (rows["lesion_tp"] == 1).all() and (rows["lesion_fp"] == 0).all() and (rows["lesion_dice"] < 1).all()
+
+
+def test_a_failed_case_keeps_nan_lesion_columns(brats_set, tmp_path: Path, capsys) -> None:
+    root, pred = brats_set
+    (pred / "BraTS-GLI-00001-000.nii.gz").unlink()
+    out_csv = tmp_path / "scores.csv"
+    code, _, _ = run(["score", "--pred", str(pred), "--labels", str(root), "--profile", "brats2023",
+                      "--out", str(out_csv), "--jobs", "1"], capsys)
+    assert code == ExitStatus.PARTIAL
+    table = pd.read_csv(out_csv)
+    missing = table[table.case == "BraTS-GLI-00001-000"]
+    assert set(missing.status) == {"missing_prediction"} and missing["lesion_dice"].isna().all()
+    assert table[table.case != "BraTS-GLI-00001-000"]["lesion_dice"].notna().all()
 
 
 def test_data_check_warns_of_a_region_on_one_slice_under_a_z_range_cut(tmp_path: Path, capsys) -> None:

@@ -99,3 +99,34 @@ def test_bad_region_definitions_are_one_line_errors_naming_file_and_key(tmp_path
         load_profile(path)
     text = str(err.value)
     assert text.startswith(f"{path.resolve()}: ") and message in text and "\n" not in text, text
+
+
+LESION = [
+    ("lesion_wise = 3", "key 'lesion_wise' must be a table like"),
+    ("lesion_wise = { dilation_iterations = 3 }", "key 'lesion_wise': missing key 'small_lesion_max_mm3'"),
+    ("lesion_wise = { dilation_iterations = -1, small_lesion_max_mm3 = 50 }",
+     "key 'lesion_wise': key 'dilation_iterations' = -1; use an integer 0..20"),
+    ("lesion_wise = { dilation_iterations = 3, small_lesion_max_mm3 = \"50\" }",
+     "key 'lesion_wise': key 'small_lesion_max_mm3' = '50'; use a non-negative number"),
+    ("lesion_wise = { dilation_iterations = 3, small_lesion_max_mm3 = 50, penalty = 1 }",
+     "key 'lesion_wise': unknown key 'penalty'"),
+]
+
+
+@pytest.mark.parametrize(("line", "message"), LESION, ids=[m[:40] for _, m in LESION])
+def test_bad_lesion_wise_tables_are_one_line_errors(tmp_path: Path, line: str, message: str) -> None:
+    path = tmp_path / "mine.toml"
+    path.write_text(USER.replace('name = "mine"\n', f'name = "mine"\n{line}\n'))
+    with pytest.raises(SpecError) as err:
+        load_profile(path)
+    text = str(err.value)
+    assert text.startswith(f"{path.resolve()}: ") and message in text and "\n" not in text, text
+
+
+def test_a_users_profile_chooses_lesion_wise_metrics(tmp_path: Path) -> None:
+    path = tmp_path / "mine.toml"
+    path.write_text(USER.replace('name = "mine"\n', 'name = "mine"\nlesion_wise = { dilation_iterations = 1, '
+                                 'small_lesion_max_mm3 = 2 }\n'))
+    profile = load_profile(path)
+    assert profile.lesion_wise is not None and profile.lesion_wise.dilation_iterations == 1
+    assert profile.extra_metrics == ("lesion_dice", "lesion_hd95_mm", "lesion_tp", "lesion_fn", "lesion_fp")
