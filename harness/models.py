@@ -9,7 +9,8 @@ import enum
 import hashlib
 import json
 import math
-from dataclasses import dataclass, field
+from collections.abc import Collection
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
 
@@ -92,6 +93,42 @@ class Organ:
 
 
 @dataclass(frozen=True)
+class Region:
+    """One scored structure: the union of one or more label values, its name and NSD tolerance.
+    An organ is scored as the region of its one label; regions may overlap (BraTS' whole tumour
+    {1, 2, 3} holds its tumour core {1, 3})."""
+
+    name: str
+    labels: tuple[int, ...]
+    tolerance_mm: float
+    zrange_only: bool = False  # cut to the ground truth's z-range of the whole union (FLARE rule)
+
+    @property
+    def label(self) -> int:
+        """The label value a score row records: the region's one label, or 0 for a union of several."""
+        return self.labels[0] if len(self.labels) == 1 else 0
+
+    @staticmethod
+    def of(organ: Organ) -> Region:
+        return Region(name=organ.name, labels=(organ.label,), tolerance_mm=organ.tolerance_mm,
+                      zrange_only=organ.zrange_only)
+
+
+@dataclass(frozen=True)
+class LesionWise:
+    """A profile's lesion-wise metrics of every scored region, as BraTS 2023 computes them
+    (`harness.metrics.lesion.brats_lesion_wise`): ground-truth lesions grown `dilation_iterations`
+    times to match predicted components, lesions of volume <= `small_lesion_max_mm3` left out, a
+    missed lesion or a false one costing `hd95_penalty_mm`."""
+
+    dilation_iterations: int
+    small_lesion_max_mm3: float
+    hd95_penalty_mm: float = 374.0
+
+    METRICS = ("lesion_dice", "lesion_hd95_mm", "lesion_tp", "lesion_fn", "lesion_fp")  # extra columns, in order
+
+
+@dataclass(frozen=True)
 class Profile:
     """The scoring rules of one challenge, as data (see harness/profiles/*.toml).
 
@@ -103,6 +140,10 @@ class Profile:
     - `round_decimals`: round reported DSC/NSD like the scripts (4), or None.
     - `outside_labels`: label values outside the profile refused, or counted as background with a
       warning (FLARE's scripts score only their own labels' values).
+    - `regions`: the scored structures as unions of labels (BraTS, KiTS); None scores each organ
+      on its own. `organs` stay the label system (what a label map, a mask or a probability holds).
+    - `lesion_wise`: BraTS 2023's lesion-wise Dice and HD95 of every scored structure, as extra
+      metrics (`extra_metrics`), or None.
     """
 
     name: str
@@ -114,6 +155,8 @@ class Profile:
     round_decimals: int | None = 4
     unscored_labels: tuple[int, ...] = ()  # valid in a label map, never scored
     outside_labels: OutsideLabels = OutsideLabels.REFUSE
+    regions: tuple[Region, ...] | None = None
+    lesion_wise: LesionWise | None = None
     description: str = ""
     label_source: str = field(default="", compare=False)  # where its label id table comes from (for the record)
     source: str = field(default="", compare=False)  # built-in name or absolute path it was read from
@@ -122,7 +165,7 @@ class Profile:
     def content_sha256(self) -> str:
         """sha256 of every rule that can change a score (not the description or where it was read from):
         a changed tolerance makes stored scores stale."""
-        rules = {
+        rules: dict[str, object] = {
             "name": self.name,
             "organs": [[o.label, o.name, o.tolerance_mm, o.zrange_only] for o in self.organs],
             "both_empty": "nan" if math.isnan(self.both_empty) else self.both_empty,
@@ -132,6 +175,11 @@ class Profile:
         }
         if self.outside_labels is not OutsideLabels.REFUSE:  # the default leaves older profiles' hashes as they were
             rules["outside_labels"] = str(self.outside_labels)
+        if self.regions is not None:  # likewise: profiles without regions keep their hashes
+            rules["regions"] = [[r.name, list(r.labels), r.tolerance_mm, r.zrange_only] for r in self.regions]
+        if self.lesion_wise is not None:
+            lw = self.lesion_wise
+            rules["lesion_wise"] = [lw.dilation_iterations, lw.small_lesion_max_mm3, lw.hd95_penalty_mm]
         return hashlib.sha256(json.dumps(rules, sort_keys=True).encode()).hexdigest()
 
     @property
@@ -139,6 +187,27 @@ class Profile:
         """The (label, organ) pairs a label map uses under this profile, unscored labels included;
         two profiles with one label system differ only in how they score."""
         return (*sorted((o.label, o.name) for o in self.organs), *((v, "") for v in sorted(self.unscored_labels)))
+
+    @property
+    def extra_metrics(self) -> tuple[str, ...]:
+        """The names of the metrics each scored row carries beyond DSC, NSD and HD95."""
+        return LesionWise.METRICS if self.lesion_wise is not None else ()
+
+    @property
+    def scored(self) -> tuple[Region, ...]:
+        """What is scored, in order: the profile's regions, or each organ as the region of its label."""
+        return self.regions if self.regions is not None else tuple(Region.of(o) for o in self.organs)
+
+    def scoring_only(self, names: Collection[str]) -> Profile:
+        """This profile scoring only the organs named (a case annotating some of them, a label map
+        sharing some): the others stay valid labels, unscored, and so does every region holding one."""
+        kept = tuple(o for o in self.organs if o.name in names)
+        rest = tuple(sorted({*self.unscored_labels, *(o.label for o in self.organs if o.name not in names)}))
+        regions = self.regions
+        if regions is not None:
+            labels = {o.label for o in kept}
+            regions = tuple(r for r in regions if set(r.labels) <= labels)
+        return replace(self, organs=kept, unscored_labels=rest, regions=regions)
 
     @property
     def labels(self) -> tuple[int, ...]:
@@ -193,3 +262,4 @@ class OrganScore:
     hd95_mm: float
     status: str = CaseStatus.OK
     message: str = ""
+    extra: tuple[tuple[str, float], ...] = ()  # the profile's extra metrics (`Profile.extra_metrics`), by name

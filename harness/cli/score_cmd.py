@@ -43,6 +43,11 @@ def score(pred_dir: Path | None, pred_root: Path | None, algorithm: str | None, 
           out: Path, label_map_text: str | None, jobs: int | None, as_json: bool) -> int:
     """Score predictions against ground truth: one row per (case, organ).
 
+    Under a profile with regions (brats2023, kits23: unions of labels), one row per
+    (case, region): organ is the region's name, label 0 for a union of several. A
+    profile with lesion-wise metrics (brats2023) adds the columns lesion_dice,
+    lesion_hd95_mm, lesion_tp, lesion_fn and lesion_fp (BraTS 2023's, per row).
+
     \b
     Columns: [algorithm,] case, organ, label, dsc, nsd, hd95_mm, status, message.
     status is ok, missing_prediction, unreadable, grid_mismatch, invalid_labels or
@@ -101,7 +106,7 @@ def _score(pred_dir: Path | None, pred_root: Path | None, algorithm: str | None,
     if totals[0] == 0:
         raise DataError(f"{labels_dir}: no case could be scored ({totals[1]} failed; see the errors above); "
                         "fix the predictions or the labels")
-    columns = ["algorithm", *COLUMNS] if any(folders) else COLUMNS
+    columns = [*(["algorithm"] if any(folders) else []), *COLUMNS, *profile.extra_metrics]
     write_table([row for frame in frames for row in frame], columns, out)
     for name, frame in zip(folders, frames, strict=True):
         click.echo(_format_summary(summary(frame), profile.name, name))

@@ -90,7 +90,9 @@ def check_dataset(root: Path, profile: Profile) -> DataCheck:
     problems: list[tuple[str, str, str]] = [(ERROR, "", p.message) for p in found]
     problems += [(ERROR, "", message) for message in label_name_problems(root, profile)]
     by_value = {o.label: o.name for o in profile.organs}
-    zrange = {o.label: o.name for o in profile.organs if o.zrange_only} if profile.zrange_drop_last_slice else {}
+    # scored structures (organs, or regions: unions of labels) cut to the z-range, in label order
+    zrange = sorted((r for r in profile.scored if r.zrange_only), key=lambda r: r.labels) \
+        if profile.zrange_drop_last_slice else []
     rows = []
     for case in dataset.cases:
         mine: list[tuple[str, str, str]] = []
@@ -124,8 +126,9 @@ def check_dataset(root: Path, profile: Profile) -> DataCheck:
                 if warning:
                     mine.append((WARNING, case.case_id, warning))
                 axis = profile.zrange_axis
-                flat = [by_value[v] for v in values if v in zrange and
-                        np.count_nonzero(np.any(data == v, axis=tuple(a for a in range(data.ndim) if a != axis))) == 1]
+                others = tuple(a for a in range(data.ndim) if a != axis)
+                flat = [r.name for r in zrange if set(r.labels) & set(values) and np.count_nonzero(
+                    np.any(data == r.labels[0] if len(r.labels) == 1 else np.isin(data, r.labels), axis=others)) == 1]
                 row["one_slice_organs"] = " ".join(flat)
                 for organ in flat:
                     mine.append((WARNING, case.case_id, f"{case.label}: {organ} is labelled on one slice only; "

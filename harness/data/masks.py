@@ -14,7 +14,6 @@ value keeps the voxel; the overlap is reported.
 
 from __future__ import annotations
 
-import dataclasses
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -109,10 +108,9 @@ def assemble(folder: Path, profile: Profile) -> Assembled:
 
 
 def annotated_profile(profile: Profile, annotated: tuple[str, ...]) -> Profile:
-    """`profile` scoring only the organs annotated in a case; the others stay valid, unscored."""
-    kept = tuple(o for o in profile.organs if o.name in annotated)
-    rest = tuple(sorted({*profile.unscored_labels, *(o.label for o in profile.organs if o.name not in annotated)}))
-    return dataclasses.replace(profile, organs=kept, unscored_labels=rest)
+    """`profile` scoring only the organs annotated in a case (and the regions made of them); the others
+    stay valid, unscored."""
+    return profile.scoring_only(annotated)
 
 
 def discover_mask_cases(root: Path) -> list[tuple[str, Path | None, Path]]:

@@ -1,5 +1,6 @@
-"""Score one case: every organ of a profile, with the profile's rules applied. Pure: arrays in,
-records out.
+"""Score one case: every scored structure of a profile (its organs, or its regions: unions of
+labels, overlapping as BraTS' and KiTS' do), with the profile's rules applied. Pure: arrays in,
+records out. An organ is scored as the region of its one label: one path for both.
 
 The rules (all data in the profile, see harness/profiles/*.toml), in the order the official
 FLARE22 script applies them:
@@ -30,9 +31,10 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy import ndimage
 
+from harness.metrics.lesion import LesionMatching, brats_lesion_wise
 from harness.metrics.overlap import confusion_from_codes, dice_from_counts, nonzero_box, pair_codes
 from harness.metrics.surface import robust_hausdorff, surface_dice, surface_distances
-from harness.models import Organ, OrganScore, OrganStatus, Profile
+from harness.models import LesionWise, OrganScore, OrganStatus, Profile, Region
 
 Box = tuple[slice, ...]
 
@@ -46,7 +48,8 @@ def score_case(
     case_id: str = "",
     threads: int = 1,
 ) -> list[OrganScore]:
-    """DSC, NSD and HD95 of every organ of `profile` (argument order: ground truth, prediction).
+    """DSC, NSD and HD95 of every scored structure of `profile` (`Profile.scored`: its regions, or
+    its organs), in the profile's order (argument order: ground truth, prediction).
 
     Both label maps must be integer arrays of the same shape holding only the profile's valid
     labels (the data checks guarantee it). `threads` share each organ's nearest-surfel search
@@ -83,31 +86,54 @@ def score_case(
     boxes_gt = [box_of([lab * n_labels + p for p in range(n_labels)]) for lab in range(1, n_labels)]
     boxes_pred = [box_of([g * n_labels + lab for g in range(n_labels)]) for lab in range(1, n_labels)]
 
-    def one(organ: Organ) -> OrganScore:
-        lab = organ.label
-        dsc, nsd, hd95 = _organ_scores(
+    def one(region: Region) -> OrganScore:
+        labels = list(region.labels)  # a union's counts are sums of its labels' cells: regions may overlap
+        n_gt = int(size_gt[labels].sum())
+        dsc, nsd, hd95 = _region_scores(
             label_gt,
             label_pred,
-            organ,
+            region,
             profile,
             spacing,
-            inter=int(counts[lab, lab]),
-            n_gt=int(size_gt[lab]),
-            n_pred=int(size_pred[lab]),
-            box_gt=boxes_gt[lab - 1],
-            box_pred=boxes_pred[lab - 1],
+            inter=int(counts[np.ix_(labels, labels)].sum()),
+            n_gt=n_gt,
+            n_pred=int(size_pred[labels].sum()),
+            box_gt=_union_of([boxes_gt[lab - 1] for lab in labels]),
+            box_pred=_union_of([boxes_pred[lab - 1] for lab in labels]),
             workers=threads,
         )
         if profile.round_decimals is not None:
             dsc, nsd = _round(dsc, profile.round_decimals), _round(nsd, profile.round_decimals)
-        if math.isnan(dsc) and organ.zrange_only and size_gt[lab] > 0:  # the z-range cut left nothing
-            return OrganScore(case_id=case_id, organ=organ.name, label=lab, dsc=dsc, nsd=nsd, hd95_mm=hd95,
+        extra = () if profile.lesion_wise is None else _lesion_wise(label_gt, label_pred, region, profile.lesion_wise,
+                                                                      spacing)
+        if math.isnan(dsc) and region.zrange_only and n_gt > 0:  # the z-range cut left nothing
+            return OrganScore(case_id=case_id, organ=region.name, label=region.label, dsc=dsc, nsd=nsd, hd95_mm=hd95,
                               status=OrganStatus.NOT_SCORABLE,
-                              message=f"{organ.name} is labelled on one slice only and predicted; {profile.name}'s "
-                                      "z-range cut leaves nothing to score (the official script fails here)")
-        return OrganScore(case_id=case_id, organ=organ.name, label=lab, dsc=dsc, nsd=nsd, hd95_mm=hd95)
+                              message=f"{region.name} is labelled on one slice only and predicted; {profile.name}'s "
+                                      "z-range cut leaves nothing to score (the official script fails here)",
+                              extra=extra)
+        return OrganScore(case_id=case_id, organ=region.name, label=region.label, dsc=dsc, nsd=nsd, hd95_mm=hd95,
+                          extra=extra)
 
-    return [one(organ) for organ in profile.organs]
+    return [one(region) for region in profile.scored]
+
+
+def _lesion_wise(label_gt: NDArray[np.integer], label_pred: NDArray[np.integer], region: Region,
+                 lesion_wise: LesionWise, spacing_mm: tuple[float, ...]) -> tuple[tuple[str, float], ...]:
+    """BraTS 2023's lesion-wise Dice, HD95 (mm) and lesion counts of one region, on the whole volume
+    (a lesion's dilation may reach beyond the labelled box)."""
+    scores = brats_lesion_wise(
+        _c_mask(label_gt, region.labels), _c_mask(label_pred, region.labels), spacing_mm,
+        matching=LesionMatching(lesion_wise.dilation_iterations, lesion_wise.small_lesion_max_mm3),
+        hd95_penalty_mm=lesion_wise.hd95_penalty_mm,
+    )
+    values = (scores.dice, scores.hd95_mm, float(scores.n_tp), float(scores.n_fn), float(scores.n_fp))
+    return tuple(zip(LesionWise.METRICS, values, strict=True))
+
+
+def _union_of(boxes: list[Box | None]) -> Box | None:
+    found = [box for box in boxes if box is not None]
+    return functools.reduce(_union, found) if found else None
 
 
 def _offset(box: Box, origin: Box) -> Box:
@@ -128,10 +154,10 @@ def _round(value: float, decimals: int) -> float:
     return value if math.isnan(value) or math.isinf(value) else float(np.round(np.float64(value), decimals))
 
 
-def _organ_scores(
+def _region_scores(
     label_gt: NDArray[np.integer],
     label_pred: NDArray[np.integer],
-    organ: Organ,
+    region: Region,
     profile: Profile,
     spacing_mm: tuple[float, ...],
     *,
@@ -149,7 +175,7 @@ def _organ_scores(
         return 0.0, 0.0, math.inf
     assert box_gt is not None
     box = box_gt if box_pred is None else _union(box_gt, box_pred)
-    if organ.zrange_only:
+    if region.zrange_only:
         axis = profile.zrange_axis
         z_lower, z_upper = box_gt[axis].start, box_gt[axis].stop - 1
         stop = z_upper if profile.zrange_drop_last_slice else z_upper + 1
@@ -159,27 +185,29 @@ def _organ_scores(
         )
         if box[axis].stop <= box[axis].start:  # the off-by-one leaves nothing of a 1-slice organ
             return math.nan, math.nan, math.nan
-        mask_gt = _c_mask(label_gt[box], organ.label)
-        mask_pred = _c_mask(label_pred[box], organ.label)
+        mask_gt = _c_mask(label_gt[box], region.labels)
+        mask_pred = _c_mask(label_pred[box], region.labels)
         inter = int(np.count_nonzero(mask_gt & mask_pred))
         dsc = dice_from_counts(inter, int(np.count_nonzero(mask_gt)), int(np.count_nonzero(mask_pred)))
     else:
-        mask_gt = _c_mask(label_gt[box], organ.label)
-        mask_pred = _c_mask(label_pred[box], organ.label)
+        mask_gt = _c_mask(label_gt[box], region.labels)
+        mask_pred = _c_mask(label_pred[box], region.labels)
         dsc = dice_from_counts(inter, n_gt, n_pred)
-    distances = surface_distances(mask_gt, mask_pred, spacing_mm, tolerances_mm=(organ.tolerance_mm,), workers=workers)
+    distances = surface_distances(mask_gt, mask_pred, spacing_mm, tolerances_mm=(region.tolerance_mm,), workers=workers)
     if profile.nsd_min_dsc is not None and dsc < profile.nsd_min_dsc:
         nsd = 0.0
     else:
-        nsd = surface_dice(distances, organ.tolerance_mm)
+        nsd = surface_dice(distances, region.tolerance_mm)
     return dsc, nsd, robust_hausdorff(distances, 95.0)
 
 
-def _c_mask(region: NDArray[np.integer], label: int) -> NDArray[np.bool_]:
-    """`region == label` as a C-ordered mask. NIfTI volumes come Fortran-ordered, and the surface
-    code indexes cells by C-order flat indices: a Fortran mask would be copied by every pad, ravel
-    and flat lookup there (15 % of a case's scoring time)."""
-    return np.ascontiguousarray(region == label)
+def _c_mask(box: NDArray[np.integer], labels: tuple[int, ...]) -> NDArray[np.bool_]:
+    """The voxels of `box` holding any of `labels`, as a C-ordered mask. NIfTI volumes come
+    Fortran-ordered, and the surface code indexes cells by C-order flat indices: a Fortran mask
+    would be copied by every pad, ravel and flat lookup there (15 % of a case's scoring time)."""
+    if len(labels) == 1:
+        return np.ascontiguousarray(box == labels[0])
+    return np.ascontiguousarray(np.isin(box, labels))
 
 
 def _union(a: Box, b: Box) -> Box:

@@ -3,6 +3,10 @@
 Built-in: `flare22` (the official scripts' numbers), `strict` (same labels, no quirks) and
 `atlas8` (AbdomenAtlas-8K organs in the FLARE numbering). A user profile is any TOML file with the
 same keys; pass its path wherever a profile name is accepted.
+
+A profile's `organs` are its label system; it scores each organ, or, where it has `regions`, each
+region: a union of organ labels with its own NSD tolerance (BraTS' whole tumour, tumour core and
+enhancing tumour; KiTS' kidney and masses, masses, tumour). Regions may overlap.
 """
 
 from __future__ import annotations
@@ -15,18 +19,20 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import SpecError
-from harness.models import Organ, OutsideLabels, Profile
+from harness.models import LesionWise, Organ, OutsideLabels, Profile, Region
 
 BUILTIN_PROFILES = (
     "flare22", "strict", "atlas8", "flare23", "amos22", "btcv", "word", "abdomenatlas1.0", "abdomenatlas1.1",
-    "totalsegmentator",
+    "totalsegmentator", "brats2023", "kits23",
 )
 
 _TOP_KEYS = {
     "name", "description", "organs", "both_empty", "nsd_min_dsc", "zrange_drop_last_slice",
-    "zrange_axis", "round_decimals", "unscored_labels", "label_source", "outside_labels",
+    "zrange_axis", "round_decimals", "unscored_labels", "label_source", "outside_labels", "regions", "lesion_wise",
 }
 _ORGAN_KEYS = {"label", "name", "tolerance_mm", "zrange_only", "source_name"}
+_REGION_KEYS = {"name", "labels", "tolerance_mm", "zrange_only"}
+_LESION_KEYS = {"dilation_iterations", "small_lesion_max_mm3", "hd95_penalty_mm"}
 
 
 def load_profile(name_or_path: str | Path, *, relative_to: Path | None = None) -> Profile:
@@ -75,7 +81,8 @@ def profile_from_dict(raw: dict[str, Any], *, source: str = "profile") -> Profil
     organs_raw = raw["organs"]
     if not isinstance(organs_raw, list) or not organs_raw:
         raise SpecError(f"{source}: key 'organs' must be a non-empty array of tables")
-    organs = tuple(_organ(o, i, source) for i, o in enumerate(organs_raw))
+    has_regions = "regions" in raw
+    organs = tuple(_organ(o, i, source, in_regions=has_regions) for i, o in enumerate(organs_raw))
     labels = [o.label for o in organs]
     if len(set(labels)) != len(labels):
         raise SpecError(f"{source}: key 'organs' repeats a label value; give each organ its own label")
@@ -104,6 +111,10 @@ def profile_from_dict(raw: dict[str, Any], *, source: str = "profile") -> Profil
         raise SpecError(f"{source}: key 'unscored_labels' = {unscored!r}; use an array of positive integers")
     if set(unscored) & set(labels):
         raise SpecError(f"{source}: key 'unscored_labels' repeats a scored label; remove it from one list")
+    regions = _regions(raw["regions"], organs, source) if has_regions else None
+    if regions is not None:  # an organ's own tolerance (for `harness annotate`): its tightest region's, unless given
+        organs = tuple(o if not math.isnan(o.tolerance_mm) else dataclasses.replace(
+            o, tolerance_mm=min(r.tolerance_mm for r in regions if o.label in r.labels)) for o in organs)
     outside = raw.get("outside_labels", str(OutsideLabels.REFUSE))
     if not isinstance(outside, str) or outside not in {str(v) for v in OutsideLabels}:
         raise SpecError(f"{source}: key 'outside_labels' = {outside!r}; use "
@@ -118,29 +129,37 @@ def profile_from_dict(raw: dict[str, Any], *, source: str = "profile") -> Profil
         round_decimals=round_decimals,
         unscored_labels=tuple(unscored),
         outside_labels=OutsideLabels(outside),
+        regions=regions,
+        lesion_wise=_lesion_wise(raw["lesion_wise"], source) if "lesion_wise" in raw else None,
         description=str(raw.get("description", "")),
         label_source=str(raw.get("label_source", "")),
     )
 
 
-def _organ(raw: Any, index: int, source: str) -> Organ:
+def _organ(raw: Any, index: int, source: str, *, in_regions: bool = False) -> Organ:
+    """One organ; in a profile with regions its tolerance may be left out (NaN here, filled by
+    the caller) and `zrange_only` belongs to the regions."""
     where = f"{source}: organs[{index}]"
     if not isinstance(raw, dict):
         raise SpecError(f"{where} must be a table like {{ label = 1, name = \"liver\", tolerance_mm = 5 }}")
     unknown = set(raw) - _ORGAN_KEYS
     if unknown:
         raise SpecError(f"{where}: unknown key '{sorted(unknown)[0]}'; allowed: {', '.join(sorted(_ORGAN_KEYS))}")
-    for key in ("label", "name", "tolerance_mm"):
+    for key in ("label", "name") if in_regions else ("label", "name", "tolerance_mm"):
         if key not in raw:
             raise SpecError(f"{where}: missing key '{key}'; add it")
+    if in_regions and "zrange_only" in raw:
+        raise SpecError(f"{where}: key 'zrange_only' is a rule of what is scored, and this profile scores its "
+                        "regions; set it on the regions instead")
     label = raw["label"]
     if not isinstance(label, int) or isinstance(label, bool) or not 1 <= label <= 255:
         raise SpecError(f"{where}: key 'label' = {label!r}; use an integer 1..255 (0 is background)")
     name = raw["name"]
     if not isinstance(name, str) or not name.isidentifier():
         raise SpecError(f"{where}: key 'name' = {name!r}; use a short identifier like right_kidney")
-    tol = raw["tolerance_mm"]
-    if isinstance(tol, bool) or not isinstance(tol, (int, float)) or not math.isfinite(tol) or tol < 0:
+    tol = raw.get("tolerance_mm", math.nan)  # left out (in a profile with regions): NaN until the caller fills it
+    if "tolerance_mm" in raw and (isinstance(tol, bool) or not isinstance(tol, (int, float)) or not math.isfinite(tol)
+                                  or tol < 0):
         raise SpecError(f"{where}: key 'tolerance_mm' = {tol!r}; use a non-negative number of mm")
     zr = raw.get("zrange_only", False)
     if not isinstance(zr, bool):
@@ -149,6 +168,85 @@ def _organ(raw: Any, index: int, source: str) -> Organ:
     if not isinstance(source_name, str):
         raise SpecError(f"{where}: key 'source_name' = {source_name!r}; use the organ's name in the source table")
     return Organ(label=label, name=name, tolerance_mm=float(tol), zrange_only=zr, source_name=source_name)
+
+
+def _regions(raw: Any, organs: tuple[Organ, ...], source: str) -> tuple[Region, ...]:
+    """The `regions` array: unions of the organs' labels, each scored like an organ."""
+    if not isinstance(raw, list) or not raw:
+        raise SpecError(f"{source}: key 'regions' must be a non-empty array of tables like "
+                        "{ name = \"whole_tumor\", labels = [1, 2, 3], tolerance_mm = 1 }")
+    by_label = {o.label: o.name for o in organs}
+    by_name = {o.name: o.label for o in organs}
+    regions: list[Region] = []
+    for index, item in enumerate(raw):
+        where = f"{source}: regions[{index}]"
+        if not isinstance(item, dict):
+            raise SpecError(f"{where} must be a table like {{ name = \"whole_tumor\", labels = [1, 2, 3], "
+                            "tolerance_mm = 1 }")
+        unknown = set(item) - _REGION_KEYS
+        if unknown:
+            raise SpecError(f"{where}: unknown key '{sorted(unknown)[0]}'; allowed: {', '.join(sorted(_REGION_KEYS))}")
+        for key in ("name", "labels", "tolerance_mm"):
+            if key not in item:
+                raise SpecError(f"{where}: missing key '{key}'; add it")
+        name = item["name"]
+        if not isinstance(name, str) or not name.isidentifier():
+            raise SpecError(f"{where}: key 'name' = {name!r}; use a short identifier like whole_tumor")
+        labels = item["labels"]
+        if not isinstance(labels, list) or not labels or not all(
+                isinstance(v, int) and not isinstance(v, bool) for v in labels):
+            raise SpecError(f"{where}: key 'labels' = {labels!r}; use a non-empty array of the organs' label values")
+        strangers = [v for v in labels if v not in by_label]
+        if strangers:
+            raise SpecError(f"{where}: key 'labels' = {labels!r}; {strangers[0]} is no organ's label; use the labels "
+                            f"of key 'organs' ({', '.join(str(v) for v in sorted(by_label))})")
+        if len(set(labels)) != len(labels):
+            raise SpecError(f"{where}: key 'labels' = {labels!r} repeats a label; list each once")
+        if name in by_name and labels != [by_name[name]]:
+            raise SpecError(f"{where}: key 'name' = {name!r} is the organ of label {by_name[name]}, but its labels are "
+                            f"{labels!r}; name the region apart from the organs, or give it the organ's label only")
+        tol = item["tolerance_mm"]
+        if isinstance(tol, bool) or not isinstance(tol, (int, float)) or not math.isfinite(tol) or tol < 0:
+            raise SpecError(f"{where}: key 'tolerance_mm' = {tol!r}; use a non-negative number of mm")
+        zr = item.get("zrange_only", False)
+        if not isinstance(zr, bool):
+            raise SpecError(f"{where}: key 'zrange_only' = {zr!r}; use true or false")
+        for other in regions:
+            if other.name == name:
+                raise SpecError(f"{where}: key 'name' = {name!r} repeats a region's name; give each region its own")
+            if set(other.labels) == set(labels):
+                raise SpecError(f"{where}: key 'labels' = {labels!r} is region {other.name!r} again; "
+                                "remove one of the two")
+        regions.append(Region(name=name, labels=tuple(sorted(labels)), tolerance_mm=float(tol), zrange_only=zr))
+    covered = {v for r in regions for v in r.labels}
+    for organ in organs:
+        if organ.label not in covered:
+            raise SpecError(f"{source}: key 'regions' leaves out organ {organ.name!r} (label {organ.label}); add it "
+                            "to a region, or move its label to key 'unscored_labels'")
+    return tuple(regions)
+
+
+def _lesion_wise(raw: Any, source: str) -> LesionWise:
+    """The `lesion_wise` table: BraTS 2023's lesion matching parameters (its get_challenge_parameters)."""
+    where = f"{source}: key 'lesion_wise'"
+    if not isinstance(raw, dict):
+        raise SpecError(f"{where} must be a table like {{ dilation_iterations = 3, small_lesion_max_mm3 = 50 }}")
+    unknown = set(raw) - _LESION_KEYS
+    if unknown:
+        raise SpecError(f"{where}: unknown key '{sorted(unknown)[0]}'; allowed: {', '.join(sorted(_LESION_KEYS))}")
+    for key in ("dilation_iterations", "small_lesion_max_mm3"):
+        if key not in raw:
+            raise SpecError(f"{where}: missing key '{key}'; add it")
+    dilation = raw["dilation_iterations"]
+    if not isinstance(dilation, int) or isinstance(dilation, bool) or not 0 <= dilation <= 20:
+        raise SpecError(f"{where}: key 'dilation_iterations' = {dilation!r}; use an integer 0..20")
+    numbers = {}
+    for key, default in (("small_lesion_max_mm3", None), ("hd95_penalty_mm", 374.0)):
+        value = raw.get(key, default)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+            raise SpecError(f"{where}: key '{key}' = {value!r}; use a non-negative number")
+        numbers[key] = float(value)
+    return LesionWise(dilation_iterations=dilation, **numbers)
 
 
 def _typed(raw: dict[str, Any], key: str, kind: Any, source: str, default: Any = None) -> Any:

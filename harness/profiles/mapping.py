@@ -7,7 +7,6 @@ background, the target's extra organs are not scored (they stay valid labels of 
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -55,10 +54,7 @@ class LabelMap:
 
     def scored_profile(self) -> Profile:
         """The target's rules over the organs both systems have; the others stay valid, unscored."""
-        shared = set(self.shared)
-        kept = tuple(o for o in self.target.organs if o.name in shared)
-        unscored = tuple(sorted({*self.target.unscored_labels, *(o.label for o in self.target.organs if o.name not in shared)}))
-        return dataclasses.replace(self.target, organs=kept, unscored_labels=unscored)
+        return self.target.scoring_only(set(self.shared))
 
     def describe(self) -> str:
         parts = [f"{self.source.name} -> {self.target.name}: {len(self.shared)} organs mapped by name"]

@@ -571,16 +571,17 @@ def _not_scorable(inputs: ReportInputs) -> tables.HtmlTable | None:
     return tables.frame_table(frame.reset_index(drop=True), key="not-scorable")
 
 
-def _profile_organs(name: str) -> list[tuple[int, str, float, bool]] | None:
-    """The profile's organs (label, name, tolerance, z-range only), or None when it cannot be loaded
-    here (a user's profile file that moved)."""
+def _profile_organs(name: str) -> list[tuple[int | str, str, float, bool]] | None:
+    """The profile's scored organs or regions (label, or a region's labels as "1+2+3"; name, tolerance,
+    z-range only), or None when it cannot be loaded here (a user's profile file that moved)."""
     from harness.profiles import load_profile
 
     try:
         profile = load_profile(name)
     except HarnessError:
         return None
-    return [(o.label, o.name, o.tolerance_mm, o.zrange_only) for o in profile.organs]
+    return [(r.labels[0] if len(r.labels) == 1 else "+".join(map(str, r.labels)), r.name, r.tolerance_mm, r.zrange_only)
+            for r in profile.scored]
 
 
 __all__ = ["DEFAULT_NAME", "TEMPLATE_ENV", "build_report", "default_template_dir", "rank_inputs", "render_report",

@@ -679,8 +679,9 @@ def _exact(value: float | None) -> str:
     return f"{int(value):,}" if float(value).is_integer() else f"{value:g}"
 
 
-def tolerances_table(organs: Sequence[tuple[int, str, float, bool]]) -> HtmlTable:
-    """(label, organ, NSD tolerance in mm, z-range only) rows of the scoring profile."""
+def tolerances_table(organs: Sequence[tuple[int | str, str, float, bool]]) -> HtmlTable:
+    """(label, organ, NSD tolerance in mm, z-range only) rows of the scoring profile (a region's
+    label: its labels joined, "1+2+3")."""
     columns = (Column("Label", "num"), Column("Organ"), Column("NSD tolerance (mm)", "num"), Column("z-range only"))
     rows = tuple(
         (Cell(str(label), str(label), "num"), text_cell(name.replace("_", " ")), Cell(f"{tol:g}", sort_key(tol), "num"),

@@ -60,11 +60,12 @@ class CaseResult:
 
 
 def failed_rows(case_id: str, profile: Profile, status: str, message: str) -> tuple[OrganScore, ...]:
-    """One row per organ for a case that could not be scored, so no case disappears."""
+    """One row per scored organ or region for a case that could not be scored, so no case disappears."""
     return tuple(
-        OrganScore(case_id=case_id, organ=o.name, label=o.label, dsc=math.nan, nsd=math.nan,
-                   hd95_mm=math.nan, status=status, message=message)
-        for o in profile.organs
+        OrganScore(case_id=case_id, organ=r.name, label=r.label, dsc=math.nan, nsd=math.nan,
+                   hd95_mm=math.nan, status=status, message=message,
+                   extra=tuple((name, math.nan) for name in profile.extra_metrics))
+        for r in profile.scored
     )
 
 
@@ -194,11 +195,11 @@ SUMMARY_COLUMNS = ["organ", "dsc_mean", "dsc_sd", "nsd_mean", "nsd_sd", "hd95_me
 
 
 def to_rows(results: list[CaseResult]) -> list[Row]:
-    """The tidy per (case, organ) table (`COLUMNS`), in case order. Plain rows, not a DataFrame:
-    `harness score` does not pay pandas' start-up (0.4 s) to write a CSV."""
+    """The tidy per (case, organ) table (`COLUMNS`, then the profile's extra metrics), in case order.
+    Plain rows, not a DataFrame: `harness score` does not pay pandas' start-up (0.4 s) to write a CSV."""
     return [
         {"case": s.case_id, "organ": s.organ, "label": s.label, "dsc": s.dsc, "nsd": s.nsd,
-         "hd95_mm": s.hd95_mm, "status": str(s.status), "message": s.message}
+         "hd95_mm": s.hd95_mm, "status": str(s.status), "message": s.message, **dict(s.extra)}
         for r in sorted(results, key=lambda r: r.case_id)
         for s in r.scores
     ]

@@ -83,7 +83,8 @@ def test_each_builtin_profile_states_its_rule_and_where_it_comes_from() -> None:
     """The rule is chosen from each challenge's official code and said so in the profile file."""
     from importlib import resources
 
-    expected = {"flare22": OutsideLabels.BACKGROUND, "flare23": OutsideLabels.BACKGROUND, "word": OutsideLabels.BACKGROUND}
+    expected = {"flare22": OutsideLabels.BACKGROUND, "flare23": OutsideLabels.BACKGROUND, "word": OutsideLabels.BACKGROUND,
+                "brats2023": OutsideLabels.BACKGROUND, "kits23": OutsideLabels.BACKGROUND}
     for name in BUILTIN_PROFILES:
         assert load_profile(name).outside_labels is expected.get(name, OutsideLabels.REFUSE), name
         text = resources.files("harness.profiles").joinpath(f"{name}.toml").read_text()
