@@ -35,7 +35,7 @@ from harness.acceptance import ArchiveTooLong, Copied, archive_bound, archive_us
 from harness.contracts import Launch, contract_of
 from harness.fstree import pack_folder
 from harness.monitor import RunMonitor
-from harness.runner.base import RunOutcome, RunRequest, RunStatus, gpu_refusal, tail_text
+from harness.runner.base import RunOutcome, RunRequest, RunStatus, gets_gpu, gpu_refusal, tail_text
 from harness.runner.output_volumes import Lease, OutputVolumes, remove
 
 POLL_S = 0.05  # the local runner's check of its process
@@ -157,7 +157,7 @@ class DockerRunner:
             del kwargs["user"]
         if contract.command is not None:
             kwargs["command"] = list(contract.command)
-        if self.gpu_ids and request.spec.gpu != "none":
+        if gets_gpu(request.spec, self.gpu_ids):  # the one rule, shared with the local runner and nnU-Net's -device
             kwargs["device_requests"] = [DeviceRequest(device_ids=list(self.gpu_ids), capabilities=[["gpu"]])]
         return kwargs
 
