@@ -91,6 +91,21 @@ def pip_environment(home: Path) -> dict[str, str]:
     return env
 
 
+def organiser_pip_config(work: Path) -> dict[str, str]:
+    """The organiser's own pip configuration file (an air-gapped host's index, say), copied into pip's
+    work folder: pip runs with another HOME (and perhaps as another user), so it would not find it
+    under the organiser's home. Nothing when PIP_CONFIG_FILE is set (it is passed on) or there is none."""
+    if "PIP_CONFIG_FILE" in os.environ:
+        return {}
+    home = Path(os.path.expanduser("~"))
+    config_home = Path(os.environ.get("XDG_CONFIG_HOME") or home / ".config")
+    for candidate in (config_home / "pip" / "pip.conf", home / ".pip" / "pip.conf"):
+        if candidate.is_file():
+            shutil.copyfile(candidate, work / "pip.conf")
+            return {"PIP_CONFIG_FILE": str(work / "pip.conf")}
+    return {}
+
+
 @functools.cache
 def _unprivileged() -> dict[str, Any]:
     """subprocess arguments that run pip as `nobody` when the harness is root and that user can run
@@ -126,15 +141,17 @@ def _wheelhouse(requirements: Requirements, cache_dir: Path, progress: Progress 
         (work / "requirements.txt").write_text(requirements.text, encoding="ascii")  # the checked lines, not the file
         (work / "wheels").mkdir()
         drop = _unprivileged()
+        env = {**pip_environment(work), **organiser_pip_config(work)}
         if drop:
-            for item in (work, work / "wheels", work / "requirements.txt"):
+            for item in work.iterdir():
                 os.chown(item, UNPRIVILEGED_UID, UNPRIVILEGED_UID)
+            os.chown(work, UNPRIVILEGED_UID, UNPRIVILEGED_UID)
         cmd = [sys.executable, "-m", "pip", "download", "--quiet", "--no-cache-dir", "--only-binary=:all:",
                "--python-version", WHEEL_PYTHON, "--implementation", "cp", "--dest", str(work / "wheels"),
                "-r", str(work / "requirements.txt")]
         for platform in WHEEL_PLATFORMS:
             cmd += ["--platform", platform]
-        done = subprocess.run(cmd, capture_output=True, text=True, check=False, cwd=work, env=pip_environment(work),
+        done = subprocess.run(cmd, capture_output=True, text=True, check=False, cwd=work, env=env,
                               **drop)  # type: ignore[call-overload]
         if done.returncode != 0:
             last = " ".join((done.stderr or done.stdout).strip().splitlines()[-1:])

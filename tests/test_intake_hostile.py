@@ -376,3 +376,20 @@ def test_a_compressed_layer_is_refused_while_handed_on(tmp_path: Path) -> None:
     b"".join(chunks)
     writer.join()
     assert isinstance(outcome[0], SubmissionError) and "is compressed" in str(outcome[0])
+
+
+def test_the_organisers_pip_configuration_still_reaches_pip(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """pip runs with another HOME: the organiser's own pip.conf (an air-gapped mirror) is copied in."""
+    home = tmp_path / "home"
+    (home / ".config" / "pip").mkdir(parents=True)
+    (home / ".config" / "pip" / "pip.conf").write_text("[global]\nindex-url = http://mirror.local/simple\n")
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.delenv("XDG_CONFIG_HOME", raising=False)
+    monkeypatch.delenv("PIP_CONFIG_FILE", raising=False)
+    work = tmp_path / "work"
+    work.mkdir()
+    env = build.organiser_pip_config(work)
+    assert Path(env["PIP_CONFIG_FILE"]).read_text() == "[global]\nindex-url = http://mirror.local/simple\n"
+    monkeypatch.setenv("PIP_CONFIG_FILE", "/etc/organiser-pip.conf")
+    assert build.organiser_pip_config(work) == {}
+    assert build.pip_environment(work)["PIP_CONFIG_FILE"] == "/etc/organiser-pip.conf"
