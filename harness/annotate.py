@@ -103,7 +103,7 @@ def annotate_all(settings: RunSettings, *, say: Say, on_result: OnResult, execut
         if settings.runner is RunnerKind.DOCKER:
             prune_orphans(store, say)
             built, build_failures = make_images(annotators, settings, say)
-            images = {name: b.tag for name, b in built.items()}
+            images = {name: b.image_id for name, b in built.items()}  # by id, never by tag
             digests = {name: b.image_id for name, b in built.items()}
         else:
             digests, build_failures = local_digests(annotators)

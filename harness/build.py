@@ -199,7 +199,7 @@ def prebuilt_image(spec: AlgorithmSpec, client, *, image_bytes: int = 64 * 1024*
     repository, tag = f"{IMAGE_PREFIX}{spec.name}", f"archive-{archive_sha[:16]}"
     existing = _image_exists(client, f"{repository}:{tag}")
     if existing:
-        return BuiltImage(spec.name, existing, existing, cached=True)
+        return BuiltImage(spec.name, f"{repository}:{tag}", existing, cached=True)
     try:
         size = spec.archive.stat().st_size
         if progress:
@@ -239,7 +239,7 @@ def _load(spec: AlgorithmSpec, inspected: ArchiveImage, client, *, repository: s
                              f"loaded {len(ids)} images, not the one its manifest names")
         raise BuildError(f"{spec.archive}: {reason}; is it a `docker save` archive of one image?")
     client.api.tag(config_id, repository, tag)
-    return BuiltImage(spec.name, config_id, config_id, cached=False)
+    return BuiltImage(spec.name, f"{repository}:{tag}", config_id, cached=False)
 
 
 def _tagged_elsewhere(client, image_id: str) -> bool:  # type: ignore[no-untyped-def]

@@ -52,7 +52,7 @@ class RunTask:
 
     spec: AlgorithmSpec
     case: Case
-    image: str | None  # the image tag, for the Docker runner
+    image: str | None  # the image id (never a tag: a tag can be moved), for the Docker runner
     runner: RunnerKind
     profile: Profile  # the challenge's profile for this kind: what the outputs are checked against
     monitor: MonitorSettings = MonitorSettings()

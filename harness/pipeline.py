@@ -287,7 +287,8 @@ def make_images(specs: list[AlgorithmSpec], settings: RunSettings, say: Say) -> 
             failed[spec.name] = str(image)
         else:
             built[spec.name] = image
-            say(f"image {image.tag} {'(cached)' if image.cached else 'built'} {image.image_id[:19]}")
+            how = "(cached)" if image.cached else "loaded" if spec.dockerfile is None else "built"
+            say(f"image {image.tag} {how} {image.image_id[:19]}")
     return built, failed
 
 
@@ -465,7 +466,7 @@ def run_all(settings: RunSettings, *, say: Say, on_result: OnResult, executor: E
                     plan.append(plan_case(spec, case, settings, store.layout, stored, digest=digests[spec.name],
                                           input_sha256=data.digests[case.case_id].image_sha256,
                                           label_sha256=data.digests[case.case_id].label_sha256,
-                                          image=images[spec.name].tag if spec.name in images else None))
+                                          image=images[spec.name].image_id if spec.name in images else None))
             count_kept(plan, stored, summary)
             with summary.timed("runs"):
                 recorder.execute(plan)

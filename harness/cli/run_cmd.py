@@ -85,7 +85,8 @@ def build(algorithms_dir: Path, base: str | None, force: bool, jobs: int | None)
             failed += 1
             click.echo(f"harness: error: {image}", err=True)
         else:
-            click.echo(f"{spec.name:<24} {image.tag:<48} {image.image_id[:19]} {'cached' if image.cached else 'built'}")
+            how = "cached" if image.cached else "loaded" if spec.dockerfile is None else "built"
+            click.echo(f"{spec.name:<24} {image.tag:<48} {image.image_id[:19]} {how}")
     return ExitStatus.PARTIAL if failed else ExitStatus.OK
 
 
