@@ -1,5 +1,6 @@
-"""Wall time and test counts of the test suite's tiers: the fast tier (`make test-fast`: no Docker,
-no browser, nothing marked slow) and, with `--full`, the full suite (`make test`, what CI runs).
+"""Wall time and test counts of the fast tier (`make test-fast`) and, with --full, the full suite.
+
+The fast tier leaves out Docker, browser and slow tests; the full suite is `make test`, what CI runs.
 
 Each tier is one `python -m pytest -q -p no:cacheprovider` child in the repository root, with the
 interpreter running this script; counts come from pytest's last line. The fast tier's time is
