@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed-stamp
 TEST_STAMP := $(VENV)/.test-stamp
 RESULTS ?= results
 
-.PHONY: setup test demo bench clean
+.PHONY: setup test test-fast demo bench clean
 
 # The demo needs the harness and its dependencies only; the tests add their extras on top.
 $(STAMP): pyproject.toml
@@ -28,6 +28,10 @@ setup: $(TEST_STAMP)
 
 test: $(TEST_STAMP)
 	$(BIN)/python -m pytest -q
+
+# The fast tier: everything that needs neither Docker nor a browser nor a long wait (see README).
+test-fast: $(TEST_STAMP)
+	$(BIN)/python -m pytest -q -m "not docker and not browser and not slow"
 
 demo: $(STAMP)
 	$(BIN)/harness run algorithms --results $(RESULTS)

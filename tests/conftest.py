@@ -1,4 +1,4 @@
-"""Shared fixtures: small NIfTI files built in tmp_path."""
+"""Shared fixtures: small NIfTI files built in tmp_path; the test tiers' markers."""
 
 from __future__ import annotations
 
@@ -7,6 +7,31 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
+
+TESTS = Path(__file__).resolve().parent
+DOCKER_TESTS = TESTS / "docker"
+# A test using one of these fixtures (directly or through another fixture) needs a Docker engine.
+DOCKER_FIXTURES = frozenset({"docker_client", "base_image"})
+# ...or headless Chromium (tests/report/conftest.py's `chromium`, under `page` and `printer`).
+BROWSER_FIXTURES = frozenset({"chromium"})
+
+
+def tier_markers(path: Path, fixturenames: tuple[str, ...] | list[str]) -> set[str]:
+    """The tier markers a test at `path` using `fixturenames` gets: `docker` and/or `browser`."""
+    markers = set()
+    if path.resolve().is_relative_to(DOCKER_TESTS) or DOCKER_FIXTURES & set(fixturenames):
+        markers.add("docker")
+    if BROWSER_FIXTURES & set(fixturenames):
+        markers.add("browser")
+    return markers
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark each test with its tier (`-m "not docker and not browser and not slow"` is the fast
+    tier); explicit markers such as `slow` stay as they are."""
+    for item in items:
+        for name in sorted(tier_markers(Path(item.path), getattr(item, "fixturenames", ()))):
+            item.add_marker(getattr(pytest.mark, name))
 
 
 def write_nifti(path: Path, data: np.ndarray, spacing_mm=(0.8, 0.8, 2.5), *, affine: np.ndarray | None = None) -> Path:
