@@ -102,6 +102,10 @@ def _open_regular(path: Path, *, what: str, max_bytes: int, fix: str) -> tuple[i
     """An open descriptor of `path` and its stat, refusing a link, a special file, a hard link, a
     file with holes and one over `max_bytes`; the final component is opened without following a
     link and without blocking (a FIFO never blocks the harness)."""
+    try:  # what is not a regular file is refused before it is opened (a device's open may act)
+        _check_regular(path, os.lstat(path), what=what, max_bytes=max_bytes, fix=fix, fd=None)
+    except FileNotFoundError:
+        raise SubmissionError(f"{shown(path)}: cannot open {what} (No such file or directory); {fix}") from None
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC | getattr(os, "O_NOCTTY", 0))
     except OSError as exc:

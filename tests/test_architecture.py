@@ -158,6 +158,7 @@ ALLOWED = {
     ("harness.contracts.grand_challenge", "collect"): "the organiser's image grid; writes the converted label map",
     ("harness.contracts.nnunet", "collect"): "the organiser's image grid; writes the per-organ maps",
     ("harness.build", "_wheelhouse"): "copies the wheels pip downloaded into the harness's cache",
+    ("harness.build", "organiser_pip_config"): "copies the organiser's own pip.conf for pip",
     ("harness.build", "build_algorithm"): "copies from descriptors intake opened and checked; writes the context",
     ("harness.build", "_load"): "`docker load` of the copy intake wrote (`normalised_archive`)",
     ("harness.annotate", "annotate_all"): "opens the results store",
