@@ -69,8 +69,6 @@ def shown(path: Path | str) -> str:
                    .decode("utf-8", "backslashreplace"))
 
 
-_shown = shown  # the older name
-
 
 # --- files -------------------------------------------------------------------------------------
 
@@ -607,7 +605,6 @@ class ArchiveImage:
     sha256: str  # of the archive file as given
     config: str  # the member holding the image configuration
     layers: tuple[str, ...]
-    image_id: str  # sha256:<hex> of the configuration: the id `docker load` must give it
     uncompressed_bytes: int
     tags: tuple[str, ...]  # what the submitter named it: reported, never applied
 
@@ -702,7 +699,7 @@ def inspect_archive(path: Path, *, max_bytes: int) -> ArchiveImage:
         raise SubmissionError(f"{shown(path)}: the image configuration is too large; save the image again")
     tags = entry.get("RepoTags") or []
     return ArchiveImage(source=Path(path), sha256=hashing.digest.hexdigest(), config=config, layers=tuple(layers),
-                        image_id="", uncompressed_bytes=total,
+                        uncompressed_bytes=total,
                         tags=tuple(str(t)[:200] for t in tags if isinstance(t, str)))
 
 

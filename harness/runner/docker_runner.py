@@ -31,7 +31,7 @@ import uuid
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from harness.acceptance import ArchiveTooLong, Copied, archive_bound, archive_usage, copy_out  # noqa: F401 - the copy-out
+from harness.acceptance import ArchiveTooLong, archive_bound, archive_usage, copy_out
 from harness.contracts import Launch, contract_of
 from harness.fstree import pack_folder
 from harness.monitor import RunMonitor

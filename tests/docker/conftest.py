@@ -58,3 +58,22 @@ def phantom_data(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("phantoms") / "data"
     write_dataset(root, cases=3, seed=5, size="small")
     return root
+
+
+def retagged_archive(raw: bytes, tags: list[str]) -> bytes:
+    """A `docker save` archive with its manifest's tags replaced (what a hostile team can write)."""
+    import io
+    import json
+    import tarfile
+
+    out = io.BytesIO()
+    with tarfile.open(fileobj=io.BytesIO(raw)) as source, tarfile.open(fileobj=out, mode="w") as copy:
+        for member in source:
+            data = source.extractfile(member).read() if member.isfile() else None  # type: ignore[union-attr]
+            if member.name == "manifest.json":
+                manifest = json.loads(data)  # type: ignore[arg-type]
+                manifest[0]["RepoTags"] = tags
+                data = json.dumps(manifest).encode()
+                member.size = len(data)
+            copy.addfile(member, io.BytesIO(data) if data is not None else None)
+    return out.getvalue()

@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 
 from harness.store import Store
-from tests.docker.conftest import HERE
+from tests.docker.conftest import HERE, retagged_archive
 
 PEAK_RSS_BOUND_KIB = 1024 * 1024  # 1 GiB for the whole harness process
 
@@ -367,7 +367,6 @@ def _hijacking_archive(client, root: Path, algorithms: Path, base_image: str) ->
     """archive-hijack/team.tar: the well-behaved algorithm's image with a label added, its manifest
     tagging it as well-behaved's own image and as the base image. Returns the victim's (tag, id)."""
     import io
-    import tarfile
 
     from harness.build import build_algorithm
     from harness.spec import load_manifest
@@ -378,17 +377,7 @@ def _hijacking_archive(client, root: Path, algorithms: Path, base_image: str) ->
                                   pull=False, network_mode="none")
     raw = b"".join(client.images.get(evil.id).save(named=False))
     client.images.remove(evil.id)
-    out = io.BytesIO()
-    with tarfile.open(fileobj=io.BytesIO(raw)) as source, tarfile.open(fileobj=out, mode="w") as copy:
-        for member in source:
-            data = source.extractfile(member).read() if member.isfile() else None  # type: ignore[union-attr]
-            if member.name == "manifest.json":
-                manifest = json.loads(data)  # type: ignore[arg-type]
-                manifest[0]["RepoTags"] = [victim.tag, base_image]
-                data = json.dumps(manifest).encode()
-                member.size = len(data)
-            copy.addfile(member, io.BytesIO(data) if data is not None else None)
-    (algorithms / "archive-hijack" / "team.tar").write_bytes(out.getvalue())
+    (algorithms / "archive-hijack" / "team.tar").write_bytes(retagged_archive(raw, [victim.tag, base_image]))
     return victim.tag, victim.image_id
 
 

@@ -12,7 +12,7 @@ from harness.build import build_algorithm
 from harness.pipeline import RunSettings, run_all
 from harness.spec import load_manifest
 from harness.store import Store
-from tests.docker.conftest import behave_algorithms
+from tests.docker.conftest import behave_algorithms, retagged_archive
 
 
 def _manifest(folder: Path, source: str) -> None:
@@ -54,25 +54,6 @@ def test_pinned_images_and_archives_run_as_their_built_twin(tmp_path: Path, base
         assert (runs.loc[twin].image_digest == built.image_id).all()  # the loaded / pinned image is what ran
 
 
-def _retagged(raw: bytes, tags: list[str]) -> bytes:
-    """A `docker save` archive with its manifest's tags replaced (what a hostile team can write)."""
-    import io
-    import json
-    import tarfile
-
-    out = io.BytesIO()
-    with tarfile.open(fileobj=io.BytesIO(raw)) as source, tarfile.open(fileobj=out, mode="w") as copy:
-        for member in source:
-            data = source.extractfile(member).read() if member.isfile() else None  # type: ignore[union-attr]
-            if member.name == "manifest.json":
-                manifest = json.loads(data)  # type: ignore[arg-type]
-                manifest[0]["RepoTags"] = tags
-                data = json.dumps(manifest).encode()
-                member.size = len(data)
-            copy.addfile(member, io.BytesIO(data) if data is not None else None)
-    return out.getvalue()
-
-
 def test_an_archive_cannot_take_another_images_name(tmp_path: Path, base_image: str, docker_client) -> None:
     """An archive whose manifest tags it as another algorithm's image and as the base image is
     loaded without any tag: the victim's tag and the base still name their own images, the
@@ -88,7 +69,7 @@ def test_an_archive_cannot_take_another_images_name(tmp_path: Path, base_image: 
     raw = b"".join(docker_client.images.get(evil.id).save(named=False))
     docker_client.images.remove(evil.id)
     _manifest(tmp_path / "submissions" / "thief", 'archive = "team.tar"')
-    (tmp_path / "submissions" / "thief" / "team.tar").write_bytes(_retagged(raw, [victim.tag, base_image]))
+    (tmp_path / "submissions" / "thief" / "team.tar").write_bytes(retagged_archive(raw, [victim.tag, base_image]))
     thief = load_manifest(tmp_path / "submissions" / "thief" / "algorithm.toml", repo_root=tmp_path)
     try:
         loaded = build_algorithm(thief, base=base_image, wheel_cache=tmp_path / "wheels", client=docker_client)
