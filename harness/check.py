@@ -82,6 +82,7 @@ def check_algorithm(target: Path, *, data_dir: Path, cases: int, challenge: Chal
                     base: str | None, cache_dir: Path, results_dir: Path | None = None,
                     say=lambda message: None) -> Checklist:  # type: ignore[no-untyped-def]
     """Build or load, run on the first `cases` cases, and read the outcome back as a checklist."""
+    from harness.contracts import contract_of
     from harness.pipeline import RunSettings, run_all
     from harness.spec import load_manifest
 
@@ -104,6 +105,8 @@ def check_algorithm(target: Path, *, data_dir: Path, cases: int, challenge: Chal
               else f"image {spec.image}" if spec.image else f"archive {spec.archive.name if spec.archive else ''}")
     checklist.items.append(Item(True, "manifest", f"{spec.name} {spec.version}, contract {spec.contract}, profile "
                                 f"{spec.profile.name}, {source}"))
+    for note in contract_of(spec.contract).notes(spec.options):
+        checklist.items.append(Item(None, "manifest", safe_text(note, limit=600)))
     with tempfile.TemporaryDirectory(prefix="harness-check-") as scratch:
         results = results_dir if results_dir is not None else Path(scratch) / "results"
         settings = RunSettings(algorithms_dir=manifest.parent.parent, data_dir=data_dir, results_dir=results,
@@ -168,7 +171,7 @@ def _read_back(checklist: Checklist, results: Path, spec) -> None:  # type: igno
             detail = f"{status.value}: {row.message}" if row.message else status.value
             fix = "" if status is RunStatus.INVALID_OUTPUT else FIXES.get(status, "")
             last = [line for line in str(row.log_tail).splitlines() if line.strip()][-3:]
-            if status is RunStatus.CRASHED and last:
+            if last and status is not RunStatus.BUILD_FAILED:  # why it failed, in its own words (invalid_output too)
                 detail += " | log: " + " / ".join(last)
             checklist.items.append(Item(False, case, safe_text(detail, limit=600), fix))
         details = json.loads(row.details) if row.details else {}

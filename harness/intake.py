@@ -245,6 +245,82 @@ def open_context_file(item: ContextFile) -> io.BufferedReader:
     return handle
 
 
+# --- files tarballs (MedPerf's additional_files.tar.gz, a model.tar.gz) ----------------------------
+
+FILES_TARBALL_BYTES = 4 * 1024**3  # what one tarball may hold once extracted
+FILES_TARBALL_ENTRIES = 10_000
+
+
+def extract_files_tarball(archive: Path, dest: Path, *, max_bytes: int = FILES_TARBALL_BYTES,
+                          max_entries: int = FILES_TARBALL_ENTRIES) -> Path:
+    """Extract a submission's tarball of files (gzip, bzip2, xz or none) into `dest`, which must not
+    exist, through one bounded streaming pass: folders and regular files only (a link, a device or a
+    FIFO is refused), every name relative and inside `dest` (no absolute path, no `..`), at most
+    `max_entries` entries and `max_bytes` bytes written (counted as they are written, so a
+    compression bomb stops there), files 0444. On any refusal `dest` is removed
+    and SubmissionError names the archive, the member and the fix. Returns `dest`."""
+    import shutil
+
+    handle = open_file(archive, what="a files tarball", max_bytes=max_bytes,
+                       fix="pack the files with `tar -czf additional_files.tar.gz -C <folder> .`")
+    dest.mkdir(parents=True)
+    written = entries = 0
+    try:
+        with handle, tarfile.open(fileobj=handle, mode="r|*") as tar:
+            for member in tar:
+                entries += 1
+                name = PurePosixPath(member.name)
+                parts = [part for part in name.parts if part not in ("", ".")]
+                where = f"{shown(archive)}: member {shown(member.name)!r}"
+                if entries > max_entries:
+                    raise SubmissionError(f"{shown(archive)}: more than {max_entries} entries; pack fewer, larger files")
+                if name.is_absolute() or ".." in parts:
+                    raise SubmissionError(f"{where} leaves the folder it is extracted to; pack relative paths "
+                                          "(`tar -C <folder> .`)")
+                if not (member.isdir() or member.isreg()):
+                    raise SubmissionError(f"{where} is not a regular file or a folder (a link, a device or a pipe); "
+                                          "pack the files themselves")
+                if not parts:
+                    continue
+                target = dest.joinpath(*parts)
+                for parent in reversed(target.parents):  # no part of the way may be a file already
+                    if parent.is_relative_to(dest) and parent.exists() and not parent.is_dir():
+                        raise SubmissionError(f"{where} lies under a file of the same archive; pack a folder tree")
+                if member.isdir():
+                    target.mkdir(parents=True, exist_ok=True)
+                    continue
+                if target.exists():
+                    raise SubmissionError(f"{where} is given twice; pack each file once")
+                target.parent.mkdir(parents=True, exist_ok=True)
+                source = tar.extractfile(member)
+                assert source is not None
+                with open(target, "xb") as sink:
+                    while chunk := source.read(1 << 20):
+                        written += len(chunk)
+                        if written > max_bytes:
+                            raise SubmissionError(f"{shown(archive)}: extracts to more than {max_bytes} bytes; ship "
+                                                  "smaller files, or inside the image")
+                        sink.write(chunk)
+    except (tarfile.TarError, EOFError, OSError, zlib_error()) as exc:
+        shutil.rmtree(dest, ignore_errors=True)
+        raise SubmissionError(f"{shown(archive)}: not a readable tarball ({type(exc).__name__}: "
+                              f"{' '.join(str(exc).split())[:120]}); pack it with `tar -czf`") from None
+    except SubmissionError:
+        shutil.rmtree(dest, ignore_errors=True)
+        raise
+    for current, _, files in os.walk(dest):
+        for name in files:
+            os.chmod(os.path.join(current, name), 0o444)
+        os.chmod(current, 0o755)
+    return dest
+
+
+def zlib_error() -> type[Exception]:
+    import zlib
+
+    return zlib.error
+
+
 # --- requirements.txt, in pip's grammar ----------------------------------------------------------
 
 # PEP 508, the parts a requirements line may use here: no URL (`name @ url`), no path.

@@ -20,9 +20,10 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class Mount:
-    """A read-only extra the container sees (a model folder, a parameters file)."""
+    """A read-only extra the container sees (a model folder, a parameters file); `host` None: an
+    empty read-only folder (a path the platform mounts although nothing is delivered there)."""
 
-    host: Path
+    host: Path | None
     container: str
 
 
@@ -89,6 +90,11 @@ class Contract:
         raises InvalidOutput naming the container's own path and the fix."""
         return Collected(output_dir, {}, frozenset(), output_dir)
 
+    def notes(self, options: Any) -> list[str]:
+        """What an author should know about how the manifest's table was read (`harness check` shows
+        each as a warning): something the submission says that the harness does not use."""
+        return []
+
     def ignored_extras(self, options: Any, case_id: str) -> frozenset[str]:
         """Files a contract's tool writes beside its outputs by design: neither kept nor reported."""
         return frozenset()
@@ -130,3 +136,44 @@ def beside(manifest: Path, value: Any, key: str, *, folder: bool) -> Path:
     if folder:
         context_files(path)
     return path
+
+
+TARBALL_SUFFIXES = (".tar.gz", ".tgz", ".tar", ".tar.bz2", ".tar.xz")
+
+
+def is_tarball(path: Path) -> bool:
+    return path.name.lower().endswith(TARBALL_SUFFIXES)
+
+
+def extracted_tarball(archive: Path, key: str, manifest: Path) -> Path:
+    """The folder a submission's tarball (MedPerf's additional_files.tar.gz) extracts to, made once per
+    content hash under the harness cache (`files/<sha256>/`) by `harness.intake.extract_files_tarball`
+    (bounded, regular files and folders only, nothing outside it); mounted read-only as the platform
+    delivers it. A refused tarball is a SpecError naming the manifest's key."""
+    import os
+    import shutil
+    import tempfile
+
+    from harness.intake import FILES_TARBALL_BYTES, SubmissionError, extract_files_tarball, sha256_file
+    from harness.layout import default_cache_dir
+
+    try:
+        digest = sha256_file(archive, what="a files tarball", max_bytes=FILES_TARBALL_BYTES)
+        cache = default_cache_dir() / "files"
+        folder = cache / digest
+        if folder.is_dir():
+            return folder
+        cache.mkdir(parents=True, exist_ok=True)
+        scratch = Path(tempfile.mkdtemp(prefix=f".{digest[:12]}-", dir=cache))
+        try:
+            extract_files_tarball(archive, scratch / "files")
+            try:
+                os.rename(scratch / "files", folder)  # atomic: a folder there is always complete
+            except OSError:
+                if not folder.is_dir():
+                    raise
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+        return folder
+    except SubmissionError as exc:
+        raise SpecError(f"{manifest}: key '{key}': {exc}") from None

@@ -1,15 +1,22 @@
 """MLCube: MedPerf's `container_config.yaml` (volumes at their `mount_path`) or a legacy
-`mlcube.yaml` (`/mlcube_io<N>` mounts and `infer --data_path=... --parameters_file=...
---output_path=...`); the case folder is `data_path`, predictions in `output_path`; host user."""
+`mlcube.yaml` (`/mlcube_io<N>` mounts numbered as MLCube's own runner numbers them, and
+`infer --data_path=... --parameters_file=... --output_path=...`); the case at `data_path` (in a
+folder of its own, `<case>/<case>_0000.nii.gz`, for a legacy cube, as FeTS's model cubes read it;
+flat for MedPerf's; `case_layout` says otherwise), predictions in `output_path`; host user.
+
+The config's `docker: image:` (or MedPerf's `image:`) is a name the submission chose: it is never
+looked up (any local image could carry it); the image is the manifest's `dockerfile`, pinned
+`image` or `archive`, and `harness check` says so."""
 
 from __future__ import annotations
 
 import shlex
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from harness.contracts.base import Contract, Launch, Mount, allowed_keys, beside
+from harness.contracts.base import (Contract, Launch, Mount, allowed_keys, beside, extracted_tarball, is_tarball,
+                                    text_value)
 from harness.errors import SpecError
 
 
@@ -23,6 +30,8 @@ class MLCubeOptions:
     command: tuple[str, ...] | None
     entrypoint: tuple[str, ...] | None
     environment: tuple[tuple[str, str], ...] = ()
+    case_layout: str = "flat"  # "folder": data_path/<case>/<case>_0000.nii.gz; "flat": data_path/<case>_0000.nii.gz
+    declared_image: str = ""  # the config's image name: shown, never used
 
 
 class MLCube(Contract):
@@ -34,7 +43,18 @@ class MLCube(Contract):
         return parse_mlcube(table, manifest)
 
     def option_files(self, options: MLCubeOptions) -> list[Path]:
-        return [options.config, *(m.host for m in options.mounts if m.host.is_file())]
+        return [options.config, *(m.host for m in options.mounts if m.host is not None and m.host.is_file())]
+
+    def notes(self, options: MLCubeOptions) -> list[str]:
+        if not options.declared_image:
+            return []
+        return [f"{options.config.name} names the image {options.declared_image!r}: not used (a name is never looked "
+                "up: any local image could carry it); the image is the manifest's dockerfile, pinned image or archive"]
+
+    def stage_input(self, options: MLCubeOptions, case_id: str, image_file: Path, input_dir: Path) -> None:
+        if options.case_layout == "folder":
+            (input_dir / case_id).mkdir()
+            image_file.rename(input_dir / case_id / image_file.name)
 
     def launch(self, options: MLCubeOptions, *, probabilities: bool) -> Launch:
         return Launch(options.data_mount, options.output_mount, command=options.command, entrypoint=options.entrypoint,
@@ -47,25 +67,39 @@ _RESERVED_TOP = {"tmp", "proc", "sys", "dev", "etc"}  # the sandbox's own, or th
 
 def parse_mlcube(table: dict[str, Any], manifest: Path) -> MLCubeOptions:
     where = "mlcube"
-    allowed_keys(table, {"config", "parameters", "additional_files", "workspace"}, where, manifest)
+    allowed_keys(table, {"config", "parameters", "additional_files", "workspace", "case_layout"}, where, manifest)
     if "config" not in table:
         raise SpecError(f"{manifest}: key 'mlcube.config' is missing; give the container_config.yaml (MedPerf) or "
                         "mlcube.yaml beside the manifest")
     config = beside(manifest, table["config"], "mlcube.config", folder=False)
     parameters = beside(manifest, table["parameters"], "mlcube.parameters", folder=False) if "parameters" in table else None
-    extra = (beside(manifest, table["additional_files"], "mlcube.additional_files", folder=True)
-             if "additional_files" in table else None)
+    extra = None
+    if "additional_files" in table:  # a folder, or MedPerf's additional_files.tar.gz (extracted by the harness)
+        given = beside(manifest, table["additional_files"], "mlcube.additional_files", folder=False) if (
+            isinstance(table["additional_files"], str) and is_tarball(Path(table["additional_files"]))) else None
+        extra = (extracted_tarball(given, "mlcube.additional_files", manifest) if given is not None
+                 else beside(manifest, table["additional_files"], "mlcube.additional_files", folder=True))
     from harness.intake import load_yaml
 
     parsed = load_yaml(config)  # bounded: size, tokens, depth; no anchors or aliases
     task = ((parsed or {}).get("tasks") or {}).get("infer") if isinstance(parsed, dict) else None
     if not isinstance(task, dict):
         raise SpecError(f"{config}: no `tasks: infer:`; a model container declares the infer task")
-    if "input_volumes" in task or "output_volumes" in task or "container_type" in parsed:
-        return _medperf(task, config, manifest, parameters, extra)
-    workspace = (beside(manifest, table["workspace"], "mlcube.workspace", folder=True) if "workspace" in table
-                 else config.parent / "workspace")
-    return _legacy_mlcube(task, config, manifest, parameters, workspace)
+    medperf = "input_volumes" in task or "output_volumes" in task or "container_type" in parsed
+    layout = text_value(table, "case_layout", "flat" if medperf else "folder", where, manifest)
+    if layout not in ("folder", "flat"):
+        raise SpecError(f"{manifest}: key 'mlcube.case_layout' = {layout!r}; use \"folder\" (data_path/<case>/"
+                        "<case>_0000.nii.gz) or \"flat\" (data_path/<case>_0000.nii.gz)")
+    docker = parsed.get("docker")
+    image = parsed.get("image") if medperf else docker.get("image") if isinstance(docker, dict) else None
+    declared = image if isinstance(image, str) else ""
+    if medperf:
+        options = _medperf(task, config, manifest, parameters, extra)
+    else:
+        workspace = (beside(manifest, table["workspace"], "mlcube.workspace", folder=True) if "workspace" in table
+                     else config.parent / "workspace")
+        options = _legacy_mlcube(task, config, manifest, parameters, workspace)
+    return replace(options, case_layout=layout, declared_image=declared)
 
 
 def _medperf(task: dict[str, Any], config: Path, manifest: Path, parameters: Path | None,
@@ -111,8 +145,8 @@ def _medperf(task: dict[str, Any], config: Path, manifest: Path, parameters: Pat
         raise SpecError(f"{config}: run_args.environment must be a mapping")
     return MLCubeOptions(config=config, style="medperf", data_mount=str(volumes["data_path"]["mount_path"]),
                          output_mount=str(volumes["output_path"]["mount_path"]), mounts=tuple(mounts),
-                         command=_argv(run_args.get("command"), config, "command"),
-                         entrypoint=_argv(run_args.get("entrypoint"), config, "entrypoint"),
+                         command=_argv(run_args.get("command"), config, "run_args.command"),
+                         entrypoint=_argv(run_args.get("entrypoint"), config, "run_args.entrypoint"),
                          environment=tuple((str(k), str(v)) for k, v in env.items()))
 
 
@@ -123,58 +157,91 @@ def _argv(value: Any, config: Path, key: str) -> tuple[str, ...] | None:
         return tuple(shlex.split(value))
     if isinstance(value, list) and all(isinstance(v, str) for v in value):
         return tuple(value)
-    raise SpecError(f"{config}: run_args.{key} = {value!r}; use a string or a list of strings")
+    raise SpecError(f"{config}: {key} = {value!r}; use a string or a list of strings")
 
 
 def _legacy_mlcube(task: dict[str, Any], config: Path, manifest: Path, parameters: Path | None,
                    workspace: Path) -> MLCubeOptions:
-    """MLCube's own runner: every parameter mounted at /mlcube_io<N> in order (inputs, then outputs;
-    a file through its folder) and passed as `--name=<path>` after the task name."""
+    """MLCube's own Docker runner (mlcube/shell.py, generate_mounts_and_args): each parameter, inputs
+    then outputs, resolves against the workspace; a file is mounted through its folder; each distinct
+    host folder gets the next `/mlcube_io<N>` (two parameters in one folder share its mount) and is
+    passed as `--name=<path>` after the task name. A parameter without a type is a folder when its
+    path ends in '/', else whatever the workspace holds there. A folder the workspace does not hold
+    (FeTS's `parameters_file: {type: file, default: "null"}`: MLCube makes the folder and the cube
+    finds no file) is an empty read-only folder. `data_path` is the case, `output_path` the run's
+    output; `parameters_file` is the manifest's `mlcube.parameters` when given (as `mlcube run
+    parameters_file=...` would pass it). A task `entrypoint` replaces the image's, without the task
+    name, as MLCube runs it."""
+    import os
+
+    from harness.intake import SubmissionError, confined, context_files, shown
+
     params = task.get("parameters") or {}
     inputs, outputs = params.get("inputs") or {}, params.get("outputs") or {}
     if not isinstance(inputs, dict) or not isinstance(outputs, dict):
         raise SpecError(f"{config}: tasks.infer.parameters.inputs and .outputs must be mappings")
     if "data_path" not in inputs or "output_path" not in outputs:
         raise SpecError(f"{config}: the infer task needs inputs.data_path and outputs.output_path")
-    args: list[str] = []
-    mounts: list[Mount] = []
-    data_mount = output_mount = ""
-    index = 0
-    for name, value in [*inputs.items(), *outputs.items()]:
-        default = value.get("default") if isinstance(value, dict) else value
-        kind = value.get("type") if isinstance(value, dict) else None
-        if not isinstance(default, str):
-            raise SpecError(f"{config}: parameter {name!r} has no path; give one")
-        kind = kind or ("directory" if name in ("data_path", "output_path") or default.endswith("/") else "file")
-        target = f"/mlcube_io{index}"
-        index += 1
-        if name == "data_path":
-            data_mount = target
-            args.append(f"--{name}={target}")
-        elif name == "output_path":
-            output_mount = target
-            args.append(f"--{name}={target}")
-        elif name == "parameters_file":
-            if parameters is None:
-                raise SpecError(f"{manifest}: {config.name} passes parameters_file; give key 'mlcube.parameters' (the file)")
-            mounts.append(Mount(parameters.parent, target))
-            args.append(f"--{name}={target}/{parameters.name}")
-        else:  # weights and other workspace inputs, read-only from the workspace beside the config
-            from harness.intake import SubmissionError, confined, context_files
-
+    args: list[str] = ["infer"]
+    folders: dict[Path, str] = {}  # MLCube's host folder -> its /mlcube_io<N>
+    sources: dict[Path, Path | None] = {}  # the folder -> what the harness mounts there (None: empty)
+    data_key = output_key = None
+    for io, name, value in [*(("input", n, v) for n, v in inputs.items()), *(("output", n, v) for n, v in outputs.items())]:
+        where = f"tasks.infer.parameters.{io}s.{name}"
+        default = value.get("default", name) if isinstance(value, dict) else value
+        kind = (value.get("type") if isinstance(value, dict) else None) or "unknown"
+        if not isinstance(default, str) or not default.strip() or kind not in ("file", "directory", "unknown"):
+            raise SpecError(f"{config}: {where} = {value!r}; give a path and a type (file or directory)")
+        if kind == "unknown" and default.endswith(("/", "\\")):
+            kind = "directory"
+        if name == "parameters_file" and parameters is not None:
+            host, kind = parameters, "file"
+        else:
+            if os.path.isabs(default) or default.startswith(("~", "$")) or "$" in default:
+                raise SpecError(f"{config}: {where} = {default!r} is a host path; give a path inside the workspace "
+                                "(the harness mounts nothing else)")
             try:
-                host = confined(workspace, default, key=f"tasks.infer.parameters.inputs.{name}", where=config)
-            except SubmissionError:
-                raise SpecError(f"{config}: input {name!r} = {default!r} is not in the workspace {workspace}; put it "
-                                "there") from None
-            if not host.is_relative_to(manifest.parent) or not host.exists():
-                raise SpecError(f"{config}: input {name!r} = {default!r} is not in the workspace {workspace}; put it there")
-            context_files(host if host.is_dir() else host.parent)  # mounted: regular files only, no link of any kind
+                host = confined(workspace, default.rstrip("/"), key=where, where=config)
+            except SubmissionError as exc:
+                raise SpecError(str(exc)) from None
+        if name in ("data_path", "output_path"):
             if kind == "file":
-                mounts.append(Mount(host.parent, target))
-                args.append(f"--{name}={target}/{host.name}")
+                raise SpecError(f"{config}: {where} has type file; the harness gives {name} a folder")
+            kind = "directory"
+        elif kind == "unknown":
+            if io == "output":
+                raise SpecError(f"{config}: {where} has no type; give type: file or directory (MLCube requires one for "
+                                "outputs)")
+            kind = "directory" if host.is_dir() else "file" if host.is_file() else ""
+            if not kind:
+                raise SpecError(f"{config}: {where} = {default!r} has no type and the workspace {shown(workspace)} "
+                                "holds nothing there; give type: file or directory")
+        folder = host if kind == "directory" else host.parent
+        target = folders.setdefault(folder, f"/mlcube_io{len(folders)}")
+        args.append(f"--{name}={target}" if kind == "directory" else f"--{name}={target}/{host.name}")
+        if name == "data_path":
+            data_key = folder
+        elif name == "output_path":
+            output_key = folder
+        elif folder not in sources:
+            if folder.is_dir():
+                try:
+                    context_files(folder)  # mounted: regular files only, no link of any kind
+                except SubmissionError as exc:
+                    raise SpecError(f"{config}: {where}: {exc}") from None
+                sources[folder] = folder
             else:
-                mounts.append(Mount(host, target))
-                args.append(f"--{name}={target}")
-    return MLCubeOptions(config=config, style="mlcube", data_mount=data_mount, output_mount=output_mount,
-                         mounts=tuple(mounts), command=("infer", *args), entrypoint=None)
+                sources[folder] = None
+    if data_key == output_key:
+        raise SpecError(f"{config}: data_path and output_path are one folder; give each its own")
+    mounts = tuple(Mount(source, folders[folder]) for folder, source in sources.items()
+                   if folder not in (data_key, output_key))
+    assert data_key is not None and output_key is not None
+    command: tuple[str, ...] = tuple(args)
+    entrypoint: tuple[str, ...] | None = None
+    if task.get("entrypoint"):
+        words = _argv(task["entrypoint"], config, "tasks.infer.entrypoint")
+        assert words is not None
+        entrypoint, command = words[:1], (*words[1:], *args[1:])
+    return MLCubeOptions(config=config, style="mlcube", data_mount=folders[data_key], output_mount=folders[output_key],
+                         mounts=mounts, command=command, entrypoint=entrypoint)

@@ -1,5 +1,7 @@
-"""nnU-Net: the image's entry point with `-i /input -o /output`, the manifest's arguments, `-device cuda`
-or `-device cpu` (the GPU the run gets) and `--save_probabilities`;
+"""nnU-Net: the image's entry point (`nnUNetv2_predict`) with `-i /input -o /output`, the manifest's
+model fields (`dataset` -d, `configuration` -c, `trainer` -tr, `plans` -p, `folds` -f, `checkpoint`
+-chk, `disable_tta` --disable_tta: given only when set, so nnU-Net's own defaults apply otherwise),
+its `arguments`, `-device cuda` or `-device cpu` (the GPU the run gets) and `--save_probabilities`;
 `<case>.nii.gz`, and `<case>.npz` (`probabilities`, channels first) turned into per-organ maps."""
 
 from __future__ import annotations
@@ -20,9 +22,18 @@ if TYPE_CHECKING:
 NNUNET_SIDE_FILES = ("plans.json", "dataset.json", "predict_from_raw_data_args.json")  # nnU-Net writes them to -o
 
 
+# nnUNetv2_predict's options that a manifest may give as fields (nnunetv2/inference/predict_from_raw_data.py,
+# predict_entry_point): field -> (option, nnU-Net's default when the field is absent; None: required there)
+MODEL_FIELDS = {"dataset": ("-d", None), "configuration": ("-c", None), "trainer": ("-tr", "nnUNetTrainer"),
+                "plans": ("-p", "nnUNetPlans"), "folds": ("-f", "0 1 2 3 4"), "checkpoint": ("-chk", "checkpoint_final.pth")}
+
+_EXAMPLES = {"dataset": "Dataset001_Abdomen", "configuration": "3d_fullres", "trainer": "nnUNetTrainer",
+             "plans": "nnUNetPlans", "checkpoint": "checkpoint_final.pth"}
+
+
 @dataclass(frozen=True)
 class NnUNetOptions:
-    arguments: tuple[str, ...] = ()  # after -i IN -o OUT: -d, -c, -f, ...
+    arguments: tuple[str, ...] = ()  # after -i IN -o OUT: the model fields as options, then `arguments`
     entrypoint: tuple[str, ...] | None = None  # default: the image's own (e.g. nnUNetv2_predict)
     probability_axes: str = "zyx"  # the npz's spatial axis order: nnU-Net's readers give z, y, x
     device: str = ""  # nnUNetv2_predict's -device for this run ("cuda" or "cpu"); "" = the arguments' own
@@ -35,13 +46,15 @@ class NnUNet(Contract):
     default_gpu = GpuMode.OPTIONAL  # nnUNetv2_predict uses the GPU by default (-device cuda): give it one where there is one
 
     def parse_options(self, table: dict[str, Any], manifest: Path) -> NnUNetOptions:
-        allowed_keys(table, {"arguments", "entrypoint", "probability_axes"}, "nnunet", manifest)
+        allowed_keys(table, {"arguments", "entrypoint", "probability_axes", "disable_tta", *MODEL_FIELDS}, "nnunet",
+                     manifest)
         arguments = table.get("arguments", [])
         if not isinstance(arguments, list) or not all(isinstance(a, str) for a in arguments):
             raise SpecError(f"{manifest}: key 'nnunet.arguments' = {arguments!r}; use an array of strings such as "
-                            '["-d", "Dataset001_Abdomen", "-c", "3d_fullres"]')
+                            '["-step_size", "0.5"]')
         if any(a in ("-i", "-o") for a in arguments):
             raise SpecError(f"{manifest}: key 'nnunet.arguments' gives -i or -o; the harness passes -i /input -o /output")
+        arguments = [*_model_options(table, arguments, manifest), *arguments]
         entry = table.get("entrypoint")
         if entry is not None and (not isinstance(entry, list) or not entry or not all(isinstance(a, str) for a in entry)):
             raise SpecError(f"{manifest}: key 'nnunet.entrypoint' = {entry!r}; use an array such as [\"nnUNetv2_predict\"]")
@@ -102,3 +115,37 @@ class NnUNet(Contract):
 
     def ignored_extras(self, options: NnUNetOptions, case_id: str) -> frozenset[str]:
         return frozenset({*NNUNET_SIDE_FILES, f"{case_id}.pkl"})
+
+
+def _model_options(table: dict[str, Any], arguments: list[str], manifest: Path) -> list[str]:
+    """The manifest's model fields as nnUNetv2_predict's options, in its own order; a field also
+    spelled in `arguments` is an error (nnU-Net would take the last one silently)."""
+    options: list[str] = []
+    for field, (flag, _) in MODEL_FIELDS.items():
+        if field not in table:
+            continue
+        if flag in arguments:
+            raise SpecError(f"{manifest}: key 'nnunet.{field}' and {flag} in 'nnunet.arguments'; give it once")
+        value = table[field]
+        if field == "folds":
+            if isinstance(value, (str, int)) and not isinstance(value, bool):
+                value = [value]
+            if (not isinstance(value, list) or not value
+                    or not all((isinstance(v, int) and not isinstance(v, bool) and v >= 0) or v == "all" for v in value)):
+                raise SpecError(f"{manifest}: key 'nnunet.folds' = {table[field]!r}; use fold numbers such as [0, 1, 2, 3, 4] "
+                                'or "all"')
+            options += [flag, *(str(v) for v in value)]
+            continue
+        if field == "dataset" and isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+            value = str(value)  # nnU-Net takes the id or the name
+        if not isinstance(value, str) or not value.strip() or value.startswith("-") or any(c.isspace() for c in value):
+            raise SpecError(f"{manifest}: key 'nnunet.{field}' = {value!r}; give a name such as \"{_EXAMPLES[field]}\"")
+        options += [flag, value]
+    tta = table.get("disable_tta", False)
+    if not isinstance(tta, bool):
+        raise SpecError(f"{manifest}: key 'nnunet.disable_tta' = {tta!r}; use true or false")
+    if tta:
+        if "--disable_tta" in arguments:
+            raise SpecError(f"{manifest}: key 'nnunet.disable_tta' and --disable_tta in 'nnunet.arguments'; give it once")
+        options.append("--disable_tta")
+    return options

@@ -148,9 +148,12 @@ class DockerRunner:
                        "harness.results": request.owner, "harness.pid": f"{os.getpid()}@{socket.gethostname()}"},
             "environment": {**dict(contract.environment), "HARNESS_CASE": request.case_id, "HOME": "/tmp"},
         }
-        if contract.mounts:  # read-only extras: a model folder, a parameters file
+        if contract.mounts:  # read-only extras: a model folder, a parameters file; no host: an empty folder
             kwargs["mounts"] = [Mount(target=m.container, source=str(m.host), type="bind", read_only=True)
-                                for m in contract.mounts]
+                                for m in contract.mounts if m.host is not None]
+            for m in contract.mounts:
+                if m.host is None:
+                    kwargs["tmpfs"][m.container] = "ro,nosuid,nodev,size=4k,mode=0755"  # type: ignore[index]
         if contract.entrypoint is not None:
             kwargs["entrypoint"] = list(contract.entrypoint)
         if contract.own_user:
