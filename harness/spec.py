@@ -3,7 +3,8 @@
     name = "classical"                      # [a-z0-9][a-z0-9-]*, also the image name
     version = "0.1.0"
     kind = "segmenter"                      # segmenter | annotator
-    dockerfile = "dockerfiles/classical.Dockerfile"   # relative to the repository root; or, for a
+    dockerfile = "dockerfiles/classical.Dockerfile"   # relative to the folder above the algorithms'
+                                            # folder (the repository root for algorithms/<name>/); or, for a
                                             # prebuilt image, one of:
                                             #   image = "team/seg:v1@sha256:<64 hex>" (pinned)
                                             #   archive = "team.tar.gz" (`docker save`, beside this file)
@@ -150,10 +151,11 @@ def load_manifest(path: Path, *, repo_root: Path) -> AlgorithmSpec:
     if "dockerfile" in raw:
         dockerfile = (repo_root / text("dockerfile")).resolve()
         if not dockerfile.is_relative_to(root):  # never read a file outside the repository (its content could leak)
-            raise SpecError(f"{path}: key 'dockerfile' leaves the repository {root}; give the path of a Dockerfile inside it")
+            raise SpecError(f"{path}: key 'dockerfile' leaves the repository {root} (the folder above the algorithms' "
+                            "folder); give the path of a Dockerfile inside it")
         if not dockerfile.is_file():
-            raise SpecError(f"{path}: key 'dockerfile' = {raw['dockerfile']!r} does not exist; give its path from the "
-                            "repository root")
+            raise SpecError(f"{path}: key 'dockerfile' = {raw['dockerfile']!r} does not exist; give its path from {root} "
+                            "(the folder above the algorithms' folder)")
     elif "image" in raw:
         image = text("image")
         if not PINNED_IMAGE.fullmatch(image):

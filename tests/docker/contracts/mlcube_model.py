@@ -1,7 +1,7 @@
 """An MLCube / MedPerf model container, written from their documentation (stdlib only).
 
 `infer --data_path=DIR --parameters_file=FILE --output_path=DIR [--weights=FILE]`: for every
-`<case>_0000.nii.gz` in data_path, writes `<case>.nii.gz` into output_path, a box of label 1
+`<case>_0000.nii.gz` in data_path (or in data_path/<case>/, a legacy cube's layout), writes `<case>.nii.gz` into output_path, a box of label 1
 shifted by `offset` from the parameters file (YAML `offset: N`). The file `mode` beside it may say
 `wrong_name` (writes prediction.nii.gz instead: a contract violation).
 """
@@ -26,7 +26,8 @@ def main(argv: list[str]) -> int:
         Path(args["weights"]).read_bytes()  # the workspace's read-only inputs are there
     mode = (HERE / "mode").read_text().strip()
     output = Path(args["output_path"])
-    for image in sorted(Path(args["data_path"]).glob("*_0000.nii.gz")):
+    data = Path(args["data_path"])  # the case file itself, or in a folder of its own (MLCube's per-case layout)
+    for image in sorted([*data.glob("*_0000.nii.gz"), *data.glob("*/*_0000.nii.gz")]):
         case = image.name[: -len("_0000.nii.gz")]
         name = "prediction.nii.gz" if mode == "wrong_name" else f"{case}.nii.gz"
         (output / name).write_bytes(box_label(image, offset=offset))
