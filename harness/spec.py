@@ -43,8 +43,9 @@ from pathlib import Path
 from typing import Any
 
 from harness.contracts import ContractOptions, contract_names, contract_of, parse_options
+from harness.contracts.base import is_tarball
 from harness.errors import SpecError
-from harness.intake import MANIFEST_BYTES, PARAMETERS_BYTES, confined, parse_toml, read_file, sha256_file
+from harness.intake import FILES_TARBALL_BYTES, MANIFEST_BYTES, PARAMETERS_BYTES, confined, parse_toml, read_file, sha256_file
 from harness.models import GpuMode, Kind, Profile
 from harness.profiles import BUILTIN_PROFILES, load_profile
 
@@ -185,7 +186,8 @@ def load_manifest(path: Path, *, repo_root: Path) -> AlgorithmSpec:
         raise SpecError(f"{path}: key 'map_labels' for an annotator; an annotator writes the challenge's labels")
     identity = hashlib.sha256(raw_bytes)
     for extra in contract_of(contract).option_files(options):  # what the contract reads runs as part of the manifest
-        identity.update(sha256_file(extra, what="a contract's file", max_bytes=PARAMETERS_BYTES).encode())
+        cap = FILES_TARBALL_BYTES if is_tarball(extra) else PARAMETERS_BYTES  # a files tarball: its extraction's cap
+        identity.update(sha256_file(extra, what="a contract's file", max_bytes=cap).encode())
     return AlgorithmSpec(
         name=name,
         version=text("version"),

@@ -15,8 +15,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from harness.contracts.base import (Contract, Launch, Mount, allowed_keys, beside, extracted_tarball, is_tarball,
-                                    text_value)
+from harness.contracts.base import Contract, Launch, Mount, allowed_keys, beside, extracted_tarball, is_tarball, text_value
 from harness.errors import SpecError
 
 
@@ -32,6 +31,7 @@ class MLCubeOptions:
     environment: tuple[tuple[str, str], ...] = ()
     case_layout: str = "flat"  # "folder": data_path/<case>/<case>_0000.nii.gz; "flat": data_path/<case>_0000.nii.gz
     declared_image: str = ""  # the config's image name: shown, never used
+    tarball: Path | None = None  # MedPerf's additional_files.tar.gz as given (its bytes: the manifest's identity)
 
 
 class MLCube(Contract):
@@ -43,7 +43,8 @@ class MLCube(Contract):
         return parse_mlcube(table, manifest)
 
     def option_files(self, options: MLCubeOptions) -> list[Path]:
-        return [options.config, *(m.host for m in options.mounts if m.host is not None and m.host.is_file())]
+        return [options.config, *(m.host for m in options.mounts if m.host is not None and m.host.is_file()),
+                *((options.tarball,) if options.tarball is not None else ())]
 
     def notes(self, options: MLCubeOptions) -> list[str]:
         if not options.declared_image:
@@ -73,7 +74,7 @@ def parse_mlcube(table: dict[str, Any], manifest: Path) -> MLCubeOptions:
                         "mlcube.yaml beside the manifest")
     config = beside(manifest, table["config"], "mlcube.config", folder=False)
     parameters = beside(manifest, table["parameters"], "mlcube.parameters", folder=False) if "parameters" in table else None
-    extra = None
+    extra = given = None
     if "additional_files" in table:  # a folder, or MedPerf's additional_files.tar.gz (extracted by the harness)
         given = beside(manifest, table["additional_files"], "mlcube.additional_files", folder=False) if (
             isinstance(table["additional_files"], str) and is_tarball(Path(table["additional_files"]))) else None
@@ -99,7 +100,7 @@ def parse_mlcube(table: dict[str, Any], manifest: Path) -> MLCubeOptions:
         workspace = (beside(manifest, table["workspace"], "mlcube.workspace", folder=True) if "workspace" in table
                      else config.parent / "workspace")
         options = _legacy_mlcube(task, config, manifest, parameters, workspace)
-    return replace(options, case_layout=layout, declared_image=declared)
+    return replace(options, case_layout=layout, declared_image=declared, tarball=given if extra is not None else None)
 
 
 def _medperf(task: dict[str, Any], config: Path, manifest: Path, parameters: Path | None,

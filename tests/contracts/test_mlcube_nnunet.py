@@ -269,3 +269,16 @@ def test_nnunet_fields_left_out_are_not_passed_so_nnunets_defaults_apply(tmp_pat
 def test_nnunet_model_fields_are_checked(tmp_path: Path, table: str, message: str) -> None:
     with pytest.raises(SpecError, match=message):
         load_manifest(_cube(tmp_path, "nnunet", "[nnunet]\n" + table, {}), repo_root=tmp_path)
+
+
+def test_the_additional_files_tarball_is_part_of_the_manifests_identity(tmp_path: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HARNESS_CACHE", str(tmp_path / "cache"))
+    manifest = _cube(tmp_path, "mlcube", '[mlcube]\nconfig = "cc.yaml"\nadditional_files = "af.tgz"\n',
+                     {"cc.yaml": MEDPERF, "af.tgz": _tarball([(_member("w"), b"1")])})
+    before = load_manifest(manifest, repo_root=tmp_path).manifest_sha256
+    (manifest.parent / "af.tgz").write_bytes(_tarball([(_member("w"), b"2")]))  # new weights: the algorithm runs again
+    after = load_manifest(manifest, repo_root=tmp_path)
+    assert after.manifest_sha256 != before
+    (mount,) = contract_of("mlcube").launch(after.options, probabilities=False).mounts
+    assert mount.host is not None and (mount.host / "w").read_bytes() == b"2"

@@ -62,7 +62,7 @@ def test_an_output_that_breaks_the_contract_names_the_file_and_the_fix(toy: Toy)
     done = _check(toy, toy.segmenter("gridless", "wrong_grid") / "algorithm.toml")  # the manifest itself works too
     assert done.returncode == 3
     assert ("[FAIL] case case_00: invalid_output: /output/case_00.nii.gz: header grid 23x22x12 differs from the input "
-            "image's 24x22x12; write it on the input image's grid") in done.stdout
+            "image's 24x22x12; write it on the input image's grid | log: toy: case_00 done (wrong_grid)") in done.stdout
 
 
 def test_a_bad_manifest_is_exit_5_with_its_reason(toy: Toy) -> None:

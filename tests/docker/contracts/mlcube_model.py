@@ -1,8 +1,9 @@
 """An MLCube / MedPerf model container, written from their documentation (stdlib only).
 
 `infer --data_path=DIR --parameters_file=FILE --output_path=DIR [--weights=FILE]`: for every
-`<case>_0000.nii.gz` in data_path (or in data_path/<case>/, a legacy cube's layout), writes `<case>.nii.gz` into output_path, a box of label 1
-shifted by `offset` from the parameters file (YAML `offset: N`). The file `mode` beside it may say
+`<case>_0000.nii.gz` in data_path (or in data_path/<case>/, a legacy cube's layout), writes
+`<case>.nii.gz` into output_path, a box of label 1 shifted by `offset` from the parameters file
+(YAML `offset: N`). The file `mode` beside it may say
 `wrong_name` (writes prediction.nii.gz instead: a contract violation).
 """
 
