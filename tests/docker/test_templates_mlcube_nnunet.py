@@ -1,5 +1,6 @@
 """An MLCube (FeTS's legacy mlcube.yaml, one folder per case) and an nnU-Net image, made as their
-templates make them (tests/docker/templates/README.md says what differs and why), score "ok"
+templates make them (tests/docker/templates/README.md says what differs and why), handed over pinned by id (and the
+cube also as a `docker save` archive), score "ok"
 through `harness run` and `harness check` with no manifest option beyond the contract's own, and
 score exactly as the same container run the platform's way: `docker run` with the platform's
 mounts and arguments over all cases at once, then `harness score` on what it wrote (and, for
@@ -66,8 +67,14 @@ def template_images(docker_client, base_image: str, tmp_path_factory) -> dict[st
     shutil.copy(HERE / "behave" / "behave.py", nnunet / "nnunetv2" / "inference" / "box.py")
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w",
                     str(nnunet / "wheels"), str(nnunet)], check=True, capture_output=True, timeout=300)
-    return {"fets": _build(docker_client, fets, "harness-tests/fets-model:1", base),
-            "nnunet": _build(docker_client, nnunet, "harness-tests/nnunet-box:1", base_image)}
+    images = {"fets": _build(docker_client, fets, "harness-tests/fets-model:1", base),
+              "nnunet": _build(docker_client, nnunet, "harness-tests/nnunet-box:1", base_image)}
+    archive = root / "fets.tar"  # the same cube as a team would hand it in: `docker save`
+    with archive.open("wb") as sink:
+        for chunk in docker_client.images.get(images["fets"]).save(named=True):
+            sink.write(chunk)
+    images["fets-archive"] = str(archive)
+    return images
 
 
 def _submissions(root: Path, images: dict[str, str]) -> Path:
@@ -78,6 +85,12 @@ def _submissions(root: Path, images: dict[str, str]) -> Path:
     (fets / "algorithm.toml").write_text(
         f'name = "fets"\nversion = "1"\nkind = "segmenter"\nimage = "harness-tests/fets-model:1@{images["fets"]}"\n'
         'profile = "flare22"\ncontract = "mlcube"\n\n[mlcube]\nconfig = "mlcube/mlcube.yaml"\n')
+    archived = algorithms / "fets-archive"
+    shutil.copytree(TEMPLATES / "fets_model" / "mlcube", archived / "mlcube")
+    shutil.copy(images["fets-archive"], archived / "fets.tar")
+    (archived / "algorithm.toml").write_text(
+        'name = "fets-archive"\nversion = "1"\nkind = "segmenter"\narchive = "fets.tar"\nprofile = "flare22"\n'
+        'contract = "mlcube"\n\n[mlcube]\nconfig = "mlcube/mlcube.yaml"\n')
     nnunet = algorithms / "nnunet"
     nnunet.mkdir(parents=True)
     (nnunet / "algorithm.toml").write_text(
@@ -115,6 +128,8 @@ def test_template_images_score_ok_and_as_their_platform_runs_them(tmp_path: Path
     assert set(runs.status) == {"ok"}, runs.message.tolist()
     cases = sorted(runs.loc["fets"].index)
     assert len(cases) == 3 and (stored.dsc > 0).any()
+    pd.testing.assert_frame_equal(stored.loc["fets-archive"], stored.loc["fets"])  # loaded from `docker save`: the same
+    assert runs.loc["fets-archive"].image_digest.iloc[0] == template_images["fets"]
 
     images = {case: phantom_data / "imagesTr" / f"{case}_0000.nii.gz" for case in cases}
     # MLCube's way (mlcube run --task=infer): the workspace's data/ (one folder per case), the
