@@ -282,3 +282,19 @@ def test_the_additional_files_tarball_is_part_of_the_manifests_identity(tmp_path
     assert after.manifest_sha256 != before
     (mount,) = contract_of("mlcube").launch(after.options, probabilities=False).mounts
     assert mount.host is not None and (mount.host / "w").read_bytes() == b"2"
+
+
+def test_the_docker_runner_gives_an_empty_folder_as_a_read_only_tmpfs(tmp_path: Path) -> None:
+    from harness.runner.base import RunRequest
+    from harness.runner.docker_runner import DockerRunner
+
+    manifest = _cube(tmp_path, "mlcube", '[mlcube]\nconfig = "mlcube/mlcube.yaml"\n', {"mlcube/mlcube.yaml": FETS})
+    spec = load_manifest(manifest, repo_root=tmp_path)
+    request = RunRequest(spec=spec, case_id="c", input_dir=tmp_path / "in", output_dir=tmp_path / "out", image="x")
+    kwargs = DockerRunner(client=object()).container_kwargs(request)
+    assert kwargs["tmpfs"]["/mlcube_io1"] == "ro,nosuid,nodev,size=4k,mode=0755"  # type: ignore[index]
+    assert kwargs.get("mounts", []) == []  # nothing of the host behind it
+    assert kwargs["command"] == ["infer", "--data_path=/mlcube_io0", "--parameters_file=/mlcube_io1/null",
+                                 "--checkpoint_path=/mlcube_io1/null", "--output_path=/mlcube_io2"]
+    binds = {v["bind"] for v in kwargs["volumes"].values()}  # type: ignore[union-attr]
+    assert binds == {"/mlcube_io0", "/mlcube_io2"}
