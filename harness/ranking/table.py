@@ -10,7 +10,7 @@ A missing value (NaN) and a pair (algorithm, case) with no row are both *missing
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 import numpy as np
 import pandas as pd
@@ -22,13 +22,16 @@ ID_COLUMNS = ("algorithm", "case")
 TIDY_COLUMNS = ("algorithm", "case", "metric", "value", "status")
 
 
+NOT_METRICS = ("algorithm", "case", "organ", "label", "dsc", "nsd", "hd95_mm", "status", "message")  # harness score's
 ORGAN_OK = ("ok", "not_scorable")  # row statuses of a scored case (an organ the rules cannot score is left out)
 
 
-def per_case(organs: pd.DataFrame, *, source: str = "<table>", ok_status: str = "ok") -> pd.DataFrame:
+def per_case(organs: pd.DataFrame, *, source: str = "<table>", ok_status: str = "ok",
+             metrics: Collection[str] = ()) -> pd.DataFrame:
     """A per-(case, organ) table (`harness score`) as the wide per-case table the ranking reads:
-    DSC and NSD = mean over the organs scored; status = the case's (its first row status that is
-    not ok). Needs an `algorithm` column (`harness score --algorithm NAME`)."""
+    DSC and NSD = mean over the organs scored, and so each other column named in `metrics` (a
+    profile's extra metrics: lesion_dice, fp_volume_ml, pq, ...); status = the case's (its first row
+    status that is not ok). Needs an `algorithm` column (`harness score --algorithm NAME`)."""
     if "algorithm" not in organs.columns:
         raise DataError(f"{source}: a per-organ scores table without an 'algorithm' column; write it with "
                         "`harness score --algorithm NAME` (or --pred-root for several), or add the column")
@@ -36,23 +39,28 @@ def per_case(organs: pd.DataFrame, *, source: str = "<table>", ok_status: str = 
     frame["status"] = frame["status"].astype(str) if "status" in frame.columns else ok_status
     bad = frame[~frame["status"].isin(ORGAN_OK)]
     status = bad.groupby(["algorithm", "case"], sort=False)["status"].first()
-    means = frame[frame["status"].isin(ORGAN_OK)].groupby(["algorithm", "case"], sort=True)[["dsc", "nsd"]].mean()
+    columns = ["dsc", "nsd", *(c for c in frame.columns if c in set(metrics) and c not in NOT_METRICS)]
+    for column in columns[2:]:
+        frame[column] = pd.to_numeric(frame[column], errors="coerce")
+    means = frame[frame["status"].isin(ORGAN_OK)].groupby(["algorithm", "case"], sort=True)[columns].mean()
     wide = frame[["algorithm", "case"]].drop_duplicates().set_index(["algorithm", "case"]).join(means)
     wide["status"] = status.reindex(wide.index).fillna(ok_status)
     return wide.reset_index()
 
 
-def to_tidy(raw: pd.DataFrame, *, source: str = "<table>", ok_status: str = "ok") -> pd.DataFrame:
+def to_tidy(raw: pd.DataFrame, *, source: str = "<table>", ok_status: str = "ok",
+            metrics: Collection[str] = ()) -> pd.DataFrame:
     """Check a scores table in tidy or wide form and return it tidy (a new frame).
 
     Wide form is recognised by the absence of a `metric` and a `value` column; its status (if
-    any) applies to every metric of the row. Raises `DataError` naming `source`, the column and
+    any) applies to every metric of the row. Of a per-organ table's extra columns, those named in
+    `metrics` (the ranking's) are kept as case means. Raises `DataError` naming `source`, the column and
     the bad value.
     """
     if len(raw.columns) == 0 or len(raw) == 0:
         raise DataError(f"{source}: the scores table has no rows; score some cases first")
     if {"organ", "dsc", "nsd"} <= {str(c) for c in raw.columns}:
-        raw = per_case(raw, source=source, ok_status=ok_status)
+        raw = per_case(raw, source=source, ok_status=ok_status, metrics=metrics)
     columns = [str(c) for c in raw.columns]
     frame = raw.copy()
     frame.columns = columns

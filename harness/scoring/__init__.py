@@ -31,7 +31,8 @@ COLUMNS = ["case", "organ", "label", "dsc", "nsd", "hd95_mm", "status", "message
 # Bump whenever a change to the metrics, the profiles' loading or these checks may change any
 # stored score: every stored score of an older version is then stale and rescored from kept outputs.
 # 4: ground truth present and prediction empty is 0 before the z-range cut; outside_labels rule
-SCORING_VERSION = "4"  # 3: numpy rounding of float64 (as FLARE22's script); image/label headers not compared
+# 5: a profile's extra metrics (lesion-wise, false volumes, panoptic) are stored with the scores
+SCORING_VERSION = "5"  # 3: numpy rounding of float64 (as FLARE22's script); image/label headers not compared
 
 
 @dataclass(frozen=True)
