@@ -30,7 +30,8 @@ def per_case(organs: pd.DataFrame, *, source: str = "<table>", ok_status: str = 
              metrics: Collection[str] = ()) -> pd.DataFrame:
     """A per-(case, organ) table (`harness score`) as the wide per-case table the ranking reads:
     DSC and NSD = mean over the organs scored, and so each other column named in `metrics` (a
-    profile's extra metrics: lesion_dice, fp_volume_ml, pq, ...); status = the case's (its first row
+    profile's extra metrics: lesion_dice, fp_volume_ml, pq, ...; DSC and NSD are then kept only if
+    named too); status = the case's (its first row
     status that is not ok). Needs an `algorithm` column (`harness score --algorithm NAME`)."""
     if "algorithm" not in organs.columns:
         raise DataError(f"{source}: a per-organ scores table without an 'algorithm' column; write it with "
@@ -39,8 +40,10 @@ def per_case(organs: pd.DataFrame, *, source: str = "<table>", ok_status: str = 
     frame["status"] = frame["status"].astype(str) if "status" in frame.columns else ok_status
     bad = frame[~frame["status"].isin(ORGAN_OK)]
     status = bad.groupby(["algorithm", "case"], sort=False)["status"].first()
-    columns = ["dsc", "nsd", *(c for c in frame.columns if c in set(metrics) and c not in NOT_METRICS)]
-    for column in columns[2:]:
+    extra = [c for c in frame.columns if c in set(metrics) and c not in NOT_METRICS]
+    # DSC and NSD always, unless the ranking names metrics and not them (a ranking of the volumes alone)
+    columns = [c for c in ("dsc", "nsd") if not metrics or c in set(metrics) or not extra] + extra
+    for column in extra:
         frame[column] = pd.to_numeric(frame[column], errors="coerce")
     means = frame[frame["status"].isin(ORGAN_OK)].groupby(["algorithm", "case"], sort=True)[columns].mean()
     wide = frame[["algorithm", "case"]].drop_duplicates().set_index(["algorithm", "case"]).join(means)
