@@ -1,8 +1,9 @@
 """The results store: one SQLite file (WAL), the single source of truth of a results folder.
 
 One row per (algorithm, case) run with its status, timings and provenance, its per-organ scores
-(and the profile's extra metrics per organ, in `extra_scores`) and its named measurements, all written in one transaction when the case finishes: an interrupted
-run loses at most the case in flight, never leaves half a case, and resumes where it stopped.
+(and the profile's extra metrics per organ, in `extra_scores`) and its named measurements, all
+written in one transaction when the case finishes: an interrupted run loses at most the case in
+flight, never leaves half a case, and resumes where it stopped.
 
 Provenance has two keys. The *run key* (image digest, manifest, input data, runner) says whether
 the run itself is still valid: when it changes, the case runs again. The *score key* (ground-truth
@@ -407,8 +408,9 @@ _SCORE_COLUMNS = ("algorithm", "case_id", "organ", "label", "dsc", "nsd", "hd95_
 def read_store_scores(folder: Path) -> pd.DataFrame:
     """Tidy per-(algorithm, case, metric) table for ranking: case DSC/NSD = mean over organs,
     time_s = the run's elapsed time, every stored extra metric of the profile (lesion-wise,
-    false-volume, panoptic: mean over organs or regions, as DSC), plus every stored measurement;
-    `status` from the run.
+    false-volume, panoptic: mean over organs or regions, as DSC, and each organ's or region's own as
+    `<metric>@<organ>`, e.g. `lesion_dice@enhancing_tumor`), plus every stored measurement; `status`
+    from the run.
 
     A case whose ground truth could not be scored (a stored `score_status` other than ok on a run
     that was ok: unreadable or invalid label, grid mismatch, no label) is left out for every
@@ -434,6 +436,11 @@ def tidy_scores(folder: Path, runs: pd.DataFrame, scores: pd.DataFrame, extra: p
     frames = []
     base = runs.set_index(["algorithm", "case_id"])[["status", "elapsed_s"]]
     joined = base.join(per_case, how="left")
+    if extra_metrics:  # each organ's or region's own value too, as `<metric>@<organ>` (BraTS ranks each region's)
+        per_organ = scores.set_index(["algorithm", "case_id", "organ"])[extra_metrics].unstack("organ")
+        per_organ.columns = [f"{metric}@{organ}" for metric, organ in per_organ.columns]
+        joined = joined.join(per_organ, how="left")
+        extra_metrics += list(per_organ.columns)
     for metric, column in (("dsc", "dsc"), ("nsd", "nsd"), ("time_s", "elapsed_s"), *((m, m) for m in extra_metrics)):
         part = joined[["status", column]].rename(columns={column: "value"}).reset_index()
         part["metric"] = metric

@@ -45,8 +45,10 @@ def score(pred_dir: Path | None, pred_root: Path | None, algorithm: str | None, 
 
     Under a profile with regions (brats2023, kits23: unions of labels), one row per
     (case, region): organ is the region's name, label 0 for a union of several. A
-    profile with lesion-wise metrics (brats2023) adds the columns lesion_dice,
-    lesion_hd95_mm, lesion_tp, lesion_fn and lesion_fp (BraTS 2023's, per row).
+    profile with extra metrics adds their columns after hd95_mm: lesion-wise
+    (brats2023) lesion_dice, lesion_hd95_mm, lesion_tp, lesion_fn, lesion_fp (BraTS
+    2023's); false volumes (autopet) fp_volume_ml, fn_volume_ml (autoPET's); panoptic
+    (a profile's `panoptic` table) pq, sq, rq, sq_dsc, pq_dsc (panoptica's).
 
     \b
     Columns: [algorithm,] case, organ, label, dsc, nsd, hd95_mm, status, message.

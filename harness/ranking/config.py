@@ -117,8 +117,13 @@ def failure_value(config: RankingConfig, metric: str) -> float | None:
         return None
     if metric in config.metric_names:
         return config.metric(metric).worst_value
-    known = EXTRA_METRIC_RULES.get(metric)
+    known = _known(metric)
     return known.worst_value if known is not None else None
+
+
+def _known(metric: str) -> MetricRule | None:
+    """An extra metric's own rule, of the case mean (`lesion_dice`) or of one organ (`lesion_dice@enhancing_tumor`)."""
+    return EXTRA_METRIC_RULES.get(metric.partition("@")[0])
 
 
 _TOP_KEYS = {
@@ -237,7 +242,7 @@ def _metric_rule(name: str, spec: Any, source: str) -> MetricRule:
         raise SpecError(
             f"{where}: unknown key {unknown[0]!r}; known keys are {', '.join(sorted(_METRIC_KEYS))}"
         )
-    known = EXTRA_METRIC_RULES.get(name)
+    known = _known(name)
     if "larger_is_better" not in spec and known is None:
         raise SpecError(f"{where}: larger_is_better is missing; add larger_is_better = true/false")
     larger = _typed(spec, "larger_is_better", bool, known.larger_is_better if known else True, where)

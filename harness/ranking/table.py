@@ -31,8 +31,9 @@ def per_case(organs: pd.DataFrame, *, source: str = "<table>", ok_status: str = 
     """A per-(case, organ) table (`harness score`) as the wide per-case table the ranking reads:
     DSC and NSD = mean over the organs scored, and so each other column named in `metrics` (a
     profile's extra metrics: lesion_dice, fp_volume_ml, pq, ...; DSC and NSD are then kept only if
-    named too); status = the case's (its first row
-    status that is not ok). Needs an `algorithm` column (`harness score --algorithm NAME`)."""
+    named too); each `<metric>@<organ>` named is that organ's or region's own value; status = the
+    case's (its first row status that is not ok). Needs an `algorithm` column (`harness score
+    --algorithm NAME`)."""
     if "algorithm" not in organs.columns:
         raise DataError(f"{source}: a per-organ scores table without an 'algorithm' column; write it with "
                         "`harness score --algorithm NAME` (or --pred-root for several), or add the column")
@@ -40,13 +41,20 @@ def per_case(organs: pd.DataFrame, *, source: str = "<table>", ok_status: str = 
     frame["status"] = frame["status"].astype(str) if "status" in frame.columns else ok_status
     bad = frame[~frame["status"].isin(ORGAN_OK)]
     status = bad.groupby(["algorithm", "case"], sort=False)["status"].first()
+    named = {m.partition("@")[0] for m in metrics}
     extra = [c for c in frame.columns if c in set(metrics) and c not in NOT_METRICS]
-    # DSC and NSD always, unless the ranking names metrics and not them (a ranking of the volumes alone)
-    columns = [c for c in ("dsc", "nsd") if not metrics or c in set(metrics) or not extra] + extra
-    for column in extra:
-        frame[column] = pd.to_numeric(frame[column], errors="coerce")
+    # DSC and NSD always, unless the ranking names others and not them (a ranking of the volumes alone)
+    columns = [c for c in ("dsc", "nsd") if not metrics or c in set(metrics) or not named - {"dsc", "nsd"}] + extra
+    for column in frame.columns:
+        if column in named and column not in NOT_METRICS:
+            frame[column] = pd.to_numeric(frame[column], errors="coerce")
     means = frame[frame["status"].isin(ORGAN_OK)].groupby(["algorithm", "case"], sort=True)[columns].mean()
     wide = frame[["algorithm", "case"]].drop_duplicates().set_index(["algorithm", "case"]).join(means)
+    for name in metrics:  # one organ's or region's own value: `<metric>@<organ>` (lesion_dice@enhancing_tumor)
+        metric, _, organ = name.partition("@")
+        if organ and metric in frame.columns and metric not in NOT_METRICS:
+            rows = frame[(frame["organ"].astype(str) == organ) & frame["status"].isin(ORGAN_OK)]
+            wide[name] = pd.to_numeric(rows.set_index(["algorithm", "case"])[metric], errors="coerce").reindex(wide.index)
     wide["status"] = status.reindex(wide.index).fillna(ok_status)
     return wide.reset_index()
 

@@ -137,14 +137,11 @@ def test_autopet_volumes_are_stored_ranked_and_reported_as_the_official_script_g
     assert math.isnan(tidy.loc[("flaky", "case_01", "fp_volume_ml"), "value"])
     assert tidy.loc[("flaky", "case_01", "fp_volume_ml"), "status"] == "crashed"
 
-    # harness rank on the store, naming the volumes without a direction: theirs is known (lower is better)
-    config = toy.root / "autopet_rank.toml"
-    config.write_text('name = "autopet"\nmethod = "aggregate_then_rank"\ndraws = 10\n'
-                      '[metrics.dsc]\nlarger_is_better = true\nworst_value = 0\n'
-                      '[metrics.fp_volume_ml]\n[metrics.fn_volume_ml]\n')
+    # harness rank on the store with autoPET's ranking (shipped beside FLARE22's)
+    config = Path(__file__).resolve().parents[2] / "harness" / "ranking" / "autopet_ranking.toml"
     capsys.readouterr()
-    assert _cli(["rank", "--results", str(toy.results), "--config", str(config), "--out", str(toy.root / "ranking"),
-                 "--json"]) == 0
+    assert _cli(["rank", "--results", str(toy.results), "--config", str(config), "--draws", "10",
+                 "--out", str(toy.root / "ranking"), "--json"]) == 0
     document = json.loads(capsys.readouterr().out)
     assert document["metrics"] == ["dsc", "fp_volume_ml", "fn_volume_ml"] and document["left_out"] == []
     board = {row["algorithm"]: row for row in document["leaderboard"]}
@@ -189,17 +186,20 @@ def test_a_score_table_of_lesion_columns_ranks_as_the_store_does(autopet_run: To
     ok = written[written["status"] == "ok"].set_index(["algorithm", "case"]).sort_index()
     assert ok["fp_volume_ml"].tolist() == reference["fp_volume_ml"].tolist()
     config = toy.root / "rank.toml"
-    config.write_text('name = "v"\nmethod = "aggregate_then_rank"\ndraws = 10\n[metrics.fn_volume_ml]\n')
+    # named without a direction (theirs is known: lower is better), the case mean and the lesion label's own
+    config.write_text('name = "v"\nmethod = "aggregate_then_rank"\ndraws = 10\n[metrics.fn_volume_ml]\n'
+                      '[metrics."fn_volume_ml@lesion"]\n')
     boards = []
     for results in (table, toy.results):
         capsys.readouterr()
         assert _cli(["rank", "--results", str(results), "--config", str(config), "--out", str(toy.root / "r"),
                      "--json"]) == 0
-        boards.append({r["algorithm"]: (r["rank"], r["mean_fn_volume_ml"])
+        boards.append({r["algorithm"]: (r["rank"], r["mean_fn_volume_ml"], r["mean_fn_volume_ml@lesion"])
                        for r in json.loads(capsys.readouterr().out)["leaderboard"]})
     assert boards[0] == boards[1]
     assert boards[0]["flaky"][1] == (reference.loc[("flaky", "case_00"), "fn_volume_ml"] + 1_000_000.0
                                      + reference.loc[("flaky", "case_02"), "fn_volume_ml"]) / 3
+    assert all(mean == own for _, mean, own in boards[0].values())  # one organ: its own value is the mean
 
 
 OFFICIAL = {"whole_tumor": "WT", "tumor_core": "TC", "enhancing_tumor": "ET"}
@@ -229,6 +229,17 @@ def test_brats2023_lesion_wise_scores_are_stored_as_the_official_script_gives_th
     tidy = read_store_scores(toy.results).set_index(["algorithm", "case", "metric"])["value"]
     regions = scores[(scores.algorithm == "shifted") & (scores.case_id == "case_01")]
     assert tidy[("shifted", "case_01", "lesion_hd95_mm")] == regions.lesion_hd95_mm.mean()  # case value: region mean
+    # BraTS 2023's ranking: per-case ranks of the six region metrics pooled; flaky's failed case at Dice 0, HD95 374
+    config = Path(__file__).resolve().parents[2] / "harness" / "ranking" / "brats2023_ranking.toml"
+    assert _cli(["rank", "--results", str(toy.results), "--config", str(config), "--draws", "10",
+                 "--out", str(toy.root / "ranking")]) == 0
+    ranks = pd.read_csv(toy.root / "ranking" / "per_case_ranks.csv").set_index(["algorithm", "case", "metric"])
+    assert len(ranks) == 3 * 3 * 6
+    for region in OFFICIAL:
+        assert ranks.loc[("flaky", "case_01", f"lesion_dice@{region}"), "value"] == 0.0
+        assert ranks.loc[("flaky", "case_01", f"lesion_hd95_mm@{region}"), "value"] == 374.0
+        stored = scores[(scores.algorithm == "shifted") & (scores.case_id == "case_02") & (scores.organ == region)]
+        assert ranks.loc[("shifted", "case_02", f"lesion_hd95_mm@{region}"), "value"] == stored.lesion_hd95_mm.iloc[0]
     page = build_report(toy.results, toy.root / "report.html", draws=10).read_text()
     table = re.search(r'<table id="organs-lesion_hd95_mm".*?</table>', page, re.S)
     assert table is not None and 'data-first="ascending"' in table.group(0)  # lower is better
