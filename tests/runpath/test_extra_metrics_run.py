@@ -165,7 +165,8 @@ def test_autopet_volumes_are_stored_ranked_and_reported_as_the_official_script_g
                           for case in CASES]
                 row = re.search(rf"<tr><td[^>]*>{algorithm}</td><td[^>]*>([^<]*)</td>", table.group(0))
                 assert row is not None and row.group(1) == fmt_value(float(np.mean(values)), metric), (metric, algorithm)
-        assert "False-positive volume (ml)" in page and "False-negative volume (ml)" in page
+        assert "<h3>False-positive volume (ml) (lower is better; a failed run counts 1M)</h3>" in page
+        assert "<h3>False-negative volume (ml) (lower is better; a failed run counts 1M)</h3>" in page
 
 
 def test_a_score_table_of_lesion_columns_ranks_as_the_store_does(autopet_run: Toy, capsys) -> None:
