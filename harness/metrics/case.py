@@ -32,8 +32,8 @@ from numpy.typing import NDArray
 from scipy import ndimage
 
 from harness.metrics.lesion import LesionMatching, autopet_false_volumes, autopet_voxel_volume_ml, brats_lesion_wise
-from harness.metrics.panoptic import MatchingMetric, panoptic_quality
 from harness.metrics.overlap import confusion_from_codes, dice_from_counts, nonzero_box, pair_codes
+from harness.metrics.panoptic import MatchingMetric, panoptic_quality
 from harness.metrics.surface import robust_hausdorff, surface_dice, surface_distances
 from harness.models import OrganScore, OrganStatus, Profile, Region
 

@@ -6,6 +6,7 @@ failed run enters the ranking and the report with its metric's failure value."""
 
 from __future__ import annotations
 
+import importlib
 import json
 import math
 import re
@@ -25,11 +26,19 @@ from harness.report import build_report
 from harness.report.tables import fmt_value
 from harness.store import Store, read_store_scores
 from tests.metrics import lesion_oracles as oracle
-from tests.metrics.conftest import sd  # noqa: F401 - the surface-distance oracle fixture
 from tests.metrics.lesion_cases import perturbed_prediction, tumour_phantom
 from tests.runpath.conftest import Toy
 
 CASES = ("case_00", "case_01", "case_02")
+
+
+@pytest.fixture(scope="module")
+def sd() -> ModuleType:
+    """The surface-distance package (the oracle's HD95), as tests/metrics/conftest.py provides it."""
+    for alias, value in (("Inf", np.inf), ("NaN", np.nan)):
+        if not hasattr(np, alias):
+            setattr(np, alias, value)
+    return importlib.import_module("surface_distance")
 
 
 def _cli(args: list[str]) -> int:
@@ -249,8 +258,13 @@ def test_brats2023_lesion_wise_scores_are_stored_as_the_official_script_gives_th
 
 def test_panoptic_quality_of_a_user_profile_is_stored_as_panoptica_gives_it(autopet_run: Toy) -> None:
     panoptica = pytest.importorskip("panoptica", reason="panoptica (the oracle, pinned in the test extras) is not installed")
-    from panoptica import ConnectedComponentsInstanceApproximator, InputType, Metric, NaiveThresholdMatching
-    from panoptica import Panoptica_Evaluator
+    from panoptica import (
+        ConnectedComponentsInstanceApproximator,
+        InputType,
+        Metric,
+        NaiveThresholdMatching,
+        Panoptica_Evaluator,
+    )
 
     toy = autopet_run
     profile = toy.root / "lesions_pq.toml"
