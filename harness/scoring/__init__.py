@@ -213,7 +213,8 @@ def _present(values: list[float]) -> NDArray[np.float64]:
 
 def summary(rows: list[Row]) -> list[Row]:
     """Mean and sd (n - 1) per organ over the cases scored `ok`, NaN ('not applicable') left out,
-    the median HD95 and the number of cases; organs in the order they first appear."""
+    the median HD95, the number of cases and the mean of each extra metric of the profile
+    (`<metric>_mean`); organs in the order they first appear."""
     groups: dict[str, list[Row]] = {}
     for row in rows:
         if row["status"] == CaseStatus.OK:  # not_scorable organs are counted apart, not averaged
@@ -228,6 +229,9 @@ def summary(rows: list[Row]) -> list[Row]:
         hd95 = _present([m["hd95_mm"] for m in members])
         out["hd95_median_mm"] = float(np.median(hd95)) if hd95.size else math.nan
         out["cases"] = len({m["case"] for m in members})
+        for metric in (k for k in members[0] if k not in COLUMNS and k != "algorithm"):  # the profile's extra metrics
+            values = _present([m[metric] for m in members])
+            out[f"{metric}_mean"] = float(values.mean()) if values.size else math.nan
         table.append(out)
     return table
 

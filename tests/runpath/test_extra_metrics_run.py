@@ -193,6 +193,10 @@ def test_a_score_table_of_lesion_columns_ranks_as_the_store_does(autopet_run: To
     written = pd.read_csv(table)
     assert list(written.columns[-2:]) == ["fp_volume_ml", "fn_volume_ml"]
     reference = _autopet_reference(toy)
+    printed = capsys.readouterr().out  # each algorithm's mean volumes over its cases scored ok
+    exact = reference.loc["exact"]
+    assert (f"{'lesion':<22}{exact['fp_volume_ml'].mean():>16.4f}{exact['fn_volume_ml'].mean():>16.4f}" in printed
+            and f"{'extra metrics (mean)':<22}{'fp_volume_ml':>16}{'fn_volume_ml':>16}" in printed)
     ok = written[written["status"] == "ok"].set_index(["algorithm", "case"]).sort_index()
     assert ok["fp_volume_ml"].tolist() == reference["fp_volume_ml"].tolist()
     config = toy.root / "rank.toml"
