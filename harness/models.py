@@ -128,6 +128,21 @@ class LesionWise:
     METRICS = ("lesion_dice", "lesion_hd95_mm", "lesion_tp", "lesion_fn", "lesion_fp")  # extra columns, in order
 
 
+FALSE_VOLUME_METRICS = ("fp_volume_ml", "fn_volume_ml")  # autoPET's, extra columns in order
+
+
+@dataclass(frozen=True)
+class Panoptic:
+    """A profile's panoptic (instance-wise) quality of every scored structure, as panoptica computes
+    it (`harness.metrics.panoptic.panoptic_quality`): connected components as instances, matched
+    one-to-one when their `matching_metric` ("iou" or "dsc") is >= `matching_threshold`."""
+
+    matching_metric: str = "iou"
+    matching_threshold: float = 0.5
+
+    METRICS = ("pq", "sq", "rq", "sq_dsc", "pq_dsc")  # extra columns, in order (sq_dsc: mean instance-wise DSC)
+
+
 @dataclass(frozen=True)
 class Profile:
     """The scoring rules of one challenge, as data (see harness/profiles/*.toml).
@@ -144,6 +159,9 @@ class Profile:
       on its own. `organs` stay the label system (what a label map, a mask or a probability holds).
     - `lesion_wise`: BraTS 2023's lesion-wise Dice and HD95 of every scored structure, as extra
       metrics (`extra_metrics`), or None.
+    - `false_volumes`: autoPET's false-positive and false-negative volumes (ml) of every scored
+      structure, as extra metrics.
+    - `panoptic`: panoptica's RQ, SQ, PQ and instance-wise DSC of every scored structure, or None.
     """
 
     name: str
@@ -157,6 +175,8 @@ class Profile:
     outside_labels: OutsideLabels = OutsideLabels.REFUSE
     regions: tuple[Region, ...] | None = None
     lesion_wise: LesionWise | None = None
+    false_volumes: bool = False
+    panoptic: Panoptic | None = None
     description: str = ""
     label_source: str = field(default="", compare=False)  # where its label id table comes from (for the record)
     source: str = field(default="", compare=False)  # built-in name or absolute path it was read from
@@ -180,6 +200,10 @@ class Profile:
         if self.lesion_wise is not None:
             lw = self.lesion_wise
             rules["lesion_wise"] = [lw.dilation_iterations, lw.small_lesion_max_mm3, lw.hd95_penalty_mm]
+        if self.false_volumes:
+            rules["false_volumes"] = True
+        if self.panoptic is not None:
+            rules["panoptic"] = [self.panoptic.matching_metric, self.panoptic.matching_threshold]
         return hashlib.sha256(json.dumps(rules, sort_keys=True).encode()).hexdigest()
 
     @property
@@ -190,8 +214,11 @@ class Profile:
 
     @property
     def extra_metrics(self) -> tuple[str, ...]:
-        """The names of the metrics each scored row carries beyond DSC, NSD and HD95."""
-        return LesionWise.METRICS if self.lesion_wise is not None else ()
+        """The names of the metrics each scored row carries beyond DSC, NSD and HD95, in order:
+        lesion-wise, then false volumes, then panoptic."""
+        return ((LesionWise.METRICS if self.lesion_wise is not None else ())
+                + (FALSE_VOLUME_METRICS if self.false_volumes else ())
+                + (Panoptic.METRICS if self.panoptic is not None else ()))
 
     @property
     def scored(self) -> tuple[Region, ...]:

@@ -1,8 +1,9 @@
 """The results store: one SQLite file (WAL), the single source of truth of a results folder.
 
 One row per (algorithm, case) run with its status, timings and provenance, its per-organ scores
-and its named measurements, all written in one transaction when the case finishes: an interrupted
-run loses at most the case in flight, never leaves half a case, and resumes where it stopped.
+(and the profile's extra metrics per organ, in `extra_scores`) and its named measurements, all
+written in one transaction when the case finishes: an interrupted run loses at most the case in
+flight, never leaves half a case, and resumes where it stopped.
 
 Provenance has two keys. The *run key* (image digest, manifest, input data, runner) says whether
 the run itself is still valid: when it changes, the case runs again. The *score key* (ground-truth
@@ -36,7 +37,7 @@ from harness.safetext import safe_block, safe_text
 __all__ = ["SCHEMA_VERSION", "STORE_FILE", "FolderIdentity", "Provenance", "RunRecord", "Store", "StoreError", "StoredRun",
            "read_store_scores", "tidy_scores"]
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3  # 3: extra_scores (a profile's extra metrics per organ); a version-2 store is migrated
 
 
 class StoreError(HarnessError):
@@ -131,6 +132,9 @@ class FolderIdentity:
         return f"challenge {self.challenge} (profile {self.profile}, annotation profile {self.annotation_profile})"
 
 
+_EXTRA_SCORES = """CREATE TABLE IF NOT EXISTS extra_scores (
+    algorithm TEXT NOT NULL, case_id TEXT NOT NULL, organ TEXT NOT NULL, name TEXT NOT NULL, value REAL,
+    PRIMARY KEY (algorithm, case_id, organ, name))"""
 _SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS runs (
@@ -143,6 +147,7 @@ CREATE TABLE IF NOT EXISTS scores (
     algorithm TEXT NOT NULL, case_id TEXT NOT NULL, organ TEXT NOT NULL, label INTEGER NOT NULL,
     dsc REAL, nsd REAL, hd95_mm REAL, status TEXT NOT NULL, message TEXT NOT NULL,
     PRIMARY KEY (algorithm, case_id, organ));
+{_EXTRA_SCORES};
 CREATE TABLE IF NOT EXISTS measurements (
     algorithm TEXT NOT NULL, case_id TEXT NOT NULL, name TEXT NOT NULL, value REAL,
     PRIMARY KEY (algorithm, case_id, name));
@@ -215,7 +220,7 @@ class Store:
         """Replace the (algorithm, case) row, its scores and measurements, atomically."""
         prov = asdict(run.provenance)
         with self._transaction() as db:
-            for table in ("runs", "scores", "measurements"):
+            for table in ("runs", "scores", "extra_scores", "measurements"):
                 db.execute(f"DELETE FROM {table} WHERE algorithm = ? AND case_id = ?", (run.algorithm, run.case_id))
             columns = ["algorithm", "case_id", "kind", "status", "exit_code", "message", "elapsed_s", "wall_s", "started_at",
                        "ended_at", "log_tail", "details", "score_status", "score_message", *prov]
@@ -225,11 +230,7 @@ class Store:
                       safe_block(json.dumps(run.details, sort_keys=True, default=str)), str(run.score_status),
                       safe_text(run.score_message), *prov.values()]
             db.execute(f"INSERT INTO runs ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})", values)
-            db.executemany(
-                "INSERT INTO scores VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [(run.algorithm, run.case_id, s.organ, s.label, _real(s.dsc), _real(s.nsd), _real(s.hd95_mm), str(s.status),
-                  safe_text(s.message)) for s in scores],
-            )
+            _insert_scores(db, run.algorithm, run.case_id, scores)
             db.executemany(
                 "INSERT INTO measurements VALUES (?, ?, ?, ?)",
                 [(run.algorithm, run.case_id, name, _real(value)) for name, value in (measurements or {}).items()],
@@ -252,12 +253,9 @@ class Store:
                                 (*sets.values(), algorithm, case_id))
             if cursor.rowcount != 1:
                 raise StoreError(f"{self.folder}: no stored run of {algorithm} on {case_id} to rescore")
-            db.execute("DELETE FROM scores WHERE algorithm = ? AND case_id = ?", (algorithm, case_id))
-            db.executemany(
-                "INSERT INTO scores VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [(algorithm, case_id, s.organ, s.label, _real(s.dsc), _real(s.nsd), _real(s.hd95_mm), str(s.status),
-                  safe_text(s.message)) for s in scores],
-            )
+            for table in ("scores", "extra_scores"):
+                db.execute(f"DELETE FROM {table} WHERE algorithm = ? AND case_id = ?", (algorithm, case_id))
+            _insert_scores(db, algorithm, case_id, scores)
 
     def stored(self) -> dict[tuple[str, str], StoredRun]:
         """(algorithm, case) -> what planning needs of its stored row."""
@@ -275,7 +273,7 @@ class Store:
                                                                               (algorithm, case_id))
         with self._transaction() as db:
             count = int(db.execute(f"SELECT count(*) FROM runs WHERE {where}", args).fetchone()[0])
-            for table in ("runs", "scores", "measurements"):
+            for table in ("runs", "scores", "extra_scores", "measurements"):
                 db.execute(f"DELETE FROM {table} WHERE {where}", args)
         if case_id is None:
             self.layout.remove_algorithm(algorithm)
@@ -322,18 +320,40 @@ class Store:
         return pd.read_sql_query("SELECT * FROM runs ORDER BY algorithm, case_id", self.conn)
 
     def scores(self) -> pd.DataFrame:
-        return pd.read_sql_query(
+        """One row per (algorithm, case, organ): DSC, NSD, HD95, the organ's and the run's status, then
+        one column per extra metric stored (a profile's lesion-wise, false-volume or panoptic metrics,
+        in the order first stored; NaN where a row has none)."""
+        frame = pd.read_sql_query(
             "SELECT s.algorithm, s.case_id, s.organ, s.label, s.dsc, s.nsd, s.hd95_mm, s.status AS organ_status, "
             "s.message AS organ_message, r.status FROM scores s JOIN runs r USING (algorithm, case_id) "
             "ORDER BY algorithm, case_id, label",
             self.conn,
         )
+        extra = pd.read_sql_query("SELECT algorithm, case_id, organ, name, value FROM extra_scores ORDER BY rowid",
+                                  self.conn)
+        if extra.empty:
+            return frame
+        names = list(dict.fromkeys(extra["name"]))
+        wide = extra.pivot(index=["algorithm", "case_id", "organ"], columns="name", values="value")[names]
+        wide.columns.name = None
+        return frame.merge(wide.astype(float).reset_index(), on=["algorithm", "case_id", "organ"], how="left")
 
     def measurements(self) -> pd.DataFrame:
         return pd.read_sql_query("SELECT * FROM measurements ORDER BY algorithm, case_id, name", self.conn)
 
     def integrity_ok(self) -> bool:
         return self.conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+
+
+def _insert_scores(db: sqlite3.Connection, algorithm: str, case_id: str, scores: Iterable[OrganScore]) -> None:
+    scores = list(scores)
+    db.executemany(
+        "INSERT INTO scores VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [(algorithm, case_id, s.organ, s.label, _real(s.dsc), _real(s.nsd), _real(s.hd95_mm), str(s.status),
+          safe_text(s.message)) for s in scores],
+    )
+    db.executemany("INSERT INTO extra_scores VALUES (?, ?, ?, ?, ?)",
+                   [(algorithm, case_id, s.organ, name, _real(value)) for s in scores for name, value in s.extra])
 
 
 def _acquire_lock(folder: Path) -> int:
@@ -366,14 +386,31 @@ def _check_schema(conn: sqlite3.Connection, path: Path, *, create: bool) -> None
     if version > SCHEMA_VERSION:
         raise StoreError(f"{path}: schema version {version} is newer than this harness ({SCHEMA_VERSION}); "
                          "upgrade harness (pip install -U harness) to read it")
+    if version == 2:  # 2 -> 3 adds the extra_scores table; its stored scores stay (rescored when their key is stale)
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.execute(_EXTRA_SCORES)
+            conn.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION),))
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+        return
     if version < SCHEMA_VERSION:
         raise StoreError(f"{path}: schema version {version} is older than this harness ({SCHEMA_VERSION}); "
                          "rerun into a new --results folder (or `harness run --rerun`) to rebuild it")
 
 
+_SCORE_COLUMNS = ("algorithm", "case_id", "organ", "label", "dsc", "nsd", "hd95_mm", "organ_status", "organ_message",
+                  "status")  # `Store.scores()` columns; any other is an extra metric
+
+
 def read_store_scores(folder: Path) -> pd.DataFrame:
     """Tidy per-(algorithm, case, metric) table for ranking: case DSC/NSD = mean over organs,
-    time_s = the run's elapsed time, plus every stored measurement; `status` from the run.
+    time_s = the run's elapsed time, every stored extra metric of the profile (lesion-wise,
+    false-volume, panoptic: mean over organs or regions, as DSC, and each organ's or region's own as
+    `<metric>@<organ>`, e.g. `lesion_dice@enhancing_tumor`), plus every stored measurement; `status`
+    from the run.
 
     A case whose ground truth could not be scored (a stored `score_status` other than ok on a run
     that was ok: unreadable or invalid label, grid mismatch, no label) is left out for every
@@ -394,11 +431,17 @@ def tidy_scores(folder: Path, runs: pd.DataFrame, scores: pd.DataFrame, extra: p
     if runs.empty:
         raise StoreError(f"{folder}: no case could be scored (see each run's score_status); fix the ground truth and "
                          f"`harness rescore --results {folder}`")
-    per_case = scores.groupby(["algorithm", "case_id"])[["dsc", "nsd"]].mean()
+    extra_metrics = [c for c in scores.columns if c not in _SCORE_COLUMNS]
+    per_case = scores.groupby(["algorithm", "case_id"])[["dsc", "nsd", *extra_metrics]].mean()
     frames = []
     base = runs.set_index(["algorithm", "case_id"])[["status", "elapsed_s"]]
     joined = base.join(per_case, how="left")
-    for metric, column in (("dsc", "dsc"), ("nsd", "nsd"), ("time_s", "elapsed_s")):
+    if extra_metrics:  # each organ's or region's own value too, as `<metric>@<organ>` (BraTS ranks each region's)
+        per_organ = scores.set_index(["algorithm", "case_id", "organ"])[extra_metrics].unstack("organ")
+        per_organ.columns = [f"{metric}@{organ}" for metric, organ in per_organ.columns]
+        joined = joined.join(per_organ, how="left")
+        extra_metrics += list(per_organ.columns)
+    for metric, column in (("dsc", "dsc"), ("nsd", "nsd"), ("time_s", "elapsed_s"), *((m, m) for m in extra_metrics)):
         part = joined[["status", column]].rename(columns={column: "value"}).reset_index()
         part["metric"] = metric
         frames.append(part)

@@ -151,6 +151,47 @@ def test_schema_version_mismatch_says_what_to_do(tmp_path: Path) -> None:
         Store.open(tmp_path)
 
 
+def _lesion_scores(case: str, dice: float) -> list[OrganScore]:
+    return [OrganScore(case, "whole_tumor", 0, 0.8, 0.7, 3.0, extra=(("lesion_dice", dice), ("lesion_hd95_mm", 12.5))),
+            OrganScore(case, "enhancing_tumor", 3, 0.6, 0.5, 4.0, extra=(("lesion_dice", math.nan), ("lesion_hd95_mm", 374.0)))]
+
+
+def test_extra_metrics_are_stored_per_organ_and_read_back_as_columns(tmp_path: Path) -> None:
+    with Store.open(tmp_path) as store:
+        run = RunRecord("seg", "c1", "segmenter", "ok", 0, "", 1.0, 1.0, 0.0, 1.0, "", _prov("seg", "c1"), score_status="ok")
+        store.record(run, _lesion_scores("c1", 0.25))
+        store.record(RunRecord("seg", "c2", "segmenter", "crashed", 1, "", 1.0, 1.0, 0.0, 1.0, "", _prov("seg", "c2")))
+        scores = store.scores()
+        assert list(scores.columns[-2:]) == ["lesion_dice", "lesion_hd95_mm"]
+        assert scores.set_index("organ")[["lesion_dice", "lesion_hd95_mm"]].fillna(-1).to_dict("index") == {
+            "whole_tumor": {"lesion_dice": 0.25, "lesion_hd95_mm": 12.5},
+            "enhancing_tumor": {"lesion_dice": -1.0, "lesion_hd95_mm": 374.0}}  # NaN stored as NULL, read as NaN
+        store.rescore("seg", "c1", _prov("seg", "c1"), _lesion_scores("c1", 0.5)[:1], score_status="ok")
+        assert store.scores()[["organ", "lesion_dice"]].values.tolist() == [["whole_tumor", 0.5]]
+        assert store.conn.execute("SELECT count(*) FROM extra_scores").fetchone()[0] == 2  # the old rows went
+    tidy = load_scores(tmp_path).set_index(["case", "metric"])
+    assert tidy.loc[("c1", "lesion_dice"), "value"] == 0.5 and tidy.loc[("c1", "lesion_hd95_mm"), "value"] == 12.5
+    assert math.isnan(tidy.loc[("c2", "lesion_dice"), "value"]) and tidy.loc[("c2", "lesion_dice"), "status"] == "crashed"
+    with Store.open(tmp_path) as store:
+        store.forget("seg")
+        assert store.conn.execute("SELECT count(*) FROM extra_scores").fetchone()[0] == 0
+
+
+def test_a_version_2_store_is_migrated_keeping_its_runs_and_scores(tmp_path: Path) -> None:
+    _fill(tmp_path)
+    with sqlite3.connect(tmp_path / "store.sqlite") as db:  # as harness wrote it before schema 3
+        db.execute("DROP TABLE extra_scores")
+        db.execute("UPDATE meta SET value = '2' WHERE key = 'schema_version'")
+    with Store.open(tmp_path, lock=False, create=False) as store:
+        assert store.conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0] == "3"
+        assert len(store.runs()) == 12 and len(store.scores()) == 2 * 11
+        assert list(store.scores().columns)[-1] == "status"  # no extra metric stored yet
+        store.record(RunRecord("new", "c1", "segmenter", "ok", 0, "", 1.0, 1.0, 0.0, 1.0, "", _prov("new", "c1"),
+                               score_status="ok"), _lesion_scores("c1", 0.75))
+        assert store.scores().set_index(["algorithm", "organ"]).loc[("new", "whole_tumor"), "lesion_dice"] == 0.75
+    assert SCHEMA_VERSION == 3
+
+
 def test_not_a_store(tmp_path: Path) -> None:
     (tmp_path / "store.sqlite").write_bytes(b"garbage" * 100)
     with pytest.raises(StoreError, match=r"store\.sqlite: not a results store .*choose another --results"):

@@ -87,11 +87,16 @@ def _check(data_dir: Path, profile_name: str, csv_path: Path | None, emit) -> in
 @click.option("--pathology", type=click.FloatRange(0, 1), default=0.0, show_default=True,
               help="Share of cases with one finding (liver lesions, a renal cyst, an atrophic or "
                    "displaced kidney, an enlarged spleen); recorded in dataset.json.")
-def synth(out_dir: Path, cases: int, seed: int, size: str, split: str, pathology: float) -> None:
+@click.option("--profile", "profile", default="flare22", show_default=True,
+              help="Label system of the labels, by organ name (built-in name or profile file). A profile with a "
+                   "'lesion' organ (flare23: 14, autopet: 1) gets lesion labels: every finding is then liver "
+                   "lesions (give --pathology), labelled as lesions; organs it lacks are background.")
+def synth(out_dir: Path, cases: int, seed: int, size: str, split: str, pathology: float, profile: str) -> None:
     """Write a FLARE22-layout synthetic abdominal CT data set (13 organs, 4 contrast phases).
 
     Output is byte-identical for the same options; the first N cases do not depend on --cases.
-    Re-running into the same folder replaces its phantom files only.
+    Re-running into the same folder replaces its phantom files only. With --profile flare23
+    or autopet (and --pathology) the labels hold lesions, for the lesion-wise metrics.
     """
 
     def progress(done: int, total: int, case: PhantomCase) -> None:
@@ -100,7 +105,8 @@ def synth(out_dir: Path, cases: int, seed: int, size: str, split: str, pathology
         finding = f"  {case.pathology['kind']}" if case.pathology else ""
         click.echo(f"[{done}/{total}] {case.case_id}  {case.phase:8s} {shape} @ {spacing} mm{finding}", err=True)
 
-    write_dataset(out_dir, cases=cases, seed=seed, size=size, split=split, pathology=pathology, progress=progress)
+    write_dataset(out_dir, cases=cases, seed=seed, size=size, split=split, pathology=pathology, profile=profile,
+                  progress=progress)
     click.echo(f"wrote {cases} phantom cases to {out_dir} (images{split}, labels{split}, dataset.json)")
 
 

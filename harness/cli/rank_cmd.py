@@ -88,6 +88,12 @@ def rank(
       per_case_ranks.csv       algorithm, case, metric, value (as ranked), status, rank, missing
       method_ranks.csv         each algorithm's rank under every ranking method, side by side
 
+    A table of `harness score` (per organ) or a results store also gives a profile's
+    extra metrics (lesion_dice, lesion_hd95_mm, fp_volume_ml, fn_volume_ml, pq, ...) as
+    the case mean, and each organ's or region's own as <metric>@<organ>, when the config
+    names them; their direction and failure value are known (e.g.
+    harness/ranking/brats2023_ranking.toml, autopet_ranking.toml).
+
     --method other than flare ranks each metric by that method (challengeR's semantics,
     R's arithmetic: equal means tie) and then the weighted mean of the metric ranks; the
     bootstrap re-runs that ranking on every draw.
@@ -108,7 +114,7 @@ def _rank(results: Path, config_path: Path | None, out_dir: Path | None, seed: i
             raise click.BadParameter(str(exc), param_hint="--aggregate") from None
     config = dataclasses.replace(config, method=method or config.method, aggregate=aggregate or config.aggregate)
     source = resolve_scores_path(results)
-    table = load_scores(source, ok_status=config.ok_status)
+    table = load_scores(source, ok_status=config.ok_status, metrics=config.metric_names)
     if source.name == STORE_FILE:
         # A store records more measurements than any ranking uses (peak memory, sample rate, ...).
         table = table[table["metric"].isin(config.metric_names)]

@@ -45,8 +45,10 @@ def score(pred_dir: Path | None, pred_root: Path | None, algorithm: str | None, 
 
     Under a profile with regions (brats2023, kits23: unions of labels), one row per
     (case, region): organ is the region's name, label 0 for a union of several. A
-    profile with lesion-wise metrics (brats2023) adds the columns lesion_dice,
-    lesion_hd95_mm, lesion_tp, lesion_fn and lesion_fp (BraTS 2023's, per row).
+    profile with extra metrics adds their columns after hd95_mm: lesion-wise
+    (brats2023) lesion_dice, lesion_hd95_mm, lesion_tp, lesion_fn, lesion_fp (BraTS
+    2023's); false volumes (autopet) fp_volume_ml, fn_volume_ml (autoPET's); panoptic
+    (a profile's `panoptic` table) pq, sq, rq, sq_dsc, pq_dsc (panoptica's).
 
     \b
     Columns: [algorithm,] case, organ, label, dsc, nsd, hd95_mm, status, message.
@@ -110,6 +112,8 @@ def _score(pred_dir: Path | None, pred_root: Path | None, algorithm: str | None,
     write_table([row for frame in frames for row in frame], columns, out)
     for name, frame in zip(folders, frames, strict=True):
         click.echo(_format_summary(summary(frame), profile.name, name))
+        if profile.extra_metrics:
+            click.echo(_format_extra(summary(frame), profile.extra_metrics))
         skipped = [row for row in frame if row["status"] == OrganStatus.NOT_SCORABLE]
         if skipped:
             click.echo(f"not scorable under {profile.name} (left out of the means): " + ", ".join(
@@ -155,6 +159,14 @@ def _format_summary(table: list[Row], profile: str, algorithm: str = "") -> str:
             f"{row['hd95_median_mm']:>13.2f}{int(row['cases']):>7}"
         )
     lines.append(f"{'mean':<22}{_mean_of(table, 'dsc_mean'):>14.4f}{_mean_of(table, 'nsd_mean'):>14.4f}")
+    return "\n".join(lines)
+
+
+def _format_extra(table: list[Row], metrics: tuple[str, ...]) -> str:
+    """The mean of each of the profile's extra metrics per organ (or region), over the cases scored ok."""
+    lines = [f"{'extra metrics (mean)':<22}" + "".join(f"{m:>16}" for m in metrics)]
+    for row in table:
+        lines.append(f"{row['organ']!s:<22}" + "".join(f"{row.get(f'{m}_mean', math.nan):>16.4f}" for m in metrics))
     return "\n".join(lines)
 
 

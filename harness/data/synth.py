@@ -134,20 +134,47 @@ _TISSUE_NAMES = tuple(_TISSUES)
 _CLASS = {name: i for i, name in enumerate(_TISSUE_NAMES)}  # tissue name -> class value
 
 
+LESION_ORGAN = "lesion"  # a profile's organ of this name gets the phantoms' lesions (flare23: 14, autopet: 1)
+LESION_TISSUES = ("liver_lesion",)  # what is a lesion: the liver's hypodense metastasis-like findings
+
+
 @cache
-def _label_lut() -> NDArray[np.uint8]:
-    """Tissue class -> label value, with the label values taken from the flare22 profile."""
-    by_name = {o.name: o.label for o in load_profile("flare22").organs}
+def _label_lut(profile: str = "flare22") -> NDArray[np.uint8]:
+    """Tissue class -> label value, with the label values taken from `profile` (a built-in name or a
+    profile file) by organ name: a lesion gets the profile's `lesion` organ where it has one (else its
+    host organ, as FLARE22 labels it); an organ the profile lacks is background."""
+    by_name = {o.name: o.label for o in load_profile(profile).organs}
     lut = np.zeros(len(_TISSUES), np.uint8)
-    for i, (organ, _) in enumerate(_TISSUES.values()):
-        if organ is not None:
-            lut[i] = by_name[organ]
+    for i, (name, (organ, _)) in enumerate(_TISSUES.items()):
+        if name in LESION_TISSUES and LESION_ORGAN in by_name:
+            lut[i] = by_name[LESION_ORGAN]
+        elif organ is not None:
+            lut[i] = by_name.get(organ, 0)
     return lut
 
 
-def organ_labels() -> dict[str, int]:
-    """The 13 FLARE22 organs, name -> label value, in label order (from the flare22 profile)."""
-    return {o.name: o.label for o in sorted(load_profile("flare22").organs, key=lambda o: o.label)}
+def organ_labels(profile: str = "flare22") -> dict[str, int]:
+    """The organs a phantom's label map holds under `profile`, name -> label value, in label order
+    (flare22: its 13 organs; flare23 adds its lesion label; autopet has the lesion label only)."""
+    lut = _label_lut(profile)
+    return {o.name: o.label for o in sorted(load_profile(profile).organs, key=lambda o: o.label) if o.label in lut}
+
+
+def _check_profile(profile: str) -> None:
+    """A phantom can be written under `profile` when it shares an organ with the phantoms (or has a
+    lesion label); BraTS' or KiTS' label systems describe other anatomy."""
+    try:
+        has = organ_labels(profile)
+    except SpecError as exc:
+        raise SpecError(f"--profile {profile!r}: {exc}") from None
+    if not has:
+        raise SpecError(f"--profile {profile!r}: no organ of the phantoms (abdominal CT: liver, kidneys, ...) and no "
+                        f"'{LESION_ORGAN}' organ; use flare22, flare23, autopet or another abdominal label system")
+
+
+def lesion_profile(profile: str) -> bool:
+    """Whether `profile` labels the phantoms' lesions apart (has an organ named `lesion`)."""
+    return LESION_ORGAN in {o.name for o in load_profile(profile).organs}
 
 
 # --- shapes ----------------------------------------------------------------------------------
@@ -331,6 +358,7 @@ def _organ_gain(rng: np.random.Generator, name: str, *, tube: bool = False) -> f
 
 
 PATHOLOGIES = ("liver_lesion", "renal_cyst", "atrophic_kidney", "displaced_kidney", "splenomegaly")
+LESION_FINDINGS = ("liver_lesion",)  # the findings of a data set with a lesion label
 
 
 @dataclass(frozen=True)
@@ -359,12 +387,13 @@ class Pathology:
         return out
 
 
-def draw_pathology(*, seed: int, index: int, share: float) -> Pathology | None:
-    """The finding of case `index` when the data set gives one to `share` of its cases (pure)."""
+def draw_pathology(*, seed: int, index: int, share: float, kinds: tuple[str, ...] = PATHOLOGIES) -> Pathology | None:
+    """The finding of case `index` when the data set gives one to `share` of its cases (pure), of one
+    of `kinds` (a data set with a lesion label: liver lesions only)."""
     rng = np.random.default_rng([seed, index, 100])
     if not rng.random() < share:
         return None
-    kind = PATHOLOGIES[int(rng.integers(len(PATHOLOGIES)))]
+    kind = kinds[int(rng.integers(len(kinds)))]
     side = ("right", "left")[int(rng.integers(2))] if "kidney" in kind or kind == "renal_cyst" else ""
     if kind == "liver_lesion":
         return Pathology(kind, radii_mm=tuple(float(r) for r in rng.uniform(9, 22, int(rng.integers(1, 4)))), rng=rng)
@@ -810,21 +839,27 @@ def _check_args(*, seed: int, index: int | None = None, size: str, cases: int | 
         raise SpecError(f"--pathology {pathology!r}: the share of cases with a finding; use a number from 0 to 1, e.g. 0.5")
 
 
-def generate_case(*, seed: int, index: int, size: str = "small", pathology: float = 0.0) -> PhantomCase:
+def generate_case(*, seed: int, index: int, size: str = "small", pathology: float = 0.0,
+                  profile: str = "flare22") -> PhantomCase:
     """Generate case `index` of the phantom data set `seed` on the `size` grid (pure).
 
     The patient and its contrast phase depend on (seed, index) only; the grid, spacing and noise
     also on `size`; whether it has a finding (`draw_pathology`) on (seed, index, pathology), where
-    `pathology` is the data set's share of cases with one. Same arguments, same arrays.
+    `pathology` is the data set's share of cases with one. The label map is in `profile`'s label
+    system (`organ_labels`); under a profile with a lesion label (flare23, autopet) every finding is
+    liver lesions, labelled as lesions. Same arguments, same arrays.
     """
     _check_args(seed=seed, index=index, size=size, pathology=pathology)
-    finding = draw_pathology(seed=seed, index=index, share=pathology) if pathology else None
+    if profile != "flare22":
+        _check_profile(profile)
+    kinds = LESION_FINDINGS if profile != "flare22" and lesion_profile(profile) else PATHOLOGIES
+    finding = draw_pathology(seed=seed, index=index, share=pathology, kinds=kinds) if pathology else None
     anatomy = _draw_anatomy(np.random.default_rng([seed, index]), finding)
     grid = _draw_grid(np.random.default_rng([seed, index, 1 + SIZES.index(size)]), size, anatomy)
     tissue = _body(grid, anatomy)
     for part in anatomy.parts:
         _paint(tissue, grid, part)
-    label = _label_lut()[tissue]
+    label = _label_lut(profile)[tissue]
     image = _image(tissue, anatomy, np.random.default_rng([seed, index, 10 + SIZES.index(size)]))
     return PhantomCase(
         case_id=case_id(index), image_hu=image, label=label, spacing_mm=grid.spacing_mm,
@@ -873,17 +908,19 @@ def case_metadata(case: PhantomCase) -> dict[str, Any]:
 
 
 def dataset_json(*, cases: dict[str, dict[str, Any]], seed: int, size: str, split: str,
-                 pathology: float = 0.0) -> dict[str, Any]:
+                 pathology: float = 0.0, profile: str = "flare22") -> dict[str, Any]:
     """The nnU-Net v2 style dataset.json of a phantom data set; `cases` maps case id to
-    `case_metadata`, kept under the extra key "phantom"."""
+    `case_metadata`, kept under the extra key "phantom" (with the profile, when not flare22)."""
     n = len(cases)
+    described = ("the 13 FLARE22 organs" if profile == "flare22" else
+                 f"the labels of profile {load_profile(profile).name}: {', '.join(organ_labels(profile))}")
     return {
         "name": "harness-phantom",
-        "description": "Synthetic abdominal CT phantoms with the 13 FLARE22 organs (harness data synth)",
+        "description": f"Synthetic abdominal CT phantoms with {described} (harness data synth)",
         "reference": "harness.data.synth",
         "licence": "CC0-1.0",
         "channel_names": {"0": "CT"},
-        "labels": {"background": 0, **organ_labels()},
+        "labels": {"background": 0, **organ_labels(profile)},
         "numTraining": n if split == "Tr" else 0,
         **({"numTest": n} if split == "Ts" else {}),
         "file_ending": ".nii.gz",
@@ -894,6 +931,7 @@ def dataset_json(*, cases: dict[str, dict[str, Any]], seed: int, size: str, spli
             "size": size,
             "split": split,
             "pathology": pathology,
+            **({"profile": profile} if profile != "flare22" else {}),
             "cases": cases,
         },
     }
@@ -901,7 +939,7 @@ def dataset_json(*, cases: dict[str, dict[str, Any]], seed: int, size: str, spli
 
 def write_dataset(
     out_dir: Path, *, cases: int, seed: int, size: str = "small", split: str = "Tr", pathology: float = 0.0,
-    progress: Callable[[int, int, PhantomCase], None] | None = None,
+    profile: str = "flare22", progress: Callable[[int, int, PhantomCase], None] | None = None,
 ) -> list[Path]:
     """Write `cases` phantom cases in the FLARE / nnU-Net layout under `out_dir`.
 
@@ -910,9 +948,11 @@ def write_dataset(
     Byte-identical on every run. Re-running into the same folder replaces
     the phantom files (and removes phantom cases beyond `cases`); any other file is left alone, and
     a dataset.json that is not a phantom's is refused. `progress(done, total, case)` is called after
-    each case. Returns the paths written.
+    each case. `profile`: the label system of the labels (`generate_case`). Returns the paths written.
     """
     _check_args(seed=seed, size=size, cases=cases, split=split, pathology=pathology)
+    if profile != "flare22":
+        _check_profile(profile)
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise DataError(f"--out {out_dir}: is a file, not a folder; choose a folder path")
@@ -933,7 +973,7 @@ def write_dataset(
     written: list[Path] = []
     done: dict[str, dict[str, Any]] = {}
     for index in range(cases):
-        case = generate_case(seed=seed, index=index, size=size, pathology=pathology)
+        case = generate_case(seed=seed, index=index, size=size, pathology=pathology, profile=profile)
         image_nii, label_nii = case.nifti_images()
         written.append(save_nifti_gz(image_nii, images / f"{case.case_id}_0000.nii.gz"))
         written.append(save_nifti_gz(label_nii, labels / f"{case.case_id}.nii.gz"))
@@ -945,7 +985,7 @@ def write_dataset(
         for stale in folder.iterdir():
             if _PHANTOM_FILE.match(stale.name) and stale.name not in keep:
                 stale.unlink()
-    meta = dataset_json(cases=done, seed=seed, size=size, split=split, pathology=pathology)
+    meta = dataset_json(cases=done, seed=seed, size=size, split=split, pathology=pathology, profile=profile)
     meta_path.write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
     written.append(meta_path)
     return written

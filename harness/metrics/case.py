@@ -31,10 +31,11 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy import ndimage
 
-from harness.metrics.lesion import LesionMatching, brats_lesion_wise
+from harness.metrics.lesion import LesionMatching, autopet_false_volumes, autopet_voxel_volume_ml, brats_lesion_wise
 from harness.metrics.overlap import confusion_from_codes, dice_from_counts, nonzero_box, pair_codes
+from harness.metrics.panoptic import MatchingMetric, panoptic_quality
 from harness.metrics.surface import robust_hausdorff, surface_dice, surface_distances
-from harness.models import LesionWise, OrganScore, OrganStatus, Profile, Region
+from harness.models import OrganScore, OrganStatus, Profile, Region
 
 Box = tuple[slice, ...]
 
@@ -104,8 +105,7 @@ def score_case(
         )
         if profile.round_decimals is not None:
             dsc, nsd = _round(dsc, profile.round_decimals), _round(nsd, profile.round_decimals)
-        extra = () if profile.lesion_wise is None else _lesion_wise(label_gt, label_pred, region, profile.lesion_wise,
-                                                                      spacing)
+        extra = _extras(label_gt, label_pred, region, profile, spacing) if profile.extra_metrics else ()
         if math.isnan(dsc) and region.zrange_only and n_gt > 0:  # the z-range cut left nothing
             return OrganScore(case_id=case_id, organ=region.name, label=region.label, dsc=dsc, nsd=nsd, hd95_mm=hd95,
                               status=OrganStatus.NOT_SCORABLE,
@@ -118,17 +118,29 @@ def score_case(
     return [one(region) for region in profile.scored]
 
 
-def _lesion_wise(label_gt: NDArray[np.integer], label_pred: NDArray[np.integer], region: Region,
-                 lesion_wise: LesionWise, spacing_mm: tuple[float, ...]) -> tuple[tuple[str, float], ...]:
-    """BraTS 2023's lesion-wise Dice, HD95 (mm) and lesion counts of one region, on the whole volume
-    (a lesion's dilation may reach beyond the labelled box)."""
-    scores = brats_lesion_wise(
-        _c_mask(label_gt, region.labels), _c_mask(label_pred, region.labels), spacing_mm,
-        matching=LesionMatching(lesion_wise.dilation_iterations, lesion_wise.small_lesion_max_mm3),
-        hd95_penalty_mm=lesion_wise.hd95_penalty_mm,
-    )
-    values = (scores.dice, scores.hd95_mm, float(scores.n_tp), float(scores.n_fn), float(scores.n_fp))
-    return tuple(zip(LesionWise.METRICS, values, strict=True))
+def _extras(label_gt: NDArray[np.integer], label_pred: NDArray[np.integer], region: Region, profile: Profile,
+            spacing_mm: tuple[float, ...]) -> tuple[tuple[str, float], ...]:
+    """The profile's extra metrics of one region (`Profile.extra_metrics`, in that order), on the
+    whole volume (a lesion's dilation may reach beyond the labelled box): BraTS 2023's lesion-wise
+    Dice, HD95 (mm) and lesion counts; autoPET's false-positive and false-negative volumes (ml);
+    panoptica's PQ, SQ, RQ, SQ-DSC and PQ-DSC."""
+    mask_gt, mask_pred = _c_mask(label_gt, region.labels), _c_mask(label_pred, region.labels)
+    values: list[float] = []
+    if profile.lesion_wise is not None:
+        lw = profile.lesion_wise
+        lesions = brats_lesion_wise(mask_gt, mask_pred, spacing_mm,
+                                    matching=LesionMatching(lw.dilation_iterations, lw.small_lesion_max_mm3),
+                                    hd95_penalty_mm=lw.hd95_penalty_mm)
+        values += [lesions.dice, lesions.hd95_mm, float(lesions.n_tp), float(lesions.n_fn), float(lesions.n_fp)]
+    if profile.false_volumes:
+        volumes = autopet_false_volumes(mask_gt, mask_pred, voxel_volume_ml=autopet_voxel_volume_ml(
+            (spacing_mm[0], spacing_mm[1], spacing_mm[2])))
+        values += [volumes.false_positive_ml, volumes.false_negative_ml]
+    if profile.panoptic is not None:
+        pq = panoptic_quality(mask_gt, mask_pred, matching_metric=MatchingMetric(profile.panoptic.matching_metric),
+                              matching_threshold=profile.panoptic.matching_threshold)
+        values += [pq.pq, pq.sq, pq.rq, pq.sq_dsc, pq.pq_dsc]
+    return tuple(zip(profile.extra_metrics, values, strict=True))
 
 
 def _union_of(boxes: list[Box | None]) -> Box | None:

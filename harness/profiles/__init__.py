@@ -7,6 +7,11 @@ same keys; pass its path wherever a profile name is accepted.
 A profile's `organs` are its label system; it scores each organ, or, where it has `regions`, each
 region: a union of organ labels with its own NSD tolerance (BraTS' whole tumour, tumour core and
 enhancing tumour; KiTS' kidney and masses, masses, tumour). Regions may overlap.
+
+A profile may add extra metrics to every scored structure, each from its challenge's official
+code: `lesion_wise` (BraTS 2023's lesion-wise Dice and HD95: brats2023), `false_volumes`
+(autoPET's false-positive and false-negative volumes: autopet) and `panoptic` (panoptica's RQ, SQ,
+PQ and instance-wise DSC; no built-in profile's challenge ranks it, a user profile may ask for it).
 """
 
 from __future__ import annotations
@@ -19,20 +24,22 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import SpecError
-from harness.models import LesionWise, Organ, OutsideLabels, Profile, Region
+from harness.models import LesionWise, Organ, OutsideLabels, Panoptic, Profile, Region
 
 BUILTIN_PROFILES = (
     "flare22", "strict", "atlas8", "flare23", "amos22", "btcv", "word", "abdomenatlas1.0", "abdomenatlas1.1",
-    "totalsegmentator", "brats2023", "kits23",
+    "totalsegmentator", "brats2023", "kits23", "autopet",
 )
 
 _TOP_KEYS = {
     "name", "description", "organs", "both_empty", "nsd_min_dsc", "zrange_drop_last_slice",
     "zrange_axis", "round_decimals", "unscored_labels", "label_source", "outside_labels", "regions", "lesion_wise",
+    "false_volumes", "panoptic",
 }
 _ORGAN_KEYS = {"label", "name", "tolerance_mm", "zrange_only", "source_name"}
 _REGION_KEYS = {"name", "labels", "tolerance_mm", "zrange_only"}
 _LESION_KEYS = {"dilation_iterations", "small_lesion_max_mm3", "hd95_penalty_mm"}
+_PANOPTIC_KEYS = {"matching_metric", "matching_threshold"}
 
 
 def load_profile(name_or_path: str | Path, *, relative_to: Path | None = None) -> Profile:
@@ -131,6 +138,8 @@ def profile_from_dict(raw: dict[str, Any], *, source: str = "profile") -> Profil
         outside_labels=OutsideLabels(outside),
         regions=regions,
         lesion_wise=_lesion_wise(raw["lesion_wise"], source) if "lesion_wise" in raw else None,
+        false_volumes=bool(_typed(raw, "false_volumes", bool, source, False)),
+        panoptic=_panoptic(raw["panoptic"], source) if "panoptic" in raw else None,
         description=str(raw.get("description", "")),
         label_source=str(raw.get("label_source", "")),
     )
@@ -247,6 +256,23 @@ def _lesion_wise(raw: Any, source: str) -> LesionWise:
             raise SpecError(f"{where}: key '{key}' = {value!r}; use a non-negative number")
         numbers[key] = float(value)
     return LesionWise(dilation_iterations=dilation, **numbers)
+
+
+def _panoptic(raw: Any, source: str) -> Panoptic:
+    """The `panoptic` table: panoptica's naive threshold matching of connected components."""
+    where = f"{source}: key 'panoptic'"
+    if not isinstance(raw, dict):
+        raise SpecError(f"{where} must be a table like {{ matching_metric = \"iou\", matching_threshold = 0.5 }}")
+    unknown = set(raw) - _PANOPTIC_KEYS
+    if unknown:
+        raise SpecError(f"{where}: unknown key '{sorted(unknown)[0]}'; allowed: {', '.join(sorted(_PANOPTIC_KEYS))}")
+    metric = raw.get("matching_metric", "iou")
+    if metric not in ("iou", "dsc"):
+        raise SpecError(f"{where}: key 'matching_metric' = {metric!r}; use \"iou\" or \"dsc\"")
+    threshold = raw.get("matching_threshold", 0.5)
+    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0 < threshold <= 1:
+        raise SpecError(f"{where}: key 'matching_threshold' = {threshold!r}; use a number in (0, 1], e.g. 0.5")
+    return Panoptic(matching_metric=metric, matching_threshold=float(threshold))
 
 
 def _typed(raw: dict[str, Any], key: str, kind: Any, source: str, default: Any = None) -> Any:

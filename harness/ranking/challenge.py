@@ -76,7 +76,7 @@ def rank_challenge(
     `table` is tidy or wide (see `to_tidy`); `n_draws`, `seed` and `variant` override the
     config's. `source` names the table in error messages.
     """
-    tidy = to_tidy(table, source=source, ok_status=config.ok_status)
+    tidy = to_tidy(table, source=source, ok_status=config.ok_status, metrics=config.metric_names)
     check_metrics(tidy, config, source=source)
     unmeasured = unmeasured_metrics(tidy, config)
     tidy = tidy[~tidy["metric"].isin(unmeasured)]

@@ -94,6 +94,38 @@ FLARE22_RANKING = RankingConfig(
     description="FLARE22: per-case ranks of 5 metrics pooled, AUCs weighted 0.5 (challengeR).",
 )
 
+# The extra metrics a profile may store (harness.models: LesionWise, FALSE_VOLUME_METRICS, Panoptic),
+# with their direction and the value a failed run (status not ok) enters with when a ranking
+# config names them without one. Lesion-wise Dice 0 and HD95 374 mm are BraTS 2023's own values for a
+# missed lesion; PQ, SQ, RQ and their DSC forms 0, the worst they can be. A volume has no worst:
+# 1,000,000 ml (a cubic metre, more than any body) is harness's choice, so that a failed run ranks
+# below every real prediction of its case (a lone huge value: prefer rank-based methods, or the median,
+# to a mean). Lesion counts (lesion_tp/fn/fp) are descriptive and have none.
+EXTRA_METRIC_RULES: dict[str, MetricRule] = {rule.name: rule for rule in (
+    MetricRule("lesion_dice", larger_is_better=True, worst_value=0.0),
+    MetricRule("lesion_hd95_mm", larger_is_better=False, worst_value=374.0),
+    MetricRule("fp_volume_ml", larger_is_better=False, worst_value=1_000_000.0),
+    MetricRule("fn_volume_ml", larger_is_better=False, worst_value=1_000_000.0),
+    *(MetricRule(name, larger_is_better=True, worst_value=0.0) for name in ("pq", "sq", "rq", "sq_dsc", "pq_dsc")),
+)}
+
+
+def failure_value(config: RankingConfig, metric: str) -> float | None:
+    """The value a failed run's `metric` takes (None: left missing): the config's rule when it names
+    the metric, else an extra metric's own (`EXTRA_METRIC_RULES`); None when failed runs keep theirs."""
+    if not config.failed_as_worst:
+        return None
+    if metric in config.metric_names:
+        return config.metric(metric).worst_value
+    known = _known(metric)
+    return known.worst_value if known is not None else None
+
+
+def _known(metric: str) -> MetricRule | None:
+    """An extra metric's own rule, of the case mean (`lesion_dice`) or of one organ (`lesion_dice@enhancing_tumor`)."""
+    return EXTRA_METRIC_RULES.get(metric.partition("@")[0])
+
+
 _TOP_KEYS = {
     "name", "description", "ok_status", "failed_as_worst", "alpha", "p_adjust", "draws", "seed",
     "bootstrap", "metrics", "method", "aggregate", "na_treat", "ties", "test_p_adjust",
@@ -210,15 +242,20 @@ def _metric_rule(name: str, spec: Any, source: str) -> MetricRule:
         raise SpecError(
             f"{where}: unknown key {unknown[0]!r}; known keys are {', '.join(sorted(_METRIC_KEYS))}"
         )
-    if "larger_is_better" not in spec:
+    known = _known(name)
+    if "larger_is_better" not in spec and known is None:
         raise SpecError(f"{where}: larger_is_better is missing; add larger_is_better = true/false")
-    larger = _typed(spec, "larger_is_better", bool, True, where)
+    larger = _typed(spec, "larger_is_better", bool, known.larger_is_better if known else True, where)
+    if known is not None and larger != known.larger_is_better:
+        raise SpecError(f"{where}: larger_is_better = {str(larger).lower()}, but {name} is "
+                        f"{'larger' if known.larger_is_better else 'lower'}-is-better; write "
+                        f"larger_is_better = {str(known.larger_is_better).lower()} or leave it out")
     weight = float(_typed(spec, "weight", (int, float), 1.0, where))
     if not math.isfinite(weight) or weight < 0:
         raise SpecError(f"{where}: weight = {weight}; use a finite weight >= 0")
-    worst = spec.get("worst_value")
+    worst = spec.get("worst_value", known.worst_value if known is not None else None)
     if worst is not None:
-        worst = float(_typed(spec, "worst_value", (int, float), 0.0, where))
+        worst = float(_typed(spec, "worst_value", (int, float), worst, where))
         if not math.isfinite(worst):
             raise SpecError(f"{where}: worst_value = {worst}; use a finite number")
     return MetricRule(name=name, larger_is_better=larger, weight=weight, worst_value=worst)
@@ -237,6 +274,7 @@ def _typed(raw: dict[str, Any], key: str, kind: Any, default: Any, where: str) -
 
 __all__ = [
     "BOOTSTRAP_VARIANTS",
+    "EXTRA_METRIC_RULES",
     "FLARE22_RANKING",
     "P_ADJUST_METHODS",
     "RANKING_METHODS",
@@ -245,5 +283,6 @@ __all__ = [
     "RankingConfig",
     "load_ranking_config",
     "parse_aggregate",
+    "failure_value",
     "ranking_config_from_dict",
 ]

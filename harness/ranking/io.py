@@ -8,7 +8,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from pathlib import Path
 
 import pandas as pd
@@ -60,8 +60,9 @@ def resolve_scores_path(path: str | Path) -> Path:
     return path
 
 
-def load_scores(path: str | Path, *, ok_status: str = "ok") -> pd.DataFrame:
-    """The tidy scores table (algorithm, case, metric, value, status) read from `path`."""
+def load_scores(path: str | Path, *, ok_status: str = "ok", metrics: Collection[str] = ()) -> pd.DataFrame:
+    """The tidy scores table (algorithm, case, metric, value, status) read from `path`; of a
+    per-organ table's extra columns, those named in `metrics` are kept (`to_tidy`)."""
     file = resolve_scores_path(path)
     reader = _READERS.get(file.suffix.lower())
     if reader is None:
@@ -76,7 +77,7 @@ def load_scores(path: str | Path, *, ok_status: str = "ok") -> pd.DataFrame:
     except (OSError, ValueError, pd.errors.ParserError) as exc:
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise DataError(f"{file}: cannot read the scores ({first_line}); re-export it") from None
-    return to_tidy(raw, source=str(file), ok_status=ok_status)
+    return to_tidy(raw, source=str(file), ok_status=ok_status, metrics=metrics)
 
 
 def default_out_dir(results: str | Path) -> Path:

@@ -10,7 +10,7 @@ A missing value (NaN) and a pair (algorithm, case) with no row are both *missing
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 import numpy as np
 import pandas as pd
@@ -22,13 +22,18 @@ ID_COLUMNS = ("algorithm", "case")
 TIDY_COLUMNS = ("algorithm", "case", "metric", "value", "status")
 
 
+NOT_METRICS = ("algorithm", "case", "organ", "label", "dsc", "nsd", "hd95_mm", "status", "message")  # harness score's
 ORGAN_OK = ("ok", "not_scorable")  # row statuses of a scored case (an organ the rules cannot score is left out)
 
 
-def per_case(organs: pd.DataFrame, *, source: str = "<table>", ok_status: str = "ok") -> pd.DataFrame:
+def per_case(organs: pd.DataFrame, *, source: str = "<table>", ok_status: str = "ok",
+             metrics: Collection[str] = ()) -> pd.DataFrame:
     """A per-(case, organ) table (`harness score`) as the wide per-case table the ranking reads:
-    DSC and NSD = mean over the organs scored; status = the case's (its first row status that is
-    not ok). Needs an `algorithm` column (`harness score --algorithm NAME`)."""
+    DSC and NSD = mean over the organs scored, and so each other column named in `metrics` (a
+    profile's extra metrics: lesion_dice, fp_volume_ml, pq, ...; DSC and NSD are then kept only if
+    named too); each `<metric>@<organ>` named is that organ's or region's own value; status = the
+    case's (its first row status that is not ok). Needs an `algorithm` column (`harness score
+    --algorithm NAME`)."""
     if "algorithm" not in organs.columns:
         raise DataError(f"{source}: a per-organ scores table without an 'algorithm' column; write it with "
                         "`harness score --algorithm NAME` (or --pred-root for several), or add the column")
@@ -36,23 +41,37 @@ def per_case(organs: pd.DataFrame, *, source: str = "<table>", ok_status: str = 
     frame["status"] = frame["status"].astype(str) if "status" in frame.columns else ok_status
     bad = frame[~frame["status"].isin(ORGAN_OK)]
     status = bad.groupby(["algorithm", "case"], sort=False)["status"].first()
-    means = frame[frame["status"].isin(ORGAN_OK)].groupby(["algorithm", "case"], sort=True)[["dsc", "nsd"]].mean()
+    named = {m.partition("@")[0] for m in metrics}
+    extra = [c for c in frame.columns if c in set(metrics) and c not in NOT_METRICS]
+    # DSC and NSD always, unless the ranking names others and not them (a ranking of the volumes alone)
+    columns = [c for c in ("dsc", "nsd") if not metrics or c in set(metrics) or not named - {"dsc", "nsd"}] + extra
+    for column in frame.columns:
+        if column in named and column not in NOT_METRICS:
+            frame[column] = pd.to_numeric(frame[column], errors="coerce")
+    means = frame[frame["status"].isin(ORGAN_OK)].groupby(["algorithm", "case"], sort=True)[columns].mean()
     wide = frame[["algorithm", "case"]].drop_duplicates().set_index(["algorithm", "case"]).join(means)
+    for name in metrics:  # one organ's or region's own value: `<metric>@<organ>` (lesion_dice@enhancing_tumor)
+        metric, _, organ = name.partition("@")
+        if organ and metric in frame.columns and metric not in NOT_METRICS:
+            rows = frame[(frame["organ"].astype(str) == organ) & frame["status"].isin(ORGAN_OK)]
+            wide[name] = pd.to_numeric(rows.set_index(["algorithm", "case"])[metric], errors="coerce").reindex(wide.index)
     wide["status"] = status.reindex(wide.index).fillna(ok_status)
     return wide.reset_index()
 
 
-def to_tidy(raw: pd.DataFrame, *, source: str = "<table>", ok_status: str = "ok") -> pd.DataFrame:
+def to_tidy(raw: pd.DataFrame, *, source: str = "<table>", ok_status: str = "ok",
+            metrics: Collection[str] = ()) -> pd.DataFrame:
     """Check a scores table in tidy or wide form and return it tidy (a new frame).
 
     Wide form is recognised by the absence of a `metric` and a `value` column; its status (if
-    any) applies to every metric of the row. Raises `DataError` naming `source`, the column and
+    any) applies to every metric of the row. Of a per-organ table's extra columns, those named in
+    `metrics` (the ranking's) are kept as case means. Raises `DataError` naming `source`, the column and
     the bad value.
     """
     if len(raw.columns) == 0 or len(raw) == 0:
         raise DataError(f"{source}: the scores table has no rows; score some cases first")
     if {"organ", "dsc", "nsd"} <= {str(c) for c in raw.columns}:
-        raw = per_case(raw, source=source, ok_status=ok_status)
+        raw = per_case(raw, source=source, ok_status=ok_status, metrics=metrics)
     columns = [str(c) for c in raw.columns]
     frame = raw.copy()
     frame.columns = columns

@@ -27,7 +27,7 @@ from harness.errors import DataError, HarnessError, SpecError
 from harness.layout import REPORT_FILE
 from harness.ranking.challenge import ChallengeRanking, rank_challenge
 from harness.ranking.combine import COMPARED, describe_method
-from harness.ranking.config import FLARE22_RANKING, RankingConfig, load_ranking_config
+from harness.ranking.config import EXTRA_METRIC_RULES, FLARE22_RANKING, RankingConfig, failure_value, load_ranking_config
 from harness.ranking.tasks import TaskRanking, organ_tasks, rank_tasks, task_stability, task_tree
 from harness.report import figures, svgplot, tables
 from harness.report.drawing import Drawer
@@ -299,6 +299,15 @@ def report_context(inputs: ReportInputs, ranking: ChallengeRanking, *, pages_dir
                                 drawer.draw(figures.organ_box_figure, values, organs=organs, algorithms=order,
                                             colors=colors, metric_label=label, prefix=f"fig-box-{metric}",
                                             title=f"{label} per organ and algorithm")))
+
+    for metric in tables.extra_metrics_of(inputs.scores) if organs else []:  # the profile's extra metrics, as DSC
+        values = tables.organ_values(runs, inputs.scores, config, metric)
+        larger = EXTRA_METRIC_RULES[metric].larger_is_better
+        worst = failure_value(config, metric)
+        label = (f"{tables.metric_label(metric)} ({'larger' if larger else 'lower'} is better"
+                 + ("" if worst is None else f"; a failed run counts {tables.fmt_value(worst, metric)}") + ")")
+        organ_tables.append((label, tables.organ_table(values, algorithms=order, organs=organs, metric=metric,
+                                                       larger_is_better=larger)))
 
     board = ranking.leaderboard.set_index("algorithm")
     if {"dsc", "time_s"} <= set(ranking.metrics):

@@ -16,7 +16,7 @@ import pandas as pd
 
 from harness.ranking.challenge import ChallengeRanking
 from harness.ranking.combine import describe_method
-from harness.ranking.config import RankingConfig
+from harness.ranking.config import EXTRA_METRIC_RULES, RankingConfig, failure_value
 from harness.safetext import safe_block, safe_text
 
 METRIC_LABELS = {
@@ -25,7 +25,17 @@ METRIC_LABELS = {
     "time_s": "Time (s)",
     "auc_gpu_mb_s": "AUC GPU (MB\u00a0s)",
     "auc_cpu_pct_s": "AUC CPU (%\u00a0s)",
+    "lesion_dice": "Lesion-wise DSC",
+    "lesion_hd95_mm": "Lesion-wise HD95 (mm)",
+    "fp_volume_ml": "False-positive volume (ml)",
+    "fn_volume_ml": "False-negative volume (ml)",
+    "pq": "PQ",
+    "sq": "SQ",
+    "rq": "RQ",
+    "sq_dsc": "SQ (DSC)",
+    "pq_dsc": "PQ (DSC)",
 }
+UNIT_METRICS = ("dsc", "nsd", "lesion_dice", "pq", "sq", "rq", "sq_dsc", "pq_dsc")  # 0..1: shown to 3 decimals
 MEASUREMENT_LABELS = {
     "peak_gpu_mb": "peak GPU (MB)",
     "peak_rss_mb": "peak RSS (MB)",
@@ -91,7 +101,7 @@ def fmt_value(value: float | None, metric: str = "") -> str:
     value = float(value)
     if math.isinf(value):
         return "inf" if value > 0 else "-inf"
-    if metric in ("dsc", "nsd"):
+    if metric in UNIT_METRICS:
         return f"{value:.3f}"
     size = abs(value)
     if size >= 1e6:
@@ -214,23 +224,30 @@ def organ_values(runs: pd.DataFrame, scores: pd.DataFrame, config: RankingConfig
     grid = segmenters.merge(pd.DataFrame({"organ": organs}), how="cross")
     got = scores[["algorithm", "case_id", "organ", metric]].rename(columns={metric: "value"})
     grid = grid.merge(got, on=["algorithm", "case_id", "organ"], how="left")
-    worst = None
-    if config.failed_as_worst and metric in config.metric_names:
-        worst = config.metric(metric).worst_value
+    worst = failure_value(config, metric)
     failed = grid["status"] != config.ok_status
     grid["value"] = grid["value"].astype(float)
     grid.loc[failed, "value"] = np.nan if worst is None else float(worst)
     return grid[["algorithm", "case_id", "organ", "value"]].sort_values(["algorithm", "case_id", "organ"]).reset_index(drop=True)
 
 
-def organ_table(values: pd.DataFrame, *, algorithms: Sequence[str], organs: Sequence[str], metric: str) -> HtmlTable:
-    """Mean per organ (columns) and algorithm (rows, rank order); the best of each organ marked."""
+def extra_metrics_of(scores: pd.DataFrame) -> list[str]:
+    """The profile's extra metrics stored with the scores that have a per-organ table of their own
+    (lesion-wise DSC and HD95, false volumes, panoptic qualities; not the lesion counts), in store order."""
+    return [str(c) for c in scores.columns if c in EXTRA_METRIC_RULES]
+
+
+def organ_table(values: pd.DataFrame, *, algorithms: Sequence[str], organs: Sequence[str], metric: str,
+                larger_is_better: bool = True) -> HtmlTable:
+    """Mean per organ (columns) and algorithm (rows, rank order); the best of each organ marked
+    (the largest mean, or the smallest for a lower-is-better metric)."""
     means = values.groupby(["algorithm", "organ"])["value"].mean().unstack("organ")
     means = means.reindex(index=list(algorithms), columns=list(organs))
-    columns = [Column("Algorithm")] + [Column(organ_short(o), "num", o.replace("_", " "), first="descending")
+    first = "descending" if larger_is_better else "ascending"
+    columns = [Column("Algorithm")] + [Column(organ_short(o), "num", o.replace("_", " "), first=first)
                                        for o in organs]
-    columns.append(Column("mean", "num", "mean over organs", first="descending"))
-    best = means.max(axis=0)
+    columns.append(Column("mean", "num", "mean over organs", first=first))
+    best = means.max(axis=0) if larger_is_better else means.min(axis=0)
     rows = []
     for algorithm in algorithms:
         cells = [Cell(algorithm, algorithm.lower(), "name")]

@@ -31,7 +31,8 @@ COLUMNS = ["case", "organ", "label", "dsc", "nsd", "hd95_mm", "status", "message
 # Bump whenever a change to the metrics, the profiles' loading or these checks may change any
 # stored score: every stored score of an older version is then stale and rescored from kept outputs.
 # 4: ground truth present and prediction empty is 0 before the z-range cut; outside_labels rule
-SCORING_VERSION = "4"  # 3: numpy rounding of float64 (as FLARE22's script); image/label headers not compared
+# 5: a profile's extra metrics (lesion-wise, false volumes, panoptic) are stored with the scores
+SCORING_VERSION = "5"  # 3: numpy rounding of float64 (as FLARE22's script); image/label headers not compared
 
 
 @dataclass(frozen=True)
@@ -212,7 +213,8 @@ def _present(values: list[float]) -> NDArray[np.float64]:
 
 def summary(rows: list[Row]) -> list[Row]:
     """Mean and sd (n - 1) per organ over the cases scored `ok`, NaN ('not applicable') left out,
-    the median HD95 and the number of cases; organs in the order they first appear."""
+    the median HD95, the number of cases and the mean of each extra metric of the profile
+    (`<metric>_mean`); organs in the order they first appear."""
     groups: dict[str, list[Row]] = {}
     for row in rows:
         if row["status"] == CaseStatus.OK:  # not_scorable organs are counted apart, not averaged
@@ -227,6 +229,9 @@ def summary(rows: list[Row]) -> list[Row]:
         hd95 = _present([m["hd95_mm"] for m in members])
         out["hd95_median_mm"] = float(np.median(hd95)) if hd95.size else math.nan
         out["cases"] = len({m["case"] for m in members})
+        for metric in (k for k in members[0] if k not in COLUMNS and k != "algorithm"):  # the profile's extra metrics
+            values = _present([m[metric] for m in members])
+            out[f"{metric}_mean"] = float(values.mean()) if values.size else math.nan
         table.append(out)
     return table
 

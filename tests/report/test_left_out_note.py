@@ -1,0 +1,55 @@
+"""The report names who was left out of the ranking and why, as `harness rank` does: challengeR's
+na.treat = "na.rm" drops an algorithm without any value of a metric; grand-challenge leaves a result
+without one of its metrics off the leaderboard. Private and public editions alike."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from markupsafe import escape
+
+from harness.ranking.config import ranking_config_from_dict
+from harness.report import load_report_inputs
+from harness.report.builder import rank_inputs, render_report_files
+from harness.store import RunRecord, Store
+from tests.report.conftest import copy_fixture, store_fixture
+
+
+def _with_a_broken_algorithm(tmp_path: Path) -> Path:
+    """The committed store, plus `broken-net`, which crashed on every case (no DSC at all)."""
+    folder = copy_fixture(tmp_path / "results")
+    with Store.open(folder) as store:
+        cases = sorted(set(store.runs()["case_id"]))
+        for case in cases:
+            store.record(RunRecord("broken-net", case, "segmenter", "crashed", 1, "exited with code 1", 2.0, 3.0,
+                                   0.0, 2.0, "Traceback: boom", store_fixture._provenance("broken-net", case)))
+    return folder
+
+
+@pytest.mark.parametrize("method, why", [
+    ("aggregate_then_rank", "broken-net: no dsc value on any case; challengeR's na.treat = \"na.rm\" drops it from the "
+                            "aggregate-then-rank (mean) ranking of dsc (not ranked last, not counted among the others)"),
+    ("gc_mean_position", "broken-net: no dsc value; grand-challenge leaves a result without one of the leaderboard's "
+                         "metrics off the leaderboard"),
+])
+def test_the_report_notes_who_was_left_out_and_why(tmp_path: Path, method: str, why: str) -> None:
+    folder = _with_a_broken_algorithm(tmp_path)
+    # DSC without a failure value: a failed run's value stays missing, as challengeR's NA
+    config = ranking_config_from_dict({"name": "t", "method": method, "na_treat": "na.rm", "draws": 20,
+                                       "metrics": {"dsc": {"larger_is_better": True}}})
+    inputs = load_report_inputs(folder)
+    ranking = rank_inputs(inputs, config)
+    assert ranking.left_out == (why,)  # the note is the ranking's, word for word
+    board = ranking.leaderboard.set_index("algorithm")
+    assert board["rank"].isna().tolist() == [a == "broken-net" for a in board.index]  # left out, not ranked last
+    for public in (False, True):
+        page = render_report_files(inputs, config=config, draws=20, public=public)[""]
+        assert f'<p class="note">Left out of the ranking: {escape(why)}.</p>' in page, public
+
+
+def test_no_note_when_nobody_is_left_out(tmp_path: Path) -> None:
+    folder = _with_a_broken_algorithm(tmp_path)
+    inputs = load_report_inputs(folder)
+    page = render_report_files(inputs, draws=20)[""]  # FLARE22's default: the crashed runs take DSC 0, ranked last
+    assert "Left out of the ranking" not in page
