@@ -6,7 +6,9 @@ from pathlib import Path
 
 import click
 
+from harness.cli.overrides import with_overrides
 from harness.errors import ExitStatus
+from harness.ranking import FLARE22_RANKING, load_ranking_config
 from harness.report.builder import DEFAULT_NAME, build_report
 
 
@@ -46,7 +48,8 @@ def report(results_dir: Path, out: Path | None, config_path: Path | None, seed: 
     Nothing requests anything from any host (CSS, script and SVG figures are inline),
     it prints on A4, and is byte-identical for the same store, config, seed and draws.
     """
-    written = build_report(results_dir, out, config=config_path, seed=seed, draws=draws,
+    config = FLARE22_RANKING if config_path is None else load_ranking_config(config_path)
+    written = build_report(results_dir, out, config=with_overrides(config, seed=seed, n_draws=draws),
                            public=public or edition == "public")
     click.echo(f"Wrote {written} ({written.stat().st_size / 1024:.0f} KiB)")
     return ExitStatus.OK

@@ -14,9 +14,7 @@ from datetime import UTC, datetime
 import numpy as np
 import pandas as pd
 
-from harness.ranking.challenge import ChallengeRanking
-from harness.ranking.combine import describe_method
-from harness.ranking.config import RankingConfig
+from harness.ranking import ChallengeRanking, RankingMethod, describe_method
 from harness.safetext import safe_block, safe_text
 
 METRIC_LABELS = {
@@ -145,7 +143,7 @@ def leaderboard_table(ranking: ChallengeRanking, *, pages: Mapping[str, str] | N
     columns = [
         Column("Rank", "num"),
         Column("Algorithm"),
-        Column("FLARE score", "num", "weighted mean of all per-case ranks (lower is better)") if config.method == "flare"
+        Column("FLARE score", "num", "weighted mean of all per-case ranks (lower is better)") if config.method is RankingMethod.FLARE
         else Column("Score", "num", describe_method(config)),
         Column("95% rank interval", "num", "2.5% to 97.5% quantile of the bootstrap ranks (inverse CDF: ranks "
                                                 "that draws gave)"),
@@ -201,26 +199,6 @@ def organ_short(name: str) -> str:
         if short.startswith(side):
             short = letter + short[len(side):]
     return short.replace("_", " ")
-
-
-def organ_values(runs: pd.DataFrame, scores: pd.DataFrame, config: RankingConfig, metric: str) -> pd.DataFrame:
-    """Per (algorithm, case, organ) values of `metric` ("dsc" or "nsd") as the ranking counts them:
-    a failed run's organs take the metric's worst value (FLARE22: 0) when the config says so.
-    Columns algorithm, case_id, organ, value."""
-    organs = organs_of(scores)
-    segmenters = runs[runs["kind"] == "segmenter"][["algorithm", "case_id", "status"]]
-    if not organs or segmenters.empty:
-        return pd.DataFrame(columns=["algorithm", "case_id", "organ", "value"])
-    grid = segmenters.merge(pd.DataFrame({"organ": organs}), how="cross")
-    got = scores[["algorithm", "case_id", "organ", metric]].rename(columns={metric: "value"})
-    grid = grid.merge(got, on=["algorithm", "case_id", "organ"], how="left")
-    worst = None
-    if config.failed_as_worst and metric in config.metric_names:
-        worst = config.metric(metric).worst_value
-    failed = grid["status"] != config.ok_status
-    grid["value"] = grid["value"].astype(float)
-    grid.loc[failed, "value"] = np.nan if worst is None else float(worst)
-    return grid[["algorithm", "case_id", "organ", "value"]].sort_values(["algorithm", "case_id", "organ"]).reset_index(drop=True)
 
 
 def organ_table(values: pd.DataFrame, *, algorithms: Sequence[str], organs: Sequence[str], metric: str) -> HtmlTable:
@@ -721,7 +699,6 @@ __all__ = [
     "metric_stats",
     "organ_short",
     "organ_table",
-    "organ_values",
     "organs_of",
     "parsed_details",
     "provenance_table",

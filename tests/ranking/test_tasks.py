@@ -53,11 +53,12 @@ def test_aggregate_then_rank_by_median_per_task(tmp_path: Path) -> None:
 
 
 def test_organ_tasks_follow_the_organ_order() -> None:
-    rows = [("a", "c1", "liver", 0.9), ("b", "c1", "liver", 0.8), ("a", "c1", "spleen", 0.7), ("b", "c1", "spleen", 0.6),
-            ("a", "c2", "liver", 0.5), ("b", "c2", "liver", np.nan), ("a", "c2", "spleen", 0.4), ("b", "c2", "spleen", 0.3)]
-    values = pd.DataFrame(rows, columns=["algorithm", "case_id", "organ", "value"])
-    tasks = organ_tasks(values, algorithms=["b", "a"], organs=["spleen", "liver", "kidney"])
-    assert list(tasks) == ["spleen", "liver"]  # no kidney values: no task
+    rows = [("a", "c1", "spleen", 0.7), ("b", "c1", "spleen", 0.6), ("a", "c2", "spleen", 0.4), ("b", "c2", "spleen", 0.3),
+            ("a", "c1", "liver", 0.9), ("b", "c1", "liver", 0.8), ("a", "c2", "liver", 0.5), ("b", "c2", "liver", np.nan)]
+    values = pd.DataFrame(rows, columns=["algorithm", "case", "organ", "value"]).assign(metric="dsc")
+    other = pd.DataFrame([("a", "c1", "kidney", 0.1, "nsd")], columns=["algorithm", "case", "organ", "value", "metric"])
+    tasks = organ_tasks(pd.concat([other, values]), algorithms=["b", "a"], metric="dsc")
+    assert list(tasks) == ["spleen", "liver"]  # the table's organ order; kidney has no DSC: no task
     np.testing.assert_array_equal(tasks["liver"], np.array([[0.8, 0.9], [np.nan, 0.5]]))
 
 
