@@ -15,9 +15,9 @@ Goal: total under 2 s on a 2-core machine. Run: `.venv/bin/python benchmarks/ben
 from __future__ import annotations
 
 import os
-from dataclasses import replace
 import time
 import warnings
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd

@@ -6,8 +6,8 @@ import os
 import re
 import subprocess
 import sys
-from html.parser import HTMLParser
 from dataclasses import replace
+from html.parser import HTMLParser
 from pathlib import Path
 
 import numpy as np
@@ -414,5 +414,6 @@ def test_failures_and_algorithm_pages_show_the_log_tail_and_the_public_edition_n
     alpha = (tmp_path / "report-pages" / tables.page_file("alpha")).read_text()
     assert 'class="log"' not in alpha and "Log (last lines)" in alpha  # ok runs: no log shown
 
-    public = build_report(toy.results, tmp_path / "public" / "report.html", config=replace(FLARE22_RANKING, n_draws=20), public=True).read_text()
+    public = build_report(toy.results, tmp_path / "public" / "report.html", config=replace(FLARE22_RANKING, n_draws=20),
+                          public=True).read_text()
     assert reason not in public and "toy: step" not in public and '<td class="log"' not in public
