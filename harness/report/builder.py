@@ -340,6 +340,7 @@ def report_context(inputs: ReportInputs, ranking: ChallengeRanking, *, pages_dir
         "unmeasured_metrics": [tables.metric_label(m) for m in ranking.unmeasured_metrics],
         "left_out": list(ranking.left_out),
         "method_text": describe_method(config),
+        "flare_score": config.method is RankingMethod.FLARE,
         "leaderboard": tables.leaderboard_table(ranking, pages=pages),
         "winner": order[0] if order else "",
         "tau": boot.tau_summary(),
@@ -393,7 +394,7 @@ PUBLIC = frozenset({
     # context entries, as they are
     "title", "folder", "n_algorithms", "n_cases", "n_runs", "n_failed_runs", "status_counts", "results_date",
     "harness_version", "config", "ranked_metrics", "skipped_metrics", "unmeasured_metrics", "left_out", "method_text",
-    "winner", "tau", "boot", "organ_tables", "resources", "annotation",
+    "flare_score", "winner", "tau", "boot", "organ_tables", "resources", "annotation",
     # context entries in their public form (`public_forms`): no links, no case, no host name
     "leaderboard", "failures", "methods",
     # figures of aggregates and of the bootstrap's rank distributions
@@ -461,7 +462,9 @@ def _accuracy_figure(scene: Scene) -> list[Figure]:
     board = ranking.leaderboard.set_index("algorithm")
 
     def means(metric: str) -> list[float]:
-        return [board.loc[a, f"mean_{metric}"] if metric in ranking.metrics else float("nan") for a in order]
+        if metric not in ranking.metrics:
+            return [float("nan")] * len(order)
+        return [float(v) for v in board[f"mean_{metric}"].reindex(order).to_numpy(dtype=float)]
 
     points = pd.DataFrame({"algorithm": order, "time_s": means("time_s"), "dsc": means("dsc"), "nsd": means("nsd"),
                            "auc_gpu_mb_s": means("auc_gpu_mb_s")})
