@@ -690,5 +690,5 @@ def _profile_organs(name: str) -> list[tuple[int | str, str, float, bool]] | Non
             for r in profile.scored]
 
 
-__all__ = ["DEFAULT_NAME", "TEMPLATE_ENV", "build_report", "default_template_dir", "rank_inputs", "render_report",
-           "report_context", "resolve_config"]
+__all__ = ["DEFAULT_NAME", "FIGURES", "PUBLIC", "TEMPLATE_ENV", "Figure", "Scene", "build_report", "default_template_dir",
+           "public_edition", "rank_inputs", "render_report", "report_context", "resolve_config", "shown_publicly"]
