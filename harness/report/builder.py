@@ -175,8 +175,8 @@ def _render_files(inputs: ReportInputs, ranking: ChallengeRanking, env: Environm
             raise SpecError(f"{path}: holds a closing </style> or </script> tag; it would end the inline block")
         assets[key] = Markup(text)
     main = env.get_template(TEMPLATE_FILE)
-    if public:
-        return {"": _tidy(main.render(**context, assets=assets))}
+    # The pages beside the main one come from the context's page links and case page, which the
+    # public edition withholds (`shown_publicly`): it gets none.
     files = {"": ""}  # the main page last: it waits for the figures the workers draw meanwhile
     common = {"assets": assets, "harness_version": context["harness_version"], "title": context["title"],
               "report_file": "../" + pages_dir.removesuffix("-pages") + ".html",  # pages_dir_of's inverse
