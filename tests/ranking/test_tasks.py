@@ -104,3 +104,30 @@ def test_task_stability_leaves_out_what_it_cannot_vectorise(tmp_path: Path) -> N
     values = {"t": np.random.default_rng(1).random((6, 3))}
     ranking = rank_tasks(values, algorithms=list("abc"), config=config, metric="dsc")
     assert task_stability(values, ranking, larger_is_better=True, n_draws=10) is None
+
+
+def _organ_table(organs: list[str], metrics: tuple[str, ...] = ("dsc", "nsd")) -> pd.DataFrame:
+    rng = np.random.default_rng(7)
+    rows = [(a, f"c{c}", o, m, float(rng.uniform()), "ok") for o in organs for m in metrics for a in ALGS for c in range(5)]
+    return pd.DataFrame(rows, columns=["algorithm", "case", "organ", "metric", "value", "status"])
+
+
+def test_rank_organ_tasks_ranks_dsc_when_ranked_else_the_configs_first_metric_and_needs_two_organs(tmp_path: Path) -> None:
+    from harness.ranking.tasks import rank_organ_tasks, task_metric
+
+    table = _organ_table(["liver", "spleen", "aorta"])
+    tasks = rank_organ_tasks(table, algorithms=ALGS, config=FLARE22_RANKING, n_draws=15, seed=2)
+    assert tasks is not None and tasks.metric == "dsc" and list(tasks.values) == ["liver", "spleen", "aorta"]
+    expected = rank_tasks(tasks.values, algorithms=ALGS, config=FLARE22_RANKING, metric="dsc")
+    pd.testing.assert_frame_equal(tasks.ranking.to_frame(), expected.to_frame())
+    summary = tasks.stability_summary().set_index("task")
+    for organ, tau in (tasks.stability or {}).items():
+        valid = tau[np.isfinite(tau)]
+        assert summary.loc[organ, "n_draws"] == 15 and summary.loc[organ, "n_valid"] == valid.size
+        assert summary.loc[organ, "median"] == pytest.approx(np.median(valid))
+    assert len(tasks.stability_frame()) == 15 * 3
+    path = tmp_path / "nsd.toml"
+    path.write_text('name = "n"\n[metrics.nsd]\nlarger_is_better = true\n[metrics.time_s]\nlarger_is_better = false\n')
+    assert task_metric(table, load_ranking_config(path)) == "nsd"
+    assert task_metric(table[table["metric"] == "time_s"], FLARE22_RANKING) is None
+    assert rank_organ_tasks(_organ_table(["liver"]), algorithms=ALGS, config=FLARE22_RANKING, n_draws=5, seed=0) is None
