@@ -95,11 +95,11 @@ def rank_challenge(
     algorithms = next(iter(matrices.values())).algorithms
     if config.method is RankingMethod.FLARE:
         score = flare
-        boot = bootstrap_ranking(matrices, weights=weights, n_draws=config.n_draws, seed=config.seed, draws=case_draws,
+        boot = bootstrap_ranking(matrices, weights=weights, n_draws=config.n_draws, seed=config.seed, case_draws=case_draws,
                                  variant=config.bootstrap)
     else:
         boot = bootstrap_values(values, config, algorithms=algorithms, n_draws=config.n_draws, seed=config.seed,
-                                draws=case_draws)
+                                case_draws=case_draws)
         score = pd.DataFrame({"score": boot.full_scores, "rank": whole(boot.full_ranks)},
                              index=pd.Index(algorithms, name="algorithm"))
     method_ranks = compare_methods(values, config, flare["rank"].to_numpy(), algorithms)

@@ -103,7 +103,7 @@ def bootstrap_values(
     algorithms: Sequence[str],
     n_draws: int,
     seed: int | None,
-    draws: np.ndarray | Sequence[Sequence[int]] | None = None,
+    case_draws: np.ndarray | Sequence[Sequence[int]] | None = None,
 ) -> BootstrapResult:
     """The config's (non-FLARE) ranking re-run on each bootstrap draw of cases (textbook: a case
     drawn k times counts k times); Kendall's tau-b of each draw against the full ranking."""
@@ -111,8 +111,8 @@ def bootstrap_values(
     if n_cases < 1:
         raise DataError("no cases to bootstrap; the scores table has no cases")
     full_scores, full_ranks = rank_values(values, config)
-    explicit = draws is not None
-    index = np.asarray(draws if draws is not None else draw_cases(n_cases, n_draws, seed=seed), dtype=np.intp)
+    explicit = case_draws is not None
+    index = np.asarray(case_draws if case_draws is not None else draw_cases(n_cases, n_draws, seed=seed), dtype=np.intp)
     scores = np.empty((index.shape[0], len(algorithms)))
     ranks = np.empty_like(scores)
     for d, rows in enumerate(index):
