@@ -28,8 +28,9 @@ from harness.report.builder import DEFAULT_NAME, build_report
 @click.option("--seed", type=click.IntRange(min=0), default=None, help="Bootstrap seed (default: the config's, 0).")
 @click.option("--draws", type=click.IntRange(min=1), default=None, help="Bootstrap draws (default: the config's, 1000).")
 @click.option("--edition", type=click.Choice(["private", "public"]), default="private", show_default=True,
-              help="private: everything, for the organisers; public: aggregates and rank intervals only (no per-case "
-                   "result, log, case id or host name: per-case test scores leak the test labels), no pages.")
+              help="private: everything, for the organisers; public: only what its allowlist names, aggregates and rank "
+                   "intervals (no per-case result, log, case id or host name: per-case test scores leak the test "
+                   "labels; anything new stays private until named), no pages.")
 @click.option("--public", is_flag=True, help="The same as --edition public.")
 def report(results_dir: Path, out: Path | None, config_path: Path | None, seed: int | None, draws: int | None,
            edition: str, public: bool) -> int:
