@@ -35,7 +35,7 @@ from harness.models import CaseStatus, Kind, OrganScore, RunStatus
 from harness.safetext import safe_block, safe_text
 
 __all__ = ["SCHEMA_VERSION", "STORE_FILE", "FolderIdentity", "Provenance", "RunRecord", "Store", "StoreError", "StoredRun",
-           "read_store_scores", "tidy_scores"]
+           "read_store_organ_scores", "read_store_scores", "tidy_organ_scores", "tidy_scores"]
 
 SCHEMA_VERSION = 3  # 3: extra_scores (a profile's extra metrics per organ); a version-2 store is migrated
 
@@ -422,6 +422,12 @@ def read_store_scores(folder: Path) -> pd.DataFrame:
     return tidy_scores(folder, runs, scores, extra)
 
 
+def read_store_organ_scores(folder: Path) -> pd.DataFrame:
+    """`tidy_organ_scores` of the store of `folder`."""
+    with Store.open(folder, lock=False, create=False) as store:
+        return tidy_organ_scores(store.runs(), store.scores())
+
+
 def tidy_scores(folder: Path, runs: pd.DataFrame, scores: pd.DataFrame, extra: pd.DataFrame) -> pd.DataFrame:
     """`read_store_scores` of tables already read from the store of `folder` (named in errors)."""
     runs = runs[runs["kind"] == Kind.SEGMENTER]
@@ -450,6 +456,38 @@ def tidy_scores(folder: Path, runs: pd.DataFrame, scores: pd.DataFrame, extra: p
         frames.append(extra.rename(columns={"name": "metric"}))
     tidy = pd.concat(frames, ignore_index=True).rename(columns={"case_id": "case"})
     return tidy[["algorithm", "case", "metric", "value", "status"]]
+
+
+_SCORE_COLUMNS = frozenset({"algorithm", "case_id", "organ", "label", "dsc", "nsd", "hd95_mm", "organ_status",
+                            "organ_message", "status"})  # `Store.scores()`'s own; the rest are extra metrics
+ORGAN_METRICS = ("dsc", "nsd")  # the per-organ scores a ranking may rank organ by organ (tasks)
+
+
+def tidy_organ_scores(runs: pd.DataFrame, scores: pd.DataFrame) -> pd.DataFrame:
+    """Tidy per-(algorithm, case, organ, metric) table of the organ scores (DSC, NSD, then the
+    profile's extra metrics stored per organ or region, for the report's per-organ tables) for ranking
+    each organ as a task: every segmenter run has a row per scored organ (NaN where the run left
+    none, e.g. a failed run; the ranking gives failures their value), `status` from the run. The
+    cases `tidy_scores` leaves out are left out here too. Rows in organ order (label, then name),
+    so `pd.unique(table["organ"])` is the organs' order. Columns algorithm, case, organ, metric,
+    value, status; no rows when nothing was scored."""
+    columns = ["algorithm", "case", "organ", "metric", "value", "status"]
+    runs = runs[runs["kind"] == Kind.SEGMENTER]
+    runs = runs[~runs["case_id"].isin(set(unscorable_cases(runs)))]
+    if runs.empty or scores.empty:
+        return pd.DataFrame(columns=columns)
+    pairs = scores[["label", "organ"]].drop_duplicates().sort_values(["label", "organ"], kind="stable")
+    organs = list(dict.fromkeys(str(o) for o in pairs["organ"]))
+    grid = runs[["algorithm", "case_id", "status"]].merge(pd.DataFrame({"organ": organs}), how="cross")
+    extra = [str(c) for c in scores.columns if c not in _SCORE_COLUMNS]  # the profile's extra metrics, per organ
+    got = scores[["algorithm", "case_id", "organ", *ORGAN_METRICS, *extra]].astype({"organ": str})
+    grid = grid.merge(got, on=["algorithm", "case_id", "organ"], how="left")
+    tidy = grid.melt(id_vars=["algorithm", "case_id", "organ", "status"], value_vars=[*ORGAN_METRICS, *extra],
+                     var_name="metric", value_name="value").rename(columns={"case_id": "case"})
+    tidy["value"] = tidy["value"].astype(float)
+    tidy["_order"] = tidy["organ"].map({o: k for k, o in enumerate(organs)})
+    tidy = tidy.sort_values(["_order", "metric", "algorithm", "case"], kind="stable")
+    return tidy[columns].reset_index(drop=True)
 
 
 def unscorable_cases(runs: pd.DataFrame) -> dict[str, str]:

@@ -1,5 +1,6 @@
-"""The package's shape, checked from its source: no import cycle among harness's modules, and one
-owner of the results folder's layout (harness.layout)."""
+"""The package's shape, checked from its source: no import cycle among harness's modules, no import
+(inside functions too) that crosses a layer upward, the report reading only the ranking's public
+results, and one owner of the results folder's layout (harness.layout)."""
 
 from __future__ import annotations
 
@@ -267,3 +268,117 @@ def test_contracts_come_from_the_registry() -> None:
                    and c is not Contract and c.__module__ == module.__name__]
         assert len(classes) == 1, f"{path.name}: one Contract class per module"
         assert type(CONTRACTS[classes[0].name]) is classes[0], f"{path.name}: {classes[0].name} is not registered"
+
+
+# --- layers: data flows one way (STYLE.md), no import crosses a layer upward ------------------------
+
+# Lowest first. A module may import its own layer and the layers below, never one above; imports
+# inside functions and under TYPE_CHECKING count too. The stages of STYLE.md's flow (spec -> build ->
+# runner -> predictions -> metrics -> store -> ranking -> report), with the shared values at the
+# bottom, the orchestration that drives the stages above the store, and the command line on top.
+LAYERS: tuple[tuple[str, ...], ...] = (
+    ("harness", "harness.errors", "harness.models", "harness.layout", "harness.safetext", "harness.fstree"),
+    ("harness.profiles",),  # a challenge's rules as data
+    ("harness.data",),  # the data loaders
+    ("harness.intake", "harness.acceptance", "harness.contracts", "harness.spec"),  # the doors and the manifest
+    ("harness.engine", "harness.baseimage", "harness.build"),
+    ("harness.monitor", "harness.runner"),
+    ("harness.metrics", "harness.scoring", "harness.attention"),
+    ("harness.host", "harness.casework", "harness.executor"),  # one case: stage, run, check, keep, score
+    ("harness.store",),
+    ("harness.challenge", "harness.pipeline", "harness.annotate", "harness.check"),  # orchestration
+    ("harness.ranking",),
+    ("harness.report",),
+    ("harness.cli", "harness.__main__"),
+)
+# The report reads the store and the ranking (and the profiles it names), never a runner.
+REPORT_MAY_IMPORT = ("harness", "harness.errors", "harness.models", "harness.layout", "harness.safetext",
+                     "harness.profiles", "harness.store", "harness.ranking", "harness.report")
+
+
+def _stage_of(module: str) -> str:
+    """The entry of LAYERS that holds `module` (itself or its package)."""
+    known = {s for layer in LAYERS for s in layer}
+    parts = module.split(".")
+    for k in range(len(parts), 0, -1):
+        if ".".join(parts[:k]) in known:
+            return ".".join(parts[:k])
+    raise KeyError(module)
+
+
+def _layer(module: str) -> int:
+    stage = _stage_of(module)
+    return next(i for i, layer in enumerate(LAYERS) if stage in layer)
+
+
+def all_imports(tree: ast.Module, name: str, is_package: bool) -> list[tuple[int, str, tuple[str, ...]]]:
+    """(line, imported harness module, names) of every import in the module at any depth: inside
+    functions, classes, `if TYPE_CHECKING:` and `try:` alike."""
+    package = name if is_package else name.rpartition(".")[0]
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found += [(node.lineno, a.name, ()) for a in node.names if a.name.split(".")[0] == "harness"]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = package.split(".")[: len(package.split(".")) - (node.level - 1)]
+                base = ".".join([*anchor, *([base] if base else [])])
+            if base.split(".")[0] == "harness":
+                found.append((node.lineno, base, tuple(a.name for a in node.names)))
+    return found
+
+
+def upward_imports(modules: dict[str, Path], *, root: Path = PACKAGE.parent) -> list[str]:
+    offenders = []
+    for name, path in modules.items():
+        for line, target, _ in all_imports(ast.parse(path.read_text()), name, path.name == "__init__.py"):
+            if _layer(target) > _layer(name):
+                offenders.append(f"{path.relative_to(root)}:{line}: {name} (layer {_layer(name)}) imports "
+                                 f"{target} (layer {_layer(target)})")
+    return offenders
+
+
+def test_every_module_has_a_layer() -> None:
+    unplaced = []
+    for name in _modules():
+        try:
+            _stage_of(name)
+        except KeyError:
+            unplaced.append(name)
+    assert not unplaced, f"place these modules in LAYERS: {unplaced}"
+
+
+def test_no_import_crosses_a_layer_upward_not_even_inside_a_function() -> None:
+    offenders = upward_imports(_modules())
+    assert not offenders, "imports that cross a layer upward:\n" + "\n".join(offenders)
+
+
+def test_the_layer_check_would_catch_an_upward_import_inside_a_function(tmp_path: Path) -> None:
+    store = tmp_path / "harness" / "store.py"
+    store.parent.mkdir()
+    store.write_text("from harness.errors import HarnessError\n\ndef later():\n"
+                     "    from harness.report.builder import build_report\n    return build_report\n")
+    found = all_imports(ast.parse(store.read_text()), "harness.store", False)
+    assert [(line, target) for line, target, _ in found] == [(1, "harness.errors"), (4, "harness.report.builder")]
+    assert upward_imports({"harness.store": store}, root=tmp_path) == [
+        "harness/store.py:4: harness.store (layer 8) imports harness.report.builder (layer 11)"]
+
+
+def test_the_report_imports_the_store_and_the_rankings_public_results_only() -> None:
+    """The report reads no runner, and from the ranking only the names `harness.ranking` exports
+    (its results and their descriptions): never a ranking module's internals."""
+    import harness.ranking
+
+    public = set(harness.ranking.__all__)
+    offenders = []
+    for name, path in _modules().items():
+        if not name.startswith("harness.report"):
+            continue
+        for line, target, names in all_imports(ast.parse(path.read_text()), name, path.name == "__init__.py"):
+            where = f"{path.relative_to(PACKAGE.parent)}:{line}"
+            if _stage_of(target) not in REPORT_MAY_IMPORT:
+                offenders.append(f"{where}: imports {target}")
+            elif _stage_of(target) == "harness.ranking" and (target != "harness.ranking" or not set(names) <= public):
+                offenders.append(f"{where}: imports {target} ({', '.join(names)}), not harness.ranking's public API")
+    assert not offenders, "\n".join(offenders)

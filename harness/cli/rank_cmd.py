@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from pathlib import Path
 
@@ -10,6 +9,7 @@ import click
 import pandas as pd
 
 from harness.cli.jsonout import JSON_OPTION, json_mode, records
+from harness.cli.overrides import with_overrides
 from harness.errors import ExitStatus
 from harness.layout import STORE_FILE
 from harness.ranking.challenge import ChallengeRanking, rank_challenge
@@ -17,6 +17,7 @@ from harness.ranking.combine import describe_method
 from harness.ranking.config import BOOTSTRAP_VARIANTS, FLARE22_RANKING, RANKING_METHODS, load_ranking_config
 from harness.ranking.io import (
     default_out_dir,
+    load_organ_scores,
     load_scores,
     resolve_scores_path,
     write_ranking_tables,
@@ -87,6 +88,15 @@ def rank(
                                metric's worst value)
       per_case_ranks.csv       algorithm, case, metric, value (as ranked), status, rank, missing
       method_ranks.csv         each algorithm's rank under every ranking method, side by side
+      task_ranks.csv           from a results store: each organ ranked as a task (on DSC, by
+                               the method's per-task form), the mean rank over the organs
+                               and its rank (challengeR's consensus)
+      task_stability.csv       task, draw, Kendall's tau-b of the organ's ranking on each
+                               bootstrap draw of its cases against its full ranking
+
+    --json prints the leaderboard and "tasks" (null for a scores file): metric, method,
+    organs, ranks (per algorithm: its rank per organ, mean_rank, consensus_rank) and
+    stability (per organ: n_draws, n_valid, mean, median, q25, q75 of tau).
 
     A table of `harness score` (per organ) or a results store also gives a profile's
     extra metrics (lesion_dice, lesion_hd95_mm, fp_volume_ml, fn_volume_ml, pq, ...) as
@@ -112,22 +122,31 @@ def _rank(results: Path, config_path: Path | None, out_dir: Path | None, seed: i
             aggregate_function(aggregate)
         except ValueError as exc:
             raise click.BadParameter(str(exc), param_hint="--aggregate") from None
-    config = dataclasses.replace(config, method=method or config.method, aggregate=aggregate or config.aggregate)
+    config = with_overrides(config, seed=seed, n_draws=draws, bootstrap=variant, method=method, aggregate=aggregate)
     source = resolve_scores_path(results)
     table = load_scores(source, ok_status=config.ok_status, metrics=config.metric_names)
     if source.name == STORE_FILE:
         # A store records more measurements than any ranking uses (peak memory, sample rate, ...).
         table = table[table["metric"].isin(config.metric_names)]
-    result = rank_challenge(table, config, n_draws=draws, seed=seed, variant=variant,
-                            source=str(source))
+    result = rank_challenge(table, config, organ_table=load_organ_scores(source), source=str(source))
     target = default_out_dir(results) if out_dir is None else out_dir
     written = write_ranking_tables(result, target)
     _print_report(result, n_cases=len(result.matrices[result.metrics[0]].cases))
     click.echo(f"Wrote {', '.join(p.name for p in written)} to {target}")
     emit({"command": "rank", "source": str(source), "out": str(target), "files": [p.name for p in written],
           "metrics": list(result.metrics), "left_out": list(result.left_out), "leaderboard": records(result.leaderboard),
-          "exit_status": 0})
+          "tasks": tasks_document(result), "exit_status": 0})
     return ExitStatus.OK
+
+
+def tasks_document(result: ChallengeRanking) -> dict[str, object] | None:
+    """`--json`'s "tasks": each organ ranked as a task (None without organs: a scores file, or one organ)."""
+    tasks = result.tasks
+    if tasks is None:
+        return None
+    return {"metric": tasks.metric, "method": tasks.ranking.method.label, "organs": list(tasks.values),
+            "ranks": records(tasks.ranking.to_frame()), "stability": records(tasks.stability_summary()),
+            "stability_draws": tasks.n_draws, "stability_seed": tasks.seed}
 
 
 def _fmt(value: float) -> str:

@@ -6,7 +6,9 @@ from pathlib import Path
 
 import click
 
+from harness.cli.overrides import with_overrides
 from harness.errors import ExitStatus
+from harness.ranking import FLARE22_RANKING, load_ranking_config
 from harness.report.builder import DEFAULT_NAME, build_report
 
 
@@ -26,8 +28,9 @@ from harness.report.builder import DEFAULT_NAME, build_report
 @click.option("--seed", type=click.IntRange(min=0), default=None, help="Bootstrap seed (default: the config's, 0).")
 @click.option("--draws", type=click.IntRange(min=1), default=None, help="Bootstrap draws (default: the config's, 1000).")
 @click.option("--edition", type=click.Choice(["private", "public"]), default="private", show_default=True,
-              help="private: everything, for the organisers; public: aggregates and rank intervals only (no per-case "
-                   "result, log, case id or host name: per-case test scores leak the test labels), no pages.")
+              help="private: everything, for the organisers; public: only what its allowlist names, aggregates and rank "
+                   "intervals (no per-case result, log, case id or host name: per-case test scores leak the test "
+                   "labels; anything new stays private until named), no pages.")
 @click.option("--public", is_flag=True, help="The same as --edition public.")
 def report(results_dir: Path, out: Path | None, config_path: Path | None, seed: int | None, draws: int | None,
            edition: str, public: bool) -> int:
@@ -46,7 +49,8 @@ def report(results_dir: Path, out: Path | None, config_path: Path | None, seed: 
     Nothing requests anything from any host (CSS, script and SVG figures are inline),
     it prints on A4, and is byte-identical for the same store, config, seed and draws.
     """
-    written = build_report(results_dir, out, config=config_path, seed=seed, draws=draws,
+    config = FLARE22_RANKING if config_path is None else load_ranking_config(config_path)
+    written = build_report(results_dir, out, config=with_overrides(config, seed=seed, n_draws=draws),
                            public=public or edition == "public")
     click.echo(f"Wrote {written} ({written.stat().st_size / 1024:.0f} KiB)")
     return ExitStatus.OK

@@ -219,14 +219,14 @@ def bootstrap_ranking(
     weights: Mapping[str, float] | None = None,
     n_draws: int = 1000,
     seed: int | None = 0,
-    draws: np.ndarray | Sequence[Sequence[int]] | None = None,
+    case_draws: np.ndarray | Sequence[Sequence[int]] | None = None,
     variant: str = "textbook",
 ) -> BootstrapResult:
     """Bootstrap the pooled rank-then-aggregate ranking (FLARE's score; one metric: challengeR's
     rank-then-aggregate).
 
     Each draw resamples the cases with replacement (`n_draws` draws from `seed`, or the explicit
-    `draws`: rows of 0-based indices into the matrices' `cases`), pools every (case, metric)
+    `case_draws`: rows of 0-based indices into the matrices' `cases`), pools every (case, metric)
     rank with `weights` (default 1), ranks the weighted means (ties min) and compares that
     ranking with the full-data one by Kendall's tau-b.
     """
@@ -264,9 +264,8 @@ def bootstrap_ranking(
     full_ranks = rank_min(full_sums)
     full_scores = full_sums / (total_weight * n_cases)
 
-    explicit = draws is not None
-    if draws is None:
-        draws = draw_cases(n_cases, n_draws, seed=seed)
+    explicit = case_draws is not None
+    draws = draw_cases(n_cases, n_draws, seed=seed) if case_draws is None else case_draws
     counts = draw_counts(draws, n_cases).astype(float)
     if variant == "textbook":
         sums = counts @ pooled

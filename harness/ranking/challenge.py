@@ -16,10 +16,11 @@ import pandas as pd
 
 from harness.ranking.bootstrap import BootstrapResult, bootstrap_ranking, whole
 from harness.ranking.combine import bootstrap_values, compare_methods, left_out
-from harness.ranking.config import FLARE22_RANKING, RankingConfig
+from harness.ranking.config import FLARE22_RANKING, RankingConfig, RankingMethod
 from harness.ranking.ranks import RankMatrix, flare_score, rank_matrices
 from harness.ranking.stats import decision_matrix
 from harness.ranking.table import apply_failure_values, check_metrics, to_tidy
+from harness.ranking.tasks import OrganTasks, rank_organ_tasks
 
 
 @dataclass(frozen=True, eq=False)
@@ -46,6 +47,8 @@ class ChallengeRanking:
     method_ranks: pd.DataFrame | None = None  # algorithm x ranking method (combine.COMPARED)
     unmeasured_metrics: tuple[str, ...] = ()  # no ok run has a value (e.g. AUC_GPU without NVML): left out
     left_out: tuple[str, ...] = ()  # one line per algorithm the method leaves out of the ranking (who, why)
+    organ_table: pd.DataFrame | None = None  # tidy per-organ values as ranked (failure values applied)
+    tasks: OrganTasks | None = None  # each organ ranked as a task, the consensus and its stability
 
     def per_case_ranks(self) -> pd.DataFrame:
         """Long form: algorithm, case, metric, value (as ranked), status, rank, missing."""
@@ -65,16 +68,18 @@ def rank_challenge(
     table: pd.DataFrame,
     config: RankingConfig = FLARE22_RANKING,
     *,
-    n_draws: int | None = None,
-    seed: int | None = None,
-    variant: str | None = None,
-    draws: np.ndarray | Sequence[Sequence[int]] | None = None,
+    case_draws: np.ndarray | Sequence[Sequence[int]] | None = None,
+    organ_table: pd.DataFrame | None = None,
     source: str = "<table>",
 ) -> ChallengeRanking:
-    """Rank a challenge: FLARE score, bootstrap (tau, rank intervals), per-metric tests.
+    """Rank a challenge: FLARE score, bootstrap (tau, rank intervals), per-metric tests, and,
+    given `organ_table` (tidy per organ: algorithm, case, organ, metric, value, status; the
+    store's `tidy_organ_scores`), each organ ranked as a task with its stability.
 
-    `table` is tidy or wide (see `to_tidy`); `n_draws`, `seed` and `variant` override the
-    config's. `source` names the table in error messages.
+    `table` is tidy or wide (see `to_tidy`). The bootstrap's draws, seed and variant are the
+    config's (the command line overrides them with `dataclasses.replace`); `case_draws`, a
+    (draws x cases) matrix of case indices, replaces the seeded draws. `source` names the table
+    in error messages.
     """
     tidy = to_tidy(table, source=source, ok_status=config.ok_status, metrics=config.metric_names)
     check_metrics(tidy, config, source=source)
@@ -88,20 +93,13 @@ def rank_challenge(
     flare = flare_score(matrices, weights)
     values = {name: rm.values for name, rm in matrices.items()}
     algorithms = next(iter(matrices.values())).algorithms
-    if config.method == "flare":
+    if config.method is RankingMethod.FLARE:
         score = flare
-        boot = bootstrap_ranking(
-            matrices,
-            weights=weights,
-            n_draws=config.n_draws if n_draws is None else n_draws,
-            seed=config.seed if seed is None else seed,
-            draws=draws,
-            variant=config.bootstrap if variant is None else variant,
-        )
+        boot = bootstrap_ranking(matrices, weights=weights, n_draws=config.n_draws, seed=config.seed, case_draws=case_draws,
+                                 variant=config.bootstrap)
     else:
-        boot = bootstrap_values(values, config, algorithms=algorithms,
-                                n_draws=config.n_draws if n_draws is None else n_draws,
-                                seed=config.seed if seed is None else seed, draws=draws)
+        boot = bootstrap_values(values, config, algorithms=algorithms, n_draws=config.n_draws, seed=config.seed,
+                                case_draws=case_draws)
         score = pd.DataFrame({"score": boot.full_scores, "rank": whole(boot.full_ranks)},
                              index=pd.Index(algorithms, name="algorithm"))
     method_ranks = compare_methods(values, config, flare["rank"].to_numpy(), algorithms)
@@ -114,6 +112,11 @@ def rank_challenge(
         significance[name] = pd.DataFrame(dec, index=pd.Index(rm.algorithms, name="algorithm"),
                                           columns=list(rm.algorithms))
     board = _leaderboard(ranked, config, matrices, score, boot)
+    organs = tasks = None
+    if organ_table is not None:
+        organs = apply_failure_values(organ_table, config)
+        tasks = rank_organ_tasks(organs, algorithms=[str(a) for a in board["algorithm"]], config=config,
+                                 n_draws=boot.n_draws, seed=boot.seed if boot.seed is not None else config.seed)
     return ChallengeRanking(
         config=config,
         table=ranked,
@@ -127,6 +130,8 @@ def rank_challenge(
         method_ranks=method_ranks,
         unmeasured_metrics=unmeasured,
         left_out=left_out(values, config, algorithms),
+        organ_table=organs,
+        tasks=tasks,
     )
 
 

@@ -16,9 +16,8 @@ import pandas as pd
 
 from harness.errors import DataError
 from harness.ranking.bootstrap import BootstrapResult, draw_cases
-from harness.ranking.config import RankingConfig
+from harness.ranking.config import RankingConfig, RankingMethod
 from harness.ranking.methods import (
-    GC_METHODS,
     Method,
     dropped_by_na_rm,
     grand_challenge_rank,
@@ -32,7 +31,8 @@ from harness.ranking.stats import kendall_tau_b
 Values = Mapping[str, np.ndarray]  # metric -> (cases x algorithms), NaN = missing
 
 
-def method_for(config: RankingConfig, metric: str, *, kind: str | None = None, aggregate: str | None = None) -> Method:
+def method_for(config: RankingConfig, metric: str, *, kind: RankingMethod | None = None,
+               aggregate: str | None = None) -> Method:
     """The challengeR method of `config` (or `kind`/`aggregate`) for one metric: "worst" as
     na_treat is the metric's worst value when it has one, else missing values are left out."""
     rule = config.metric(metric)
@@ -43,14 +43,14 @@ def method_for(config: RankingConfig, metric: str, *, kind: str | None = None, a
                   ties=config.ties, alpha=config.alpha, p_adjust=config.test_p_adjust)
 
 
-def rank_values(values: Values, config: RankingConfig, *, method: str | None = None,
+def rank_values(values: Values, config: RankingConfig, *, method: RankingMethod | None = None,
                 aggregate: str | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(score, rank) per algorithm under `method` (default the config's), not "flare"."""
-    kind = method or config.method
+    kind = RankingMethod(method or config.method)
     metrics = list(values)
     if not metrics:
         raise DataError("no metric to rank; the table holds none of the config's metrics")
-    if kind in GC_METHODS:
+    if kind.grand_challenge:
         means = np.vstack([_column_means(values[m]) for m in metrics])
         better = [config.metric(m).larger_is_better for m in metrics]
         return grand_challenge_rank(means, larger_is_better=better, scoring=kind)
@@ -71,14 +71,14 @@ def left_out(values: Values, config: RankingConfig, algorithms: Sequence[str]) -
     and test-then-rank); grand-challenge leaves a result without one of its metrics off the board."""
     kind = config.method
     notes: list[str] = []
-    if kind in GC_METHODS:
-        metrics = list(values)[:1] if kind == "gc_absolute" else list(values)
+    if kind.grand_challenge:
+        metrics = list(values)[:1] if kind is RankingMethod.GC_ABSOLUTE else list(values)
         means = np.vstack([_column_means(values[m]) for m in metrics])
         for a in np.flatnonzero(off_the_leaderboard(means, scoring=kind)):
             missing = [m for m, row in zip(metrics, means, strict=True) if np.isnan(row[a])]
             notes.append(f"{algorithms[int(a)]}: no {', '.join(missing)} value; grand-challenge leaves a result without "
                          "one of the leaderboard's metrics off the leaderboard")
-    elif kind in ("aggregate_then_rank", "test_then_rank"):
+    elif kind in (RankingMethod.AGGREGATE_THEN_RANK, RankingMethod.TEST_THEN_RANK):
         for m, matrix in values.items():
             method = method_for(config, m)
             for a in np.flatnonzero(dropped_by_na_rm(matrix, method)):
@@ -103,7 +103,7 @@ def bootstrap_values(
     algorithms: Sequence[str],
     n_draws: int,
     seed: int | None,
-    draws: np.ndarray | Sequence[Sequence[int]] | None = None,
+    case_draws: np.ndarray | Sequence[Sequence[int]] | None = None,
 ) -> BootstrapResult:
     """The config's (non-FLARE) ranking re-run on each bootstrap draw of cases (textbook: a case
     drawn k times counts k times); Kendall's tau-b of each draw against the full ranking."""
@@ -111,8 +111,8 @@ def bootstrap_values(
     if n_cases < 1:
         raise DataError("no cases to bootstrap; the scores table has no cases")
     full_scores, full_ranks = rank_values(values, config)
-    explicit = draws is not None
-    index = np.asarray(draws if draws is not None else draw_cases(n_cases, n_draws, seed=seed), dtype=np.intp)
+    explicit = case_draws is not None
+    index = np.asarray(case_draws if case_draws is not None else draw_cases(n_cases, n_draws, seed=seed), dtype=np.intp)
     scores = np.empty((index.shape[0], len(algorithms)))
     ranks = np.empty_like(scores)
     for d, rows in enumerate(index):
@@ -126,29 +126,36 @@ def describe_method(config: RankingConfig) -> str:
     """One line naming the ranking method and its settings, for the terminal and the report."""
     several = "per metric, then the weighted mean of the metric ranks ranked" if len(config.metrics) > 1 else ""
     text = {
-        "flare": "score = weighted mean of every per-case rank (FLARE22)",
-        "aggregate_then_rank": f"aggregate-then-rank by the {config.aggregate} (challengeR; na_treat {config.na_treat})",
-        "rank_then_aggregate": "rank-then-aggregate: mean per-case rank (challengeR)",
-        "test_then_rank": f"test-then-rank: share of significant one-sided Wilcoxon wins, alpha {config.alpha:g}, "
-                          f"p adjustment {config.test_p_adjust} (challengeR)",
-        "gc_absolute": "grand-challenge absolute: the first metric's mean",
-        "gc_mean_position": "grand-challenge: mean of the positions by each metric's mean",
-        "gc_median_position": "grand-challenge: median of the positions by each metric's mean",
+        RankingMethod.FLARE: "score = weighted mean of every per-case rank (FLARE22)",
+        RankingMethod.AGGREGATE_THEN_RANK: f"aggregate-then-rank by the {config.aggregate} (challengeR; na_treat "
+                                           f"{config.na_treat})",
+        RankingMethod.RANK_THEN_AGGREGATE: "rank-then-aggregate: mean per-case rank (challengeR)",
+        RankingMethod.TEST_THEN_RANK: f"test-then-rank: share of significant one-sided Wilcoxon wins, alpha "
+                                      f"{config.alpha:g}, p adjustment {config.test_p_adjust} (challengeR)",
+        RankingMethod.GC_ABSOLUTE: "grand-challenge absolute: the first metric's mean",
+        RankingMethod.GC_MEAN_POSITION: "grand-challenge: mean of the positions by each metric's mean",
+        RankingMethod.GC_MEDIAN_POSITION: "grand-challenge: median of the positions by each metric's mean",
     }[config.method]
-    if config.method not in ("flare", *GC_METHODS) and several:
+    if config.method.challenger and several:
         text += f", {several}"
     return text + ("" if config.ties == "min" else f"; ties {config.ties}")
 
 
 # The methods the report's line plot compares: (column label, method, aggregate).
 COMPARED = (
-    ("FLARE score", "flare", "mean"),
-    ("aggregate-then-rank (mean)", "aggregate_then_rank", "mean"),
-    ("aggregate-then-rank (median)", "aggregate_then_rank", "median"),
-    ("rank-then-aggregate", "rank_then_aggregate", "mean"),
-    ("test-then-rank", "test_then_rank", "mean"),
-    ("grand-challenge mean position", "gc_mean_position", "mean"),
+    ("FLARE score", RankingMethod.FLARE, "mean"),
+    ("aggregate-then-rank (mean)", RankingMethod.AGGREGATE_THEN_RANK, "mean"),
+    ("aggregate-then-rank (median)", RankingMethod.AGGREGATE_THEN_RANK, "median"),
+    ("rank-then-aggregate", RankingMethod.RANK_THEN_AGGREGATE, "mean"),
+    ("test-then-rank", RankingMethod.TEST_THEN_RANK, "mean"),
+    ("grand-challenge mean position", RankingMethod.GC_MEAN_POSITION, "mean"),
 )
+
+
+def compared_label(config: RankingConfig) -> str:
+    """The `COMPARED` column of the config's own method and aggregate ("" when it is not compared)."""
+    return next((label for label, kind, aggregate in COMPARED if kind is config.method
+                 and (kind is not RankingMethod.AGGREGATE_THEN_RANK or aggregate == config.aggregate)), "")
 
 
 def compare_methods(values: Values, config: RankingConfig, flare_ranks: np.ndarray,
@@ -157,9 +164,9 @@ def compare_methods(values: Values, config: RankingConfig, flare_ranks: np.ndarr
     settings otherwise; `flare_ranks` is the FLARE score's rank, computed elsewhere."""
     columns = {}
     for label, kind, aggregate in COMPARED:
-        columns[label] = flare_ranks if kind == "flare" else rank_values(values, config, method=kind,
+        columns[label] = flare_ranks if kind is RankingMethod.FLARE else rank_values(values, config, method=kind,
                                                                           aggregate=aggregate)[1]
     return pd.DataFrame(columns, index=pd.Index(list(algorithms), name="algorithm"))
 
 
-__all__ = ["COMPARED", "bootstrap_values", "compare_methods", "describe_method", "left_out", "method_for", "rank_values"]
+__all__ = ["COMPARED", "bootstrap_values", "compared_label", "compare_methods", "describe_method", "left_out", "method_for", "rank_values"]

@@ -6,6 +6,7 @@ settings from a TOML file (see `flare22_ranking.toml` beside this module for the
 
 from __future__ import annotations
 
+import enum
 import math
 import tomllib
 from dataclasses import dataclass
@@ -16,10 +17,35 @@ from harness.errors import SpecError
 
 BOOTSTRAP_VARIANTS = ("textbook", "challengeR")
 P_ADJUST_METHODS = ("holm", "none")
-# "flare": every (case, metric) rank pooled (FLARE22's score); the others per metric, then the
-# weighted mean of the metric ranks ranked (one metric: that metric's ranking). See methods.py.
-RANKING_METHODS = ("flare", "aggregate_then_rank", "rank_then_aggregate", "test_then_rank",
-                   "gc_absolute", "gc_mean_position", "gc_median_position")
+
+
+class RankingMethod(enum.StrEnum):
+    """How a challenge is ranked. FLARE: every (case, metric) rank pooled (FLARE22's score); the
+    others rank each metric, then the weighted mean of the metric ranks (one metric: that metric's
+    ranking): challengeR's three (`methods.py`) and grand-challenge's leaderboards (`GC_*`). A
+    StrEnum: a config's or the command line's string is checked once, here, and compares equal."""
+
+    FLARE = "flare"
+    AGGREGATE_THEN_RANK = "aggregate_then_rank"
+    RANK_THEN_AGGREGATE = "rank_then_aggregate"
+    TEST_THEN_RANK = "test_then_rank"
+    GC_ABSOLUTE = "gc_absolute"
+    GC_MEAN_POSITION = "gc_mean_position"
+    GC_MEDIAN_POSITION = "gc_median_position"
+
+    @property
+    def grand_challenge(self) -> bool:
+        """One of grand-challenge's leaderboards (ranks each metric's mean)."""
+        return self in (RankingMethod.GC_ABSOLUTE, RankingMethod.GC_MEAN_POSITION, RankingMethod.GC_MEDIAN_POSITION)
+
+    @property
+    def challenger(self) -> bool:
+        """One of challengeR's per-metric methods (`methods.Method`)."""
+        return self in (RankingMethod.AGGREGATE_THEN_RANK, RankingMethod.RANK_THEN_AGGREGATE,
+                        RankingMethod.TEST_THEN_RANK)
+
+
+RANKING_METHODS = tuple(m.value for m in RankingMethod)
 TIES_METHODS = ("min", "max", "average", "first", "last")
 
 
@@ -64,11 +90,14 @@ class RankingConfig:
     seed: int = 0
     bootstrap: str = "textbook"
     description: str = ""
-    method: str = "flare"
+    method: RankingMethod = RankingMethod.FLARE
     aggregate: str = "mean"
     na_treat: str | float = "worst"
     ties: str = "min"
     test_p_adjust: str = "none"
+
+    def __post_init__(self) -> None:  # a string (a test's, `dataclasses.replace`'s) becomes the enum once
+        object.__setattr__(self, "method", RankingMethod(self.method))
 
     @property
     def metric_names(self) -> tuple[str, ...]:
@@ -108,17 +137,6 @@ EXTRA_METRIC_RULES: dict[str, MetricRule] = {rule.name: rule for rule in (
     MetricRule("fn_volume_ml", larger_is_better=False, worst_value=1_000_000.0),
     *(MetricRule(name, larger_is_better=True, worst_value=0.0) for name in ("pq", "sq", "rq", "sq_dsc", "pq_dsc")),
 )}
-
-
-def failure_value(config: RankingConfig, metric: str) -> float | None:
-    """The value a failed run's `metric` takes (None: left missing): the config's rule when it names
-    the metric, else an extra metric's own (`EXTRA_METRIC_RULES`); None when failed runs keep theirs."""
-    if not config.failed_as_worst:
-        return None
-    if metric in config.metric_names:
-        return config.metric(metric).worst_value
-    known = _known(metric)
-    return known.worst_value if known is not None else None
 
 
 def _known(metric: str) -> MetricRule | None:
@@ -200,7 +218,7 @@ def ranking_config_from_dict(raw: dict[str, Any], *, source: str = "<config>") -
     if test_p_adjust not in P_ADJUST_METHODS:
         raise SpecError(f"{source}: test_p_adjust = {test_p_adjust!r}; use one of {', '.join(P_ADJUST_METHODS)}")
     return RankingConfig(
-        method=method,
+        method=RankingMethod(method),
         ties=ties,
         aggregate=aggregate,
         na_treat=na_treat if isinstance(na_treat, str) else float(na_treat),
@@ -280,9 +298,9 @@ __all__ = [
     "RANKING_METHODS",
     "TIES_METHODS",
     "MetricRule",
+    "RankingMethod",
     "RankingConfig",
     "load_ranking_config",
     "parse_aggregate",
-    "failure_value",
     "ranking_config_from_dict",
 ]

@@ -17,7 +17,7 @@ from harness.errors import DataError
 from harness.layout import STORE_FILE, ResultsLayout
 from harness.ranking.challenge import ChallengeRanking
 from harness.ranking.table import to_tidy
-from harness.store import read_store_scores
+from harness.store import read_store_organ_scores, read_store_scores
 
 Reader = Callable[[Path], pd.DataFrame]
 
@@ -80,6 +80,15 @@ def load_scores(path: str | Path, *, ok_status: str = "ok", metrics: Collection[
     return to_tidy(raw, source=str(file), ok_status=ok_status, metrics=metrics)
 
 
+def load_organ_scores(path: str | Path) -> pd.DataFrame | None:
+    """The tidy per-organ table (algorithm, case, organ, metric, value, status) that ranks each organ
+    as a task, from a results store; None for a scores file (it holds no organs the ranking reads)."""
+    file = resolve_scores_path(path)
+    if file.name != STORE_FILE:
+        return None
+    return read_store_organ_scores(file.parent)
+
+
 def default_out_dir(results: str | Path) -> Path:
     """`ranking/` beside the scores file, or inside the scores folder."""
     results = Path(results)
@@ -93,8 +102,9 @@ def _safe(name: str) -> str:
 def write_ranking_tables(result: ChallengeRanking, out_dir: str | Path) -> list[Path]:
     """Write the ranking tables as CSV into `out_dir` (created); returns the paths written.
 
-    leaderboard.csv, bootstrap_ranks.csv, tau.csv, tau_summary.csv, per_case_ranks.csv and one
-    significance_<metric>.csv per metric.
+    leaderboard.csv, bootstrap_ranks.csv, tau.csv, tau_summary.csv, per_case_ranks.csv,
+    method_ranks.csv, one significance_<metric>.csv per metric, and with organs ranked as tasks
+    task_ranks.csv and task_stability.csv.
     """
     out = Path(out_dir)
     try:
@@ -114,6 +124,9 @@ def write_ranking_tables(result: ChallengeRanking, out_dir: str | Path) -> list[
     }
     if result.method_ranks is not None:
         tables["method_ranks.csv"] = result.method_ranks.reset_index()
+    if result.tasks is not None:
+        tables["task_ranks.csv"] = result.tasks.ranking.to_frame()
+        tables["task_stability.csv"] = result.tasks.stability_frame()
     for name, matrix in result.significance.items():
         tables[f"significance_{_safe(name)}.csv"] = matrix
     written = []
@@ -132,6 +145,7 @@ def write_ranking_tables(result: ChallengeRanking, out_dir: str | Path) -> list[
 
 __all__ = [
     "default_out_dir",
+    "load_organ_scores",
     "load_scores",
     "resolve_scores_path",
     "write_ranking_tables",

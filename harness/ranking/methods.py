@@ -30,12 +30,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from harness.ranking.config import parse_aggregate
+from harness.ranking.config import RankingMethod, parse_aggregate
 from harness.ranking.ranks import rank_rows_min
 from harness.ranking.stats import holm_adjust, pairwise_pvalue_matrix, significant
 
 TIES = ("min", "max", "average", "first", "last")
-METHODS = ("aggregate_then_rank", "rank_then_aggregate", "test_then_rank")
+METHODS = tuple(m for m in RankingMethod if m.challenger)
 
 
 def r_mean(values: np.ndarray) -> float:
@@ -134,7 +134,7 @@ class Method:
     - `alpha`, `p_adjust`: test-then-rank ("none" or "holm").
     """
 
-    kind: str = "aggregate_then_rank"
+    kind: RankingMethod = RankingMethod.AGGREGATE_THEN_RANK
     aggregate: str = "mean"
     na_treat: float | str = "na.rm"
     ties: str = "min"
@@ -144,6 +144,7 @@ class Method:
     def __post_init__(self) -> None:
         if self.kind not in METHODS:
             raise ValueError(f"ranking method must be one of {', '.join(METHODS)}, got {self.kind!r}")
+        object.__setattr__(self, "kind", RankingMethod(self.kind))
         if self.ties not in TIES:
             raise ValueError(f"ties must be one of {', '.join(TIES)}, got {self.ties!r}")
         if isinstance(self.na_treat, str) and self.na_treat != "na.rm":
@@ -155,9 +156,9 @@ class Method:
     @property
     def label(self) -> str:
         """A short name for tables and the line plot, e.g. `aggregate-then-rank (median)`."""
-        if self.kind == "aggregate_then_rank":
+        if self.kind is RankingMethod.AGGREGATE_THEN_RANK:
             return f"aggregate-then-rank ({self.aggregate})"
-        if self.kind == "rank_then_aggregate":
+        if self.kind is RankingMethod.RANK_THEN_AGGREGATE:
             return "rank-then-aggregate (mean)"
         return f"test-then-rank (alpha {self.alpha:g}{', Holm' if self.p_adjust == 'holm' else ''})"
 
@@ -196,7 +197,7 @@ def rank_by(values: np.ndarray, method: Method, *, larger_is_better: bool) -> tu
     The aggregate is the mean/median/quantile value, the mean rank, or the share of significant
     wins, by `method.kind`."""
     x = np.asarray(values, dtype=np.float64)
-    if method.kind == "rank_then_aggregate":
+    if method.kind is RankingMethod.RANK_THEN_AGGREGATE:
         per_case = per_case_ranks(x, ties=method.ties, larger_is_better=larger_is_better)
         means = _per_algorithm(per_case, r_mean)
         return means, rank_na2(means, ties=method.ties, larger_is_better=False)
@@ -205,7 +206,7 @@ def rank_by(values: np.ndarray, method: Method, *, larger_is_better: bool) -> tu
     kept = np.flatnonzero(~dropped_by_na_rm(x, method))
     aggregate = np.full(x.shape[1], math.nan)
     rank = np.full(x.shape[1], math.nan)
-    if method.kind == "aggregate_then_rank":
+    if method.kind is RankingMethod.AGGREGATE_THEN_RANK:
         aggregate[kept] = _per_algorithm(treated(x[:, kept], method.na_treat), aggregate_function(method.aggregate))
         rank[kept] = rank_na2(aggregate[kept], ties=method.ties, larger_is_better=larger_is_better)
         return aggregate, rank
@@ -222,7 +223,7 @@ def dropped_by_na_rm(values: np.ndarray, method: Method) -> np.ndarray:
     and test-then-rank drop every missing value, so an algorithm without any value is left out (its
     aggregate and rank NaN), not ranked last; wins are shared among, and Holm adjusts over, the others."""
     x = np.asarray(values, dtype=np.float64)
-    if method.kind == "rank_then_aggregate" or not isinstance(method.na_treat, str) or x.shape[0] == 0:
+    if method.kind is RankingMethod.RANK_THEN_AGGREGATE or not isinstance(method.na_treat, str) or x.shape[0] == 0:
         return np.zeros(x.shape[1], bool)
     return np.asarray(np.isnan(x).all(axis=0), dtype=bool)
 
@@ -245,10 +246,11 @@ def significant_wins(values: np.ndarray, *, larger_is_better: bool, alpha: float
     return significant(p, alpha).sum(axis=1).astype(np.float64)
 
 
-GC_METHODS = ("gc_absolute", "gc_mean_position", "gc_median_position")
+GC_METHODS = tuple(m for m in RankingMethod if m.grand_challenge)
 
 
-def grand_challenge_rank(aggregates: np.ndarray, *, larger_is_better: list[bool], scoring: str) -> tuple[np.ndarray, np.ndarray]:
+def grand_challenge_rank(aggregates: np.ndarray, *, larger_is_better: list[bool],
+                         scoring: RankingMethod | str) -> tuple[np.ndarray, np.ndarray]:
     """grand-challenge's leaderboard: `aggregates` is (metrics x algorithms), each metric's mean.
 
     `gc_absolute` ranks by the first metric's value; `gc_mean_position` / `gc_median_position`
@@ -257,27 +259,28 @@ def grand_challenge_rank(aggregates: np.ndarray, *, larger_is_better: list[bool]
     a = np.atleast_2d(np.asarray(aggregates, dtype=np.float64))
     if scoring not in GC_METHODS:
         raise ValueError(f"grand-challenge scoring must be one of {', '.join(GC_METHODS)}, got {scoring!r}")
+    scoring = RankingMethod(scoring)
     kept = np.flatnonzero(~off_the_leaderboard(a, scoring=scoring))
     score = np.full(a.shape[1], math.nan)
     rank = np.full(a.shape[1], math.nan)
-    if scoring == "gc_absolute":
+    if scoring is RankingMethod.GC_ABSOLUTE:
         score[kept] = a[0, kept]
         rank[kept] = rank_na2(score[kept], ties="min", larger_is_better=larger_is_better[0])
         return score, rank
     positions = np.vstack([rank_na2(row[kept], ties="min", larger_is_better=better)
                            for row, better in zip(a, larger_is_better, strict=True)])
-    combine = r_mean if scoring == "gc_mean_position" else r_median
+    combine = r_mean if scoring is RankingMethod.GC_MEAN_POSITION else r_median
     score[kept] = [combine(positions[:, k]) for k in range(kept.size)]
     rank[kept] = rank_na2(score[kept], ties="min", larger_is_better=False)
     return score, rank
 
 
-def off_the_leaderboard(aggregates: np.ndarray, *, scoring: str) -> np.ndarray:
+def off_the_leaderboard(aggregates: np.ndarray, *, scoring: RankingMethod | str) -> np.ndarray:
     """Per algorithm, whether grand-challenge leaves it off the leaderboard: a result without one
     of the metrics it ranks on (the first under `gc_absolute`, every one under the position scores)
     is filtered out before any rank (`_filter_valid_results` in grand-challenge's `rank_results`)."""
     a = np.atleast_2d(np.asarray(aggregates, dtype=np.float64))
-    return np.asarray(np.isnan(a[:1] if scoring == "gc_absolute" else a).any(axis=0), dtype=bool)
+    return np.asarray(np.isnan(a[:1] if RankingMethod(scoring) is RankingMethod.GC_ABSOLUTE else a).any(axis=0), dtype=bool)
 
 
 __all__ = [

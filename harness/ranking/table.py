@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from harness.errors import DataError
-from harness.ranking.config import RankingConfig
+from harness.ranking.config import EXTRA_METRIC_RULES, RankingConfig
 
 ID_COLUMNS = ("algorithm", "case")
 TIDY_COLUMNS = ("algorithm", "case", "metric", "value", "status")
@@ -160,22 +160,37 @@ def check_metrics(table: pd.DataFrame, config: RankingConfig, *, source: str = "
         )
 
 
-def apply_failure_values(table: pd.DataFrame, config: RankingConfig) -> pd.DataFrame:
-    """A copy of the tidy table where failed runs carry their metric's worst value.
+def failure_values(config: RankingConfig) -> dict[str, float]:
+    """The one rule for failed runs: per metric, the value a failed run enters every ranking with
+    (the metric's `worst_value`; FLARE22: DSC 0, NSD 0, 3600 s, ...) when `config.failed_as_worst`;
+    a metric without one, or every metric when failures are not counted as worst, keeps what the
+    run recorded (usually nothing: missing, the worst rank of its case). A profile's extra metric
+    (lesion-wise, false volumes, panoptic) that the config does not rank keeps its own rule
+    (`EXTRA_METRIC_RULES`), so its per-organ table counts failures as a ranking of it would."""
+    if not config.failed_as_worst:
+        return {}
+    values = {rule.name: float(rule.worst_value) for rule in EXTRA_METRIC_RULES.values() if rule.worst_value is not None}
+    values.update({m.name: float(m.worst_value) for m in config.metrics if m.worst_value is not None})
+    return values
 
-    A row fails when its status is not `config.ok_status`; its value is replaced by the metric's
-    `worst_value` (FLARE22: DSC 0, NSD 0, 3600 s, ...) if `config.failed_as_worst` and the metric
-    has one, else left as it is. The input table is not modified.
+
+def apply_failure_values(table: pd.DataFrame, config: RankingConfig) -> pd.DataFrame:
+    """A copy of a tidy table (columns metric, value, status; any others kept) where failed runs
+    carry `failure_values(config)`: the case table the challenge is ranked on and the organ table
+    its organs are ranked on (and the report shows) alike.
+
+    A row fails when its status is not `config.ok_status`. The input table is not modified.
     """
     out = table.copy()
-    if not config.failed_as_worst:
+    worst = failure_values(config)
+    if not worst or out.empty:
         return out
     failed = out["status"].to_numpy() != config.ok_status
     if not failed.any():
         return out
-    worst = {m.name: m.worst_value for m in config.metrics if m.worst_value is not None}
     replacement = out["metric"].map(worst)
     use = failed & replacement.notna().to_numpy()
+    out["value"] = out["value"].astype(float)
     out.loc[use, "value"] = replacement[use].astype(float)
     return out
 
@@ -242,6 +257,7 @@ __all__ = [
     "TIDY_COLUMNS",
     "apply_failure_values",
     "check_metrics",
+    "failure_values",
     "single_metric",
     "table_axes",
     "to_tidy",

@@ -19,8 +19,8 @@ import pandas as pd
 
 from harness.ranking.bootstrap import draw_cases, draw_counts
 from harness.ranking.combine import method_for
-from harness.ranking.config import RankingConfig
-from harness.ranking.methods import GC_METHODS, Method, per_case_ranks, rank_by, rank_na2, treated
+from harness.ranking.config import RankingConfig, RankingMethod
+from harness.ranking.methods import Method, per_case_ranks, rank_by, rank_na2, treated
 from harness.ranking.ranks import rank_rows_min
 from harness.ranking.stats import kendall_tau_b
 
@@ -45,10 +45,10 @@ class TaskRanking:
 def task_method(config: RankingConfig, metric: str) -> Method:
     """The method that ranks one task of `metric`'s values under `config`."""
     kind = config.method
-    if kind == "flare":
-        kind = "rank_then_aggregate"
-    elif kind in GC_METHODS:
-        kind = "aggregate_then_rank"
+    if kind is RankingMethod.FLARE:
+        kind = RankingMethod.RANK_THEN_AGGREGATE
+    elif kind.grand_challenge:
+        kind = RankingMethod.AGGREGATE_THEN_RANK
     return method_for(config, metric, kind=kind)
 
 
@@ -79,7 +79,8 @@ def task_stability(values: Mapping[str, np.ndarray], ranking: TaskRanking, *, la
     by the mean), whose draws rank the sums so that equal sums stay tied; None for the others (a
     median or a test on every draw of every task is too slow for a report)."""
     method = ranking.method
-    linear = method.kind == "rank_then_aggregate" or (method.kind == "aggregate_then_rank" and method.aggregate == "mean")
+    linear = method.kind is RankingMethod.RANK_THEN_AGGREGATE or (
+        method.kind is RankingMethod.AGGREGATE_THEN_RANK and method.aggregate == "mean")
     if not linear or method.ties != "min":
         return None
     out = {}
@@ -87,7 +88,7 @@ def task_stability(values: Mapping[str, np.ndarray], ranking: TaskRanking, *, la
         x = np.asarray(matrix, dtype=float)
         if x.shape[0] < 1:
             continue
-        if method.kind == "rank_then_aggregate":
+        if method.kind is RankingMethod.RANK_THEN_AGGREGATE:
             terms = per_case_ranks(x, ties="min", larger_is_better=larger_is_better)
             orient = 1.0  # a smaller mean rank is better
         else:
@@ -121,16 +122,83 @@ def task_tree(ranks: pd.DataFrame) -> tuple[list[str], list[tuple[list[float], l
     return [str(t) for t in tree["ivl"]], links
 
 
-def organ_tasks(values: pd.DataFrame, *, algorithms: Sequence[str], organs: Sequence[str]) -> dict[str, np.ndarray]:
-    """Per organ (in `organs`' order), the cases x algorithms matrix of a long table (columns
-    algorithm, case_id, organ, value; one row per algorithm, case and organ)."""
-    groups = dict(list(values.groupby(values["organ"].astype(str), sort=False)))
+def organ_tasks(table: pd.DataFrame, *, algorithms: Sequence[str], metric: str) -> dict[str, np.ndarray]:
+    """Per organ (in the order of first appearance), the cases x algorithms matrix of `metric` in a
+    tidy organ table (columns algorithm, case, organ, metric, value; one row per algorithm, case,
+    organ and metric; NaN = missing)."""
+    rows = table[table["metric"] == metric]
+    groups = dict(list(rows.groupby(rows["organ"].astype(str), sort=False)))
     out = {}
-    for organ in organs:
-        if organ in groups:
-            wide = groups[organ].pivot(index="case_id", columns="algorithm", values="value")
-            out[organ] = wide.reindex(columns=list(algorithms)).to_numpy(dtype=float)
+    for organ in pd.unique(rows["organ"].astype(str)):
+        wide = groups[organ].pivot(index="case", columns="algorithm", values="value")
+        out[str(organ)] = wide.reindex(columns=list(algorithms)).to_numpy(dtype=float)
     return out
 
 
-__all__ = ["TaskRanking", "organ_tasks", "rank_tasks", "task_method", "task_stability", "task_tree"]
+@dataclass(frozen=True, eq=False)
+class OrganTasks:
+    """Each organ ranked as a task of its own on `metric`, as `rank_challenge` returns it.
+
+    - `values`: organ -> (cases x algorithms) values as ranked (failed runs at their failure value).
+    - `ranking`: the ranks per organ and the consensus (`TaskRanking`).
+    - `leaves`, `links`: the organs clustered by how alike they rank (`task_tree`).
+    - `stability`: organ -> Kendall's tau-b per bootstrap draw (`task_stability`; None where the
+      method is not vectorised), over `n_draws` draws seeded by `seed`.
+    """
+
+    metric: str
+    values: Mapping[str, np.ndarray]
+    ranking: TaskRanking
+    leaves: list[str]
+    links: list[tuple[list[float], list[float]]]
+    stability: Mapping[str, np.ndarray] | None
+    n_draws: int
+    seed: int
+
+    def stability_frame(self) -> pd.DataFrame:
+        """Long form of the stability: task, draw (1-based), tau (NaN: undefined)."""
+        frames = [pd.DataFrame({"task": task, "draw": np.arange(1, len(tau) + 1), "tau": tau})
+                  for task, tau in (self.stability or {}).items()]
+        return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["task", "draw", "tau"])
+
+    def stability_summary(self) -> pd.DataFrame:
+        """Per task: draws, valid draws, mean, median and quartiles of tau (NaN when none is valid)."""
+        rows = []
+        for task, tau in (self.stability or {}).items():
+            valid = np.asarray(tau, dtype=float)
+            valid = valid[np.isfinite(valid)]
+            q25, med, q75 = np.percentile(valid, [25, 50, 75]) if valid.size else (np.nan,) * 3
+            rows.append({"task": task, "n_draws": len(tau), "n_valid": int(valid.size),
+                         "mean": float(valid.mean()) if valid.size else np.nan, "median": med, "q25": q25, "q75": q75})
+        return pd.DataFrame(rows, columns=["task", "n_draws", "n_valid", "mean", "median", "q25", "q75"])
+
+
+def task_metric(table: pd.DataFrame, config: RankingConfig) -> str | None:
+    """The metric the organs are ranked on as tasks: DSC when the config ranks it and the table has
+    it, else the first of the config's metrics the table has; None when it has none."""
+    present = set(table["metric"].astype(str)) if len(table) else set()
+    ranked = [m for m in config.metric_names if m in present]
+    return "dsc" if "dsc" in ranked else (ranked[0] if ranked else None)
+
+
+def rank_organ_tasks(table: pd.DataFrame, *, algorithms: Sequence[str], config: RankingConfig, n_draws: int,
+                     seed: int) -> OrganTasks | None:
+    """Each organ of a tidy organ table (failure values already applied) ranked as a task on
+    `task_metric`, the consensus, the organs' tree and the stability per organ; None for fewer
+    than two organs (one task is the whole ranking)."""
+    metric = task_metric(table, config)
+    if metric is None:
+        return None
+    values = organ_tasks(table, algorithms=algorithms, metric=metric)
+    if len(values) < 2:
+        return None
+    ranking = rank_tasks(values, algorithms=algorithms, config=config, metric=metric)
+    leaves, links = task_tree(ranking.ranks)
+    stability = task_stability(values, ranking, larger_is_better=config.metric(metric).larger_is_better,
+                               n_draws=n_draws, seed=seed)
+    return OrganTasks(metric=metric, values=values, ranking=ranking, leaves=leaves, links=links, stability=stability,
+                      n_draws=n_draws, seed=seed)
+
+
+__all__ = ["OrganTasks", "TaskRanking", "organ_tasks", "rank_organ_tasks", "rank_tasks", "task_method", "task_metric",
+           "task_stability", "task_tree"]

@@ -1,7 +1,8 @@
 """The static HTML leaderboard: one self-contained, deterministic file from a results folder.
 
-Reads the results store (and the runs' monitor series and annotator tables) and ranks it with
-`harness.ranking`; never runs anything. `build_report(results_dir, out)` writes the page;
+Reads the results store (and the runs' monitor series and annotator tables), gets every ranking it
+shows from `harness.ranking` (`rank_challenge`, organ tasks included) and lays it out; never ranks
+or runs anything itself. `build_report(results_dir, out)` writes the page;
 `render_report(inputs)` returns it; the figure and table functions are pure.
 """
 

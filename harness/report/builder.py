@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import html
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -25,11 +26,21 @@ from markupsafe import Markup
 from harness import __version__
 from harness.errors import DataError, HarnessError, SpecError
 from harness.layout import REPORT_FILE
-from harness.ranking.challenge import ChallengeRanking, rank_challenge
-from harness.ranking.combine import COMPARED, describe_method
-from harness.ranking.config import EXTRA_METRIC_RULES, FLARE22_RANKING, RankingConfig, failure_value, load_ranking_config
-from harness.ranking.tasks import TaskRanking, organ_tasks, rank_tasks, task_stability, task_tree
+from harness.ranking import (
+    EXTRA_METRIC_RULES,
+    FLARE22_RANKING,
+    ChallengeRanking,
+    RankingConfig,
+    RankingMethod,
+    TaskRanking,
+    compared_label,
+    describe_method,
+    failure_values,
+    load_ranking_config,
+    rank_challenge,
+)
 from harness.report import figures, svgplot, tables
+from harness.report.axes import WHISKER_RULE
 from harness.report.drawing import Drawer
 from harness.report.inputs import ReportInputs, load_report_inputs, read_monitor
 
@@ -79,19 +90,17 @@ def build_report(
     out: Path | None = None,
     *,
     config: RankingConfig | str | Path | None = None,
-    seed: int | None = None,
-    draws: int | None = None,
     template_dir: Path | None = None,
     public: bool = False,
 ) -> Path:
-    """Read the results folder, rank it (`config`, default FLARE22's; `seed` and `draws` override
-    the config's bootstrap) and write the HTML leaderboard to `out` (default
+    """Read the results folder, rank it (`config`, default FLARE22's; the command line applies its
+    --seed and --draws to it) and write the HTML leaderboard to `out` (default
     `<results_dir>/report.html`). `public`: the edition without per-case results (challenges
     withhold per-case test scores: they leak the test labels). Returns the path written."""
     inputs = load_report_inputs(Path(results_dir))
     target = Path(out) if out is not None else inputs.folder / DEFAULT_NAME
-    files = render_report_files(inputs, config=resolve_config(config), seed=seed, draws=draws,
-                                template_dir=template_dir, public=public, pages_dir=pages_dir_of(target))
+    files = render_report_files(inputs, config=resolve_config(config), template_dir=template_dir, public=public,
+                                pages_dir=pages_dir_of(target))
     pages = target.parent / pages_dir_of(target)
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -112,37 +121,31 @@ def pages_dir_of(target: Path) -> str:
     return f"{Path(target).stem}-pages"
 
 
-def rank_inputs(inputs: ReportInputs, config: RankingConfig, *, seed: int | None = None,
-                draws: int | None = None) -> ChallengeRanking:
-    """The ranking of the store's segmenter runs. Measurements outside the config (peak memory,
-    sampling rate, ...) are shown in the report but not ranked."""
+def rank_inputs(inputs: ReportInputs, config: RankingConfig) -> ChallengeRanking:
+    """The ranking of the store's segmenter runs, the organs ranked as tasks included. Measurements
+    outside the config (peak memory, sampling rate, ...) are shown in the report but not ranked."""
     table = inputs.table[inputs.table["metric"].isin(config.metric_names)]
     if table.empty:
         raise DataError(f"{inputs.folder}: the store holds none of the ranking's metrics "
                         f"({', '.join(config.metric_names)}); score some runs first")
-    return rank_challenge(table, config, n_draws=draws, seed=seed, source=str(inputs.folder))
+    return rank_challenge(table, config, organ_table=inputs.organ_table, source=str(inputs.folder))
 
 
 def render_report(
     inputs: ReportInputs,
     *,
     config: RankingConfig = FLARE22_RANKING,
-    seed: int | None = None,
-    draws: int | None = None,
     template_dir: Path | None = None,
     public: bool = False,
 ) -> str:
     """The main report page as text (no file written)."""
-    return render_report_files(inputs, config=config, seed=seed, draws=draws, template_dir=template_dir,
-                               public=public)[""]
+    return render_report_files(inputs, config=config, template_dir=template_dir, public=public)[""]
 
 
 def render_report_files(
     inputs: ReportInputs,
     *,
     config: RankingConfig = FLARE22_RANKING,
-    seed: int | None = None,
-    draws: int | None = None,
     template_dir: Path | None = None,
     public: bool = False,
     pages_dir: str = "report-pages",
@@ -151,7 +154,7 @@ def render_report_files(
     the algorithms (and of the case matrix when it is large); the public edition has no pages."""
     folder = Path(template_dir) if template_dir is not None else default_template_dir()
     env = _environment(folder)
-    ranking = rank_inputs(inputs, config, seed=seed, draws=draws)
+    ranking = rank_inputs(inputs, config)
     with Drawer() as drawer:  # figures drawn by workers while the tables and pages are built
         return _render_files(inputs, ranking, env, folder, drawer=drawer, public=public, pages_dir=pages_dir)
 
@@ -161,6 +164,7 @@ def _render_files(inputs: ReportInputs, ranking: ChallengeRanking, env: Environm
     context = report_context(inputs, ranking, pages_dir=pages_dir, drawer=drawer, public=public)
     if public:
         context = public_edition(context, inputs, ranking)
+    context = _laid_out(context)
     assets = {}
     for key, name in ASSETS.items():
         path = folder / name
@@ -173,8 +177,8 @@ def _render_files(inputs: ReportInputs, ranking: ChallengeRanking, env: Environm
             raise SpecError(f"{path}: holds a closing </style> or </script> tag; it would end the inline block")
         assets[key] = Markup(text)
     main = env.get_template(TEMPLATE_FILE)
-    if public:
-        return {"": _tidy(main.render(**context, assets=assets))}
+    # The pages beside the main one come from the context's page links and case page, which the
+    # public edition withholds (`shown_publicly`): it gets none.
     files = {"": ""}  # the main page last: it waits for the figures the workers draw meanwhile
     common = {"assets": assets, "harness_version": context["harness_version"], "title": context["title"],
               "report_file": "../" + pages_dir.removesuffix("-pages") + ".html",  # pages_dir_of's inverse
@@ -267,161 +271,66 @@ def _environment(folder: Path) -> Environment:
     return env
 
 
+@dataclass(frozen=True, eq=False)
+class Scene:
+    """What every figure is drawn from: the inputs, the ranking, the algorithms in rank order with
+    their colours, the drawer, and the edition (`shown` asks `shown_publicly` in the public one)."""
+
+    inputs: ReportInputs
+    ranking: ChallengeRanking
+    order: list[str]
+    colors: Mapping[str, str]
+    drawer: Drawer
+    public: bool = False
+
+    def shown(self, key: str) -> bool:
+        """Whether the figure or context entry `key` is drawn for this edition."""
+        return not self.public or shown_publicly(key)
+
+    @cached_property
+    def typical_series(self) -> tuple[dict[str, tuple[str, pd.DataFrame]], list[str]]:
+        """Per algorithm, its typical case and that case's monitor series; and the monitor files
+        that could not be read (their messages)."""
+        segmenters = self.inputs.runs[self.inputs.runs["kind"] == "segmenter"]
+        typical = tables.typical_cases(segmenters, self.inputs.monitor_paths, ok_status=self.ranking.config.ok_status)
+        series, problems = {}, []
+        for algorithm in self.order:
+            if algorithm in typical:
+                case_id = typical[algorithm]
+                try:
+                    series[algorithm] = (case_id, read_monitor(self.inputs.monitor_paths[(algorithm, case_id)]))
+                except HarnessError as exc:
+                    problems.append(str(exc))
+        return series, problems
+
+
 def report_context(inputs: ReportInputs, ranking: ChallengeRanking, *, pages_dir: str = "report-pages",
                    drawer: Drawer | None = None, public: bool = False) -> dict[str, Any]:
     """Everything the templates show, as display data (pure apart from reading monitor series);
-    `pages_dir` is the folder of the per-algorithm pages, relative to the report. Figures are
-    drawn by `drawer` (default: here, at once), the largest first; `public` leaves out the
-    per-algorithm pages (the public edition has none)."""
+    `pages_dir` is the folder of the per-algorithm pages, relative to the report. Figures come
+    from the `FIGURES` registry, drawn by `drawer` (default: here, at once), the largest first;
+    `public` draws only what `shown_publicly` names (`public_edition` withholds the rest)."""
     drawer = drawer if drawer is not None else Drawer(workers=1)
     config = ranking.config
     runs = inputs.runs
     segmenters = runs[runs["kind"] == "segmenter"]
     order = tables.rank_order(ranking)
-    colors = figures.algorithm_colors(order)
+    scene = Scene(inputs, ranking, order, figures.algorithm_colors(order), drawer, public)
+    drawn = [f for make in FIGURES for f in make(scene) if scene.shown(f.key)]
     boot = ranking.bootstrap
-    tau = boot.tau_summary()
-    n_cases = len(ranking.matrices[ranking.metrics[0]].cases)
-    organs = tables.organs_of(inputs.scores)
-
-    figs: list[Figure] = []
-    organ_tables = []
-    box_figs = []
-    organ_values = {}
-    for metric in ("dsc", "nsd"):
-        if not organs:
-            break
-        values = organ_values[metric] = tables.organ_values(runs, inputs.scores, config, metric)
-        organ_tables.append((tables.metric_label(metric), tables.organ_table(values, algorithms=order, organs=organs, metric=metric)))
-        label = tables.metric_label(metric)
-        box_figs.append(_figure(f"fig-box-{metric}", f"{label} per organ",
-                                f"{label} of every case per organ; one box per algorithm (rank order), whiskers 1.5 IQR.",
-                                drawer.draw(figures.organ_box_figure, values, organs=organs, algorithms=order,
-                                            colors=colors, metric_label=label, prefix=f"fig-box-{metric}",
-                                            title=f"{label} per organ and algorithm")))
-
-    for metric in tables.extra_metrics_of(inputs.scores) if organs else []:  # the profile's extra metrics, as DSC
-        values = tables.organ_values(runs, inputs.scores, config, metric)
-        larger = EXTRA_METRIC_RULES[metric].larger_is_better
-        worst = failure_value(config, metric)
-        label = (f"{tables.metric_label(metric)} ({'larger' if larger else 'lower'} is better"
-                 + ("" if worst is None else f"; a failed run counts {tables.fmt_value(worst, metric)}") + ")")
-        organ_tables.append((label, tables.organ_table(values, algorithms=order, organs=organs, metric=metric,
-                                                       larger_is_better=larger)))
-
-    board = ranking.leaderboard.set_index("algorithm")
-    if {"dsc", "time_s"} <= set(ranking.metrics):
-        points = pd.DataFrame({
-            "algorithm": order,
-            "time_s": [board.loc[a, "mean_time_s"] for a in order],
-            "dsc": [board.loc[a, "mean_dsc"] for a in order],
-            "nsd": [board.loc[a, "mean_nsd"] if "nsd" in ranking.metrics else float("nan") for a in order],
-            "auc_gpu_mb_s": [board.loc[a, "mean_auc_gpu_mb_s"] if "auc_gpu_mb_s" in ranking.metrics else float("nan")
-                             for a in order],
-        })
-        figs.append(_figure("fig-accuracy", "Accuracy against time",
-                            "Mean DSC and NSD against mean time per case; bubble area proportional to the mean AUC_GPU "
-                            "(as FLARE22's Fig. 2b). Failed runs count with their metric's failure value.",
-                            drawer.draw(figures.accuracy_time_figure, points, colors)))
-
-    blob = _figure("fig-blob", "Bootstrap rank distributions",
-                   f"Share of the {boot.n_draws} bootstrap draws that gave each algorithm each rank (disc area); black bar: "
-                   "median rank; line: 2.5-97.5% interval (inverse-CDF quantiles: ranks that draws gave).",
-                   drawer.draw(figures.rank_blob_figure, boot.rank_frequencies(), boot.rank_intervals(), algorithms=order,
-                               colors=colors))
-    violin = _figure("fig-tau", "Kendall's tau",
-                     f"Kendall's tau-b between each draw's ranking and the full ranking; {tau.n_dropped} undefined draw(s) "
-                     "left out.", drawer.draw(figures.tau_violin_figure, boot.tau, variant=boot.variant))
-    methods_fig = None
-    if ranking.method_ranks is not None and len(ranking.method_ranks):
-        chosen = next((label for label, kind, aggregate in COMPARED
-                       if kind == config.method and (kind != "aggregate_then_rank" or aggregate == config.aggregate)), "")
-        methods_fig = _figure("fig-methods", "Ranking robustness across methods",
-                              f"Each algorithm's rank under each ranking method (challengeR's line plot); the "
-                              f"leaderboard's method is {describe_method(config)}"
-                              + (" (bold)." if chosen else "."),
-                              drawer.draw(figures.method_lines_figure, ranking.method_ranks.reindex(order),
-                                          colors=colors, chosen=chosen))
-    figs += _rank_figures(ranking, order, colors, drawer=drawer, public=public)
-    task_fig = task_tau_fig = None
-    if organs and len(organs) > 1 and "dsc" in config.metric_names:  # the organs' DSC as tasks
-        task_values = organ_tasks(organ_values["dsc"], algorithms=order, organs=organs)
-        task_ranking = rank_tasks(task_values, algorithms=order, config=config, metric="dsc")
-        consensus_order = [str(a) for a in task_ranking.consensus.index]
-        leaves, tree = task_tree(task_ranking.ranks)
-        taus = task_stability(task_values, task_ranking, larger_is_better=True, n_draws=boot.n_draws,
-                              seed=boot.seed if boot.seed is not None else 0)
-        if taus:
-            task_tau_fig = _figure("fig-task-tau", "Ranking stability per organ",
-                                   f"Kendall's tau-b between each organ's ranking on each of {boot.n_draws} bootstrap "
-                                   "draws of its cases and its full ranking (challengeR's violin plot across tasks); "
-                                   "white dot: median, bar: quartiles.",
-                                   drawer.draw(svgplot.tau_violins_svg, {t: taus[t] for t in leaves if t in taus}))
-        task_fig = _figure("fig-tasks", "Ranks per organ (multi-task)",
-                           f"Each organ ranked as a task of its own on its DSC ({describe_task_method(task_ranking)}); "
-                           "the consensus is each algorithm's mean rank over the organs (challengeR's consensus), "
-                           "ranked; algorithms in consensus order; a cell's colour and number: its rank (dark = best); "
-                           "above, the organs clustered by how alike they rank "
-                           "the algorithms (complete linkage of the Euclidean distance between their ranks). "
-                           f"Consensus winner: {consensus_order[0]}.",
-                           drawer.draw(svgplot.task_ranks_svg, task_ranking.ranks.loc[consensus_order, leaves],
-                                       consensus=task_ranking.consensus["rank"], tree=tree))
-    adjust = "Holm-adjusted over all ordered pairs" if config.p_adjust == "holm" else "unadjusted"
-    n_significant = {m: int(np.nansum(frame.to_numpy(dtype=float))) for m, frame in ranking.significance.items()}
-    found = ", ".join(f"{tables.metric_label(m)} {n}" for m, n in n_significant.items())
-    significance = _figure(
-        "fig-significance", "Significance map",
-        f"Dark cell: the row algorithm is significantly better than the column algorithm (one-sided paired Wilcoxon "
-        f"signed-rank test per metric, {adjust}, alpha {config.alpha:g}). Algorithms in rank order. "
-        f"Significant ordered pairs: {found}" + (" (with few cases no difference can reach significance)."
-                                                 if not any(n_significant.values()) else "."),
-        drawer.draw(svgplot.significance_svg, tables.significance_counts(ranking, order), algorithms=order,
-                    labels={m: tables.metric_label(m) for m in ranking.metrics}))
-
-    typical = tables.typical_cases(segmenters, inputs.monitor_paths, ok_status=config.ok_status)
-    series = {}
-    monitor_problems = []
-    for algorithm in order:
-        if algorithm in typical:
-            case_id = typical[algorithm]
-            try:
-                series[algorithm] = (case_id, read_monitor(inputs.monitor_paths[(algorithm, case_id)]))
-            except HarnessError as exc:
-                monitor_problems.append(str(exc))
-    resource_fig = None
-    if series and not public:  # the public edition shows no case's curves
-        cases = sorted({c for c, _ in series.values()})
-        resource_fig = _figure("fig-resources", "Resource use of a typical case",
-                               f"GPU memory, CPU and resident memory of each algorithm's container on case "
-                               f"{', '.join(cases)} (the case nearest the median time; curves reduced to 300 "
-                               "points, each the peak of its stretch).",
-                               drawer.draw(figures.resource_figure, series, colors=colors))
-
-    failures = tables.failures_table(runs, ok_status=config.ok_status)
     statuses = segmenters["status"].value_counts().sort_index()
-    annotation = []
-    titles = {"error_detection": "Error detection", "error_by_size": "Error detection by error size",
-              "priority_check": "Priority list check", "review_queue": "Review queue"}
-    for name in ("error_detection", "error_by_size", "priority_check", "review_queue"):
-        if name in inputs.annotation:
-            annotation.append((titles[name], tables.frame_table(inputs.annotation[name], key=f"annotation-{name}")))
-
-    profiles = tables.distinct(segmenters["profile"])
+    pages = {a: f"{pages_dir}/{tables.page_file(a)}" for a in order}
     # Per-case detail lives on one page per algorithm beside the report; the case matrix stays on
     # the main page while it is small, else it gets a page of its own (the main page stays small).
-    pages = {a: f"{pages_dir}/{tables.page_file(a)}" for a in order}
+    inline_matrix = segmenters["case_id"].nunique() * max(1, len(order)) <= INLINE_CASE_CELLS
     case_matrix = tables.case_matrix_table(runs, inputs.scores, algorithms=order, ok_status=config.ok_status,
-                                           pages={a: tables.page_file(a) for a in order})
-    inline_matrix = len(case_matrix.rows) * max(1, len(order)) <= INLINE_CASE_CELLS
-    if inline_matrix:
-        case_matrix = tables.case_matrix_table(runs, inputs.scores, algorithms=order, ok_status=config.ok_status,
-                                               pages=pages)
+                                           pages=pages if inline_matrix else {a: tables.page_file(a) for a in order})
     return {
         "public": False,
         "title": f"Leaderboard \u2013 {config.name}",
         "folder": inputs.folder.name or str(inputs.folder),
         "n_algorithms": len(order),
-        "n_cases": n_cases,
+        "n_cases": len(ranking.matrices[ranking.metrics[0]].cases),
         "n_runs": len(segmenters),
         "n_failed_runs": int((segmenters["status"] != config.ok_status).sum()),
         "status_counts": [(str(k), int(v)) for k, v in statuses.items()],
@@ -433,57 +342,248 @@ def report_context(inputs: ReportInputs, ranking: ChallengeRanking, *, pages_dir
         "unmeasured_metrics": [tables.metric_label(m) for m in ranking.unmeasured_metrics],
         "left_out": list(ranking.left_out),
         "method_text": describe_method(config),
+        "flare_score": config.method is RankingMethod.FLARE,
         "leaderboard": tables.leaderboard_table(ranking, pages=pages),
         "winner": order[0] if order else "",
-        "tau": tau,
+        "tau": boot.tau_summary(),
         "boot": {"variant": boot.variant, "n_draws": boot.n_draws, "seed": "explicit draws" if boot.seed is None else boot.seed},
-        "failures": failures,
+        "failures": tables.failures_table(runs, ok_status=config.ok_status),
         "not_scorable": _not_scorable(inputs),
-        "organ_tables": organ_tables,
-        "figures": {f.key: f for f in [*figs, *box_figs, blob, violin, significance]
-                    + ([resource_fig] if resource_fig else []) + ([methods_fig] if methods_fig else [])
-                    + ([task_fig] if task_fig else []) + ([task_tau_fig] if task_tau_fig else [])},
-        "box_figures": box_figs,
+        "organ_tables": _organ_tables(ranking, order),
+        "figures": {f.key: f for f in drawn},
         "resources": tables.resources_table(inputs.measurements, segmenters, algorithms=order, ok_status=config.ok_status),
-        "monitor_problems": monitor_problems,
-        "annotation": annotation,
-        "methods": _methods(inputs, ranking, profiles),
+        "monitor_problems": scene.typical_series[1] if scene.shown("monitor_problems") else [],
+        "annotation": _annotation(inputs, ANNOTATION_AGGREGATES),
+        "annotation_cases": _annotation(inputs, ANNOTATION_PER_CASE),
+        "methods": _methods(inputs, ranking, tables.distinct(segmenters["profile"])),
         "case_matrix": case_matrix if inline_matrix else None,
         "pages": pages,
         "pages_dir": pages_dir,
         "cases_page": None if inline_matrix else f"{pages_dir}/{CASES_PAGE}",
-        "algorithm_pages": [] if public else tables.page_links(runs, algorithms=order, ok_status=config.ok_status),
+        "algorithm_pages": tables.page_links(runs, algorithms=order, ok_status=config.ok_status),
         "full_case_matrix": case_matrix,
     }
 
 
-def public_edition(context: dict[str, Any], inputs: ReportInputs, ranking: ChallengeRanking) -> dict[str, Any]:
-    """The context without anything per case: no case table or details, failures as counts per
-    algorithm and status, no unscorable-organ list and no typical case's resource curves (a case id
-    next to a failure, an organ or a curve says something of that case)."""
-    import pandas as pd
+ANNOTATION_TITLES = {"error_detection": "Error detection", "error_by_size": "Error detection by error size",
+                     "priority_check": "Priority list check", "review_queue": "Review queue"}
+ANNOTATION_AGGREGATES = ("error_detection", "error_by_size")
+ANNOTATION_PER_CASE = ("priority_check", "review_queue")  # they name cases
 
+
+def _annotation(inputs: ReportInputs, names: tuple[str, ...]) -> list[tuple[str, tables.HtmlTable]]:
+    return [(ANNOTATION_TITLES[name], tables.frame_table(inputs.annotation[name], key=f"annotation-{name}"))
+            for name in names if name in inputs.annotation]
+
+
+def _organ_values(ranking: ChallengeRanking, *, extra: bool = False) -> dict[str, tuple[pd.DataFrame, list[str]]]:
+    """Per organ metric (DSC, NSD; with `extra`, then the profile's extra metrics that have a rule:
+    lesion-wise DSC and HD95, false volumes, panoptic qualities, not the lesion counts), its values
+    as ranked (columns algorithm, case, organ, value: the ranking's organ table, failure values
+    applied by the ranking's one rule) and the organs."""
+    table = ranking.organ_table
+    if table is None or table.empty:
+        return {}
+    organs = [str(o) for o in pd.unique(table["organ"].astype(str))]
+    metrics = [m for m in pd.unique(table["metric"].astype(str))
+               if m in ("dsc", "nsd") or (extra and m in EXTRA_METRIC_RULES)]
+    return {metric: (table[table["metric"] == metric][["algorithm", "case", "organ", "value"]], organs)
+            for metric in metrics}
+
+
+def _organ_tables(ranking: ChallengeRanking, order: list[str]) -> list[tuple[str, tables.HtmlTable]]:
+    """The per-organ mean tables: DSC and NSD, then each extra metric labelled with its direction and
+    the value a failed run counts (the ranking's one rule)."""
+    worst = failure_values(ranking.config)
+    out = []
+    for metric, (values, organs) in _organ_values(ranking, extra=True).items():
+        label = tables.metric_label(metric)
+        larger = True
+        if metric in EXTRA_METRIC_RULES:
+            larger = EXTRA_METRIC_RULES[metric].larger_is_better
+            label += (f" ({'larger' if larger else 'lower'} is better"
+                      + (f"; a failed run counts {tables.fmt_value(worst[metric], metric)}" if metric in worst else "")
+                      + ")")
+        out.append((label, tables.organ_table(values, algorithms=order, organs=organs, metric=metric,
+                                              larger_is_better=larger)))
+    return out
+
+
+# What the public edition may show, by context entry and figure key: aggregates, rank
+# distributions and the methods. Anything not named here (a new figure, a new entry) is private
+# until it is added; `public_edition` withholds it. Per-case values leak the test labels.
+PUBLIC = frozenset({
+    # context entries, as they are
+    "title", "folder", "n_algorithms", "n_cases", "n_runs", "n_failed_runs", "status_counts", "results_date",
+    "harness_version", "config", "ranked_metrics", "skipped_metrics", "unmeasured_metrics", "left_out", "method_text",
+    "flare_score", "winner", "tau", "boot", "organ_tables", "resources", "annotation",
+    # context entries in their public form (`public_forms`): no links, no case, no host name
+    "leaderboard", "failures", "methods",
+    # figures of aggregates and of the bootstrap's rank distributions
+    "fig-box-dsc", "fig-box-nsd", "fig-accuracy", "fig-rank-heatmap", "fig-stacked", "fig-blob", "fig-tau",
+    "fig-methods", "fig-tasks", "fig-task-tau", "fig-significance",
+})
+
+
+def shown_publicly(key: str) -> bool:
+    """The one rule of the public edition: may the context entry or figure `key` be shown?"""
+    return key in PUBLIC
+
+
+def public_edition(context: dict[str, Any], inputs: ReportInputs, ranking: ChallengeRanking) -> dict[str, Any]:
+    """The context as the public may see it: what `shown_publicly` names (leaderboard, failures and
+    methods in their public form: failures as counts per algorithm and status, no host names, no
+    page links); every other entry and figure withheld (emptied: None, [] or {})."""
+    forms = public_forms(inputs, ranking, methods=context["methods"])
+    out: dict[str, Any] = {}
+    for key, value in context.items():
+        if key == "figures":
+            out[key] = {k: f for k, f in value.items() if shown_publicly(k)}
+        elif not shown_publicly(key):
+            out[key] = [] if isinstance(value, list) else {} if isinstance(value, dict) else None
+        else:
+            out[key] = forms.get(key, value)
+    out["public"] = True
+    return out
+
+
+def public_forms(inputs: ReportInputs, ranking: ChallengeRanking, *, methods: Mapping[str, Any]) -> dict[str, Any]:
+    """The public form of the entries that have one."""
     runs = inputs.runs[inputs.runs["kind"] == "segmenter"]
     failed = runs[runs["status"] != ranking.config.ok_status]
     counts = (failed.groupby(["algorithm", "status"]).size().rename("runs").reset_index() if len(failed)
               else pd.DataFrame(columns=["algorithm", "status", "runs"]))
-    figures_kept = {k: f for k, f in context["figures"].items() if k not in PER_CASE_FIGURES}
-    methods = {**context["methods"], "hosts": tables.hosts_table(runs, with_names=False)}  # no host names
-    return {**context, "public": True, "case_matrix": None, "algorithm_pages": [], "pages": {}, "cases_page": None,
-            "full_case_matrix": None, "not_scorable": None, "methods": methods,
-            "leaderboard": tables.leaderboard_table(ranking),
-            "failures": tables.frame_table(counts, key="failures"), "figures": figures_kept}
+    return {"leaderboard": tables.leaderboard_table(ranking), "failures": tables.frame_table(counts, key="failures"),
+            "methods": {**methods, "hosts": tables.hosts_table(runs, with_names=False)}}
 
 
-# Figures of per-case values: not in the public edition (the resource curves also name their case).
-PER_CASE_FIGURES = ("fig-resources", "fig-podium", "fig-dotbox")
+def _primary(ranking: ChallengeRanking) -> str:
+    """The metric of the per-case figures: DSC when ranked, else the first ranked metric."""
+    return "dsc" if "dsc" in ranking.metrics else ranking.metrics[0]
 
 
-def _rank_figures(ranking: ChallengeRanking, order: list[str], colors: Mapping[str, str], *, drawer: Drawer,
-                  public: bool) -> list[Figure]:
-    """challengeR's figures of the per-case ranks and values of the primary metric (DSC when ranked,
-    else the first ranked metric) and of the bootstrap's rank frequencies."""
-    primary = "dsc" if "dsc" in ranking.metrics else ranking.metrics[0]
+def _organ_figures(scene: Scene) -> list[Figure]:
+    """A box plot per organ metric: every case's value per organ, one box per algorithm."""
+    out = []
+    for metric, (values, organs) in _organ_values(scene.ranking).items():
+        key, label = f"fig-box-{metric}", tables.metric_label(metric)
+        if scene.shown(key):
+            out.append(_figure(key, f"{label} per organ",
+                               f"{label} of every case per organ; one box per algorithm (rank order), whiskers "
+                               f"{WHISKER_RULE}.",
+                               scene.drawer.draw(figures.organ_box_figure, values, organs=organs, algorithms=scene.order,
+                                                 colors=scene.colors, metric_label=label, prefix=key,
+                                                 title=f"{label} per organ and algorithm")))
+    return out
+
+
+def _accuracy_figure(scene: Scene) -> list[Figure]:
+    ranking, order = scene.ranking, scene.order
+    if not {"dsc", "time_s"} <= set(ranking.metrics):
+        return []
+    board = ranking.leaderboard.set_index("algorithm")
+
+    def means(metric: str) -> list[float]:
+        if metric not in ranking.metrics:
+            return [float("nan")] * len(order)
+        return [float(v) for v in board[f"mean_{metric}"].reindex(order).to_numpy(dtype=float)]
+
+    points = pd.DataFrame({"algorithm": order, "time_s": means("time_s"), "dsc": means("dsc"), "nsd": means("nsd"),
+                           "auc_gpu_mb_s": means("auc_gpu_mb_s")})
+    return [_figure("fig-accuracy", "Accuracy against time",
+                    "Mean DSC and NSD against mean time per case; bubble area proportional to the mean AUC_GPU "
+                    "(as FLARE22's Fig. 2b). Failed runs count with their metric's failure value.",
+                    scene.drawer.draw(figures.accuracy_time_figure, points, scene.colors))]
+
+
+def _stability_figures(scene: Scene) -> list[Figure]:
+    boot = scene.ranking.bootstrap
+    tau = boot.tau_summary()
+    return [
+        _figure("fig-blob", "Bootstrap rank distributions",
+                f"Share of the {boot.n_draws} bootstrap draws that gave each algorithm each rank (disc area); black bar: "
+                "median rank; line: 2.5-97.5% interval (inverse-CDF quantiles: ranks that draws gave).",
+                scene.drawer.draw(figures.rank_blob_figure, boot.rank_frequencies(), boot.rank_intervals(),
+                                  algorithms=scene.order, colors=scene.colors)),
+        _figure("fig-tau", "Kendall's tau",
+                f"Kendall's tau-b between each draw's ranking and the full ranking; {tau.n_dropped} undefined draw(s) "
+                "left out.", scene.drawer.draw(figures.tau_violin_figure, boot.tau, variant=boot.variant)),
+    ]
+
+
+def _methods_figure(scene: Scene) -> list[Figure]:
+    ranking, config = scene.ranking, scene.ranking.config
+    if ranking.method_ranks is None or not len(ranking.method_ranks):
+        return []
+    chosen = compared_label(config)
+    return [_figure("fig-methods", "Ranking robustness across methods",
+                    f"Each algorithm's rank under each ranking method (challengeR's line plot); the leaderboard's "
+                    f"method is {describe_method(config)}" + (" (bold)." if chosen else "."),
+                    scene.drawer.draw(figures.method_lines_figure, ranking.method_ranks.reindex(scene.order),
+                                      colors=scene.colors, chosen=chosen))]
+
+
+def _task_figures(scene: Scene) -> list[Figure]:
+    """The ranking's organs-as-tasks: ranks per organ with the consensus, and each organ's stability."""
+    tasks = scene.ranking.tasks
+    if tasks is None:
+        return []
+    label = tables.metric_label(tasks.metric)
+    consensus_order = [str(a) for a in tasks.ranking.consensus.index]
+    out = [_figure("fig-tasks", "Ranks per organ (multi-task)",
+                   f"Each organ ranked as a task of its own on its {label} ({describe_task_method(tasks.ranking)}); "
+                   "the consensus is each algorithm's mean rank over the organs (challengeR's consensus), "
+                   "ranked; algorithms in consensus order; a cell's colour and number: its rank (dark = best); "
+                   "above, the organs clustered by how alike they rank "
+                   "the algorithms (complete linkage of the Euclidean distance between their ranks). "
+                   f"Consensus winner: {consensus_order[0]}.",
+                   scene.drawer.draw(svgplot.task_ranks_svg, tasks.ranking.ranks.loc[consensus_order, tasks.leaves],
+                                     consensus=tasks.ranking.consensus["rank"], tree=tasks.links))]
+    if tasks.stability:
+        out.append(_figure("fig-task-tau", "Ranking stability per organ",
+                           f"Kendall's tau-b between each organ's ranking on each of {tasks.n_draws} bootstrap "
+                           "draws of its cases and its full ranking (challengeR's violin plot across tasks); "
+                           "white dot: median, bar: quartiles.",
+                           scene.drawer.draw(svgplot.tau_violins_svg,
+                                             {t: tasks.stability[t] for t in tasks.leaves if t in tasks.stability})))
+    return out
+
+
+def _significance_figure(scene: Scene) -> list[Figure]:
+    ranking, config, order = scene.ranking, scene.ranking.config, scene.order
+    adjust = "Holm-adjusted over all ordered pairs" if config.p_adjust == "holm" else "unadjusted"
+    n_significant = {m: int(np.nansum(frame.to_numpy(dtype=float))) for m, frame in ranking.significance.items()}
+    found = ", ".join(f"{tables.metric_label(m)} {n}" for m, n in n_significant.items())
+    return [_figure(
+        "fig-significance", "Significance map",
+        f"Dark cell: the row algorithm is significantly better than the column algorithm (one-sided paired Wilcoxon "
+        f"signed-rank test per metric, {adjust}, alpha {config.alpha:g}). Algorithms in rank order. "
+        f"Significant ordered pairs: {found}" + (" (with few cases no difference can reach significance)."
+                                                 if not any(n_significant.values()) else "."),
+        scene.drawer.draw(svgplot.significance_svg, tables.significance_counts(ranking, order), algorithms=order,
+                          labels={m: tables.metric_label(m) for m in ranking.metrics}))]
+
+
+def _resource_figure(scene: Scene) -> list[Figure]:
+    """The monitor's curves of a typical case per algorithm (they name the case)."""
+    if not scene.shown("fig-resources"):
+        return []
+    series, _ = scene.typical_series
+    if not series:
+        return []
+    cases = sorted({c for c, _ in series.values()})
+    return [_figure("fig-resources", "Resource use of a typical case",
+                    f"GPU memory, CPU and resident memory of each algorithm's container on case "
+                    f"{', '.join(cases)} (the case nearest the median time; curves reduced to 300 "
+                    "points, each the peak of its stretch).",
+                    scene.drawer.draw(figures.resource_figure, series, colors=scene.colors))]
+
+
+def _rank_figures(scene: Scene) -> list[Figure]:
+    """challengeR's figures of the per-case ranks and values of the primary metric (`_primary`)
+    and of the bootstrap's rank frequencies."""
+    ranking, order, colors, drawer = scene.ranking, scene.order, scene.colors, scene.drawer
+    primary = _primary(ranking)
     matrix = ranking.matrices[primary]
     columns = [matrix.algorithms.index(a) for a in order]
     values, ranks = matrix.values[:, columns], matrix.ranks[:, columns]
@@ -502,32 +602,51 @@ def _rank_figures(ranking: ChallengeRanking, order: list[str], colors: Mapping[s
                 "(dark = best ranks); one colour means every draw agrees.",
                 drawer.draw(svgplot.stacked_frequency_svg, ranking.bootstrap.rank_frequencies().reindex(order))),
     ]
-    if public:
-        return out
     finite = values[np.isfinite(values)]
     lo, hi = (0.0, 1.0) if primary in ("dsc", "nsd") else (float(finite.min()), float(finite.max())) if finite.size \
         else (0.0, 1.0)
-    out += [
-        _figure("fig-podium", "Podium plot",
-                f"Each case's {label} of each algorithm, placed at the rank the algorithm took on that case; a case's "
-                "points are linked by a grey line beneath them; each algorithm a colour (named at the right, leaderboard "
-                "order)." if n <= svgplot.PODIUM_JOINT_MAX else
-                f"One panel per algorithm (leaderboard order): each case's {label}, placed at the rank the algorithm took "
-                f"on that case (1 to {n}); the grey line is the median {label} taken at each place by all algorithms.",
-                drawer.draw(svgplot.podium_svg, values, ranks, algorithms=order, colors=colors, metric_label=label,
-                            lo=lo, hi=hi)),
-        _figure("fig-dotbox", "Dot-and-box plot",
-                f"{label} of every case per algorithm (leaderboard order): quartile box, median bar, whiskers 1.5 IQR, "
-                "a dot per case; each case's dots linked across the algorithms by a grey line.",
-                drawer.draw(svgplot.dot_box_svg, values, algorithms=order, colors=colors, metric_label=label,
-                            lo=lo, hi=hi)),
-    ]
+    if scene.shown("fig-podium"):
+        out.append(_figure(
+            "fig-podium", "Podium plot",
+            f"Each case's {label} of each algorithm, placed at the rank the algorithm took on that case; a case's "
+            "points are linked by a grey line beneath them; each algorithm a colour (named at the right, leaderboard "
+            "order)." if n <= svgplot.PODIUM_JOINT_MAX else
+            f"One panel per algorithm (leaderboard order): each case's {label}, placed at the rank the algorithm took "
+            f"on that case (1 to {n}); the grey line is the median {label} taken at each place by all algorithms.",
+            drawer.draw(svgplot.podium_svg, values, ranks, algorithms=order, colors=colors, metric_label=label,
+                        lo=lo, hi=hi)))
+    if scene.shown("fig-dotbox"):
+        out.append(_figure(
+            "fig-dotbox", "Dot-and-box plot",
+            f"{label} of every case per algorithm (leaderboard order): quartile box, median bar, whiskers "
+            f"{WHISKER_RULE}, a dot per case; each case's dots linked across the algorithms by a grey line.",
+            drawer.draw(svgplot.dot_box_svg, values, algorithms=order, colors=colors, metric_label=label, lo=lo, hi=hi)))
     return out
+
+
+# The report's figures, in drawing order (the largest first): each maker returns its figures for a
+# scene. A new figure is private until `PUBLIC` names its key; the page shows a figure the template
+# does not place under "More figures".
+FIGURES: list[Callable[[Scene], list[Figure]]] = [
+    _organ_figures, _accuracy_figure, _stability_figures, _methods_figure, _rank_figures, _task_figures,
+    _significance_figure, _resource_figure,
+]
+# Figures the template places itself (the organ box plots, `fig-box-*`, too).
+PLACED_FIGURES = frozenset({"fig-accuracy", "fig-rank-heatmap", "fig-podium", "fig-dotbox", "fig-tasks", "fig-task-tau",
+                            "fig-blob", "fig-tau", "fig-stacked", "fig-methods", "fig-significance", "fig-resources"})
+
+
+def _laid_out(context: dict[str, Any]) -> dict[str, Any]:
+    """The context with the figures grouped for the page: the organ box plots, and the figures the
+    template does not place (shown under "More figures")."""
+    shown = context["figures"]
+    return {**context, "box_figures": [f for k, f in shown.items() if k.startswith("fig-box-")],
+            "more_figures": [f for k, f in shown.items() if k not in PLACED_FIGURES and not k.startswith("fig-box-")]}
 
 
 def describe_task_method(task_ranking: TaskRanking) -> str:
     method = task_ranking.method
-    if method.kind == "aggregate_then_rank":
+    if method.kind is RankingMethod.AGGREGATE_THEN_RANK:
         return f"aggregate-then-rank by the {method.aggregate}"
     return method.kind.replace("_", "-")
 
@@ -593,5 +712,5 @@ def _profile_organs(name: str) -> list[tuple[int | str, str, float, bool]] | Non
             for r in profile.scored]
 
 
-__all__ = ["DEFAULT_NAME", "TEMPLATE_ENV", "build_report", "default_template_dir", "rank_inputs", "render_report",
-           "report_context", "resolve_config"]
+__all__ = ["DEFAULT_NAME", "FIGURES", "PUBLIC", "TEMPLATE_ENV", "Figure", "Scene", "build_report", "default_template_dir",
+           "public_edition", "rank_inputs", "render_report", "report_context", "resolve_config", "shown_publicly"]

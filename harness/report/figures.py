@@ -30,6 +30,8 @@ from matplotlib.textpath import text_to_path
 from matplotlib.ticker import MaxNLocator
 from matplotlib.transforms import Affine2D
 
+from harness.report.axes import BoxStats, box_stats, labels_fit, rank_ticks
+
 RC: dict[str, Any] = {
     "svg.hashsalt": "harness-report",
     "svg.fonttype": "none",
@@ -308,24 +310,17 @@ MAX_ALGORITHMS_WITH_OUTLIERS = 12
 
 
 def _box_stats(values: pd.DataFrame) -> pd.DataFrame:
-    """Per (organ, algorithm): q1, med, q3 and the whisker ends lo, hi by matplotlib's rule
-    (`cbook.boxplot_stats`: the furthest value within 1.5 IQR of the box, never inside it), for all
-    groups at once."""
+    """Per (organ, algorithm): `axes.box_stats` (q1, med, q3 and the whisker ends lo, hi)."""
     data = values[["organ", "algorithm", "value"]].dropna(subset=["value"])
-    data = data.assign(value=data["value"].astype(float))
     keys = ["organ", "algorithm"]
     if data.empty:
         return pd.DataFrame(columns=["q1", "med", "q3", "lo", "hi"], dtype=float,
                             index=pd.MultiIndex.from_arrays([[], []], names=keys))
-    stats = data.groupby(keys, sort=False)["value"].quantile([0.25, 0.5, 0.75]).unstack()
-    stats.columns = ["q1", "med", "q3"]
-    iqr = stats["q3"] - stats["q1"]
-    limits = pd.DataFrame({"low": stats["q1"] - 1.5 * iqr, "high": stats["q3"] + 1.5 * iqr})
-    joined = data.join(limits, on=keys)
-    inside = joined[(joined["value"] >= joined["low"]) & (joined["value"] <= joined["high"])].groupby(keys)["value"]
-    stats["lo"] = np.fmin(inside.min().reindex(stats.index), stats["q1"])
-    stats["hi"] = np.fmax(inside.max().reindex(stats.index), stats["q3"])
-    return stats
+    groups = {key: box_stats(group.to_numpy(dtype=float))
+              for key, group in data.groupby(keys, sort=False)["value"]}
+    stats = pd.DataFrame.from_dict(groups, orient="index", columns=list(BoxStats._fields))
+    stats.index = pd.MultiIndex.from_tuples(list(groups), names=keys)
+    return stats[["q1", "med", "q3", "lo", "hi"]]
 
 
 def _draw_boxes(ax: Any, at: np.ndarray, st: pd.DataFrame, colors: Sequence[str], *, half: float,
@@ -553,9 +548,8 @@ def rank_blob_figure(frequencies: pd.DataFrame, intervals: pd.DataFrame, *, algo
 
 
 def _rank_ticks(n: int) -> list[int]:
-    """Rank ticks 1..n, every one up to 15, else 1 and every 2nd, 5th or 10th."""
-    step = 1 if n <= 15 else 2 if n <= 30 else 5 if n <= 80 else 10
-    return [1, *range(step, n + 1, step)] if step > 1 else list(range(1, n + 1))
+    """Rank ticks 1..n for a matplotlib axis: at most about 15 labels."""
+    return rank_ticks(n, min_step=labels_fit(n, 15))
 
 
 def tau_violin_figure(tau: np.ndarray, *, variant: str, prefix: str = "fig-tau",

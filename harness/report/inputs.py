@@ -16,7 +16,7 @@ import pandas as pd
 
 from harness.errors import DataError
 from harness.layout import MONITOR_FILE, ResultsLayout
-from harness.store import FolderIdentity, Store, tidy_scores
+from harness.store import FolderIdentity, Store, tidy_organ_scores, tidy_scores
 
 MONITOR_COLUMNS = ("t_s", "gpu_mb", "cpu_cores", "cpu_pct", "rss_mb")
 REPORTED_ANNOTATION_TABLES = ("error_detection", "error_by_size", "priority_check", "review_queue")
@@ -31,6 +31,7 @@ class ReportInputs:
     - `monitor_paths`: (algorithm, case) -> its monitor.parquet, for the runs that have one.
     - `annotation`: name -> table, for each annotator table present.
     - `identity`: the data set and challenge the folder belongs to (None for an old store).
+    - `organ_table`: the tidy per-organ table (`tidy_organ_scores`) the ranking ranks organs on.
     """
 
     folder: Path
@@ -41,6 +42,7 @@ class ReportInputs:
     monitor_paths: dict[tuple[str, str], Path] = field(default_factory=dict)
     annotation: dict[str, pd.DataFrame] = field(default_factory=dict)
     identity: FolderIdentity | None = None
+    organ_table: pd.DataFrame | None = None
 
 
 def load_report_inputs(results_dir: Path) -> ReportInputs:
@@ -66,7 +68,8 @@ def load_report_inputs(results_dir: Path) -> ReportInputs:
         if path.is_file():
             annotation[name] = read_annotation_table(path)
     return ReportInputs(folder=folder, runs=runs, scores=scores, measurements=measurements, table=table,
-                        monitor_paths=monitors, annotation=annotation, identity=identity)
+                        monitor_paths=monitors, annotation=annotation, identity=identity,
+                        organ_table=tidy_organ_scores(runs, scores))
 
 
 def _monitored(layout: ResultsLayout, algorithm: str) -> set[str]:

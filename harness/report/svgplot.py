@@ -19,6 +19,8 @@ import matplotlib
 import numpy as np
 import pandas as pd
 
+from harness.report.axes import box_stats, rank_ticks
+
 INK = "#222222"
 MUTED = "#666666"
 GRID = "#e3e6ea"
@@ -119,11 +121,8 @@ def _label_size(pitch: float) -> float:
 
 def _rank_ticks(n: int, pitch: float, size: float) -> list[int]:
     """The ranks 1..n to label on an axis of `pitch` px per rank: every one when they fit side by
-    side, else 1 and every k-th."""
-    step = 1
-    while step * pitch < text_width(str(n), size) + 3:
-        step = {1: 2, 2: 5}.get(step, step * 2)
-    return [1, *range(step, n + 1, step)] if step > 1 else list(range(1, n + 1))
+    side, else 1 and every k-th (`axes.rank_ticks`)."""
+    return rank_ticks(n, min_step=(text_width(str(n), size) + 3) / pitch)
 
 
 def significance_svg(maps: Mapping[str, pd.DataFrame], *, algorithms: Sequence[str], labels: Mapping[str, str],
@@ -271,14 +270,6 @@ def stacked_frequency_svg(frequencies: pd.DataFrame, *, prefix: str = "fig-stack
     return canvas.svg()
 
 
-def _quartiles(values: np.ndarray) -> tuple[float, float, float, float, float]:
-    """(whisker low, q1, median, q3, whisker high): whiskers reach the furthest value within 1.5 IQR."""
-    q1, med, q3 = np.percentile(values, [25, 50, 75])
-    iqr = q3 - q1
-    inside = values[(values >= q1 - 1.5 * iqr) & (values <= q3 + 1.5 * iqr)]
-    return float(inside.min()), float(q1), float(med), float(q3), float(inside.max())
-
-
 def dot_box_svg(values: np.ndarray, *, algorithms: Sequence[str], colors: Mapping[str, str], metric_label: str,
                 lo: float = 0.0, hi: float = 1.0, prefix: str = "fig-dotbox",
                 title: str = "Dot-and-box plot") -> str:
@@ -311,7 +302,7 @@ def dot_box_svg(values: np.ndarray, *, algorithms: Sequence[str], colors: Mappin
     for a, name in enumerate(algorithms):
         column = values[:, a][finite[:, a]]
         if column.size:
-            wlo, q1, med, q3, whi = _quartiles(column)
+            wlo, q1, med, q3, whi = box_stats(column)
             x = float(xs[a])
             canvas.rect(x - half, float(y(q3)), 2 * half, float(y(q1) - y(q3)), fill=colors.get(name, "#888888"),
                         stroke=INK, extra=' fill-opacity="0.35" stroke-width="0.7"')

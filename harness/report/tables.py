@@ -14,9 +14,7 @@ from datetime import UTC, datetime
 import numpy as np
 import pandas as pd
 
-from harness.ranking.challenge import ChallengeRanking
-from harness.ranking.combine import describe_method
-from harness.ranking.config import EXTRA_METRIC_RULES, RankingConfig, failure_value
+from harness.ranking import ChallengeRanking, RankingMethod, describe_method
 from harness.safetext import safe_block, safe_text
 
 METRIC_LABELS = {
@@ -155,7 +153,7 @@ def leaderboard_table(ranking: ChallengeRanking, *, pages: Mapping[str, str] | N
     columns = [
         Column("Rank", "num"),
         Column("Algorithm"),
-        Column("FLARE score", "num", "weighted mean of all per-case ranks (lower is better)") if config.method == "flare"
+        Column("FLARE score", "num", "weighted mean of all per-case ranks (lower is better)") if config.method is RankingMethod.FLARE
         else Column("Score", "num", describe_method(config)),
         Column("95% rank interval", "num", "2.5% to 97.5% quantile of the bootstrap ranks (inverse CDF: ranks "
                                                 "that draws gave)"),
@@ -211,30 +209,6 @@ def organ_short(name: str) -> str:
         if short.startswith(side):
             short = letter + short[len(side):]
     return short.replace("_", " ")
-
-
-def organ_values(runs: pd.DataFrame, scores: pd.DataFrame, config: RankingConfig, metric: str) -> pd.DataFrame:
-    """Per (algorithm, case, organ) values of `metric` ("dsc" or "nsd") as the ranking counts them:
-    a failed run's organs take the metric's worst value (FLARE22: 0) when the config says so.
-    Columns algorithm, case_id, organ, value."""
-    organs = organs_of(scores)
-    segmenters = runs[runs["kind"] == "segmenter"][["algorithm", "case_id", "status"]]
-    if not organs or segmenters.empty:
-        return pd.DataFrame(columns=["algorithm", "case_id", "organ", "value"])
-    grid = segmenters.merge(pd.DataFrame({"organ": organs}), how="cross")
-    got = scores[["algorithm", "case_id", "organ", metric]].rename(columns={metric: "value"})
-    grid = grid.merge(got, on=["algorithm", "case_id", "organ"], how="left")
-    worst = failure_value(config, metric)
-    failed = grid["status"] != config.ok_status
-    grid["value"] = grid["value"].astype(float)
-    grid.loc[failed, "value"] = np.nan if worst is None else float(worst)
-    return grid[["algorithm", "case_id", "organ", "value"]].sort_values(["algorithm", "case_id", "organ"]).reset_index(drop=True)
-
-
-def extra_metrics_of(scores: pd.DataFrame) -> list[str]:
-    """The profile's extra metrics stored with the scores that have a per-organ table of their own
-    (lesion-wise DSC and HD95, false volumes, panoptic qualities; not the lesion counts), in store order."""
-    return [str(c) for c in scores.columns if c in EXTRA_METRIC_RULES]
 
 
 def organ_table(values: pd.DataFrame, *, algorithms: Sequence[str], organs: Sequence[str], metric: str,
@@ -738,7 +712,6 @@ __all__ = [
     "metric_stats",
     "organ_short",
     "organ_table",
-    "organ_values",
     "organs_of",
     "parsed_details",
     "provenance_table",

@@ -90,7 +90,7 @@ def test_bootstrap_replays_golden_draws(golden_dir, golden_dsc, variant):
     ]
     assert len(draws) == 25 and all(len(d) == 12 for d in draws)
 
-    result = bootstrap_ranking(rm, draws=draws, variant=variant)
+    result = bootstrap_ranking(rm, case_draws=draws, variant=variant)
     ours = result.to_frame()
     gold = gold.sort_values(["boot", "alg"]).reset_index(drop=True)
     assert list(ours["draw"]) == list(gold["boot"])

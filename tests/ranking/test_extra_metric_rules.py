@@ -12,7 +12,8 @@ import pytest
 from harness.errors import SpecError
 from harness.models import FALSE_VOLUME_METRICS, LesionWise, Panoptic
 from harness.ranking.challenge import rank_challenge
-from harness.ranking.config import EXTRA_METRIC_RULES, FLARE22_RANKING, failure_value, ranking_config_from_dict
+from harness.ranking.config import EXTRA_METRIC_RULES, FLARE22_RANKING, ranking_config_from_dict
+from harness.ranking.table import failure_values
 
 
 def test_every_rankable_extra_metric_has_a_direction_and_a_failure_value() -> None:
@@ -33,11 +34,12 @@ def test_a_config_may_name_them_without_direction_or_failure_value() -> None:
     hd95 = config.metric("lesion_hd95_mm")
     assert (hd95.larger_is_better, hd95.weight, hd95.worst_value) == (False, 0.5, 374.0)
     assert config.metric("fn_volume_ml").worst_value == 5000.0  # the config's own wins
-    assert failure_value(config, "fn_volume_ml") == 5000.0
-    assert failure_value(config, "pq") == 0.0  # not ranked: its own (the report's tables use it)
-    assert failure_value(config, "lesion_tp") is None and failure_value(FLARE22_RANKING, "dsc") == 0.0
+    worst = failure_values(config)  # the one rule, for the case table and the organ table alike
+    assert worst["fn_volume_ml"] == 5000.0
+    assert worst["pq"] == 0.0  # not ranked: its own (the report's per-organ tables use it)
+    assert "lesion_tp" not in worst and failure_values(FLARE22_RANKING)["dsc"] == 0.0
     off = ranking_config_from_dict({"failed_as_worst": False, "metrics": {"lesion_dice": {}}})
-    assert failure_value(off, "lesion_dice") is None and failure_value(off, "pq") is None
+    assert failure_values(off) == {}
 
 
 def test_a_wrong_direction_is_refused() -> None:

@@ -160,3 +160,61 @@ def test_help_documents_the_files():
     for name in ("leaderboard.csv", "bootstrap_ranks.csv", "tau.csv", "significance_<metric>.csv",
                  "per_case_ranks.csv", "--bootstrap", "challengeR"):
         assert name in result.output
+
+
+def test_rank_json_of_a_store_holds_each_organ_ranked_as_a_task_with_its_stability(tmp_path: Path):
+    """From a results store, `--json` carries the organs ranked as tasks (FLARE: rank-then-aggregate
+    per organ, failed runs at DSC 0), the consensus, and each organ's stability; the CSVs too."""
+    import json
+    import shutil
+
+    import numpy as np
+    from scipy.stats import rankdata
+
+    from harness.store import Store
+
+    folder = tmp_path / "results"
+    shutil.copytree(Path(__file__).resolve().parents[1] / "fixtures" / "store", folder)
+    out = tmp_path / "out"
+    result = CliRunner().invoke(cli, ["rank", "--results", str(folder), "--out", str(out), "--json", "--draws", "30",
+                                      "--seed", "4"], standalone_mode=False)
+    assert result.exception is None, result.output
+    document = json.loads(result.stdout)
+    tasks = document["tasks"]
+    with Store.open(folder, lock=False, create=False) as store:
+        runs, scores = store.runs(), store.scores()
+    organs = scores.drop_duplicates("organ").sort_values(["label", "organ"])["organ"].tolist()
+    assert tasks["metric"] == "dsc" and tasks["method"] == "rank-then-aggregate (mean)" and tasks["organs"] == organs
+    algorithms = sorted(set(runs["algorithm"]))
+    cases = sorted(set(runs["case_id"]))
+    status = {(r.algorithm, r.case_id): r.status for r in runs.itertuples()}
+    stored = {(r.algorithm, r.case_id, r.organ): r.dsc for r in scores.itertuples()}
+    rows = {row["algorithm"]: row for row in tasks["ranks"]}
+    expected_ranks = {}
+    for organ in organs:  # independent reference: scipy's ranks of each case, their mean, ranked
+        values = np.array([[stored.get((a, c, organ), np.nan) if status[(a, c)] == "ok" else 0.0 for a in algorithms]
+                           for c in cases])
+        assert not np.isnan(values).any()
+        mean_rank = np.vstack([rankdata(-row, method="min") for row in values]).mean(axis=0)
+        expected_ranks[organ] = rankdata(mean_rank, method="min")
+        assert [rows[a][organ] for a in algorithms] == expected_ranks[organ].tolist(), organ
+    mean = np.mean([expected_ranks[o] for o in organs], axis=0)
+    assert [rows[a]["mean_rank"] for a in algorithms] == pytest.approx(mean.tolist())
+    assert [rows[a]["consensus_rank"] for a in algorithms] == rankdata(mean, method="min").tolist()
+    assert [s["task"] for s in tasks["stability"]] == organs
+    assert all(s["n_draws"] == 30 for s in tasks["stability"]) and tasks["stability_draws"] == 30
+    stability = pd.read_csv(out / "task_stability.csv")
+    assert len(stability) == 30 * len(organs)
+    liver = stability[stability["task"] == "liver"]["tau"].dropna()
+    assert next(s for s in tasks["stability"] if s["task"] == "liver")["median"] == pytest.approx(liver.median())
+    assert {"task_ranks.csv", "task_stability.csv"} <= {p.name for p in out.iterdir()}
+
+
+def test_rank_json_of_a_scores_file_has_no_tasks(tmp_path: Path, scores_csv: Path):
+    import json
+
+    result = CliRunner().invoke(cli, ["rank", "--results", str(scores_csv), "--out", str(tmp_path / "o"), "--json",
+                                      "--draws", "20"], standalone_mode=False)
+    assert result.exception is None, result.output
+    assert json.loads(result.stdout)["tasks"] is None
+    assert not (tmp_path / "o" / "task_ranks.csv").exists()

@@ -81,7 +81,7 @@ def test_vectorised_equals_loop_of_rerankings(variant, seed):
     }
     weights = {m: w for m, (_, w) in spec.items()}
     draws = draw_cases(n_cases, 40, seed=seed)
-    result = bootstrap_ranking(matrices, weights=weights, draws=draws, variant=variant)
+    result = bootstrap_ranking(matrices, weights=weights, case_draws=draws, variant=variant)
     expected = _loop_bootstrap(values, {m: s[0] for m, s in spec.items()}, weights, draws,
                                pooled=variant == "challengeR")
     np.testing.assert_allclose(result.scores, expected, rtol=0, atol=1e-12)

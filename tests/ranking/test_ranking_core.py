@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.resources
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -88,7 +89,7 @@ def test_missing_row_counts_as_missing_worst_rank():
             if (alg, case) != ("a", "c2"):
                 rows.append((alg, case, "dsc", dsc))
     table = pd.DataFrame(rows, columns=["algorithm", "case", "metric", "value"])
-    result = rank_challenge(table, n_draws=20)
+    result = rank_challenge(table, replace(FLARE22_RANKING, n_draws=20))
     per_case = result.per_case_ranks().set_index(["algorithm", "case"])
     assert per_case.loc[("a", "c2"), "rank"] == 3  # b 1, c 2, absent a: 2 + 1
     assert per_case.loc[("a", "c2"), "status"] == "no_row"
@@ -117,7 +118,7 @@ def test_flare_score_pools_case_metric_ranks_with_weights():
 
 
 def test_rank_challenge_leaderboard_columns(make_flare_table):
-    result = rank_challenge(make_flare_table(4, 10, seed=3), n_draws=100, seed=5)
+    result = rank_challenge(make_flare_table(4, 10, seed=3), replace(FLARE22_RANKING, n_draws=100, seed=5))
     board = result.leaderboard
     assert list(board.columns[:6]) == ["rank", "algorithm", "score", "rank_lo", "rank_hi",
                                        "rank_median"]
@@ -126,7 +127,7 @@ def test_rank_challenge_leaderboard_columns(make_flare_table):
     assert board["rank"].is_monotonic_increasing
     assert set(result.significance) == set(FLARE_COLUMNS)
     assert result.bootstrap.n_draws == 100 and result.bootstrap.seed == 5
-    again = rank_challenge(make_flare_table(4, 10, seed=3), n_draws=100, seed=5)
+    again = rank_challenge(make_flare_table(4, 10, seed=3), replace(FLARE22_RANKING, n_draws=100, seed=5))
     pd.testing.assert_frame_equal(board, again.leaderboard)
 
 
@@ -227,7 +228,7 @@ def test_a_metric_no_ok_run_measured_is_left_out_not_ranked_with_failures_first(
         ("fine", "c2", 0.80, 0.80, 20.0, nan, 100.0, "ok"),
         ("fail", "c2", nan, nan, nan, nan, nan, "crashed"),
     ])
-    result = rank_challenge(table, n_draws=20)
+    result = rank_challenge(table, replace(FLARE22_RANKING, n_draws=20))
     assert result.unmeasured_metrics == ("auc_gpu_mb_s",)
     assert "auc_gpu_mb_s" not in result.metrics
     assert set(result.per_case_ranks()["metric"]) == {"dsc", "nsd", "time_s", "auc_cpu_pct_s"}
@@ -238,6 +239,6 @@ def test_a_metric_no_ok_run_measured_is_left_out_not_ranked_with_failures_first(
 def test_a_metric_without_any_ok_run_stays_ranked():
     nan = float("nan")
     table = _wide([("a", "c1", nan, nan, nan, nan, nan, "crashed"), ("b", "c1", nan, nan, nan, nan, nan, "timeout")])
-    result = rank_challenge(table, n_draws=5)
+    result = rank_challenge(table, replace(FLARE22_RANKING, n_draws=5))
     assert result.unmeasured_metrics == ()
     assert result.metrics == FLARE22_RANKING.metric_names

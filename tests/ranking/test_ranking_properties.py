@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pandas as pd
 from hypothesis import given, settings
@@ -63,8 +65,8 @@ def test_invariant_to_algorithm_names_and_row_order(table, rnd):
     other = table.assign(algorithm=table["algorithm"].map(rename))
     other = other.sample(frac=1.0, random_state=rnd.randint(0, 2**31 - 1))
 
-    a = rank_challenge(table, CONFIG, seed=3)
-    b = rank_challenge(other, CONFIG, seed=3)
+    a = rank_challenge(table, replace(CONFIG, seed=3))
+    b = rank_challenge(other, replace(CONFIG, seed=3))
     board_a = a.leaderboard.set_index("algorithm")
     board_b = b.leaderboard.set_index("algorithm").rename(
         index={v: k for k, v in rename.items()}).loc[board_a.index]
@@ -102,8 +104,8 @@ def _dominated(table: pd.DataFrame) -> pd.DataFrame:
 @settings(max_examples=40, deadline=None)
 @given(tables(complete=True))
 def test_dominated_algorithm_never_reorders_the_others(table):
-    before = rank_challenge(table, CONFIG, seed=1)
-    after = rank_challenge(_dominated(table), CONFIG, seed=1)
+    before = rank_challenge(table, replace(CONFIG, seed=1))
+    after = rank_challenge(_dominated(table), replace(CONFIG, seed=1))
     others = list(before.score.index)
 
     assert after.score.loc["zz_dominated", "rank"] == len(others) + 1
@@ -130,7 +132,7 @@ def test_all_tied_gives_undefined_tau_counted_as_dropped(n_alg, n_cases, variant
     rows = [(f"a{a}", f"c{c}", m, value, "ok")
             for a in range(n_alg) for c in range(n_cases) for m in FLARE22_RANKING.metric_names]
     table = pd.DataFrame(rows, columns=["algorithm", "case", "metric", "value", "status"])
-    result = rank_challenge(table, n_draws=20, variant=variant)
+    result = rank_challenge(table, replace(FLARE22_RANKING, n_draws=20, bootstrap=variant))
     summary = result.bootstrap.tau_summary()
     assert summary.n_dropped == 20 and summary.n_valid == 0
     assert np.isnan(summary.mean)

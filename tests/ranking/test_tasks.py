@@ -53,11 +53,12 @@ def test_aggregate_then_rank_by_median_per_task(tmp_path: Path) -> None:
 
 
 def test_organ_tasks_follow_the_organ_order() -> None:
-    rows = [("a", "c1", "liver", 0.9), ("b", "c1", "liver", 0.8), ("a", "c1", "spleen", 0.7), ("b", "c1", "spleen", 0.6),
-            ("a", "c2", "liver", 0.5), ("b", "c2", "liver", np.nan), ("a", "c2", "spleen", 0.4), ("b", "c2", "spleen", 0.3)]
-    values = pd.DataFrame(rows, columns=["algorithm", "case_id", "organ", "value"])
-    tasks = organ_tasks(values, algorithms=["b", "a"], organs=["spleen", "liver", "kidney"])
-    assert list(tasks) == ["spleen", "liver"]  # no kidney values: no task
+    rows = [("a", "c1", "spleen", 0.7), ("b", "c1", "spleen", 0.6), ("a", "c2", "spleen", 0.4), ("b", "c2", "spleen", 0.3),
+            ("a", "c1", "liver", 0.9), ("b", "c1", "liver", 0.8), ("a", "c2", "liver", 0.5), ("b", "c2", "liver", np.nan)]
+    values = pd.DataFrame(rows, columns=["algorithm", "case", "organ", "value"]).assign(metric="dsc")
+    other = pd.DataFrame([("a", "c1", "kidney", 0.1, "nsd")], columns=["algorithm", "case", "organ", "value", "metric"])
+    tasks = organ_tasks(pd.concat([other, values]), algorithms=["b", "a"], metric="dsc")
+    assert list(tasks) == ["spleen", "liver"]  # the table's organ order; kidney has no DSC: no task
     np.testing.assert_array_equal(tasks["liver"], np.array([[0.8, 0.9], [np.nan, 0.5]]))
 
 
@@ -103,3 +104,30 @@ def test_task_stability_leaves_out_what_it_cannot_vectorise(tmp_path: Path) -> N
     values = {"t": np.random.default_rng(1).random((6, 3))}
     ranking = rank_tasks(values, algorithms=list("abc"), config=config, metric="dsc")
     assert task_stability(values, ranking, larger_is_better=True, n_draws=10) is None
+
+
+def _organ_table(organs: list[str], metrics: tuple[str, ...] = ("dsc", "nsd")) -> pd.DataFrame:
+    rng = np.random.default_rng(7)
+    rows = [(a, f"c{c}", o, m, float(rng.uniform()), "ok") for o in organs for m in metrics for a in ALGS for c in range(5)]
+    return pd.DataFrame(rows, columns=["algorithm", "case", "organ", "metric", "value", "status"])
+
+
+def test_rank_organ_tasks_ranks_dsc_when_ranked_else_the_configs_first_metric_and_needs_two_organs(tmp_path: Path) -> None:
+    from harness.ranking.tasks import rank_organ_tasks, task_metric
+
+    table = _organ_table(["liver", "spleen", "aorta"])
+    tasks = rank_organ_tasks(table, algorithms=ALGS, config=FLARE22_RANKING, n_draws=15, seed=2)
+    assert tasks is not None and tasks.metric == "dsc" and list(tasks.values) == ["liver", "spleen", "aorta"]
+    expected = rank_tasks(tasks.values, algorithms=ALGS, config=FLARE22_RANKING, metric="dsc")
+    pd.testing.assert_frame_equal(tasks.ranking.to_frame(), expected.to_frame())
+    summary = tasks.stability_summary().set_index("task")
+    for organ, tau in (tasks.stability or {}).items():
+        valid = tau[np.isfinite(tau)]
+        assert summary.loc[organ, "n_draws"] == 15 and summary.loc[organ, "n_valid"] == valid.size
+        assert summary.loc[organ, "median"] == pytest.approx(np.median(valid))
+    assert len(tasks.stability_frame()) == 15 * 3
+    path = tmp_path / "nsd.toml"
+    path.write_text('name = "n"\n[metrics.nsd]\nlarger_is_better = true\n[metrics.time_s]\nlarger_is_better = false\n')
+    assert task_metric(table, load_ranking_config(path)) == "nsd"
+    assert task_metric(table[table["metric"] == "time_s"], FLARE22_RANKING) is None
+    assert rank_organ_tasks(_organ_table(["liver"]), algorithms=ALGS, config=FLARE22_RANKING, n_draws=5, seed=0) is None

@@ -6,6 +6,7 @@ import os
 import re
 import subprocess
 import sys
+from dataclasses import replace
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -124,7 +125,7 @@ def test_report_shows_failures(fixture_report: Path) -> None:
 def test_report_of_a_clean_store_says_every_run_was_ok(tmp_path: Path) -> None:
     folder = store_fixture.make_store(tmp_path / "results", algorithms=("atlas-unet", "classical"), n_cases=4, failures=False,
                                       monitored=())
-    html = build_report(folder, tmp_path / "out" / "page.html", draws=50).read_text(encoding="utf-8")
+    html = build_report(folder, tmp_path / "out" / "page.html", config=replace(FLARE22_RANKING, n_draws=50)).read_text(encoding="utf-8")
     assert "Every run ended ok." in html
     assert '<table id="failed-runs"' not in html
     assert "No run has a monitor series" in html
@@ -175,7 +176,7 @@ def test_same_store_gives_identical_bytes(tmp_path: Path, fixture_report: Path) 
         assert (tmp_path / "a" / "report-pages" / page.name).read_bytes() == page.read_bytes()
         assert (tmp_path / "b" / "report-pages" / page.name).read_bytes() == page.read_bytes()
     # A different seed gives a different bootstrap, hence a different page.
-    third = build_report(tmp_path / "a" / "results", tmp_path / "c.html", seed=7)
+    third = build_report(tmp_path / "a" / "results", tmp_path / "c.html", config=replace(FLARE22_RANKING, seed=7))
     assert third.read_bytes() != first.read_bytes()
 
 
@@ -200,7 +201,7 @@ def test_annotator_tables_are_shown_when_present(results: Path, tmp_path: Path) 
                   "error_dsc": [0.31]}).to_csv(results / "annotation" / "error_detection.csv", index=False)
     pd.DataFrame({"error_size": ["0-1 ml"], "components": [3], "detected": [2], "sensitivity": [2 / 3]}).to_csv(
         results / "annotation" / "error_by_size.csv", index=False)
-    html = build_report(results, tmp_path / "report.html", draws=50).read_text(encoding="utf-8")
+    html = build_report(results, tmp_path / "report.html", config=replace(FLARE22_RANKING, n_draws=50)).read_text(encoding="utf-8")
     annotation = section(html, "annotation")
     assert "<h3>Error detection</h3>" in annotation and "<h3>Review queue</h3>" in annotation
     assert "<h3>Error detection by error size</h3>" in annotation and "0-1 ml" in annotation
@@ -218,7 +219,7 @@ def test_cli_writes_the_report(results: Path) -> None:
 
 
 def test_store_file_as_results_writes_beside_it(results: Path) -> None:
-    written = build_report(results / "store.sqlite", draws=20)
+    written = build_report(results / "store.sqlite", config=replace(FLARE22_RANKING, n_draws=20))
     assert written == results / "report.html" and written.is_file()
 
 
@@ -230,7 +231,7 @@ def test_cli_without_a_store_names_the_folder(tmp_path: Path) -> None:
 def test_missing_template_is_a_spec_error(results: Path, tmp_path: Path) -> None:
     inputs = load_report_inputs(results)
     with pytest.raises(SpecError, match=r"report.html.j2: report template not found; restore leaderboard/"):
-        render_report(inputs, draws=10, template_dir=tmp_path / "nowhere")
+        render_report(inputs, config=replace(FLARE22_RANKING, n_draws=10), template_dir=tmp_path / "nowhere")
 
 
 def test_ranking_config_from_toml_is_used(results: Path, tmp_path: Path) -> None:
@@ -315,8 +316,8 @@ def test_the_public_edition_withholds_every_per_case_result(tmp_path: Path) -> N
     folder = copy_fixture(tmp_path / "store")
     inputs = load_report_inputs(folder)
     case_ids = sorted(set(inputs.runs["case_id"]))
-    full = render_report_files(inputs, draws=50)
-    public_files = render_report_files(inputs, draws=50, public=True)
+    full = render_report_files(inputs, config=replace(FLARE22_RANKING, n_draws=50))
+    public_files = render_report_files(inputs, config=replace(FLARE22_RANKING, n_draws=50), public=True)
     assert list(public_files) == [""]  # no pages beside the public page
     public = public_files[""]
     pages = "".join(text for name, text in full.items() if name)
@@ -347,7 +348,7 @@ def test_methods_show_each_algorithms_version_description_and_first_run(tmp_path
     with sqlite3.connect(results / "store.sqlite") as db:
         db.execute("UPDATE runs SET details = ? WHERE algorithm = 'fast-net'",
                    (json.dumps({"manifest_version": "2.1.0", "manifest_description": "nnU-Net, 5 folds"}),))
-    html = build_report(results, draws=20).read_text(encoding="utf-8")
+    html = build_report(results, config=replace(FLARE22_RANKING, n_draws=20)).read_text(encoding="utf-8")
     provenance = html[html.index('<table id="provenance"'):]
     start = provenance.index('>fast-net</td>')
     row = visible_text(provenance[start:provenance.index("</tr>", start)])
@@ -360,7 +361,7 @@ def test_report_names_the_configured_method_and_draws_every_methods_rank(tmp_pat
     folder = store_fixture.make_store(tmp_path / "results", algorithms=("atlas-unet", "classical", "fast-net"), n_cases=5,
                                       failures=False, monitored=())
     config = dataclasses.replace(FLARE22_RANKING, method="aggregate_then_rank", aggregate="median")
-    html = build_report(folder, tmp_path / "page.html", config=config, draws=20).read_text(encoding="utf-8")
+    html = build_report(folder, tmp_path / "page.html", config=config).read_text(encoding="utf-8")
     assert "Ranking method: <strong>aggregate-then-rank by the median (challengeR; na_treat worst)" in html
     assert "FLARE score</strong> is their weighted mean" not in html
     figure = html[html.index('id="fig-methods'):]
@@ -369,7 +370,7 @@ def test_report_names_the_configured_method_and_draws_every_methods_rank(tmp_pat
         assert label in figure
     # the chosen method's label, bold: its two lines "aggregate-then-rank" and "(median)"
     assert figure.count("font-weight: 700") == 2
-    flare = build_report(folder, tmp_path / "flare.html", draws=20).read_text(encoding="utf-8")
+    flare = build_report(folder, tmp_path / "flare.html", config=replace(FLARE22_RANKING, n_draws=20)).read_text(encoding="utf-8")
     assert "FLARE score</strong> is their weighted mean" in flare
     flare_figure = flare[flare.index('id="fig-methods'):]
     assert flare_figure[:flare_figure.index("</svg>")].count("font-weight: 700") == 1  # "FLARE score"
@@ -399,7 +400,7 @@ def test_failures_and_algorithm_pages_show_the_log_tail_and_the_public_edition_n
     summary = run_all(toy.settings(), say=lambda _m: None, on_result=lambda _e: None)
     assert summary.failed == 2
     reason = "ValueError: toy weights do not fit the input"
-    report_file = build_report(toy.results, tmp_path / "report.html", draws=20)
+    report_file = build_report(toy.results, tmp_path / "report.html", config=replace(FLARE22_RANKING, n_draws=20))
     page = report_file.read_text()
     failures = page.split('<section id="failures">', 1)[1].split("</section>", 1)[0]
     assert "exited with code 1" in failures and failures.count(reason) == 2  # one row per crashed case
@@ -413,5 +414,6 @@ def test_failures_and_algorithm_pages_show_the_log_tail_and_the_public_edition_n
     alpha = (tmp_path / "report-pages" / tables.page_file("alpha")).read_text()
     assert 'class="log"' not in alpha and "Log (last lines)" in alpha  # ok runs: no log shown
 
-    public = build_report(toy.results, tmp_path / "public" / "report.html", draws=20, public=True).read_text()
+    public = build_report(toy.results, tmp_path / "public" / "report.html", config=replace(FLARE22_RANKING, n_draws=20),
+                          public=True).read_text()
     assert reason not in public and "toy: step" not in public and '<td class="log"' not in public

@@ -27,17 +27,19 @@ def _pid(_: int) -> int:
 # runs hundreds) would, rightly, keep the Drawer from forking.
 _SAME_FILES = """
 import os, sys
+from dataclasses import replace
 from pathlib import Path
+from harness.ranking import FLARE22_RANKING
 from harness.report import load_report_inputs
 from harness.report.builder import render_report_files
 from harness.report.drawing import WORKERS_ENV, Drawer
 inputs = load_report_inputs(Path(sys.argv[1]))
 os.environ[WORKERS_ENV] = "1"
-serial = render_report_files(inputs, draws=50)
+serial = render_report_files(inputs, config=replace(FLARE22_RANKING, n_draws=50))
 os.environ[WORKERS_ENV] = "3"
 with Drawer() as drawer:
     assert drawer.parallel, "no fork in a fresh interpreter"
-parallel = render_report_files(inputs, draws=50)
+parallel = render_report_files(inputs, config=replace(FLARE22_RANKING, n_draws=50))
 assert sorted(parallel) == sorted(serial) and len(serial) > 2, sorted(serial)
 print("differ:", [name for name in serial if serial[name] != parallel[name]])
 """

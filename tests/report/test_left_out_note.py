@@ -4,12 +4,13 @@ without one of its metrics off the leaderboard. Private and public editions alik
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 from markupsafe import escape
 
-from harness.ranking.config import ranking_config_from_dict
+from harness.ranking.config import FLARE22_RANKING, ranking_config_from_dict
 from harness.report import load_report_inputs
 from harness.report.builder import rank_inputs, render_report_files
 from harness.store import RunRecord, Store
@@ -44,12 +45,13 @@ def test_the_report_notes_who_was_left_out_and_why(tmp_path: Path, method: str, 
     board = ranking.leaderboard.set_index("algorithm")
     assert board["rank"].isna().tolist() == [a == "broken-net" for a in board.index]  # left out, not ranked last
     for public in (False, True):
-        page = render_report_files(inputs, config=config, draws=20, public=public)[""]
+        page = render_report_files(inputs, config=config, public=public)[""]
         assert f'<p class="note">Left out of the ranking: {escape(why)}.</p>' in page, public
 
 
 def test_no_note_when_nobody_is_left_out(tmp_path: Path) -> None:
     folder = _with_a_broken_algorithm(tmp_path)
     inputs = load_report_inputs(folder)
-    page = render_report_files(inputs, draws=20)[""]  # FLARE22's default: the crashed runs take DSC 0, ranked last
+    # FLARE22's default: the crashed runs take DSC 0, ranked last
+    page = render_report_files(inputs, config=replace(FLARE22_RANKING, n_draws=20))[""]
     assert "Left out of the ranking" not in page

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -62,11 +63,11 @@ def test_harness_rank_text_csv_and_json_show_an_integral_interval(tmp_path: Path
     table = synthetic_flare_table(20, 12, seed=5)
     scores = tmp_path / "scores.csv"
     table.to_csv(scores, index=False)
-    probe = rank_challenge(table, FLARE22_RANKING, n_draws=300, seed=3)
+    probe = rank_challenge(table, replace(FLARE22_RANKING, n_draws=300, seed=3))
     algorithm, chosen = _draws_on_14_and_15(probe.bootstrap.ranks, bootstrap.draw_cases(12, 300, seed=3),
                                             probe.bootstrap.algorithms)
     _use_draws(monkeypatch, chosen)
-    ranked = rank_challenge(table, FLARE22_RANKING, n_draws=N_DRAWS)
+    ranked = rank_challenge(table, replace(FLARE22_RANKING, n_draws=N_DRAWS))
     _check_boot(ranked.bootstrap.ranks, ranked.bootstrap.algorithms, algorithm)
 
     out = tmp_path / "out"
@@ -96,18 +97,17 @@ def test_both_report_editions_show_an_integral_interval(tmp_path: Path, monkeypa
     folder = store_fixture.make_store(tmp_path / "results", algorithms=tuple(f"team-{i:02d}" for i in range(1, 21)),
                                       n_cases=12, monitored=(), failures=False)
     inputs = load_report_inputs(Path(folder))
-    probe = rank_inputs(inputs, FLARE22_RANKING, seed=3, draws=300)
+    probe = rank_inputs(inputs, replace(FLARE22_RANKING, seed=3, n_draws=300))
     algorithm, chosen = _draws_on_14_and_15(probe.bootstrap.ranks, bootstrap.draw_cases(12, 300, seed=3),
                                             probe.bootstrap.algorithms)
     _use_draws(monkeypatch, chosen)
     table = read_store_scores(Path(folder))
-    ranked = rank_challenge(table[table["metric"].isin(FLARE22_RANKING.metric_names)], FLARE22_RANKING,
-                            n_draws=N_DRAWS)
+    ranked = rank_challenge(table[table["metric"].isin(FLARE22_RANKING.metric_names)], replace(FLARE22_RANKING, n_draws=N_DRAWS))
     _check_boot(ranked.bootstrap.ranks, ranked.bootstrap.algorithms, algorithm)
 
     for public in (False, True):
         page = build_report(Path(folder), tmp_path / ("public" if public else "report") / "report.html",
-                            draws=N_DRAWS, public=public)
+                            config=replace(FLARE22_RANKING, n_draws=N_DRAWS), public=public)
         html = page.read_text(encoding="utf-8")
         board = section(html, "ranking")
         row = next(r for r in re.findall(r"<tr>.*?</tr>", board, re.S) if f">{algorithm}<" in r)

@@ -10,6 +10,7 @@ import importlib
 import json
 import math
 import re
+from dataclasses import replace
 from pathlib import Path
 from types import ModuleType
 
@@ -21,13 +22,15 @@ from scipy import ndimage
 
 from harness.cli import main
 from harness.data.synth import write_dataset
-from harness.ranking.config import EXTRA_METRIC_RULES
+from harness.ranking.config import EXTRA_METRIC_RULES, FLARE22_RANKING
 from harness.report import build_report
 from harness.report.tables import fmt_value
 from harness.store import Store, read_store_scores
 from tests.metrics import lesion_oracles as oracle
 from tests.metrics.lesion_cases import perturbed_prediction, tumour_phantom
 from tests.runpath.conftest import Toy
+
+FEW_DRAWS = replace(FLARE22_RANKING, n_draws=10)  # the report's bootstrap, kept short
 
 CASES = ("case_00", "case_01", "case_02")
 
@@ -165,7 +168,7 @@ def test_autopet_volumes_are_stored_ranked_and_reported_as_the_official_script_g
 
     # The report: a per-organ table per volume, a failed run at its failure value; private and public
     for public in (False, True):
-        page = build_report(toy.results, toy.root / f"report-{public}.html", draws=10, public=public).read_text()
+        page = build_report(toy.results, toy.root / f"report-{public}.html", config=FEW_DRAWS, public=public).read_text()
         for metric in ("fp_volume_ml", "fn_volume_ml"):
             table = re.search(rf'<table id="organs-{metric}".*?</table>', page, re.S)
             assert table is not None, metric
@@ -254,7 +257,7 @@ def test_brats2023_lesion_wise_scores_are_stored_as_the_official_script_gives_th
         assert ranks.loc[("flaky", "case_01", f"lesion_hd95_mm@{region}"), "value"] == 374.0
         stored = scores[(scores.algorithm == "shifted") & (scores.case_id == "case_02") & (scores.organ == region)]
         assert ranks.loc[("shifted", "case_02", f"lesion_hd95_mm@{region}"), "value"] == stored.lesion_hd95_mm.iloc[0]
-    page = build_report(toy.results, toy.root / "report.html", draws=10).read_text()
+    page = build_report(toy.results, toy.root / "report.html", config=FEW_DRAWS).read_text()
     table = re.search(r'<table id="organs-lesion_hd95_mm".*?</table>', page, re.S)
     assert table is not None and 'data-first="ascending"' in table.group(0)  # lower is better
     assert '<table id="organs-lesion_tp"' not in page  # counts are not a per-organ table
