@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 import pandas as pd
 
-from harness.annotate import AnnotateSummary, annotate_all, annotators_in, assemble_all
+from harness.annotate import AnnotateSummary, annotate_all, assemble_all, declares_annotators
 from harness.challenge import challenge_of, load_challenge
 from harness.cli.jsonout import JSON_OPTION, json_mode
 from harness.errors import ExitStatus, HarnessError
@@ -255,15 +255,16 @@ def _run(algorithms_dir: Path, data_dir: Path | None, results_dir: Path, challen
     if default_data:  # the embedded default data set: synthesised once, then found in the cache
         summary.phases = {"default data": synthesised, **summary.phases}
     annotated = None
-    if annotators_in(algorithms_dir, repo_root=settings.repo_root):
+    if declares_annotators(algorithms_dir, repo_root=settings.repo_root):
         with summary.timed("annotation"):
-            annotated = annotate_all(settings, say=_say, on_result=_echo_event)
+            annotated = annotate_all(settings, say=_say, on_result=_echo_event, after=summary)
         _print_annotation(annotated)
     _print_outcome(summary)
     with Store.open(results_dir, lock=False, create=False) as store:
         runs, scores = store.runs(), store.scores()
     click.echo(format_summary(runs, scores))
-    refused = f", {summary.refused} manifest(s) refused" if summary.refused else ""
+    refused_total = summary.refused + (annotated.refused if annotated is not None else 0)  # each reported once
+    refused = f", {refused_total} manifest(s) refused" if refused_total else ""
     earlier = f" ({summary.failed_earlier} stored by an earlier run)" if summary.failed_earlier else ""
     click.echo(f"{summary.executed} runs executed, {summary.rescored} rescored, {summary.reused} reused from the store, "
                f"{summary.failed} failed{earlier}{refused}; results in {results_dir}")
@@ -278,7 +279,8 @@ def _run(algorithms_dir: Path, data_dir: Path | None, results_dir: Path, challen
         table = table.merge(dsc, on=["algorithm", "case_id"], how="left")
     emit({"command": "run", "results": str(results_dir), "report": report, "exit_status": int(status),
           "executed": summary.executed, "rescored": summary.rescored, "reused": summary.reused, "failed": summary.failed,
-          "failed_earlier": summary.failed_earlier, "refused": summary.refused, "problems": summary.problems,
+          "failed_earlier": summary.failed_earlier, "refused": refused_total,
+          "problems": summary.problems + (annotated.problems if annotated is not None else []),
           "notes": summary.notes, "unscorable": summary.unscorable, "phases_s": summary.phases, "runs": records(table)})
     return status
 
