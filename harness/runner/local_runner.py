@@ -5,8 +5,10 @@ The manifest's `[local] command` is started in the algorithm's folder with `{inp
 and `{python}` replaced, in its own session (so a time-out kills the whole process tree), with a
 scrubbed environment and `TMPDIR` pointing at a fresh per-run folder; a watcher process kills that
 session if the process that started it dies first (a Dask worker killed with SIGKILL), so a run
-never goes on beside its retry. It is not a sandbox: no network, memory or file-system isolation;
-use it only for trusted algorithms.
+never goes on beside its retry. The output folder is held to the manifest's `output` size and
+`output_files` count, checked every 0.25 s and once the run has ended; the outcome is judged by
+`harness.runner.base.classify`, as the Docker runner's. It is not a sandbox: no network, memory or
+file-system isolation; use it only for trusted algorithms.
 """
 
 from __future__ import annotations
