@@ -25,6 +25,7 @@ from markupsafe import Markup
 from harness import __version__
 from harness.errors import DataError, HarnessError, SpecError
 from harness.layout import REPORT_FILE
+from harness.models import Kind
 from harness.ranking.challenge import ChallengeRanking, rank_challenge
 from harness.ranking.combine import COMPARED, describe_method
 from harness.ranking.config import FLARE22_RANKING, RankingConfig, load_ranking_config
@@ -182,7 +183,7 @@ def _render_files(inputs: ReportInputs, ranking: ChallengeRanking, env: Environm
     ranks = {str(r["algorithm"]): r for r in ranking.leaderboard.to_dict("records")}
     order = [link.algorithm for link in context["algorithm_pages"]]
     organs = tables.organs_of(inputs.scores)
-    segmenter_runs = inputs.runs[inputs.runs["kind"] == "segmenter"]
+    segmenter_runs = inputs.runs[inputs.runs["kind"] == Kind.SEGMENTER]
     n_chunks = min(len(order), 2 * drawer.workers) if drawer.parallel else 1
     chunks = [order[k::n_chunks] for k in range(n_chunks)] if order else []
     drawn = []
@@ -276,7 +277,7 @@ def report_context(inputs: ReportInputs, ranking: ChallengeRanking, *, pages_dir
     drawer = drawer if drawer is not None else Drawer(workers=1)
     config = ranking.config
     runs = inputs.runs
-    segmenters = runs[runs["kind"] == "segmenter"]
+    segmenters = runs[runs["kind"] == Kind.SEGMENTER]
     order = tables.rank_order(ranking)
     colors = figures.algorithm_colors(order)
     boot = ranking.bootstrap
@@ -454,7 +455,7 @@ def public_edition(context: dict[str, Any], inputs: ReportInputs, ranking: Chall
     next to a failure, an organ or a curve says something of that case)."""
     import pandas as pd
 
-    runs = inputs.runs[inputs.runs["kind"] == "segmenter"]
+    runs = inputs.runs[inputs.runs["kind"] == Kind.SEGMENTER]
     failed = runs[runs["status"] != ranking.config.ok_status]
     counts = (failed.groupby(["algorithm", "status"]).size().rename("runs").reset_index() if len(failed)
               else pd.DataFrame(columns=["algorithm", "status", "runs"]))

@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 import numpy as np
 import pandas as pd
 
+from harness.models import Kind
 from harness.ranking.challenge import ChallengeRanking
 from harness.ranking.combine import describe_method
 from harness.ranking.config import RankingConfig
@@ -208,7 +209,7 @@ def organ_values(runs: pd.DataFrame, scores: pd.DataFrame, config: RankingConfig
     a failed run's organs take the metric's worst value (FLARE22: 0) when the config says so.
     Columns algorithm, case_id, organ, value."""
     organs = organs_of(scores)
-    segmenters = runs[runs["kind"] == "segmenter"][["algorithm", "case_id", "status"]]
+    segmenters = runs[runs["kind"] == Kind.SEGMENTER][["algorithm", "case_id", "status"]]
     if not organs or segmenters.empty:
         return pd.DataFrame(columns=["algorithm", "case_id", "organ", "value"])
     grid = segmenters.merge(pd.DataFrame({"organ": organs}), how="cross")
@@ -341,7 +342,7 @@ def case_matrix_table(runs: pd.DataFrame, scores: pd.DataFrame, *, algorithms: S
                       pages: Mapping[str, str] | None = None) -> HtmlTable:
     """Cases (rows) x algorithms (columns, rank order): the mean DSC of each ok run, or the status
     of a failed one. `pages` (algorithm -> its page) adds a link to each column's page per case."""
-    segmenters = runs[runs["kind"] == "segmenter"]
+    segmenters = runs[runs["kind"] == Kind.SEGMENTER]
     status = _pairs(segmenters, "status")
     means = case_means(scores)["dsc"].to_dict() if not scores.empty else {}
     cases = sorted({str(c) for c in segmenters["case_id"].unique()})
@@ -407,7 +408,7 @@ class PageLink:
 
 def page_links(runs: pd.DataFrame, *, algorithms: Sequence[str], ok_status: str = "ok") -> list[PageLink]:
     """One link per algorithm (rank order) that has segmenter runs."""
-    segmenters = runs[runs["kind"] == "segmenter"]
+    segmenters = runs[runs["kind"] == Kind.SEGMENTER]
     names = segmenters["algorithm"].astype(str)
     n_runs = names.value_counts().to_dict()
     n_ok = names[segmenters["status"] == ok_status].value_counts().to_dict()
@@ -420,7 +421,7 @@ def algorithm_pages(runs: pd.DataFrame, scores: pd.DataFrame, measurements: pd.D
     the full message (plain text, printed too); then its DSC and NSD per organ (`organs`, default
     those in `scores`), a row per case."""
     wanted = set(algorithms)
-    segmenters = runs[(runs["kind"] == "segmenter") & runs["algorithm"].astype(str).isin(wanted)]
+    segmenters = runs[(runs["kind"] == Kind.SEGMENTER) & runs["algorithm"].astype(str).isin(wanted)]
     if not scores.empty:
         scores = scores[scores["algorithm"].astype(str).isin(wanted)]
     means = case_means(scores)
@@ -547,7 +548,7 @@ def typical_cases(runs: pd.DataFrame, available: Iterable[tuple[str, str]], *, o
     gets its own ok case with a series whose time is nearest its median time.
     """
     have = set(available)
-    ok = runs[(runs["kind"] == "segmenter") & (runs["status"] == ok_status)]
+    ok = runs[(runs["kind"] == Kind.SEGMENTER) & (runs["status"] == ok_status)]
     ok = ok[[(a, c) in have for a, c in zip(ok["algorithm"], ok["case_id"], strict=True)]]
     if ok.empty:
         return {}
