@@ -478,7 +478,7 @@ def evaluate(settings: RunSettings, stage: Stage, *, say: Say, on_result: OnResu
     if not mine:
         if after is not None and summary.problems:
             return summary
-        reasons = "; ".join(summary.problems[:3]) or f"no <name>/algorithm.toml of kind {kind} in it"
+        reasons = "; ".join(summary.problems[:3]) or f"no <name>/algorithm.toml of kind {kind} in it; add one (see algorithms/README.md)"
         raise SpecError(f"{settings.algorithms_dir}: no valid {kind} manifest ({reasons})")
     with summary.timed("data"):
         data = load_data(settings.data_dir, limit=settings.case_limit)
