@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed-stamp
 TEST_STAMP := $(VENV)/.test-stamp
 RESULTS ?= results
 
-.PHONY: setup test test-fast demo bench clean
+.PHONY: setup lint test test-fast demo bench clean
 
 # The demo needs the harness and its dependencies only; the tests add their extras on top.
 $(STAMP): pyproject.toml
@@ -26,7 +26,12 @@ $(TEST_STAMP): $(STAMP) pyproject.toml
 
 setup: $(TEST_STAMP)
 
-test: $(TEST_STAMP)
+# ruff and mypy (configured in pyproject.toml), before the tests of `make test` (CI); not in test-fast.
+lint: $(TEST_STAMP)
+	$(BIN)/python -m ruff check -q harness tests benchmarks
+	$(BIN)/python -m mypy
+
+test: $(TEST_STAMP) lint
 	$(BIN)/python -m pytest -q
 
 # The fast tier: everything that needs neither Docker nor a browser nor a long wait (see README).

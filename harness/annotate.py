@@ -42,23 +42,20 @@ from harness.data.dataset import discover
 from harness.data.masks import assemble, is_mask_folder
 from harness.data.nifti import read_label
 from harness.errors import CaseError, DataError, SpecError, UsageError
-from harness.executor import Executor, LocalExecutor
+from harness.executor import Executor
 from harness.layout import ResultsLayout
-from harness.models import Case, CaseStatus, Kind, Profile, RunnerKind, RunStatus
+from harness.models import Case, CaseStatus, Kind, Profile, RunStatus
 from harness.pipeline import (
+    DataSet,
     OnResult,
     Planned,
-    Recorder,
+    Planning,
     RunSettings,
     RunSummary,
     Say,
-    accepted_specs,
-    count_kept,
-    load_data,
-    local_digests,
-    make_images,
+    Stage,
+    evaluate,
     plan_case,
-    prune_orphans,
 )
 from harness.spec import AlgorithmSpec, discover_algorithms
 from harness.store import Store, StoreError
@@ -70,9 +67,10 @@ class AnnotateSummary(RunSummary):
     tables: dict[str, Path] = field(default_factory=dict)
 
 
-def annotators_in(algorithms_dir: Path, *, repo_root: Path | None = None) -> list[AlgorithmSpec]:
-    specs, _ = discover_algorithms(algorithms_dir, repo_root=repo_root)
-    return [s for s in specs if s.kind is Kind.ANNOTATOR]
+def declares_annotators(algorithms_dir: Path, *, repo_root: Path | None = None) -> bool:
+    """Whether the folder has an annotator's manifest, valid or refused (`harness run` then annotates)."""
+    specs, errors = discover_algorithms(algorithms_dir, repo_root=repo_root)
+    return any(s.kind is Kind.ANNOTATOR for s in specs) or any(e.kind is Kind.ANNOTATOR for e in errors)
 
 
 def _inputs_digest(image_sha: str, sources: dict[str, Path]) -> str:
@@ -84,63 +82,59 @@ def _inputs_digest(image_sha: str, sources: dict[str, Path]) -> str:
     return hasher.hexdigest()
 
 
-def annotate_all(settings: RunSettings, *, say: Say, on_result: OnResult, executor: Executor | None = None,
-                 queue_fraction: float = 0.05) -> AnnotateSummary:
-    """Run every annotator of the algorithms folder on the cases of the store, through the same
-    executor and recorder as the segmenters; then write the tables (all of them, or none)."""
-    summary = AnnotateSummary()
-    specs, spec_errors = discover_algorithms(settings.algorithms_dir, repo_root=settings.repo_root)
-    summary.problems.extend(str(e) for e in spec_errors if "annotator" in str(e))
-    annotators = [s for s in accepted_specs(specs, settings.challenge, summary) if s.kind is Kind.ANNOTATOR]
-    if not annotators:
-        raise SpecError(f"{settings.algorithms_dir}: no valid annotator manifest (kind = \"annotator\"); add one, "
-                        "e.g. attention-annotator")
-    data = load_data(settings.data_dir)
-    with Store.open(settings.results_dir) as store:
-        store.bind(data.identity(settings.challenge))
-        layout = store.layout
-        images: dict[str, str] = {}
-        if settings.runner is RunnerKind.DOCKER:
-            prune_orphans(store, say)
-            built, build_failures = make_images(annotators, settings, say)
-            images = {name: b.image_id for name, b in built.items()}  # by id, never by tag
-            digests = {name: b.image_id for name, b in built.items()}
-        else:
-            digests, build_failures = local_digests(annotators)
-        stored = store.stored()
+class AnnotatorStage(Stage):
+    """The annotators' part of the one driver: a case runs with the probabilities of every segmenter
+    whose run on it is ok (at least two, else it is skipped); then the tables are written."""
+
+    kind = Kind.ANNOTATOR
+
+    def __init__(self, *, queue_fraction: float = 0.05) -> None:
+        self.queue_fraction = queue_fraction
+        self.ok_segmenters = pd.DataFrame()
+
+    def new_summary(self) -> AnnotateSummary:
+        return AnnotateSummary()
+
+    def start(self, store: Store) -> None:
         runs = store.runs()
-        ok_segmenters = runs[(runs.kind == Kind.SEGMENTER) & (runs.status == RunStatus.OK)]
-        with executor or LocalExecutor(scoring_workers=0) as running:
-            recorder = Recorder(store, running, summary, on_result)
-            plan: list[Planned] = []
-            for spec in annotators:
-                for case in data.cases:
-                    if spec.name in build_failures:
-                        recorder.record_nothing_ran(spec, case, RunStatus.BUILD_FAILED, build_failures[spec.name])
-                        continue
-                    sources = {seg: layout.probabilities_dir(seg, case.case_id)
-                               for seg in sorted(ok_segmenters[ok_segmenters.case_id == case.case_id].algorithm)
-                               if layout.probabilities_dir(seg, case.case_id).is_dir()}
-                    if len(sources) < 2:
-                        summary.skipped.append(f"{case.case_id}: {len(sources)} segmenter(s) with probabilities; "
-                                               "the annotator needs 2")
-                        if (spec.name, case.case_id) in stored:  # made from segmenter outputs that are gone
-                            store.forget(spec.name, case.case_id)
-                            summary.notes.append(f"{spec.name} on {case.case_id}: its stored annotation came from "
-                                                 "segmenter outputs no longer there; removed")
-                        continue
-                    digest = data.digests[case.case_id]
-                    plan.append(plan_case(
-                        spec, case, settings, layout, stored, digest=digests[spec.name],
-                        input_sha256=_inputs_digest(digest.image_sha256, sources), label_sha256=digest.label_sha256,
-                        image=images.get(spec.name),
-                        extra_inputs=tuple((f"segmenters/{seg}/probabilities", path) for seg, path in sources.items()),
-                        details={"segmenters": sorted(sources)}))
-            count_kept(plan, stored, summary)
-            recorder.execute(plan)
-        summary.problems.extend(build_failures.values())
+        self.ok_segmenters = runs[(runs.kind == Kind.SEGMENTER) & (runs.status == RunStatus.OK)]
+
+    def plan(self, spec: AlgorithmSpec, case: Case, at: Planning) -> Planned | None:
+        layout = at.store.layout
+        ok = self.ok_segmenters
+        sources = {seg: layout.probabilities_dir(seg, case.case_id)
+                   for seg in sorted(ok[ok.case_id == case.case_id].algorithm)
+                   if layout.probabilities_dir(seg, case.case_id).is_dir()}
+        summary = at.summary
+        if len(sources) < 2:
+            assert isinstance(summary, AnnotateSummary)
+            summary.skipped.append(f"{case.case_id}: {len(sources)} segmenter(s) with probabilities; the annotator needs 2")
+            if (spec.name, case.case_id) in at.stored:  # made from segmenter outputs that are gone
+                at.store.forget(spec.name, case.case_id)
+                summary.notes.append(f"{spec.name} on {case.case_id}: its stored annotation came from segmenter outputs "
+                                     "no longer there; removed")
+            return None
+        digest = at.data.digests[case.case_id]
+        return plan_case(spec, case, at.settings, layout, at.stored, digest=at.digests[spec.name],
+                         input_sha256=_inputs_digest(digest.image_sha256, sources), label_sha256=digest.label_sha256,
+                         image=at.images.get(spec.name),
+                         extra_inputs=tuple((f"segmenters/{seg}/probabilities", path) for seg, path in sources.items()),
+                         details={"segmenters": sorted(sources)})
+
+    def finish(self, store: Store, data: DataSet, settings: RunSettings, summary: RunSummary) -> None:
+        assert isinstance(summary, AnnotateSummary)
         summary.tables = rewrite_tables(store, settings.challenge.annotation_profile, data.cases,
-                                        queue_fraction=queue_fraction, summary=summary)
+                                        queue_fraction=self.queue_fraction, summary=summary)
+
+
+def annotate_all(settings: RunSettings, *, say: Say, on_result: OnResult, executor: Executor | None = None,
+                 queue_fraction: float = 0.05, after: RunSummary | None = None) -> AnnotateSummary:
+    """Run every annotator of the algorithms folder on the cases of the store, through the one driver
+    of the segmenters (`harness.pipeline.evaluate`); then write the tables (all of them, or none).
+    `after`: the segmenters' summary, when this is the annotation step of `harness run`."""
+    summary = evaluate(settings, AnnotatorStage(queue_fraction=queue_fraction), say=say, on_result=on_result,
+                       executor=executor, after=after)
+    assert isinstance(summary, AnnotateSummary)
     return summary
 
 

@@ -308,10 +308,10 @@ def extract_files_tarball(archive: Path, dest: Path, *, max_bytes: int = FILES_T
     except SubmissionError:
         shutil.rmtree(dest, ignore_errors=True)
         raise
-    for current, _, files in os.walk(dest):
-        for name in files:
-            os.chmod(os.path.join(current, name), 0o444)
-        os.chmod(current, 0o755)
+    for folder, _, extracted in os.walk(dest):
+        for file_name in extracted:
+            os.chmod(os.path.join(folder, file_name), 0o444)
+        os.chmod(folder, 0o755)
     return dest
 
 

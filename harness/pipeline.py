@@ -32,7 +32,7 @@ from harness.layout import ResultsLayout, default_cache_dir  # noqa: F401 - re-e
 from harness.models import Case, CaseStatus, Kind, OrganScore, Profile, RunnerKind, RunStatus
 from harness.monitor import MonitorSettings
 from harness.scoring import SCORING_VERSION, CaseResult, Side
-from harness.spec import AlgorithmSpec, discover_algorithms, load_manifest
+from harness.spec import AlgorithmSpec, ManifestError, discover_algorithms, load_manifest
 from harness.store import FolderIdentity, Provenance, RunRecord, Store, StoredRun, StoreError
 
 Say = Callable[[str], None]
@@ -415,75 +415,128 @@ class Recorder:
         self.summary.rescored += 1
 
 
-def run_all(settings: RunSettings, *, say: Say, on_result: OnResult, executor: Executor | None = None) -> RunSummary:
-    """The segmenters' part of `harness run`: returns what happened; every outcome is in the store.
+class Stage:
+    """What one kind of algorithm adds to the one driver (`evaluate`); this base is the segmenters'.
 
-    Runs go through `executor` (default: one at a time here, scoring inline); results come back
-    here, and only here is the store written, one whole case at a time."""
-    summary = RunSummary()
+    A subclass (`harness.annotate.AnnotatorStage`) says how a case's inputs are planned and what
+    follows the runs; discovery, admission, images, orphaned containers, executor and store are the
+    driver's, the same for every kind."""
+
+    kind: Kind = Kind.SEGMENTER
+
+    def new_summary(self) -> RunSummary:
+        return RunSummary()
+
+    def start(self, store: Store) -> None:
+        """Before planning, with the store open."""
+
+    def plan(self, spec: AlgorithmSpec, case: Case, at: Planning) -> Planned | None:
+        """One (algorithm, case) planned, or None when there is nothing to run for it."""
+        digest = at.data.digests[case.case_id]
+        return plan_case(spec, case, at.settings, at.store.layout, at.stored, digest=at.digests[spec.name],
+                         input_sha256=digest.image_sha256, label_sha256=digest.label_sha256,
+                         image=at.images.get(spec.name))
+
+    def finish(self, store: Store, data: DataSet, settings: RunSettings, summary: RunSummary) -> None:
+        """After every run is recorded, with the store open."""
+
+
+@dataclass(frozen=True)
+class Planning:
+    """What planning one (algorithm, case) may look at."""
+
+    settings: RunSettings
+    store: Store
+    data: DataSet
+    stored: dict[tuple[str, str], StoredRun]
+    digests: dict[str, str]  # algorithm -> image digest (the local runner's folder digest)
+    images: dict[str, str]  # algorithm -> image id to run (Docker only)
+    summary: RunSummary
+
+
+def evaluate(settings: RunSettings, stage: Stage, *, say: Say, on_result: OnResult, executor: Executor | None = None,
+             after: RunSummary | None = None) -> RunSummary:
+    """Run every algorithm of `stage.kind` on every case and record it: the one driver of
+    `harness run` (segmenters), `harness annotate` (annotators) and `harness check`.
+
+    Returns what happened; every outcome is in the store. Runs go through `executor` (default: one
+    at a time here, scoring inline); results come back here, and only here is the store written, one
+    whole case at a time. Manifests refused are reported before anything is built: those of this
+    kind, and those whose kind cannot be read. `after`: the summary of an earlier step of the same
+    command (the annotators after the segmenters of `harness run`), which has reported what concerns
+    the whole folder (manifests of unknown kind, the data set's notes, algorithms no longer in the
+    folder); no valid manifest of this kind is then a problem of this step, not an error."""
+    kind = stage.kind
+    summary = stage.new_summary()
     specs, spec_errors = (discover_algorithms(settings.algorithms_dir, repo_root=settings.repo_root)
                           if not settings.manifests else load_manifests(settings.manifests, settings.repo_root))
-    summary.problems.extend(str(e) for e in spec_errors)
-    specs = accepted_specs(specs, settings.challenge, summary)
+    summary.problems.extend(str(e) for e in spec_errors if e.kind is kind or (e.kind is None and after is None))
+    mine = accepted_specs([s for s in specs if s.kind is kind], settings.challenge, summary)
     summary.refused = len(summary.problems)
     for problem in summary.problems:  # before anything is built or run, not only in the summary at the end
         say(f"refused: {problem}")
-    segmenters = [s for s in specs if s.kind is Kind.SEGMENTER]
-    if not segmenters:
-        reasons = "; ".join(summary.problems[:3]) or "no <name>/algorithm.toml of kind segmenter in it"
-        raise SpecError(f"{settings.algorithms_dir}: no valid segmenter manifest ({reasons})")
+    if not mine:
+        if after is not None and summary.problems:
+            return summary
+        reasons = "; ".join(summary.problems[:3]) or f"no <name>/algorithm.toml of kind {kind} in it; add one (see algorithms/README.md)"
+        raise SpecError(f"{settings.algorithms_dir}: no valid {kind} manifest ({reasons})")
     with summary.timed("data"):
         data = load_data(settings.data_dir, limit=settings.case_limit)
         require_label_names(settings.data_dir, settings.challenge.profile)
-    summary.notes.extend(data.problems)
+    if after is None:
+        summary.notes.extend(data.problems)
     executor = executor or LocalExecutor(scoring_workers=0)
     with Store.open(settings.results_dir) as store:
         store.bind(data.identity(settings.challenge))
-        known = {s.name for s in specs}
-        for name in store.algorithms():
+        known = {s.name for s in specs} | {e.manifest.parent.name for e in spec_errors}
+        for name in store.algorithms() if after is None else ():
             if name not in known:
                 summary.notes.append(f"the store holds runs of {name}, which is not in {settings.algorithms_dir}; "
                                      f"`harness forget {name} --results {settings.results_dir}` removes them")
-        images: dict[str, BuiltImage] = {}
+        images: dict[str, str] = {}
         with summary.timed("images"):
             if settings.runner is RunnerKind.DOCKER:
                 prune_orphans(store, say)
-                images, build_failures = make_images(segmenters, settings, say)
-                digests = {name: image.image_id for name, image in images.items()}
+                built, build_failures = make_images(mine, settings, say)
+                images = {name: image.image_id for name, image in built.items()}  # by id, never by tag
+                digests = dict(images)
             else:
-                digests, build_failures = local_digests(segmenters)
+                digests, build_failures = local_digests(mine)
         summary.problems.extend(build_failures.values())
-        stored = store.stored()
+        stage.start(store)
+        at = Planning(settings, store, data, store.stored(), digests, images, summary)
         plan: list[Planned] = []
         with executor:
             recorder = Recorder(store, executor, summary, on_result)
-            for spec in segmenters:
-                if spec.name in build_failures:
-                    for case in data.cases:
-                        recorder.record_nothing_ran(spec, case, RunStatus.BUILD_FAILED, build_failures[spec.name])
-                    continue
+            for spec in mine:
                 for case in data.cases:
-                    plan.append(plan_case(spec, case, settings, store.layout, stored, digest=digests[spec.name],
-                                          input_sha256=data.digests[case.case_id].image_sha256,
-                                          label_sha256=data.digests[case.case_id].label_sha256,
-                                          image=images[spec.name].image_id if spec.name in images else None))
-            count_kept(plan, stored, summary)
+                    if spec.name in build_failures:
+                        recorder.record_nothing_ran(spec, case, RunStatus.BUILD_FAILED, build_failures[spec.name])
+                    elif (planned := stage.plan(spec, case, at)) is not None:
+                        plan.append(planned)
+            count_kept(plan, at.stored, summary)
             with summary.timed("runs"):
                 recorder.execute(plan)
         if settings.runner is RunnerKind.DOCKER:  # every run has ended: what is left here (a killed worker's) is an orphan
             prune_orphans(store, say)
+        stage.finish(store, data, settings, summary)
     return summary
 
 
-def load_manifests(manifests: tuple[Path, ...], repo_root: Path | None) -> tuple[list[AlgorithmSpec], list[SpecError]]:
+def run_all(settings: RunSettings, *, say: Say, on_result: OnResult, executor: Executor | None = None) -> RunSummary:
+    """The segmenters' part of `harness run` (`evaluate` of the segmenters)."""
+    return evaluate(settings, Stage(), say=say, on_result=on_result, executor=executor)
+
+
+def load_manifests(manifests: tuple[Path, ...], repo_root: Path | None) -> tuple[list[AlgorithmSpec], list[ManifestError]]:
     """Exactly these manifests (each relative to its own repository: the folder above its
     algorithms folder, as discovery has it), valid ones and errors."""
     specs: list[AlgorithmSpec] = []
-    errors: list[SpecError] = []
+    errors: list[ManifestError] = []
     for manifest in manifests:
         try:
             specs.append(load_manifest(manifest, repo_root=repo_root or manifest.resolve().parents[2]))
-        except SpecError as exc:
+        except ManifestError as exc:
             errors.append(exc)
     return specs, errors
 

@@ -31,7 +31,8 @@ for less, never more.
     [local]                                 # optional: how the local runner starts it
     command = ["{python}", "predict.py", "{input}", "{output}"]
 
-A problem is a `SpecError` naming the file, the key, the bad value and the fix.
+A problem is a `ManifestError` naming the file, the key, the bad value and the fix; it carries the
+manifest and its declared kind as fields.
 """
 
 from __future__ import annotations
@@ -110,11 +111,30 @@ def parse_size(value: Any, *, where: str) -> int:
     raise SpecError(f"{where} = {value!r}; use a size like \"4g\" or \"512m\"")
 
 
-def load_manifest(path: Path, *, repo_root: Path) -> AlgorithmSpec:
-    """Read and validate one `algorithm.toml`."""
-    raw_bytes = read_file(path, what="a manifest", max_bytes=MANIFEST_BYTES, fix="a manifest is a small TOML file")
-    raw = parse_toml(path, raw_bytes)  # the bytes that were read, parsed with their nesting bounded
+class ManifestError(SpecError):
+    """A refused manifest: the one-line message, with the manifest and the kind it declares as
+    fields (`kind` None: not readable, as in a file that is not TOML), so that each command reports
+    the refusals of its own kind and those of unknown kind."""
 
+    def __init__(self, message: str, *, manifest: Path, kind: Kind | None) -> None:
+        super().__init__(message)
+        self.manifest = manifest
+        self.kind = kind
+
+
+def load_manifest(path: Path, *, repo_root: Path) -> AlgorithmSpec:
+    """Read and validate one `algorithm.toml`; raises ManifestError."""
+    kind: Kind | None = None
+    try:
+        raw_bytes = read_file(path, what="a manifest", max_bytes=MANIFEST_BYTES, fix="a manifest is a small TOML file")
+        raw = parse_toml(path, raw_bytes)  # the bytes that were read, parsed with their nesting bounded
+        kind = next((k for k in Kind if k == raw.get("kind")), None)
+        return _from_table(path, raw, raw_bytes, repo_root=repo_root)
+    except SpecError as exc:
+        raise ManifestError(str(exc), manifest=path, kind=kind) from None
+
+
+def _from_table(path: Path, raw: dict[str, Any], raw_bytes: bytes, *, repo_root: Path) -> AlgorithmSpec:
     keys = _TOP_KEYS | {c.table for c in (contract_of(n) for n in contract_names()) if c.table}
     unknown = sorted(set(raw) - keys)
     if unknown:
@@ -257,17 +277,17 @@ def _local_command(raw: Any, path: Path) -> tuple[str, ...] | None:
     return tuple(command)
 
 
-def discover_algorithms(folder: Path, *, repo_root: Path | None = None) -> tuple[list[AlgorithmSpec], list[SpecError]]:
+def discover_algorithms(folder: Path, *, repo_root: Path | None = None) -> tuple[list[AlgorithmSpec], list[ManifestError]]:
     """Every `<folder>/*/algorithm.toml`, sorted by name; invalid manifests are returned as errors."""
     if not folder.is_dir():
         raise SpecError(f"{folder}: no such folder; pass the folder holding <name>/algorithm.toml manifests")
     root = repo_root if repo_root is not None else folder.resolve().parent
     specs: list[AlgorithmSpec] = []
-    errors: list[SpecError] = []
+    errors: list[ManifestError] = []
     for manifest in sorted(folder.glob("*/algorithm.toml")):
         try:
             specs.append(load_manifest(manifest, repo_root=root))
-        except SpecError as exc:
+        except ManifestError as exc:
             errors.append(exc)
     if not specs and not errors:
         raise SpecError(f"{folder}: no <name>/algorithm.toml found; add a manifest per algorithm (see algorithms/README.md)")

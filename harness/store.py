@@ -458,8 +458,6 @@ def tidy_scores(folder: Path, runs: pd.DataFrame, scores: pd.DataFrame, extra: p
     return tidy[["algorithm", "case", "metric", "value", "status"]]
 
 
-_SCORE_COLUMNS = frozenset({"algorithm", "case_id", "organ", "label", "dsc", "nsd", "hd95_mm", "organ_status",
-                            "organ_message", "status"})  # `Store.scores()`'s own; the rest are extra metrics
 ORGAN_METRICS = ("dsc", "nsd")  # the per-organ scores a ranking may rank organ by organ (tasks)
 
 

@@ -146,3 +146,70 @@ def test_assemble_refuses_a_name_or_grid_it_cannot_place_before_writing(annotate
     assert code.value.code == status
     assert re.search(message, capsys.readouterr().err)
     assert not (tmp_path / "final").exists()
+
+
+def _algorithms_with(tmp_path: Path, manifests: dict[str, str], *, annotator: bool) -> Path:
+    """An algorithms folder with `manifests` (folder name -> algorithm.toml text), and a copy of the
+    real annotator when `annotator`."""
+    import shutil
+
+    folder = tmp_path / "algorithms"
+    folder.mkdir()
+    if annotator:
+        shutil.copytree(REPO / "algorithms" / "attention-annotator", folder / "attention-annotator")
+    for name, text in manifests.items():
+        (folder / name).mkdir()
+        (folder / name / "algorithm.toml").write_text(text)
+    return folder
+
+
+def test_an_annotator_manifest_that_is_not_toml_is_named_not_lost(tmp_path: Path) -> None:
+    """Its kind cannot be read, so it may be an annotator: `harness annotate` says what is wrong with it."""
+    from harness.errors import SpecError
+
+    algorithms = _algorithms_with(tmp_path, {"heatmapper": 'name = "heatmapper"\nkind = annotator\n'}, annotator=False)
+    write_dataset(tmp_path / "data", cases=1, seed=4, size="small")
+    _fake_segmenter_runs(tmp_path / "results", tmp_path / "data", planted_case="")
+    settings = RunSettings(algorithms_dir=algorithms, data_dir=tmp_path / "data", results_dir=tmp_path / "results",
+                           runner=RunnerKind.LOCAL, cache_dir=tmp_path / "cache", repo_root=REPO)
+    with pytest.raises(SpecError, match=r"no valid annotator manifest \(.*heatmapper/algorithm\.toml: "):
+        annotate_all(settings, say=lambda m: None, on_result=lambda e: None)
+
+
+def test_annotate_reports_refused_annotators_and_leaves_segmenters_to_run(annotated, tmp_path: Path) -> None:
+    root, _ = annotated
+    algorithms = _algorithms_with(tmp_path, {
+        "heatmapper": 'name = "heatmapper"\nkind = annotator\n',  # not TOML: of unknown kind
+        "slow-seg": 'name = "slow-seg"\nversion = "1"\nkind = "segmenter"\nprofile = "flare22"\ncolour = "red"\n',
+    }, annotator=True)
+    said: list[str] = []
+    settings = RunSettings(algorithms_dir=algorithms, data_dir=root / "data", results_dir=root / "results",
+                           runner=RunnerKind.LOCAL, cache_dir=root / "cache", repo_root=REPO)
+    summary = annotate_all(settings, say=said.append, on_result=lambda e: None)
+    assert summary.failed == 0 and summary.executed + summary.reused == 3
+    assert summary.refused == 1 and len(summary.problems) == 1
+    assert "heatmapper/algorithm.toml: " in summary.problems[0]
+    assert said[0].startswith("refused: ") and "heatmapper/algorithm.toml" in said[0]
+    assert not any("slow-seg" in line for line in [*summary.problems, *said])  # `harness run` reports it
+
+
+def test_annotate_removes_orphaned_containers_before_and_after(tmp_path: Path, monkeypatch) -> None:
+    """As `harness run` does: the containers a killed harness left for this results folder are
+    removed before anything is built and once every run has ended."""
+    import harness.annotate
+    import harness.pipeline
+
+    pruned: list[str] = []
+    for module in (harness.pipeline, harness.annotate):
+        monkeypatch.setattr(module, "prune_orphans", lambda store, say: pruned.append(store.layout.owner_label),
+                            raising=False)
+        monkeypatch.setattr(module, "make_images", lambda specs, settings, say: ({}, {s.name: "no engine" for s in specs}),
+                            raising=False)
+    write_dataset(tmp_path / "data", cases=1, seed=4, size="small")
+    _fake_segmenter_runs(tmp_path / "results", tmp_path / "data", planted_case="")
+    settings = RunSettings(algorithms_dir=REPO / "algorithms", data_dir=tmp_path / "data",
+                           results_dir=tmp_path / "results", runner=RunnerKind.DOCKER, cache_dir=tmp_path / "cache",
+                           repo_root=REPO)
+    summary = annotate_all(settings, say=lambda m: None, on_result=lambda e: None)
+    assert summary.failed == 1 and summary.problems == ["no engine"]
+    assert len(pruned) == 2 and len(set(pruned)) == 1

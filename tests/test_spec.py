@@ -84,6 +84,27 @@ def test_discovery_keeps_going_past_a_bad_manifest(tmp_path: Path) -> None:
         discover_algorithms(tmp_path / "nowhere")
 
 
+@pytest.mark.parametrize("text, kind", [
+    (GOOD.replace('kind = "segmenter"', 'kind = "annotator"').replace("gpu = ", "gpu_mode = "), "annotator"),
+    (GOOD.replace("pids = 64", "pids = 1"), "segmenter"),
+    (GOOD.replace('kind = "segmenter"', 'kind = "judge"'), None),  # not a kind
+    (GOOD.replace('kind = "segmenter"', 'kind = ["annotator"]'), None),
+    ('name = "demo"\nkind = annotator\n', None),  # not TOML
+])
+def test_a_refused_manifest_carries_the_kind_it_declares(tmp_path: Path, text: str, kind: str | None) -> None:
+    """Each command reports the refusals of its own kind by this field, never by the message's words."""
+    from harness.models import Kind
+    from harness.spec import ManifestError
+
+    manifest = _write(tmp_path, text)
+    with pytest.raises(ManifestError, match=r"demo/algorithm\.toml: ") as refused:
+        load_manifest(manifest, repo_root=tmp_path)
+    assert refused.value.manifest == manifest
+    assert refused.value.kind is (Kind(kind) if kind else None)
+    _, errors = discover_algorithms(tmp_path / "algorithms", repo_root=tmp_path)
+    assert [(e.manifest, e.kind, str(e)) for e in errors] == [(manifest, refused.value.kind, str(refused.value))]
+
+
 def test_sizes() -> None:
     assert parse_size("4g", where="x") == 4 * 1024**3
     assert parse_size("1.5G", where="x") == int(1.5 * 1024**3)

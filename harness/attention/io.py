@@ -1,4 +1,4 @@
-"""Reading the annotator's output folders and reviewers' revisions; writing CSV and label maps.
+"""Reading the annotator's output folders and reviewers' revisions; writing final label maps.
 
 The only module of `harness.attention` that touches the disk. An annotator output folder holds
 (see "Annotator contract" in algorithms/README.md) `<case>.nii.gz` (the pseudo label),
@@ -15,14 +15,12 @@ from typing import Any
 
 import nibabel as nib
 import numpy as np
-import pandas as pd
 from numpy.typing import NDArray
 
 from harness.errors import DataError
 
 SUMMARY_FILE = "attention.json"
 ATTENTION_DIR = "attention"
-HEATMAP_DIR = "heatmap"
 NIFTI_SUFFIX = ".nii.gz"
 
 
@@ -45,24 +43,6 @@ def read_summary(path: str | Path) -> dict[str, Any]:
         if not isinstance(raw.get(key), kind):
             raise DataError(f"{file}: key '{key}' = {raw.get(key)!r}; expected a {kind.__name__} (annotator contract)")
     return raw
-
-
-def find_annotations(root: str | Path) -> list[Path]:
-    """Annotator output folders: `root` itself if it holds attention.json, else `root/*/` that do."""
-    root = Path(root)
-    if not root.is_dir():
-        raise DataError(f"{root}: no such folder; pass the folder of annotator outputs")
-    if (root / SUMMARY_FILE).is_file():
-        return [root]
-    found = sorted(p for p in root.iterdir() if (p / SUMMARY_FILE).is_file())
-    if not found:
-        raise DataError(f"{root}: no {SUMMARY_FILE} in it or its subfolders; run the annotator first")
-    return found
-
-
-def read_summaries(root: str | Path) -> list[dict[str, Any]]:
-    """Every case's summary under `root` (see `find_annotations`)."""
-    return [read_summary(folder) for folder in find_annotations(root)]
 
 
 def _open(path: Path) -> nib.Nifti1Image:
@@ -102,16 +82,6 @@ def read_attention(folder: str | Path, organs: Iterable[str] | None = None) -> d
     return {o: _read_array(folder / ATTENTION_DIR / f"{o}{NIFTI_SUFFIX}") != 0 for o in _organs(folder, organs)}
 
 
-def read_heatmaps(folder: str | Path, organs: Iterable[str] | None = None) -> dict[str, NDArray[np.float32]]:
-    """Organ -> heat map in [0, 1] (float32, from the stored uint8 round(255 * heat))."""
-    folder = Path(folder)
-    out = {}
-    for organ in _organs(folder, organs):
-        data = _read_array(folder / HEATMAP_DIR / f"{organ}{NIFTI_SUFFIX}")
-        out[organ] = data.astype(np.float32) / np.float32(255) if data.dtype == np.uint8 else data.astype(np.float32)
-    return out
-
-
 def read_pseudo_label(folder: str | Path) -> NDArray[np.uint8]:
     """The averaged pseudo label map (`<case>.nii.gz`, the case from attention.json)."""
     folder = Path(folder)
@@ -129,14 +99,6 @@ def read_revised(folder: str | Path, case: str, organs: Iterable[str]) -> dict[s
         path = base / f"{organ}{NIFTI_SUFFIX}"
         out[organ] = _read_array(path) != 0 if path.is_file() else None
     return out
-
-
-def write_csv(table: pd.DataFrame, path: str | Path) -> Path:
-    """Write `table` as CSV (no index; NaN as an empty field), creating the folder."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    table.to_csv(path, index=False)
-    return path
 
 
 def write_label(label_map: NDArray[np.integer], reference: str | Path, path: str | Path) -> Path:

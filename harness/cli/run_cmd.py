@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import click
 import pandas as pd
 
-from harness.annotate import AnnotateSummary, annotate_all, annotators_in, assemble_all
+from harness.annotate import AnnotateSummary, annotate_all, assemble_all, declares_annotators
 from harness.challenge import challenge_of, load_challenge
 from harness.cli.jsonout import JSON_OPTION, json_mode
 from harness.errors import ExitStatus, HarnessError
 from harness.executor import DaskExecutor, LocalExecutor
-from harness.models import CaseStatus, RunnerKind, RunStatus
+from harness.models import CaseStatus, Kind, RunnerKind, RunStatus
 from harness.pipeline import (
     CaseEvent,
     RunSettings,
@@ -230,13 +232,14 @@ def run(algorithms_dir: Path, data_dir: Path | None, results_dir: Path, challeng
     counted too ("failed" in the summary and in --json; "failed_earlier" says how many).
     """
     with json_mode(as_json) as emit:
-        return _run(algorithms_dir, data_dir, results_dir, challenge_file, profile, runner, rerun, base, scheduler,
-                    scoring_workers, emit)
+        return _run(emit, algorithms_dir=algorithms_dir, data_dir=data_dir, results_dir=results_dir,
+                    challenge_file=challenge_file, profile=profile, runner=RunnerKind(runner), rerun=rerun, base=base,
+                    scheduler=scheduler, scoring_workers=scoring_workers)
 
 
-def _run(algorithms_dir: Path, data_dir: Path | None, results_dir: Path, challenge_file: Path | None, profile: str | None,
-         runner: str, rerun: bool, base: str | None, scheduler: str | None, scoring_workers: int | None,
-         emit) -> int:  # type: ignore[no-untyped-def]
+def _run(emit: Callable[[dict[str, Any]], None], *, algorithms_dir: Path, data_dir: Path | None, results_dir: Path,
+         challenge_file: Path | None, profile: str | None, runner: RunnerKind, rerun: bool, base: str | None,
+         scheduler: str | None, scoring_workers: int | None) -> int:
     from harness.cli.jsonout import records
 
     cache = default_cache_dir()
@@ -247,7 +250,7 @@ def _run(algorithms_dir: Path, data_dir: Path | None, results_dir: Path, challen
         data_dir = ensure_default_data(cache, say=_say)
     synthesised = time.monotonic() - started
     settings = RunSettings(algorithms_dir=algorithms_dir, data_dir=data_dir, results_dir=results_dir,
-                           runner=RunnerKind(runner), rerun=rerun, base=base, cache_dir=cache,
+                           runner=runner, rerun=rerun, base=base, cache_dir=cache,
                            repo_root=algorithms_dir.resolve().parent, challenge=challenge)
     executor = DaskExecutor(scheduler) if scheduler else LocalExecutor(scoring_workers=scoring_workers,
                                                                          still_running=_still_running)
@@ -255,15 +258,16 @@ def _run(algorithms_dir: Path, data_dir: Path | None, results_dir: Path, challen
     if default_data:  # the embedded default data set: synthesised once, then found in the cache
         summary.phases = {"default data": synthesised, **summary.phases}
     annotated = None
-    if annotators_in(algorithms_dir, repo_root=settings.repo_root):
+    if declares_annotators(algorithms_dir, repo_root=settings.repo_root):
         with summary.timed("annotation"):
-            annotated = annotate_all(settings, say=_say, on_result=_echo_event)
+            annotated = annotate_all(settings, say=_say, on_result=_echo_event, after=summary)
         _print_annotation(annotated)
     _print_outcome(summary)
     with Store.open(results_dir, lock=False, create=False) as store:
         runs, scores = store.runs(), store.scores()
     click.echo(format_summary(runs, scores))
-    refused = f", {summary.refused} manifest(s) refused" if summary.refused else ""
+    refused_total = summary.refused + (annotated.refused if annotated is not None else 0)  # each reported once
+    refused = f", {refused_total} manifest(s) refused" if refused_total else ""
     earlier = f" ({summary.failed_earlier} stored by an earlier run)" if summary.failed_earlier else ""
     click.echo(f"{summary.executed} runs executed, {summary.rescored} rescored, {summary.reused} reused from the store, "
                f"{summary.failed} failed{earlier}{refused}; results in {results_dir}")
@@ -278,7 +282,8 @@ def _run(algorithms_dir: Path, data_dir: Path | None, results_dir: Path, challen
         table = table.merge(dsc, on=["algorithm", "case_id"], how="left")
     emit({"command": "run", "results": str(results_dir), "report": report, "exit_status": int(status),
           "executed": summary.executed, "rescored": summary.rescored, "reused": summary.reused, "failed": summary.failed,
-          "failed_earlier": summary.failed_earlier, "refused": summary.refused, "problems": summary.problems,
+          "failed_earlier": summary.failed_earlier, "refused": refused_total,
+          "problems": summary.problems + (annotated.problems if annotated is not None else []),
           "notes": summary.notes, "unscorable": summary.unscorable, "phases_s": summary.phases, "runs": records(table)})
     return status
 
@@ -423,7 +428,7 @@ def _print_annotation(summary: AnnotateSummary) -> None:
 
 def format_summary(runs: pd.DataFrame, scores: pd.DataFrame) -> str:
     """Per segmenter: cases ok / total, mean DSC and NSD over organs and cases, mean time."""
-    runs = runs[runs.kind == "segmenter"]
+    runs = runs[runs.kind == Kind.SEGMENTER]
     if runs.empty:
         return "no segmenter runs in the store"
     lines = [f"{'algorithm':<22}{'ok':>8}{'DSC':>9}{'NSD':>9}{'time s':>9}  failures"]

@@ -94,7 +94,7 @@ def _label_sparse(crop: NDArray[np.bool_], structure: NDArray[np.bool_]) -> tupl
     labels = np.zeros(crop.shape, dtype=np.int32)
     parts = []
     first_voxels = []
-    sizes = [np.zeros(1, dtype=np.int64)]
+    block_sizes = [np.zeros(1, dtype=np.int64)]
     for index, block_box in enumerate(ndimage.find_objects(clusters), start=1):
         assert block_box is not None
         box = tuple(slice(b.start * _BLOCK, min(b.stop * _BLOCK, n)) for b, n in zip(block_box, crop.shape, strict=True))
@@ -109,7 +109,7 @@ def _label_sparse(crop: NDArray[np.bool_], structure: NDArray[np.bool_]) -> tupl
         _, first = np.unique(ids, return_index=True)  # flat is ascending: first voxel of each label
         coords = np.unravel_index(flat[first], sub.shape)
         first_voxels.append(np.ravel_multi_index(tuple(c + b.start for c, b in zip(coords, box, strict=True)), crop.shape))
-        sizes.append(np.bincount(ids, minlength=n_local + 1)[1:].astype(np.int64))
+        block_sizes.append(np.bincount(ids, minlength=n_local + 1)[1:].astype(np.int64))
         parts.append((box, local, ids))
     # Renumber all components by their first voxel in the crop's C order, as one labelling would.
     rank = np.empty(sum(f.size for f in first_voxels), dtype=np.int32)
@@ -119,7 +119,7 @@ def _label_sparse(crop: NDArray[np.bool_], structure: NDArray[np.bool_]) -> tupl
         labels[box][local > 0] = rank[offset + ids - 1]  # a view: writes into `labels`
         offset += int(ids.max(initial=0))
     all_sizes = np.zeros(rank.size + 1, dtype=np.int64)
-    all_sizes[rank] = np.concatenate(sizes[1:])
+    all_sizes[rank] = np.concatenate(block_sizes[1:])
     return labels, int(rank.size), all_sizes
 
 

@@ -26,6 +26,7 @@ from markupsafe import Markup
 from harness import __version__
 from harness.errors import DataError, HarnessError, SpecError
 from harness.layout import REPORT_FILE
+from harness.models import Kind
 from harness.ranking import (
     EXTRA_METRIC_RULES,
     FLARE22_RANKING,
@@ -186,7 +187,7 @@ def _render_files(inputs: ReportInputs, ranking: ChallengeRanking, env: Environm
     ranks = {str(r["algorithm"]): r for r in ranking.leaderboard.to_dict("records")}
     order = [link.algorithm for link in context["algorithm_pages"]]
     organs = tables.organs_of(inputs.scores)
-    segmenter_runs = inputs.runs[inputs.runs["kind"] == "segmenter"]
+    segmenter_runs = inputs.runs[inputs.runs["kind"] == Kind.SEGMENTER]
     n_chunks = min(len(order), 2 * drawer.workers) if drawer.parallel else 1
     chunks = [order[k::n_chunks] for k in range(n_chunks)] if order else []
     drawn = []
@@ -291,7 +292,7 @@ class Scene:
     def typical_series(self) -> tuple[dict[str, tuple[str, pd.DataFrame]], list[str]]:
         """Per algorithm, its typical case and that case's monitor series; and the monitor files
         that could not be read (their messages)."""
-        segmenters = self.inputs.runs[self.inputs.runs["kind"] == "segmenter"]
+        segmenters = self.inputs.runs[self.inputs.runs["kind"] == Kind.SEGMENTER]
         typical = tables.typical_cases(segmenters, self.inputs.monitor_paths, ok_status=self.ranking.config.ok_status)
         series, problems = {}, []
         for algorithm in self.order:
@@ -313,7 +314,7 @@ def report_context(inputs: ReportInputs, ranking: ChallengeRanking, *, pages_dir
     drawer = drawer if drawer is not None else Drawer(workers=1)
     config = ranking.config
     runs = inputs.runs
-    segmenters = runs[runs["kind"] == "segmenter"]
+    segmenters = runs[runs["kind"] == Kind.SEGMENTER]
     order = tables.rank_order(ranking)
     scene = Scene(inputs, ranking, order, figures.algorithm_colors(order), drawer, public)
     drawn = [f for make in FIGURES for f in make(scene) if scene.shown(f.key)]
@@ -449,7 +450,7 @@ def public_edition(context: dict[str, Any], inputs: ReportInputs, ranking: Chall
 
 def public_forms(inputs: ReportInputs, ranking: ChallengeRanking, *, methods: Mapping[str, Any]) -> dict[str, Any]:
     """The public form of the entries that have one."""
-    runs = inputs.runs[inputs.runs["kind"] == "segmenter"]
+    runs = inputs.runs[inputs.runs["kind"] == Kind.SEGMENTER]
     failed = runs[runs["status"] != ranking.config.ok_status]
     counts = (failed.groupby(["algorithm", "status"]).size().rename("runs").reset_index() if len(failed)
               else pd.DataFrame(columns=["algorithm", "status", "runs"]))

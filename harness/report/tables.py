@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 import numpy as np
 import pandas as pd
 
+from harness.models import Kind
 from harness.ranking import ChallengeRanking, RankingMethod, describe_method
 from harness.safetext import safe_block, safe_text
 
@@ -332,7 +333,7 @@ def case_matrix_table(runs: pd.DataFrame, scores: pd.DataFrame, *, algorithms: S
                       pages: Mapping[str, str] | None = None) -> HtmlTable:
     """Cases (rows) x algorithms (columns, rank order): the mean DSC of each ok run, or the status
     of a failed one. `pages` (algorithm -> its page) adds a link to each column's page per case."""
-    segmenters = runs[runs["kind"] == "segmenter"]
+    segmenters = runs[runs["kind"] == Kind.SEGMENTER]
     status = _pairs(segmenters, "status")
     means = case_means(scores)["dsc"].to_dict() if not scores.empty else {}
     cases = sorted({str(c) for c in segmenters["case_id"].unique()})
@@ -398,7 +399,7 @@ class PageLink:
 
 def page_links(runs: pd.DataFrame, *, algorithms: Sequence[str], ok_status: str = "ok") -> list[PageLink]:
     """One link per algorithm (rank order) that has segmenter runs."""
-    segmenters = runs[runs["kind"] == "segmenter"]
+    segmenters = runs[runs["kind"] == Kind.SEGMENTER]
     names = segmenters["algorithm"].astype(str)
     n_runs = names.value_counts().to_dict()
     n_ok = names[segmenters["status"] == ok_status].value_counts().to_dict()
@@ -411,7 +412,7 @@ def algorithm_pages(runs: pd.DataFrame, scores: pd.DataFrame, measurements: pd.D
     the full message (plain text, printed too); then its DSC and NSD per organ (`organs`, default
     those in `scores`), a row per case."""
     wanted = set(algorithms)
-    segmenters = runs[(runs["kind"] == "segmenter") & runs["algorithm"].astype(str).isin(wanted)]
+    segmenters = runs[(runs["kind"] == Kind.SEGMENTER) & runs["algorithm"].astype(str).isin(wanted)]
     if not scores.empty:
         scores = scores[scores["algorithm"].astype(str).isin(wanted)]
     means = case_means(scores)
@@ -538,7 +539,7 @@ def typical_cases(runs: pd.DataFrame, available: Iterable[tuple[str, str]], *, o
     gets its own ok case with a series whose time is nearest its median time.
     """
     have = set(available)
-    ok = runs[(runs["kind"] == "segmenter") & (runs["status"] == ok_status)]
+    ok = runs[(runs["kind"] == Kind.SEGMENTER) & (runs["status"] == ok_status)]
     ok = ok[[(a, c) in have for a, c in zip(ok["algorithm"], ok["case_id"], strict=True)]]
     if ok.empty:
         return {}

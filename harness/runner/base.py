@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import signal
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, NamedTuple, Protocol
 
 from harness.models import GpuMode, RunStatus
-from harness.spec import AlgorithmSpec
+from harness.spec import AlgorithmSpec, Resources
 
-__all__ = ["RunOutcome", "RunRequest", "RunStatus", "Runner", "gpu_refusal", "tail_text"]
+__all__ = ["RunOutcome", "RunRequest", "RunStatus", "Runner", "Verdict", "classify", "gpu_refusal", "output_over",
+           "passed_limit", "tail_text"]
 
 if TYPE_CHECKING:
     from harness.monitor import RunMonitor
@@ -67,3 +69,52 @@ def gpu_refusal(spec: AlgorithmSpec, gpu_ids: tuple[str, ...], *, started_at: fl
         return None
     return RunOutcome(RunStatus.RUNNER_ERROR, None, 0.0, 0.0, started_at, started_at,
                       message=f'{spec.manifest}: gpu = "required" but this host has no GPU; run it on a GPU host')
+
+
+# --- what a run's end means: one pure judgement, for every runner -----------------------------
+
+
+class Verdict(NamedTuple):
+    """A run's status and its one-line message."""
+
+    status: RunStatus
+    message: str = ""
+
+
+def output_over(res: Resources, *, output_bytes: int, output_entries: int) -> str:
+    """Why an output of `output_bytes` in `output_entries` files and folders is over the manifest's
+    limits ("" when within them)."""
+    if output_bytes > res.output_bytes:
+        return f"/output grew to {output_bytes / 1e6:.0f} MB, over the limit of {res.output_bytes / 1e6:.0f} MB"
+    if output_entries > res.output_files:
+        return f"/output holds more than {res.output_files} files and folders, the limit"
+    return ""
+
+
+def passed_limit(res: Resources, *, elapsed_s: float, output_bytes: int = 0, output_entries: int = 0) -> Verdict | None:
+    """While a run goes on: the limit it has passed (the runner kills it and records this), or None.
+    The time limit first, then the output's size, then its count of files and folders."""
+    if elapsed_s > res.time_limit_s:
+        return Verdict(RunStatus.TIMEOUT, f"killed at the time limit of {res.time_limit_s:g} s")
+    over = output_over(res, output_bytes=output_bytes, output_entries=output_entries)
+    return Verdict(RunStatus.OUTPUT_TOO_LARGE, f"{over}; killed") if over else None
+
+
+def classify(res: Resources, *, exit_code: int | None, killed: Verdict | None = None, oom_killed: bool = False,
+             output_bytes: int = 0, output_entries: int = 0) -> Verdict:
+    """A finished run's status: the limit it was `killed` for; else its output over a limit once it
+    ended (a crash on a full output is the limit's too); else killed by the out-of-memory killer
+    (`oom_killed`: the engine says so; an exit by SIGKILL that nobody here sent, `exit_code` -9 as a
+    local process reports it: most likely); else crashed (non-zero exit); else ok."""
+    if killed is not None:
+        return killed
+    over = output_over(res, output_bytes=output_bytes, output_entries=output_entries)
+    if over:
+        return Verdict(RunStatus.OUTPUT_TOO_LARGE, over)
+    if oom_killed:
+        return Verdict(RunStatus.OOM, f"killed by the out-of-memory killer at {res.memory_bytes / 2**20:.0f} MiB")
+    if exit_code == -signal.SIGKILL:
+        return Verdict(RunStatus.OOM, "killed by SIGKILL (out of memory, most likely)")
+    if exit_code != 0:
+        return Verdict(RunStatus.CRASHED, f"exited with code {exit_code}")
+    return Verdict(RunStatus.OK)

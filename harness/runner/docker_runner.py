@@ -35,7 +35,17 @@ from harness.acceptance import ArchiveTooLong, archive_bound, archive_usage, cop
 from harness.contracts import Launch, contract_of
 from harness.fstree import pack_folder
 from harness.monitor import RunMonitor
-from harness.runner.base import RunOutcome, RunRequest, RunStatus, gets_gpu, gpu_refusal, tail_text
+from harness.runner.base import (
+    RunOutcome,
+    RunRequest,
+    RunStatus,
+    Verdict,
+    classify,
+    gets_gpu,
+    gpu_refusal,
+    passed_limit,
+    tail_text,
+)
 from harness.runner.output_volumes import Lease, OutputVolumes, remove
 
 POLL_S = 0.05  # the local runner's check of its process
@@ -71,10 +81,6 @@ def directory_usage(root: Path, *, stop_at_entries: int | None = None) -> tuple[
         except OSError:
             continue
     return total, count
-
-
-def directory_bytes(root: Path) -> int:
-    return directory_usage(root)[0]
 
 
 def remove_orphans(client, owner: str) -> int:  # type: ignore[no-untyped-def]
@@ -193,8 +199,7 @@ class DockerRunner:
             _remove_inputs(writable)
             return RunOutcome(RunStatus.RUNNER_ERROR, None, 0.0, time.monotonic() - wall0, started_at, time.time(),
                               message=f"docker could not create the container: {' '.join(str(exc).split())[:300]}")
-        status: RunStatus | None = None
-        message = ""
+        killed: Verdict | None = None
         held = 0
         closing: _LogsThenRemove | None = None
         try:
@@ -206,6 +211,7 @@ class DockerRunner:
                 if pid > 0:  # 0: it has already exited; nothing left to sample
                     monitor.attach(pid, started_at=start)
             result: dict[str, Any] | None = None
+            used = entries = 0  # the watched host folder's bytes and entries (the fallback /output only)
             while True:  # one blocking wait on the daemon, not a poll: the run's CPU is left alone
                 now = time.monotonic()
                 step = res.time_limit_s - (now - start)
@@ -213,23 +219,17 @@ class DockerRunner:
                     step = min(step, OUTPUT_POLL_S)
                 if step > 0 and (result := _wait_for_exit(container, step)) is not None:
                     break
-                now = time.monotonic()
-                if now - start > res.time_limit_s:
-                    container.reload()
-                    if container.status in ("exited", "dead"):
-                        break
-                    container.kill()
-                    status, message = RunStatus.TIMEOUT, f"killed at the time limit of {res.time_limit_s:g} s"
-                    break
                 if volume is None:
                     used, entries = directory_usage(request.output_dir, stop_at_entries=res.output_files)
-                    if used > res.output_bytes or entries > res.output_files:
-                        container.kill()
-                        status = RunStatus.OUTPUT_TOO_LARGE
-                        message = (f"/output grew to {used / 1e6:.0f} MB, over the limit of {res.output_bytes / 1e6:.0f} MB; killed"
-                                   if used > res.output_bytes else
-                                   f"/output holds more than {res.output_files} files and folders, the limit; killed")
-                        break
+                killed = passed_limit(res, elapsed_s=time.monotonic() - start, output_bytes=used, output_entries=entries)
+                if killed is not None:
+                    if killed.status is RunStatus.TIMEOUT:
+                        container.reload()
+                        if container.status in ("exited", "dead"):  # it ended by itself, at the limit
+                            killed = None
+                            break
+                    container.kill()
+                    break
             if monitor is not None:
                 monitor.stop()
             if result is None:  # killed, or it exited at the limit: the daemon's exit status
@@ -242,13 +242,10 @@ class DockerRunner:
             details: dict[str, object] = {}
             if started is not None:
                 details["startup_s"] = max(0.0, started - created_at)  # create + runtime set-up, before the entry point
-            if status is None:
-                if state.get("OOMKilled"):
-                    status, message = RunStatus.OOM, f"killed by the out-of-memory killer at {res.memory_bytes / 2**20:.0f} MiB"
-                elif exit_code != 0:
-                    status, message = RunStatus.CRASHED, f"exited with code {exit_code}"
-                else:
-                    status = RunStatus.OK
+            if volume is None and killed is None:  # what the watched folder holds, once it ended
+                used, entries = directory_usage(request.output_dir, stop_at_entries=res.output_files)
+            status, message = classify(res, exit_code=exit_code, killed=killed, oom_killed=bool(state.get("OOMKilled")),
+                                       output_bytes=used, output_entries=entries)
             closing = _LogsThenRemove(container)  # another container than the copy-out's: the daemon does both at once
             if volume is not None:
                 copied = None

@@ -5,8 +5,10 @@ The manifest's `[local] command` is started in the algorithm's folder with `{inp
 and `{python}` replaced, in its own session (so a time-out kills the whole process tree), with a
 scrubbed environment and `TMPDIR` pointing at a fresh per-run folder; a watcher process kills that
 session if the process that started it dies first (a Dask worker killed with SIGKILL), so a run
-never goes on beside its retry. It is not a sandbox: no network, memory or file-system isolation;
-use it only for trusted algorithms.
+never goes on beside its retry. The output folder is held to the manifest's `output` size and
+`output_files` count, checked every 0.25 s and once the run has ended; the outcome is judged by
+`harness.runner.base.classify`, as the Docker runner's. It is not a sandbox: no network, memory or
+file-system isolation; use it only for trusted algorithms.
 """
 
 from __future__ import annotations
@@ -19,8 +21,8 @@ import tempfile
 import time
 
 from harness.monitor import RunMonitor
-from harness.runner.base import RunOutcome, RunRequest, RunStatus, gpu_refusal, tail_text
-from harness.runner.docker_runner import LOG_LIMIT_BYTES, POLL_S, directory_bytes
+from harness.runner.base import RunOutcome, RunRequest, RunStatus, Verdict, classify, gpu_refusal, passed_limit, tail_text
+from harness.runner.docker_runner import LOG_LIMIT_BYTES, POLL_S, directory_usage
 from harness.runner.reaper import GroupWatcher
 
 _PASS_ENV = ("PATH", "LANG", "LC_ALL", "CUDA_VISIBLE_DEVICES", "NVIDIA_VISIBLE_DEVICES", "LD_LIBRARY_PATH", "HOME")
@@ -72,24 +74,19 @@ class LocalRunner:
                                   message=f"cannot start the run's watcher process ({exc.strerror}); rerun `harness run`")
             if monitor is not None:
                 monitor.attach(proc.pid, started_at=start)
-            status: RunStatus | None = None
-            message = ""
+            killed: Verdict | None = None
+            used = entries = 0  # the output folder's bytes and files and folders, as last measured
             next_size_check = start
             try:
                 while proc.poll() is None:
                     now = time.monotonic()
-                    if now - start > res.time_limit_s:
-                        _kill_group(proc)
-                        status, message = RunStatus.TIMEOUT, f"killed at the time limit of {res.time_limit_s:g} s"
-                        break
                     if now >= next_size_check:
                         next_size_check = now + 0.25
-                        used = directory_bytes(request.output_dir)
-                        if used > res.output_bytes:
-                            _kill_group(proc)
-                            status = RunStatus.OUTPUT_TOO_LARGE
-                            message = f"output grew to {used / 1e6:.0f} MB, over the limit of {res.output_bytes / 1e6:.0f} MB; killed"
-                            break
+                        used, entries = directory_usage(request.output_dir, stop_at_entries=res.output_files)
+                    killed = passed_limit(res, elapsed_s=now - start, output_bytes=used, output_entries=entries)
+                    if killed is not None:
+                        _kill_group(proc)
+                        break
                     time.sleep(POLL_S)
             except BaseException:  # Ctrl-C, SIGTERM: the process group goes with us
                 _kill_group(proc)
@@ -105,13 +102,9 @@ class LocalRunner:
             _kill_group(proc)  # leftovers of a process that exited but left children behind
             watcher.release()
             exit_code = proc.returncode
-            if status is None:
-                if exit_code == -signal.SIGKILL:
-                    status, message = RunStatus.OOM, "killed by SIGKILL (out of memory, most likely)"
-                elif exit_code != 0:
-                    status, message = RunStatus.CRASHED, f"exited with code {exit_code}"
-                else:
-                    status = RunStatus.OK
+            if killed is None:  # what it left, once it ended (it may have written it all between two checks)
+                used, entries = directory_usage(request.output_dir, stop_at_entries=res.output_files)
+            status, message = classify(res, exit_code=exit_code, killed=killed, output_bytes=used, output_entries=entries)
             log.seek(0, os.SEEK_END)
             size = log.tell()
             log.seek(max(0, size - self.log_limit_bytes))

@@ -192,7 +192,6 @@ def score_many(
 
 
 Row = dict[str, Any]
-SUMMARY_COLUMNS = ["organ", "dsc_mean", "dsc_sd", "nsd_mean", "nsd_sd", "hd95_median_mm", "cases"]
 
 
 def to_rows(results: list[CaseResult]) -> list[Row]:

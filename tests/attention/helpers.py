@@ -63,6 +63,20 @@ def segmenters_from_label(label: NDArray[np.integer], organs: Mapping[str, int] 
             for model, (sigma, shift) in MODELS.items()}
 
 
+def read_heatmaps(folder: Path) -> dict[str, NDArray[np.float32]]:
+    """Organ -> heat map in [0, 1] of an annotator output folder (`heatmap/<organ>.nii.gz`, stored as
+    uint8 round(255 * heat)): the tests' reader (the harness itself reads only sizes and attention)."""
+    return {path.name[: -len(".nii.gz")]: np.asarray(nib.load(path).dataobj).astype(np.float32) / np.float32(255)
+            for path in sorted((Path(folder) / "heatmap").glob("*.nii.gz"))}
+
+
+def read_summaries(root: Path) -> list[dict]:
+    """The attention.json of every case folder under `root`, by case folder name."""
+    import json
+
+    return [json.loads(path.read_text()) for path in sorted(Path(root).glob("*/attention.json"))]
+
+
 def write_nifti(path: Path, data: NDArray, affine: NDArray[np.float64]) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     nib.save(nib.Nifti1Image(data, affine), path)

@@ -3,25 +3,13 @@
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 
 import nibabel as nib
 import numpy as np
-import pandas as pd
 import pytest
 
-from harness.attention.io import (
-    find_annotations,
-    read_attention,
-    read_heatmaps,
-    read_pseudo_label,
-    read_revised,
-    read_summaries,
-    read_summary,
-    write_csv,
-    write_label,
-)
+from harness.attention.io import read_attention, read_pseudo_label, read_revised, read_summary, write_label
 from harness.errors import DataError
 from tests.attention.helpers import write_nifti
 
@@ -53,25 +41,10 @@ def test_reads_an_output_folder(tmp_path: Path) -> None:
     attention = read_attention(folder)
     assert list(attention) == ["liver", "spleen"] and attention["spleen"][1, 0, 0] and attention["spleen"].sum() == 1
     assert attention["liver"].dtype == bool
-    heat = read_heatmaps(folder, ["spleen"])
-    assert heat["spleen"].dtype == np.float32 and heat["spleen"].max() == 1.0
     assert read_pseudo_label(folder)[0, 0, 0] == 1
 
 
-def test_finds_every_case_folder(tmp_path: Path) -> None:
-    for case in ("c2", "c1"):
-        fake_output(tmp_path / case, case)
-    (tmp_path / "notes").mkdir()
-    assert [p.name for p in find_annotations(tmp_path)] == ["c1", "c2"]
-    assert [s["case"] for s in read_summaries(tmp_path)] == ["c1", "c2"]
-    assert find_annotations(tmp_path / "c1") == [tmp_path / "c1"]
-
-
 def test_errors_name_the_file_and_the_fix(tmp_path: Path) -> None:
-    with pytest.raises(DataError, match="no such folder"):
-        find_annotations(tmp_path / "missing")
-    with pytest.raises(DataError, match="no attention.json in it or its subfolders; run the annotator first"):
-        find_annotations(tmp_path)
     (tmp_path / "attention.json").write_text("{not json")
     with pytest.raises(DataError, match="attention.json: not readable as JSON"):
         read_summary(tmp_path)
@@ -98,12 +71,6 @@ def test_reads_revised_masks(tmp_path: Path) -> None:
     assert revised["liver"] is None
     assert revised["spleen"] is not None and revised["spleen"].dtype == bool and revised["spleen"].sum() == 1
     assert read_revised(tmp_path / "revised", "c9", ["spleen"]) == {"spleen": None}
-
-
-def test_write_csv_keeps_nan_as_an_empty_field(tmp_path: Path) -> None:
-    path = write_csv(pd.DataFrame({"case": ["a"], "sensitivity": [math.nan]}), tmp_path / "deep" / "t.csv")
-    assert path.read_text().splitlines() == ["case,sensitivity", "a,"]
-    assert math.isnan(pd.read_csv(path)["sensitivity"][0])
 
 
 def test_write_label_copies_the_reference_grid(tmp_path: Path) -> None:

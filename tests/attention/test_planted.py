@@ -18,9 +18,9 @@ import pytest
 from scipy import ndimage
 
 from harness.attention import attention_table, detect_errors, evaluate_case, priority_check, priority_list
-from harness.attention.io import read_attention, read_heatmaps, read_pseudo_label, read_summaries
+from harness.attention.io import read_attention, read_pseudo_label
 from harness.data.synth import generate_case
-from tests.attention.helpers import ATLAS8, run_annotator, segmenters_from_label, stage_case
+from tests.attention.helpers import ATLAS8, read_heatmaps, read_summaries, run_annotator, segmenters_from_label, stage_case
 
 SEED = 7
 PLANTED = 0

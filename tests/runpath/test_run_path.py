@@ -371,7 +371,9 @@ def test_the_challenges_caps_bound_every_manifest(toy: Toy) -> None:
 
 def test_junk_in_output_is_reported_not_kept_and_the_run_goes_on(toy: Toy) -> None:
     toy.write_data(2)
-    toy.segmenter("alpha", "junk")  # valid label map, plus 1500 nested folders, a hostile name, extras
+    alpha = toy.segmenter("alpha", "junk")  # valid label map, plus 1500 nested folders, a hostile name, extras
+    manifest = alpha / "algorithm.toml"  # within its count of files and folders (the local runner holds it to it)
+    manifest.write_text(manifest.read_text().replace("time_limit_s = 120", "time_limit_s = 120\noutput_files = 2000"))
     toy.segmenter("beta")
     summary = _run(toy)
     assert summary.executed == 4 and summary.failed == 0
@@ -582,3 +584,27 @@ def test_a_long_run_is_said_to_be_going_on_while_it_runs(toy: Toy) -> None:
                             "--rerun"], capture_output=True, text=True, timeout=300,
                            env={"HARNESS_CACHE": str(toy.root / "cache"), "PATH": "/usr/bin:/bin", "HARNESS_HEARTBEAT_S": "1"})
     assert quiet.returncode == 0 and "still running" not in quiet.stderr
+
+
+def test_a_refused_annotator_is_reported_once_by_harness_run(toy: Toy, capsys) -> None:
+    """`harness run` over a folder whose only annotator is refused: the segmenters run, the
+    annotator's refusal is said once (by the annotation step, which owns its kind), counted, in --json too."""
+    import json
+
+    toy.write_data(1)
+    toy.segmenter("alpha")
+    (toy.algorithms / "heatmapper").mkdir()
+    (toy.algorithms / "heatmapper" / "algorithm.toml").write_text(
+        'name = "heatmapper"\nversion = "1"\nkind = "annotator"\nprofile = "atlas8"\ncolour = "red"\n')
+    args = ["run", str(toy.algorithms), "--runner", "local", "--data", str(toy.data), "--results", str(toy.results),
+            "--challenge", str(toy.challenge_file)]
+    assert _cli(args) == 3
+    out, err = capsys.readouterr()
+    said = [line for line in err.splitlines() if "heatmapper" in line]  # before the runs, and among the errors at the end
+    assert [line.split(": ")[1] for line in said] == ["refused", "error"]
+    assert all(f"{toy.algorithms / 'heatmapper' / 'algorithm.toml'}: unknown key 'colour'; allowed keys: " in line
+               for line in said)
+    assert "0 failed, 1 manifest(s) refused;" in out
+    assert _cli([*args, "--json"]) == 3
+    document = json.loads(capsys.readouterr().out)
+    assert document["refused"] == 1 and len(document["problems"]) == 1 and "heatmapper" in document["problems"][0]
