@@ -223,7 +223,7 @@ def run(algorithms_dir: Path, data_dir: Path | None, results_dir: Path, challeng
     A results folder belongs to one data set and one challenge: another --data, or
     another profile, is refused (use a new --results, or `harness rescore --profile`).
     Run statuses: ok, timeout, crashed, oom, invalid_output, output_too_large,
-    build_failed, runner_error, lost. A case whose ground truth cannot be scored is
+    build_failed, runner_error, lost, no_gpu. A case whose ground truth cannot be scored is
     recorded (score status) and left out of the ranking; the others go on.
     Exit status 0 when every run of the evaluation is ok, 3 (partial) otherwise: the
     failures and unscorable cases stored by an earlier `harness run` and reused are
