@@ -489,6 +489,11 @@ def copy_out(chunks: Iterator[bytes], target: Path, contract: tuple[str, ...], *
     return Copied(others, first, held, entries)
 
 
+def chunk_stream(chunks: Iterator[bytes], *, bound: int) -> io.BufferedReader:
+    """The daemon's archive stream as a file of at most `bound` bytes (ArchiveTooLong past it)."""
+    return io.BufferedReader(_ChunkReader(chunks, bound), 1 << 20)
+
+
 def archive_usage(chunks: Iterator[bytes], *, bound: int) -> tuple[int, int]:
     """What a tar stream of a container's folder holds, read header by header (never more than
     `bound` bytes): regular files' sizes rounded up to 4 KiB pages, and entries."""

@@ -71,7 +71,7 @@ def build(algorithms_dir: Path, base: str | None, force: bool, jobs: int | None)
     (~/.cache/harness/wheelhouse, or $HARNESS_CACHE); builds use no network.
     Several images build at once (--jobs); `harness run` builds the same way.
     """
-    from harness.build import BuildError, build_all, docker_client, ensure_base_image, fetch_wheels
+    from harness.build import BuildError, build_all, docker_client, ensure_base_image, fetch_wheels, platform_name
 
     specs, errors = discover_algorithms(algorithms_dir, repo_root=algorithms_dir.resolve().parent)
     for error in errors:
@@ -86,7 +86,9 @@ def build(algorithms_dir: Path, base: str | None, force: bool, jobs: int | None)
             click.echo(f"harness: error: {image}", err=True)
         else:
             how = "cached" if image.cached else "loaded" if spec.dockerfile is None else "built"
-            click.echo(f"{spec.name:<24} {image.tag:<48} {image.image_id[:19]} {how}")
+            named = platform_name(spec)
+            click.echo(f"{spec.name:<24} {image.tag:<48} {image.image_id[:19]} {how}"
+                       + (f" (FLARE's name {named}, not tagged here)" if named else ""))
     return ExitStatus.PARTIAL if failed else ExitStatus.OK
 
 

@@ -34,6 +34,8 @@ class Launch:
     output_path: str  # where the run's output file system is mounted
     input_writable: bool = False  # a private writable copy (FLARE's teams write there)
     own_user: bool = False  # the image's own user (no --user), still without capabilities
+    declared_user: bool = False  # the image's USER when it is not root (HOME from its passwd), else ours
+    writable_workdir: bool = False  # the image's WORKDIR on a bounded tmpfs seeded with its contents (FLARE)
     command: tuple[str, ...] | None = None  # replaces the image's CMD
     entrypoint: tuple[str, ...] | None = None  # replaces the image's ENTRYPOINT
     mounts: tuple[Mount, ...] = ()

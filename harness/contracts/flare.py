@@ -1,6 +1,7 @@
 """FLARE (FLARE21-24): the organisers' `docker run` of each team's image: /workspace/inputs (a
 private writable copy) -> /workspace/outputs, `/bin/bash -c "sh predict.sh"`, the image's own
-user (algorithms/README.md has the sources)."""
+user; the platform's container file system is writable, so the image's WORKDIR (where predict.sh
+keeps scratch files) is a bounded writable copy of itself (algorithms/README.md has the sources)."""
 
 from __future__ import annotations
 
@@ -15,4 +16,4 @@ class Flare(Contract):
 
     def launch(self, options: Any, *, probabilities: bool) -> Launch:
         return Launch("/workspace/inputs", "/workspace/outputs", input_writable=True, own_user=True,
-                      command=("/bin/bash", "-c", "sh predict.sh"))
+                      writable_workdir=True, command=("/bin/bash", "-c", "sh predict.sh"))
