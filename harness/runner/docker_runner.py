@@ -308,7 +308,7 @@ class DockerRunner:
                     full, held = _output_full(volume, res)
                 if full and status in (RunStatus.OK, RunStatus.CRASHED):  # a crash on a full /output is the limit's
                     status, message = RunStatus.OUTPUT_TOO_LARGE, full
-                if writable is not None and status is RunStatus.CRASHED:  # a crash on a full writable space is too
+                if writable is not None and status in (RunStatus.OK, RunStatus.CRASHED):  # a full writable space too
                     status, message = _inputs_full(writable, contract.input_path, res, status, message)
                 if status is RunStatus.OK and copied is not None:
                     if copied.others:
@@ -350,12 +350,13 @@ class DockerRunner:
                 driver_opts={"type": "tmpfs", "device": "tmpfs", "o": f"size={size},nr_inodes={inodes},mode=1777"})
 
         volume = scratch = holder = None
+        staged = _Seed(Path(), 0, 0)
         try:
             mounts: dict[str, dict[str, str]] = {}
             if inputs:
-                staged = sum(p.stat().st_size for p in request.input_dir.rglob("*") if p.is_file())
-                count = sum(1 for _ in request.input_dir.rglob("*"))
-                volume = tmpfs("input", staged + res.output_bytes, count + res.output_files + 1)
+                files = list(request.input_dir.rglob("*"))
+                staged = _Seed(Path(), sum(-(-p.stat().st_size // 4096) * 4096 for p in files if p.is_file()), len(files))
+                volume = tmpfs("input", staged.held + res.output_bytes, staged.entries + res.output_files + 1)
                 mounts[volume.name] = {"bind": "/inputs", "mode": "rw"}
             if seed is not None:
                 # room for the mount points of the inputs and outputs, which the runtime makes in it
@@ -376,7 +377,7 @@ class DockerRunner:
         except Exception:
             remove(holder, volume, scratch)
             raise
-        return _WritableInputs(volume, holder, scratch, seed, workdir)
+        return _WritableInputs(volume, holder, scratch, seed, workdir, staged)
 
     def _seed(self, request: RunRequest, workdir: str) -> _Seed:
         """The image's WORKDIR contents as a tar of the paths inside it (once per image and run of
@@ -443,29 +444,45 @@ class _WritableInputs(NamedTuple):
     scratch: Any = None  # the WORKDIR's volume (None: no writable WORKDIR)
     seed: _Seed | None = None
     workdir: str = ""
+    staged: _Seed | None = None  # the staged case's bytes (in pages) and entries, in the inputs' volume
 
 
 def _inputs_full(writable: _WritableInputs, path: str, res: Any, status: RunStatus,
                  message: str) -> tuple[RunStatus, str]:
-    """OUTPUT_TOO_LARGE when a crashed run had filled its writable inputs or its writable WORKDIR
-    (counted from the volume's archive, which the volume's own size bounds), else the status as it was."""
-    seed = writable.seed if writable.seed is not None else _Seed(Path(), 0, 0)
-    for volume, inside, shown, base in ((writable.volume, "/inputs", path, _Seed(Path(), 0, 0)),
-                                        (writable.scratch, SCRATCH_PATH, writable.workdir, seed)):
+    """OUTPUT_TOO_LARGE when a run ended with its writable inputs or its writable WORKDIR full (as
+    /output: a write past the cap fails, and a tool that ignores the failure leaves a truncated
+    file), else the status as it was. The file system itself is asked (`stat -f` in the holder);
+    where the image has no `stat`, a crashed run's volume is counted from its archive."""
+    empty = _Seed(Path(), 0, 0)
+    for volume, inside, shown, base in ((writable.volume, "/inputs", path, writable.staged or empty),
+                                        (writable.scratch, SCRATCH_PATH, writable.workdir, writable.seed or empty)):
         if volume is None:
             continue
-        try:
-            bits, _ = writable.holder.get_archive(inside)
-            held, entries = archive_usage(bits, bound=archive_bound(base.held + res.output_bytes * 2,
-                                                                    base.entries + res.output_files * 2))
-        except Exception:  # noqa: BLE001 - nothing to count: the crash stands
-            continue
-        held, entries = held - base.held, entries - base.entries  # what the run added
-        if held + 64 * 1024 >= res.output_bytes or entries >= res.output_files:
-            return RunStatus.OUTPUT_TOO_LARGE, (f"{shown} filled its writable space ({max(held, 0) / 1e6:.0f} MB in "
-                                                f"{max(entries, 0)} new entries, the run's output limits); write less "
-                                                "there")
+        full = _filled(writable.holder, inside)
+        if full is None and status is RunStatus.CRASHED:
+            try:
+                bits, _ = writable.holder.get_archive(inside)
+                held, entries = archive_usage(bits, bound=archive_bound(base.held + res.output_bytes * 2,
+                                                                        base.entries + res.output_files * 2))
+                held, entries = held - base.held, entries - base.entries  # what the run added
+                full = held + 64 * 1024 >= res.output_bytes or entries >= res.output_files
+            except Exception:  # noqa: BLE001 - nothing to count: the crash stands
+                full = None
+        if full:
+            return RunStatus.OUTPUT_TOO_LARGE, (f"{shown} filled its writable space (the image's own files there plus "
+                                                f"the run's output limits: {res.output_bytes / 1e6:.0f} MB, "
+                                                f"{res.output_files} files and folders); write less there")
     return status, message
+
+
+def _filled(holder: Any, path: str) -> bool | None:
+    """Whether the file system at `path` in `holder` has less than 64 KiB or no inode left (None: no `stat`)."""
+    try:
+        done = holder.exec_run(["stat", "-f", "-c", "%f %S %d", path])
+        free, size, free_inodes = (int(v) for v in done.output.split())
+    except Exception:  # noqa: BLE001 - no `stat` in the image
+        return None
+    return free * size < 64 * 1024 or free_inodes == 0
 
 
 def _remove_inputs(writable: _WritableInputs | None) -> None:
