@@ -212,18 +212,13 @@ def prebuilt_image(spec: AlgorithmSpec, client, *, image_bytes: int = 64 * 1024*
 
 
 def platform_name(spec: AlgorithmSpec) -> str:
-    """The name an image has on its platform where harness does not give it (shown, never tagged):
-    FLARE loads `teamname.tar.gz` as `teamname:latest`. Harness refers to images by id and tags an
-    archive `harness-<name>:archive-<hash>` only, so an archive named after another image (`ubuntu.tar.gz`,
-    a base image, another team's) can take no name on this host. "" where the platform names none."""
-    if spec.contract != "flare" or spec.archive is None:
-        return ""
-    name = spec.archive.name
-    for suffix in (".tar.gz", ".tgz", ".tar"):
-        if name.lower().endswith(suffix):
-            name = name[: -len(suffix)]
-            break
-    return f"{name.lower()}:latest"
+    """The name an archive's image has on its contract's platform (FLARE: `teamname.tar.gz` is
+    `teamname:latest`), shown and never tagged: harness refers to images by id and tags an archive
+    `harness-<name>:archive-<hash>` only, so an archive named after another image (`ubuntu.tar.gz`,
+    a base image, another team's) takes no name on this host. "" where the platform names none."""
+    from harness.contracts import contract_of
+
+    return contract_of(spec.contract).platform_image_name(spec.archive) if spec.archive is not None else ""
 
 
 def _load(spec: AlgorithmSpec, inspected: ArchiveImage, client, *, repository: str, tag: str,  # type: ignore[no-untyped-def]

@@ -91,6 +91,10 @@ class Contract:
         raises InvalidOutput naming the container's own path and the fix."""
         return Collected(output_dir, {}, frozenset(), output_dir)
 
+    def platform_image_name(self, archive: Path) -> str:
+        """The name the platform gives an image loaded from `archive` ("" where it gives none)."""
+        return ""
+
     def ignored_extras(self, options: Any, case_id: str) -> frozenset[str]:
         """Files a contract's tool writes beside its outputs by design: neither kept nor reported."""
         return frozenset()

@@ -5,6 +5,7 @@ keeps scratch files) is a bounded writable copy of itself (algorithms/README.md 
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from harness.contracts.base import Contract, Launch
@@ -17,3 +18,12 @@ class Flare(Contract):
     def launch(self, options: Any, *, probabilities: bool) -> Launch:
         return Launch("/workspace/inputs", "/workspace/outputs", input_writable=True, own_user=True,
                       writable_workdir=True, command=("/bin/bash", "-c", "sh predict.sh"))
+
+    def platform_image_name(self, archive: Path) -> str:
+        """FLARE's: `teamname.tar.gz` is loaded as `teamname:latest` (docker load of its save)."""
+        name = archive.name
+        for suffix in (".tar.gz", ".tgz", ".tar"):
+            if name.lower().endswith(suffix):
+                name = name[: -len(suffix)]
+                break
+        return f"{name.lower()}:latest"

@@ -31,7 +31,14 @@ import uuid
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from harness.acceptance import ArchiveTooLong, archive_bound, archive_usage, chunk_stream, copy_out
+from harness.acceptance import (
+    ArchiveTooLong,
+    archive_bound,
+    archive_usage,
+    copy_out,
+    folder_copy,
+    open_folder_copy,
+)
 from harness.contracts import Launch, contract_of
 from harness.fstree import pack_folder
 from harness.monitor import RunMonitor
@@ -372,7 +379,7 @@ class DockerRunner:
             if volume is not None:
                 holder.put_archive("/inputs", pack_folder(request.input_dir))
             if seed is not None and seed.entries:
-                with open(seed.path, "rb") as contents:
+                with open_folder_copy(seed.path) as contents:
                     holder.put_archive(SCRATCH_PATH, contents)
         except Exception:
             remove(holder, volume, scratch)
@@ -382,30 +389,21 @@ class DockerRunner:
     def _seed(self, request: RunRequest, workdir: str) -> _Seed:
         """The image's WORKDIR contents as a tar of the paths inside it (once per image and run of
         harness, on the host's temporary disk), read from a created, never started container."""
-        import tempfile
-
         key = (request.image or "", workdir)
         if key in self._seeds:
             return self._seeds[key]
-        res = request.spec.resources
-        limit = res.output_bytes + SEED_BYTES
+        limit = request.spec.resources.output_bytes + SEED_BYTES
         source = self.client.containers.create(image=request.image, entrypoint=["true"], command=[], network_mode="none",
                                                labels={"harness.results": request.owner, "harness.role": "seed"})
-        handle, name = tempfile.mkstemp(prefix="harness-workdir-", suffix=".tar")
         try:
             bits, _ = source.get_archive(workdir)
-            with os.fdopen(handle, "wb") as sink:
-                held, entries = strip_top(bits, sink, bound=limit)
+            copy = folder_copy(bits, bound=limit)
         except ArchiveTooLong:
-            os.unlink(name)
             raise SeedError(f"the image's WORKDIR {workdir} holds more than {limit / 1e6:.0f} MB; keep the model "
                             "elsewhere in the image (FLARE's writable WORKDIR is a copy in memory)") from None
-        except BaseException:
-            os.unlink(name)
-            raise
         finally:
             remove(source)
-        self._seeds[key] = _Seed(Path(name), held, entries)
+        self._seeds[key] = _Seed(copy.path, copy.held, copy.entries)
         return self._seeds[key]
 
     def _lease(self, request: RunRequest) -> Lease | str:
@@ -493,28 +491,6 @@ def _remove_inputs(writable: _WritableInputs | None) -> None:
 def _image_user(launch: Launch) -> bool:
     """Whether a contract may run the image's own user (whose id harness does not know beforehand)."""
     return launch.own_user or launch.declared_user
-
-
-def strip_top(chunks: Any, sink: Any, *, bound: int) -> tuple[int, int]:
-    """Docker's archive of a folder (`name/`, `name/...`) rewritten as its contents (`...`) into
-    `sink`, read header by header and never more than `bound` bytes (ArchiveTooLong); returns the
-    regular files' bytes rounded up to pages, and the entries."""
-    import tarfile
-
-    held = entries = 0
-    with tarfile.open(fileobj=chunk_stream(chunks, bound=bound), mode="r|") as source, \
-            tarfile.open(fileobj=sink, mode="w|") as out:
-        for member in source:
-            head, _, rest = member.name.partition("/")
-            if not rest:
-                continue  # the folder itself: the volume's root
-            member.name = rest
-            if member.islnk():  # a hard link names its target from the archive's root too
-                member.linkname = member.linkname.partition("/")[2]
-            entries += 1
-            held += -(-member.size // 4096) * 4096 if member.isfile() else 0
-            out.addfile(member, source.extractfile(member) if member.isfile() else None)
-    return held, entries
 
 
 class _LogsThenRemove:
