@@ -22,6 +22,7 @@ every 0.25 s instead (noted in the run's details as `output_limit = "polled"`).
 
 from __future__ import annotations
 
+import atexit
 import math
 import os
 import socket
@@ -231,7 +232,11 @@ class DockerRunner:
                     request, output_volume=volume.volume if volume is not None else None,
                     input_volume=writable.volume.name if writable is not None and writable.volume is not None else None,
                     workdir_volume=writable.scratch.name if writable is not None and writable.scratch is not None else None))
-        except (docker.errors.APIError, SeedError) as exc:
+        except SeedError as exc:  # the image's own WORKDIR is past what its writable copy may hold
+            self._give_back(volume, 0)
+            return RunOutcome(RunStatus.OUTPUT_TOO_LARGE, None, 0.0, time.monotonic() - wall0, started_at, time.time(),
+                              message=str(exc))
+        except docker.errors.APIError as exc:
             self._give_back(volume, 0)
             _remove_inputs(writable)
             return RunOutcome(RunStatus.RUNNER_ERROR, None, 0.0, time.monotonic() - wall0, started_at, time.time(),
@@ -403,6 +408,7 @@ class DockerRunner:
                             "elsewhere in the image (FLARE's writable WORKDIR is a copy in memory)") from None
         finally:
             remove(source)
+        atexit.register(copy.path.unlink, missing_ok=True)  # close() removes it first, where it is called
         self._seeds[key] = _Seed(copy.path, copy.held, copy.entries)
         return self._seeds[key]
 
