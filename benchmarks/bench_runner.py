@@ -106,8 +106,9 @@ def flare_twin(client, tmp: Path, behave: str):  # type: ignore[no-untyped-def]
     context = tmp / "flare-context"
     context.mkdir()
     (context / "predict.sh").write_text("python3 /opt/algorithm/behave.py /workspace/inputs /workspace/outputs\n"
-                                        "echo done > last-run.txt\n")  # a scratch file in its WORKDIR
-    (context / "Dockerfile").write_text(f"FROM {behave}\nUSER root\nWORKDIR /workspace\nCOPY predict.sh /workspace/\n")
+                                        "(echo done > last-run.txt) 2>/dev/null || true\n")  # scratch in its WORKDIR (where writable)
+    (context / "Dockerfile").write_text(f"FROM {behave}\nUSER root\nWORKDIR /workspace\nCOPY predict.sh /workspace/\n"
+                                         "ENTRYPOINT []\n")
     built, _ = client.images.build(path=str(context), tag="harness-bench/flare-twin:latest", network_mode="none", rm=True)
     folder = tmp / "algorithms" / "bench-flare"
     folder.mkdir(parents=True)

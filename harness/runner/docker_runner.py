@@ -455,14 +455,14 @@ def _inputs_full(writable: _WritableInputs, path: str, res: Any, status: RunStat
                  message: str) -> tuple[RunStatus, str]:
     """OUTPUT_TOO_LARGE when a run ended with its writable inputs or its writable WORKDIR full (as
     /output: a write past the cap fails, and a tool that ignores the failure leaves a truncated
-    file), else the status as it was. The file system itself is asked (`stat -f` in the holder);
-    where the image has no `stat`, a crashed run's volume is counted from its archive."""
+    file), else the status as it was. The file systems themselves are asked (one `stat -f` in the
+    holder); where the image has no `stat`, a crashed run's volumes are counted from their archives."""
     empty = _Seed(Path(), 0, 0)
-    for volume, inside, shown, base in ((writable.volume, "/inputs", path, writable.staged or empty),
-                                        (writable.scratch, SCRATCH_PATH, writable.workdir, writable.seed or empty)):
-        if volume is None:
-            continue
-        full = _filled(writable.holder, inside)
+    spaces = [(inside, shown, base) for volume, inside, shown, base in (
+        (writable.volume, "/inputs", path, writable.staged or empty),
+        (writable.scratch, SCRATCH_PATH, writable.workdir, writable.seed or empty)) if volume is not None]
+    filled = _filled(writable.holder, [inside for inside, _, _ in spaces])
+    for (inside, shown, base), full in zip(spaces, filled or [None] * len(spaces), strict=True):
         if full is None and status is RunStatus.CRASHED:
             try:
                 bits, _ = writable.holder.get_archive(inside)
@@ -479,14 +479,17 @@ def _inputs_full(writable: _WritableInputs, path: str, res: Any, status: RunStat
     return status, message
 
 
-def _filled(holder: Any, path: str) -> bool | None:
-    """Whether the file system at `path` in `holder` has less than 64 KiB or no inode left (None: no `stat`)."""
+def _filled(holder: Any, paths: list[str]) -> list[bool] | None:
+    """For each file system at `paths` in `holder`: whether it has less than 64 KiB or no inode
+    left (None: no `stat` in the image)."""
     try:
-        done = holder.exec_run(["stat", "-f", "-c", "%f %S %d", path])
-        free, size, free_inodes = (int(v) for v in done.output.split())
+        done = holder.exec_run(["stat", "-f", "-c", "%f %S %d", *paths])
+        values = [int(v) for v in done.output.split()]
+        if done.exit_code != 0 or len(values) != 3 * len(paths):
+            return None
     except Exception:  # noqa: BLE001 - no `stat` in the image
         return None
-    return free * size < 64 * 1024 or free_inodes == 0
+    return [values[i] * values[i + 1] < 64 * 1024 or values[i + 2] == 0 for i in range(0, len(values), 3)]
 
 
 def _remove_inputs(writable: _WritableInputs | None) -> None:
