@@ -458,11 +458,13 @@ def _inputs_full(writable: _WritableInputs, path: str, res: Any, status: RunStat
     file), else the status as it was. The file systems themselves are asked (one `stat -f` in the
     holder); where the image has no `stat`, a crashed run's volumes are counted from their archives."""
     empty = _Seed(Path(), 0, 0)
-    spaces = [(inside, shown, base) for volume, inside, shown, base in (
+    spaces = [(volume, inside, shown, base) for volume, inside, shown, base in (
         (writable.volume, "/inputs", path, writable.staged or empty),
         (writable.scratch, SCRATCH_PATH, writable.workdir, writable.seed or empty)) if volume is not None]
-    filled = _filled(writable.holder, [inside for inside, _, _ in spaces])
-    for (inside, shown, base), full in zip(spaces, filled or [None] * len(spaces), strict=True):
+    filled = [_filled_on_host(volume) for volume, _, _, _ in spaces]
+    if any(full is None for full in filled):
+        filled = _filled(writable.holder, [inside for _, inside, _, _ in spaces])
+    for (_, inside, shown, base), full in zip(spaces, filled or [None] * len(spaces), strict=True):
         if full is None and status is RunStatus.CRASHED:
             try:
                 bits, _ = writable.holder.get_archive(inside)
@@ -477,6 +479,20 @@ def _inputs_full(writable: _WritableInputs, path: str, res: Any, status: RunStat
                                                 f"the run's output limits: {res.output_bytes / 1e6:.0f} MB, "
                                                 f"{res.output_files} files and folders); write less there")
     return status, message
+
+
+def _filled_on_host(volume: Any) -> bool | None:
+    """Whether a tmpfs volume has less than 64 KiB or no inode left, from the host where the daemon
+    mounts it (its own file system at its Mountpoint; None where that cannot be seen: another mount
+    namespace, a remote or rootless daemon, no permission)."""
+    mountpoint = str((volume.attrs or {}).get("Mountpoint") or "")
+    try:
+        if not mountpoint or not os.path.ismount(mountpoint):
+            return None
+        st = os.statvfs(mountpoint)
+    except OSError:
+        return None
+    return st.f_bavail * st.f_frsize < 64 * 1024 or st.f_favail == 0
 
 
 def _filled(holder: Any, paths: list[str]) -> list[bool] | None:
