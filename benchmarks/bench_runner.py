@@ -10,7 +10,13 @@ all-background label map) on the same phantom cases, alternating, in one run:
 
 Goal (issue 18): overhead under 0.1 s per case (issue 3's was 0.5 s).
 
-    python benchmarks/bench_runner.py [--cases 5] [--repeat 2]
+With `--contract flare` the same program runs as a FLARE team's image (`WORKDIR /workspace`,
+`predict.sh`, its own user): harness adds the writable inputs and the writable WORKDIR (tmpfs
+volumes, the WORKDIR seeded with the image's copy, one holder for both) to every run; the bare
+run is the organisers' `docker run --rm -v in:/workspace/inputs -v out:/workspace/outputs IMAGE
+/bin/bash -c "sh predict.sh"`.
+
+    python benchmarks/bench_runner.py [--cases 5] [--repeat 2] [--contract harness|flare]
 """
 
 from __future__ import annotations
@@ -45,6 +51,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--cases", type=int, default=5)
     parser.add_argument("--repeat", type=int, default=2)
+    parser.add_argument("--contract", choices=("harness", "flare"), default="harness")
     args = parser.parse_args()
     client = docker_client()
     base = ensure_base_image(client)
@@ -53,6 +60,9 @@ def main() -> None:
         algorithms = behave_algorithms(tmp, {"bench-ok": ("ok", {})})
         spec = load_manifest(algorithms / "bench-ok" / "algorithm.toml", repo_root=tmp)
         image = build_algorithm(spec, base=base, wheel_cache=tmp / "wheels", client=client)
+        tag = image.tag
+        if args.contract == "flare":
+            spec, tag = flare_twin(client, tmp, image.tag)
         write_dataset(tmp / "data", cases=args.cases, seed=11, size="small")
         dataset, _ = discover(tmp / "data")
         runner = DockerRunner(client)
@@ -63,9 +73,9 @@ def main() -> None:
             for _ in range(args.repeat):
                 for case in dataset.cases:
                     assert case.image is not None
-                    bare_s.append(bare_run(image.tag, case.image, tmp))
+                    bare_s.append(bare_run(tag, case.image, tmp, flare=args.contract == "flare"))
                     start = time.perf_counter()
-                    task = RunTask(spec=spec, case=case, image=image.tag, runner=RunnerKind.DOCKER, profile=profile)
+                    task = RunTask(spec=spec, case=case, image=tag, runner=RunnerKind.DOCKER, profile=profile)
                     result = run_case(task, runner=runner, work_dir=tmp)
                     outcome = result.outcome
                     store.layout.replace_run_files(spec.name, case.case_id, result.files)
@@ -83,7 +93,7 @@ def main() -> None:
                     harness_s.append(time.perf_counter() - start)
                     assert outcome.status == "ok", outcome.message
     bare, ours = statistics.median(bare_s), statistics.median(harness_s)
-    print(f"{len(bare_s)} runs each, small phantom cases, image {image.tag}")
+    print(f"{len(bare_s)} runs each, small phantom cases, image {tag}, contract {args.contract}")
     print(f"bare docker run --rm, median seconds per case:        {bare:.3f} (mean {statistics.mean(bare_s):.3f})")
     print(f"harness (sandbox + checks + score + store), median:   {ours:.3f} (mean {statistics.mean(harness_s):.3f}, "
           f"which shares out the holder's start and removal, once per {VOLUMES_PER_HOLDER} runs)")
@@ -91,7 +101,24 @@ def main() -> None:
           f"mean (goal < 0.1 s), ratio {ours / bare:.2f}")
 
 
-def bare_run(tag: str, image: Path, tmp: Path) -> float:
+def flare_twin(client, tmp: Path, behave: str):  # type: ignore[no-untyped-def]
+    """The behave image as a FLARE team's (WORKDIR /workspace, predict.sh), and its manifest."""
+    context = tmp / "flare-context"
+    context.mkdir()
+    (context / "predict.sh").write_text("python3 /opt/algorithm/behave.py /workspace/inputs /workspace/outputs\n"
+                                        "(echo done > last-run.txt) 2>/dev/null || true\n")  # scratch in its WORKDIR (where writable)
+    (context / "Dockerfile").write_text(f"FROM {behave}\nUSER root\nWORKDIR /workspace\nCOPY predict.sh /workspace/\n"
+                                         "ENTRYPOINT []\n")
+    built, _ = client.images.build(path=str(context), tag="harness-bench/flare-twin:latest", network_mode="none", rm=True)
+    folder = tmp / "algorithms" / "bench-flare"
+    folder.mkdir(parents=True)
+    (folder / "algorithm.toml").write_text(
+        'name = "bench-flare"\nversion = "0.0.1"\nkind = "segmenter"\nprofile = "flare22"\ncontract = "flare"\n'
+        f'image = "harness-bench/flare-twin:latest@{built.id}"\n\n[resources]\nmemory = "256m"\ntime_limit_s = 20\n')
+    return load_manifest(folder / "algorithm.toml", repo_root=tmp), built.id
+
+
+def bare_run(tag: str, image: Path, tmp: Path, *, flare: bool = False) -> float:
     work = Path(tempfile.mkdtemp(dir=tmp))
     (work / "in").mkdir()
     (work / "out").mkdir()
@@ -99,8 +126,13 @@ def bare_run(tag: str, image: Path, tmp: Path) -> float:
     for folder in (work, work / "in", work / "out"):
         folder.chmod(0o777)
     start = time.perf_counter()
-    subprocess.run(["docker", "run", "--rm", "--network", "none", "-v", f"{work / 'in'}:/input:ro", "-v",
-                    f"{work / 'out'}:/output", tag], check=True, capture_output=True)
+    if flare:
+        subprocess.run(["docker", "run", "--rm", "--network", "none", "-v", f"{work / 'in'}:/workspace/inputs", "-v",
+                        f"{work / 'out'}:/workspace/outputs", tag, "/bin/bash", "-c", "sh predict.sh"],
+                       check=True, capture_output=True)
+    else:
+        subprocess.run(["docker", "run", "--rm", "--network", "none", "-v", f"{work / 'in'}:/input:ro", "-v",
+                        f"{work / 'out'}:/output", tag], check=True, capture_output=True)
     elapsed = time.perf_counter() - start
     shutil.rmtree(work)
     return elapsed

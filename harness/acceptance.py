@@ -498,3 +498,43 @@ def archive_usage(chunks: Iterator[bytes], *, bound: int) -> tuple[int, int]:
             entries += 1
             held += -(-member.size // 4096) * 4096 if member.isfile() else 0
     return held, entries
+
+
+class FolderCopy(NamedTuple):
+    path: Path  # a tar of the folder's contents, names relative to it (a temporary file: the caller removes it)
+    held: int  # its regular files' bytes, rounded up to 4 KiB pages
+    entries: int
+
+
+def folder_copy(chunks: Iterator[bytes], *, bound: int) -> FolderCopy:
+    """The daemon's archive of an image's folder (`name/`, `name/...`; FLARE's WORKDIR) rewritten
+    as its contents (`...`, a hard link's target too) into a temporary tar for `put_archive` into a
+    volume, read header by header and never more than `bound` bytes (ArchiveTooLong). Its entries
+    are not judged: they are the image's own files, going back into a container of that image."""
+    import tempfile
+
+    held = entries = 0
+    handle, name = tempfile.mkstemp(prefix="harness-workdir-", suffix=".tar")
+    try:
+        with os.fdopen(handle, "wb") as sink, \
+                tarfile.open(fileobj=io.BufferedReader(_ChunkReader(chunks, bound), 1 << 20), mode="r|") as source, \
+                tarfile.open(fileobj=sink, mode="w|") as out:
+            for member in source:
+                rest = member.name.partition("/")[2]
+                if not rest:
+                    continue  # the folder itself: the volume's root
+                member.name = rest
+                if member.islnk():
+                    member.linkname = member.linkname.partition("/")[2]
+                entries += 1
+                held += -(-member.size // 4096) * 4096 if member.isfile() else 0
+                out.addfile(member, source.extractfile(member) if member.isfile() else None)
+    except BaseException:
+        os.unlink(name)
+        raise
+    return FolderCopy(Path(name), held, entries)
+
+
+def open_folder_copy(path: Path) -> io.BufferedReader:
+    """A `folder_copy` opened for streaming to the daemon."""
+    return open(path, "rb")

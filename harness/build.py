@@ -211,6 +211,16 @@ def prebuilt_image(spec: AlgorithmSpec, client, *, image_bytes: int = 64 * 1024*
     return _load(spec, inspected, client, repository=repository, tag=tag, image_bytes=image_bytes)
 
 
+def platform_name(spec: AlgorithmSpec) -> str:
+    """The name an archive's image has on its contract's platform (FLARE: `teamname.tar.gz` is
+    `teamname:latest`), shown and never tagged: harness refers to images by id and tags an archive
+    `harness-<name>:archive-<hash>` only, so an archive named after another image (`ubuntu.tar.gz`,
+    a base image, another team's) takes no name on this host. "" where the platform names none."""
+    from harness.contracts import contract_of
+
+    return contract_of(spec.contract).platform_image_name(spec.archive) if spec.archive is not None else ""
+
+
 def _load(spec: AlgorithmSpec, inspected: ArchiveImage, client, *, repository: str, tag: str,  # type: ignore[no-untyped-def]
           image_bytes: int) -> BuiltImage:
     """`docker load` of the normalised archive (no tag of the submitter's), checked: exactly the one

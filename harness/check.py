@@ -30,6 +30,7 @@ FIXES = {
     RunStatus.BUILD_FAILED: "fix the image as the message says; nothing ran",
     RunStatus.RUNNER_ERROR: "the harness or Docker failed, not the algorithm: run the check again",
     RunStatus.LOST: "the worker died: run the check again",
+    RunStatus.NO_GPU: 'run the check on a host with a GPU, or set gpu = "optional" if the image also runs on the CPU',
 }
 
 

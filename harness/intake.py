@@ -875,3 +875,81 @@ class _Prefixed(io.RawIOBase):
         if self._digest is not None:
             self._digest.update(data)
         return head + data
+
+
+# --- model tarballs (grand-challenge's model.tar.gz) --------------------------------------------
+
+MODEL_TARBALL_BYTES = 16 * 1024**3  # compressed, as sent
+MODEL_BYTES = 32 * 1024**3  # extracted
+MODEL_ENTRIES = ARCHIVE_ENTRIES
+
+
+def extract_tarball(path: Path, dest: Path, *, what: str, max_bytes: int = MODEL_BYTES,
+                    max_entries: int = MODEL_ENTRIES) -> tuple[int, int]:
+    """A submission's tarball (a plain or compressed tar, e.g. grand-challenge's `model.tar.gz`)
+    extracted into the empty folder `dest`, read header by header: only regular files and folders
+    (no link, device or FIFO), no absolute path and no '..', at most `max_entries` entries and
+    `max_bytes` bytes in all (counted as written: a bomb stops at the cap); files come out 0644
+    (0755 when executable) and folders 0755, owned by whoever runs harness. Returns (bytes, entries)."""
+    total = entries = 0
+    fix = f"pack it again with `tar -czf {Path(path).name} -C model .` from regular files and folders only"
+    with open_file(path, what=what, max_bytes=MODEL_TARBALL_BYTES, fix=fix) as handle:
+        try:
+            archive = tarfile.open(fileobj=handle, mode="r|*")
+        except tarfile.TarError:
+            raise SubmissionError(f"{shown(path)}: not a tar archive (plain, gzip, bzip2 or xz); {fix}") from None
+        with archive:
+            try:
+                for member in archive:
+                    entries += 1
+                    if entries > max_entries:
+                        raise SubmissionError(f"{shown(path)}: more than {max_entries} entries; {fix}")
+                    parts = [p for p in PurePosixPath(member.name).parts if p not in ("", ".")]
+                    if member.name.startswith("/") or ".." in parts:
+                        raise SubmissionError(f"{shown(path)}: entry {_shown_name(member.name)} leaves the folder "
+                                              f"(absolute or '..'); {fix}")
+                    if not (member.isfile() or member.isdir()):
+                        raise SubmissionError(f"{shown(path)}: entry {_shown_name(member.name)} is a link or a "
+                                              f"special file; {fix}")
+                    if not parts:
+                        continue  # the archive's own root folder ("./")
+                    target = dest.joinpath(*parts)
+                    _make_folders(dest, parts[:-1] if member.isfile() else parts)
+                    if member.isdir():
+                        continue
+                    total += member.size
+                    if total > max_bytes:
+                        raise SubmissionError(f"{shown(path)}: extracts to more than {max_bytes / 1e9:.1f} GB; {fix}")
+                    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW,
+                                 0o755 if member.mode & 0o111 else 0o644)
+                    with os.fdopen(fd, "wb") as sink:
+                        source = archive.extractfile(member)
+                        assert source is not None  # a regular file
+                        while chunk := source.read(1 << 20):
+                            sink.write(chunk)
+            except FileExistsError:
+                raise SubmissionError(f"{shown(path)}: an entry comes twice, or as a file and a folder; {fix}") from None
+            except (tarfile.TarError, EOFError, OSError) as exc:
+                if isinstance(exc, SubmissionError):
+                    raise
+                raise SubmissionError(f"{shown(path)}: unreadable tar archive ({type(exc).__name__}); {fix}") from None
+    return total, entries
+
+
+def _make_folders(dest: Path, parts: list[str]) -> None:
+    """dest/parts[0]/... as folders (0755), never through a link."""
+    current = dest
+    for part in parts:
+        current = current / part
+        try:
+            os.mkdir(current, 0o755)
+        except FileExistsError:
+            if current.is_symlink() or not current.is_dir():
+                raise
+        os.chmod(current, 0o755, follow_symlinks=False)
+
+
+def _shown_name(name: str) -> str:
+    from harness.safetext import safe_text
+
+    return "'" + safe_text(name, limit=80) + "'"

@@ -52,11 +52,12 @@ class RunStatus(enum.StrEnum):
     BUILD_FAILED = "build_failed"  # the image could not be built; nothing ran
     RUNNER_ERROR = "runner_error"  # the engine failed (not the algorithm's fault); retry
     LOST = "lost"  # its worker died and no other could finish it; retried by the next `harness run`
+    NO_GPU = "no_gpu"  # gpu = "required" on a host without a GPU: nothing ran; retried by the next `harness run`
 
     @property
     def retried(self) -> bool:
         """Not the algorithm's doing: the next `harness run` tries it again."""
-        return self in (RunStatus.RUNNER_ERROR, RunStatus.LOST)
+        return self in (RunStatus.RUNNER_ERROR, RunStatus.LOST, RunStatus.NO_GPU)
 
 
 class Kind(enum.StrEnum):

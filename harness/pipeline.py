@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness.build import BuildError, BuiltImage, build_all, ensure_base_image, fetch_wheels
+from harness.build import BuildError, BuiltImage, build_all, ensure_base_image, fetch_wheels, platform_name
 from harness.casework import RunResult, RunTask
 from harness.challenge import Challenge, challenge_of, load_challenge
 from harness.data.check import require_label_names
@@ -288,7 +288,9 @@ def make_images(specs: list[AlgorithmSpec], settings: RunSettings, say: Say) -> 
         else:
             built[spec.name] = image
             how = "(cached)" if image.cached else "loaded" if spec.dockerfile is None else "built"
-            say(f"image {image.tag} {how} {image.image_id[:19]}")
+            named = platform_name(spec)
+            say(f"image {image.tag} {how} {image.image_id[:19]}" + (f" (FLARE's name {named}, not tagged here)"
+                                                                     if named else ""))
     return built, failed
 
 

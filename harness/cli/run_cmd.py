@@ -73,7 +73,7 @@ def build(algorithms_dir: Path, base: str | None, force: bool, jobs: int | None)
     (~/.cache/harness/wheelhouse, or $HARNESS_CACHE); builds use no network.
     Several images build at once (--jobs); `harness run` builds the same way.
     """
-    from harness.build import BuildError, build_all, docker_client, ensure_base_image, fetch_wheels
+    from harness.build import BuildError, build_all, docker_client, ensure_base_image, fetch_wheels, platform_name
 
     specs, errors = discover_algorithms(algorithms_dir, repo_root=algorithms_dir.resolve().parent)
     for error in errors:
@@ -88,7 +88,9 @@ def build(algorithms_dir: Path, base: str | None, force: bool, jobs: int | None)
             click.echo(f"harness: error: {image}", err=True)
         else:
             how = "cached" if image.cached else "loaded" if spec.dockerfile is None else "built"
-            click.echo(f"{spec.name:<24} {image.tag:<48} {image.image_id[:19]} {how}")
+            named = platform_name(spec)
+            click.echo(f"{spec.name:<24} {image.tag:<48} {image.image_id[:19]} {how}"
+                       + (f" (FLARE's name {named}, not tagged here)" if named else ""))
     return ExitStatus.PARTIAL if failed else ExitStatus.OK
 
 
@@ -225,7 +227,7 @@ def run(algorithms_dir: Path, data_dir: Path | None, results_dir: Path, challeng
     A results folder belongs to one data set and one challenge: another --data, or
     another profile, is refused (use a new --results, or `harness rescore --profile`).
     Run statuses: ok, timeout, crashed, oom, invalid_output, output_too_large,
-    build_failed, runner_error, lost. A case whose ground truth cannot be scored is
+    build_failed, runner_error, lost, no_gpu. A case whose ground truth cannot be scored is
     recorded (score status) and left out of the ranking; the others go on.
     Exit status 0 when every run of the evaluation is ok, 3 (partial) otherwise: the
     failures and unscorable cases stored by an earlier `harness run` and reused are

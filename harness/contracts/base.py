@@ -35,6 +35,8 @@ class Launch:
     output_path: str  # where the run's output file system is mounted
     input_writable: bool = False  # a private writable copy (FLARE's teams write there)
     own_user: bool = False  # the image's own user (no --user), still without capabilities
+    declared_user: bool = False  # the image's USER when it is not root (HOME from its passwd), else ours
+    writable_workdir: bool = False  # the image's WORKDIR on a bounded tmpfs seeded with its contents (FLARE)
     command: tuple[str, ...] | None = None  # replaces the image's CMD
     entrypoint: tuple[str, ...] | None = None  # replaces the image's ENTRYPOINT
     mounts: tuple[Mount, ...] = ()
@@ -94,6 +96,10 @@ class Contract:
         """What an author should know about how the manifest's table was read (`harness check` shows
         each as a warning): something the submission says that the harness does not use."""
         return []
+
+    def platform_image_name(self, archive: Path) -> str:
+        """The name the platform gives an image loaded from `archive` ("" where it gives none)."""
+        return ""
 
     def ignored_extras(self, options: Any, case_id: str) -> frozenset[str]:
         """Files a contract's tool writes beside its outputs by design: neither kept nor reported."""

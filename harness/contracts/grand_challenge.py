@@ -1,11 +1,16 @@
 """grand-challenge: /input/<relative_path>/<uuid>.mha (images/ct for the default ct-image socket) and
 /input/inputs.json (read-only) -> exactly one image under /output/images/<slug>/; the model, when
-given, at /opt/ml/model (read-only)."""
+given (a folder, or the platform's `model.tar.gz`, extracted by harness through intake), at
+/opt/ml/model (read-only); the image's own non-root USER, with HOME its home, as the platform runs it."""
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
+import shutil
+import tempfile
+import threading
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +22,7 @@ from harness.contracts.base import Collected, Contract, Launch, Mount, allowed_k
 from harness.errors import InvalidOutput
 
 if TYPE_CHECKING:
+    from harness.data.nifti import Grid
     from harness.models import Case, Profile
 
 IMAGE_SUFFIXES_GC = (".mha", ".tif", ".tiff")  # what grand-challenge accepts for an image output
@@ -25,6 +31,31 @@ IMAGE_SUFFIXES_GC = (".mha", ".tif", ".tiff")  # what grand-challenge accepts fo
 # ct-image with files under /input/images/ct/ (its documentation's "choose input and output
 # interfaces" and FAQ; the forge's templates read INPUT_PATH / socket.relative_path).
 PLATFORM_PATHS = {"ct-image": "images/ct"}
+
+
+TARBALL_SUFFIXES = (".tar.gz", ".tgz", ".tar")  # a model given as the platform's tarball (model.tar.gz)
+_extracted: dict[str, Path] = {}  # a tarball's SHA-256 -> its extracted copy, for this process
+_extract_lock = threading.Lock()
+
+
+def extracted_model(tarball: Path) -> Path:
+    """The model tarball extracted, once per content and process, into a private temporary folder
+    (`harness.intake.extract_tarball`: regular files and folders only, nothing outside, size-capped),
+    readable by the container's user; removed when harness exits."""
+    from harness.intake import MODEL_TARBALL_BYTES, extract_tarball, sha256_file
+
+    digest = sha256_file(tarball, what="a model tarball", max_bytes=MODEL_TARBALL_BYTES)
+    with _extract_lock:
+        if digest not in _extracted:
+            work = Path(tempfile.mkdtemp(prefix="harness-model-"))
+            atexit.register(shutil.rmtree, work, True)
+            folder = work / "model"
+            folder.mkdir(mode=0o755)
+            folder.chmod(0o755)
+            work.chmod(0o711)  # traversed by the daemon's bind mount, listed by nobody
+            extract_tarball(tarball, folder, what="a model tarball")
+            _extracted[digest] = folder
+        return _extracted[digest]
 
 
 def socket_path(slug: str) -> str:
@@ -38,7 +69,8 @@ class GrandChallengeOptions:
     input_path: str = "images/ct"  # the input socket's relative_path under /input (grand-challenge's CT socket)
     output_slug: str = "abdominal-organ-segmentation"
     output_path: str = "images/abdominal-organ-segmentation"  # under /output: exactly one image here
-    model: Path | None = None  # a folder mounted read-only at /opt/ml/model
+    model: Path | None = None  # a folder mounted read-only at /opt/ml/model (a tarball's extracted copy)
+    model_tarball: Path | None = None  # the platform's model.tar.gz as given, when the model is one
 
 
 class GrandChallenge(Contract):
@@ -52,17 +84,29 @@ class GrandChallenge(Contract):
         base = GrandChallengeOptions()
         in_slug = text_value(table, "input_slug", base.input_slug, where, manifest, pattern="slug")
         out_slug = text_value(table, "output_slug", base.output_slug, where, manifest, pattern="slug")
+        model = tarball = None
+        if "model" in table:
+            value = table["model"]
+            if isinstance(value, str) and value.lower().endswith(TARBALL_SUFFIXES):
+                tarball = beside(manifest, value, f"{where}.model", folder=False)
+                model = extracted_model(tarball)
+            else:
+                model = beside(manifest, value, f"{where}.model", folder=True)
         return GrandChallengeOptions(
             input_slug=in_slug,
             input_path=text_value(table, "input_path", socket_path(in_slug), where, manifest, pattern="relpath"),
             output_slug=out_slug,
             output_path=text_value(table, "output_path", f"images/{out_slug}", where, manifest, pattern="relpath"),
-            model=beside(manifest, table["model"], f"{where}.model", folder=True) if "model" in table else None,
+            model=model,
+            model_tarball=tarball,
         )
+
+    def option_files(self, options: GrandChallengeOptions) -> list[Path]:
+        return [options.model_tarball] if options.model_tarball is not None else []
 
     def launch(self, options: GrandChallengeOptions, *, probabilities: bool) -> Launch:
         mounts = (Mount(options.model, "/opt/ml/model"),) if options.model is not None else ()
-        return Launch("/input", "/output", mounts=mounts)
+        return Launch("/input", "/output", mounts=mounts, declared_user=True)
 
     def stage_input(self, options: GrandChallengeOptions, case_id: str, image_file: Path, input_dir: Path) -> None:
         """An .mha under images/<slug>/ named by a fresh UUID, and inputs.json."""
@@ -108,12 +152,27 @@ class GrandChallenge(Contract):
         written, shown = folder / name, f"{shown_dir}{safe_text(name, limit=120)}"
         image_grid = read_grid(case.image) if case.image is not None else None  # the organiser's image
         data, grid = read_metaimage_label(written, shown, image_grid.shape if image_grid is not None else None)
+        if image_grid is not None and written_without_geometry(grid):
+            grid = image_grid  # the input's shape, ITK's defaults for the rest: placed on the input's grid
         native_dir.mkdir(exist_ok=True)
         out = nib.Nifti1Image(np.asarray(data), grid.affine)
         out.header.set_zooms(grid.spacing_mm[:3])
         nib.save(out, native_dir / f"{case.case_id}.nii.gz")
         return Collected(native_dir, {f"/output/{case.case_id}.nii.gz": shown},
                          frozenset({f"{options.output_path}/{name}"}), output_dir)
+
+
+# What an image written without geometry reads as (`SimpleITK.GetImageFromArray`: spacing 1, origin
+# 0, identity direction), in nibabel's RAS terms.
+_ITK_DEFAULT_AFFINE = np.diag([-1.0, -1.0, 1.0, 1.0])
+
+
+def written_without_geometry(grid: Grid) -> bool:
+    """Whether an output image carries ITK's default geometry, i.e. none of its own. grand-challenge
+    stores such an output as it is, and a challenge's evaluation reads its voxels in the input's
+    order; here it is placed on the input's grid (its shape was already checked to be the input's).
+    An output with a geometry of its own must be the input's (else `invalid_output`, as for NIfTI)."""
+    return grid.affine.shape == (4, 4) and bool(np.array_equal(grid.affine, _ITK_DEFAULT_AFFINE))
 
 
 def _top_level(output_dir: Path) -> list[str]:

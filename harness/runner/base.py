@@ -63,11 +63,12 @@ def gets_gpu(spec: AlgorithmSpec, gpu_ids: tuple[str, ...]) -> bool:
 
 def gpu_refusal(spec: AlgorithmSpec, gpu_ids: tuple[str, ...], *, started_at: float) -> RunOutcome | None:
     """The outcome of a run that needs a GPU where none is visible (`gpu = "required"`, no GPU ids):
-    `runner_error`, before anything starts, so the next `harness run` on a GPU host runs it; else None.
+    `no_gpu`, before anything starts (not the algorithm's failure nor the harness's: the next `harness
+    run` on a GPU host runs it); else None.
     Every runner asks this one function."""
     if spec.gpu is not GpuMode.REQUIRED or gpu_ids:
         return None
-    return RunOutcome(RunStatus.RUNNER_ERROR, None, 0.0, 0.0, started_at, started_at,
+    return RunOutcome(RunStatus.NO_GPU, None, 0.0, 0.0, started_at, started_at,
                       message=f'{spec.manifest}: gpu = "required" but this host has no GPU; run it on a GPU host')
 
 

@@ -22,6 +22,7 @@ every 0.25 s instead (noted in the run's details as `output_limit = "polled"`).
 
 from __future__ import annotations
 
+import atexit
 import math
 import os
 import socket
@@ -31,7 +32,14 @@ import uuid
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from harness.acceptance import ArchiveTooLong, archive_bound, archive_usage, copy_out
+from harness.acceptance import (
+    ArchiveTooLong,
+    archive_bound,
+    archive_usage,
+    copy_out,
+    folder_copy,
+    open_folder_copy,
+)
 from harness.contracts import Launch, contract_of
 from harness.fstree import pack_folder
 from harness.monitor import RunMonitor
@@ -51,6 +59,8 @@ from harness.runner.output_volumes import Lease, OutputVolumes, remove
 POLL_S = 0.05  # the local runner's check of its process
 OUTPUT_POLL_S = 0.25  # the watched host folder's check interval (the fallback /output)
 LOG_LIMIT_BYTES = 64 * 1024
+SCRATCH_PATH = "/workdir"  # where the holder mounts FLARE's writable WORKDIR volume
+SEED_BYTES = 4 * 1024**3  # the most of an image's WORKDIR copied into FLARE's writable WORKDIR (besides the output limit)
 # A container runs as the invoking user (MedPerf's choice) or, when harness runs as root, as this
 # unprivileged id, which owns nothing on the host.
 SANDBOX_UID = 10001
@@ -59,6 +69,21 @@ SANDBOX_UID = 10001
 def sandbox_user() -> tuple[int, int]:
     uid, gid = os.getuid(), os.getgid()
     return (uid, gid) if uid != 0 else (SANDBOX_UID, SANDBOX_UID)
+
+
+class ImageFacts(NamedTuple):
+    """What an image's config says about how it starts."""
+
+    user: str  # its USER ("" when none)
+    workdir: str  # its WORKDIR ("" when none)
+
+
+def declared_user(user: str) -> str | None:
+    """An image's USER as grand-challenge runs it, or None where that is root: empty, `root` or 0,
+    with or without a group (the platform refuses such an image at upload; harness runs it as its
+    own unprivileged user instead)."""
+    name = user.strip().partition(":")[0].lower()
+    return None if name in ("", "root", "0") else user.strip()
 
 
 def directory_usage(root: Path, *, stop_at_entries: int | None = None) -> tuple[int, int]:
@@ -121,9 +146,20 @@ class DockerRunner:
         self.log_limit_bytes = log_limit_bytes
         self.output_fs = output_fs  # False: /output is a watched host folder (the fallback)
         self.volumes = OutputVolumes(self.client)
+        self._facts: dict[str, ImageFacts] = {}
+        self._seeds: dict[tuple[str, str], _Seed] = {}  # (image, WORKDIR) -> its contents, for FLARE's scratch
+
+    def image_facts(self, image: str | None) -> ImageFacts:
+        """The image's USER and WORKDIR (read once per image id)."""
+        if not image:
+            return ImageFacts("", "")
+        if image not in self._facts:
+            config = self.client.images.get(image).attrs.get("Config") or {}
+            self._facts[image] = ImageFacts(str(config.get("User") or ""), str(config.get("WorkingDir") or ""))
+        return self._facts[image]
 
     def container_kwargs(self, request: RunRequest, *, output_volume: str | None = None,
-                         input_volume: str | None = None) -> dict[str, object]:
+                         input_volume: str | None = None, workdir_volume: str | None = None) -> dict[str, object]:
         from docker.types import DeviceRequest, LogConfig, Mount
 
         res = request.spec.resources
@@ -164,6 +200,14 @@ class DockerRunner:
             kwargs["entrypoint"] = list(contract.entrypoint)
         if contract.own_user:
             del kwargs["user"]
+        if contract.declared_user and (user := declared_user(self.image_facts(request.image).user)) is not None:
+            # grand-challenge's: the image's own (non-root) USER, HOME its home in the image's passwd
+            # (the runtime sets it when the environment has none, as the platform's shim does)
+            kwargs["user"] = user
+            del kwargs["environment"]["HOME"]  # type: ignore[attr-defined]
+        if workdir_volume is not None:  # FLARE's writable WORKDIR (the input and output mounts lie inside it)
+            kwargs["volumes"][workdir_volume] = {  # type: ignore[index]
+                "bind": self.image_facts(request.image).workdir, "mode": "rw"}
         if contract.command is not None:
             kwargs["command"] = list(contract.command)
         if gets_gpu(request.spec, self.gpu_ids):  # the one rule, shared with the local runner and nnU-Net's -device
@@ -179,7 +223,7 @@ class DockerRunner:
         uid, _ = sandbox_user()
         contract = launch_of(request.spec)
         for folder, mode in ((request.input_dir, 0o755),
-                             (request.output_dir, 0o777 if uid == SANDBOX_UID or contract.own_user else 0o755)):
+                             (request.output_dir, 0o777 if uid == SANDBOX_UID or _image_user(contract) else 0o755)):
             folder.chmod(mode)
         refused = gpu_refusal(request.spec, self.gpu_ids, started_at=started_at)
         if refused is not None:
@@ -189,11 +233,18 @@ class DockerRunner:
         created_at = time.time()
         writable: _WritableInputs | None = None
         try:
-            if contract.input_writable:  # FLARE's writable inputs: a size- and inode-limited volume of their own
-                writable = self._input_volume(request)
+            workdir = self.image_facts(request.image).workdir.rstrip("/") if contract.writable_workdir else ""
+            if contract.input_writable or workdir:  # FLARE's: size- and inode-limited volumes of their own
+                writable = self._writable_volumes(request, inputs=contract.input_writable, workdir=workdir)
             container = self.client.containers.create(
-                **self.container_kwargs(request, output_volume=volume.volume if volume is not None else None,
-                                        input_volume=writable.volume.name if writable is not None else None))
+                **self.container_kwargs(
+                    request, output_volume=volume.volume if volume is not None else None,
+                    input_volume=writable.volume.name if writable is not None and writable.volume is not None else None,
+                    workdir_volume=writable.scratch.name if writable is not None and writable.scratch is not None else None))
+        except SeedError as exc:  # the image's own WORKDIR is past what its writable copy may hold
+            self._give_back(volume, 0)
+            return RunOutcome(RunStatus.OUTPUT_TOO_LARGE, None, 0.0, time.monotonic() - wall0, started_at, time.time(),
+                              message=str(exc))
         except docker.errors.APIError as exc:
             self._give_back(volume, 0)
             _remove_inputs(writable)
@@ -269,7 +320,7 @@ class DockerRunner:
                     full, held = _output_full(volume, res)
                 if full and status in (RunStatus.OK, RunStatus.CRASHED):  # a crash on a full /output is the limit's
                     status, message = RunStatus.OUTPUT_TOO_LARGE, full
-                if writable is not None and status is RunStatus.CRASHED:  # a crash on full writable inputs is too
+                if writable is not None and status in (RunStatus.OK, RunStatus.CRASHED):  # a full writable space too
                     status, message = _inputs_full(writable, contract.input_path, res, status, message)
                 if status is RunStatus.OK and copied is not None:
                     if copied.others:
@@ -292,40 +343,81 @@ class DockerRunner:
             self._give_back(volume, held, keep_free=2 * res.memory_bytes)
             _remove_inputs(writable)
 
-    def _input_volume(self, request: RunRequest) -> _WritableInputs:
-        """A fresh tmpfs volume for a contract's writable inputs (FLARE's /workspace/inputs), bounded as
-        /output is (the case's files plus the run's output bytes and files), holding a copy of the
-        staged case. A holder (the image's own `sleep`, sandboxed) keeps it mounted, as a tmpfs
-        volume is emptied when nothing mounts it."""
+    def _writable_volumes(self, request: RunRequest, *, inputs: bool, workdir: str) -> _WritableInputs:
+        """FLARE's writable space, where its platform gives a writable container file system: fresh
+        tmpfs volumes, each bounded in bytes and inodes, kept mounted by a holder (the image's own
+        `sleep`, sandboxed), as a tmpfs volume is emptied when nothing mounts it:
+        - with `inputs`, the inputs (/workspace/inputs): a copy of the staged case, bounded as
+          /output is (the case's files plus the run's output bytes and files);
+        - with a `workdir` (the image's WORKDIR, not /), a scratch space there seeded with the
+          image's own WORKDIR contents (a tmpfs volume does not copy them up), bounded by those
+          contents plus the run's output bytes and files; the input and output mounts lie inside it."""
         res = request.spec.resources
-        staged = sum(p.stat().st_size for p in request.input_dir.rglob("*") if p.is_file())
-        count = sum(1 for _ in request.input_dir.rglob("*"))
         labels = {"harness.results": request.owner, "harness.pid": f"{os.getpid()}@{socket.gethostname()}"}
-        volume = self.client.volumes.create(
-            name=f"harness-input-{uuid.uuid4().hex[:16]}", driver="local", labels=labels,
-            driver_opts={"type": "tmpfs", "device": "tmpfs",
-                         "o": f"size={staged + res.output_bytes},nr_inodes={count + res.output_files + 1},mode=1777"})
-        holder = None
+        seed = self._seed(request, workdir) if workdir and workdir != "/" else None
+
+        def tmpfs(prefix: str, size: int, inodes: int) -> Any:
+            return self.client.volumes.create(
+                name=f"harness-{prefix}-{uuid.uuid4().hex[:16]}", driver="local", labels=labels,
+                driver_opts={"type": "tmpfs", "device": "tmpfs", "o": f"size={size},nr_inodes={inodes},mode=1777"})
+
+        volume = scratch = holder = None
+        staged = _Seed(Path(), 0, 0)
         try:
+            mounts: dict[str, dict[str, str]] = {}
+            if inputs:
+                files = list(request.input_dir.rglob("*"))
+                staged = _Seed(Path(), sum(-(-p.stat().st_size // 4096) * 4096 for p in files if p.is_file()), len(files))
+                volume = tmpfs("input", staged.held + res.output_bytes, staged.entries + res.output_files + 1)
+                mounts[volume.name] = {"bind": "/inputs", "mode": "rw"}
+            if seed is not None:
+                # room for the mount points of the inputs and outputs, which the runtime makes in it
+                scratch = tmpfs("workdir", seed.held + res.output_bytes, seed.entries + res.output_files + 4)
+                mounts[scratch.name] = {"bind": SCRATCH_PATH, "mode": "rw"}
             uid, gid = sandbox_user()
             holder = self.client.containers.create(
                 image=request.image, entrypoint=["sleep", "infinity"], command=[], detach=True, network_mode="none",
                 read_only=True, user=f"{uid}:{gid}", cap_drop=["ALL"], security_opt=["no-new-privileges"], pids_limit=8,
                 mem_limit=64 * 1024**2, cpu_shares=2, labels={**labels, "harness.role": "input-holder"},
-                volumes={volume.name: {"bind": "/inputs", "mode": "rw"}})
+                volumes=mounts)
             holder.start()
-            holder.put_archive("/inputs", pack_folder(request.input_dir))
+            if volume is not None:
+                holder.put_archive("/inputs", pack_folder(request.input_dir))
+            if seed is not None and seed.entries:
+                with open_folder_copy(seed.path) as contents:
+                    holder.put_archive(SCRATCH_PATH, contents)
         except Exception:
-            remove(holder, volume)
+            remove(holder, volume, scratch)
             raise
-        return _WritableInputs(volume, holder)
+        return _WritableInputs(volume, holder, scratch, seed, workdir, staged)
+
+    def _seed(self, request: RunRequest, workdir: str) -> _Seed:
+        """The image's WORKDIR contents as a tar of the paths inside it (once per image and run of
+        harness, on the host's temporary disk), read from a created, never started container."""
+        key = (request.image or "", workdir)
+        if key in self._seeds:
+            return self._seeds[key]
+        limit = request.spec.resources.output_bytes + SEED_BYTES
+        source = self.client.containers.create(image=request.image, entrypoint=["true"], command=[], network_mode="none",
+                                               labels={"harness.results": request.owner, "harness.role": "seed"})
+        try:
+            bits, _ = source.get_archive(workdir)
+            copy = folder_copy(bits, bound=limit)
+        except ArchiveTooLong:
+            raise SeedError(f"the image's WORKDIR {workdir} holds more than {limit / 1e6:.0f} MB; keep the model "
+                            "elsewhere in the image (FLARE's writable WORKDIR is a copy in memory)") from None
+        finally:
+            remove(source)
+        atexit.register(copy.path.unlink, missing_ok=True)  # close() removes it first, where it is called
+        self._seeds[key] = _Seed(copy.path, copy.held, copy.entries)
+        return self._seeds[key]
 
     def _lease(self, request: RunRequest) -> Lease | str:
         """A fresh size- and inode-limited tmpfs volume for the run's /output, or why there is none."""
         res = request.spec.resources
         uid, gid = sandbox_user()
         return self.volumes.take(image=request.image or "", owner=request.owner, uid=uid, gid=gid,
-                                 mode="0777" if launch_of(request.spec).own_user else "0700",
+                                 mode="0777" if _image_user(launch_of(request.spec)) else "0700",
                                  size=res.output_bytes, files=res.output_files)
 
     def _give_back(self, volume: Lease | None, held: int, *, keep_free: int = 0) -> None:
@@ -333,33 +425,97 @@ class DockerRunner:
             self.volumes.give_back(volume, held, keep_free=keep_free)
 
     def close(self) -> None:
-        """Retire this runner's output holder, if one is kept."""
+        """Retire this runner's output holder, if one is kept, and its copies of images' WORKDIRs."""
         self.volumes.close()
+        for seed in self._seeds.values():
+            seed.path.unlink(missing_ok=True)
+        self._seeds.clear()
+
+
+class SeedError(Exception):
+    """An image's WORKDIR could not be copied for FLARE's writable WORKDIR."""
+
+
+class _Seed(NamedTuple):
+    path: Path  # a tar of the WORKDIR's contents, names relative to it
+    held: int  # its regular files' bytes, rounded up to pages
+    entries: int
 
 
 class _WritableInputs(NamedTuple):
-    volume: Any
+    volume: Any  # the writable inputs (None: read-only inputs)
     holder: Any
+    scratch: Any = None  # the WORKDIR's volume (None: no writable WORKDIR)
+    seed: _Seed | None = None
+    workdir: str = ""
+    staged: _Seed | None = None  # the staged case's bytes (in pages) and entries, in the inputs' volume
 
 
 def _inputs_full(writable: _WritableInputs, path: str, res: Any, status: RunStatus,
                  message: str) -> tuple[RunStatus, str]:
-    """OUTPUT_TOO_LARGE when a crashed run had filled its writable inputs (counted from the volume's
-    archive, which the volume's own size bounds), else the status as it was."""
-    try:
-        bits, _ = writable.holder.get_archive("/inputs")
-        held, entries = archive_usage(bits, bound=archive_bound(res.output_bytes * 2, res.output_files * 2))
-    except Exception:  # noqa: BLE001 - nothing to count: the crash stands
-        return status, message
-    if held + 64 * 1024 >= res.output_bytes or entries >= res.output_files:
-        return RunStatus.OUTPUT_TOO_LARGE, (f"{path} filled its writable space ({held / 1e6:.0f} MB in {entries} "
-                                            "entries, the run's output limits); write less there")
+    """OUTPUT_TOO_LARGE when a run ended with its writable inputs or its writable WORKDIR full (as
+    /output: a write past the cap fails, and a tool that ignores the failure leaves a truncated
+    file), else the status as it was. The file systems themselves are asked (one `stat -f` in the
+    holder); where the image has no `stat`, a crashed run's volumes are counted from their archives."""
+    empty = _Seed(Path(), 0, 0)
+    spaces = [(volume, inside, shown, base) for volume, inside, shown, base in (
+        (writable.volume, "/inputs", path, writable.staged or empty),
+        (writable.scratch, SCRATCH_PATH, writable.workdir, writable.seed or empty)) if volume is not None]
+    filled = [_filled_on_host(volume) for volume, _, _, _ in spaces]
+    if any(full is None for full in filled):
+        filled = _filled(writable.holder, [inside for _, inside, _, _ in spaces])
+    for (_, inside, shown, base), full in zip(spaces, filled or [None] * len(spaces), strict=True):
+        if full is None and status is RunStatus.CRASHED:
+            try:
+                bits, _ = writable.holder.get_archive(inside)
+                held, entries = archive_usage(bits, bound=archive_bound(base.held + res.output_bytes * 2,
+                                                                        base.entries + res.output_files * 2))
+                held, entries = held - base.held, entries - base.entries  # what the run added
+                full = held + 64 * 1024 >= res.output_bytes or entries >= res.output_files
+            except Exception:  # noqa: BLE001 - nothing to count: the crash stands
+                full = None
+        if full:
+            return RunStatus.OUTPUT_TOO_LARGE, (f"{shown} filled its writable space (the image's own files there plus "
+                                                f"the run's output limits: {res.output_bytes / 1e6:.0f} MB, "
+                                                f"{res.output_files} files and folders); write less there")
     return status, message
+
+
+def _filled_on_host(volume: Any) -> bool | None:
+    """Whether a tmpfs volume has less than 64 KiB or no inode left, from the host where the daemon
+    mounts it (its own file system at its Mountpoint; None where that cannot be seen: another mount
+    namespace, a remote or rootless daemon, no permission)."""
+    mountpoint = str((volume.attrs or {}).get("Mountpoint") or "")
+    try:
+        if not mountpoint or not os.path.ismount(mountpoint):
+            return None
+        st = os.statvfs(mountpoint)
+    except OSError:
+        return None
+    return st.f_bavail * st.f_frsize < 64 * 1024 or st.f_favail == 0
+
+
+def _filled(holder: Any, paths: list[str]) -> list[bool] | None:
+    """For each file system at `paths` in `holder`: whether it has less than 64 KiB or no inode
+    left (None: no `stat` in the image)."""
+    try:
+        done = holder.exec_run(["stat", "-f", "-c", "%f %S %d", *paths])
+        values = [int(v) for v in done.output.split()]
+        if done.exit_code != 0 or len(values) != 3 * len(paths):
+            return None
+    except Exception:  # noqa: BLE001 - no `stat` in the image
+        return None
+    return [values[i] * values[i + 1] < 64 * 1024 or values[i + 2] == 0 for i in range(0, len(values), 3)]
 
 
 def _remove_inputs(writable: _WritableInputs | None) -> None:
     if writable is not None:
-        remove(writable.holder, writable.volume)
+        remove(writable.holder, writable.volume, writable.scratch)
+
+
+def _image_user(launch: Launch) -> bool:
+    """Whether a contract may run the image's own user (whose id harness does not know beforehand)."""
+    return launch.own_user or launch.declared_user
 
 
 class _LogsThenRemove:

@@ -27,12 +27,12 @@ def _task(toy: Toy, gpu: str) -> RunTask:
 
 
 @pytest.mark.parametrize("hidden", ["-1", ""])
-def test_required_gpu_with_none_visible_is_a_runner_error_and_nothing_starts(
+def test_required_gpu_with_none_visible_is_no_gpu_and_nothing_starts(
         toy: Toy, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, hidden: str) -> None:
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", hidden)  # what a host without a GPU looks like to the harness
     task = _task(toy, "required")
     result = run_case(task, runner=make_runner(RunnerKind.LOCAL), work_dir=tmp_path)
-    assert result.outcome.status is RunStatus.RUNNER_ERROR
+    assert result.outcome.status is RunStatus.NO_GPU and result.outcome.status.retried  # a GPU host runs it
     assert result.outcome.message == f"{task.spec.manifest}: {REFUSAL}"
     assert toy.starts() == []  # refused before the process was started
 

@@ -1,0 +1,2 @@
+mkdir -p scratch
+python predict.py -i /workspace/inputs -o /workspace/outputs --scratch scratch

@@ -1,0 +1,223 @@
+"""The platforms' own participant templates run unchanged (tests/docker/templates/README.md): the
+grand-challenge forge's example algorithm and a FLARE team's image, each built exactly as its
+template says and handed to harness as a `docker save` archive, score `ok` through `harness run`
+and `harness check` with no manifest option beyond the contract's own, and score exactly as the
+same container run the platform's way (`docker run` as the platform does, then `harness score` on
+what it wrote). A FLARE image keeps scratch files in its WORKDIR; the same image with a smaller
+writable cap is `output_too_large`, and the run goes on.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from tests.docker.conftest import HERE, REPO
+
+TEMPLATES = HERE / "templates"
+CASES = 2
+
+
+def _python_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(REPO) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    env.setdefault("HARNESS_LEADERBOARD_DIR", str(REPO / "leaderboard"))
+    return env
+
+
+def harness(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "harness", *args], capture_output=True, text=True, env=_python_env(),
+                          timeout=900)
+
+
+def _build(client, context: Path, tag: str, base: str) -> None:  # type: ignore[no-untyped-def]
+    """`docker build` of a template folder, without network, its base given as the build ARG."""
+    log = []
+    for chunk in client.api.build(path=str(context), tag=tag, buildargs={"BASE": base}, network_mode="none",
+                                  rm=True, forcerm=True, decode=True, pull=False):
+        log.append(chunk.get("stream") or chunk.get("error") or "")
+        if "error" in chunk:
+            raise AssertionError(f"{context.name}: build failed: {''.join(log)[-2000:]}")
+
+
+@pytest.fixture(scope="module")
+def templates(docker_client, base_image: str, tmp_path_factory) -> dict[str, object]:  # type: ignore[no-untyped-def]
+    """The two templates' images (tags) and their `docker save` archives, plus the model tarball."""
+    from harness.build import BuildError, ensure_wheelhouse
+    from harness.intake import check_requirements
+
+    work = tmp_path_factory.mktemp("templates")
+    try:
+        wheels = ensure_wheelhouse(check_requirements(TEMPLATES / "gc" / "requirements.txt"), REPO / ".cache" / "wheelhouse")
+    except BuildError as exc:
+        pytest.skip(f"the templates' wheels (SimpleITK, numpy) could not be downloaded or found: {exc}")
+    stand_in = work / "pytorch"
+    shutil.copytree(TEMPLATES / "pytorch", stand_in)
+    shutil.copytree(wheels, stand_in / "wheels")
+    digest = hashlib.sha256(b"".join(p.read_bytes() for p in sorted(stand_in.rglob("*")) if p.is_file())).hexdigest()
+    pytorch = f"harness-tests/pytorch-stand-in:{digest[:12]}"
+    _build(docker_client, stand_in, pytorch, base_image)
+    images = {"gc": "harness-tests/example-algorithm-gc:latest", "flare": "harness-tests/flareteam:latest"}
+    archives = {}
+    for name, tag in images.items():
+        _build(docker_client, TEMPLATES / name, tag, pytorch)
+        raw = b"".join(docker_client.images.get(tag).save(named=True))
+        archives[name] = work / f"{name}.tar.gz"
+        archives[name].write_bytes(gzip.compress(raw, compresslevel=1))  # do_save.sh: docker save | gzip -c
+    model = work / "model.tar.gz"
+    subprocess.run(["tar", "-czf", str(model), "-C", str(TEMPLATES / "gc" / "model"), "."], check=True)  # do_save.sh
+    return {"images": images, "archives": archives, "model": model}
+
+
+def _algorithms(root: Path, templates: dict[str, object]) -> Path:
+    """gc-template, flareteam and flareteam-small (the same FLARE archive with a 2 MiB writable cap)."""
+    archives: dict[str, Path] = templates["archives"]  # type: ignore[assignment]
+    folder = root / "algorithms"
+    common = 'version = "1"\nkind = "segmenter"\nprofile = "flare22"\n'
+    gc = folder / "gc-template"
+    gc.mkdir(parents=True)
+    shutil.copy(archives["gc"], gc / "example-algorithm.tar.gz")
+    shutil.copy(templates["model"], gc / "model.tar.gz")  # type: ignore[arg-type]
+    (gc / "algorithm.toml").write_text(
+        f'name = "gc-template"\n{common}contract = "grand-challenge"\narchive = "example-algorithm.tar.gz"\n\n'
+        '[resources]\nmemory = "1g"\ntime_limit_s = 120\n\n[grand-challenge]\nmodel = "model.tar.gz"\n')
+    for name, extra in (("flareteam", ""), ("flareteam-small", 'output = "2m"\n')):
+        flare = folder / name
+        flare.mkdir(parents=True)
+        shutil.copy(archives["flare"], flare / "flareteam.tar.gz")
+        (flare / "algorithm.toml").write_text(
+            f'name = "{name}"\n{common}contract = "flare"\narchive = "flareteam.tar.gz"\n\n'
+            f'[resources]\nmemory = "1g"\ntime_limit_s = 120\n{extra}')
+    return folder
+
+
+def _data(root: Path, phantom_data: Path) -> Path:
+    """The first CASES phantoms as a FLARE-layout data set."""
+    data = root / "data"
+    for sub in ("imagesTr", "labelsTr"):
+        (data / sub).mkdir(parents=True)
+    for label in sorted((phantom_data / "labelsTr").glob("*.nii.gz"))[:CASES]:
+        case = label.name[: -len(".nii.gz")]
+        shutil.copy(label, data / "labelsTr" / label.name)
+        shutil.copy(phantom_data / "imagesTr" / f"{case}_0000.nii.gz", data / "imagesTr" / f"{case}_0000.nii.gz")
+    if (phantom_data / "dataset.json").exists():
+        shutil.copy(phantom_data / "dataset.json", data / "dataset.json")
+    return data
+
+
+def _platform_gc(client, image: str, model: Path, data: Path, out: Path) -> Path:  # type: ignore[no-untyped-def]
+    """Each case run as grand-challenge runs it (the forge's do_test_run.sh: /input read-only,
+    /output, a volume at /tmp, the model at /opt/ml/model read-only, no network, the image's own
+    user), then its output's voxels placed on the input's grid (the platform stores the image; an
+    evaluation reads its voxels) as <case>.nii.gz."""
+    import SimpleITK as sitk
+
+    model_dir = out / "model"
+    model_dir.mkdir(parents=True)
+    subprocess.run(["tar", "-xzf", str(model), "-C", str(model_dir)], check=True)  # the platform extracts it
+    predictions = out / "predictions"
+    predictions.mkdir()
+    for image_file in sorted((data / "imagesTr").glob("*_0000.nii.gz")):
+        case = image_file.name[: -len("_0000.nii.gz")]
+        staged, written = out / case / "input", out / case / "output"
+        (staged / "images" / "ct").mkdir(parents=True)
+        written.mkdir(parents=True)
+        written.chmod(0o777)
+        ct = sitk.ReadImage(str(image_file))
+        name = f"{uuid.uuid4()}.mha"
+        sitk.WriteImage(ct, str(staged / "images" / "ct" / name))
+        (staged / "inputs.json").write_text(json.dumps([{"interface": {"slug": "ct-image", "kind": "Image",
+                                                                       "relative_path": "images/ct"},
+                                                         "image": {"name": name}}]))
+        for path in (staged, *staged.rglob("*")):
+            path.chmod(0o755 if path.is_dir() else 0o644)
+        tmp = client.volumes.create(name=f"harness-tests-gc-tmp-{uuid.uuid4().hex[:8]}")
+        try:
+            client.containers.run(image, remove=True, network_mode="none", volumes={
+                str(staged): {"bind": "/input", "mode": "ro"}, str(written): {"bind": "/output", "mode": "rw"},
+                tmp.name: {"bind": "/tmp", "mode": "rw"}, str(model_dir): {"bind": "/opt/ml/model", "mode": "ro"}})
+        finally:
+            tmp.remove(force=True)
+        result = sitk.ReadImage(str(written / "images" / "abdominal-organ-segmentation" / "output.mha"))
+        placed = sitk.GetImageFromArray(sitk.GetArrayFromImage(result))
+        placed.CopyInformation(ct)
+        sitk.WriteImage(placed, str(predictions / f"{case}.nii.gz"))
+    return predictions
+
+
+def _platform_flare(client, image: str, data: Path, out: Path) -> Path:  # type: ignore[no-untyped-def]
+    """All cases in one `docker container run ... -v inputs:/workspace/inputs/ -v
+    outputs:/workspace/outputs/ IMAGE /bin/bash -c "sh predict.sh"` (the FLARE organisers' command:
+    root, a writable container file system)."""
+    inputs, outputs = out / "inputs", out / "outputs"
+    shutil.copytree(data / "imagesTr", inputs)
+    outputs.mkdir(parents=True)
+    client.containers.run(image, ["/bin/bash", "-c", "sh predict.sh"], remove=True, network_mode="none", volumes={
+        str(inputs): {"bind": "/workspace/inputs", "mode": "rw"}, str(outputs): {"bind": "/workspace/outputs", "mode": "rw"}})
+    return outputs
+
+
+def _scored(predictions: Path, data: Path, name: str, out: Path) -> pd.DataFrame:
+    table = out / f"{name}.csv"
+    done = harness("score", "--pred", str(predictions), "--labels", str(data), "--algorithm", name, "--out", str(table),
+                   "--jobs", "1")
+    assert done.returncode == 0, done.stderr[-3000:]
+    return pd.read_csv(table).set_index(["case", "organ"]).sort_index()
+
+
+def test_templates_score_ok_and_as_the_platform_runs_them(tmp_path: Path, docker_client, templates,  # type: ignore[no-untyped-def]
+                                                          phantom_data: Path) -> None:
+    from harness.store import Store
+
+    algorithms = _algorithms(tmp_path, templates)
+    data = _data(tmp_path, phantom_data)
+    results = tmp_path / "results"
+    done = harness("run", str(algorithms), "--data", str(data), "--results", str(results))
+    assert done.returncode == 3, done.stdout[-3000:] + done.stderr[-3000:]  # flareteam-small fails, by design
+    # FLARE's name for the archive is shown, never given to an image here
+    assert "FLARE's name flareteam:latest, not tagged here" in done.stdout + done.stderr
+    assert not docker_client.images.list(name="flareteam")
+    with Store.open(results, lock=False, create=False) as store:
+        runs = store.runs().set_index(["algorithm", "case_id"]).sort_index()
+        scores = store.scores()
+    for name in ("gc-template", "flareteam"):
+        assert set(runs.loc[name].status) == {"ok"}, runs.loc[name].message.tolist()
+    # the same image past its writable cap: its scratch file fills the WORKDIR; recorded, the run went on
+    small = runs.loc["flareteam-small"]
+    assert set(small.status) == {"output_too_large"}, small.message.tolist()
+    assert all(m.startswith("/workspace filled its writable space") for m in small.message), small.message.tolist()
+    # the grand-challenge template ran as its own user, with its home and its packages
+    assert all("Using device: cpu" in log and "some resource you would require" in log
+               for log in runs.loc["gc-template"].log_tail), runs.loc["gc-template"].log_tail.tolist()
+
+    images: dict[str, str] = templates["images"]
+    platform = {"gc-template": _platform_gc(docker_client, images["gc"], templates["model"], data, tmp_path / "gc"),
+                "flareteam": _platform_flare(docker_client, images["flare"], data, tmp_path / "flare")}
+    for name, predictions in platform.items():
+        theirs = _scored(predictions, data, name, tmp_path)
+        ours = scores[scores.algorithm == name].rename(columns={"case_id": "case"}).set_index(["case", "organ"]).sort_index()
+        assert list(ours.index) == list(theirs.index), name
+        assert (theirs.status == "ok").all(), name
+        assert (ours.dsc.to_numpy() > 0).any(), name  # real scores, not all-background
+        for column in ("dsc", "nsd"):
+            assert np.array_equal(ours[column].to_numpy(), theirs[column].to_numpy(), equal_nan=True), (name, column)
+        assert np.allclose(ours.hd95_mm.to_numpy(), theirs.hd95_mm.to_numpy(), equal_nan=True, rtol=0, atol=1e-9), name
+
+
+@pytest.mark.parametrize("name", ["gc-template", "flareteam"])
+def test_templates_pass_harness_check(tmp_path: Path, templates, phantom_data: Path, name: str) -> None:  # type: ignore[no-untyped-def]
+    algorithms = _algorithms(tmp_path, templates)
+    done = harness("check", str(algorithms / name), "--data", str(_data(tmp_path, phantom_data)), "--cases", "1")
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "accepted: it would be accepted as submitted" in done.stdout
