@@ -18,6 +18,8 @@
     build_memory = "8g"              # memory of a build step's container
     image = "32g"                    # a prebuilt image's archive, uncompressed (checked before `docker load`)
 
+    [teams] / [phases.<name>]        # a challenge over weeks: read by harness.phases.config, ignored here
+
 The built-in default is FLARE22's scoring with AbdomenAtlas-8K's organs for the annotator. The
 challenge, not a submission, decides how outputs are scored: a manifest's `profile` only declares
 the label system its outputs use, and a manifest whose label system differs from the challenge's is

@@ -1,7 +1,8 @@
 """A phase's leaderboard under its policy: pure functions over the store's tidy scores table.
 
-1. Every submission of the phase is ranked together (`rank_challenge`, the phase's ranking
-   configuration): that ranking's own score says which of a team's submissions is its best.
+1. Every submission of the phase is ranked together (the phase's ranking configuration, scored as
+   `rank_challenge` scores it, without its bootstrap and tests, which a leaderboard does not show):
+   that ranking's own score says which of a team's submissions is its best.
 2. The policy picks the entries: `best` (the team's submission ranked first, the earlier one on a
    tie), `latest` (the last to arrive, whatever its result) or `all` (each submission).
 3. The entries alone are ranked again: that is the leaderboard.
@@ -21,8 +22,11 @@ import pandas as pd
 
 from harness.phases.arrivals import Submission
 from harness.phases.config import Policy
-from harness.ranking import ChallengeRanking, RankingConfig, rank_challenge
-from harness.ranking.table import apply_failure_values, to_tidy
+from harness.ranking import RankingConfig, flare_score, rank_matrices
+from harness.ranking.bootstrap import whole
+from harness.ranking.challenge import unmeasured_metrics
+from harness.ranking.combine import rank_values
+from harness.ranking.table import apply_failure_values, check_metrics, to_tidy
 
 
 @dataclass(frozen=True)
@@ -42,22 +46,42 @@ class Board:
     policy: Policy
     metric: str  # the headline metric
     entries: tuple[Entry, ...]
-    all_ranking: ChallengeRanking | None  # every submission ranked together
+    all_ranking: pd.DataFrame | None  # every submission ranked together: score, rank, n_failed by submission id
     headline: dict[str, float]  # submission id -> its headline value
 
     def by_team(self) -> dict[str, Entry]:
         return {e.team: e for e in self.entries}
 
 
-def headline_values(table: pd.DataFrame, config: RankingConfig) -> tuple[str, dict[str, float]]:
-    """(first metric, submission id -> its mean over cases, failed runs at the metric's worst value)."""
+def rank_scores(table: pd.DataFrame, config: RankingConfig, *, source: str = "the phase's store"
+                ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(score, rank and n_failed by algorithm; the table as ranked, failed values replaced): the
+    scores and ranks `rank_challenge` gives, computed by the same functions."""
+    tidy = to_tidy(table, source=source, ok_status=config.ok_status)
+    check_metrics(tidy, config, source=source)
+    tidy = tidy[~tidy["metric"].isin(unmeasured_metrics(tidy, config))]
+    ranked = apply_failure_values(tidy, config)
+    matrices = rank_matrices(ranked, config)
+    if config.method == "flare":
+        score = flare_score(matrices, {m.name: m.weight for m in config.metrics})[["score", "rank"]].copy()
+    else:
+        algorithms = next(iter(matrices.values())).algorithms
+        values, ranks = rank_values({name: rm.values for name, rm in matrices.items()}, config)
+        score = pd.DataFrame({"score": values, "rank": whole(ranks)}, index=pd.Index(algorithms, name="algorithm"))
+    failed = ranked[ranked["status"] != config.ok_status].groupby("algorithm")["case"].nunique()
+    score["n_failed"] = failed.reindex(score.index).fillna(0).astype(int)
+    return score, ranked
+
+
+def headline_values(ranked: pd.DataFrame, config: RankingConfig) -> tuple[str, dict[str, float]]:
+    """(first metric, submission id -> its mean over cases, failed runs at the metric's worst value),
+    from a table as ranked (`rank_scores`)."""
     metric = config.metric_names[0]
-    tidy = apply_failure_values(to_tidy(table, ok_status=config.ok_status), config)
-    values = tidy[tidy["metric"] == metric].groupby("algorithm")["value"].mean()
+    values = ranked[ranked["metric"] == metric].groupby("algorithm")["value"].mean()
     return metric, {str(k): float(v) for k, v in values.items()}
 
 
-def pick(items: Sequence[Submission], policy: Policy, ranking: ChallengeRanking | None) -> list[Submission]:
+def pick(items: Sequence[Submission], policy: Policy, ranking: pd.DataFrame | None) -> list[Submission]:
     """The submissions the policy puts on the leaderboard (one per team, or all)."""
     if policy is Policy.ALL:
         return list(items)
@@ -68,7 +92,7 @@ def pick(items: Sequence[Submission], policy: Policy, ranking: ChallengeRanking 
             chosen.append(max(own, key=lambda s: (s.arrival, s.number)))
             continue
         assert ranking is not None
-        ranks = ranking.score["rank"]
+        ranks = ranking["rank"]
         chosen.append(min(own, key=lambda s: (float(ranks.get(s.id, np.inf)), s.arrival, s.number)))
     return chosen
 
@@ -76,26 +100,22 @@ def pick(items: Sequence[Submission], policy: Policy, ranking: ChallengeRanking 
 def build_board(table: pd.DataFrame, items: Sequence[Submission], config: RankingConfig, policy: Policy) -> Board:
     """The leaderboard of the submissions `items` whose rows `table` holds (tidy: algorithm, case,
     metric, value, status; only the configuration's metrics)."""
-    scored = [s for s in items if s.id in set(table["algorithm"])]
+    present = set(table["algorithm"].unique())
+    scored = [s for s in items if s.id in present]
     if not scored:
         return Board(policy, config.metric_names[0], (), None, {})
     table = table[table["algorithm"].isin({s.id for s in scored})]
-    metric, headline = headline_values(table, config)
-    everyone = _rank(table, config)
+    everyone, ranked = rank_scores(table, config)
+    metric, headline = headline_values(ranked, config)
     chosen = pick(scored, policy, everyone)
     ids = {s.id for s in chosen}
-    final = everyone if ids == {s.id for s in scored} else _rank(table[table["algorithm"].isin(ids)], config)
-    board = final.leaderboard.set_index("algorithm")
+    board = everyone if ids == {s.id for s in scored} else rank_scores(table[table["algorithm"].isin(ids)], config)[0]
     by_id = {s.id: s for s in chosen}
     entries = sorted((Entry(rank=int(board.loc[i, "rank"]), team=s.team, submission=i, number=s.number,
                             arrival=s.arrival, score=float(board.loc[i, "score"]), headline=headline[i],
                             n_failed=int(board.loc[i, "n_failed"])) for i, s in by_id.items()),
                      key=lambda e: (e.rank, e.arrival, e.submission))
     return Board(policy, metric, tuple(entries), everyone, headline)
-
-
-def _rank(table: pd.DataFrame, config: RankingConfig) -> ChallengeRanking:
-    return rank_challenge(table, config, source="the phase's store")
 
 
 def history(items: Sequence[Submission], headline: dict[str, float], *, larger_is_better: bool

@@ -14,12 +14,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from harness.data.dataset import discover
 from harness.executor import Executor
+from harness.layout import ResultsLayout
 from harness.models import RunnerKind
 from harness.phases.arrivals import Clock, IntakeEntry, Submission, intake, submissions, utc_now
 from harness.phases.board import Board
 from harness.phases.config import ChallengeConfig, Phase
-from harness.phases.evaluate import evaluate, pending
+from harness.phases.evaluate import evaluate
 from harness.phases.layout import ChallengeLayout
 from harness.phases.pages import write_pages
 from harness.pipeline import OnResult, RunSummary, load_data
@@ -67,12 +69,16 @@ def one_pass(config: ChallengeConfig, phase: Phase, layout: ChallengeLayout, opt
     items = submissions(layout, phase.name)
     results = layout.results(phase.name)
     todo: list[Submission] = items
-    data = load_data(phase.data_dir) if items else None
-    if data is not None and not full:
-        with Store.open(results) as store:
-            store.bind(data.identity(phase.challenge))
-            todo = pending(store, data, items)
+    if items and not full:  # which cases lack a row: case ids only, no hashing of the data on every look
+        dataset, _ = discover(phase.data_dir)
+        case_ids = [c.case_id for c in dataset.cases if c.image is not None]
+        stored: dict[tuple[str, str], object] = {}
+        if ResultsLayout.of(results).store_file.is_file():
+            with Store.open(results, lock=False, create=False) as store:
+                stored = dict(store.stored())
+        todo = [s for s in items if any((s.id, c) not in stored for c in case_ids)]
     todo = todo[:limit] if limit is not None else todo
+    data = load_data(phase.data_dir) if todo else None
     for item in todo:
         say(f"evaluating {item.id} (arrived {item.arrival})")
         _merge(result.summary, evaluate(phase, [item], results, runner=options.runner, cache_dir=options.cache_dir,

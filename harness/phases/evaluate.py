@@ -40,12 +40,6 @@ def phase_settings(phase: Phase, results: Path, *, runner: RunnerKind, cache_dir
                        cache_dir=cache_dir, challenge=phase.challenge)
 
 
-def pending(store: Store, data: DataSet, items: list[Submission]) -> list[Submission]:
-    """The submissions some case of which has no stored row yet (cheap: no hashing)."""
-    stored = store.stored()
-    return [s for s in items if any((s.id, c.case_id) not in stored for c in data.cases)]
-
-
 def evaluate(phase: Phase, items: list[Submission], results: Path, *, runner: RunnerKind = RunnerKind.DOCKER,
              cache_dir: Path = Path(".cache/harness"), say: Say, on_result: OnResult,
              executor: Executor | None = None, data: DataSet | None = None) -> RunSummary:

@@ -152,17 +152,41 @@ def _curve(frame: pd.DataFrame, column: str, label: str, *, width: int = 300, he
             f"<figcaption>{label}: peak {v.max():.1f} over {t_span:.1f} s</figcaption></figure>")
 
 
+@dataclass(frozen=True, eq=False)
+class Rows:
+    """The store's rows grouped once for every team's page: submission id -> its runs (by case), and
+    (submission id, case) -> its organs' scores."""
+
+    runs: dict[str, list[dict[str, object]]]
+    scores: dict[tuple[str, str], list[tuple[str, float, float, float, str]]]
+
+    @classmethod
+    def of(cls, tables: PhaseTables | None) -> Rows:
+        runs: dict[str, list[dict[str, object]]] = {}
+        scores: dict[tuple[str, str], list[tuple[str, float, float, float, str]]] = {}
+        if tables is None:
+            return cls(runs, scores)
+        columns = ["algorithm", "case_id", "status", "message", "elapsed_s", "log_tail"]
+        for row in tables.runs[columns].to_dict("records"):
+            runs.setdefault(str(row["algorithm"]), []).append(row)
+        frame = tables.scores[["algorithm", "case_id", "organ", "dsc", "nsd", "hd95_mm", "organ_status"]]
+        for algorithm, case_id, organ, dsc, nsd, hd95, status in frame.itertuples(index=False, name=None):
+            scores.setdefault((algorithm, case_id), []).append((organ, float(dsc), float(nsd), float(hd95), status))
+        return cls(runs, scores)
+
+
+def _mean(values: list[float]) -> float:
+    present = [v for v in values if not math.isnan(v)]
+    return sum(present) / len(present) if present else float("nan")
+
+
 def write_team(phase: Phase, layout: ChallengeLayout, team: str, board: Board, items: Sequence[Submission],
-               tables: PhaseTables | None) -> list[Path]:
+               rows: Rows) -> list[Path]:
     """The team's own pages; built from the rows of its own submissions only."""
-    own = [s for s in items if s.team == team]
-    ids = {s.id for s in own}
-    runs = tables.runs[tables.runs["algorithm"].isin(ids)] if tables is not None else pd.DataFrame()
-    scores = tables.scores[tables.scores["algorithm"].isin(ids)] if tables is not None else pd.DataFrame()
-    results = layout.results(phase.name)
     from harness.layout import ResultsLayout
 
-    kept = ResultsLayout.of(results)
+    own = [s for s in items if s.team == team]
+    kept = ResultsLayout.of(layout.results(phase.name))
     entry = board.by_team().get(team) if board.policy is not Policy.ALL else None
     sections = [f"<p>Team <b>{html.escape(team)}</b>, phase <b>{html.escape(phase.name)}</b>: "
                 f"{len(own)} submission(s) accepted of a quota of {phase.quota_total} "
@@ -174,43 +198,49 @@ def write_team(phase: Phase, layout: ChallengeLayout, team: str, board: Board, i
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(["submission", "case", "organ", "dsc", "nsd", "hd95_mm", "status"])
     for item in sorted(own, key=lambda s: s.number):
-        mine = runs[runs["algorithm"] == item.id] if not runs.empty else runs
-        status = "waiting" if mine.empty else ", ".join(f"{k} {v}" for k, v in mine["status"].value_counts().items())
+        mine = sorted(rows.runs.get(item.id, []), key=lambda r: str(r["case_id"]))
+        counts: dict[str, int] = {}
+        for run in mine:
+            counts[str(run["status"])] = counts.get(str(run["status"]), 0) + 1
+        status = ", ".join(f"{k} {v}" for k, v in counts.items()) or "waiting"
         where = placed.get(item.id)
         sections.append(f"<h2>Submission {item.number}</h2><p>Arrived {html.escape(item.arrival)} (upload "
                         f"{html.escape(item.upload)}); cases: {html.escape(status)}; mean {html.escape(board.metric)} "
                         f"{_fmt(board.headline.get(item.id, float('nan')))}"
                         + (f"; on the leaderboard at rank {where.rank}" if where else "") + ".</p>")
-        if mine.empty:
+        if not mine:
             continue
-        organ = scores[scores["algorithm"] == item.id] if not scores.empty else scores
-        rows = []
-        for run in mine.sort_values("case_id").itertuples():
-            case_scores = organ[organ["case_id"] == run.case_id] if not organ.empty else organ
-            dsc = float(case_scores["dsc"].mean()) if len(case_scores) else float("nan")
-            nsd = float(case_scores["nsd"].mean()) if len(case_scores) else float("nan")
-            rows.append((html.escape(str(run.case_id)), html.escape(str(run.status)), _fmt(dsc), _fmt(nsd),
-                         _fmt(float(run.elapsed_s) if run.elapsed_s is not None else float("nan"), 2)))
-            for s in case_scores.itertuples():
-                writer.writerow([item.number, run.case_id, s.organ, repr(float(s.dsc)), repr(float(s.nsd)),
-                                 repr(float(s.hd95_mm)), s.organ_status])
-        sections.append(_table(["case", "status", "mean DSC", "mean NSD", "time (s)"], rows))
-        if len(organ):
-            per_organ = organ.pivot_table(index="case_id", columns="organ", values="dsc", aggfunc="first")
-            sections.append("<details><summary>DSC per organ</summary>" + _table(
-                ["case", *[html.escape(str(c)) for c in per_organ.columns]],
-                [(html.escape(str(i)), *[_fmt(float(v)) for v in row]) for i, row in per_organ.iterrows()]) + "</details>")
-        for run in mine[mine["status"] != "ok"].sort_values("case_id").itertuples():
-            tail = "\n".join(safe_block(str(run.log_tail or "")).splitlines()[-LOG_LINES:])
-            sections.append(f"<h3 class='bad'>{html.escape(str(run.case_id))}: {html.escape(str(run.status))}</h3>"
-                            f"<p>{html.escape(safe_text(str(run.message or ''), limit=500))}</p>"
+        table_rows, organ_rows, organs = [], [], []
+        for run in mine:
+            case_id = str(run["case_id"])
+            case_scores = rows.scores.get((item.id, case_id), [])
+            elapsed = run["elapsed_s"]
+            table_rows.append((html.escape(case_id), html.escape(str(run["status"])),
+                               _fmt(_mean([s[1] for s in case_scores])), _fmt(_mean([s[2] for s in case_scores])),
+                               _fmt(float(elapsed) if elapsed is not None else float("nan"), 2)))
+            for organ, dsc, nsd, hd95, organ_status in case_scores:
+                writer.writerow([item.number, case_id, organ, repr(dsc), repr(nsd), repr(hd95), organ_status])
+            if case_scores:
+                organs = organs or [s[0] for s in case_scores]
+                by_organ = {s[0]: s[1] for s in case_scores}
+                organ_rows.append((html.escape(case_id), *[_fmt(by_organ.get(o, float("nan"))) for o in organs]))
+        sections.append(_table(["case", "status", "mean DSC", "mean NSD", "time (s)"], table_rows))
+        if organ_rows:
+            sections.append("<details><summary>DSC per organ</summary>"
+                            + _table(["case", *[html.escape(o) for o in organs]], organ_rows) + "</details>")
+        for run in mine:
+            if run["status"] == "ok":
+                continue
+            tail = "\n".join(safe_block(str(run["log_tail"] or "")).splitlines()[-LOG_LINES:])
+            sections.append(f"<h3 class='bad'>{html.escape(str(run['case_id']))}: {html.escape(str(run['status']))}</h3>"
+                            f"<p>{html.escape(safe_text(str(run['message'] or ''), limit=500))}</p>"
                             f"<pre>{html.escape(tail)}</pre>")
         curves = []
-        for run in mine[mine["status"] == "ok"].sort_values("case_id").itertuples():
-            monitor = kept.monitor_file(item.id, str(run.case_id))
-            if monitor.is_file():
+        for run in mine:
+            monitor = kept.monitor_file(item.id, str(run["case_id"]))
+            if run["status"] == "ok" and monitor.is_file():
                 frame = pd.read_parquet(monitor)
-                curves.append(f"<p>{html.escape(str(run.case_id))}</p>" + _curve(frame, "rss_mb", "memory (MB)")
+                curves.append(f"<p>{html.escape(str(run['case_id']))}</p>" + _curve(frame, "rss_mb", "memory (MB)")
                               + _curve(frame, "cpu_pct", "CPU (%)") + _curve(frame, "gpu_mb", "GPU memory (MB)"))
         if curves:
             sections.append("<details><summary>Resource curves</summary>" + "".join(curves) + "</details>")
@@ -229,6 +259,7 @@ def write_pages(phase: Phase, layout: ChallengeLayout, items: Sequence[Submissio
     else:
         board = build_board(tables.tidy, items, phase.ranking, phase.policy)
     written = write_public(phase, layout, board, items)
+    rows = Rows.of(tables)
     for team in ([only_team] if only_team else teams):
-        written += write_team(phase, layout, team, board, items, tables)
+        written += write_team(phase, layout, team, board, items, rows)
     return board, written
