@@ -1,6 +1,7 @@
 """A phase at challenge scale: the time to apply one new submission (its 100 cases recorded in the
 store) and rewrite the phase's pages (rank every submission, apply the policy, rank the entries,
-write the public leaderboard, the history figure and every team's feedback).
+write the public leaderboard, the history figure and the feedback of each team whose pages
+changed). Every page of the phase written from scratch (`harness challenge pages`) is timed too.
 
 The store is synthesised as `bench_report.py` does (tests/fixtures/make_store_fixture.py): TEAMS
 teams x 5 submissions x 100 cases, FLARE22's ranking (1000 bootstrap draws), policy `best`. The
@@ -56,8 +57,8 @@ def _phase(root: Path, teams: list[str], submissions: int, cases: int, *, new: s
     return config, layout
 
 
-def _apply(config, layout, new: str, cases: int) -> tuple[float, float]:  # type: ignore[no-untyped-def]
-    """(seconds to record the new submission's cases, seconds to rewrite the pages)."""
+def _apply(config, layout, new: str, cases: int) -> tuple[float, float, int]:  # type: ignore[no-untyped-def]
+    """(seconds to record the new submission's cases, seconds to rewrite the pages, team pages written)."""
     from harness.phases.arrivals import submissions
     from harness.phases.pages import write_pages
     from tests.fixtures.make_store_fixture import make_store
@@ -67,8 +68,8 @@ def _apply(config, layout, new: str, cases: int) -> tuple[float, float]:  # type
     make_store(layout.results("validation"), algorithms=(new,), n_cases=cases, monitored=())
     recorded = time.perf_counter() - start
     start = time.perf_counter()
-    write_pages(phase, layout, submissions(layout, "validation"), config.teams)
-    return recorded, time.perf_counter() - start
+    _, written = write_pages(phase, layout, submissions(layout, "validation"), config.teams)
+    return recorded, time.perf_counter() - start, sum(p.name == "index.html" for p in written) - 1
 
 
 def _measure(scratch: Path, teams: int, submissions: int, cases: int, repeat: int) -> tuple[float, float, int]:
@@ -80,15 +81,20 @@ def _measure(scratch: Path, teams: int, submissions: int, cases: int, repeat: in
     config, layout = _phase(scratch / f"teams{teams}", names, submissions, cases, new=new)
     print(f"  {teams} teams: store of {teams * submissions - 1} submissions x {cases} cases written in "
           f"{time.perf_counter() - start:.0f} s")
-    records, pages = [], []
+    from harness.phases.arrivals import submissions
+    from harness.phases.pages import write_pages
+
+    start = time.perf_counter()  # the phase's pages as they were before the new arrival
+    write_pages(config.phase("validation"), layout, submissions(layout, "validation"), config.teams, force=True)
+    print(f"  {teams} teams: every page written in {time.perf_counter() - start:.1f} s (before the new arrival)")
+    records, pages, teams_written = [], [], 0
     for _ in range(repeat):
         with Store.open(layout.results("validation"), lock=False, create=False) as store:
             store.forget(new)  # the same new arrival, applied again
-        recorded, written = _apply(config, layout, new, cases)
+        recorded, written, teams_written = _apply(config, layout, new, cases)
         records.append(recorded)
         pages.append(written)
-    files = sum(1 for p in layout.phase_dir("validation").rglob("*.html"))
-    return statistics.median(records), statistics.median(pages), files
+    return statistics.median(records), statistics.median(pages), teams_written
 
 
 def main() -> None:
@@ -108,7 +114,7 @@ def main() -> None:
         print(f"{'teams':>6} {'submissions':>12} {'record s':>9} {'pages s':>8} {'total s':>8}")
         print(f"{half:>6} {half * args.submissions:>12} {ref_record:9.2f} {ref_pages:8.2f} {ref_total:8.2f}  (reference)")
         print(f"{args.teams:>6} {args.teams * args.submissions:>12} {record:9.2f} {pages:8.2f} {total:8.2f}  "
-              f"({files} pages written)")
+              f"(public pages and {files} team's pages rewritten)")
         ratio = total / ref_total
         print(f"{args.teams} teams: {total:.1f} s vs {ref_total:.1f} s at {half} teams ({ratio:.2f}x for "
               f"{args.teams / half:.1f}x the submissions; no worse than linear: {'yes' if ratio <= 1.15 * args.teams / half else 'NO'}); "

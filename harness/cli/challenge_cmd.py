@@ -160,7 +160,7 @@ def pages_cmd(challenge_file: Path, phase: str, root: Path | None, drop: Path | 
     from harness.phases.pages import write_pages
 
     config, phase_, layout = _load(challenge_file, phase, root, drop)
-    _, written = write_pages(phase_, layout, submissions(layout, phase_.name), config.teams)
+    _, written = write_pages(phase_, layout, submissions(layout, phase_.name), config.teams, force=True)
     click.echo(f"{len(written)} files written under {layout.phase_dir(phase_.name)}")
     return ExitStatus.OK
 

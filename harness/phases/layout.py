@@ -11,6 +11,7 @@ inside it is an ordinary results folder, laid out by `harness.layout`).
       phases/<phase>/results/               the phase's results folder (store, kept outputs, logs)
       phases/<phase>/public/                the public leaderboard: index.html, history.svg, leaderboard.csv
       phases/<phase>/teams/<team>/          one team's own feedback pages, nothing of any other team
+      phases/<phase>/pages.json             what each team's pages were last written from (a hash per team)
       phases/<phase>/record.json            the verifiable record of the phase (`harness challenge record`)
 """
 
@@ -66,6 +67,10 @@ class ChallengeLayout:
 
     def teams_dir(self, phase: str) -> Path:
         return self.phase_dir(phase) / "teams"
+
+    def pages_state(self, phase: str) -> Path:
+        """What each team's pages were last written from (a hash per team)."""
+        return self.phase_dir(phase) / "pages.json"
 
     def record(self, phase: str) -> Path:
         return self.phase_dir(phase) / "record.json"

@@ -1,10 +1,14 @@
 """A phase's pages: the public leaderboard with its history figure, and each team's own feedback.
 
+Only the pages whose content changed are written again: the public ones after every change, a
+team's when its own rows, the submission the leaderboard shows of it or the phase's rules changed
+(`team_signatures`, kept in `phases/<phase>/pages.json`).
+
 Public (`phases/<phase>/public/`): `index.html` (the leaderboard under the phase's policy, the
 history figure inline), `history.svg`, `leaderboard.csv`. Nothing per case, no log.
 
 A team's (`phases/<phase>/teams/<team>/`): `index.html` with each of its submissions: arrival,
-status, its place on the leaderboard, its per-case and per-organ scores, each failure with its
+status, whether the leaderboard shows it, its per-case and per-organ scores, each failure with its
 reason and the last lines of its log, and resource curves (memory, CPU) where the run was
 monitored; `scores.csv` of the same scores. Everything on it is read from the rows of the team's
 own submissions: no other team's name, score or log line can reach it.
@@ -13,8 +17,10 @@ own submissions: no other team's name, score or log line can reach it.
 from __future__ import annotations
 
 import csv
+import hashlib
 import html
 import io
+import json
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -23,6 +29,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from harness.layout import ResultsLayout
 from harness.phases.arrivals import Submission
 from harness.phases.board import Board, build_board, history
 from harness.phases.config import Phase, Policy
@@ -183,8 +190,6 @@ def _mean(values: list[float]) -> float:
 def write_team(phase: Phase, layout: ChallengeLayout, team: str, board: Board, items: Sequence[Submission],
                rows: Rows) -> list[Path]:
     """The team's own pages; built from the rows of its own submissions only."""
-    from harness.layout import ResultsLayout
-
     own = [s for s in items if s.team == team]
     kept = ResultsLayout.of(layout.results(phase.name))
     entry = board.by_team().get(team) if board.policy is not Policy.ALL else None
@@ -193,7 +198,8 @@ def write_team(phase: Phase, layout: ChallengeLayout, team: str, board: Board, i
                 f"({phase.quota_per_day} a day). Leaderboard policy: {board.policy}.</p>"]
     placed = {e.submission: e for e in board.entries if e.team == team}
     if entry is not None:
-        sections.append(f"<p>On the leaderboard: submission {entry.number}, rank {entry.rank} of {len(board.entries)}.</p>")
+        sections.append(f"<p>The leaderboard shows your submission {entry.number} (the public leaderboard has the "
+                        "ranks).</p>")
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(["submission", "case", "organ", "dsc", "nsd", "hd95_mm", "status"])
@@ -207,7 +213,7 @@ def write_team(phase: Phase, layout: ChallengeLayout, team: str, board: Board, i
         sections.append(f"<h2>Submission {item.number}</h2><p>Arrived {html.escape(item.arrival)} (upload "
                         f"{html.escape(item.upload)}); cases: {html.escape(status)}; mean {html.escape(board.metric)} "
                         f"{_fmt(board.headline.get(item.id, float('nan')))}"
-                        + (f"; on the leaderboard at rank {where.rank}" if where else "") + ".</p>")
+                        + ("; shown on the leaderboard" if where else "") + ".</p>")
         if not mine:
             continue
         table_rows, organ_rows, organs = [], [], []
@@ -249,17 +255,65 @@ def write_team(phase: Phase, layout: ChallengeLayout, team: str, board: Board, i
             _write(folder / "scores.csv", out.getvalue())]
 
 
+PAGES_VERSION = "1"  # of what a team's page shows: a new one rewrites every team's pages
+
+
+def read_board_tables(phase: Phase, results: Path) -> tuple[pd.DataFrame, pd.DataFrame] | None:
+    """(every run's row, lightly; the tidy table of the ranking's metrics) read with the means over
+    organs taken by the store (`Store.case_means`), not organ by organ."""
+    if not ResultsLayout.of(results).store_file.is_file():
+        return None
+    with Store.open(results, lock=False, create=False) as store:
+        runs, means, extra = store.case_means(phase.ranking.metric_names)
+    if runs.empty:
+        return None
+    tidy = tidy_scores(results, runs, means, extra)
+    return runs, tidy[tidy["metric"].isin(phase.ranking.metric_names)]
+
+
+def team_signatures(phase: Phase, runs: pd.DataFrame | None, board: Board, items: Sequence[Submission]) -> dict[str, str]:
+    """team -> a hash of everything its pages show: its submissions, their rows (status, when they
+    ended, what they were scored against), which of them the leaderboard shows, the phase's rules."""
+    per_submission: dict[str, str] = {}
+    if runs is not None and not runs.empty:
+        columns = ["case_id", "status", "score_status", "ended_at", "label_sha256", "profile_sha256", "scoring_version"]
+        hashed = pd.util.hash_pandas_object(runs[columns], index=False)
+        per_submission = {str(k): str(int(v)) for k, v in hashed.groupby(runs["algorithm"]).sum().items()}
+    shown = {e.submission for e in board.entries}
+    teams: dict[str, list[str]] = {}
+    for item in items:
+        teams.setdefault(item.team, []).append(
+            f"{item.id}:{item.arrival}:{per_submission.get(item.id, '')}:{item.id in shown}:"
+            f"{board.headline.get(item.id, float('nan'))!r}")
+    rules = f"{PAGES_VERSION}:{board.policy}:{board.metric}:{phase.quota_total}:{phase.quota_per_day}"
+    return {team: hashlib.sha256("|".join([rules, *sorted(lines)]).encode()).hexdigest() for team, lines in teams.items()}
+
+
 def write_pages(phase: Phase, layout: ChallengeLayout, items: Sequence[Submission], teams: Iterable[str], *,
-                only_team: str | None = None) -> tuple[Board, list[Path]]:
-    """Rank the phase and write its public pages and the feedback of `teams` (or of `only_team`:
-    after one new submission, the other teams' pages do not change)."""
-    tables = read_tables(phase, layout.results(phase.name))
-    if tables is None or tables.tidy.empty:
+                force: bool = False) -> tuple[Board, list[Path]]:
+    """Rank the phase and write its public pages, and the feedback pages of each team of `teams`
+    whose content changed since they were last written (after one new submission: that team's, and
+    those whose shown submission changed), or of every team with `force`."""
+    results = layout.results(phase.name)
+    light = read_board_tables(phase, results)
+    if light is None or light[1].empty:
         board = Board(phase.policy, phase.ranking.metric_names[0], (), None, {})
     else:
-        board = build_board(tables.tidy, items, phase.ranking, phase.policy)
+        board = build_board(light[1], items, phase.ranking, phase.policy)
     written = write_public(phase, layout, board, items)
-    rows = Rows.of(tables)
-    for team in ([only_team] if only_team else teams):
-        written += write_team(phase, layout, team, board, items, rows)
+    signatures = team_signatures(phase, light[0] if light else None, board, items)
+    state_file = layout.pages_state(phase.name)
+    state = json.loads(state_file.read_text(encoding="utf-8")) if state_file.is_file() else {}
+    stale = [t for t in teams if force or state.get(t) != signatures.get(t, "none")
+             or not (layout.team_pages(phase.name, t) / "index.html").is_file()]
+    for team in stale:
+        ids = [s.id for s in items if s.team == team]
+        tables = None
+        if ids and light is not None:
+            with Store.open(results, lock=False, create=False) as store:
+                runs, scores = store.rows_of(ids)
+            tables = PhaseTables(runs, scores, pd.DataFrame(), pd.DataFrame())
+        written += write_team(phase, layout, team, board, items, Rows.of(tables))
+        state[team] = signatures.get(team, "none")
+        _write(state_file, json.dumps(state, indent=1, sort_keys=True))  # after each team: a kill loses no page
     return board, written

@@ -21,7 +21,7 @@ from harness.phases.board import build_board
 from harness.phases.config import Policy, load_challenge_config
 from harness.phases.cycle import PassOptions, one_pass
 from harness.phases.layout import ChallengeLayout
-from harness.phases.pages import read_tables
+from harness.phases.pages import read_board_tables, read_tables, team_signatures, write_pages
 from harness.phases.record import verify, write_record
 from tests.phases.conftest import TEAMS, World
 
@@ -201,10 +201,32 @@ def test_each_teams_feedback_holds_nothing_of_another_team(played: tuple[World, 
         own_scores = [s for s in own if s.startswith(("0.", "1."))]
         if own_scores:  # and they do show its own results (delta's crashed: it has none)
             assert any(s in text for s in own_scores), team
+    alpha = (layout.team_pages("validation", "alpha") / "index.html").read_text()
+    assert "Resource curves" in alpha and "<figcaption>memory (MB): peak" in alpha  # the local runner is monitored
     delta = (layout.team_pages("validation", "delta") / "index.html").read_text()
     assert "crashed" in delta and "crash tokqd1 case_00: toy weights do not fit" in delta  # reason and log tail
     public = "\n".join(p.read_text() for p in layout.public("validation").rglob("*") if p.is_file())
     assert not any(tok in public for _, tok, _ in ACCEPTED["validation"].values())  # no log on the public page
+
+
+def test_only_the_pages_whose_content_changed_are_written_again(played: tuple[World, ChallengeLayout]) -> None:
+    world, layout = played
+    config = load_challenge_config(world.challenge)
+    phase = config.phase("validation")
+    items = submissions(layout, "validation")
+    teams_written = lambda written: sorted({p.parent.name for p in written if p.parent.parent.name == "teams"})  # noqa: E731
+    _, written = write_pages(phase, layout, items, config.teams)
+    assert teams_written(written) == [] and (layout.public("validation") / "index.html") in written
+    _, written = write_pages(phase, layout, items, config.teams, force=True)
+    assert teams_written(written) == sorted(TEAMS)
+    light = read_board_tables(phase, layout.results("validation"))
+    assert light is not None
+    board = build_board(light[1], items, phase.ranking, phase.policy)
+    before = team_signatures(phase, light[0], board, items)
+    runs = light[0].copy()
+    runs.loc[(runs["algorithm"] == "bravo-1") & (runs["case_id"] == "case_01"), "ended_at"] += 1.0  # bravo-1 ran again
+    after = team_signatures(phase, runs, board, items)
+    assert [t for t in TEAMS if before[t] != after[t]] == ["bravo"]
 
 
 def test_verify_is_identical_then_names_each_change(played: tuple[World, ChallengeLayout]) -> None:
