@@ -91,6 +91,7 @@ def _measure(scratch: Path, teams: int, submissions: int, cases: int, repeat: in
     for _ in range(repeat):
         with Store.open(layout.results("validation"), lock=False, create=False) as store:
             store.forget(new)  # the same new arrival, applied again
+        write_pages(config.phase("validation"), layout, submissions(layout, "validation"), config.teams)  # as before it
         recorded, written, teams_written = _apply(config, layout, new, cases)
         records.append(recorded)
         pages.append(written)

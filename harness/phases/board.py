@@ -62,6 +62,8 @@ def rank_scores(table: pd.DataFrame, config: RankingConfig, *, source: str = "th
     tidy = tidy[~tidy["metric"].isin(unmeasured_metrics(tidy, config))]
     ranked = apply_failure_values(tidy, config)
     matrices = rank_matrices(ranked, config)
+    if not matrices:  # no metric has a value (every ground truth unscorable): nothing to rank
+        return pd.DataFrame({"score": [], "rank": [], "n_failed": []}, index=pd.Index([], name="algorithm")), ranked
     if config.method == "flare":
         score = flare_score(matrices, {m.name: m.weight for m in config.metrics})[["score", "rank"]].copy()
     else:
@@ -107,6 +109,8 @@ def build_board(table: pd.DataFrame, items: Sequence[Submission], config: Rankin
     table = table[table["algorithm"].isin({s.id for s in scored})]
     everyone, ranked = rank_scores(table, config)
     metric, headline = headline_values(ranked, config)
+    if everyone.empty:
+        return Board(policy, metric, (), everyone, headline)
     chosen = pick(scored, policy, everyone)
     ids = {s.id for s in chosen}
     board = everyone if ids == {s.id for s in scored} else rank_scores(table[table["algorithm"].isin(ids)], config)[0]
