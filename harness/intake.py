@@ -844,6 +844,8 @@ def unpack_upload(path: Path, target: Path, *, max_bytes: int) -> str:
                 while chunk := handle.read(1 << 20):
                     total += len(chunk)
                     out.write(chunk)
+                executable = os.fstat(handle.fileno()).st_mode & 0o100
+            os.chmod(destination, 0o755 if executable else 0o644)
         return folder_digest(target)
     if not source.name.endswith(UPLOAD_SUFFIXES):
         raise SubmissionError(f"{shown(source)}: an upload is a folder or a .tar/.tar.gz of one; upload that")
@@ -852,6 +854,10 @@ def unpack_upload(path: Path, target: Path, *, max_bytes: int) -> str:
     try:
         with handle, tarfile.open(fileobj=handle, mode="r|*") as archive:
             for member in archive:
+                pure = PurePosixPath(member.name)
+                if pure.is_absolute() or ".." in pure.parts or "\0" in member.name or len(member.name) > 4096:
+                    raise SubmissionError(f"{shown(source)}: an entry {shown(member.name)[:80]!r} leaves the upload; "
+                                          "upload a tar of a plain folder")
                 name = _member_name(source, member.name)
                 count += 1
                 total += max(member.size, 0)
@@ -868,13 +874,19 @@ def unpack_upload(path: Path, target: Path, *, max_bytes: int) -> str:
                                           "upload regular files only")
                 data = archive.extractfile(member)
                 destination = target / name
-                destination.parent.mkdir(parents=True, exist_ok=True)
-                with open(destination, "wb") as out:
+                try:
+                    destination.parent.mkdir(parents=True, exist_ok=True)
+                    out = open(destination, "xb")  # a name given twice is refused, never overwritten
+                except OSError:
+                    raise SubmissionError(f"{shown(source)}: entry {shown(name)[:80]!r} is given twice or under a "
+                                          "file; upload a plain folder's tar") from None
+                with out:
                     while data is not None and (chunk := data.read(1 << 20)):
                         out.write(chunk)
+                os.chmod(destination, 0o755 if member.mode & 0o100 else 0o644)
     except SubmissionError:
         raise
-    except (tarfile.ReadError, EOFError, OSError) as exc:
+    except (tarfile.ReadError, EOFError, OSError) as exc:  # OSError: gzip's BadGzipFile, a read error
         truncated = isinstance(exc, EOFError) or "unexpected end" in str(exc) or "truncated" in str(exc)
         if truncated or count:
             raise PartialUpload(f"{shown(source)}: the archive ends early ({type(exc).__name__}); it is still being "
