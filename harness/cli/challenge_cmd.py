@@ -178,8 +178,12 @@ def record_cmd(challenge_file: Path, phase: str, root: Path | None, drop: Path |
 
 @click.command()
 @click.argument("record", type=click.Path(path_type=Path, dir_okay=False, exists=True))
+@click.option("--challenge", "challenge_file", type=click.Path(path_type=Path, dir_okay=False, exists=True), default=None,
+              help="The challenge file where it is now (default: where the record says it was).")
+@click.option("--root", type=click.Path(path_type=Path, file_okay=False, exists=True), default=None,
+              help="The challenge's folder where it is now (default: where the record says it was).")
 @click.option("--json", "as_json", is_flag=True, help="Print {identical, differences} as JSON.")
-def verify(record: Path, as_json: bool) -> int:
+def verify(record: Path, challenge_file: Path | None, root: Path | None, as_json: bool) -> int:
     """Check a phase's record: "identical", or each difference (exit 3).
 
     \b
@@ -189,7 +193,7 @@ def verify(record: Path, as_json: bool) -> int:
     """
     from harness.phases.record import verify as check
 
-    differences = check(record)
+    differences = check(record, challenge_file=challenge_file, root=root)
     if as_json:
         click.echo(json.dumps({"identical": not differences, "differences": differences}))
     elif differences:

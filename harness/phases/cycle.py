@@ -58,10 +58,12 @@ def _merge(total: RunSummary, part: RunSummary) -> None:
 
 
 def one_pass(config: ChallengeConfig, phase: Phase, layout: ChallengeLayout, options: PassOptions, *, say: Say,
-             on_result: OnResult, limit: int | None = None, take: bool = True, full: bool = False) -> PassResult:
+             on_result: OnResult, limit: int | None = None, take: bool = True, full: bool = False,
+             skip: frozenset[str] = frozenset()) -> PassResult:
     """Take the drop folder's uploads (unless `take` is false), evaluate up to `limit` submissions that
     lack a result (all with `full`: every submission planned again, as after a profile change), and
-    rewrite the pages once something changed."""
+    rewrite the pages once something changed. `skip`: submissions not to evaluate (already tried by
+    this process: one whose manifest no longer loads has no row, and would be tried forever)."""
     result = PassResult()
     if take:
         result.decisions = intake(config, phase, layout, clock=options.clock, settle_s=options.settle_s,
@@ -77,6 +79,7 @@ def one_pass(config: ChallengeConfig, phase: Phase, layout: ChallengeLayout, opt
             with Store.open(results, lock=False, create=False) as store:
                 stored = dict(store.stored())
         todo = [s for s in items if any((s.id, c) not in stored for c in case_ids)]
+    todo = [s for s in todo if s.id not in skip]
     todo = todo[:limit] if limit is not None else todo
     data = load_data(phase.data_dir) if todo else None
     for item in todo:
@@ -94,9 +97,13 @@ def watch(config: ChallengeConfig, phase: Phase, layout: ChallengeLayout, option
     """Evaluate arrivals one submission at a time until stopped (or, with `until_idle`, until a pass
     finds nothing to do); returns how many submissions were evaluated."""
     evaluated = 0
+    tried: set[str] = set()
     while True:
-        done = one_pass(config, phase, layout, options, say=say, on_result=on_result, limit=1)
+        done = one_pass(config, phase, layout, options, say=say, on_result=on_result, limit=1, skip=frozenset(tried))
         evaluated += len(done.evaluated)
+        tried.update(done.evaluated)
+        for problem in done.summary.problems:
+            say(f"error: {problem}")
         if done.evaluated:
             continue  # the next waiting one, before looking at the drop folder again
         if until_idle and not any(d.decision == "accepted" for d in done.decisions):

@@ -142,18 +142,20 @@ def _entries(entries: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
     return [(e["rank"], e["team"], e["submission"], round(float(e["score"]), 9)) for e in entries]
 
 
-def verify(record_path: Path) -> list[str]:
-    """Every difference between the record and what the files say now (empty: identical)."""
+def verify(record_path: Path, *, challenge_file: Path | None = None, root: Path | None = None) -> list[str]:
+    """Every difference between the record and what the files say now (empty: identical).
+    `challenge_file` and `root`: where the challenge file and folder are now, when they were copied
+    elsewhere (default: where the record says they were)."""
     record = json.loads(Path(record_path).read_text(encoding="utf-8"))
     differ: list[str] = []
-    source = Path(record["challenge"]["file"])
+    source = Path(challenge_file or record["challenge"]["file"]).resolve()
     now_sha = _file_sha(source)
     if now_sha != record["challenge"]["sha256"]:
         differ.append(f"{source}: the challenge file changed since the record (sha256 {now_sha[:12] or 'missing'}, "
                       f"recorded {record['challenge']['sha256'][:12]})")
     config = load_challenge_config(source)
     phase = config.phase(record["phase"])
-    layout = ChallengeLayout.of(Path(record["layout"]["root"]), Path(record["layout"]["drop"]))
+    layout = ChallengeLayout.of(Path(root or record["layout"]["root"]), None if root else Path(record["layout"]["drop"]))
     profile = phase.challenge.profile
     if profile.content_sha256 != record["profile"]["sha256"]:
         differ.append(f"{profile.source}: the scoring profile {profile.name} changed since the record")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -39,6 +40,10 @@ def test_the_commands_from_a_shell(tmp_path: Path) -> None:
     assert record == world.root / "phases" / "validation" / "record.json"
     done = _harness(world, "verify", "--json", str(record))
     assert done.returncode == 0 and json.loads(done.stdout) == {"identical": True, "differences": []}
+    copy = shutil.copytree(world.root, tmp_path / "elsewhere")  # anyone with the files, in another place
+    done = _harness(world, "verify", str(copy / "phases" / "validation" / "record.json"), "--challenge",
+                    str(copy / "challenge.toml"), "--root", str(copy))
+    assert done.returncode == 0 and done.stdout.strip() == "identical", done.stdout + done.stderr
     (world.root / "data" / "validation" / "labelsTr" / "case_00.nii.gz").write_bytes(b"not a label any more")
     done = _harness(world, "verify", str(record))
     assert done.returncode == 3 and "case_00.nii.gz: the ground-truth label changed since the record" in done.stdout

@@ -105,3 +105,22 @@ def test_an_upload_that_is_still_growing_is_partial_and_stays(tmp_path: Path) ->
     assert upload.is_dir() and submissions(layout, "validation") == []
     decisions = intake(config, config.phase("validation"), layout, settle_s=1.0, clock=world.clock, sleep=lambda _s: None)
     assert [d.decision for d in decisions] == [Decision.ACCEPTED]
+
+
+def test_watch_tries_a_submission_that_no_longer_loads_once(tmp_path: Path) -> None:
+    from harness.models import RunnerKind
+    from harness.phases.cycle import PassOptions, watch
+
+    world = World(tmp_path / "challenge", validation_cases=1)
+    config = load_challenge_config(world.challenge)
+    layout = ChallengeLayout.of(world.root)
+    phase = config.phase("validation")
+    world.upload("validation", "alpha", "a1", drop=0.3, token="tokla1")
+    assert [d.decision for d in intake(config, phase, layout, settle_s=0, clock=world.clock)] == [Decision.ACCEPTED]
+    manifest = submissions(layout, "validation")[0].manifest()
+    manifest.write_text(manifest.read_text().replace('kind = "segmenter"', 'kind = "painter"'))  # broken since
+    said: list[str] = []
+    options = PassOptions(runner=RunnerKind.LOCAL, cache_dir=tmp_path / "cache", settle_s=0, sleep=lambda _s: None)
+    assert watch(config, phase, layout, options, say=said.append, on_result=lambda _e: None, until_idle=True) == 1
+    assert [m for m in said if m.startswith("error: alpha-1:")] and "key 'kind' = 'painter'" in " ".join(said)
+    assert world.starts_list() == []
