@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+from harness.build import BuiltImage
 from harness.data.check import require_label_names
 from harness.errors import SpecError
 from harness.executor import Executor, LocalExecutor
@@ -59,7 +60,7 @@ def evaluate(phase: Phase, items: list[Submission], results: Path, *, runner: Ru
     summary.notes.extend(data.problems)
     with Store.open(results) as store:
         store.bind(data.identity(phase.challenge))
-        images = {}
+        images: dict[str, BuiltImage] = {}
         with summary.timed("images"):
             if runner is RunnerKind.DOCKER and segmenters:
                 prune_orphans(store, say)

@@ -216,11 +216,14 @@ def write_team(phase: Phase, layout: ChallengeLayout, team: str, board: Board, i
                         + ("; shown on the leaderboard" if where else "") + ".</p>")
         if not mine:
             continue
-        table_rows, organ_rows, organs = [], [], []
+        table_rows: list[tuple[str, ...]] = []
+        organ_rows: list[tuple[str, ...]] = []
+        organs: list[str] = []
         for run in mine:
             case_id = str(run["case_id"])
             case_scores = rows.scores.get((item.id, case_id), [])
             elapsed = run["elapsed_s"]
+            assert elapsed is None or isinstance(elapsed, (int, float))
             table_rows.append((html.escape(case_id), html.escape(str(run["status"])),
                                _fmt(_mean([s[1] for s in case_scores])), _fmt(_mean([s[2] for s in case_scores])),
                                _fmt(float(elapsed) if elapsed is not None else float("nan"), 2)))

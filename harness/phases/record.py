@@ -164,9 +164,9 @@ def verify(record_path: Path, *, challenge_file: Path | None = None, root: Path 
         changed = sorted(k for k in ranking if json.dumps(ranking[k], default=str) !=
                          json.dumps(record["ranking"]["config"].get(k), default=str))
         differ.append(f"{phase.ranking_source}: the ranking configuration changed ({', '.join(changed)})")
-    for key, expected in (("harness_version", __version__), ("scoring_version", SCORING_VERSION)):
-        if record[key] != expected:
-            differ.append(f"{key}: recorded {record[key]}, this harness is {expected}")
+    for version, expected_version in (("harness_version", __version__), ("scoring_version", SCORING_VERSION)):
+        if record[version] != expected_version:
+            differ.append(f"{version}: recorded {record[version]}, this harness is {expected_version}")
     data = load_data(phase.data_dir)
     cases = {c.case_id: c for c in data.cases}
     for case_id, recorded in record["data"]["cases"].items():
