@@ -18,6 +18,8 @@
     build_memory = "8g"              # memory of a build step's container
     image = "32g"                    # a prebuilt image's archive, uncompressed (checked before `docker load`)
 
+    [teams] / [phases.<name>]        # a challenge over weeks: read by harness.phases.config, ignored here
+
 The built-in default is FLARE22's scoring with AbdomenAtlas-8K's organs for the annotator. The
 challenge, not a submission, decides how outputs are scored: a manifest's `profile` only declares
 the label system its outputs use, and a manifest whose label system differs from the challenge's is
@@ -42,7 +44,7 @@ if TYPE_CHECKING:
 DEFAULT_NAME = "flare22"
 DEFAULT_PROFILE = "flare22"
 DEFAULT_ANNOTATION_PROFILE = "atlas8"
-_KEYS = {"name", "profile", "annotation_profile", "limits"}
+_KEYS = {"name", "profile", "annotation_profile", "limits", "teams", "phases"}  # the last two: harness.phases.config
 
 
 @dataclass(frozen=True)
@@ -150,7 +152,7 @@ def load_challenge(path: Path | None = None, *, profile: str | None = None) -> C
         if unknown:
             raise SpecError(f"{path}: unknown key '{unknown[0]}'; allowed keys: {', '.join(sorted(_KEYS))}")
         for key, value in raw.items():
-            if key != "limits" and (not isinstance(value, str) or not value.strip()):
+            if key not in ("limits", "teams", "phases") and (not isinstance(value, str) or not value.strip()):
                 raise SpecError(f"{path}: key '{key}' = {value!r}; expected a non-empty string")
         base = Path(path).resolve().parent
         source = str(Path(path).resolve())
@@ -160,6 +162,11 @@ def load_challenge(path: Path | None = None, *, profile: str | None = None) -> C
     annotator = load_profile(str(raw.get("annotation_profile", DEFAULT_ANNOTATION_PROFILE)), relative_to=base)
     limits = _limits(raw.get("limits", {}), path)
     return Challenge(name=name, profile=segmenters, annotation_profile=annotator, source=source, limits=limits)
+
+
+def parse_limits(raw: object, path: Path | None) -> Limits:
+    """A `[limits]` table (or a phase's, merged over it) as `Limits`; raises SpecError naming the key."""
+    return _limits(raw, path)
 
 
 def _limits(raw: object, path: Path | None) -> Limits:

@@ -953,3 +953,98 @@ def _shown_name(name: str) -> str:
     from harness.safetext import safe_text
 
     return "'" + safe_text(name, limit=80) + "'"
+
+
+# --- challenge uploads (harness.phases): a team's folder or tar of one submission -------------------
+
+UPLOAD_FILES = 10_000
+UPLOAD_SUFFIXES = (".tar", ".tar.gz", ".tgz")
+
+
+class PartialUpload(SubmissionError):
+    """An upload that is still being written (or was cut short): looked at again later, never run."""
+
+
+def upload_snapshot(path: Path) -> tuple[tuple[str, int, int], ...]:
+    """(relative name, size, mtime ns) of every entry of an upload (a file, or a folder walked without
+    following links): two equal snapshots some seconds apart say that nobody is writing it."""
+    root = Path(path)
+    info = os.lstat(root)
+    if stat.S_ISREG(info.st_mode):
+        return (("", info.st_size, info.st_mtime_ns),)
+    found = []
+    for current, dirs, files in os.walk(root, followlinks=False):
+        for name in sorted([*dirs, *files]):
+            entry = Path(current) / name
+            entry_info = os.lstat(entry)
+            found.append((entry.relative_to(root).as_posix(), entry_info.st_size, entry_info.st_mtime_ns))
+            if len(found) > UPLOAD_FILES:
+                raise SubmissionError(f"{shown(root)}: more than {UPLOAD_FILES} entries; upload one algorithm")
+    return tuple(sorted(found))
+
+
+def unpack_upload(path: Path, target: Path, *, max_bytes: int) -> str:
+    """Copy a team's upload (a folder, or a .tar/.tar.gz of one) into the new folder `target` as
+    checked regular files and folders only; returns the sha256 of what was taken (names and bytes,
+    as `folder_digest`). A tar that ends early is a PartialUpload; a link, a device, a name that
+    leaves the archive or more than `max_bytes` is a SubmissionError."""
+    source = Path(path)
+    if stat.S_ISDIR(os.lstat(source).st_mode):
+        total = 0
+        for item in context_files(source, max_files=UPLOAD_FILES, max_bytes=max_bytes):
+            destination = target / item.relative
+            destination.parent.mkdir(parents=True, exist_ok=True)
+            with open_context_file(item) as handle, open(destination, "wb") as out:
+                while chunk := handle.read(1 << 20):
+                    total += len(chunk)
+                    out.write(chunk)
+                executable = os.fstat(handle.fileno()).st_mode & 0o100
+            os.chmod(destination, 0o755 if executable else 0o644)
+        return folder_digest(target)
+    if not source.name.endswith(UPLOAD_SUFFIXES):
+        raise SubmissionError(f"{shown(source)}: an upload is a folder or a .tar/.tar.gz of one; upload that")
+    handle = open_file(source, what="an upload", max_bytes=max_bytes, fix="upload a smaller submission")
+    count = total = 0
+    try:
+        with handle, tarfile.open(fileobj=handle, mode="r|*") as archive:
+            for member in archive:
+                pure = PurePosixPath(member.name)
+                if pure.is_absolute() or ".." in pure.parts or "\0" in member.name or len(member.name) > 4096:
+                    raise SubmissionError(f"{shown(source)}: an entry {shown(member.name)[:80]!r} leaves the upload; "
+                                          "upload a tar of a plain folder")
+                name = _member_name(source, member.name)
+                count += 1
+                total += max(member.size, 0)
+                if count > UPLOAD_FILES or total > max_bytes:
+                    raise SubmissionError(f"{shown(source)}: more than {UPLOAD_FILES} entries or {max_bytes} bytes; "
+                                          "upload one algorithm")
+                if not name:
+                    continue
+                if member.isdir():
+                    (target / name).mkdir(parents=True, exist_ok=True)
+                    continue
+                if not member.isfile():
+                    raise SubmissionError(f"{shown(source)}: entry {shown(name)[:80]!r} is a link or a special file; "
+                                          "upload regular files only")
+                data = archive.extractfile(member)
+                destination = target / name
+                try:
+                    destination.parent.mkdir(parents=True, exist_ok=True)
+                    out = open(destination, "xb")  # a name given twice is refused, never overwritten
+                except OSError:
+                    raise SubmissionError(f"{shown(source)}: entry {shown(name)[:80]!r} is given twice or under a "
+                                          "file; upload a plain folder's tar") from None
+                with out:
+                    while data is not None and (chunk := data.read(1 << 20)):
+                        out.write(chunk)
+                os.chmod(destination, 0o755 if member.mode & 0o100 else 0o644)
+    except SubmissionError:
+        raise
+    except (tarfile.ReadError, EOFError, OSError) as exc:  # OSError: gzip's BadGzipFile, a read error
+        truncated = isinstance(exc, EOFError) or "unexpected end" in str(exc) or "truncated" in str(exc)
+        if truncated or count:
+            raise PartialUpload(f"{shown(source)}: the archive ends early ({type(exc).__name__}); it is still being "
+                                "written or was cut short: upload it again") from None
+        raise SubmissionError(f"{shown(source)}: not a readable tar archive ({type(exc).__name__}); upload a .tar or "
+                              ".tar.gz of the submission folder") from None
+    return folder_digest(target)

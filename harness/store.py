@@ -21,7 +21,7 @@ import json
 import math
 import os
 import sqlite3
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -340,6 +340,33 @@ class Store:
 
     def measurements(self) -> pd.DataFrame:
         return pd.read_sql_query("SELECT * FROM measurements ORDER BY algorithm, case_id, name", self.conn)
+
+    def case_means(self, measurements: Sequence[str]) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+        """What `tidy_scores` needs, aggregated here: (every run's row without its log, details and
+        host; per (algorithm, case) the mean DSC and NSD over organs, as `tidy_scores` would take
+        them; the named measurements). A leaderboard redrawn on every submission reads these
+        instead of every organ's row."""
+        runs = pd.read_sql_query(
+            "SELECT algorithm, case_id, kind, status, score_status, score_message, elapsed_s, ended_at, label_sha256, "
+            "profile_sha256, scoring_version, image_digest, manifest_sha256 FROM runs ORDER BY algorithm, case_id",
+            self.conn)
+        means = pd.read_sql_query("SELECT algorithm, case_id, AVG(dsc) AS dsc, AVG(nsd) AS nsd FROM scores "
+                                  "GROUP BY algorithm, case_id ORDER BY algorithm, case_id", self.conn)
+        marks = ", ".join("?" for _ in measurements) or "NULL"
+        extra = pd.read_sql_query(f"SELECT * FROM measurements WHERE name IN ({marks}) ORDER BY algorithm, case_id, name",
+                                  self.conn, params=list(measurements))
+        return runs, means, extra
+
+    def rows_of(self, algorithms: Sequence[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """(runs, scores) of `algorithms` only, as `runs()` and `scores()` give them."""
+        marks = ", ".join("?" for _ in algorithms) or "NULL"
+        runs = pd.read_sql_query(f"SELECT * FROM runs WHERE algorithm IN ({marks}) ORDER BY algorithm, case_id", self.conn,
+                                 params=list(algorithms))
+        scores = pd.read_sql_query(
+            "SELECT s.algorithm, s.case_id, s.organ, s.label, s.dsc, s.nsd, s.hd95_mm, s.status AS organ_status, "
+            "s.message AS organ_message, r.status FROM scores s JOIN runs r USING (algorithm, case_id) "
+            f"WHERE s.algorithm IN ({marks}) ORDER BY algorithm, case_id, label", self.conn, params=list(algorithms))
+        return runs, scores
 
     def integrity_ok(self) -> bool:
         return self.conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"

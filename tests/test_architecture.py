@@ -288,6 +288,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("harness.challenge", "harness.pipeline", "harness.annotate", "harness.check"),  # orchestration
     ("harness.ranking",),
     ("harness.report",),
+    ("harness.phases",),  # a challenge over weeks: teams, submissions and policies on top of the batch
     ("harness.cli", "harness.__main__"),
 )
 # The report reads the store and the ranking (and the profiles it names), never a runner.

@@ -45,6 +45,9 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "rank": ("harness.cli.rank_cmd", "rank",
              "Rank algorithms (FLARE's score, or another method), with bootstrap intervals and tests."),
     "report": ("harness.cli.report_cmd", "report", "Write the leaderboard of a results folder as self-contained HTML."),
+    "challenge": ("harness.cli.challenge_cmd", "challenge",
+                  "A challenge over weeks: phases, teams, submissions, feedback, a verifiable record."),
+    "verify": ("harness.cli.challenge_cmd", "verify", 'Check a phase\'s record: "identical", or each difference (exit 3).'),
 }
 
 

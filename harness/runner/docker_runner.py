@@ -461,9 +461,10 @@ def _inputs_full(writable: _WritableInputs, path: str, res: Any, status: RunStat
     spaces = [(volume, inside, shown, base) for volume, inside, shown, base in (
         (writable.volume, "/inputs", path, writable.staged or empty),
         (writable.scratch, SCRATCH_PATH, writable.workdir, writable.seed or empty)) if volume is not None]
-    filled = [_filled_on_host(volume) for volume, _, _, _ in spaces]
-    if any(full is None for full in filled):
-        filled = _filled(writable.holder, [inside for _, inside, _, _ in spaces])
+    filled: list[bool | None] | None = [_filled_on_host(volume) for volume, _, _, _ in spaces]
+    if filled is None or any(full is None for full in filled):
+        found = _filled(writable.holder, [inside for _, inside, _, _ in spaces])
+        filled = None if found is None else list(found)
     for (_, inside, shown, base), full in zip(spaces, filled or [None] * len(spaces), strict=True):
         if full is None and status is RunStatus.CRASHED:
             try:

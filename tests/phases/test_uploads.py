@@ -1,0 +1,71 @@
+"""`harness.intake.unpack_upload`: a team's tar becomes checked regular files, or is refused (a tar
+cut short is partial: looked at again later)."""
+
+from __future__ import annotations
+
+import io
+import os
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from harness.intake import PartialUpload, SubmissionError, folder_digest, unpack_upload
+
+
+def _tar(path: Path, members: list[tuple[str, bytes | None, int]], *, mode: str = "w") -> Path:
+    """Members (name, content or None for a symbolic link to /etc/passwd, file mode)."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode=mode) as tar:  # type: ignore[call-overload]
+        for name, content, file_mode in members:
+            info = tarfile.TarInfo(name)
+            info.mode = file_mode
+            if content is None:
+                info.type, info.linkname = tarfile.SYMTYPE, "/etc/passwd"
+                tar.addfile(info)
+            else:
+                info.size = len(content)
+                tar.addfile(info, io.BytesIO(content))
+    path.write_bytes(buffer.getvalue())
+    return path
+
+
+def test_a_whole_tar_is_copied_with_its_executable_bits(tmp_path: Path) -> None:
+    archive = _tar(tmp_path / "u.tar.gz", [("toy/algorithm.toml", b"x" * 3000, 0o644), ("toy/run.sh", b"#!/bin/sh\n", 0o755)],
+                   mode="w:gz")
+    digest = unpack_upload(archive, tmp_path / "out", max_bytes=10**6)
+    assert (tmp_path / "out" / "toy" / "algorithm.toml").read_bytes() == b"x" * 3000
+    assert os.stat(tmp_path / "out" / "toy" / "run.sh").st_mode & 0o777 == 0o755
+    assert digest == folder_digest(tmp_path / "out")
+
+
+@pytest.mark.parametrize("mode", ["w", "w:gz"])
+def test_a_tar_cut_short_is_partial(tmp_path: Path, mode: str) -> None:
+    whole = _tar(tmp_path / "w.tar", [("toy/algorithm.toml", os.urandom(20_000), 0o644)], mode=mode)
+    cut = tmp_path / "cut.tar"
+    cut.write_bytes(whole.read_bytes()[: 9_000])
+    with pytest.raises(PartialUpload, match="cut.tar: the archive ends early"):
+        unpack_upload(cut, tmp_path / "out", max_bytes=10**6)
+
+
+@pytest.mark.parametrize(("members", "message"), [
+    ([("../evil", b"x", 0o644)], "leaves the upload"),
+    ([("/etc/evil", b"x", 0o644)], "leaves the upload"),
+    ([("toy/link", None, 0o777)], "is a link or a special file"),
+    ([("toy/a", b"1", 0o644), ("toy/a", b"2", 0o644)], "is given twice or under a file"),
+])
+def test_what_a_tar_may_not_hold_is_refused(tmp_path: Path, members: list[tuple[str, bytes | None, int]],
+                                            message: str) -> None:
+    with pytest.raises(SubmissionError, match=message):
+        unpack_upload(_tar(tmp_path / "u.tar", members), tmp_path / "out", max_bytes=10**6)
+    assert not (tmp_path / "evil").exists()
+
+
+def test_an_upload_over_the_size_cap_is_refused(tmp_path: Path) -> None:
+    archive = _tar(tmp_path / "u.tar", [("toy/weights.bin", b"w" * 5000, 0o644)])
+    with pytest.raises(SubmissionError, match="over the cap of 4000 for an upload"):
+        unpack_upload(archive, tmp_path / "out", max_bytes=4000)
+    bomb = _tar(tmp_path / "u.tar.gz", [("toy/weights.bin", b"w" * 50_000, 0o644)], mode="w:gz")  # small compressed
+    assert bomb.stat().st_size < 4000
+    with pytest.raises(SubmissionError, match="more than 10000 entries or 4000 bytes"):
+        unpack_upload(bomb, tmp_path / "out2", max_bytes=4000)
