@@ -17,6 +17,11 @@ PyYAML) sees a byte of it; each tool then gets a normalised, checked copy.
   variable in a source; the daemon gets the bytes that were checked.
 - **YAML** (`load_yaml`): size-capped, scanned token by token first (no anchor, alias or tag, a
   depth and token budget), only then handed to PyYAML's safe loader.
+- **Tarballs** (`extract_tar`, `extracted_once`): MedPerf's additional_files.tar.gz, grand-challenge's
+  model.tar.gz and a team's upload, extracted by one bounded streaming walk: regular files and
+  folders only, every name inside the folder, each once, entry and byte caps counted as written;
+  the uses differ only in a `TarUse` (caps, file modes, the name in messages). An archive that ends
+  early is a `TruncatedArchive`, so an upload still being written is looked at again later.
 - **Image archives** (`inspect_archive`, `normalised_archive`): `docker save` tars read header by
   header: exactly one image, bounded entry count and uncompressed size, no path that leaves the
   archive, no compressed layer; `docker load` gets a copy with every tag removed, so nothing a
@@ -33,15 +38,19 @@ import errno
 import hashlib
 import io
 import json
+import lzma
 import os
 import re
+import shutil
 import stat
 import tarfile
+import tempfile
 import threading
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import Any, Self
 
 from harness.errors import SpecError
 
@@ -245,80 +254,273 @@ def open_context_file(item: ContextFile) -> io.BufferedReader:
     return handle
 
 
-# --- files tarballs (MedPerf's additional_files.tar.gz, a model.tar.gz) ----------------------------
+# --- submission tarballs: one bounded extractor for every use --------------------------------------
+# MedPerf's additional_files.tar.gz, grand-challenge's model.tar.gz and a team's upload are read by
+# the one walk below; what differs between them (caps, file modes, what messages call the archive)
+# is a TarUse value.
 
-FILES_TARBALL_BYTES = 4 * 1024**3  # what one tarball may hold once extracted
+FILES_TARBALL_BYTES = 4 * 1024**3  # a files tarball: as sent, and once extracted
 FILES_TARBALL_ENTRIES = 10_000
+MODEL_TARBALL_BYTES = 16 * 1024**3  # a model tarball: compressed, as sent
+MODEL_BYTES = 32 * 1024**3  # extracted
+MODEL_ENTRIES = ARCHIVE_ENTRIES
+UPLOAD_FILES = 10_000
 
 
-def extract_files_tarball(archive: Path, dest: Path, *, max_bytes: int = FILES_TARBALL_BYTES,
-                          max_entries: int = FILES_TARBALL_ENTRIES) -> Path:
-    """Extract a submission's tarball of files (gzip, bzip2, xz or none) into `dest`, which must not
-    exist, through one bounded streaming pass: folders and regular files only (a link, a device or a
-    FIFO is refused), every name relative and inside `dest` (no absolute path, no `..`), at most
-    `max_entries` entries and `max_bytes` bytes written (counted as they are written, so a
-    compression bomb stops there), files 0444. On any refusal `dest` is removed
-    and SubmissionError names the archive, the member and the fix. Returns `dest`."""
-    import shutil
+@dataclass(frozen=True)
+class TarUse:
+    """One use of a submission's tarball: what messages call it, how to pack one right (the fix of a
+    refused member), its caps and the modes its files get (folders are always 0755)."""
 
-    handle = open_file(archive, what="a files tarball", max_bytes=max_bytes,
-                       fix="pack the files with `tar -czf additional_files.tar.gz -C <folder> .`")
-    dest.mkdir(parents=True)
-    written = entries = 0
+    what: str  # "a model tarball"
+    fix: str
+    max_archive_bytes: int  # the file as sent
+    max_bytes: int  # written, counted as written
+    max_entries: int  # members, folders included
+    file_mode: int = 0o644
+    executable_mode: int = 0o755  # a member with any execute bit
+
+
+FILES_TARBALL = TarUse("a files tarball", "pack the files with `tar -czf additional_files.tar.gz -C <folder> .`",
+                       FILES_TARBALL_BYTES, FILES_TARBALL_BYTES, FILES_TARBALL_ENTRIES,
+                       file_mode=0o444, executable_mode=0o444)  # mounted read-only, as MedPerf delivers them
+MODEL_TARBALL = TarUse("a model tarball", "pack it again with `tar -czf model.tar.gz -C model .` from regular "
+                       "files and folders only", MODEL_TARBALL_BYTES, MODEL_BYTES, MODEL_ENTRIES)
+
+
+def upload_use(max_bytes: int) -> TarUse:
+    """A team's upload (harness.phases): at most `max_bytes` as sent and as extracted."""
+    return TarUse("an upload", "upload a .tar or .tar.gz of a plain submission folder "
+                  "(`tar -czf upload.tar.gz -C <folder> .`)", max_bytes, max_bytes, UPLOAD_FILES)
+
+
+class _Hashing(io.RawIOBase):
+    """A reader that hashes and counts what passes through it, and knows when its file has ended."""
+
+    def __init__(self, handle: io.BufferedReader) -> None:
+        self._handle = handle
+        self.digest = hashlib.sha256()
+        self.count = 0
+        self.exhausted = False  # a read came back short: the file has ended
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        data = self._handle.read(len(buffer))
+        self.digest.update(data)
+        self.count += len(data)
+        self.exhausted = self.exhausted or len(data) < len(buffer)
+        buffer[: len(data)] = data
+        return len(data)
+
+
+class TruncatedArchive(SubmissionError):
+    """A tarball that ends early: still being written, or cut short."""
+
+
+@dataclass(frozen=True)
+class ExtractedTar:
+    sha256: str  # of the archive's bytes as they were read
+    bytes_written: int
+    entries: int
+
+
+_UNREADABLE = (tarfile.TarError, EOFError, OSError, zlib.error, lzma.LZMAError)  # on the reading side only
+
+
+def extract_tar(archive: Path, dest: Path, *, use: TarUse) -> ExtractedTar:
+    """Extract a submission's tarball (plain, gzip, bzip2 or xz) into `dest`, which must not exist,
+    in one bounded streaming pass: folders and regular files only (a link, a device or a FIFO is
+    refused), every name relative and inside `dest` (no absolute path, no `..`), no member twice and
+    none under a file, at most `use.max_entries` members and `use.max_bytes` bytes written (checked
+    against each member's declared size before it is written and counted as written, so a
+    compression bomb stops at the cap); files `use.file_mode` (`use.executable_mode` when any
+    execute bit is set), folders 0755, owned by whoever runs harness. On any refusal `dest` is
+    removed and SubmissionError names the archive, the member and the fix; an archive that ends
+    early (cut inside a member or between two, without tar's end-of-archive blocks) is a
+    TruncatedArchive."""
+    handle = open_file(archive, what=use.what, max_bytes=use.max_archive_bytes, fix=use.fix)
     try:
-        with handle, tarfile.open(fileobj=handle, mode="r|*") as tar:
-            for member in tar:
-                entries += 1
-                name = PurePosixPath(member.name)
-                parts = [part for part in name.parts if part not in ("", ".")]
-                where = f"{shown(archive)}: member {shown(member.name)!r}"
-                if entries > max_entries:
-                    raise SubmissionError(f"{shown(archive)}: more than {max_entries} entries; pack fewer, larger files")
-                if name.is_absolute() or ".." in parts:
-                    raise SubmissionError(f"{where} leaves the folder it is extracted to; pack relative paths "
-                                          "(`tar -C <folder> .`)")
-                if not (member.isdir() or member.isreg()):
-                    raise SubmissionError(f"{where} is not a regular file or a folder (a link, a device or a pipe); "
-                                          "pack the files themselves")
-                if not parts:
-                    continue
-                target = dest.joinpath(*parts)
-                for parent in reversed(target.parents):  # no part of the way may be a file already
-                    if parent.is_relative_to(dest) and parent.exists() and not parent.is_dir():
-                        raise SubmissionError(f"{where} lies under a file of the same archive; pack a folder tree")
-                if member.isdir():
-                    target.mkdir(parents=True, exist_ok=True)
-                    continue
-                if target.exists():
-                    raise SubmissionError(f"{where} is given twice; pack each file once")
-                target.parent.mkdir(parents=True, exist_ok=True)
-                source = tar.extractfile(member)
-                assert source is not None
-                with open(target, "xb") as sink:
-                    while chunk := source.read(1 << 20):
-                        written += len(chunk)
-                        if written > max_bytes:
-                            raise SubmissionError(f"{shown(archive)}: extracts to more than {max_bytes} bytes; ship "
-                                                  "smaller files, or inside the image")
-                        sink.write(chunk)
-    except (tarfile.TarError, EOFError, OSError, zlib_error()) as exc:
-        shutil.rmtree(dest, ignore_errors=True)
-        raise SubmissionError(f"{shown(archive)}: not a readable tarball ({type(exc).__name__}: "
-                              f"{' '.join(str(exc).split())[:120]}); pack it with `tar -czf`") from None
-    except SubmissionError:
+        dest.mkdir(parents=True)
+    except BaseException:
+        handle.close()
+        raise
+    try:
+        with handle:
+            os.chmod(dest, 0o755)
+            return _extract(archive, _Hashing(handle), dest, use)
+    except BaseException:
         shutil.rmtree(dest, ignore_errors=True)
         raise
-    for folder, _, extracted in os.walk(dest):
-        for file_name in extracted:
-            os.chmod(os.path.join(folder, file_name), 0o444)
-        os.chmod(folder, 0o755)
-    return dest
 
 
-def zlib_error() -> type[Exception]:
-    import zlib
+def _header_class(ends: list[str]) -> type[tarfile.TarInfo]:
+    """A TarInfo that records each header error: tarfile ends the walk quietly on an empty or cut
+    header as on the end-of-archive blocks, and only this record tells them apart."""
 
-    return zlib.error
+    class Header(tarfile.TarInfo):
+        @classmethod
+        def fromtarfile(cls, tar: tarfile.TarFile) -> Self:
+            try:
+                return super().fromtarfile(tar)
+            except tarfile.HeaderError as exc:
+                ends.append(type(exc).__name__)  # EOFHeaderError (the end blocks), Empty-, Truncated-, Invalid-
+                raise
+
+    return Header
+
+
+def _extract(archive: Path, reader: _Hashing, dest: Path, use: TarUse) -> ExtractedTar:
+    ends: list[str] = []
+    entries = written = 0
+    last = ""
+
+    def name() -> str:
+        return f"member {_shown_name(last)}"
+
+    def unreadable(exc: BaseException) -> SubmissionError:
+        where = f"at or after {name()}" if last else "before its first member"
+        decompression = exc.__cause__ is not None or str(exc).startswith(("invalid compressed data", "zlib error"))
+        if reader.exhausted and not decompression and entries:  # a first header cut short: not known to be a tar
+            return TruncatedArchive(f"{shown(archive)}: the archive ends early ({where}); it is still being written or "
+                                    f"was cut short: {use.fix}")
+        return SubmissionError(f"{shown(archive)}: not a readable tar archive (plain, gzip, bzip2 or xz) {where} "
+                               f"({type(exc).__name__}); {use.fix}")
+
+    def refuse(problem: str, fix: str = use.fix) -> SubmissionError:
+        return SubmissionError(f"{shown(archive)}: {name()} {problem}; {fix}")
+
+    try:
+        tar = tarfile.open(fileobj=reader, mode="r|*", tarinfo=_header_class(ends))
+    except _UNREADABLE as exc:
+        raise unreadable(exc) from None
+    with tar:
+        while True:
+            try:
+                member = tar.next()
+            except _UNREADABLE as exc:
+                raise unreadable(exc) from None
+            if member is None:
+                break
+            entries += 1
+            last = member.name
+            if entries > use.max_entries:
+                raise refuse(f"is entry {entries}, past the cap of {use.max_entries} entries for {use.what}",
+                             "pack fewer, larger files")
+            pure = PurePosixPath(member.name)
+            parts = [part for part in pure.parts if part not in ("", ".")]
+            if pure.is_absolute() or ".." in parts:
+                raise refuse("leaves the folder it is extracted to (an absolute path or '..')", use.fix)
+            if "\0" in member.name or len(os.fsencode(member.name)) > 4096 or any(len(os.fsencode(p)) > 255 for p in parts):
+                raise refuse("has a name no file system takes (a NUL byte, a part over 255 bytes or over 4096 in all)")
+            if not (member.isreg() or member.isdir()):
+                raise refuse("is a link or a special file (a device, a FIFO), not a regular file or a folder")
+            if not parts:
+                continue  # the archive's own root folder ("./")
+            try:
+                _make_folders(dest, parts if member.isdir() else parts[:-1])
+            except _Conflict:
+                raise refuse("lies under a file of the same archive, or is a folder given as a file too",
+                             "pack a folder tree, each name once") from None
+            if member.isdir():
+                continue
+            if written + max(member.size, 0) > use.max_bytes:
+                raise refuse(f"takes what is extracted past the cap of {use.max_bytes} bytes for {use.what}",
+                             "ship fewer or smaller files")
+            target = dest.joinpath(*parts)
+            try:
+                fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+            except FileExistsError:
+                raise refuse("is given twice (or as a folder too)", "pack each file once") from None
+            except OSError as exc:
+                raise refuse(f"cannot be written under {shown(dest)} ({exc.strerror})",
+                             "free space there or check its permissions") from None
+            with os.fdopen(fd, "wb") as sink:
+                source = tar.extractfile(member)
+                assert source is not None  # a regular file
+                while True:
+                    try:
+                        chunk = source.read(1 << 20)
+                    except _UNREADABLE as exc:
+                        raise unreadable(exc) from None
+                    if not chunk:
+                        break
+                    written += len(chunk)
+                    if written > use.max_bytes:
+                        raise refuse(f"takes what is extracted past the cap of {use.max_bytes} bytes for {use.what}",
+                                     "ship fewer or smaller files")
+                    try:
+                        sink.write(chunk)
+                    except OSError as exc:
+                        raise refuse(f"cannot be written under {shown(dest)} ({exc.strerror})",
+                                     "free space there or check its permissions") from None
+                os.fchmod(sink.fileno(), use.executable_mode if member.mode & 0o111 else use.file_mode)
+    if not ends or ends[-1] != "EOFHeaderError":  # the walk ended without tar's end-of-archive blocks
+        if ends and ends[-1] == "InvalidHeaderError":
+            raise SubmissionError(f"{shown(archive)}: a damaged header after {name()}; {use.fix}")
+        raise TruncatedArchive(f"{shown(archive)}: the archive ends early (after {name()}); it is still being written "
+                               f"or was cut short: {use.fix}")
+    try:
+        while reader.read(1 << 20):  # the rest (tar's padding), so that the hash covers the whole file
+            if reader.count > use.max_archive_bytes:
+                raise SubmissionError(f"{shown(archive)}: grew past the cap of {use.max_archive_bytes} bytes for "
+                                      f"{use.what} while read; {use.fix}")
+    except OSError as exc:
+        raise unreadable(exc) from None
+    return ExtractedTar(reader.digest.hexdigest(), written, entries)
+
+
+class _Conflict(Exception):
+    """A name of the archive is a file where a folder is needed."""
+
+
+def _make_folders(dest: Path, parts: list[str]) -> None:
+    """dest/parts[0]/... as folders (0755), never through a link; _Conflict where one is not a folder."""
+    current = dest
+    for part in parts:
+        current = current / part
+        try:
+            os.mkdir(current, 0o755)
+        except FileExistsError:
+            if not stat.S_ISDIR(os.lstat(current).st_mode):
+                raise _Conflict(current) from None
+            continue
+        except NotADirectoryError:
+            raise _Conflict(current) from None
+        os.chmod(current, 0o755)
+
+
+def _shown_name(name: str) -> str:
+    from harness.safetext import safe_text
+
+    return "'" + safe_text(shown(name), limit=80) + "'"
+
+
+def extracted_once(archive: Path, root: Path, *, use: TarUse) -> Path:
+    """`archive` extracted (`extract_tar`) into `root/<sha256 of its bytes>/`, once per content: a
+    folder there is always complete (extracted beside it, then renamed into place), so another call,
+    thread or process finds it and extracts nothing. An archive that changes while it is read is
+    refused (the folder holds what the hash names)."""
+    digest = sha256_file(archive, what=use.what, max_bytes=use.max_archive_bytes)
+    folder = root / digest
+    if folder.is_dir():
+        return folder
+    root.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix=f".{digest[:12]}-", dir=root))
+    try:
+        extracted = extract_tar(archive, scratch / "tree", use=use)
+        if extracted.sha256 != digest:
+            raise SubmissionError(f"{shown(archive)}: changed while it was read; do not change {use.what} while "
+                                  "harness reads it")
+        try:
+            os.rename(scratch / "tree", folder)  # atomic: a folder there is always complete
+        except OSError:
+            if not folder.is_dir():
+                raise
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return folder
 
 
 # --- requirements.txt, in pip's grammar ----------------------------------------------------------
@@ -685,23 +887,6 @@ class ArchiveImage:
     tags: tuple[str, ...]  # what the submitter named it: reported, never applied
 
 
-class _Hashing(io.RawIOBase):
-    """A reader that hashes what passes through it."""
-
-    def __init__(self, handle: io.BufferedReader) -> None:
-        self._handle = handle
-        self.digest = hashlib.sha256()
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: Any) -> int:
-        data = self._handle.read(len(buffer))
-        self.digest.update(data)
-        buffer[: len(data)] = data
-        return len(data)
-
-
 def _member_name(path: Path, name: str) -> str:
     pure = PurePosixPath(name)
     if pure.is_absolute() or ".." in pure.parts or "\0" in name or len(name) > 4096:
@@ -877,87 +1062,8 @@ class _Prefixed(io.RawIOBase):
         return head + data
 
 
-# --- model tarballs (grand-challenge's model.tar.gz) --------------------------------------------
-
-MODEL_TARBALL_BYTES = 16 * 1024**3  # compressed, as sent
-MODEL_BYTES = 32 * 1024**3  # extracted
-MODEL_ENTRIES = ARCHIVE_ENTRIES
-
-
-def extract_tarball(path: Path, dest: Path, *, what: str, max_bytes: int = MODEL_BYTES,
-                    max_entries: int = MODEL_ENTRIES) -> tuple[int, int]:
-    """A submission's tarball (a plain or compressed tar, e.g. grand-challenge's `model.tar.gz`)
-    extracted into the empty folder `dest`, read header by header: only regular files and folders
-    (no link, device or FIFO), no absolute path and no '..', at most `max_entries` entries and
-    `max_bytes` bytes in all (counted as written: a bomb stops at the cap); files come out 0644
-    (0755 when executable) and folders 0755, owned by whoever runs harness. Returns (bytes, entries)."""
-    total = entries = 0
-    fix = f"pack it again with `tar -czf {Path(path).name} -C model .` from regular files and folders only"
-    with open_file(path, what=what, max_bytes=MODEL_TARBALL_BYTES, fix=fix) as handle:
-        try:
-            archive = tarfile.open(fileobj=handle, mode="r|*")
-        except tarfile.TarError:
-            raise SubmissionError(f"{shown(path)}: not a tar archive (plain, gzip, bzip2 or xz); {fix}") from None
-        with archive:
-            try:
-                for member in archive:
-                    entries += 1
-                    if entries > max_entries:
-                        raise SubmissionError(f"{shown(path)}: more than {max_entries} entries; {fix}")
-                    parts = [p for p in PurePosixPath(member.name).parts if p not in ("", ".")]
-                    if member.name.startswith("/") or ".." in parts:
-                        raise SubmissionError(f"{shown(path)}: entry {_shown_name(member.name)} leaves the folder "
-                                              f"(absolute or '..'); {fix}")
-                    if not (member.isfile() or member.isdir()):
-                        raise SubmissionError(f"{shown(path)}: entry {_shown_name(member.name)} is a link or a "
-                                              f"special file; {fix}")
-                    if not parts:
-                        continue  # the archive's own root folder ("./")
-                    target = dest.joinpath(*parts)
-                    _make_folders(dest, parts[:-1] if member.isfile() else parts)
-                    if member.isdir():
-                        continue
-                    total += member.size
-                    if total > max_bytes:
-                        raise SubmissionError(f"{shown(path)}: extracts to more than {max_bytes / 1e9:.1f} GB; {fix}")
-                    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW,
-                                 0o755 if member.mode & 0o111 else 0o644)
-                    with os.fdopen(fd, "wb") as sink:
-                        source = archive.extractfile(member)
-                        assert source is not None  # a regular file
-                        while chunk := source.read(1 << 20):
-                            sink.write(chunk)
-            except FileExistsError:
-                raise SubmissionError(f"{shown(path)}: an entry comes twice, or as a file and a folder; {fix}") from None
-            except (tarfile.TarError, EOFError, OSError) as exc:
-                if isinstance(exc, SubmissionError):
-                    raise
-                raise SubmissionError(f"{shown(path)}: unreadable tar archive ({type(exc).__name__}); {fix}") from None
-    return total, entries
-
-
-def _make_folders(dest: Path, parts: list[str]) -> None:
-    """dest/parts[0]/... as folders (0755), never through a link."""
-    current = dest
-    for part in parts:
-        current = current / part
-        try:
-            os.mkdir(current, 0o755)
-        except FileExistsError:
-            if current.is_symlink() or not current.is_dir():
-                raise
-        os.chmod(current, 0o755, follow_symlinks=False)
-
-
-def _shown_name(name: str) -> str:
-    from harness.safetext import safe_text
-
-    return "'" + safe_text(name, limit=80) + "'"
-
-
 # --- challenge uploads (harness.phases): a team's folder or tar of one submission -------------------
 
-UPLOAD_FILES = 10_000
 UPLOAD_SUFFIXES = (".tar", ".tar.gz", ".tgz")
 
 
@@ -986,8 +1092,8 @@ def upload_snapshot(path: Path) -> tuple[tuple[str, int, int], ...]:
 def unpack_upload(path: Path, target: Path, *, max_bytes: int) -> str:
     """Copy a team's upload (a folder, or a .tar/.tar.gz of one) into the new folder `target` as
     checked regular files and folders only; returns the sha256 of what was taken (names and bytes,
-    as `folder_digest`). A tar that ends early is a PartialUpload; a link, a device, a name that
-    leaves the archive or more than `max_bytes` is a SubmissionError."""
+    as `folder_digest`). A tar is read by `extract_tar` under `upload_use(max_bytes)`: one that ends
+    early is a PartialUpload, every other refusal a SubmissionError."""
     source = Path(path)
     if stat.S_ISDIR(os.lstat(source).st_mode):
         total = 0
@@ -1003,48 +1109,8 @@ def unpack_upload(path: Path, target: Path, *, max_bytes: int) -> str:
         return folder_digest(target)
     if not source.name.endswith(UPLOAD_SUFFIXES):
         raise SubmissionError(f"{shown(source)}: an upload is a folder or a .tar/.tar.gz of one; upload that")
-    handle = open_file(source, what="an upload", max_bytes=max_bytes, fix="upload a smaller submission")
-    count = total = 0
     try:
-        with handle, tarfile.open(fileobj=handle, mode="r|*") as archive:
-            for member in archive:
-                pure = PurePosixPath(member.name)
-                if pure.is_absolute() or ".." in pure.parts or "\0" in member.name or len(member.name) > 4096:
-                    raise SubmissionError(f"{shown(source)}: an entry {shown(member.name)[:80]!r} leaves the upload; "
-                                          "upload a tar of a plain folder")
-                name = _member_name(source, member.name)
-                count += 1
-                total += max(member.size, 0)
-                if count > UPLOAD_FILES or total > max_bytes:
-                    raise SubmissionError(f"{shown(source)}: more than {UPLOAD_FILES} entries or {max_bytes} bytes; "
-                                          "upload one algorithm")
-                if not name:
-                    continue
-                if member.isdir():
-                    (target / name).mkdir(parents=True, exist_ok=True)
-                    continue
-                if not member.isfile():
-                    raise SubmissionError(f"{shown(source)}: entry {shown(name)[:80]!r} is a link or a special file; "
-                                          "upload regular files only")
-                data = archive.extractfile(member)
-                destination = target / name
-                try:
-                    destination.parent.mkdir(parents=True, exist_ok=True)
-                    out = open(destination, "xb")  # a name given twice is refused, never overwritten
-                except OSError:
-                    raise SubmissionError(f"{shown(source)}: entry {shown(name)[:80]!r} is given twice or under a "
-                                          "file; upload a plain folder's tar") from None
-                with out:
-                    while data is not None and (chunk := data.read(1 << 20)):
-                        out.write(chunk)
-                os.chmod(destination, 0o755 if member.mode & 0o100 else 0o644)
-    except SubmissionError:
-        raise
-    except (tarfile.ReadError, EOFError, OSError) as exc:  # OSError: gzip's BadGzipFile, a read error
-        truncated = isinstance(exc, EOFError) or "unexpected end" in str(exc) or "truncated" in str(exc)
-        if truncated or count:
-            raise PartialUpload(f"{shown(source)}: the archive ends early ({type(exc).__name__}); it is still being "
-                                "written or was cut short: upload it again") from None
-        raise SubmissionError(f"{shown(source)}: not a readable tar archive ({type(exc).__name__}); upload a .tar or "
-                              ".tar.gz of the submission folder") from None
+        extract_tar(source, target, use=upload_use(max_bytes))
+    except TruncatedArchive as exc:
+        raise PartialUpload(str(exc)) from None
     return folder_digest(target)

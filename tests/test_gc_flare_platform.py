@@ -17,7 +17,7 @@ from harness.acceptance import ArchiveTooLong, folder_copy
 from harness.contracts import GrandChallengeOptions, contract_of
 from harness.contracts.grand_challenge import written_without_geometry
 from harness.data.nifti import read_grid
-from harness.intake import SubmissionError, extract_tarball
+from harness.intake import SubmissionError
 from harness.models import Case
 from harness.profiles import load_profile
 from harness.runner.docker_runner import declared_user
@@ -74,29 +74,22 @@ def test_a_model_tarball_is_extracted_readable_and_named_in_the_manifests_hash(t
     assert GC.parse_options({"model": "model.tar.gz"}, manifest).model == options.model  # once per content
 
 
-@pytest.mark.parametrize("entries, message", [
-    ([(_link("weights", "/etc/passwd", tarfile.SYMTYPE), None)], r"entry 'weights' is a link or a special file"),
-    ([(_file("a"), b"x"), (_link("b", "a", tarfile.LNKTYPE), None)], r"entry 'b' is a link or a special file"),
-    ([(_link("null", "", tarfile.CHRTYPE), None)], r"entry 'null' is a link or a special file"),
-    ([(_file("../outside"), b"x")], r"entry '../outside' leaves the folder"),
-    ([(_file("/etc/cron.d/x"), b"x")], r"entry '/etc/cron.d/x' leaves the folder"),
-    ([(_file("big"), b"x" * 5000)], r"extracts to more than 0.0 GB"),
-    ([(_file("a"), b"x"), (_file("a"), b"y")], r"an entry comes twice"),
-    ([(_file(f"f{i}"), b"") for i in range(11)], r"more than 10 entries"),
+@pytest.mark.parametrize("entries, message", [  # every hostile case, for each use: tests/test_intake_tar.py
+    ([(_link("weights", "/etc/passwd", tarfile.SYMTYPE), None)], r"member 'weights' is a link or a special file"),
+    ([(_file("../outside"), b"x")], r"member '\.\./outside' leaves the folder"),
 ])
 def test_a_hostile_model_tarball_is_refused_naming_the_entry(tmp_path: Path, entries, message: str) -> None:  # type: ignore[no-untyped-def]
-    tarball = _tarball(tmp_path / "model.tar.gz", entries)
-    dest = tmp_path / "model"
-    dest.mkdir()
-    with pytest.raises(SubmissionError, match=r"model.tar.gz: " + message):
-        extract_tarball(tarball, dest, what="a model tarball", max_bytes=4096, max_entries=10)
+    _tarball(tmp_path / "model.tar.gz", entries)
+    (tmp_path / "algorithm.toml").write_text("")
+    with pytest.raises(SubmissionError, match=r"model.tar.gz: " + message + r".*; pack it again with `tar -czf"):
+        GC.parse_options({"model": "model.tar.gz"}, tmp_path / "algorithm.toml")
     assert not (tmp_path / "outside").exists()
 
 
 def test_a_model_that_is_not_a_tarball_is_refused(tmp_path: Path) -> None:
     (tmp_path / "model.tar.gz").write_bytes(b"not a tar at all" * 100)
     (tmp_path / "algorithm.toml").write_text("")
-    with pytest.raises(SubmissionError, match=r"model.tar.gz: not a tar archive .*; pack it again with `tar -czf"):
+    with pytest.raises(SubmissionError, match=r"model.tar.gz: not a readable tar archive .*; pack it again with `tar -czf"):
         GC.parse_options({"model": "model.tar.gz"}, tmp_path / "algorithm.toml")
 
 

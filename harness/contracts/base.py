@@ -153,33 +153,13 @@ def is_tarball(path: Path) -> bool:
 
 def extracted_tarball(archive: Path, key: str, manifest: Path) -> Path:
     """The folder a submission's tarball (MedPerf's additional_files.tar.gz) extracts to, made once per
-    content hash under the harness cache (`files/<sha256>/`) by `harness.intake.extract_files_tarball`
+    content hash under the harness cache (`files/<sha256>/`) by `harness.intake.extracted_once`
     (bounded, regular files and folders only, nothing outside it); mounted read-only as the platform
     delivers it. A refused tarball is a SpecError naming the manifest's key."""
-    import os
-    import shutil
-    import tempfile
-
-    from harness.intake import FILES_TARBALL_BYTES, SubmissionError, extract_files_tarball, sha256_file
+    from harness.intake import FILES_TARBALL, SubmissionError, extracted_once
     from harness.layout import default_cache_dir
 
     try:
-        digest = sha256_file(archive, what="a files tarball", max_bytes=FILES_TARBALL_BYTES)
-        cache = default_cache_dir() / "files"
-        folder = cache / digest
-        if folder.is_dir():
-            return folder
-        cache.mkdir(parents=True, exist_ok=True)
-        scratch = Path(tempfile.mkdtemp(prefix=f".{digest[:12]}-", dir=cache))
-        try:
-            extract_files_tarball(archive, scratch / "files")
-            try:
-                os.rename(scratch / "files", folder)  # atomic: a folder there is always complete
-            except OSError:
-                if not folder.is_dir():
-                    raise
-        finally:
-            shutil.rmtree(scratch, ignore_errors=True)
-        return folder
+        return extracted_once(archive, default_cache_dir() / "files", use=FILES_TARBALL)
     except SubmissionError as exc:
         raise SpecError(f"{manifest}: key '{key}': {exc}") from None

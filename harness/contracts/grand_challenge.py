@@ -34,28 +34,23 @@ PLATFORM_PATHS = {"ct-image": "images/ct"}
 
 
 TARBALL_SUFFIXES = (".tar.gz", ".tgz", ".tar")  # a model given as the platform's tarball (model.tar.gz)
-_extracted: dict[str, Path] = {}  # a tarball's SHA-256 -> its extracted copy, for this process
+_model_root: list[Path] = []  # this process's private folder of extracted model tarballs
 _extract_lock = threading.Lock()
 
 
 def extracted_model(tarball: Path) -> Path:
-    """The model tarball extracted, once per content and process, into a private temporary folder
-    (`harness.intake.extract_tarball`: regular files and folders only, nothing outside, size-capped),
-    readable by the container's user; removed when harness exits."""
-    from harness.intake import MODEL_TARBALL_BYTES, extract_tarball, sha256_file
+    """The model tarball extracted, once per content and process (`harness.intake.extracted_once`:
+    regular files and folders only, nothing outside, size-capped), into a private temporary folder
+    that the container's user can read; removed when harness exits."""
+    from harness.intake import MODEL_TARBALL, extracted_once
 
-    digest = sha256_file(tarball, what="a model tarball", max_bytes=MODEL_TARBALL_BYTES)
     with _extract_lock:
-        if digest not in _extracted:
+        if not _model_root:
             work = Path(tempfile.mkdtemp(prefix="harness-model-"))
             atexit.register(shutil.rmtree, work, True)
-            folder = work / "model"
-            folder.mkdir(mode=0o755)
-            folder.chmod(0o755)
             work.chmod(0o711)  # traversed by the daemon's bind mount, listed by nobody
-            extract_tarball(tarball, folder, what="a model tarball")
-            _extracted[digest] = folder
-        return _extracted[digest]
+            _model_root.append(work)
+        return extracted_once(tarball, _model_root[0], use=MODEL_TARBALL)
 
 
 def socket_path(slug: str) -> str:

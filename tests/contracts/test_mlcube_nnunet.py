@@ -196,42 +196,19 @@ def test_medperf_additional_files_tarball_is_extracted_once_and_mounted(tmp_path
     assert [p.name for p in (tmp_path / "cache" / "files").iterdir()] == [mount.host.name]
 
 
-@pytest.mark.parametrize("members, message", [
+@pytest.mark.parametrize("members, message", [  # every hostile case, for each use: tests/test_intake_tar.py
     ([(_member("../evil"), b"x")], r"member '\.\./evil' leaves the folder"),
-    ([(_member("/etc/evil"), b"x")], r"member '/etc/evil' leaves the folder"),
-    ([(_member("link", tarfile.SYMTYPE, "/etc/passwd"), None)], r"member 'link' is not a regular file or a folder"),
-    ([(_member("hard", tarfile.LNKTYPE, "x"), None)], r"member 'hard' is not a regular file or a folder"),
-    ([(_member("fifo", tarfile.FIFOTYPE), None)], r"member 'fifo' is not a regular file or a folder"),
-    ([(_member("a"), b"1"), (_member("a"), b"2")], r"member 'a' is given twice"),
-    ([(_member("a"), b"1"), (_member("a/b"), b"2")], r"member 'a/b' lies under a file"),
+    ([(_member("link", tarfile.SYMTYPE, "/etc/passwd"), None)], r"member 'link' is a link or a special file"),
 ])
 def test_a_hostile_additional_files_tarball_is_refused_and_leaves_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                                          members: list, message: str) -> None:
     monkeypatch.setenv("HARNESS_CACHE", str(tmp_path / "cache"))
     manifest = _cube(tmp_path, "mlcube", '[mlcube]\nconfig = "cc.yaml"\nadditional_files = "af.tar.gz"\n',
                      {"cc.yaml": MEDPERF, "af.tar.gz": _tarball(members)})
-    with pytest.raises(SpecError, match=r"key 'mlcube.additional_files': .*af\.tar\.gz: " + message):
+    with pytest.raises(SpecError, match=r"key 'mlcube.additional_files': .*af\.tar\.gz: " + message +
+                       r".*; pack the files with `tar -czf additional_files.tar.gz"):
         load_manifest(manifest, repo_root=tmp_path)
     assert list((tmp_path / "cache" / "files").iterdir()) == []
-
-
-def test_a_tarball_bomb_stops_at_the_cap(tmp_path: Path) -> None:
-    from harness.intake import SubmissionError, extract_files_tarball
-
-    archive = tmp_path / "bomb.tar.gz"
-    archive.write_bytes(_tarball([(_member("zeros"), bytes(5 * 1024**2))]))
-    assert archive.stat().st_size < 64 * 1024  # compresses 5 MiB of zeros to a few KiB
-    with pytest.raises(SubmissionError, match=r"bomb\.tar\.gz: extracts to more than 1048576 bytes"):
-        extract_files_tarball(archive, tmp_path / "out", max_bytes=1024**2)
-    assert not (tmp_path / "out").exists()
-    many = tmp_path / "many.tar.gz"
-    many.write_bytes(_tarball([(_member(f"f{i}"), b"") for i in range(5)]))
-    with pytest.raises(SubmissionError, match=r"more than 4 entries"):
-        extract_files_tarball(many, tmp_path / "out2", max_entries=4)
-    junk = tmp_path / "junk.tar.gz"
-    junk.write_bytes(b"\x1f\x8b" + b"not gzip at all" * 10)
-    with pytest.raises(SubmissionError, match=r"junk\.tar\.gz: not a readable tarball"):
-        extract_files_tarball(junk, tmp_path / "out3")
 
 
 # --- nnU-Net ---------------------------------------------------------------------------------------

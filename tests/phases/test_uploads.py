@@ -48,17 +48,16 @@ def test_a_tar_cut_short_is_partial(tmp_path: Path, mode: str) -> None:
         unpack_upload(cut, tmp_path / "out", max_bytes=10**6)
 
 
-@pytest.mark.parametrize(("members", "message"), [
-    ([("../evil", b"x", 0o644)], "leaves the upload"),
-    ([("/etc/evil", b"x", 0o644)], "leaves the upload"),
-    ([("toy/link", None, 0o777)], "is a link or a special file"),
-    ([("toy/a", b"1", 0o644), ("toy/a", b"2", 0o644)], "is given twice or under a file"),
+@pytest.mark.parametrize(("members", "message"), [  # every hostile case, for each use: tests/test_intake_tar.py
+    ([("../evil", b"x", 0o644)], r"member '\.\./evil' leaves the folder"),
+    ([("toy/link", None, 0o777)], r"member 'toy/link' is a link or a special file"),
 ])
 def test_what_a_tar_may_not_hold_is_refused(tmp_path: Path, members: list[tuple[str, bytes | None, int]],
                                             message: str) -> None:
-    with pytest.raises(SubmissionError, match=message):
+    with pytest.raises(SubmissionError, match=r"u\.tar: " + message + r".*; upload a \.tar or \.tar\.gz") as caught:
         unpack_upload(_tar(tmp_path / "u.tar", members), tmp_path / "out", max_bytes=10**6)
-    assert not (tmp_path / "evil").exists()
+    assert not isinstance(caught.value, PartialUpload)
+    assert not (tmp_path / "evil").exists() and not (tmp_path / "out").exists()
 
 
 def test_an_upload_over_the_size_cap_is_refused(tmp_path: Path) -> None:
@@ -67,5 +66,6 @@ def test_an_upload_over_the_size_cap_is_refused(tmp_path: Path) -> None:
         unpack_upload(archive, tmp_path / "out", max_bytes=4000)
     bomb = _tar(tmp_path / "u.tar.gz", [("toy/weights.bin", b"w" * 50_000, 0o644)], mode="w:gz")  # small compressed
     assert bomb.stat().st_size < 4000
-    with pytest.raises(SubmissionError, match="more than 10000 entries or 4000 bytes"):
+    with pytest.raises(SubmissionError, match="member 'toy/weights.bin' takes what is extracted past the cap of 4000 "
+                                              "bytes for an upload"):
         unpack_upload(bomb, tmp_path / "out2", max_bytes=4000)
