@@ -355,18 +355,45 @@ def extract_tar(archive: Path, dest: Path, *, use: TarUse) -> ExtractedTar:
         raise
 
 
+# tarfile reads a pax header or a GNU long name whole into memory, and follows a run of them by
+# recursion: both are bounded before tarfile sees them.
+_META_TYPES = (tarfile.XHDTYPE, tarfile.XGLTYPE, tarfile.SOLARIS_XHDTYPE, tarfile.GNUTYPE_LONGNAME,
+               tarfile.GNUTYPE_LONGLINK)
+_META_BYTES = 1024**2
+_META_RUN = 16
+
+
+class _BadHeader(Exception):
+    """An extended header beyond the bounds (its size, or a run of them)."""
+
+
 def _header_class(ends: list[str]) -> type[tarfile.TarInfo]:
-    """A TarInfo that records each header error: tarfile ends the walk quietly on an empty or cut
-    header as on the end-of-archive blocks, and only this record tells them apart."""
+    """A TarInfo that records each header error (tarfile ends the walk quietly on an empty or cut
+    header as on the end-of-archive blocks, and only this record tells them apart) and refuses an
+    extended header over _META_BYTES or a run of more than _META_RUN of them."""
+    depth = [0]
 
     class Header(tarfile.TarInfo):
         @classmethod
+        def frombuf(cls, buf: bytes | bytearray, encoding: str, errors: str) -> Self:
+            header = super().frombuf(buf, encoding, errors)
+            if header.type in _META_TYPES and header.size > _META_BYTES:
+                raise _BadHeader(f"an extended header (pax or GNU long name) of {header.size} bytes, over the cap "
+                                 f"of {_META_BYTES}")
+            return header
+
+        @classmethod
         def fromtarfile(cls, tar: tarfile.TarFile) -> Self:
+            depth[0] += 1
             try:
+                if depth[0] > _META_RUN:
+                    raise _BadHeader(f"more than {_META_RUN} extended headers (pax or GNU long name) in a row")
                 return super().fromtarfile(tar)
             except tarfile.HeaderError as exc:
                 ends.append(type(exc).__name__)  # EOFHeaderError (the end blocks), Empty-, Truncated-, Invalid-
                 raise
+            finally:
+                depth[0] -= 1
 
     return Header
 
@@ -391,16 +418,24 @@ def _extract(archive: Path, reader: _Hashing, dest: Path, use: TarUse) -> Extrac
     def refuse(problem: str, fix: str = use.fix) -> SubmissionError:
         return SubmissionError(f"{shown(archive)}: {name()} {problem}; {fix}")
 
+    def bad_header(exc: _BadHeader) -> SubmissionError:
+        where = f"after {name()}" if last else "before its first member"
+        return SubmissionError(f"{shown(archive)}: {exc} {where}; {use.fix}")
+
     try:
         tar = tarfile.open(fileobj=reader, mode="r|*", tarinfo=_header_class(ends))
     except _UNREADABLE as exc:
         raise unreadable(exc) from None
+    except _BadHeader as exc:
+        raise bad_header(exc) from None
     with tar:
         while True:
             try:
                 member = tar.next()
             except _UNREADABLE as exc:
                 raise unreadable(exc) from None
+            except _BadHeader as exc:
+                raise bad_header(exc) from None
             if member is None:
                 break
             entries += 1

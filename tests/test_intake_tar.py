@@ -59,6 +59,12 @@ def _write(path: Path, data: bytes) -> Path:
     return path
 
 
+def test_a_short_run_of_pax_headers_is_read(tmp_path: Path) -> None:
+    archive = _write(tmp_path / "a.tar", _pax_run(10))
+    assert extract_tar(archive, tmp_path / "out", use=MODEL_TARBALL).entries == 1
+    assert (tmp_path / "out" / "a").read_bytes() == b""
+
+
 def test_a_whole_tarball_is_extracted_with_each_uses_modes(tmp_path: Path, use: TarUse) -> None:
     raw = _tar([(_info(".", tarfile.DIRTYPE, mode=0o700), None), (_info("./sub", tarfile.DIRTYPE, mode=0o700), None),
                 (_info("./sub/weights.bin", mode=0o600), b"w" * 3000), (_info("./run.sh", mode=0o700), b"#!/bin/sh\n"),
@@ -91,6 +97,29 @@ def _damaged_second_header() -> bytes:
     return bytes(whole)
 
 
+def _pax_run(count: int) -> bytes:
+    """`count` pax headers in a row before a file (tarfile follows them by recursion)."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.GNU_FORMAT) as archive:
+        for i in range(count):
+            record = b"13 comment=x\n"
+            info = _info(f"pax{i}", tarfile.XHDTYPE)
+            info.size = len(record)
+            archive.addfile(info, io.BytesIO(record))
+        archive.addfile(_info("a"), io.BytesIO(b""))
+    return buffer.getvalue()
+
+
+def _huge_pax() -> bytes:
+    """A pax header of 2 MiB (tarfile reads one whole into memory): a few KiB compressed."""
+    info = _info("a")
+    info.pax_headers = {"comment": "x" * 2 * 1024**2}
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz", format=tarfile.PAX_FORMAT) as archive:
+        archive.addfile(info, io.BytesIO(b""))
+    return buffer.getvalue()
+
+
 # (case, archive bytes, the error, its message after "<archive>: ")
 HOSTILE = [
     ("dot-dot", _tar([(_info("../evil"), b"x")]), SubmissionError,
@@ -119,6 +148,10 @@ HOSTILE = [
      r"member 'zeros' takes what is extracted past the cap of 4096 bytes for .*; ship fewer or smaller files$"),
     ("bytes-in-all", _tar([(_info("a"), b"1" * 3000), (_info("b"), b"2" * 3000)]), SubmissionError,
      r"member 'b' takes what is extracted past the cap of 4096 bytes"),
+    ("pax-run", _pax_run(2000), SubmissionError,
+     r"more than 16 extended headers \(pax or GNU long name\) in a row before its first member; "),
+    ("huge-pax", _huge_pax(), SubmissionError,
+     r"an extended header \(pax or GNU long name\) of 2097\d+ bytes, over the cap of 1048576 before its first member; "),
     ("junk", b"not a tar at all" * 100, SubmissionError,
      r"not a readable tar archive \(plain, gzip, bzip2 or xz\) before its first member \(ReadError\); "),
     ("bad-gzip", b"\x1f\x8b\x08" + b"not gzip at all" * 10, SubmissionError, r"not a readable tar archive .*; "),
