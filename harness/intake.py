@@ -321,6 +321,8 @@ class TruncatedArchive(SubmissionError):
 
 @dataclass(frozen=True)
 class ExtractedTar:
+    """What one extraction read and wrote."""
+
     sha256: str  # of the archive's bytes as they were read
     bytes_written: int
     entries: int
