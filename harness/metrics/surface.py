@@ -20,6 +20,10 @@ tried by increasing distance, (3) for the rest, with a KD-tree on the surfel coo
 are recomputed from the integer offsets with scipy's float64 formula, and surfels whose distance
 lies within rounding error of the tolerance are re-checked against every candidate, so `<=` at
 the tolerance matches the reference bit for bit.
+
+Both masks are embedded in one zero-padded grid whose margin holds the offsets of step (2): a
+surfel is then a flat index into that grid, shared by both surfaces, and an offset is one integer
+added to it; coordinates are computed only for the surfels left to the KD-tree.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ import functools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cached_property
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -36,7 +41,7 @@ from numpy.typing import NDArray
 from harness.metrics._surfel_table import TRIANGLES_EIGHTHS
 
 if TYPE_CHECKING:
-    from scipy.spatial import cKDTree  # imported when a tree is built: scipy.spatial costs 70 ms of start-up
+    from scipy.spatial import cKDTree  # imported when a tree is built: scipy.spatial costs 0.4 s of start-up
 
 FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.intp]
@@ -47,16 +52,26 @@ _TIE_BAND = 1e-9
 
 @dataclass(frozen=True)
 class Surface:
-    """Surfels of one mask: integer cell coordinates (n, ndim) and areas in mm^2 (mm in 2D)."""
+    """Surfels of one mask on a cell grid with `margin` cells of room around the mask's own cells:
+    flat indices into that grid (C order, so in the mask's own C order) and areas in mm^2 (mm in 2D)."""
 
-    coords: IntArray
-    areas_mm2: FloatArray
-    border: NDArray[np.bool_]  # the cells holding a surfel, on the padded cell grid
     flat: IntArray  # the surfels' flat indices into `border`
+    areas_mm2: FloatArray
+    border: NDArray[np.bool_]  # 1D, over the whole cell grid: the cells holding a surfel
+    shape: tuple[int, ...]  # the cell grid's shape, margins included
+    margin: tuple[int, ...]  # cells before the mask's own cell grid on each axis
 
     @property
     def empty(self) -> bool:
-        return self.coords.shape[0] == 0
+        return self.flat.size == 0
+
+    @cached_property
+    def coords(self) -> IntArray:
+        """Integer cell coordinates (n, ndim) on the mask's own cell grid (cell i spans voxels i-1 and i)."""
+        return self.coords_of(self.flat)
+
+    def coords_of(self, flat: IntArray) -> IntArray:
+        return np.stack(np.unravel_index(flat, self.shape), axis=1) - np.asarray(self.margin, dtype=np.intp)
 
 
 @dataclass(frozen=True)
@@ -69,6 +84,18 @@ class SurfaceDistances:
     pred_areas_mm2: FloatArray
 
 
+def _cell_codes(voxels: NDArray[np.bool_] | NDArray[np.uint8]) -> NDArray[np.uint8]:
+    """Neighbour code of every cell between the voxels of `voxels` (one shorter per axis)."""
+    code = voxels.view(np.uint8) if voxels.dtype == np.bool_ else voxels
+    shift = 1
+    for axis in reversed(range(code.ndim)):
+        low = tuple(slice(None, -1) if a == axis else slice(None) for a in range(code.ndim))
+        high = tuple(slice(1, None) if a == axis else slice(None) for a in range(code.ndim))
+        code = (code[low] << np.uint8(shift)) | code[high]
+        shift *= 2
+    return code
+
+
 def neighbour_codes(mask: NDArray[np.bool_]) -> NDArray[np.uint8]:
     """Neighbour code of every cell of a zero-padded 2D or 3D mask.
 
@@ -77,14 +104,7 @@ def neighbour_codes(mask: NDArray[np.bool_]) -> NDArray[np.uint8]:
     Built one axis at a time (last axis first): each step shifts the codes so far by the bits of
     the axes already combined and ORs in the neighbour along the new axis.
     """
-    code = np.pad(mask.astype(np.uint8, copy=False), 1)
-    shift = 1
-    for axis in reversed(range(mask.ndim)):
-        low = tuple(slice(None, -1) if a == axis else slice(None) for a in range(mask.ndim))
-        high = tuple(slice(1, None) if a == axis else slice(None) for a in range(mask.ndim))
-        code = (code[low] << np.uint8(shift)) | code[high]
-        shift *= 2
-    return code
+    return _cell_codes(np.pad(mask.astype(np.uint8, copy=False), 1))
 
 
 @functools.lru_cache(maxsize=64)
@@ -125,15 +145,37 @@ def _contour_length_table(s0: float, s1: float) -> FloatArray:
     return table
 
 
-def surface(mask: NDArray[np.bool_], spacing_mm: tuple[float, ...]) -> Surface:
-    """Surfels of a boolean mask (2D or 3D) and their areas under `spacing_mm`."""
-    codes = neighbour_codes(mask)
-    full = np.uint8((1 << (1 << mask.ndim)) - 1)
-    border = (codes != 0) & (codes != full)
+@functools.lru_cache(maxsize=64)
+def near_radii(spacing_mm: tuple[float, ...]) -> tuple[int, ...]:
+    """Cells searched on the grid around each surfel, per axis, before the KD-tree: two of the finest
+    axis, and as many as reach past the next slice of a coarse one (a surfel whose nearest neighbour
+    lies one 2.5 mm slice away would otherwise go to the tree, built for it alone), within six of
+    the finest (the offsets tried grow as the cube of the reach)."""
+    finest = min(spacing_mm)
+    reach_mm = min(max(3 * finest, 1.5 * max(spacing_mm)), 6 * finest)
+    return tuple(max(1, math.ceil(reach_mm / s) - 1) for s in spacing_mm)
+
+
+def embedding_margin(spacing_mm: tuple[float, ...]) -> tuple[int, ...]:
+    """Zero voxels to put around a mask on each side for `surface_distances_embedded`."""
+    return tuple(r + 1 for r in near_radii(tuple(float(s) for s in spacing_mm)))
+
+
+def _surface_of_embedded(voxels: NDArray[np.bool_], margin: tuple[int, ...], spacing_mm: tuple[float, ...]) -> Surface:
+    """Surfels of a C-ordered mask embedded in `margin` + 1 zero voxels on each side."""
+    codes = _cell_codes(voxels)
+    full = np.uint8((1 << (1 << voxels.ndim)) - 1)
+    # Neither all corners outside (0) nor all inside (full): one unsigned compare, 0 wrapping to 255.
+    border = (codes - np.uint8(1)) < np.uint8(full - 1)
     flat = np.flatnonzero(border)
-    coords = np.stack(np.unravel_index(flat, border.shape), axis=1)
-    areas = surfel_area_table(tuple(float(s) for s in spacing_mm))[codes.reshape(-1)[flat]]
-    return Surface(coords=coords, areas_mm2=areas, border=border, flat=flat)
+    areas = surfel_area_table(spacing_mm)[codes.reshape(-1)[flat]]
+    return Surface(flat=flat, areas_mm2=areas, border=border.reshape(-1), shape=codes.shape, margin=margin)
+
+
+def surface(mask: NDArray[np.bool_], spacing_mm: tuple[float, ...]) -> Surface:
+    """Surfels of a boolean mask (2D or 3D) and their areas under `spacing_mm` (no margin)."""
+    return _surface_of_embedded(np.pad(mask.astype(bool, copy=False), 1), (0,) * mask.ndim,
+                                tuple(float(s) for s in spacing_mm))
 
 
 def _scipy_distance(offsets: IntArray, spacing_mm: FloatArray) -> FloatArray:
@@ -147,42 +189,40 @@ def _scipy_distance(offsets: IntArray, spacing_mm: FloatArray) -> FloatArray:
     return np.sqrt(total)
 
 
-_NEAR_RADIUS = 2
-
-
 @functools.lru_cache(maxsize=64)
-def _near_offsets(spacing_mm: tuple[float, ...], radius: int) -> tuple[tuple[IntArray, float], ...]:
-    """Grid offsets within `radius` cells, by increasing distance, that are certainly nearer than
-    anything outside the cube: distance < (radius + 1) * the smallest spacing."""
+def _near_offsets(spacing_mm: tuple[float, ...], radii: tuple[int, ...]) -> tuple[IntArray, FloatArray]:
+    """Grid offsets within `radii` cells, by increasing distance, that are certainly nearer than
+    anything outside that box: distance < the smallest (radius + 1) * spacing over the axes."""
     ndim = len(spacing_mm)
-    grid = np.stack(np.meshgrid(*[np.arange(-radius, radius + 1)] * ndim, indexing="ij"), axis=-1).reshape(-1, ndim)
+    grid = np.stack(np.meshgrid(*[np.arange(-r, r + 1) for r in radii], indexing="ij"), axis=-1).reshape(-1, ndim)
     grid = grid[np.any(grid != 0, axis=1)]
     dist = _scipy_distance(grid, np.asarray(spacing_mm))
-    keep = dist < (radius + 1) * min(spacing_mm)
+    keep = dist < min((r + 1) * s for r, s in zip(radii, spacing_mm, strict=True))
     order = np.argsort(dist[keep], kind="stable")
-    return tuple((off, float(d)) for off, d in zip(grid[keep][order], dist[keep][order], strict=True))
+    return grid[keep][order], dist[keep][order]
 
 
-def _assign_near_offsets(
-    source: Surface, todo: IntArray, target: Surface, spacing_mm: FloatArray, dist: FloatArray
-) -> IntArray:
+def _assign_near_offsets(source: Surface, todo: IntArray, target: Surface, spacing_mm: FloatArray,
+                         dist: FloatArray) -> IntArray:
     """Give `dist[todo]` their exact distance where a target surfel is among the near offsets;
-    return the indices still without one. Offsets are tried by increasing float64 distance, so a
-    surfel gets the smallest candidate distance, as the tie rule below requires."""
-    radius = _NEAR_RADIUS
-    offsets = _near_offsets(tuple(float(s) for s in spacing_mm), radius)
-    padded = np.pad(target.border, radius)
-    strides = np.array([int(np.prod(padded.shape[a + 1:])) for a in range(padded.ndim)])
-    flat_padded = padded.reshape(-1)
-    base = (source.coords[todo] + radius) @ strides
+    return the indices still without one. Offsets are tried by increasing float64 distance (in
+    growing groups: most surfels are one or two cells off), so a surfel gets the smallest candidate
+    distance, as the tie rule below requires."""
+    offsets, offset_mm = _near_offsets(tuple(float(s) for s in spacing_mm), source.margin)
+    strides = np.array([int(np.prod(source.shape[a + 1:])) for a in range(len(source.shape))])
+    steps = offsets @ strides
+    base = source.flat[todo]
     remaining = np.arange(todo.size)
-    for offset, d in offsets:
-        hit = flat_padded[base[remaining] + int(offset @ strides)]
-        if hit.any():
-            dist[todo[remaining[hit]]] = d
-            remaining = remaining[~hit]
-            if remaining.size == 0:
-                break
+    start, size = 0, 4
+    while start < steps.size and remaining.size:
+        group = steps[start:start + size]
+        hits = target.border[base[remaining][:, None] + group]
+        found = hits.any(axis=1)
+        if found.any():
+            dist[todo[remaining[found]]] = offset_mm[start + hits[found].argmax(axis=1)]
+            remaining = remaining[~found]
+        start += size
+        size *= 2
     return todo[remaining]
 
 
@@ -216,7 +256,7 @@ def _directed_distances(
     workers: int = 1,
 ) -> FloatArray:
     """Distance from each source surfel to the nearest target surfel (inf if target is empty)."""
-    n = source.coords.shape[0]
+    n = source.flat.size
     if n == 0:
         return np.zeros(0)
     if target.empty:
@@ -225,12 +265,12 @@ def _directed_distances(
     # Surfels in a cell that also holds a target surfel are at distance 0, and most of the rest of
     # a good prediction's surface is a cell or two away: look those up on the target's surfel grid,
     # nearest offsets first, and leave only the remainder to the KD-tree.
-    todo = np.flatnonzero(~target.border.reshape(-1)[source.flat])
+    todo = np.flatnonzero(~target.border[source.flat])
     if todo.size:
         todo = _assign_near_offsets(source, todo, target, spacing_mm, dist)
     if todo.size == 0:
         return dist
-    coords = source.coords[todo]
+    coords = source.coords_of(source.flat[todo])
     scaled = coords * spacing_mm
     tree = target_tree()
     _, nearest = tree.query(scaled, k=1, workers=workers)
@@ -264,9 +304,30 @@ def surface_distances(
         raise ValueError(f"mask shapes differ: {mask_gt.shape} vs {mask_pred.shape}")
     if len(spacing_mm) != mask_gt.ndim:
         raise ValueError(f"spacing_mm {spacing_mm!r} does not match a {mask_gt.ndim}D mask")
-    spacing = np.asarray(spacing_mm, dtype=np.float64)
-    gt = surface(mask_gt, tuple(spacing))
-    pred = surface(mask_pred, tuple(spacing))
+    margin = embedding_margin(spacing_mm)
+    return surface_distances_embedded(
+        np.pad(mask_gt.astype(bool, copy=False), [(m, m) for m in margin]),
+        np.pad(mask_pred.astype(bool, copy=False), [(m, m) for m in margin]),
+        spacing_mm, tolerances_mm=tolerances_mm, workers=workers)
+
+
+def surface_distances_embedded(
+    voxels_gt: NDArray[np.bool_],
+    voxels_pred: NDArray[np.bool_],
+    spacing_mm: tuple[float, ...],
+    *,
+    tolerances_mm: tuple[float, ...] = (),
+    workers: int = 1,
+) -> SurfaceDistances:
+    """`surface_distances` of two C-ordered masks that their caller has already surrounded with
+    `embedding_margin(spacing_mm)` zero voxels on each side (the same for both: one copy, not two)."""
+    if voxels_gt.shape != voxels_pred.shape:
+        raise ValueError(f"mask shapes differ: {voxels_gt.shape} vs {voxels_pred.shape}")
+    spacing_key = tuple(float(s) for s in spacing_mm)
+    margin = tuple(m - 1 for m in embedding_margin(spacing_key))
+    spacing = np.asarray(spacing_key, dtype=np.float64)
+    gt = _surface_of_embedded(voxels_gt, margin, spacing_key)
+    pred = _surface_of_embedded(voxels_pred, margin, spacing_key)
     # Trees are built only if some surfel is farther than the near offsets from the other surface.
     gt_tree = functools.cache(lambda: _tree(gt.coords * spacing))
     pred_tree = functools.cache(lambda: _tree(pred.coords * spacing))
