@@ -202,28 +202,68 @@ def _near_offsets(spacing_mm: tuple[float, ...], radii: tuple[int, ...]) -> tupl
     return grid[keep][order], dist[keep][order]
 
 
-def _assign_near_offsets(source: Surface, todo: IntArray, target: Surface, spacing_mm: FloatArray,
-                         dist: FloatArray) -> IntArray:
-    """Give `dist[todo]` their exact distance where a target surfel is among the near offsets;
-    return the indices still without one. Offsets are tried by increasing float64 distance (in
-    growing groups: most surfels are one or two cells off), so a surfel gets the smallest candidate
-    distance, as the tie rule below requires."""
-    offsets, offset_mm = _near_offsets(tuple(float(s) for s in spacing_mm), source.margin)
-    strides = np.array([int(np.prod(source.shape[a + 1:])) for a in range(len(source.shape))])
-    steps = offsets @ strides
-    base = source.flat[todo]
-    remaining = np.arange(todo.size)
+def _first_hits(base: IntArray, border: NDArray[np.bool_], steps: IntArray, offset_mm: FloatArray,
+                assign: Callable[[IntArray, FloatArray], None]) -> IntArray:
+    """For each flat index in `base`, the distance of the first offset (`steps`, by increasing
+    float64 distance `offset_mm`) landing on a `border` cell; `assign(found, distances)` gets them.
+    Offsets are tried in growing groups (most surfels are a cell or two off), so a surfel gets
+    the smallest candidate distance, as the tie rule below requires. Returns the positions in
+    `base` left without one."""
+    remaining = np.arange(base.size)
     start, size = 0, 4
     while start < steps.size and remaining.size:
-        group = steps[start:start + size]
-        hits = target.border[base[remaining][:, None] + group]
+        hits = border[base[remaining][:, None] + steps[start:start + size]]
         found = hits.any(axis=1)
         if found.any():
-            dist[todo[remaining[found]]] = offset_mm[start + hits[found].argmax(axis=1)]
+            assign(remaining[found], offset_mm[start + hits[found].argmax(axis=1)])
             remaining = remaining[~found]
         start += size
         size *= 2
-    return todo[remaining]
+    return remaining
+
+
+def _strides(shape: tuple[int, ...]) -> IntArray:
+    return np.array([int(np.prod(shape[a + 1:])) for a in range(len(shape))])
+
+
+def _assign_near_offsets(source: Surface, todo: IntArray, target: Surface, spacing_mm: FloatArray,
+                         dist: FloatArray) -> IntArray:
+    """Give `dist[todo]` their exact distance where a target surfel is among the near offsets
+    (those the grid's margin holds); return the indices still without one."""
+    offsets, offset_mm = _near_offsets(tuple(float(s) for s in spacing_mm), source.margin)
+
+    def assign(found: IntArray, distances: FloatArray) -> None:
+        dist[todo[found]] = distances
+
+    return todo[_first_hits(source.flat[todo], target.border, offsets @ _strides(source.shape), offset_mm, assign)]
+
+
+# A few surfels a little beyond the near offsets are looked up on the grid out to twice their reach
+# rather than in a KD-tree built for them alone, while the lookups (offsets x surfels) stay under
+# this many per target surfel (a tree costs about as much as 4 of them per surfel to build).
+_WIDER_LOOKUPS_PER_TARGET_SURFEL = 4
+
+
+def _assign_wider_offsets(source: Surface, todo: IntArray, target: Surface, spacing_mm: FloatArray,
+                          dist: FloatArray) -> IntArray:
+    """`_assign_near_offsets` out to about twice the reach, for few surfels, on a copy of the
+    target's grid widened to hold those offsets; returns the indices still without a distance."""
+    spacing_key = tuple(float(s) for s in spacing_mm)
+    near = _near_offsets(spacing_key, source.margin)[1]
+    radii = tuple(2 * r + 1 for r in source.margin)
+    offsets, offset_mm = _near_offsets(spacing_key, radii)
+    tried = near.size  # the nearer offsets, already tried, come first in both sorted lists
+    if todo.size * (offset_mm.size - tried) > _WIDER_LOOKUPS_PER_TARGET_SURFEL * target.flat.size:
+        return todo
+    extra = [r - m for r, m in zip(radii, source.margin, strict=True)]
+    border = np.pad(target.border.reshape(target.shape), [(e, e) for e in extra])
+    base = np.ravel_multi_index(tuple((source.coords_of(source.flat[todo]) + np.asarray(radii)).T), border.shape)
+
+    def assign(found: IntArray, distances: FloatArray) -> None:
+        dist[todo[found]] = distances
+
+    left = _first_hits(base, border.reshape(-1), offsets[tried:] @ _strides(border.shape), offset_mm[tried:], assign)
+    return todo[left]
 
 
 def _min_candidate_distance(
@@ -268,6 +308,8 @@ def _directed_distances(
     todo = np.flatnonzero(~target.border[source.flat])
     if todo.size:
         todo = _assign_near_offsets(source, todo, target, spacing_mm, dist)
+    if todo.size:
+        todo = _assign_wider_offsets(source, todo, target, spacing_mm, dist)
     if todo.size == 0:
         return dist
     coords = source.coords_of(source.flat[todo])
