@@ -202,24 +202,41 @@ def _near_offsets(spacing_mm: tuple[float, ...], radii: tuple[int, ...]) -> tupl
     return grid[keep][order], dist[keep][order]
 
 
+_GROUP = 8  # offsets tried together: one 8-byte word of hits per surfel
+
+
 def _first_hits(base: IntArray, border: NDArray[np.bool_], steps: IntArray, offset_mm: FloatArray,
                 assign: Callable[[IntArray, FloatArray], None]) -> IntArray:
     """For each flat index in `base`, the distance of the first offset (`steps`, by increasing
     float64 distance `offset_mm`) landing on a `border` cell; `assign(found, distances)` gets them.
-    Offsets are tried in growing groups (most surfels are a cell or two off), so a surfel gets
-    the smallest candidate distance, as the tie rule below requires. Returns the positions in
-    `base` left without one."""
+    Every `base` cell itself must be off the border. Offsets are tried 8 at a time, the 8 hits of
+    a surfel read as one word whose lowest set byte is its first hit, so a surfel gets the
+    smallest candidate distance, as the tie rule below requires. Returns the positions in `base`
+    left without one."""
+    pad = -steps.size % _GROUP  # offset 0, the surfel's own cell, never hits
+    steps = np.concatenate((steps, np.zeros(pad, dtype=steps.dtype)))
+    offset_mm = np.concatenate((offset_mm, np.full(pad, np.inf)))
     remaining = np.arange(base.size)
-    start, size = 0, 4
-    while start < steps.size and remaining.size:
-        hits = border[base[remaining][:, None] + steps[start:start + size]]
-        found = hits.any(axis=1)
+    cells = base
+    for start in range(0, steps.size, _GROUP):
+        if remaining.size == 0:
+            break
+        hits = border[cells[:, None] + steps[start:start + _GROUP]]  # (surfels, 8), C-ordered
+        words = hits.view(np.uint64).reshape(-1)
+        found = words != 0
         if found.any():
-            assign(remaining[found], offset_mm[start + hits[found].argmax(axis=1)])
-            remaining = remaining[~found]
-        start += size
-        size *= 2
+            assign(remaining[found], offset_mm[start + _first_set_byte(hits[found], words[found])])
+            remaining, cells = remaining[~found], cells[~found]
     return remaining
+
+
+def _first_set_byte(hits: NDArray[np.bool_], words: NDArray[np.uint64]) -> IntArray:
+    """Index of the first True of each row of 8, from its word: the lowest set bit's byte on a
+    little-endian machine (its exponent as a float64, exact for a power of two)."""
+    if not np.little_endian:
+        return np.argmax(hits, axis=1)
+    lowest = words & (~words + np.uint64(1))
+    return (np.frexp(lowest.astype(np.float64))[1] - 1) // 8
 
 
 def _strides(shape: tuple[int, ...]) -> IntArray:
