@@ -58,6 +58,7 @@ class Surface:
     flat: IntArray  # the surfels' flat indices into `border`
     areas_mm2: FloatArray
     border: NDArray[np.bool_]  # 1D, over the whole cell grid: the cells holding a surfel
+    area_rank: NDArray[np.uint8]  # each surfel's area as its rank among the table's distinct areas
     shape: tuple[int, ...]  # the cell grid's shape, margins included
     margin: tuple[int, ...]  # cells before the mask's own cell grid on each axis
 
@@ -82,6 +83,10 @@ class SurfaceDistances:
     pred_to_gt_mm: FloatArray
     gt_areas_mm2: FloatArray
     pred_areas_mm2: FloatArray
+    # The areas as ranks among the distinct `area_values_mm2` (ascending): HD95 orders by them.
+    gt_area_rank: NDArray[np.uint8] | None = None
+    pred_area_rank: NDArray[np.uint8] | None = None
+    area_values_mm2: FloatArray | None = None
 
 
 def _cell_codes(voxels: NDArray[np.bool_] | NDArray[np.uint8]) -> NDArray[np.uint8]:
@@ -168,8 +173,16 @@ def _surface_of_embedded(voxels: NDArray[np.bool_], margin: tuple[int, ...], spa
     # Neither all corners outside (0) nor all inside (full): one unsigned compare, 0 wrapping to 255.
     border = (codes - np.uint8(1)) < np.uint8(full - 1)
     flat = np.flatnonzero(border)
-    areas = surfel_area_table(spacing_mm)[codes.reshape(-1)[flat]]
-    return Surface(flat=flat, areas_mm2=areas, border=border.reshape(-1), shape=codes.shape, margin=margin)
+    cell_codes = codes.reshape(-1)[flat]
+    return Surface(flat=flat, areas_mm2=surfel_area_table(spacing_mm)[cell_codes], border=border.reshape(-1),
+                   area_rank=_area_ranks(spacing_mm)[1][cell_codes], shape=codes.shape, margin=margin)
+
+
+@functools.lru_cache(maxsize=64)
+def _area_ranks(spacing_mm: tuple[float, ...]) -> tuple[FloatArray, NDArray[np.uint8]]:
+    """The distinct areas of the table, ascending, and each neighbour code's rank among them."""
+    values, rank = np.unique(surfel_area_table(spacing_mm), return_inverse=True)
+    return values, rank.astype(np.uint8)
 
 
 def surface(mask: NDArray[np.bool_], spacing_mm: tuple[float, ...]) -> Surface:
@@ -395,6 +408,9 @@ def surface_distances_embedded(
         pred_to_gt_mm=_directed_distances(pred, gt, gt_tree, spacing, tolerances_mm, workers),
         gt_areas_mm2=gt.areas_mm2,
         pred_areas_mm2=pred.areas_mm2,
+        gt_area_rank=gt.area_rank,
+        pred_area_rank=pred.area_rank,
+        area_values_mm2=_area_ranks(spacing_key)[0],
     )
 
 
@@ -418,16 +434,21 @@ def surface_dice(distances: SurfaceDistances, tolerance_mm: float) -> float:
     return float(overlap / total)
 
 
-def _percentile_distance(dist_mm: FloatArray, areas: FloatArray, percent: float) -> float:
+def _percentile_distance(dist_mm: FloatArray, areas: FloatArray, percent: float,
+                         rank: NDArray[np.uint8] | None = None, values: FloatArray | None = None) -> float:
     if dist_mm.size == 0:
         return math.inf
-    # Sorted by (distance, area) like the reference; the zero distances (usually most) need no
-    # sort: they come first, smallest areas first.
+    if rank is None or values is None:
+        values, inverse = np.unique(areas, return_inverse=True)
+        rank = inverse.reshape(-1)
+    # Sorted by (distance, area) like the reference, the area by its rank among the few distinct
+    # areas (the same order, a byte to sort); the zero distances (usually most) need no sort:
+    # they come first, smallest areas first, counted per distinct area.
     zero = dist_mm == 0
     rest = np.flatnonzero(~zero)
-    order = rest[np.lexsort((areas[rest], dist_mm[rest]))]
-    ordered_areas = np.concatenate((np.sort(areas[zero]), areas[order]))
-    cumulative = np.cumsum(ordered_areas) / areas.sum()
+    order = rest[np.lexsort((rank[rest], dist_mm[rest]))]
+    zero_areas = np.repeat(values, np.bincount(rank[zero], minlength=values.size))
+    cumulative = np.cumsum(np.concatenate((zero_areas, areas[order]))) / areas.sum()
     idx = min(int(np.searchsorted(cumulative, percent / 100.0)), dist_mm.size - 1)
     n_zero = dist_mm.size - rest.size
     return 0.0 if idx < n_zero else float(dist_mm[order[idx - n_zero]])
@@ -436,6 +457,8 @@ def _percentile_distance(dist_mm: FloatArray, areas: FloatArray, percent: float)
 def robust_hausdorff(distances: SurfaceDistances, percent: float = 95.0) -> float:
     """HD at `percent` (HD95 by default), in mm; inf when either surface is empty."""
     return max(
-        _percentile_distance(distances.gt_to_pred_mm, distances.gt_areas_mm2, percent),
-        _percentile_distance(distances.pred_to_gt_mm, distances.pred_areas_mm2, percent),
+        _percentile_distance(distances.gt_to_pred_mm, distances.gt_areas_mm2, percent,
+                             distances.gt_area_rank, distances.area_values_mm2),
+        _percentile_distance(distances.pred_to_gt_mm, distances.pred_areas_mm2, percent,
+                             distances.pred_area_rank, distances.area_values_mm2),
     )
