@@ -101,6 +101,24 @@ def _cell_codes(voxels: NDArray[np.bool_] | NDArray[np.uint8]) -> NDArray[np.uin
     return code
 
 
+def _cell_codes_in_place(voxels: NDArray[np.bool_]) -> NDArray[np.uint8]:
+    """`_cell_codes` of a C-ordered mask with at least one zero voxel on every side, on a grid of
+    the mask's own shape (its last cell on each axis holds only zeros: never a surfel). Each axis
+    is one shift of the flat array by the axis's stride: contiguous, 3x faster than slicing."""
+    source = voxels.reshape(-1).view(np.uint8)
+    buffers = (np.empty_like(source), np.empty_like(source))
+    shift = 1
+    stride = 1
+    for step, size in enumerate(reversed(voxels.shape)):
+        code = buffers[step % 2]
+        np.left_shift(source, np.uint8(shift), out=code)
+        np.bitwise_or(code[:code.size - stride], source[stride:], out=code[:code.size - stride])
+        source = code
+        shift *= 2
+        stride *= size
+    return source.reshape(voxels.shape)
+
+
 def neighbour_codes(mask: NDArray[np.bool_]) -> NDArray[np.uint8]:
     """Neighbour code of every cell of a zero-padded 2D or 3D mask.
 
@@ -168,7 +186,7 @@ def embedding_margin(spacing_mm: tuple[float, ...]) -> tuple[int, ...]:
 
 def _surface_of_embedded(voxels: NDArray[np.bool_], margin: tuple[int, ...], spacing_mm: tuple[float, ...]) -> Surface:
     """Surfels of a C-ordered mask embedded in `margin` + 1 zero voxels on each side."""
-    codes = _cell_codes(voxels)
+    codes = _cell_codes_in_place(np.ascontiguousarray(voxels))
     full = np.uint8((1 << (1 << voxels.ndim)) - 1)
     # Neither all corners outside (0) nor all inside (full): one unsigned compare, 0 wrapping to 255.
     border = (codes - np.uint8(1)) < np.uint8(full - 1)
