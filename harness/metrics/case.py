@@ -31,7 +31,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from harness.metrics.overlap import dice_from_counts, label_boxes
-from harness.metrics.surface import embedding_margin, robust_hausdorff, surface_dice, surface_distances_embedded
+from harness.metrics.surface import embedding_margin, surface_dice_and_hausdorff
 from harness.models import LesionWise, OrganScore, OrganStatus, Profile, Region
 
 Box = tuple[slice, ...]
@@ -149,13 +149,10 @@ def _region_scores(
     # The box holds every voxel of the structure in both maps (before a z-range cut: those of the cut).
     n_gt, n_pred = int(np.count_nonzero(voxels_gt)), int(np.count_nonzero(voxels_pred))
     dsc = dice_from_counts(int(np.count_nonzero(voxels_gt & voxels_pred)), n_gt, n_pred)
-    distances = surface_distances_embedded(voxels_gt, voxels_pred, spacing_mm, tolerances_mm=(region.tolerance_mm,),
-                                           workers=workers)
-    if profile.nsd_min_dsc is not None and dsc < profile.nsd_min_dsc:
-        nsd = 0.0
-    else:
-        nsd = surface_dice(distances, region.tolerance_mm)
-    return dsc, nsd, robust_hausdorff(distances, 95.0)
+    forced = profile.nsd_min_dsc is not None and dsc < profile.nsd_min_dsc  # NSD = 0 below it
+    nsd, hd95 = surface_dice_and_hausdorff(voxels_gt, voxels_pred, spacing_mm, tolerance_mm=region.tolerance_mm,
+                                           nsd=not forced, percent=95.0, workers=workers)
+    return dsc, (0.0 if forced else nsd), hd95
 
 
 def _embedded_mask(label_map: NDArray[np.integer], box: Box, labels: tuple[int, ...],

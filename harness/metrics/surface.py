@@ -292,17 +292,27 @@ def _assign_near_offsets(source: Surface, todo: IntArray, target: Surface, spaci
 _WIDER_LOOKUPS_PER_TARGET_SURFEL = 4
 
 
+def _wider_radii(radii: tuple[int, ...]) -> tuple[int, ...]:
+    return tuple(2 * r + 1 for r in radii)
+
+
+def _reach_mm(spacing_mm: tuple[float, ...], radii: tuple[int, ...]) -> float:
+    """Every offset nearer than this lies inside the box of `radii` (see `_near_offsets`)."""
+    return min((r + 1) * s for r, s in zip(radii, spacing_mm, strict=True))
+
+
 def _assign_wider_offsets(source: Surface, todo: IntArray, target: Surface, spacing_mm: FloatArray,
-                          dist: FloatArray) -> IntArray:
+                          dist: FloatArray) -> tuple[IntArray, bool]:
     """`_assign_near_offsets` out to about twice the reach, for few surfels, on a copy of the
-    target's grid widened to hold those offsets; returns the indices still without a distance."""
+    target's grid widened to hold those offsets; returns the indices still without a distance,
+    and whether the wider offsets were tried."""
     spacing_key = tuple(float(s) for s in spacing_mm)
     near = _near_offsets(spacing_key, source.margin)[1]
-    radii = tuple(2 * r + 1 for r in source.margin)
+    radii = _wider_radii(source.margin)
     offsets, offset_mm = _near_offsets(spacing_key, radii)
     tried = near.size  # the nearer offsets, already tried, come first in both sorted lists
     if todo.size * (offset_mm.size - tried) > _WIDER_LOOKUPS_PER_TARGET_SURFEL * target.flat.size:
-        return todo
+        return todo, False
     extra = [r - m for r, m in zip(radii, source.margin, strict=True)]
     border = np.pad(target.border.reshape(target.shape), [(e, e) for e in extra])
     base = np.ravel_multi_index(tuple((source.coords_of(source.flat[todo]) + np.asarray(radii)).T), border.shape)
@@ -311,7 +321,7 @@ def _assign_wider_offsets(source: Surface, todo: IntArray, target: Surface, spac
         dist[todo[found]] = distances
 
     left = _first_hits(base, border.reshape(-1), offsets[tried:] @ _strides(border.shape), offset_mm[tried:], assign)
-    return todo[left]
+    return todo[left], True
 
 
 def _min_candidate_distance(
@@ -335,31 +345,35 @@ def _min_candidate_distance(
     return best
 
 
-def _directed_distances(
-    source: Surface,
-    target: Surface,
-    target_tree: Callable[[], cKDTree],
-    spacing_mm: FloatArray,
-    tolerances_mm: tuple[float, ...],
-    workers: int = 1,
-) -> FloatArray:
-    """Distance from each source surfel to the nearest target surfel (inf if target is empty)."""
+def _grid_distances(source: Surface, target: Surface, spacing_mm: FloatArray) -> tuple[FloatArray, IntArray, float]:
+    """Each source surfel's distance to the target surface where the grid search finds it; the
+    others (returned, with inf in their place) are all at least the returned reach away."""
     n = source.flat.size
     if n == 0:
-        return np.zeros(0)
+        return np.zeros(0), np.zeros(0, dtype=np.intp), math.inf
     if target.empty:
-        return np.full(n, np.inf)
+        return np.full(n, np.inf), np.zeros(0, dtype=np.intp), math.inf
     dist = np.zeros(n)
+    spacing_key = tuple(float(s) for s in spacing_mm)
+    reach = math.inf
     # Surfels in a cell that also holds a target surfel are at distance 0, and most of the rest of
     # a good prediction's surface is a cell or two away: look those up on the target's surfel grid,
     # nearest offsets first, and leave only the remainder to the KD-tree.
     todo = np.flatnonzero(~target.border[source.flat])
     if todo.size:
         todo = _assign_near_offsets(source, todo, target, spacing_mm, dist)
+        reach = _reach_mm(spacing_key, source.margin)
     if todo.size:
-        todo = _assign_wider_offsets(source, todo, target, spacing_mm, dist)
-    if todo.size == 0:
-        return dist
+        todo, wider = _assign_wider_offsets(source, todo, target, spacing_mm, dist)
+        if wider:
+            reach = _reach_mm(spacing_key, _wider_radii(source.margin))
+    dist[todo] = np.inf
+    return dist, todo, reach
+
+
+def _tree_distances(source: Surface, target: Surface, target_tree: Callable[[], cKDTree], spacing_mm: FloatArray,
+                    tolerances_mm: tuple[float, ...], workers: int, dist: FloatArray, todo: IntArray) -> None:
+    """Give `dist[todo]` their distance to the nearest target surfel with the KD-tree."""
     coords = source.coords_of(source.flat[todo])
     scaled = coords * spacing_mm
     tree = target_tree()
@@ -373,6 +387,20 @@ def _directed_distances(
         if near_tol.size:
             dist[todo[near_tol]] = _min_candidate_distance(
                 tree, target.coords, coords[near_tol], spacing_mm, radius_mm=tol + 2 * band, workers=workers)
+
+
+def _directed_distances(
+    source: Surface,
+    target: Surface,
+    target_tree: Callable[[], cKDTree],
+    spacing_mm: FloatArray,
+    tolerances_mm: tuple[float, ...],
+    workers: int = 1,
+) -> FloatArray:
+    """Distance from each source surfel to the nearest target surfel (inf if target is empty)."""
+    dist, todo, _ = _grid_distances(source, target, spacing_mm)
+    if todo.size:
+        _tree_distances(source, target, target_tree, spacing_mm, tolerances_mm, workers, dist, todo)
     return dist
 
 
@@ -430,6 +458,66 @@ def surface_distances_embedded(
         pred_area_rank=pred.area_rank,
         area_values_mm2=_area_ranks(spacing_key)[0],
     )
+
+
+# A surfel left beyond the grid search is at least its reach away, up to the rounding of the
+# distance's last bit: a value this much below the reach is certainly nearer.
+_BELOW_REACH = 1.0 - 1e-12
+
+
+def surface_dice_and_hausdorff(
+    voxels_gt: NDArray[np.bool_],
+    voxels_pred: NDArray[np.bool_],
+    spacing_mm: tuple[float, ...],
+    *,
+    tolerance_mm: float,
+    nsd: bool = True,
+    percent: float = 95.0,
+    workers: int = 1,
+) -> tuple[float, float]:
+    """`surface_dice(d, tolerance_mm)` (NaN when `nsd` is false) and `robust_hausdorff(d, percent)`
+    of `d = surface_distances_embedded(voxels_gt, voxels_pred, spacing_mm, tolerances_mm=(tolerance_mm,))`,
+    the same values, without the KD-tree where neither needs the surfels beyond the grid search:
+    NSD does not when the tolerance lies within the search's reach (those surfels are all farther),
+    HD does not when the percentile is reached among the surfels the search found (those come
+    first in the distance order; the sum of the areas up to the percentile is the same)."""
+    if voxels_gt.shape != voxels_pred.shape:
+        raise ValueError(f"mask shapes differ: {voxels_gt.shape} vs {voxels_pred.shape}")
+    spacing_key = tuple(float(s) for s in spacing_mm)
+    margin = tuple(m - 1 for m in embedding_margin(spacing_key))
+    spacing = np.asarray(spacing_key, dtype=np.float64)
+    gt = _surface_of_embedded(voxels_gt, margin, spacing_key)
+    pred = _surface_of_embedded(voxels_pred, margin, spacing_key)
+    trees = {id(gt): functools.cache(lambda: _tree(gt.coords * spacing)),
+             id(pred): functools.cache(lambda: _tree(pred.coords * spacing))}
+    values = _area_ranks(spacing_key)[0]
+    directions = []
+    for source, target in ((gt, pred), (pred, gt)):
+        dist, far, reach = _grid_distances(source, target, spacing)
+        directions.append([source, target, dist, far, reach])
+
+    def resolve(direction: list) -> None:  # type: ignore[type-arg]
+        source, target, dist, far, _ = direction
+        if far.size:
+            _tree_distances(source, target, trees[id(target)], spacing, (tolerance_mm,), workers, dist, far)
+            direction[3] = far[:0]
+
+    nsd_value = math.nan
+    if nsd:
+        for direction in directions:
+            if not tolerance_mm < direction[4] * _BELOW_REACH:
+                resolve(direction)
+        nsd_value = surface_dice(SurfaceDistances(directions[0][2], directions[1][2], gt.areas_mm2, pred.areas_mm2),
+                                 tolerance_mm)
+    hausdorff = []
+    for direction in directions:
+        source, _, dist, far, reach = direction
+        value = _percentile_distance(dist, source.areas_mm2, percent, source.area_rank, values)
+        if far.size and not value < reach * _BELOW_REACH:
+            resolve(direction)
+            value = _percentile_distance(dist, source.areas_mm2, percent, source.area_rank, values)
+        hausdorff.append(value)
+    return nsd_value, max(hausdorff)
 
 
 def _tree(points: FloatArray) -> cKDTree:
