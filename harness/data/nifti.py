@@ -242,11 +242,12 @@ def read_grid(path: Path) -> Grid:
     )
 
 
-def read_label(path: Path) -> tuple[NDArray[np.integer], Grid]:
+def read_label(path: Path, *, read_only: bool = False) -> tuple[NDArray[np.integer], Grid]:
     """A label map as an integer array (its on-disk integer dtype kept) and its grid.
 
     Float files whose values are all whole numbers are accepted and converted (many tools write
-    labels as float); any other float content is an `invalid_labels` error.
+    labels as float); any other float content is an `invalid_labels` error. `read_only`: the
+    array may be a read-only view of the decompressed file (one copy of the volume fewer).
     """
     zooms: tuple[float, ...] | None = None
     affine: NDArray[np.float64] | None = None
@@ -257,7 +258,7 @@ def read_label(path: Path) -> tuple[NDArray[np.integer], Grid]:
     else:
         img = _open(path)
         try:
-            data = _voxels(path, img)
+            data = _voxels(path, img, read_only=read_only)
         except Exception as exc:  # truncated gzip stream, short file, bad header offsets
             raise CaseError(
                 f"{path}: voxel data cannot be read ({_reason(exc)}); the file is corrupt or "
@@ -305,15 +306,23 @@ def _gunzip(blob: bytes, cap: int) -> bytes | None:
     return out
 
 
-def _voxels(path: Path, img: nib.Nifti1Image) -> NDArray[Any]:
+def _voxels(path: Path, img: nib.Nifti1Image, *, read_only: bool = False) -> NDArray[Any]:
     """The voxels of a NIfTI file nibabel has opened: a .nii.gz is decompressed in one call and
     read from memory (same array, dtype and scaling as `img.dataobj`); anything else, or a stream
-    `_gunzip` declines, through nibabel."""
+    `_gunzip` declines, through nibabel. `read_only` and unscaled: the array is a view of the
+    decompressed bytes, where nibabel would copy them into a new array."""
     if path.name.lower().endswith(".gz"):
         offset = int(getattr(img.dataobj, "offset", img.header["vox_offset"]))  # the header's own may read 0 once loaded
-        cap = offset + int(np.prod(img.shape)) * img.header.get_data_dtype().itemsize
+        dtype = img.header.get_data_dtype()
+        cap = offset + int(np.prod(img.shape)) * dtype.itemsize
         blob = _gunzip(path.read_bytes(), cap)
         if blob is not None:
+            proxy = img.dataobj
+            if (read_only and len(blob) == cap and getattr(proxy, "dtype", None) == dtype
+                    and (getattr(proxy, "slope", None), getattr(proxy, "inter", None)) == (1, 0)):
+                # What nibabel's ArrayProxy returns for unscaled data, without its copy.
+                return np.ndarray(img.shape, dtype=dtype, buffer=blob, offset=offset,
+                                  order=getattr(proxy, "order", "F"))
             return np.asanyarray(type(img).from_bytes(blob).dataobj)
     return np.asanyarray(img.dataobj)
 

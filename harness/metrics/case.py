@@ -29,12 +29,9 @@ from collections.abc import Sequence
 
 import numpy as np
 from numpy.typing import NDArray
-from scipy import ndimage
 
-from harness.metrics.lesion import LesionMatching, autopet_false_volumes, autopet_voxel_volume_ml, brats_lesion_wise
-from harness.metrics.overlap import confusion_from_codes, dice_from_counts, nonzero_box, pair_codes
-from harness.metrics.panoptic import MatchingMetric, panoptic_quality
-from harness.metrics.surface import robust_hausdorff, surface_dice, surface_distances
+from harness.metrics.overlap import dice_from_counts, label_boxes
+from harness.metrics.surface import embedding_margin, surface_dice_and_hausdorff
 from harness.models import OrganScore, OrganStatus, Profile, Region
 
 Box = tuple[slice, ...]
@@ -60,53 +57,28 @@ def score_case(
         raise ValueError(f"label shapes differ: {label_gt.shape} vs {label_pred.shape}")
     spacing = tuple(float(s) for s in spacing_mm)
     n_labels = max(profile.valid_labels) + 1
-    # One combined (ground truth, prediction) code per voxel gives, in one pass each, the
-    # confusion counts of all labels and the bounding box of every label in either map.
-    codes = pair_codes(label_gt, label_pred, n_labels=n_labels)
-    # Every pair but (background, background) lies in the box of the voxels labelled in either map
-    # (a third of an abdominal CT, found with two cheap `any` passes): the boxes of the pairs and
-    # their counts are taken there, and (0, 0) gets the rest of the volume.
-    labelled = nonzero_box(codes)
-    if labelled is None:
-        counts = np.zeros((n_labels, n_labels), np.int64)
-        counts[0, 0] = codes.size
-        pair_boxes: list[Box | None] = [None] * (n_labels * n_labels - 1)
-    else:
-        region = codes[labelled]
-        counts = confusion_from_codes(region, n_labels=n_labels)
-        counts[0, 0] += codes.size - region.size
-        pair_boxes = [None if box is None else _offset(box, labelled)
-                      for box in _find_objects_in_memory_order(region, max_label=n_labels * n_labels - 1)]
-    size_gt, size_pred = counts.sum(axis=1), counts.sum(axis=0)
-    del codes
-
-    def box_of(pairs: list[int]) -> Box | None:
-        found: list[Box] = [box for c in pairs if c > 0 and (box := pair_boxes[c - 1]) is not None]
-        return functools.reduce(_union, found) if found else None
-
-    boxes_gt = [box_of([lab * n_labels + p for p in range(n_labels)]) for lab in range(1, n_labels)]
-    boxes_pred = [box_of([g * n_labels + lab for g in range(n_labels)]) for lab in range(1, n_labels)]
+    # The bounding box of every label in each map, from one bit-OR pass over the labelled voxels;
+    # each structure's counts and surfaces are then taken on the union of its boxes, which holds
+    # every voxel of it in either map.
+    boxes_gt = label_boxes(label_gt, n_labels)
+    boxes_pred = label_boxes(label_pred, n_labels)
 
     def one(region: Region) -> OrganScore:
-        labels = list(region.labels)  # a union's counts are sums of its labels' cells: regions may overlap
-        n_gt = int(size_gt[labels].sum())
+        box_gt = _union_of([boxes_gt[lab] for lab in region.labels])  # regions may overlap: each has its own
         dsc, nsd, hd95 = _region_scores(
             label_gt,
             label_pred,
             region,
             profile,
             spacing,
-            inter=int(counts[np.ix_(labels, labels)].sum()),
-            n_gt=n_gt,
-            n_pred=int(size_pred[labels].sum()),
-            box_gt=_union_of([boxes_gt[lab - 1] for lab in labels]),
-            box_pred=_union_of([boxes_pred[lab - 1] for lab in labels]),
+            box_gt=box_gt,
+            box_pred=_union_of([boxes_pred[lab] for lab in region.labels]),
             workers=threads,
         )
         if profile.round_decimals is not None:
             dsc, nsd = _round(dsc, profile.round_decimals), _round(nsd, profile.round_decimals)
         extra = _extras(label_gt, label_pred, region, profile, spacing) if profile.extra_metrics else ()
-        if math.isnan(dsc) and region.zrange_only and n_gt > 0:  # the z-range cut left nothing
+        if math.isnan(dsc) and region.zrange_only and box_gt is not None:  # the z-range cut left nothing
             return OrganScore(case_id=case_id, organ=region.name, label=region.label, dsc=dsc, nsd=nsd, hd95_mm=hd95,
                               status=OrganStatus.NOT_SCORABLE,
                               message=f"{region.name} is labelled on one slice only and predicted; {profile.name}'s "
@@ -124,6 +96,10 @@ def _extras(label_gt: NDArray[np.integer], label_pred: NDArray[np.integer], regi
     whole volume (a lesion's dilation may reach beyond the labelled box): BraTS 2023's lesion-wise
     Dice, HD95 (mm) and lesion counts; autoPET's false-positive and false-negative volumes (ml);
     panoptica's PQ, SQ, RQ, SQ-DSC and PQ-DSC."""
+    # imported here: scipy.ndimage is 0.4 s of start-up that organ-only profiles need not pay
+    from harness.metrics.lesion import LesionMatching, autopet_false_volumes, autopet_voxel_volume_ml, brats_lesion_wise
+    from harness.metrics.panoptic import MatchingMetric, panoptic_quality
+
     mask_gt, mask_pred = _c_mask(label_gt, region.labels), _c_mask(label_pred, region.labels)
     values: list[float] = []
     if profile.lesion_wise is not None:
@@ -148,19 +124,6 @@ def _union_of(boxes: list[Box | None]) -> Box | None:
     return functools.reduce(_union, found) if found else None
 
 
-def _offset(box: Box, origin: Box) -> Box:
-    return tuple(slice(b.start + o.start, b.stop + o.start) for b, o in zip(box, origin, strict=True))
-
-
-def _find_objects_in_memory_order(codes: NDArray[np.unsignedinteger], *, max_label: int) -> list[Box | None]:
-    """`ndimage.find_objects`, walking the array in its own memory order: NIfTI volumes come
-    Fortran-ordered, and a C-order walk over them strides through memory (3x slower here)."""
-    if codes.ndim > 1 and abs(codes.strides[0]) < abs(codes.strides[-1]):  # Fortran-ordered, or a box of such
-        found = ndimage.find_objects(codes.T, max_label=max_label)  # .T of a Fortran array is C-ordered: a view
-        return [tuple(reversed(box)) if box is not None else None for box in found]
-    return list(ndimage.find_objects(codes, max_label=max_label))
-
-
 def _round(value: float, decimals: int) -> float:
     """numpy's rounding of a float64, as FLARE22's script gets by calling `round` on numpy values."""
     return value if math.isnan(value) or math.isinf(value) else float(np.round(np.float64(value), decimals))
@@ -173,20 +136,16 @@ def _region_scores(
     profile: Profile,
     spacing_mm: tuple[float, ...],
     *,
-    inter: int,
-    n_gt: int,
-    n_pred: int,
     box_gt: Box | None,
     box_pred: Box | None,
     workers: int = 1,
 ) -> tuple[float, float, float]:
-    if n_gt == 0 and n_pred == 0:
+    if box_gt is None and box_pred is None:
         both = profile.both_empty
         return both, both, (math.nan if math.isnan(both) else 0.0)
-    if n_gt == 0 or n_pred == 0:  # before the z-range cut, as the official script decides it
+    if box_gt is None or box_pred is None:  # before the z-range cut, as the official script decides it
         return 0.0, 0.0, math.inf
-    assert box_gt is not None
-    box = box_gt if box_pred is None else _union(box_gt, box_pred)
+    box = _union(box_gt, box_pred)
     if region.zrange_only:
         axis = profile.zrange_axis
         z_lower, z_upper = box_gt[axis].start, box_gt[axis].stop - 1
@@ -197,26 +156,34 @@ def _region_scores(
         )
         if box[axis].stop <= box[axis].start:  # the off-by-one leaves nothing of a 1-slice organ
             return math.nan, math.nan, math.nan
-        mask_gt = _c_mask(label_gt[box], region.labels)
-        mask_pred = _c_mask(label_pred[box], region.labels)
-        inter = int(np.count_nonzero(mask_gt & mask_pred))
-        dsc = dice_from_counts(inter, int(np.count_nonzero(mask_gt)), int(np.count_nonzero(mask_pred)))
-    else:
-        mask_gt = _c_mask(label_gt[box], region.labels)
-        mask_pred = _c_mask(label_pred[box], region.labels)
-        dsc = dice_from_counts(inter, n_gt, n_pred)
-    distances = surface_distances(mask_gt, mask_pred, spacing_mm, tolerances_mm=(region.tolerance_mm,), workers=workers)
-    if profile.nsd_min_dsc is not None and dsc < profile.nsd_min_dsc:
-        nsd = 0.0
-    else:
-        nsd = surface_dice(distances, region.tolerance_mm)
-    return dsc, nsd, robust_hausdorff(distances, 95.0)
+    margin = embedding_margin(spacing_mm)
+    voxels_gt = _embedded_mask(label_gt, box, region.labels, margin)
+    voxels_pred = _embedded_mask(label_pred, box, region.labels, margin)
+    # The box holds every voxel of the structure in both maps (before a z-range cut: those of the cut).
+    n_gt, n_pred = int(np.count_nonzero(voxels_gt)), int(np.count_nonzero(voxels_pred))
+    dsc = dice_from_counts(int(np.count_nonzero(voxels_gt & voxels_pred)), n_gt, n_pred)
+    forced = profile.nsd_min_dsc is not None and dsc < profile.nsd_min_dsc  # NSD = 0 below it
+    nsd, hd95 = surface_dice_and_hausdorff(voxels_gt, voxels_pred, spacing_mm, tolerance_mm=region.tolerance_mm,
+                                           nsd=not forced, percent=95.0, workers=workers)
+    return dsc, (0.0 if forced else nsd), hd95
+
+
+def _embedded_mask(label_map: NDArray[np.integer], box: Box, labels: tuple[int, ...],
+                   margin: tuple[int, ...]) -> NDArray[np.bool_]:
+    """The voxels of `box` holding any of `labels`, as a C-ordered mask inside `margin` zeros on each
+    side, written in one pass. NIfTI volumes come Fortran-ordered, and the surface code indexes
+    cells by C-order flat indices: a Fortran mask would be copied by every later step."""
+    shape = tuple(s.stop - s.start + 2 * m for s, m in zip(box, margin, strict=True))
+    voxels = np.zeros(shape, dtype=bool)
+    inner = voxels[tuple(slice(m, -m) for m in margin)]
+    # Compared in the volume's own memory order, then copied across (np.equal writing into the
+    # other order directly is 3x slower).
+    inner[...] = label_map[box] == labels[0] if len(labels) == 1 else np.isin(label_map[box], labels)
+    return voxels
 
 
 def _c_mask(box: NDArray[np.integer], labels: tuple[int, ...]) -> NDArray[np.bool_]:
-    """The voxels of `box` holding any of `labels`, as a C-ordered mask. NIfTI volumes come
-    Fortran-ordered, and the surface code indexes cells by C-order flat indices: a Fortran mask
-    would be copied by every pad, ravel and flat lookup there (15 % of a case's scoring time)."""
+    """The voxels of `box` holding any of `labels`, as a C-ordered mask."""
     if len(labels) == 1:
         return np.ascontiguousarray(box == labels[0])
     return np.ascontiguousarray(np.isin(box, labels))

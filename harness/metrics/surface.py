@@ -20,6 +20,10 @@ tried by increasing distance, (3) for the rest, with a KD-tree on the surfel coo
 are recomputed from the integer offsets with scipy's float64 formula, and surfels whose distance
 lies within rounding error of the tolerance are re-checked against every candidate, so `<=` at
 the tolerance matches the reference bit for bit.
+
+Both masks are embedded in one zero-padded grid whose margin holds the offsets of step (2): a
+surfel is then a flat index into that grid, shared by both surfaces, and an offset is one integer
+added to it; coordinates are computed only for the surfels left to the KD-tree.
 """
 
 from __future__ import annotations
@@ -28,7 +32,8 @@ import functools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -36,7 +41,7 @@ from numpy.typing import NDArray
 from harness.metrics._surfel_table import TRIANGLES_EIGHTHS
 
 if TYPE_CHECKING:
-    from scipy.spatial import cKDTree  # imported when a tree is built: scipy.spatial costs 70 ms of start-up
+    from scipy.spatial import cKDTree  # imported when a tree is built: scipy.spatial costs 0.4 s of start-up
 
 FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.intp]
@@ -47,16 +52,27 @@ _TIE_BAND = 1e-9
 
 @dataclass(frozen=True)
 class Surface:
-    """Surfels of one mask: integer cell coordinates (n, ndim) and areas in mm^2 (mm in 2D)."""
+    """Surfels of one mask on a cell grid with `margin` cells of room around the mask's own cells:
+    flat indices into that grid (C order, so in the mask's own C order) and areas in mm^2 (mm in 2D)."""
 
-    coords: IntArray
-    areas_mm2: FloatArray
-    border: NDArray[np.bool_]  # the cells holding a surfel, on the padded cell grid
     flat: IntArray  # the surfels' flat indices into `border`
+    areas_mm2: FloatArray
+    border: NDArray[np.bool_]  # 1D, over the whole cell grid: the cells holding a surfel
+    area_rank: NDArray[np.uint8]  # each surfel's area as its rank among the table's distinct areas
+    shape: tuple[int, ...]  # the cell grid's shape, margins included
+    margin: tuple[int, ...]  # cells before the mask's own cell grid on each axis
 
     @property
     def empty(self) -> bool:
-        return self.coords.shape[0] == 0
+        return self.flat.size == 0
+
+    @cached_property
+    def coords(self) -> IntArray:
+        """Integer cell coordinates (n, ndim) on the mask's own cell grid (cell i spans voxels i-1 and i)."""
+        return self.coords_of(self.flat)
+
+    def coords_of(self, flat: IntArray) -> IntArray:
+        return np.stack(np.unravel_index(flat, self.shape), axis=1) - np.asarray(self.margin, dtype=np.intp)
 
 
 @dataclass(frozen=True)
@@ -67,6 +83,40 @@ class SurfaceDistances:
     pred_to_gt_mm: FloatArray
     gt_areas_mm2: FloatArray
     pred_areas_mm2: FloatArray
+    # The areas as ranks among the distinct `area_values_mm2` (ascending): HD95 orders by them.
+    gt_area_rank: NDArray[np.uint8] | None = None
+    pred_area_rank: NDArray[np.uint8] | None = None
+    area_values_mm2: FloatArray | None = None
+
+
+def _cell_codes(voxels: NDArray[np.bool_] | NDArray[np.uint8]) -> NDArray[np.uint8]:
+    """Neighbour code of every cell between the voxels of `voxels` (one shorter per axis)."""
+    code: NDArray[np.uint8] = voxels.view(np.uint8)  # a bool is a byte: the same bits either way
+    shift = 1
+    for axis in reversed(range(code.ndim)):
+        low = tuple(slice(None, -1) if a == axis else slice(None) for a in range(code.ndim))
+        high = tuple(slice(1, None) if a == axis else slice(None) for a in range(code.ndim))
+        code = (code[low] << np.uint8(shift)) | code[high]
+        shift *= 2
+    return code
+
+
+def _cell_codes_in_place(voxels: NDArray[np.bool_]) -> NDArray[np.uint8]:
+    """`_cell_codes` of a C-ordered mask with at least one zero voxel on every side, on a grid of
+    the mask's own shape (its last cell on each axis holds only zeros: never a surfel). Each axis
+    is one shift of the flat array by the axis's stride: contiguous, 3x faster than slicing."""
+    source = voxels.reshape(-1).view(np.uint8)
+    buffers = (np.empty_like(source), np.empty_like(source))
+    shift = 1
+    stride = 1
+    for step, size in enumerate(reversed(voxels.shape)):
+        code = buffers[step % 2]
+        np.left_shift(source, np.uint8(shift), out=code)
+        np.bitwise_or(code[:code.size - stride], source[stride:], out=code[:code.size - stride])
+        source = code
+        shift *= 2
+        stride *= size
+    return source.reshape(voxels.shape)
 
 
 def neighbour_codes(mask: NDArray[np.bool_]) -> NDArray[np.uint8]:
@@ -77,14 +127,7 @@ def neighbour_codes(mask: NDArray[np.bool_]) -> NDArray[np.uint8]:
     Built one axis at a time (last axis first): each step shifts the codes so far by the bits of
     the axes already combined and ORs in the neighbour along the new axis.
     """
-    code = np.pad(mask.astype(np.uint8, copy=False), 1)
-    shift = 1
-    for axis in reversed(range(mask.ndim)):
-        low = tuple(slice(None, -1) if a == axis else slice(None) for a in range(mask.ndim))
-        high = tuple(slice(1, None) if a == axis else slice(None) for a in range(mask.ndim))
-        code = (code[low] << np.uint8(shift)) | code[high]
-        shift *= 2
-    return code
+    return _cell_codes(np.pad(mask.astype(np.uint8, copy=False), 1))
 
 
 @functools.lru_cache(maxsize=64)
@@ -125,15 +168,45 @@ def _contour_length_table(s0: float, s1: float) -> FloatArray:
     return table
 
 
-def surface(mask: NDArray[np.bool_], spacing_mm: tuple[float, ...]) -> Surface:
-    """Surfels of a boolean mask (2D or 3D) and their areas under `spacing_mm`."""
-    codes = neighbour_codes(mask)
-    full = np.uint8((1 << (1 << mask.ndim)) - 1)
-    border = (codes != 0) & (codes != full)
+@functools.lru_cache(maxsize=64)
+def near_radii(spacing_mm: tuple[float, ...]) -> tuple[int, ...]:
+    """Cells searched on the grid around each surfel, per axis, before the KD-tree: two of the finest
+    axis, and as many as reach past the next slice of a coarse one (a surfel whose nearest neighbour
+    lies one 2.5 mm slice away would otherwise go to the tree, built for it alone), within six of
+    the finest (the offsets tried grow as the cube of the reach)."""
+    finest = min(spacing_mm)
+    reach_mm = min(max(3 * finest, 1.5 * max(spacing_mm)), 6 * finest)
+    return tuple(max(1, math.ceil(reach_mm / s) - 1) for s in spacing_mm)
+
+
+def embedding_margin(spacing_mm: tuple[float, ...]) -> tuple[int, ...]:
+    """Zero voxels to put around a mask on each side for `surface_distances_embedded`."""
+    return tuple(r + 1 for r in near_radii(tuple(float(s) for s in spacing_mm)))
+
+
+def _surface_of_embedded(voxels: NDArray[np.bool_], margin: tuple[int, ...], spacing_mm: tuple[float, ...]) -> Surface:
+    """Surfels of a C-ordered mask embedded in `margin` + 1 zero voxels on each side."""
+    codes = _cell_codes_in_place(np.ascontiguousarray(voxels))
+    full = np.uint8((1 << (1 << voxels.ndim)) - 1)
+    # Neither all corners outside (0) nor all inside (full): one unsigned compare, 0 wrapping to 255.
+    border = (codes - np.uint8(1)) < np.uint8(full - 1)
     flat = np.flatnonzero(border)
-    coords = np.stack(np.unravel_index(flat, border.shape), axis=1)
-    areas = surfel_area_table(tuple(float(s) for s in spacing_mm))[codes.reshape(-1)[flat]]
-    return Surface(coords=coords, areas_mm2=areas, border=border, flat=flat)
+    cell_codes = codes.reshape(-1)[flat]
+    return Surface(flat=flat, areas_mm2=surfel_area_table(spacing_mm)[cell_codes], border=border.reshape(-1),
+                   area_rank=_area_ranks(spacing_mm)[1][cell_codes], shape=codes.shape, margin=margin)
+
+
+@functools.lru_cache(maxsize=64)
+def _area_ranks(spacing_mm: tuple[float, ...]) -> tuple[FloatArray, NDArray[np.uint8]]:
+    """The distinct areas of the table, ascending, and each neighbour code's rank among them."""
+    values, rank = np.unique(surfel_area_table(spacing_mm), return_inverse=True)
+    return values, rank.astype(np.uint8)
+
+
+def surface(mask: NDArray[np.bool_], spacing_mm: tuple[float, ...]) -> Surface:
+    """Surfels of a boolean mask (2D or 3D) and their areas under `spacing_mm` (no margin)."""
+    return _surface_of_embedded(np.pad(mask.astype(bool, copy=False), 1), (0,) * mask.ndim,
+                                tuple(float(s) for s in spacing_mm))
 
 
 def _scipy_distance(offsets: IntArray, spacing_mm: FloatArray) -> FloatArray:
@@ -147,43 +220,108 @@ def _scipy_distance(offsets: IntArray, spacing_mm: FloatArray) -> FloatArray:
     return np.sqrt(total)
 
 
-_NEAR_RADIUS = 2
-
-
 @functools.lru_cache(maxsize=64)
-def _near_offsets(spacing_mm: tuple[float, ...], radius: int) -> tuple[tuple[IntArray, float], ...]:
-    """Grid offsets within `radius` cells, by increasing distance, that are certainly nearer than
-    anything outside the cube: distance < (radius + 1) * the smallest spacing."""
+def _near_offsets(spacing_mm: tuple[float, ...], radii: tuple[int, ...]) -> tuple[IntArray, FloatArray]:
+    """Grid offsets within `radii` cells, by increasing distance, that are certainly nearer than
+    anything outside that box: distance < the smallest (radius + 1) * spacing over the axes."""
     ndim = len(spacing_mm)
-    grid = np.stack(np.meshgrid(*[np.arange(-radius, radius + 1)] * ndim, indexing="ij"), axis=-1).reshape(-1, ndim)
+    grid = np.stack(np.meshgrid(*[np.arange(-r, r + 1) for r in radii], indexing="ij"), axis=-1).reshape(-1, ndim)
     grid = grid[np.any(grid != 0, axis=1)]
     dist = _scipy_distance(grid, np.asarray(spacing_mm))
-    keep = dist < (radius + 1) * min(spacing_mm)
+    keep = dist < min((r + 1) * s for r, s in zip(radii, spacing_mm, strict=True))
     order = np.argsort(dist[keep], kind="stable")
-    return tuple((off, float(d)) for off, d in zip(grid[keep][order], dist[keep][order], strict=True))
+    return grid[keep][order], dist[keep][order]
 
 
-def _assign_near_offsets(
-    source: Surface, todo: IntArray, target: Surface, spacing_mm: FloatArray, dist: FloatArray
-) -> IntArray:
-    """Give `dist[todo]` their exact distance where a target surfel is among the near offsets;
-    return the indices still without one. Offsets are tried by increasing float64 distance, so a
-    surfel gets the smallest candidate distance, as the tie rule below requires."""
-    radius = _NEAR_RADIUS
-    offsets = _near_offsets(tuple(float(s) for s in spacing_mm), radius)
-    padded = np.pad(target.border, radius)
-    strides = np.array([int(np.prod(padded.shape[a + 1:])) for a in range(padded.ndim)])
-    flat_padded = padded.reshape(-1)
-    base = (source.coords[todo] + radius) @ strides
-    remaining = np.arange(todo.size)
-    for offset, d in offsets:
-        hit = flat_padded[base[remaining] + int(offset @ strides)]
-        if hit.any():
-            dist[todo[remaining[hit]]] = d
-            remaining = remaining[~hit]
-            if remaining.size == 0:
-                break
-    return todo[remaining]
+_GROUP = 8  # offsets tried together: one 8-byte word of hits per surfel
+
+
+def _first_hits(base: IntArray, border: NDArray[np.bool_], steps: IntArray, offset_mm: FloatArray,
+                assign: Callable[[IntArray, FloatArray], None]) -> IntArray:
+    """For each flat index in `base`, the distance of the first offset (`steps`, by increasing
+    float64 distance `offset_mm`) landing on a `border` cell; `assign(found, distances)` gets them.
+    Every `base` cell itself must be off the border. Offsets are tried 8 at a time, the 8 hits of
+    a surfel read as one word whose lowest set byte is its first hit, so a surfel gets the
+    smallest candidate distance, as the tie rule below requires. Returns the positions in `base`
+    left without one."""
+    pad = -steps.size % _GROUP  # offset 0, the surfel's own cell, never hits
+    steps = np.concatenate((steps, np.zeros(pad, dtype=steps.dtype)))
+    offset_mm = np.concatenate((offset_mm, np.full(pad, np.inf)))
+    remaining = np.arange(base.size)
+    cells = base
+    for start in range(0, steps.size, _GROUP):
+        if remaining.size == 0:
+            break
+        hits = border[cells[:, None] + steps[start:start + _GROUP]]  # (surfels, 8), C-ordered
+        words = hits.view(np.uint64).reshape(-1)
+        found = words != 0
+        if found.any():
+            assign(remaining[found], offset_mm[start + _first_set_byte(hits[found], words[found])])
+            remaining, cells = remaining[~found], cells[~found]
+    return remaining
+
+
+def _first_set_byte(hits: NDArray[np.bool_], words: NDArray[np.uint64]) -> IntArray:
+    """Index of the first True of each row of 8, from its word: the lowest set bit's byte on a
+    little-endian machine (its exponent as a float64, exact for a power of two)."""
+    if not np.little_endian:
+        return np.argmax(hits, axis=1)
+    lowest = words & (~words + np.uint64(1))
+    return (np.frexp(lowest.astype(np.float64))[1] - 1) // 8
+
+
+def _strides(shape: tuple[int, ...]) -> IntArray:
+    return np.array([int(np.prod(shape[a + 1:])) for a in range(len(shape))])
+
+
+def _assign_near_offsets(source: Surface, todo: IntArray, target: Surface, spacing_mm: FloatArray,
+                         dist: FloatArray) -> IntArray:
+    """Give `dist[todo]` their exact distance where a target surfel is among the near offsets
+    (those the grid's margin holds); return the indices still without one."""
+    offsets, offset_mm = _near_offsets(tuple(float(s) for s in spacing_mm), source.margin)
+
+    def assign(found: IntArray, distances: FloatArray) -> None:
+        dist[todo[found]] = distances
+
+    return todo[_first_hits(source.flat[todo], target.border, offsets @ _strides(source.shape), offset_mm, assign)]
+
+
+# A few surfels a little beyond the near offsets are looked up on the grid out to twice their reach
+# rather than in a KD-tree built for them alone, while the lookups (offsets x surfels) stay under
+# this many per target surfel (a tree costs about as much as 4 of them per surfel to build).
+_WIDER_LOOKUPS_PER_TARGET_SURFEL = 4
+
+
+def _wider_radii(radii: tuple[int, ...]) -> tuple[int, ...]:
+    return tuple(2 * r + 1 for r in radii)
+
+
+def _reach_mm(spacing_mm: tuple[float, ...], radii: tuple[int, ...]) -> float:
+    """Every offset nearer than this lies inside the box of `radii` (see `_near_offsets`)."""
+    return min((r + 1) * s for r, s in zip(radii, spacing_mm, strict=True))
+
+
+def _assign_wider_offsets(source: Surface, todo: IntArray, target: Surface, spacing_mm: FloatArray,
+                          dist: FloatArray) -> tuple[IntArray, bool]:
+    """`_assign_near_offsets` out to about twice the reach, for few surfels, on a copy of the
+    target's grid widened to hold those offsets; returns the indices still without a distance,
+    and whether the wider offsets were tried."""
+    spacing_key = tuple(float(s) for s in spacing_mm)
+    near = _near_offsets(spacing_key, source.margin)[1]
+    radii = _wider_radii(source.margin)
+    offsets, offset_mm = _near_offsets(spacing_key, radii)
+    tried = near.size  # the nearer offsets, already tried, come first in both sorted lists
+    if todo.size * (offset_mm.size - tried) > _WIDER_LOOKUPS_PER_TARGET_SURFEL * target.flat.size:
+        return todo, False
+    extra = [r - m for r, m in zip(radii, source.margin, strict=True)]
+    border = np.pad(target.border.reshape(target.shape), [(e, e) for e in extra])
+    base = np.ravel_multi_index(tuple((source.coords_of(source.flat[todo]) + np.asarray(radii)).T), border.shape)
+
+    def assign(found: IntArray, distances: FloatArray) -> None:
+        dist[todo[found]] = distances
+
+    left = _first_hits(base, border.reshape(-1), offsets[tried:] @ _strides(border.shape), offset_mm[tried:], assign)
+    return todo[left], True
 
 
 def _min_candidate_distance(
@@ -207,30 +345,36 @@ def _min_candidate_distance(
     return best
 
 
-def _directed_distances(
-    source: Surface,
-    target: Surface,
-    target_tree: Callable[[], cKDTree],
-    spacing_mm: FloatArray,
-    tolerances_mm: tuple[float, ...],
-    workers: int = 1,
-) -> FloatArray:
-    """Distance from each source surfel to the nearest target surfel (inf if target is empty)."""
-    n = source.coords.shape[0]
+def _grid_distances(source: Surface, target: Surface, spacing_mm: FloatArray) -> tuple[FloatArray, IntArray, float]:
+    """Each source surfel's distance to the target surface where the grid search finds it; the
+    others (returned, with inf in their place) are all at least the returned reach away."""
+    n = source.flat.size
     if n == 0:
-        return np.zeros(0)
+        return np.zeros(0), np.zeros(0, dtype=np.intp), math.inf
     if target.empty:
-        return np.full(n, np.inf)
+        return np.full(n, np.inf), np.zeros(0, dtype=np.intp), math.inf
     dist = np.zeros(n)
+    spacing_key = tuple(float(s) for s in spacing_mm)
+    reach = math.inf
     # Surfels in a cell that also holds a target surfel are at distance 0, and most of the rest of
     # a good prediction's surface is a cell or two away: look those up on the target's surfel grid,
     # nearest offsets first, and leave only the remainder to the KD-tree.
-    todo = np.flatnonzero(~target.border.reshape(-1)[source.flat])
+    todo = np.flatnonzero(~target.border[source.flat])
     if todo.size:
         todo = _assign_near_offsets(source, todo, target, spacing_mm, dist)
-    if todo.size == 0:
-        return dist
-    coords = source.coords[todo]
+        reach = _reach_mm(spacing_key, source.margin)
+    if todo.size:
+        todo, wider = _assign_wider_offsets(source, todo, target, spacing_mm, dist)
+        if wider:
+            reach = _reach_mm(spacing_key, _wider_radii(source.margin))
+    dist[todo] = np.inf
+    return dist, todo, reach
+
+
+def _tree_distances(source: Surface, target: Surface, target_tree: Callable[[], cKDTree], spacing_mm: FloatArray,
+                    tolerances_mm: tuple[float, ...], workers: int, dist: FloatArray, todo: IntArray) -> None:
+    """Give `dist[todo]` their distance to the nearest target surfel with the KD-tree."""
+    coords = source.coords_of(source.flat[todo])
     scaled = coords * spacing_mm
     tree = target_tree()
     _, nearest = tree.query(scaled, k=1, workers=workers)
@@ -243,6 +387,20 @@ def _directed_distances(
         if near_tol.size:
             dist[todo[near_tol]] = _min_candidate_distance(
                 tree, target.coords, coords[near_tol], spacing_mm, radius_mm=tol + 2 * band, workers=workers)
+
+
+def _directed_distances(
+    source: Surface,
+    target: Surface,
+    target_tree: Callable[[], cKDTree],
+    spacing_mm: FloatArray,
+    tolerances_mm: tuple[float, ...],
+    workers: int = 1,
+) -> FloatArray:
+    """Distance from each source surfel to the nearest target surfel (inf if target is empty)."""
+    dist, todo, _ = _grid_distances(source, target, spacing_mm)
+    if todo.size:
+        _tree_distances(source, target, target_tree, spacing_mm, tolerances_mm, workers, dist, todo)
     return dist
 
 
@@ -264,9 +422,30 @@ def surface_distances(
         raise ValueError(f"mask shapes differ: {mask_gt.shape} vs {mask_pred.shape}")
     if len(spacing_mm) != mask_gt.ndim:
         raise ValueError(f"spacing_mm {spacing_mm!r} does not match a {mask_gt.ndim}D mask")
-    spacing = np.asarray(spacing_mm, dtype=np.float64)
-    gt = surface(mask_gt, tuple(spacing))
-    pred = surface(mask_pred, tuple(spacing))
+    margin = embedding_margin(spacing_mm)
+    return surface_distances_embedded(
+        np.pad(mask_gt.astype(bool, copy=False), [(m, m) for m in margin]),
+        np.pad(mask_pred.astype(bool, copy=False), [(m, m) for m in margin]),
+        spacing_mm, tolerances_mm=tolerances_mm, workers=workers)
+
+
+def surface_distances_embedded(
+    voxels_gt: NDArray[np.bool_],
+    voxels_pred: NDArray[np.bool_],
+    spacing_mm: tuple[float, ...],
+    *,
+    tolerances_mm: tuple[float, ...] = (),
+    workers: int = 1,
+) -> SurfaceDistances:
+    """`surface_distances` of two C-ordered masks that their caller has already surrounded with
+    `embedding_margin(spacing_mm)` zero voxels on each side (the same for both: one copy, not two)."""
+    if voxels_gt.shape != voxels_pred.shape:
+        raise ValueError(f"mask shapes differ: {voxels_gt.shape} vs {voxels_pred.shape}")
+    spacing_key = tuple(float(s) for s in spacing_mm)
+    margin = tuple(m - 1 for m in embedding_margin(spacing_key))
+    spacing = np.asarray(spacing_key, dtype=np.float64)
+    gt = _surface_of_embedded(voxels_gt, margin, spacing_key)
+    pred = _surface_of_embedded(voxels_pred, margin, spacing_key)
     # Trees are built only if some surfel is farther than the near offsets from the other surface.
     gt_tree = functools.cache(lambda: _tree(gt.coords * spacing))
     pred_tree = functools.cache(lambda: _tree(pred.coords * spacing))
@@ -275,7 +454,70 @@ def surface_distances(
         pred_to_gt_mm=_directed_distances(pred, gt, gt_tree, spacing, tolerances_mm, workers),
         gt_areas_mm2=gt.areas_mm2,
         pred_areas_mm2=pred.areas_mm2,
+        gt_area_rank=gt.area_rank,
+        pred_area_rank=pred.area_rank,
+        area_values_mm2=_area_ranks(spacing_key)[0],
     )
+
+
+# A surfel left beyond the grid search is at least its reach away, up to the rounding of the
+# distance's last bit: a value this much below the reach is certainly nearer.
+_BELOW_REACH = 1.0 - 1e-12
+
+
+def surface_dice_and_hausdorff(
+    voxels_gt: NDArray[np.bool_],
+    voxels_pred: NDArray[np.bool_],
+    spacing_mm: tuple[float, ...],
+    *,
+    tolerance_mm: float,
+    nsd: bool = True,
+    percent: float = 95.0,
+    workers: int = 1,
+) -> tuple[float, float]:
+    """`surface_dice(d, tolerance_mm)` (NaN when `nsd` is false) and `robust_hausdorff(d, percent)`
+    of `d = surface_distances_embedded(voxels_gt, voxels_pred, spacing_mm, tolerances_mm=(tolerance_mm,))`,
+    the same values, without the KD-tree where neither needs the surfels beyond the grid search:
+    NSD does not when the tolerance lies within the search's reach (those surfels are all farther),
+    HD does not when the percentile is reached among the surfels the search found (those come
+    first in the distance order; the sum of the areas up to the percentile is the same)."""
+    if voxels_gt.shape != voxels_pred.shape:
+        raise ValueError(f"mask shapes differ: {voxels_gt.shape} vs {voxels_pred.shape}")
+    spacing_key = tuple(float(s) for s in spacing_mm)
+    margin = tuple(m - 1 for m in embedding_margin(spacing_key))
+    spacing = np.asarray(spacing_key, dtype=np.float64)
+    gt = _surface_of_embedded(voxels_gt, margin, spacing_key)
+    pred = _surface_of_embedded(voxels_pred, margin, spacing_key)
+    trees = {id(gt): functools.cache(lambda: _tree(gt.coords * spacing)),
+             id(pred): functools.cache(lambda: _tree(pred.coords * spacing))}
+    values = _area_ranks(spacing_key)[0]
+    directions: list[list[Any]] = []  # [source, target, distances, far surfels, reach], per direction
+    for source, target in ((gt, pred), (pred, gt)):
+        dist, far, reach = _grid_distances(source, target, spacing)
+        directions.append([source, target, dist, far, reach])
+
+    def resolve(direction: list) -> None:  # type: ignore[type-arg]
+        source, target, dist, far, _ = direction
+        if far.size:
+            _tree_distances(source, target, trees[id(target)], spacing, (tolerance_mm,), workers, dist, far)
+            direction[3] = far[:0]
+
+    nsd_value = math.nan
+    if nsd:
+        for direction in directions:
+            if not tolerance_mm < direction[4] * _BELOW_REACH:
+                resolve(direction)
+        nsd_value = surface_dice(SurfaceDistances(directions[0][2], directions[1][2], gt.areas_mm2, pred.areas_mm2),
+                                 tolerance_mm)
+    hausdorff = []
+    for direction in directions:
+        source, _, dist, far, reach = direction
+        value = _percentile_distance(dist, source.areas_mm2, percent, source.area_rank, values)
+        if far.size and not value < reach * _BELOW_REACH:
+            resolve(direction)
+            value = _percentile_distance(dist, source.areas_mm2, percent, source.area_rank, values)
+        hausdorff.append(value)
+    return nsd_value, max(hausdorff)
 
 
 def _tree(points: FloatArray) -> cKDTree:
@@ -298,16 +540,24 @@ def surface_dice(distances: SurfaceDistances, tolerance_mm: float) -> float:
     return float(overlap / total)
 
 
-def _percentile_distance(dist_mm: FloatArray, areas: FloatArray, percent: float) -> float:
+def _percentile_distance(dist_mm: FloatArray, areas: FloatArray, percent: float,
+                         rank: NDArray[np.uint8] | None = None, values: FloatArray | None = None) -> float:
     if dist_mm.size == 0:
         return math.inf
-    # Sorted by (distance, area) like the reference; the zero distances (usually most) need no
-    # sort: they come first, smallest areas first.
+    ranks: NDArray[np.integer]
+    if rank is None or values is None:
+        values, inverse = np.unique(areas, return_inverse=True)
+        ranks = inverse.reshape(-1)
+    else:
+        ranks = rank
+    # Sorted by (distance, area) like the reference, the area by its rank among the few distinct
+    # areas (the same order, a byte to sort); the zero distances (usually most) need no sort:
+    # they come first, smallest areas first, counted per distinct area.
     zero = dist_mm == 0
     rest = np.flatnonzero(~zero)
-    order = rest[np.lexsort((areas[rest], dist_mm[rest]))]
-    ordered_areas = np.concatenate((np.sort(areas[zero]), areas[order]))
-    cumulative = np.cumsum(ordered_areas) / areas.sum()
+    order = rest[np.lexsort((ranks[rest], dist_mm[rest]))]
+    zero_areas = np.repeat(values, np.bincount(ranks[zero], minlength=values.size))
+    cumulative = np.cumsum(np.concatenate((zero_areas, areas[order]))) / areas.sum()
     idx = min(int(np.searchsorted(cumulative, percent / 100.0)), dist_mm.size - 1)
     n_zero = dist_mm.size - rest.size
     return 0.0 if idx < n_zero else float(dist_mm[order[idx - n_zero]])
@@ -316,6 +566,8 @@ def _percentile_distance(dist_mm: FloatArray, areas: FloatArray, percent: float)
 def robust_hausdorff(distances: SurfaceDistances, percent: float = 95.0) -> float:
     """HD at `percent` (HD95 by default), in mm; inf when either surface is empty."""
     return max(
-        _percentile_distance(distances.gt_to_pred_mm, distances.gt_areas_mm2, percent),
-        _percentile_distance(distances.pred_to_gt_mm, distances.pred_areas_mm2, percent),
+        _percentile_distance(distances.gt_to_pred_mm, distances.gt_areas_mm2, percent,
+                             distances.gt_area_rank, distances.area_values_mm2),
+        _percentile_distance(distances.pred_to_gt_mm, distances.pred_areas_mm2, percent,
+                             distances.pred_area_rank, distances.area_values_mm2),
     )

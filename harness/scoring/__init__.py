@@ -91,7 +91,7 @@ def score_one(job: CaseJob, profile: Profile, *, threads: int = 1, label_map: La
             gt_grid = assembled.grid
             profile = annotated_profile(profile, assembled.annotated)
         else:
-            gt, gt_grid = read_label(job.label)
+            gt, gt_grid = read_label(job.label, read_only=True)
         gt, warning = outside_as_background(job.label, gt, check_labels(job.label, gt, profile), profile)
         warnings.append(warning)
         image_grid = read_grid(job.image) if job.image is not None else None
@@ -113,7 +113,7 @@ def score_one(job: CaseJob, profile: Profile, *, threads: int = 1, label_map: La
                 check_same_grid(job.pred, pred_grid, job.image, image_grid, what="image")
             except CaseError:
                 raise against_label from None
-        pred, pred_grid = read_label(job.pred)
+        pred, pred_grid = read_label(job.pred, read_only=True)
         if label_map is not None:  # numbered in another label system: checked there, renumbered by organ name
             pred, warning = outside_as_background(job.pred, pred, check_labels(job.pred, pred, label_map.source),
                                                   label_map.source)
@@ -169,6 +169,23 @@ def plan(pred_dir: Path, labels_dir: Path) -> tuple[list[CaseJob], list[Problem]
     return jobs, problems + pred_problems
 
 
+def keep_freed_memory() -> None:
+    """Let glibc's malloc keep the memory a case frees for the next case (no trimming, no mmap of
+    large blocks): each volume-sized buffer would otherwise come back as fresh pages that the
+    kernel faults in and zeroes again, 10 % of a case's CPU time. The process's memory then stays
+    at its peak, as a scoring worker's does anyway. Nothing happens off glibc."""
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):  # another C library (musl, macOS, Windows)
+        return
+    m_trim_threshold, m_mmap_max = -1, -4  # glibc's <malloc.h>
+    mallopt(m_mmap_max, 0)
+    mallopt(m_trim_threshold, 1 << 30)
+
+
 def score_many(
     jobs: list[CaseJob],
     profile: Profile,
@@ -179,13 +196,14 @@ def score_many(
     """Score `jobs`, yielding each result as it completes (process pool when `n_jobs` > 1)."""
     cpus = os.cpu_count() or 1
     if n_jobs <= 1 or len(jobs) <= 1:
+        keep_freed_memory()
         for job in jobs:
             yield score_one(job, profile, threads=min(4, cpus), label_map=label_map)
         return
     threads = max(1, cpus // n_jobs)
     import scipy.spatial  # noqa: F401 - the KD-tree's module, imported once here rather than in each forked worker
 
-    with ProcessPoolExecutor(max_workers=n_jobs) as pool:
+    with ProcessPoolExecutor(max_workers=n_jobs, initializer=keep_freed_memory) as pool:
         futures = [pool.submit(score_one, job, profile, threads=threads, label_map=label_map) for job in jobs]
         for future in futures:
             yield future.result()

@@ -29,6 +29,28 @@ def test_same_array_as_nibabel(tmp_path: Path, dtype: type) -> None:
     assert data.flags.f_contiguous == expected.flags.f_contiguous
 
 
+@pytest.mark.parametrize("dtype", [np.uint8, np.int16, np.uint16, np.dtype(">i2")])
+def test_read_only_view_is_nibabels_array(tmp_path: Path, dtype: type) -> None:
+    # The scoring path's read: a view of the decompressed bytes, the same array nibabel returns
+    # (big-endian data too), and read-only (nothing may write into the file's bytes).
+    path = write_nifti(tmp_path / "l.nii.gz", toy_labels(2).astype(dtype))
+    data, _ = read_label(path, read_only=True)
+    expected = _nibabel(path)
+    assert data.dtype == expected.dtype and np.array_equal(data, expected)
+    assert data.flags.f_contiguous == expected.flags.f_contiguous
+    assert not data.flags.writeable
+
+
+def test_read_only_scaled_voxels_are_still_scaled(tmp_path: Path) -> None:
+    labels = toy_labels(1)
+    img = nib.Nifti1Image(labels, np.diag([0.8, 0.8, 2.5, 1.0]))
+    img.header.set_slope_inter(2.0, 0.0)
+    path = tmp_path / "s.nii.gz"
+    nib.save(img, path)
+    data, _ = read_label(path, read_only=True)
+    assert np.array_equal(data, np.round(_nibabel(path)).astype(np.uint8))
+
+
 def test_scaled_voxels_are_scaled_as_nibabel_scales_them(tmp_path: Path) -> None:
     labels = toy_labels(1)
     img = nib.Nifti1Image(labels, np.diag([0.8, 0.8, 2.5, 1.0]))

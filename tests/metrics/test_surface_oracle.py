@@ -10,9 +10,11 @@ import pytest
 
 from harness.metrics.overlap import dice_all_labels
 from harness.metrics.surface import (
+    embedding_margin,
     neighbour_codes,
     robust_hausdorff,
     surface_dice,
+    surface_dice_and_hausdorff,
     surface_distances,
     surfel_area_table,
 )
@@ -141,3 +143,20 @@ def test_equidistant_surfels_at_the_tolerance_resolve_like_the_reference(
     ref = sd.compute_surface_dice_at_tolerance(sd.compute_surface_distances(gt, pred, spacing), tol)
     ours = surface_dice(surface_distances(gt, pred, spacing, tolerances_mm=(tol,)), tol)
     assert ours == pytest.approx(ref, abs=1e-12)
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_scores_without_far_distances_equal_the_full_distances(seed: int) -> None:
+    # The scoring path skips the KD-tree where NSD and HD95 do not need the surfels beyond the grid
+    # search; its values must be those of the full distances, to the last bit, at tolerances below
+    # and beyond the search's reach, and at other percentiles.
+    gt, pred = _case(2000 + seed, 3)
+    spacing = tuple(float(s) for s in SPACINGS_3D[seed % len(SPACINGS_3D)])
+    margin = embedding_margin(spacing)
+    embedded = [np.pad(m, [(k, k) for k in margin]) for m in (gt, pred)]
+    for tol in _tolerances(spacing):
+        full = surface_distances(gt, pred, spacing, tolerances_mm=(tol,))
+        for percent in (95.0, 50.0, 100.0):
+            nsd, hd = surface_dice_and_hausdorff(*embedded, spacing, tolerance_mm=tol, percent=percent)
+            assert nsd == surface_dice(full, tol) or (math.isnan(nsd) and math.isnan(surface_dice(full, tol)))
+            assert hd == robust_hausdorff(full, percent)
