@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import stat
 import tarfile
+from dataclasses import replace
 from pathlib import Path
 
 import nibabel as nib
@@ -337,3 +338,19 @@ def test_the_docker_runner_starts_grand_challenge_images_as_the_shim_does(
         assert kwargs["environment"]["HOME"] == home  # type: ignore[index]
     assert len(containers.created) == (0 if user is None and config["User"] == "" else 1)
     assert all(source.removed for source in containers.created)
+
+
+def test_a_named_user_the_images_passwd_lacks_is_crashed_before_anything_starts(tmp_path: Path) -> None:
+    from harness.models import RunStatus
+    from harness.runner.docker_runner import DockerRunner
+
+    containers = _FakeContainers(PASSWD.encode())
+    client = type("Client", (), {"images": _FakeImages({"User": "ghost"}), "containers": containers})()
+    request = _gc_request(tmp_path)
+    (tmp_path / "in").mkdir()
+    (tmp_path / "out").mkdir()
+    outcome = DockerRunner(client=client).run(replace(request, input_dir=tmp_path / "in", output_dir=tmp_path / "out"))
+    assert outcome.status is RunStatus.CRASHED and outcome.exit_code is None
+    assert outcome.message.startswith("the image's USER ghost is not in its /etc/passwd: grand-challenge's job fails "
+                                      "before it starts")
+    assert len(containers.created) == 1 and containers.created[0].removed  # only the passwd reader was made

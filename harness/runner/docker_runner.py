@@ -166,7 +166,8 @@ class DockerRunner:
         return self._users[image]
 
     def _passwd(self, request: RunRequest) -> str | None:
-        """The image's /etc/passwd (its first PASSWD_BYTES), or None where it has no such regular file."""
+        """The image's /etc/passwd (its first PASSWD_BYTES), or None where it has no such regular file
+        (the daemon's other failures are raised: the run is then `runner_error`)."""
         import io
         import tarfile
 
@@ -188,7 +189,7 @@ class DockerRunner:
                 member = archive.next()
                 handle = archive.extractfile(member) if member is not None and member.isfile() else None
                 return handle.read(PASSWD_BYTES).decode("utf-8", "replace") if handle is not None else None
-        except (docker.errors.APIError, tarfile.TarError, OSError):
+        except (docker.errors.NotFound, tarfile.TarError, OSError):
             return None
         finally:
             remove(source)
@@ -262,7 +263,11 @@ class DockerRunner:
         refused = gpu_refusal(request.spec, self.gpu_ids, started_at=started_at)
         if refused is not None:
             return refused
-        run_as = self.run_as(request) if contract.declared_user else None
+        try:
+            run_as = self.run_as(request) if contract.declared_user else None
+        except docker.errors.APIError as exc:
+            return RunOutcome(RunStatus.RUNNER_ERROR, None, 0.0, time.monotonic() - wall0, started_at, time.time(),
+                              message=f"docker could not read the image's user: {' '.join(str(exc).split())[:300]}")
         if run_as is not None and run_as.failure:  # the platform's job fails before the algorithm starts
             return RunOutcome(RunStatus.CRASHED, None, 0.0, time.monotonic() - wall0, started_at, time.time(),
                               message=run_as.failure)
