@@ -146,6 +146,9 @@ def _read_back(checklist: Checklist, results: Path, spec) -> None:  # type: igno
     else:
         checklist.items.append(Item(True, "image", f"{'built' if spec.dockerfile is not None else 'loaded'}, "
                                     f"{digest[:19]}"))
+    notes = {str(note) for d in runs.details if d and (note := json.loads(d).get("image_user"))}
+    for note in sorted(notes):  # how the image's USER was run, where it is not as the platform runs it
+        checklist.items.append(Item(None, "image", safe_text(note, limit=600)))
     res = spec.resources
     for row in runs.itertuples():
         case = f"case {row.case_id}"

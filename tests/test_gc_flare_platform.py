@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import stat
 import tarfile
+from dataclasses import replace
 from pathlib import Path
 
 import nibabel as nib
@@ -15,12 +16,17 @@ import pytest
 
 from harness.acceptance import ArchiveTooLong, folder_copy
 from harness.contracts import GrandChallengeOptions, contract_of
-from harness.contracts.grand_challenge import written_without_geometry
+from harness.contracts.grand_challenge import (
+    RunAs,
+    passwd_home,
+    platform_user,
+    refused_at_upload,
+    written_without_geometry,
+)
 from harness.data.nifti import read_grid
 from harness.intake import SubmissionError
 from harness.models import Case
 from harness.profiles import load_profile
-from harness.runner.docker_runner import declared_user
 
 GC = contract_of("grand-challenge")
 SLUG_DIR = "images/abdominal-organ-segmentation"
@@ -141,14 +147,75 @@ def test_an_output_with_a_geometry_of_its_own_keeps_it(tmp_path: Path, case: Cas
     assert written.spacing_mm == (2.0, 1.0, 1.0)
 
 
-@pytest.mark.parametrize("user, runs_as", [
-    ("user", "user"), ("user:user", "user:user"), ("1000:1000", "1000:1000"), (" algo ", "algo"),
-    ("", None), ("root", None), ("0", None), ("0:0", None), ("root:users", None), ("ROOT", None),
+PASSWD = """root:x:0:0:root:/root:/bin/bash
+toor:x:0:0:another root:/srv/toor:/bin/sh
+daemon:x:1:1:daemon:/usr/sbin:/usr/sbin/nologin
+this line is malformed
+user:x:999:999::/home/user:/bin/sh
+1000:x:2000:2000:a user named by a number:/home/named-1000:/bin/sh
+algo:x:1000:1000::/home/algo:/bin/sh
+"""
+
+
+@pytest.mark.parametrize("user", ["", "root", "0", "0:0", "root:users", "ROOT", " root ", "Root:0"])
+def test_a_root_user_is_refused_by_the_platform_and_run_as_ours(user: str) -> None:
+    """grand-challenge's upload refuses these (unset, root or 0, any group, any case); harness runs
+    them as its own unprivileged user with its own HOME and says why."""
+    assert refused_at_upload(user.strip())
+    got = platform_user(user, passwd=PASSWD, env_home="/elsewhere")
+    assert (got.user, got.home, got.failure) == (None, None, "")
+    assert "grand-challenge refuses such an image at upload" in got.note
+    assert "own unprivileged user with HOME=/tmp" in got.note
+
+
+@pytest.mark.parametrize("user", [":0", ":users", "00", "toor", "toor:users"])
+def test_root_the_upload_test_lets_through_is_still_never_root_here(user: str) -> None:
+    """`:0`, `00` and a name whose uid is 0 pass the platform's upload test, and would run as root
+    there; harness runs them as its own user."""
+    assert not refused_at_upload(user)
+    got = platform_user(user, passwd=PASSWD, env_home=None)
+    assert (got.user, got.home, got.failure) == (None, None, "")
+    assert "would run it as root" in got.note
+
+
+@pytest.mark.parametrize("user, home", [
+    ("user", "/home/user"), ("user:user", "/home/user"), ("algo:0", "/home/algo"),
+    ("1000", "/home/named-1000"),  # a name first, as getpwnam before getpwuid
+    ("999", "/home/user"), ("999:999", "/home/user"),  # by uid
 ])
-def test_the_declared_user_is_run_unless_it_is_root(user: str, runs_as: str | None) -> None:
-    """grand-challenge runs the image's USER and refuses root at upload; harness runs root's images
-    as its own unprivileged user instead (never as root)."""
-    assert declared_user(user) == runs_as
+def test_home_comes_from_the_images_passwd_over_its_env(user: str, home: str) -> None:
+    """The platform's shim sets HOME to the user's home in /etc/passwd, over the image's ENV HOME."""
+    assert platform_user(user, passwd=PASSWD, env_home="/elsewhere") == RunAs(user, home)
+
+
+@pytest.mark.parametrize("env_home, home", [("/data/home", "/data/home"), (None, "/root")])
+def test_a_uid_passwd_does_not_know_keeps_the_environments_home(env_home: str | None, home: str) -> None:
+    """The shim leaves HOME alone for such a uid: the image's ENV HOME, else that of the shim's own
+    (root's) environment."""
+    assert platform_user("4242:4242", passwd=PASSWD, env_home=env_home) == RunAs("4242:4242", home)
+    assert platform_user("4242", passwd=None, env_home=env_home) == RunAs("4242", home)
+
+
+@pytest.mark.parametrize("passwd", [PASSWD, None, ""])
+def test_a_named_user_passwd_does_not_know_fails_before_it_starts(passwd: str | None) -> None:
+    got = platform_user("ghost", passwd=passwd, env_home="/home/ghost")
+    assert got.user == "ghost" and got.note == ""
+    assert got.failure.startswith("the image's USER ghost is not in its /etc/passwd: grand-challenge's job fails")
+
+
+def test_passwd_lookup_agrees_with_the_c_library_on_this_hosts_passwd() -> None:
+    """An independent oracle: getpwnam/getpwuid over the same file (the host's own /etc/passwd)."""
+    import pwd
+
+    text = Path("/etc/passwd").read_text()
+    names = [line.split(":")[0] for line in text.splitlines() if line.count(":") >= 6]
+    assert names
+    for name in names:
+        entry = pwd.getpwnam(name)
+        assert passwd_home(text, name) == (entry.pw_uid, entry.pw_dir)
+        by_uid = pwd.getpwuid(entry.pw_uid)
+        assert passwd_home(text, str(entry.pw_uid)) == (by_uid.pw_uid, by_uid.pw_dir)
+    assert passwd_home(text, "no-such-user-here") is None
 
 
 def test_flare_names_an_archives_image_after_it_without_tagging(tmp_path: Path) -> None:
@@ -186,3 +253,97 @@ def test_a_workdir_archive_becomes_its_contents() -> None:
     copy.path.unlink()
     with pytest.raises(ArchiveTooLong):  # never more than its bound is read
         folder_copy(iter([raw.getvalue()]), bound=1000)
+
+
+class _FakeImages:
+    def __init__(self, config: dict[str, object]) -> None:
+        self.config = config
+
+    def get(self, image: str) -> object:
+        return type("Image", (), {"attrs": {"Config": self.config}})()
+
+
+class _FakeSource:
+    """A created, never started container whose /etc/passwd is `passwd` (None: the image has none)."""
+
+    def __init__(self, passwd: bytes | None) -> None:
+        self.passwd, self.removed = passwd, False
+
+    def get_archive(self, path: str) -> tuple[object, dict[str, object]]:
+        import docker
+
+        if self.passwd is None:
+            raise docker.errors.NotFound(f"Could not find the file {path} in container")
+        out = io.BytesIO()
+        with tarfile.open(fileobj=out, mode="w") as archive:
+            info = tarfile.TarInfo("passwd")
+            info.size = len(self.passwd)
+            archive.addfile(info, io.BytesIO(self.passwd))
+        raw = out.getvalue()
+        return (raw[i:i + 1000] for i in range(0, len(raw), 1000)), {}
+
+    def remove(self, force: bool = False) -> None:
+        self.removed = True
+
+
+class _FakeContainers:
+    def __init__(self, passwd: bytes | None) -> None:
+        self.passwd, self.created = passwd, []  # type: list[_FakeSource]
+
+    def create(self, **kwargs: object) -> _FakeSource:
+        assert kwargs["network_mode"] == "none" and kwargs["entrypoint"] == ["true"]
+        self.created.append(_FakeSource(self.passwd))
+        return self.created[-1]
+
+
+def _gc_request(tmp_path: Path):  # type: ignore[no-untyped-def]
+    from harness.runner.base import RunRequest
+    from harness.spec import load_manifest
+
+    folder = tmp_path / "algorithms" / "gc"
+    folder.mkdir(parents=True)
+    (folder / "algorithm.toml").write_text('name = "gc"\nversion = "1"\nkind = "segmenter"\nprofile = "flare22"\n'
+                                           f'image = "team/gc:1@sha256:{"0" * 64}"\ncontract = "grand-challenge"\n')
+    spec = load_manifest(folder / "algorithm.toml", repo_root=tmp_path)
+    return RunRequest(spec=spec, case_id="c", input_dir=tmp_path, output_dir=tmp_path, image="sha256:feed")
+
+
+@pytest.mark.parametrize("config, passwd, user, home", [
+    ({"User": "algo", "Env": ["PATH=/bin", "HOME=/elsewhere"]}, PASSWD.encode(), "algo", "/home/algo"),
+    ({"User": "999:999"}, PASSWD.encode(), "999:999", "/home/user"),
+    ({"User": "4242", "Env": ["HOME=/data"]}, None, "4242", "/data"),
+    ({"User": "", "Env": ["HOME=/elsewhere"]}, PASSWD.encode(), None, "/tmp"),
+    ({"User": "toor"}, PASSWD.encode(), None, "/tmp"),
+])
+def test_the_docker_runner_starts_grand_challenge_images_as_the_shim_does(
+        tmp_path: Path, config: dict[str, object], passwd: bytes | None, user: str | None, home: str) -> None:
+    """The container's --user and HOME from the image's config and its /etc/passwd (read once per
+    image from a created container, removed again); root's images as harness's own user."""
+    from harness.runner.docker_runner import DockerRunner, sandbox_user
+
+    containers = _FakeContainers(passwd)
+    client = type("Client", (), {"images": _FakeImages(config), "containers": containers})()
+    runner = DockerRunner(client=client)
+    request = _gc_request(tmp_path)
+    for _ in range(2):
+        kwargs = runner.container_kwargs(request)
+        assert kwargs["user"] == (user if user is not None else "{}:{}".format(*sandbox_user()))
+        assert kwargs["environment"]["HOME"] == home  # type: ignore[index]
+    assert len(containers.created) == (0 if user is None and config["User"] == "" else 1)
+    assert all(source.removed for source in containers.created)
+
+
+def test_a_named_user_the_images_passwd_lacks_is_crashed_before_anything_starts(tmp_path: Path) -> None:
+    from harness.models import RunStatus
+    from harness.runner.docker_runner import DockerRunner
+
+    containers = _FakeContainers(PASSWD.encode())
+    client = type("Client", (), {"images": _FakeImages({"User": "ghost"}), "containers": containers})()
+    request = _gc_request(tmp_path)
+    (tmp_path / "in").mkdir()
+    (tmp_path / "out").mkdir()
+    outcome = DockerRunner(client=client).run(replace(request, input_dir=tmp_path / "in", output_dir=tmp_path / "out"))
+    assert outcome.status is RunStatus.CRASHED and outcome.exit_code is None
+    assert outcome.message.startswith("the image's USER ghost is not in its /etc/passwd: grand-challenge's job fails "
+                                      "before it starts")
+    assert len(containers.created) == 1 and containers.created[0].removed  # only the passwd reader was made

@@ -14,7 +14,7 @@ import threading
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
@@ -51,6 +51,78 @@ def extracted_model(tarball: Path) -> Path:
             work.chmod(0o711)  # traversed by the daemon's bind mount, listed by nobody
             _model_root.append(work)
         return extracted_once(tarball, _model_root[0], use=MODEL_TARBALL)
+
+
+class RunAs(NamedTuple):
+    """How grand-challenge's container process starts for an image's USER, as harness runs it."""
+
+    user: str | None  # Docker's --user: the image's USER; None: harness's own unprivileged user
+    home: str | None  # HOME for that user; None: harness's own (/tmp)
+    note: str = ""  # what an author should know (`harness check` shows it as a warning)
+    failure: str = ""  # why the platform's job would fail before the algorithm starts ("" when it starts)
+
+
+PASSWD_BYTES = 1024 * 1024  # the most of an image's /etc/passwd that is read
+
+
+def refused_at_upload(user: str) -> bool:
+    """grand-challenge's own test of an uploaded image's USER (its container image validation):
+    unset, `root` or `0`, with or without a group, in any case, means the image runs as root and is
+    refused."""
+    lowered = user.lower()
+    return lowered in ("", "root", "0") or lowered.startswith(("0:", "root:"))
+
+
+def passwd_home(passwd: str, user: str) -> tuple[int, str] | None:
+    """(uid, home folder) of `user` in the text of an /etc/passwd: looked up by name first, then,
+    for a number, by uid (the first matching line, as getpwnam and getpwuid read it); None when
+    neither matches. Malformed lines are skipped."""
+    entries = []
+    for line in passwd[:PASSWD_BYTES].splitlines():
+        fields = line.split(":")
+        if len(fields) >= 7 and fields[2].isdigit():
+            entries.append((fields[0], int(fields[2]), fields[5]))
+    for name, uid, home in entries:
+        if name == user:
+            return uid, home
+    if user.isdigit():
+        for _, uid, home in entries:
+            if uid == int(user):
+                return uid, home
+    return None
+
+
+def platform_user(user: str, *, passwd: str | None, env_home: str | None) -> RunAs:
+    """The user and HOME of an image's process as grand-challenge runs it, made safe where the
+    platform would run root.
+
+    The platform refuses an image whose USER is root at upload (`refused_at_upload`); harness runs
+    such an image as its own unprivileged user with HOME=/tmp, and says so. Otherwise the platform's
+    shim (DIAGNijmegen/rse-sagemaker-shim, its process user) runs the USER and sets HOME from the
+    image's /etc/passwd, over any HOME the image's ENV sets; for a numeric USER that /etc/passwd does
+    not know it leaves HOME as the environment has it (the image's ENV HOME, else root's /root, as the
+    shim itself runs as root); a named USER that /etc/passwd does not know fails the job. A USER the
+    upload test lets through that is still root (`:0`, `00`, a name with uid 0) would run as root
+    there; harness runs it as its own user instead."""
+    declared = user.strip()
+    shown = declared or "unset"
+    own = "harness ran it as its own unprivileged user with HOME=/tmp (never as root)"
+    if refused_at_upload(declared):
+        return RunAs(None, None, note=f"the image's USER is {shown} (root): grand-challenge refuses such an image at "
+                                      f"upload; {own}; add a non-root user and a USER line to the Dockerfile")
+    name = declared.partition(":")[0]
+    found = passwd_home(passwd, name) if passwd is not None and name else None
+    uid = found[0] if found is not None else int(name) if name.isdigit() else None
+    if not name or uid == 0:
+        return RunAs(None, None, note=f"the image's USER {declared} is root (uid 0) or names no user: grand-challenge "
+                                      f"would run it as root; {own}; add a user and a USER line naming it")
+    if found is not None:
+        return RunAs(declared, found[1])
+    if name.isdigit():
+        return RunAs(declared, env_home or "/root")
+    return RunAs(declared, None, failure=f"the image's USER {declared} is not in its /etc/passwd: grand-challenge's "
+                                         "job fails before it starts (the user does not exist); create the user in "
+                                         "the Dockerfile (useradd) or give a numeric uid")
 
 
 def socket_path(slug: str) -> str:

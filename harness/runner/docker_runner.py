@@ -41,6 +41,7 @@ from harness.acceptance import (
     open_folder_copy,
 )
 from harness.contracts import Launch, contract_of
+from harness.contracts.grand_challenge import PASSWD_BYTES, RunAs, platform_user, refused_at_upload
 from harness.fstree import pack_folder
 from harness.monitor import RunMonitor
 from harness.runner.base import (
@@ -76,14 +77,7 @@ class ImageFacts(NamedTuple):
 
     user: str  # its USER ("" when none)
     workdir: str  # its WORKDIR ("" when none)
-
-
-def declared_user(user: str) -> str | None:
-    """An image's USER as grand-challenge runs it, or None where that is root: empty, `root` or 0,
-    with or without a group (the platform refuses such an image at upload; harness runs it as its
-    own unprivileged user instead)."""
-    name = user.strip().partition(":")[0].lower()
-    return None if name in ("", "root", "0") else user.strip()
+    home: str | None = None  # the HOME its ENV sets (None when it sets none)
 
 
 def directory_usage(root: Path, *, stop_at_entries: int | None = None) -> tuple[int, int]:
@@ -147,6 +141,7 @@ class DockerRunner:
         self.output_fs = output_fs  # False: /output is a watched host folder (the fallback)
         self.volumes = OutputVolumes(self.client)
         self._facts: dict[str, ImageFacts] = {}
+        self._users: dict[str, RunAs] = {}  # image -> grand-challenge's user and HOME for it
         self._seeds: dict[tuple[str, str], _Seed] = {}  # (image, WORKDIR) -> its contents, for FLARE's scratch
 
     def image_facts(self, image: str | None) -> ImageFacts:
@@ -155,8 +150,49 @@ class DockerRunner:
             return ImageFacts("", "")
         if image not in self._facts:
             config = self.client.images.get(image).attrs.get("Config") or {}
-            self._facts[image] = ImageFacts(str(config.get("User") or ""), str(config.get("WorkingDir") or ""))
+            homes = [str(e)[5:] for e in config.get("Env") or [] if str(e).startswith("HOME=")]
+            self._facts[image] = ImageFacts(str(config.get("User") or ""), str(config.get("WorkingDir") or ""),
+                                            homes[-1] if homes else None)
         return self._facts[image]
+
+    def run_as(self, request: RunRequest) -> RunAs:
+        """grand-challenge's user and HOME for the request's image (`platform_user`; its /etc/passwd
+        read once per image from a created, never started container)."""
+        image = request.image or ""
+        if image not in self._users:
+            facts = self.image_facts(image)
+            passwd = None if refused_at_upload(facts.user.strip()) else self._passwd(request)
+            self._users[image] = platform_user(facts.user, passwd=passwd, env_home=facts.home)
+        return self._users[image]
+
+    def _passwd(self, request: RunRequest) -> str | None:
+        """The image's /etc/passwd (its first PASSWD_BYTES), or None where it has no such regular file
+        (the daemon's other failures are raised: the run is then `runner_error`)."""
+        import io
+        import tarfile
+
+        import docker
+
+        source = self.client.containers.create(image=request.image, entrypoint=["true"], command=[], network_mode="none",
+                                               labels={"harness.results": request.owner, "harness.role": "passwd"})
+        try:
+            bits, _ = source.get_archive("/etc/passwd")
+            data = bytearray()
+            try:
+                for chunk in bits:
+                    data += chunk
+                    if len(data) > PASSWD_BYTES + 64 * 1024:  # the file's first PASSWD_BYTES and its tar headers
+                        break
+            finally:
+                bits.close()
+            with tarfile.open(fileobj=io.BytesIO(bytes(data)), mode="r:") as archive:
+                member = archive.next()
+                handle = archive.extractfile(member) if member is not None and member.isfile() else None
+                return handle.read(PASSWD_BYTES).decode("utf-8", "replace") if handle is not None else None
+        except (docker.errors.NotFound, tarfile.TarError, OSError):
+            return None
+        finally:
+            remove(source)
 
     def container_kwargs(self, request: RunRequest, *, output_volume: str | None = None,
                          input_volume: str | None = None, workdir_volume: str | None = None) -> dict[str, object]:
@@ -200,11 +236,10 @@ class DockerRunner:
             kwargs["entrypoint"] = list(contract.entrypoint)
         if contract.own_user:
             del kwargs["user"]
-        if contract.declared_user and (user := declared_user(self.image_facts(request.image).user)) is not None:
-            # grand-challenge's: the image's own (non-root) USER, HOME its home in the image's passwd
-            # (the runtime sets it when the environment has none, as the platform's shim does)
-            kwargs["user"] = user
-            del kwargs["environment"]["HOME"]  # type: ignore[attr-defined]
+        if contract.declared_user and (run_as := self.run_as(request)).user is not None:
+            # grand-challenge's: the image's own (non-root) USER, HOME as the platform's shim sets it
+            kwargs["user"] = run_as.user
+            kwargs["environment"]["HOME"] = run_as.home or "/tmp"  # type: ignore[index]
         if workdir_volume is not None:  # FLARE's writable WORKDIR (the input and output mounts lie inside it)
             kwargs["volumes"][workdir_volume] = {  # type: ignore[index]
                 "bind": self.image_facts(request.image).workdir, "mode": "rw"}
@@ -228,6 +263,14 @@ class DockerRunner:
         refused = gpu_refusal(request.spec, self.gpu_ids, started_at=started_at)
         if refused is not None:
             return refused
+        try:
+            run_as = self.run_as(request) if contract.declared_user else None
+        except docker.errors.APIError as exc:
+            return RunOutcome(RunStatus.RUNNER_ERROR, None, 0.0, time.monotonic() - wall0, started_at, time.time(),
+                              message=f"docker could not read the image's user: {' '.join(str(exc).split())[:300]}")
+        if run_as is not None and run_as.failure:  # the platform's job fails before the algorithm starts
+            return RunOutcome(RunStatus.CRASHED, None, 0.0, time.monotonic() - wall0, started_at, time.time(),
+                              message=run_as.failure)
         lease = self._lease(request) if self.output_fs else "disabled"
         volume, fallback = (lease, "") if isinstance(lease, Lease) else (None, lease)
         created_at = time.time()
@@ -291,6 +334,8 @@ class DockerRunner:
             started, finished = _docker_times(state)
             elapsed = finished - started if started is not None and finished is not None else time.monotonic() - start
             details: dict[str, object] = {}
+            if run_as is not None and run_as.note:
+                details["image_user"] = run_as.note
             if started is not None:
                 details["startup_s"] = max(0.0, started - created_at)  # create + runtime set-up, before the entry point
             if volume is None and killed is None:  # what the watched folder holds, once it ended

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import io
 import json
 import os
 import shutil
@@ -198,7 +199,7 @@ def test_templates_score_ok_and_as_the_platform_runs_them(tmp_path: Path, docker
     assert set(small.status) == {"output_too_large"}, small.message.tolist()
     assert all(m.startswith("/workspace filled its writable space") for m in small.message), small.message.tolist()
     # the grand-challenge template ran as its own user, with its home and its packages
-    assert all("Using device: cpu" in log and "some resource you would require" in log
+    assert all("Using device: cpu" in log and "Stand-in model weights" in log
                for log in runs.loc["gc-template"].log_tail), runs.loc["gc-template"].log_tail.tolist()
 
     images: dict[str, str] = templates["images"]
@@ -221,3 +222,42 @@ def test_templates_pass_harness_check(tmp_path: Path, templates, phantom_data: P
     done = harness("check", str(algorithms / name), "--data", str(_data(tmp_path, phantom_data)), "--cases", "1")
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "accepted: it would be accepted as submitted" in done.stdout
+
+
+def test_gc_user_and_home_as_the_platforms_shim_sets_them(tmp_path: Path, docker_client, base_image: str,  # type: ignore[no-untyped-def]
+                                                          phantom_data: Path) -> None:
+    """grand-challenge's shim runs the image's USER with HOME from the image's /etc/passwd, over the
+    image's own ENV HOME; an image without a USER (root) is one the platform refuses at upload:
+    harness runs it as its own unprivileged user, and `harness check` says so. Each image prints its
+    HOME and uid and exits 3, so the check shows them in the crashed case's log line."""
+    from harness.runner.docker_runner import sandbox_user
+
+    script = json.dumps('echo "HOME=$HOME uid=$(id -u)"; exit 3')
+    dockerfiles = {
+        "gc-envhome": f"FROM {base_image}\nRUN useradd -m -u 1234 algo\nENV HOME=/elsewhere\nUSER algo\n"
+                      f'ENTRYPOINT ["/bin/sh", "-c", {script}]\n',
+        "gc-root": f'FROM {base_image}\nENV HOME=/elsewhere\nENTRYPOINT ["/bin/sh", "-c", {script}]\n',
+    }
+    data = _data(tmp_path, phantom_data)
+    outputs = {}
+    for name, dockerfile in dockerfiles.items():
+        tag = f"harness-tests/{name}:latest"
+        docker_client.images.build(fileobj=io.BytesIO(dockerfile.encode()), tag=tag, network_mode="none", pull=False,
+                                   rm=True, forcerm=True)
+        folder = tmp_path / "algorithms" / name
+        folder.mkdir(parents=True)
+        (folder / "image.tar.gz").write_bytes(gzip.compress(b"".join(docker_client.images.get(tag).save(named=True)),
+                                                            compresslevel=1))
+        (folder / "algorithm.toml").write_text(
+            f'name = "{name}"\nversion = "1"\nkind = "segmenter"\nprofile = "flare22"\ncontract = "grand-challenge"\n'
+            'archive = "image.tar.gz"\n\n[resources]\nmemory = "256m"\ntime_limit_s = 60\n')
+        done = harness("check", str(folder), "--data", str(data), "--cases", "1")
+        assert done.returncode != 0, done.stdout[-3000:]
+        outputs[name] = done.stdout
+    assert "crashed" in outputs["gc-envhome"] and "log: HOME=/home/algo uid=1234" in outputs["gc-envhome"], \
+        outputs["gc-envhome"][-3000:]
+    assert "[warn] image:" not in outputs["gc-envhome"]
+    ours = sandbox_user()[0]
+    assert f"log: HOME=/tmp uid={ours}" in outputs["gc-root"], outputs["gc-root"][-3000:]
+    assert ("[warn] image: the image's USER is unset (root): grand-challenge refuses such an image at upload; "
+            "harness ran it as its own unprivileged user with HOME=/tmp") in outputs["gc-root"], outputs["gc-root"][-3000:]

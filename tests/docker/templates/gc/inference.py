@@ -1,127 +1,93 @@
+"""A grand-challenge algorithm in the shape of the forge's example algorithm, written for harness's
+tests from the platform's documented runtime contract (no code taken from the forge).
+
+The platform starts the container's entry point (`python inference.py`, working directory
+/opt/app, the image's own user) once per job:
+
+- /input/inputs.json lists the job's socket values; the sorted tuple of their slugs names the
+  interface, and each interface has a function of its own below.
+- an image socket's file is /input/<relative_path>/<something>.mha (or .tif/.tiff); the CT
+  socket `ct-image` keeps it under images/ct.
+- the uploaded model tarball is extracted, read-only, at /opt/ml/model; files shipped inside the
+  image would be read relative to the working directory.
+- the one output image goes to /output/images/<output slug>/, as a single .mha.
+
+The prediction is the trivial model of the tests: label 1 where the CT is brighter than its mean.
+It is written with `SimpleITK.GetImageFromArray`, i.e. without the input's spacing, origin or
+direction, as the template writes it.
 """
-The following is a simple example algorithm.
 
-It is meant to run within a container.
-
-To run the container locally, you can call the following bash script:
-
-  ./do_test_run.sh
-
-This will start the inference and reads from ./test/input and writes to ./test/output
-
-To save the container and prep it for upload to Grand-Challenge.org you can call:
-
-  ./do_save.sh
-
-Any container that shows the same behaviour will do, this is purely an example of how one COULD do it.
-
-Reference the documentation to get details on the runtime environment on the platform:
-https://grand-challenge.org/documentation/runtime-environment/
-
-Happy programming!
-"""
-from pathlib import Path
 import json
-import torch
 from glob import glob
-import SimpleITK
+from pathlib import Path
+
 import numpy
+import SimpleITK
+import torch
 
-INPUT_PATH = Path("/input")
-OUTPUT_PATH = Path("/output")
-RESOURCE_PATH = Path("resources")
+INPUTS = Path("/input")
+OUTPUTS = Path("/output")
+MODEL = Path("/opt/ml/model")
+IMAGE_PATTERNS = ("*.tif", "*.tiff", "*.mha")
 
-def run():
-    # The key is a tuple of the slugs of the input sockets
-    interface_key = get_interface_key()
 
-    # Lookup the handler for this particular set of sockets (i.e. the interface)
-    handler = {
-    ("ct-image",) : interf0_handler,
-    }[interface_key]
+def socket_values() -> list[dict]:
+    """The job's socket values, as the platform describes them in inputs.json."""
+    return json.loads((INPUTS / "inputs.json").read_text())
 
-    # Call the handler
-    return handler()
 
-def interf0_handler():
-    # Read the input
-    input_ct_image = load_image_file_as_array(
-        location=INPUT_PATH / "images/ct",
-    )
+def interface_of(values: list[dict]) -> tuple[str, ...]:
+    """The interface a job uses: the slugs of its input sockets, sorted."""
+    return tuple(sorted(value["interface"]["slug"] for value in values))
 
-    # Process the inputs: any way you'd like, here we show-case torch
-    _show_torch_cuda_info()
 
-    # Example how to set torch to use the GPU (if available)
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+def first_image(folder: Path) -> numpy.ndarray:
+    """The voxels of the first image file in a socket's folder (axes z, y, x, as SimpleITK gives them)."""
+    candidates = [name for pattern in IMAGE_PATTERNS for name in glob(str(folder / pattern))]
+    return SimpleITK.GetArrayFromImage(SimpleITK.ReadImage(candidates[0]))
+
+
+def save_image(folder: Path, voxels: numpy.ndarray) -> None:
+    """`voxels` as <folder>/output.mha, compressed; no geometry is given to the image."""
+    folder.mkdir(parents=True, exist_ok=True)
+    SimpleITK.WriteImage(SimpleITK.GetImageFromArray(voxels), folder / "output.mha", useCompression=True)
+
+
+def report_accelerator() -> str:
+    """Say what torch sees, and pick the GPU when there is one."""
+    found = torch.cuda.is_available()
+    print("-" * 30)
+    print(f"torch sees a CUDA device: {found}")
+    if found:
+        which = torch.cuda.current_device()
+        print(f"  devices: {torch.cuda.device_count()}, using {which}: {torch.cuda.get_device_properties(which)}")
+    print("-" * 30)
+    return "cuda" if found else "cpu"
+
+
+def segment_ct() -> int:
+    """The interface with one input socket, ct-image, and one output, abdominal-organ-segmentation."""
+    ct = first_image(INPUTS / "images" / "ct")
+
+    device = torch.device(report_accelerator())
     print(f"Using device: {device}")
-    model = torch.nn.Linear(10, 1).to(device)
-    input = torch.randn(1, 10).to(device)
-    output = model(input)
+    layer = torch.nn.Linear(10, 1).to(device)
+    layer(torch.randn(1, 10).to(device))  # a forward pass on the chosen device
 
-    # Your model will be extracted to the `model_dir` at runtime on Grand Challenge
-    # Note: when testing locally, the local `./model` directory is mounted here.
-    # Eventually, you should upload it as a tarball to Grand Challenge!
-    # Go to Algorithm and upload it under Models.
-    model_dir = Path("/opt/ml/model")
-    with open(model_dir / "a_tarball_subdirectory" / "some_tarball_resource.txt", "r") as f:
-        print(f.read())
+    # The model as the platform delivers it: the tarball's contents under /opt/ml/model.
+    print((MODEL / "a_tarball_subdirectory" / "some_tarball_resource.txt").read_text())
 
-    # For now, let us make bogus predictions
-    # (the participant's edit, a trivial model: label 1 where the CT is above its mean)
-    output_abdominal_organ_segmentation = (input_ct_image > input_ct_image.mean()).astype(numpy.uint8)
-
-    # Save your output
-    write_array_as_image_file(
-        location=OUTPUT_PATH / "images/abdominal-organ-segmentation",
-        array=output_abdominal_organ_segmentation,
-    )
+    labels = (ct > ct.mean()).astype(numpy.uint8)  # the participant's model goes here
+    save_image(OUTPUTS / "images" / "abdominal-organ-segmentation", labels)
     return 0
 
-def get_interface_key():
-    # The inputs.json is a system generated file that contains information about
-    # the inputs that interface with the algorithm
-    inputs = load_json_file(
-        location=INPUT_PATH / "inputs.json",
-    )
-    socket_slugs = [sv["interface"]["slug"] for sv in inputs]
-    return tuple(sorted(socket_slugs))
 
-def load_json_file(*, location):
-    # Reads a json file
-    with open(location, 'r') as f:
-        return json.loads(f.read())
-def load_image_file_as_array(*, location):
-    # Use SimpleITK to read a file
-    input_files = glob(str(location / "*.tif")) + glob(str(location / "*.tiff")) + glob(str(location / "*.mha"))
-    result = SimpleITK.ReadImage(input_files[0])
-
-    # Convert it to a Numpy array
-    return SimpleITK.GetArrayFromImage(result)
-def write_array_as_image_file(*, location, array):
-    location.mkdir(parents=True, exist_ok=True)
-
-    # You may need to change the suffix to .tif to match the expected output
-    suffix = ".mha"
-
-    image = SimpleITK.GetImageFromArray(array)
-    SimpleITK.WriteImage(
-        image,
-        location / f"output{suffix}",
-        useCompression=True,
-    )
+HANDLERS = {("ct-image",): segment_ct}
 
 
-def _show_torch_cuda_info():
-    print("=+=" * 10)
-    print("Collecting Torch CUDA information")
-    print(f"Torch CUDA is available: {(available := torch.cuda.is_available())}")
-    if available:
-        print(f"\tnumber of devices: {torch.cuda.device_count()}")
-        print(f"\tcurrent device: { (current_device := torch.cuda.current_device())}")
-        print(f"\tproperties: {torch.cuda.get_device_properties(current_device)}")
-    print("=+=" * 10)
+def main() -> int:
+    return HANDLERS[interface_of(socket_values())]()
 
 
 if __name__ == "__main__":
-    raise SystemExit(run())
+    raise SystemExit(main())
