@@ -27,10 +27,11 @@ PyYAML) sees a byte of it; each tool then gets a normalised, checked copy.
   archive, no compressed layer; `docker load` gets a copy with every tag removed, so nothing a
   submitter loads can take another image's name, read again from a file that must hash as inspected.
 
-Every tar a submission sends is walked by one reader (`_TarWalk`) in front of tarfile: an extended
-header (pax or GNU long name, which tarfile reads whole into memory and follows by recursion) at
-most 1 MiB and at most 16 in a row, and the archive whole only on tar's end-of-archive blocks
-(tarfile stops quietly on a missing or cut header as at the real end).
+Every tar a submission sends is walked by one reader (`_TarWalk`) in front of tarfile: gzip, bzip2
+and xz decompressed by us no more than each read asks for (tarfile's stream mode decompresses all it
+reads at once), an extended header (pax or GNU long name, which tarfile reads whole into memory and
+follows by recursion) at most 1 MiB and at most 16 in a row, and the archive whole only on tar's
+end-of-archive blocks (tarfile stops quietly on a missing or cut header as at the real end).
 
 Every problem is a `SubmissionError` (a `SpecError`): one line naming the file, the line or key at
 fault and the fix, never quoting content; that algorithm fails and the others go on.
@@ -38,8 +39,10 @@ fault and the fix, never quoting content; that algorithm fails and the others go
 
 from __future__ import annotations
 
+import bz2
 import codecs
 import errno
+import gzip
 import hashlib
 import io
 import json
@@ -437,8 +440,10 @@ class _TarWalk:
 
     def unreadable(self, exc: BaseException) -> SubmissionError:
         where = f"at or after {self.name()}" if self.last else "before its first member"
-        decompression = exc.__cause__ is not None or str(exc).startswith(("invalid compressed data", "zlib error"))
-        if self.reader.exhausted and not decompression and self.entries:  # a first header cut short: not known to be a tar
+        # a compressed stream or a member's data that ends early (not a damaged stream, and not a first
+        # header cut short: that one is not known to be a tar)
+        cut = isinstance(exc, EOFError) or (isinstance(exc, tarfile.ReadError) and str(exc) == "unexpected end of data")
+        if self.reader.exhausted and cut and self.entries:
             return TruncatedArchive(f"{shown(self.archive)}: the archive ends early ({where}); it is still being "
                                     f"written or was cut short: {self.fix}")
         return SubmissionError(f"{shown(self.archive)}: not a readable tar archive (plain, gzip, bzip2 or xz) {where} "
@@ -448,10 +453,25 @@ class _TarWalk:
         where = f"after {self.name()}" if self.last else "before its first member"
         return SubmissionError(f"{shown(self.archive)}: {exc} {where}; {self.fix}")
 
+    def _decompressed(self) -> IO[bytes]:
+        """The tar's own bytes, a gzip, bzip2 or xz file (known by its first bytes, as tarfile knows
+        it) decompressed by the standard library's file readers, which give at most what each call
+        asks for: tarfile's stream mode decompresses each read of its input whole (10 KiB of
+        bzip2 can hold gigabytes; 1.5 KB took 1.7 GB to read the first MiB of a member)."""
+        raw = io.BufferedReader(self.reader, 1 << 16)
+        magic = raw.peek(10)[:10]
+        if magic.startswith(b"\x1f\x8b\x08"):
+            return io.BufferedReader(_Inflating(gzip.GzipFile(fileobj=raw, mode="rb")), 1 << 20)
+        if magic.startswith(b"BZh") and magic[4:10] == b"1AY&SY":
+            return io.BufferedReader(_Inflating(bz2.BZ2File(raw, mode="rb")), 1 << 20)
+        if magic.startswith((b"\xfd7zXZ", b"\x5d\x00\x00\x80")):
+            return io.BufferedReader(_Inflating(lzma.LZMAFile(raw, mode="rb")), 1 << 20)
+        return raw
+
     def members(self) -> Iterator[tarfile.TarInfo]:
         """Each member in turn (`last` and `entries` follow); the archive checked whole at the end."""
         try:
-            tar = tarfile.open(fileobj=self.reader, mode="r|*", tarinfo=_header_class(self._ends))
+            tar = tarfile.open(fileobj=self._decompressed(), mode="r|", tarinfo=_header_class(self._ends))
         except _UNREADABLE as exc:
             raise self.unreadable(exc) from None
         except _BadHeader as exc:
@@ -489,6 +509,26 @@ class _TarWalk:
         source = self._tar.extractfile(member)
         assert source is not None  # a regular file
         return _MemberReader(self, source)
+
+
+class _Inflating(io.RawIOBase):
+    """A compressed file's bytes as they are decompressed, no more than each read asks for; a
+    compressed stream that ends early reads as ended, so that tarfile finds the tar cut short, as in
+    a plain file, and nothing it had decompressed is lost."""
+
+    def __init__(self, file: gzip.GzipFile | bz2.BZ2File | lzma.LZMAFile) -> None:
+        self._file = file
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        try:
+            data = self._file.read1(len(buffer))
+        except EOFError:  # the compressed stream's end-of-stream marker is missing: a cut file
+            return 0
+        buffer[: len(data)] = data
+        return len(data)
 
 
 class _MemberReader:
