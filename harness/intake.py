@@ -25,7 +25,13 @@ PyYAML) sees a byte of it; each tool then gets a normalised, checked copy.
 - **Image archives** (`inspect_archive`, `normalised_archive`): `docker save` tars read header by
   header: exactly one image, bounded entry count and uncompressed size, no path that leaves the
   archive, no compressed layer; `docker load` gets a copy with every tag removed, so nothing a
-  submitter loads can take another image's name.
+  submitter loads can take another image's name, read again from a file that must hash as inspected.
+
+Every tar a submission sends is walked by one reader (`_TarWalk`) in front of tarfile: gzip, bzip2
+and xz decompressed by us no more than each read asks for (tarfile's stream mode decompresses all it
+reads at once), an extended header (pax or GNU long name, which tarfile reads whole into memory and
+follows by recursion) at most 1 MiB and at most 16 in a row, and the archive whole only on tar's
+end-of-archive blocks (tarfile stops quietly on a missing or cut header as at the real end).
 
 Every problem is a `SubmissionError` (a `SpecError`): one line naming the file, the line or key at
 fault and the fix, never quoting content; that algorithm fails and the others go on.
@@ -33,8 +39,10 @@ fault and the fix, never quoting content; that algorithm fails and the others go
 
 from __future__ import annotations
 
+import bz2
 import codecs
 import errno
+import gzip
 import hashlib
 import io
 import json
@@ -50,7 +58,7 @@ import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Any, Self
+from typing import IO, Any, Self
 
 from harness.errors import SpecError
 
@@ -351,7 +359,7 @@ def extract_tar(archive: Path, dest: Path, *, use: TarUse) -> ExtractedTar:
     try:
         with handle:
             os.chmod(dest, 0o755)
-            return _extract(archive, _Hashing(handle), dest, use)
+            return _extract(archive, handle, dest, use)
     except BaseException:
         shutil.rmtree(dest, ignore_errors=True)
         raise
@@ -400,112 +408,192 @@ def _header_class(ends: list[str]) -> type[tarfile.TarInfo]:
     return Header
 
 
-def _extract(archive: Path, reader: _Hashing, dest: Path, use: TarUse) -> ExtractedTar:
-    ends: list[str] = []
-    entries = written = 0
-    last = ""
+class _TarWalk:
+    """One streaming walk over a submitted tar (plain, gzip, bzip2 or xz), the only one: every reader
+    of a submission's tar (`extract_tar`, `inspect_archive`, `normalised_archive`) takes its members
+    from `members()` and their bytes from `extractfile`. Extended headers are bounded before tarfile
+    reads them (`_header_class`); the walk is whole only when it ends on tar's end-of-archive blocks,
+    and the rest of the file is then read so that `sha256` covers all of it. Every problem is a
+    SubmissionError naming the archive, the member at or after which it lies, and `fix`; an archive
+    that ends early (cut inside a member, inside a header or between two) is a TruncatedArchive. A
+    reader that stops before `members()` ends has not checked the archive whole."""
 
-    def name() -> str:
-        return f"member {_shown_name(last)}"
+    def __init__(self, archive: Path, handle: io.BufferedReader, *, what: str, fix: str, max_archive_bytes: int) -> None:
+        self.archive, self.what, self.fix, self.max_archive_bytes = archive, what, fix, max_archive_bytes
+        self.reader = _Hashing(handle)
+        self.entries = 0
+        self.last = ""  # the name of the member read last
+        self._ends: list[str] = []
+        self._tar: tarfile.TarFile | None = None
 
-    def unreadable(exc: BaseException) -> SubmissionError:
-        where = f"at or after {name()}" if last else "before its first member"
-        decompression = exc.__cause__ is not None or str(exc).startswith(("invalid compressed data", "zlib error"))
-        if reader.exhausted and not decompression and entries:  # a first header cut short: not known to be a tar
-            return TruncatedArchive(f"{shown(archive)}: the archive ends early ({where}); it is still being written or "
-                                    f"was cut short: {use.fix}")
-        return SubmissionError(f"{shown(archive)}: not a readable tar archive (plain, gzip, bzip2 or xz) {where} "
-                               f"({type(exc).__name__}); {use.fix}")
+    @property
+    def sha256(self) -> str:
+        """Of the archive's bytes as read (all of them once `members()` has ended)."""
+        return self.reader.digest.hexdigest()
 
-    def refuse(problem: str, fix: str = use.fix) -> SubmissionError:
-        return SubmissionError(f"{shown(archive)}: {name()} {problem}; {fix}")
+    def name(self) -> str:
+        return f"member {_shown_name(self.last)}"
 
-    def bad_header(exc: _BadHeader) -> SubmissionError:
-        where = f"after {name()}" if last else "before its first member"
-        return SubmissionError(f"{shown(archive)}: {exc} {where}; {use.fix}")
+    def refuse(self, problem: str, fix: str = "") -> SubmissionError:
+        """`problem` of the member read last, on one line with the fix (`fix`, else the walk's)."""
+        return SubmissionError(f"{shown(self.archive)}: {self.name()} {problem}; {fix or self.fix}")
 
-    try:
-        tar = tarfile.open(fileobj=reader, mode="r|*", tarinfo=_header_class(ends))
-    except _UNREADABLE as exc:
-        raise unreadable(exc) from None
-    except _BadHeader as exc:
-        raise bad_header(exc) from None
-    with tar:
-        while True:
-            try:
-                member = tar.next()
-            except _UNREADABLE as exc:
-                raise unreadable(exc) from None
-            except _BadHeader as exc:
-                raise bad_header(exc) from None
-            if member is None:
-                break
-            entries += 1
-            last = member.name
-            if entries > use.max_entries:
-                raise refuse(f"is entry {entries}, past the cap of {use.max_entries} entries for {use.what}",
-                             "pack fewer, larger files")
-            pure = PurePosixPath(member.name)
-            parts = [part for part in pure.parts if part not in ("", ".")]
-            if pure.is_absolute() or ".." in parts:
-                raise refuse("leaves the folder it is extracted to (an absolute path or '..')", use.fix)
-            if "\0" in member.name or len(os.fsencode(member.name)) > 4096 or any(len(os.fsencode(p)) > 255 for p in parts):
-                raise refuse("has a name no file system takes (a NUL byte, a part over 255 bytes or over 4096 in all)")
-            if not (member.isreg() or member.isdir()):
-                raise refuse("is a link or a special file (a device, a FIFO), not a regular file or a folder")
-            if not parts:
-                continue  # the archive's own root folder ("./")
-            try:
-                _make_folders(dest, parts if member.isdir() else parts[:-1])
-            except _Conflict:
-                raise refuse("lies under a file of the same archive, or is a folder given as a file too",
-                             "pack a folder tree, each name once") from None
-            if member.isdir():
-                continue
-            if written + max(member.size, 0) > use.max_bytes:
-                raise refuse(f"takes what is extracted past the cap of {use.max_bytes} bytes for {use.what}",
-                             "ship fewer or smaller files")
-            target = dest.joinpath(*parts)
-            try:
-                fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-            except FileExistsError:
-                raise refuse("is given twice (or as a folder too)", "pack each file once") from None
-            except OSError as exc:
-                raise refuse(f"cannot be written under {shown(dest)} ({exc.strerror})",
-                             "free space there or check its permissions") from None
-            with os.fdopen(fd, "wb") as sink:
-                source = tar.extractfile(member)
-                assert source is not None  # a regular file
-                while True:
-                    try:
-                        chunk = source.read(1 << 20)
-                    except _UNREADABLE as exc:
-                        raise unreadable(exc) from None
-                    if not chunk:
-                        break
-                    written += len(chunk)
-                    if written > use.max_bytes:
-                        raise refuse(f"takes what is extracted past the cap of {use.max_bytes} bytes for {use.what}",
-                                     "ship fewer or smaller files")
-                    try:
-                        sink.write(chunk)
-                    except OSError as exc:
-                        raise refuse(f"cannot be written under {shown(dest)} ({exc.strerror})",
-                                     "free space there or check its permissions") from None
-                os.fchmod(sink.fileno(), use.executable_mode if member.mode & 0o111 else use.file_mode)
-    if not ends or ends[-1] != "EOFHeaderError":  # the walk ended without tar's end-of-archive blocks
-        if ends and ends[-1] == "InvalidHeaderError":
-            raise SubmissionError(f"{shown(archive)}: a damaged header after {name()}; {use.fix}")
-        raise TruncatedArchive(f"{shown(archive)}: the archive ends early (after {name()}); it is still being written "
-                               f"or was cut short: {use.fix}")
-    try:
-        while reader.read(1 << 20):  # the rest (tar's padding), so that the hash covers the whole file
-            if reader.count > use.max_archive_bytes:
-                raise SubmissionError(f"{shown(archive)}: grew past the cap of {use.max_archive_bytes} bytes for "
-                                      f"{use.what} while read; {use.fix}")
-    except OSError as exc:
-        raise unreadable(exc) from None
-    return ExtractedTar(reader.digest.hexdigest(), written, entries)
+    def unreadable(self, exc: BaseException) -> SubmissionError:
+        where = f"at or after {self.name()}" if self.last else "before its first member"
+        # a compressed stream or a member's data that ends early (not a damaged stream, and not a first
+        # header cut short: that one is not known to be a tar)
+        cut = isinstance(exc, EOFError) or (isinstance(exc, tarfile.ReadError) and str(exc) == "unexpected end of data")
+        if self.reader.exhausted and cut and self.entries:
+            return TruncatedArchive(f"{shown(self.archive)}: the archive ends early ({where}); it is still being "
+                                    f"written or was cut short: {self.fix}")
+        return SubmissionError(f"{shown(self.archive)}: not a readable tar archive (plain, gzip, bzip2 or xz) {where} "
+                               f"({type(exc).__name__}); {self.fix}")
+
+    def _bad_header(self, exc: _BadHeader) -> SubmissionError:
+        where = f"after {self.name()}" if self.last else "before its first member"
+        return SubmissionError(f"{shown(self.archive)}: {exc} {where}; {self.fix}")
+
+    def _decompressed(self) -> IO[bytes]:
+        """The tar's own bytes, a gzip, bzip2 or xz file (known by its first bytes, as tarfile knows
+        it) decompressed by the standard library's file readers, which give at most what each call
+        asks for: tarfile's stream mode decompresses each read of its input whole (10 KiB of
+        bzip2 can hold gigabytes; 1.5 KB took 1.7 GB to read the first MiB of a member)."""
+        raw = io.BufferedReader(self.reader, 1 << 16)
+        magic = raw.peek(10)[:10]
+        if magic.startswith(b"\x1f\x8b\x08"):
+            return io.BufferedReader(_Inflating(gzip.GzipFile(fileobj=raw, mode="rb")), 1 << 20)
+        if magic.startswith(b"BZh") and magic[4:10] == b"1AY&SY":
+            return io.BufferedReader(_Inflating(bz2.BZ2File(raw, mode="rb")), 1 << 20)
+        if magic.startswith((b"\xfd7zXZ", b"\x5d\x00\x00\x80")):
+            return io.BufferedReader(_Inflating(lzma.LZMAFile(raw, mode="rb")), 1 << 20)
+        return raw
+
+    def members(self) -> Iterator[tarfile.TarInfo]:
+        """Each member in turn (`last` and `entries` follow); the archive checked whole at the end."""
+        try:
+            tar = tarfile.open(fileobj=self._decompressed(), mode="r|", tarinfo=_header_class(self._ends))
+        except _UNREADABLE as exc:
+            raise self.unreadable(exc) from None
+        except _BadHeader as exc:
+            raise self._bad_header(exc) from None
+        with tar:
+            self._tar = tar
+            while True:
+                try:
+                    member = tar.next()
+                except _UNREADABLE as exc:
+                    raise self.unreadable(exc) from None
+                except _BadHeader as exc:
+                    raise self._bad_header(exc) from None
+                if member is None:
+                    break
+                self.entries += 1
+                self.last = member.name
+                yield member
+        if not self._ends or self._ends[-1] != "EOFHeaderError":  # ended without tar's end-of-archive blocks
+            if self._ends and self._ends[-1] == "InvalidHeaderError":
+                raise SubmissionError(f"{shown(self.archive)}: a damaged header after {self.name()}; {self.fix}")
+            raise TruncatedArchive(f"{shown(self.archive)}: the archive ends early (after {self.name()}); it is still "
+                                   f"being written or was cut short: {self.fix}")
+        try:
+            while self.reader.read(1 << 20):  # the rest (tar's padding), so that the hash covers the whole file
+                if self.reader.count > self.max_archive_bytes:
+                    raise SubmissionError(f"{shown(self.archive)}: grew past the cap of {self.max_archive_bytes} bytes "
+                                          f"for {self.what} while read; {self.fix}")
+        except OSError as exc:
+            raise self.unreadable(exc) from None
+
+    def extractfile(self, member: tarfile.TarInfo) -> _MemberReader:
+        """The bytes of `member`, a regular file, the member `members()` gave last."""
+        assert self._tar is not None  # inside members()
+        source = self._tar.extractfile(member)
+        assert source is not None  # a regular file
+        return _MemberReader(self, source)
+
+
+class _Inflating(io.RawIOBase):
+    """A compressed file's bytes as they are decompressed, no more than each read asks for; a
+    compressed stream that ends early reads as ended, so that tarfile finds the tar cut short, as in
+    a plain file, and nothing it had decompressed is lost."""
+
+    def __init__(self, file: gzip.GzipFile | bz2.BZ2File | lzma.LZMAFile) -> None:
+        self._file = file
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        try:
+            data = self._file.read1(len(buffer))
+        except EOFError:  # the compressed stream's end-of-stream marker is missing: a cut file
+            return 0
+        buffer[: len(data)] = data
+        return len(data)
+
+
+class _MemberReader:
+    """A member's bytes, read errors (a cut, a damaged compressed stream) mapped to the walk's."""
+
+    def __init__(self, walk: _TarWalk, source: IO[bytes]) -> None:
+        self._walk, self._source = walk, source
+
+    def read(self, size: int = -1) -> bytes:
+        try:
+            return self._source.read(size)
+        except _UNREADABLE as exc:
+            raise self._walk.unreadable(exc) from None
+
+
+def _extract(archive: Path, handle: io.BufferedReader, dest: Path, use: TarUse) -> ExtractedTar:
+    walk = _TarWalk(archive, handle, what=use.what, fix=use.fix, max_archive_bytes=use.max_archive_bytes)
+    written = 0
+    refuse = walk.refuse
+    for member in walk.members():
+        if walk.entries > use.max_entries:
+            raise refuse(f"is entry {walk.entries}, past the cap of {use.max_entries} entries for {use.what}",
+                         "pack fewer, larger files")
+        pure = PurePosixPath(member.name)
+        parts = [part for part in pure.parts if part not in ("", ".")]
+        if pure.is_absolute() or ".." in parts:
+            raise refuse("leaves the folder it is extracted to (an absolute path or '..')")
+        if "\0" in member.name or len(os.fsencode(member.name)) > 4096 or any(len(os.fsencode(p)) > 255 for p in parts):
+            raise refuse("has a name no file system takes (a NUL byte, a part over 255 bytes or over 4096 in all)")
+        if not (member.isreg() or member.isdir()):
+            raise refuse("is a link or a special file (a device, a FIFO), not a regular file or a folder")
+        if not parts:
+            continue  # the archive's own root folder ("./")
+        try:
+            _make_folders(dest, parts if member.isdir() else parts[:-1])
+        except _Conflict:
+            raise refuse("lies under a file of the same archive, or is a folder given as a file too",
+                         "pack a folder tree, each name once") from None
+        if member.isdir():
+            continue
+        if written + max(member.size, 0) > use.max_bytes:
+            raise refuse(f"takes what is extracted past the cap of {use.max_bytes} bytes for {use.what}",
+                         "ship fewer or smaller files")
+        target = dest.joinpath(*parts)
+        try:
+            fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        except FileExistsError:
+            raise refuse("is given twice (or as a folder too)", "pack each file once") from None
+        except OSError as exc:
+            raise refuse(f"cannot be written under {shown(dest)} ({exc.strerror})",
+                         "free space there or check its permissions") from None
+        with os.fdopen(fd, "wb") as sink:
+            source = walk.extractfile(member)
+            while chunk := source.read(1 << 20):
+                written += len(chunk)
+                if written > use.max_bytes:
+                    raise refuse(f"takes what is extracted past the cap of {use.max_bytes} bytes for {use.what}",
+                                 "ship fewer or smaller files")
+                try:
+                    sink.write(chunk)
+                except OSError as exc:
+                    raise refuse(f"cannot be written under {shown(dest)} ({exc.strerror})",
+                                 "free space there or check its permissions") from None
+            os.fchmod(sink.fileno(), use.executable_mode if member.mode & 0o111 else use.file_mode)
+    return ExtractedTar(walk.sha256, written, walk.entries)
 
 
 class _Conflict(Exception):
@@ -910,6 +998,7 @@ def load_yaml(path: Path, *, max_bytes: int = YAML_BYTES) -> Any:
 # --- image archives (`docker save`) --------------------------------------------------------------
 
 _COMPRESSED = (b"\x1f\x8b", b"(\xb5/\xfd", b"BZh", b"\xfd7zXZ")
+_IMAGE_FIX = "save the image again with `docker save IMAGE -o team.tar`"
 
 
 @dataclass(frozen=True)
@@ -938,13 +1027,13 @@ def inspect_archive(path: Path, *, max_bytes: int) -> ArchiveImage:
     ARCHIVE_ENTRIES entries and `max_bytes` uncompressed, exactly one image in its manifest.json."""
     handle = open_file(path, what="an image archive", max_bytes=max_bytes,
                        fix="an image archive is a `docker save` file within the challenge's image size")
-    hashing = _Hashing(handle)
+    walk = _TarWalk(path, handle, what="an image archive", fix=_IMAGE_FIX, max_archive_bytes=max_bytes)
     entries: dict[str, tarfile.TarInfo] = {}
     manifest_raw: bytes | None = None
     total = 0
     try:
-        with handle, tarfile.open(fileobj=io.BufferedReader(hashing, 1 << 20), mode="r|*") as archive:
-            for member in archive:
+        with handle:
+            for member in walk.members():
                 name = _member_name(path, member.name)
                 if len(entries) >= ARCHIVE_ENTRIES:
                     raise SubmissionError(f"{shown(path)}: more than {ARCHIVE_ENTRIES} entries; give a `docker save` "
@@ -963,15 +1052,13 @@ def inspect_archive(path: Path, *, max_bytes: int) -> ArchiveImage:
                 if name == "manifest.json" and member.isfile():
                     if member.size > ARCHIVE_MANIFEST_BYTES:
                         raise SubmissionError(f"{shown(path)}: manifest.json is too large; give a `docker save` archive")
-                    extracted = archive.extractfile(member)
-                    manifest_raw = extracted.read() if extracted is not None else b""
-            while hashing.readinto(bytearray(1 << 20)):  # the rest (padding) belongs to the file's hash
-                pass
+                    manifest_raw = walk.extractfile(member).read()
     except SubmissionError:
         raise
-    except Exception as exc:  # noqa: BLE001 - any parse error of a hostile file
-        raise SubmissionError(f"{shown(path)}: not a readable `docker save` archive ({type(exc).__name__}); save the "
-                              "image again with `docker save IMAGE -o team.tar`") from None
+    except Exception as exc:  # noqa: BLE001 - a parse error of a hostile file that the walk does not name
+        where = f"at or after {walk.name()}" if walk.last else "before its first member"
+        raise SubmissionError(f"{shown(path)}: not a readable `docker save` archive {where} ({type(exc).__name__}); "
+                              f"{_IMAGE_FIX}") from None
     if manifest_raw is None:
         raise SubmissionError(f"{shown(path)}: no manifest.json (an OCI layout without Docker's manifest?); save the "
                               "image with `docker save IMAGE -o team.tar`")
@@ -996,7 +1083,7 @@ def inspect_archive(path: Path, *, max_bytes: int) -> ArchiveImage:
     if entries[config].size > ARCHIVE_CONFIG_BYTES:
         raise SubmissionError(f"{shown(path)}: the image configuration is too large; save the image again")
     tags = entry.get("RepoTags") or []
-    return ArchiveImage(source=Path(path), sha256=hashing.digest.hexdigest(), config=config, layers=tuple(layers),
+    return ArchiveImage(source=Path(path), sha256=walk.sha256, config=config, layers=tuple(layers),
                         uncompressed_bytes=total,
                         tags=tuple(str(t)[:200] for t in tags if isinstance(t, str)))
 
@@ -1028,16 +1115,16 @@ def normalised_archive(image: ArchiveImage, *, max_bytes: int) -> tuple[Iterator
                 info.size = len(manifest)
                 out.addfile(info, io.BytesIO(manifest))
                 handle = open_file(image.source, what="an image archive", max_bytes=max_bytes)
+                walk = _TarWalk(image.source, handle, what="an image archive", fix=_IMAGE_FIX, max_archive_bytes=max_bytes)
                 entries: dict[str, tarfile.TarInfo] = {}
                 written: set[str] = set()
-                with handle, tarfile.open(fileobj=handle, mode="r|*") as archive:
-                    for member in archive:
+                with handle:
+                    for member in walk.members():
                         name = _member_name(image.source, member.name)
                         entries[name] = member
                         if name not in wanted or not member.isfile():
                             continue
-                        source = archive.extractfile(member)
-                        assert source is not None
+                        source = walk.extractfile(member)
                         head = source.read(8)
                         if name != image.config and head.startswith(_COMPRESSED):
                             raise SubmissionError(f"{shown(image.source)}: layer {shown(name)[:80]!r} is compressed "
@@ -1052,6 +1139,9 @@ def normalised_archive(image: ArchiveImage, *, max_bytes: int) -> tuple[Iterator
                         if digest is not None:
                             outcome.append(f"sha256:{digest.hexdigest()}")
                         written.add(name)
+                if walk.sha256 != image.sha256:
+                    raise SubmissionError(f"{shown(image.source)}: changed since it was inspected; do not change an "
+                                          "image archive while harness loads it")
                 for name in sorted(wanted - written):  # a link: the file it names, written again under this name
                     target = _resolve_member(entries, name)
                     if target not in written:

@@ -5,11 +5,15 @@ archive, the member and the fix on one line, and leaves nothing behind."""
 
 from __future__ import annotations
 
+import bz2
+import functools
 import gzip
 import hashlib
 import io
+import lzma
 import stat
 import tarfile
+import tracemalloc
 from dataclasses import replace
 from pathlib import Path
 
@@ -83,6 +87,59 @@ def test_a_whole_tarball_is_extracted_with_each_uses_modes(tmp_path: Path, use: 
 
 NOISE = b"".join(hashlib.sha256(bytes([i])).digest() for i in range(100))  # 3200 bytes gzip cannot shrink
 CUT_GZIP = gzip.compress(_tar([(_info("a"), NOISE)]))[:2000]
+
+
+# --- compressed: decompressed by us, no more than each read asks for ----------------------------
+
+COMPRESSIONS = {"gz": gzip.compress, "bz2": functools.partial(bz2.compress, compresslevel=1), "xz": lzma.compress}
+BIG_NOISE = NOISE * 40  # 128,000 bytes: more than one bzip2 block (100 kB at level 1)
+
+
+@pytest.mark.parametrize("kind", sorted(COMPRESSIONS))
+def test_each_compression_is_read_and_a_cut_or_damaged_stream_told_apart(tmp_path: Path, kind: str) -> None:
+    """A whole tar in each compression is extracted and hashed as sent; the same stream cut short
+    is a TruncatedArchive (an upload still being written), a damaged one is not."""
+    raw = COMPRESSIONS[kind](_tar([(_info("a"), BIG_NOISE), (_info("b"), BIG_NOISE)]))
+    archive = _write(tmp_path / f"a.tar.{kind}", raw)
+    done = extract_tar(archive, tmp_path / "out", use=MODEL_TARBALL)
+    assert (done.sha256, done.entries) == (hashlib.sha256(raw).hexdigest(), 2)
+    assert (tmp_path / "out" / "b").read_bytes() == BIG_NOISE
+    _write(archive, raw[: len(raw) * 3 // 4])
+    with pytest.raises(TruncatedArchive, match=r"a\.tar\.\w+: the archive ends early \(at or after member '[ab]'\); "):
+        extract_tar(archive, tmp_path / "cut", use=MODEL_TARBALL)
+    damaged = bytearray(raw)
+    damaged[len(raw) // 2: len(raw) // 2 + 64] = bytes(64)
+    _write(archive, bytes(damaged))
+    with pytest.raises(SubmissionError) as caught:
+        extract_tar(archive, tmp_path / "damaged", use=MODEL_TARBALL)
+    assert type(caught.value) is SubmissionError, caught.value  # not a TruncatedArchive: waiting would not mend it
+    assert caught.match(r"^\S+a\.tar\.\w+: (not a readable tar archive|a damaged header)")
+    assert str(caught.value).endswith(MODEL_TARBALL.fix) and "\n" not in str(caught.value)
+
+
+@functools.cache
+def _bzip2_bomb() -> bytes:
+    """A tar of one member of 32 MiB of zeros in about 100 bytes of bzip2 (tarfile's stream mode
+    decompressed all it read at once: three times the member's size held to read its header)."""
+    info = _info("zeros")
+    info.size = 32 * 1024**2
+    return bz2.compress(info.tobuf() + bytes(info.size) + bytes(1024), 9)
+
+
+@pytest.mark.parametrize("cap", [4096, 10**9], ids=["refused", "extracted"])
+def test_a_bzip2_bomb_is_read_in_bounded_memory(tmp_path: Path, use: TarUse, cap: int) -> None:
+    archive = _write(tmp_path / "a.tar.bz2", _bzip2_bomb())
+    tracemalloc.start()
+    try:
+        if cap == 4096:
+            with pytest.raises(SubmissionError, match=r"member 'zeros' takes what is extracted past the cap of 4096"):
+                extract_tar(archive, tmp_path / "out", use=replace(use, max_bytes=cap))
+        else:
+            assert extract_tar(archive, tmp_path / "out", use=replace(use, max_bytes=cap)).bytes_written == 32 * 1024**2
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 16 * 1024**2, f"{peak / 1024**2:.0f} MiB held"
 
 
 def _cut_between_members() -> bytes:
