@@ -208,6 +208,9 @@ def prebuilt_image(spec: AlgorithmSpec, client, *, image_bytes: int = 64 * 1024*
         inspected = inspect_archive(spec.archive, max_bytes=image_bytes)
     except SubmissionError as exc:
         raise BuildError(str(exc)) from None
+    if inspected.sha256 != archive_sha:  # the tag names the bytes hashed first: they must be the ones inspected
+        raise BuildError(f"{spec.manifest}: archive {spec.archive} changed while it was read; let the upload finish, "
+                         "then run again")
     return _load(spec, inspected, client, repository=repository, tag=tag, image_bytes=image_bytes)
 
 

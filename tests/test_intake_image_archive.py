@@ -197,3 +197,41 @@ def test_a_bzip2_bomb_is_refused_in_bounded_memory(tmp_path: Path) -> None:
     finally:
         tracemalloc.stop()
     assert peak < 16 * 1024**2, f"{peak / 1024**2:.0f} MiB held"
+
+
+class _NoImages:
+    """A Docker client with no image on it that must not be asked to load one."""
+
+    class images:  # noqa: N801 - the SDK's attribute name
+        @staticmethod
+        def get(ref: str) -> None:
+            import docker
+
+            raise docker.errors.ImageNotFound(ref)
+
+        @staticmethod
+        def load(chunks: object) -> None:
+            raise AssertionError("docker load must not see an archive that changed")
+
+
+def test_an_archive_that_changes_between_its_hash_and_its_inspection_is_not_loaded(tmp_path: Path,
+                                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """The archive's tag names the bytes hashed first; a file swapped before the inspection (another
+    whole archive, so the inspection alone passes) must not be loaded under that tag."""
+    from types import SimpleNamespace
+
+    from harness import build
+    from harness.build import BuildError
+
+    archive = _write(tmp_path / "team.tar", _save()[0])
+    real = build.inspect_archive
+
+    def swapped(path: Path, *, max_bytes: int):  # type: ignore[no-untyped-def]
+        path.write_bytes(gzip.compress(_save()[0]))  # written while the harness reads it
+        return real(path, max_bytes=max_bytes)
+
+    monkeypatch.setattr(build, "inspect_archive", swapped)
+    spec = SimpleNamespace(name="team", image=None, archive=archive, manifest=tmp_path / "algorithm.toml",
+                           contract="harness")
+    with pytest.raises(BuildError, match=r"archive .*team\.tar changed while it was read; let the upload finish"):
+        build.prebuilt_image(spec, _NoImages(), image_bytes=10**6)  # type: ignore[arg-type]
