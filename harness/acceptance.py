@@ -14,7 +14,9 @@ only here, for every contract, from bounded, header-first reads; nothing else op
   the profile's channels.
 
 Every refusal is `harness.errors.InvalidOutput`: one line naming the file and the fix; the run is
-`invalid_output` and the evaluation goes on.
+`invalid_output` and the evaluation goes on. A refusal names the file as the container saw it, from
+the `OutputNames` the checks are given (the contract's output folder, a converted file's own name,
+what the runner did not copy out), rendered once where it is raised: nothing rewrites it later.
 """
 
 from __future__ import annotations
@@ -28,8 +30,8 @@ import shutil
 import stat
 import tarfile
 import zipfile
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -54,13 +56,48 @@ from harness.safetext import safe_text
 if TYPE_CHECKING:
     from numpy.typing import NDArray
 
-__all__ = ["InvalidOutput", "AcceptedOutput", "validate_outputs", "check_annotator_summary", "accepted_files",
-           "extra_entries", "regular", "read_metaimage_label", "read_npz_probabilities", "read_foreign_label",
-           "metaimage_data_file", "map_outputs", "copy_out", "archive_bound", "ArchiveTooLong", "Copied"]
+__all__ = ["InvalidOutput", "AcceptedOutput", "OutputNames", "HARNESS_NAMES", "validate_outputs",
+           "check_annotator_summary", "accepted_files", "extra_entries", "regular", "read_metaimage_label",
+           "read_npz_probabilities", "read_foreign_label", "metaimage_data_file", "map_outputs", "copy_out",
+           "archive_bound", "ArchiveTooLong", "Copied"]
 
 SUMMARY_BYTES = 16 * 1024**2
 MHA_HEADER_LIMIT = 64 * 1024
 NPZ_MEMBER = "probabilities.npy"
+
+
+@dataclass(frozen=True)
+class OutputNames:
+    """How a refusal names what a run wrote: in the container's terms.
+
+    - `root`: where the container saw its output folder (`/output`; under Docker, its contract's
+      mount, e.g. FLARE's `/workspace/outputs`);
+    - `aliases`: "/output/<file as checked>" -> the path the container wrote (a converted output's
+      own name; `harness.contracts.Collected.aliases`);
+    - `written`: what the container wrote that the runner did not copy out (safe names): what a
+      check found when the folder it reads holds nothing."""
+
+    root: str = "/output"
+    aliases: Mapping[str, str] = field(default_factory=dict)
+    written: tuple[str, ...] = ()
+
+    def of(self, rel: str | Path) -> str:
+        """The output file `rel` (relative to the output folder) as the container wrote it."""
+        rel = Path(rel).as_posix()
+        return self.aliases.get(f"/output/{rel}") or f"{self.root}/{rel}"
+
+    def found(self, present: Sequence[str]) -> str:
+        """What a folder held, for a message: `present`, else what the container wrote elsewhere, else "nothing"."""
+        return ", ".join(present or self.written[:5]) or "nothing"
+
+    def refusal(self, exc: CaseError, output_dir: Path) -> InvalidOutput:
+        """A loader's refusal of a file under `output_dir`, naming the file as the container wrote it."""
+        if exc.path is not None and exc.path.is_relative_to(output_dir):
+            return InvalidOutput(exc.about(self.of(exc.path.relative_to(output_dir))))
+        return InvalidOutput(str(exc))
+
+
+HARNESS_NAMES = OutputNames()  # the harness's own contract: /output, nothing converted
 
 
 @dataclass(frozen=True)
@@ -86,16 +123,16 @@ def regular(path: Path, shown: str) -> bool:
 
 
 def validate_outputs(output_dir: Path, *, case_id: str, image: Path, profile: Profile,
-                     probabilities: bool) -> AcceptedOutput:
-    """The accepted output files, or InvalidOutput with the reason."""
+                     probabilities: bool, names: OutputNames = HARNESS_NAMES) -> AcceptedOutput:
+    """The accepted output files, or InvalidOutput with the reason (files named by `names`)."""
     links = _symlinks(output_dir)
     if links:
-        raise InvalidOutput(f"{safe_text(str(links[0].relative_to(output_dir)), limit=200)}: symbolic link in /output "
-                            "(never followed); write regular files")
+        raise InvalidOutput(f"{safe_text(str(links[0].relative_to(output_dir)), limit=200)}: symbolic link in "
+                            f"{names.root} (never followed); write regular files")
     label = output_dir / f"{case_id}.nii.gz"
     if not label.is_file():
         present = sorted(safe_text(p.name, limit=80) for p in output_dir.iterdir())[:5]
-        raise InvalidOutput(f"no label map /output/{case_id}.nii.gz (found: {', '.join(present) or 'nothing'}); write it")
+        raise InvalidOutput(f"no label map {names.of(label.name)} (found: {names.found(present)}); write it")
     image_grid = read_grid(image)
     try:
         check_untrusted_header(label, image_grid.shape)  # before nibabel parses it, before any voxel
@@ -103,19 +140,19 @@ def validate_outputs(output_dir: Path, *, case_id: str, image: Path, profile: Pr
         check_same_grid(label, grid, image, image_grid, what="input image")
         check_labels(label, data, profile)
     except CaseError as exc:
-        raise InvalidOutput(_relative(str(exc), output_dir)) from None
+        raise names.refusal(exc, output_dir) from None
     probs: dict[str, Path] = {}
     if probabilities:
         for organ in profile.organs:
             path = output_dir / PROBABILITY_DIR / f"{organ.name}.nii.gz"
             if not path.is_file():
-                raise InvalidOutput(f"missing /output/{PROBABILITY_DIR}/{organ.name}.nii.gz (the manifest declares probabilities)")
-            _check_probability(path, image, image_grid, output_dir)
+                raise InvalidOutput(f"missing {names.of(path.relative_to(output_dir))} (the manifest declares probabilities)")
+            _check_probability(path, image, image_grid, output_dir, names)
             probs[organ.name] = path
     return AcceptedOutput(label=label, probabilities=probs)
 
 
-def _check_probability(path: Path, image: Path, image_grid: Grid, output_dir: Path) -> None:
+def _check_probability(path: Path, image: Path, image_grid: Grid, output_dir: Path, names: OutputNames) -> None:
     rel = path.relative_to(output_dir)
     try:
         facts = check_untrusted_header(path, image_grid.shape)
@@ -128,7 +165,7 @@ def _check_probability(path: Path, image: Path, image_grid: Grid, output_dir: Pa
         else:
             data = np.asanyarray(nib.load(path).dataobj)  # type: ignore[attr-defined]
     except CaseError as exc:
-        raise InvalidOutput(_relative(str(exc), output_dir)) from None
+        raise names.refusal(exc, output_dir) from None
     except Exception as exc:  # noqa: BLE001 - any read failure is the algorithm's
         raise InvalidOutput(f"{rel}: unreadable ({type(exc).__name__}); write a NIfTI file") from None
     if not complete:
@@ -146,23 +183,20 @@ def _check_probability(path: Path, image: Path, image_grid: Grid, output_dir: Pa
         raise InvalidOutput(f"{rel}: probabilities span [{low:.3g}, {high:.3g}], outside [0, 1]; write values in [0, 1]")
 
 
-def _relative(message: str, output_dir: Path) -> str:
-    return message.replace(str(output_dir) + os.sep, "/output/")
-
-
-def check_annotator_summary(output_dir: Path, name: str) -> None:
+def check_annotator_summary(output_dir: Path, name: str, *, names: OutputNames = HARNESS_NAMES) -> None:
     """An annotator's summary: a JSON object with an "organs" object, at most SUMMARY_BYTES."""
     summary = output_dir / name
-    if not regular(summary, f"/output/{name}"):
-        raise InvalidOutput(f"no /output/{name}; write the per-organ attention sizes")
+    shown = names.of(name)
+    if not regular(summary, shown):
+        raise InvalidOutput(f"no {shown}; write the per-organ attention sizes")
     if summary.stat().st_size > SUMMARY_BYTES:
-        raise InvalidOutput(f"/output/{name}: larger than 16 MiB; write a short summary")
+        raise InvalidOutput(f"{shown}: larger than 16 MiB; write a short summary")
     try:
         parsed = json.loads(_read_regular(summary, SUMMARY_BYTES).decode("utf-8"))
     except (ValueError, UnicodeDecodeError, RecursionError) as exc:
-        raise InvalidOutput(f"/output/{name}: not JSON ({type(exc).__name__}); write a JSON object") from None
+        raise InvalidOutput(f"{shown}: not JSON ({type(exc).__name__}); write a JSON object") from None
     if not isinstance(parsed, dict) or not isinstance(parsed.get("organs"), dict):
-        raise InvalidOutput(f"/output/{name}: no \"organs\" object; write {{\"organs\": {{...}}}}")
+        raise InvalidOutput(f"{shown}: no \"organs\" object; write {{\"organs\": {{...}}}}")
 
 
 def _read_regular(path: Path, cap: int) -> bytes:
@@ -174,7 +208,8 @@ def _read_regular(path: Path, cap: int) -> bytes:
         return handle.read(cap + 1)[:cap]
 
 
-def accepted_files(output_dir: Path, allowed: list[str], *, image: Path) -> dict[str, bytes]:
+def accepted_files(output_dir: Path, allowed: list[str], *, image: Path, names: OutputNames = HARNESS_NAMES
+                   ) -> dict[str, bytes]:
     """The bytes of the contract's files that are present (regular files only; each NIfTI bounded by
     the input's grid from its header, anything else by SUMMARY_BYTES), as the run keeps them."""
     files: dict[str, bytes] = {}
@@ -187,12 +222,12 @@ def accepted_files(output_dir: Path, allowed: list[str], *, image: Path) -> dict
             try:  # maps the checks did not read (an annotator's) are bounded by the grid too
                 check_untrusted_header(path, shape)
             except CaseError as exc:
-                raise InvalidOutput(_relative(str(exc), output_dir)) from None
+                raise names.refusal(exc, output_dir) from None
             cap = path.stat().st_size
         else:
             cap = SUMMARY_BYTES
             if path.stat().st_size > cap:
-                raise InvalidOutput(f"/output/{rel}: larger than 16 MiB; write a short summary")
+                raise InvalidOutput(f"{names.of(rel)}: larger than 16 MiB; write a short summary")
         files[rel] = _read_regular(path, cap)
     return files
 
@@ -290,7 +325,7 @@ def read_metaimage_label(path: Path, shown: str, shape: tuple[int, ...] | None) 
         check_itk_output(path, shown, shape)
         return read_label(path)
     except CaseError as exc:
-        raise InvalidOutput(str(exc).replace(str(path), shown)) from None
+        raise InvalidOutput(exc.about(shown) if exc.path == path else str(exc)) from None
 
 
 def read_foreign_label(path: Path, shown: str, shape: tuple[int, ...], profile: Profile) -> NDArray[np.integer]:
@@ -301,7 +336,7 @@ def read_foreign_label(path: Path, shown: str, shape: tuple[int, ...], profile: 
         data, _ = read_label(path)
         check_labels(path, data, profile)  # its own numbering, before it is mapped
     except CaseError as exc:
-        raise InvalidOutput(str(exc).replace(str(path), shown)) from None
+        raise InvalidOutput(exc.about(shown) if exc.path == path else str(exc)) from None
     return data
 
 
@@ -350,7 +385,7 @@ def check_probability_channel(channel: NDArray[Any], shown: str, label: int, org
 
 
 def map_outputs(collected: Any, *, case: Case, source: Profile, target: Profile, probabilities: bool,
-                native_dir: Path) -> tuple[Any, str]:
+                native_dir: Path, names: OutputNames = HARNESS_NAMES) -> tuple[Any, str]:
     """The collected outputs renumbered from the algorithm's label system (`source`) to the
     challenge's (`target`) by organ name (`map_labels = true`): a label value of an organ the
     challenge lacks becomes background; a challenge organ the algorithm lacks gets no voxels and a
@@ -365,11 +400,11 @@ def map_outputs(collected: Any, *, case: Case, source: Profile, target: Profile,
     if mapping.only_target:
         described += f"; never predicted (scored as missed): {', '.join(mapping.only_target)}"
     label = collected.folder / f"{case.case_id}.nii.gz"
-    if not regular(label, f"/output/{label.name}"):
+    if not regular(label, names.of(label.name)):
         return collected, described  # the checks report it missing
     assert case.image is not None
     grid = read_grid(case.image)
-    data = read_foreign_label(label, f"/output/{label.name}", grid.shape, source)
+    data = read_foreign_label(label, names.of(label.name), grid.shape, source)
     native_dir.mkdir(exist_ok=True)
     original = nib.load(label)
     mapped = nib.Nifti1Image(mapping.apply(data), original.affine, original.header)  # type: ignore[attr-defined]
@@ -379,16 +414,16 @@ def map_outputs(collected: Any, *, case: Case, source: Profile, target: Profile,
     consumed = set(collected.consumed) | ({label.name} if own else set())
     if probabilities:
         (native_dir / PROBABILITY_DIR).mkdir(exist_ok=True)
-        names = {o.name for o in source.organs}
+        predicted = {o.name for o in source.organs}
         for organ in source.organs:
             if own:
                 consumed.add(f"{PROBABILITY_DIR}/{organ.name}.nii.gz")
         for organ in target.organs:
             written = collected.folder / PROBABILITY_DIR / f"{organ.name}.nii.gz"
-            if organ.name not in names:
+            if organ.name not in predicted:
                 nib.save(nib.Nifti1Image(np.zeros(grid.shape, np.uint8), grid.affine),
                          native_dir / PROBABILITY_DIR / written.name)
-            elif regular(written, f"/output/{PROBABILITY_DIR}/{written.name}"):
+            elif regular(written, names.of(f"{PROBABILITY_DIR}/{written.name}")):
                 link_or_copy(written, native_dir / PROBABILITY_DIR / written.name)
     return Collected(native_dir, collected.aliases, frozenset(consumed), collected.root), described
 

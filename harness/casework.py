@@ -31,7 +31,15 @@ from pathlib import Path
 
 import numpy as np
 
-from harness.acceptance import accepted_files, check_annotator_summary, extra_entries, map_outputs, validate_outputs
+from harness.acceptance import (
+    HARNESS_NAMES,
+    OutputNames,
+    accepted_files,
+    check_annotator_summary,
+    extra_entries,
+    map_outputs,
+    validate_outputs,
+)
 from harness.attention.io import SUMMARY_FILE as ATTENTION_SUMMARY  # an annotator's per-organ sizes (contract)
 from harness.contracts import Collected, Contract, contract_of
 from harness.data.nifti import read_volume
@@ -145,13 +153,14 @@ def stage(case: Case, extra_inputs: tuple[tuple[str, Path], ...], run_dir: Path,
     return input_dir, output_dir
 
 
-def check_outputs(task: RunTask, output_dir: Path) -> None:
-    """Raise InvalidOutput unless the outputs keep the container contract under the task's profile."""
+def check_outputs(task: RunTask, output_dir: Path, *, names: OutputNames = HARNESS_NAMES) -> None:
+    """Raise InvalidOutput unless the outputs keep the container contract under the task's profile
+    (files named by `names`: as the container wrote them)."""
     assert task.case.image is not None
     validate_outputs(output_dir, case_id=task.case.case_id, image=task.case.image, profile=task.profile,
-                     probabilities=task.spec.writes_probabilities and task.spec.kind is Kind.SEGMENTER)
+                     probabilities=task.spec.writes_probabilities and task.spec.kind is Kind.SEGMENTER, names=names)
     if task.spec.kind is Kind.ANNOTATOR:
-        check_annotator_summary(output_dir, ATTENTION_SUMMARY)
+        check_annotator_summary(output_dir, ATTENTION_SUMMARY, names=names)
 
 
 ANNOTATOR_MAP_DIRS = ("attention", "heatmap")  # an annotator's per-organ maps (container contract)
@@ -169,15 +178,15 @@ def contract_files(task: RunTask) -> list[str]:
     return [f"{case_id}.nii.gz"]
 
 
-def kept_files(task: RunTask, output_dir: Path, *, collected: Collected | None = None
-               ) -> tuple[dict[str, bytes], list[str]]:
+def kept_files(task: RunTask, output_dir: Path, *, collected: Collected | None = None,
+               names: OutputNames = HARNESS_NAMES) -> tuple[dict[str, bytes], list[str]]:
     """The accepted outputs to keep (regular files the contract names, each checked before it is
     read, by `harness.acceptance`) and what else /output held (safe names, at most 20), reported,
     never kept. With a foreign contract, `output_dir` is the collected folder and the extras are
     those the container wrote beside what was read (`collected`)."""
     allowed = contract_files(task)
     assert task.case.image is not None
-    files = accepted_files(output_dir, allowed, image=task.case.image)
+    files = accepted_files(output_dir, allowed, image=task.case.image, names=names)
     if collected is not None and collected.folder != collected.root:
         skip = collected.consumed | contract_of(task.spec.contract).ignored_extras(task.spec.options, task.case.case_id)
         return files, extra_entries(collected.root, skip, set())
@@ -216,22 +225,22 @@ def _run_staged(task: RunTask, runner: Runner, run_dir: Path) -> RunResult:
     outcome = runner.run(request, monitor)
     files: dict[str, bytes] = {}
     not_kept: list[str] = []
-    aliases: dict[str, str] = {}
     mapped_as = ""
     if outcome.status is RunStatus.OK:
+        names = output_names(task, outcome, options)
         try:
             collected = contract.collect(options, case=task.case, profile=task.profile, output_dir=output_dir,
-                                native_dir=run_dir / "collected", probabilities=task.spec.writes_probabilities)
-            aliases = collected.aliases
+                                         native_dir=run_dir / "collected", probabilities=task.spec.writes_probabilities,
+                                         names=names)
+            names = replace(names, aliases=collected.aliases)
             if task.spec.map_labels and task.spec.profile.label_system != task.profile.label_system:
                 collected, mapped_as = map_outputs(collected, case=task.case, source=task.spec.profile,
                                                    target=task.profile, probabilities=task.spec.writes_probabilities,
-                                                   native_dir=run_dir / "mapped")
-            check_outputs(task, collected.folder)
-            files, not_kept = kept_files(task, collected.folder, collected=collected)
+                                                   native_dir=run_dir / "mapped", names=names)
+            check_outputs(task, collected.folder, names=names)
+            files, not_kept = kept_files(task, collected.folder, collected=collected, names=names)
         except InvalidOutput as exc:
-            outcome = replace(outcome, status=RunStatus.INVALID_OUTPUT,
-                              message=safe_text(_as_the_container_saw(task, exc, outcome, aliases)))
+            outcome = replace(outcome, status=RunStatus.INVALID_OUTPUT, message=safe_text(str(exc)))
         except Exception as exc:  # noqa: BLE001 - outputs that break the checks themselves are the algorithm's
             files = {}
             outcome = replace(outcome, status=RunStatus.INVALID_OUTPUT,
@@ -260,24 +269,15 @@ def _run_staged(task: RunTask, runner: Runner, run_dir: Path) -> RunResult:
                      host_facts={"cpu": info.cpu, "gpu": info.gpu, "driver": info.driver})
 
 
-def _as_the_container_saw(task: RunTask, exc: InvalidOutput, outcome: RunOutcome,
-                          aliases: dict[str, str] | None = None) -> str:
-    """A check's message in the container's terms: the file it wrote (`aliases`: a converted
-    output's own name), its contract's output path, and what it wrote where the output file system
-    kept only the contract's files (`not_kept`)."""
-    message = str(exc)
-    for native, alias in (aliases or {}).items():
-        message = message.replace(native, alias)
-    written = outcome.details.get("not_kept")
-    if "(found: nothing)" in message and isinstance(written, list) and written:
-        message = message.replace("(found: nothing)", f"(found: {', '.join(map(str, written[:5]))})")
+def output_names(task: RunTask, outcome: RunOutcome, options: object) -> OutputNames:
+    """How the checks name this run's outputs: under Docker, the folder its contract mounts (FLARE's
+    /workspace/outputs), else /output; and what the runner did not copy out (`not_kept`), which is
+    what a check found when the copied folder holds nothing."""
+    root = "/output"
     if task.runner is RunnerKind.DOCKER:
-        from harness.runner.docker_runner import launch_of
-
-        output_path = launch_of(task.spec).output_path
-        if output_path != "/output":
-            message = message.replace("/output/", f"{output_path}/").replace("/output ", f"{output_path} ")
-    return message
+        root = contract_of(task.spec.contract).launch(options, probabilities=task.spec.writes_probabilities).output_path
+    written = outcome.details.get("not_kept")
+    return OutputNames(root=root, written=tuple(map(str, written)) if isinstance(written, list) else ())
 
 
 def failed_result(task: RunTask, status: RunStatus, message: str) -> RunResult:
@@ -292,18 +292,16 @@ def lost_result(task: RunTask, error: BaseException) -> RunResult:
                          "rerun `harness run` to retry it")
 
 
-def score_label_map(case: Case, label_map: Path, profile: Profile, *, threads: int = 1) -> CaseResult:
-    """Score a kept label map against the case's ground truth, exactly as `harness score` does."""
-    return score_one(CaseJob(case.case_id, case.label, case.image, label_map), profile, threads=threads)
+def score_label_map(case: Case, label_map: Path, profile: Profile, *, threads: int = 1, shown: str = "") -> CaseResult:
+    """Score a kept label map against the case's ground truth, exactly as `harness score` does;
+    `shown`: its name in messages (default: its path)."""
+    return score_one(CaseJob(case.case_id, case.label, case.image, label_map, shown=shown), profile, threads=threads)
 
 
 def score_bytes(case: Case, label_map: bytes, profile: Profile, *, threads: int = 1) -> CaseResult:
-    """`score_label_map` of a label map's bytes (as it travels to a scoring worker)."""
+    """`score_label_map` of a label map's bytes (as it travels to a scoring worker), named in
+    messages as the algorithm wrote it (`/output/<case>.nii.gz`)."""
     with tempfile.TemporaryDirectory(prefix="harness-score-") as tmp:
         path = Path(tmp) / f"{case.case_id}.nii.gz"
         path.write_bytes(label_map if label_map[:2] == b"\x1f\x8b" else gzip.compress(label_map))
-        result = score_label_map(case, path, profile, threads=threads)
-    if str(path) not in result.message:
-        return result
-    message = result.message.replace(str(path), f"/output/{case.case_id}.nii.gz")  # the name the algorithm wrote
-    return replace(result, message=message, scores=tuple(replace(s, message=message) for s in result.scores))
+        return score_label_map(case, path, profile, threads=threads, shown=f"/output/{case.case_id}.nii.gz")

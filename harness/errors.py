@@ -7,6 +7,7 @@ algorithm is *data*, not an exception: it becomes a record with a status and the
 from __future__ import annotations
 
 import enum
+from pathlib import Path
 
 
 class ExitStatus(enum.IntEnum):
@@ -60,12 +61,26 @@ class CaseError(DataError):
     """One case cannot be scored; carries the status to record for it.
 
     Raised by the loaders and checks of a single case; the scoring loop catches it, records the
-    case with `status` and the one-line message, and goes on with the next case.
+    case with `status` and the one-line message, and goes on with the next case. An error about one
+    file (`CaseError.of`) keeps that file (`path`) and what is wrong with it (`detail`) apart, so a
+    caller that knows the file by another name (an output as the container wrote it) renders the
+    message with `about(name)` instead of rewriting the text.
     """
 
-    def __init__(self, message: str, *, status: str) -> None:
+    def __init__(self, message: str, *, status: str, path: Path | None = None, detail: str = "") -> None:
         super().__init__(message)
         self.status = status
+        self.path = path  # the file the message is about (None: not one file's problem)
+        self.detail = detail  # what is wrong with `path`, and the fix
+
+    @classmethod
+    def of(cls, path: Path, detail: str, *, status: str) -> CaseError:
+        """The file `path` cannot be used: "<path>: <detail>"."""
+        return cls(f"{path}: {detail}", status=status, path=path, detail=detail)
+
+    def about(self, name: str | Path) -> str:
+        """The message naming its file `name` ("<name>: <detail>"); as it is when it is about no one file."""
+        return f"{name}: {self.detail}" if self.path is not None else str(self)
 
 
 class InvalidOutput(HarnessError):

@@ -15,6 +15,7 @@ from harness.errors import SpecError
 from harness.models import GpuMode
 
 if TYPE_CHECKING:
+    from harness.acceptance import OutputNames
     from harness.models import Case, Profile
 
 
@@ -48,7 +49,7 @@ class Collected:
     """The outputs in the harness's own layout, and how to name them in the container's terms."""
 
     folder: Path  # holds <case>.nii.gz (and probabilities/) for the checks
-    aliases: dict[str, str]  # "/output/<native path>" -> the path the container wrote
+    aliases: dict[str, str]  # "/output/<native path>" -> the path the container wrote (`names.of`)
     consumed: frozenset[str]  # paths under the output folder that were read (not reported as extra)
     root: Path  # the output folder the container wrote
 
@@ -87,9 +88,10 @@ class Contract:
         return native
 
     def collect(self, options: Any, *, case: Case, profile: Profile, output_dir: Path, native_dir: Path,
-                probabilities: bool) -> Collected:
+                probabilities: bool, names: OutputNames | None = None) -> Collected:
         """The contract's outputs in the harness's layout (in `native_dir` when they need converting);
-        raises InvalidOutput naming the container's own path and the fix."""
+        raises InvalidOutput naming the container's own path (`names.of`; default: the harness's
+        `/output`) and the fix."""
         return Collected(output_dir, {}, frozenset(), output_dir)
 
     def notes(self, options: Any) -> list[str]:

@@ -22,6 +22,7 @@ from harness.contracts.base import Collected, Contract, Launch, Mount, allowed_k
 from harness.errors import InvalidOutput
 
 if TYPE_CHECKING:
+    from harness.acceptance import OutputNames
     from harness.data.nifti import Grid
     from harness.models import Case, Profile
 
@@ -195,14 +196,15 @@ class GrandChallenge(Contract):
         return [f"{options.output_path}/*"]
 
     def collect(self, options: GrandChallengeOptions, *, case: Case, profile: Profile, output_dir: Path,
-                native_dir: Path, probabilities: bool) -> Collected:
+                native_dir: Path, probabilities: bool, names: OutputNames | None = None) -> Collected:
         import nibabel as nib
 
-        from harness.acceptance import read_metaimage_label
+        from harness.acceptance import HARNESS_NAMES, read_metaimage_label
         from harness.data.nifti import read_grid
         from harness.safetext import safe_text
 
-        shown_dir = f"/output/{options.output_path}/"
+        names = names or HARNESS_NAMES
+        shown_dir = f"{names.of(options.output_path)}/"
         folder = output_dir / options.output_path
         if folder.is_symlink():
             raise InvalidOutput(f"{shown_dir}: symbolic link (never followed); write into the folder itself")
@@ -210,7 +212,7 @@ class GrandChallenge(Contract):
         images = [n for n in found if n.lower().endswith(IMAGE_SUFFIXES_GC)]
         if not images:
             present = [safe_text(n, limit=80) for n in found[:5]] or _top_level(output_dir)
-            raise InvalidOutput(f"no image in {shown_dir} (found: {', '.join(present) or 'nothing'}); write exactly one "
+            raise InvalidOutput(f"no image in {shown_dir} (found: {names.found(present)}); write exactly one "
                                 f".mha there (the output socket '{options.output_slug}')")
         if len(images) > 1:
             raise InvalidOutput(f"{shown_dir} holds {len(images)} images "

@@ -17,6 +17,7 @@ from harness.errors import SpecError
 from harness.models import GpuMode
 
 if TYPE_CHECKING:
+    from harness.acceptance import OutputNames
     from harness.models import Case, Profile
 
 NNUNET_SIDE_FILES = ("plans.json", "dataset.json", "predict_from_raw_data_args.json")  # nnU-Net writes them to -o
@@ -81,21 +82,22 @@ class NnUNet(Contract):
         return [f"{case_id}.nii.gz", *((f"{case_id}.npz",) if probabilities else ())]
 
     def collect(self, options: NnUNetOptions, *, case: Case, profile: Profile, output_dir: Path, native_dir: Path,
-                probabilities: bool) -> Collected:
+                probabilities: bool, names: OutputNames | None = None) -> Collected:
         import nibabel as nib
 
-        from harness.acceptance import check_probability_channel, link_or_copy, read_npz_probabilities, regular
+        from harness.acceptance import HARNESS_NAMES, check_probability_channel, link_or_copy, read_npz_probabilities, regular
         from harness.data.nifti import read_grid
         from harness.layout import PROBABILITY_DIR
 
+        names = names or HARNESS_NAMES
         label = f"{case.case_id}.nii.gz"
         native_dir.mkdir(exist_ok=True)
         consumed = {label}
-        if regular(output_dir / label, f"/output/{label}"):
+        if regular(output_dir / label, names.of(label)):
             link_or_copy(output_dir / label, native_dir / label)
         if not probabilities:
             return Collected(native_dir, {}, frozenset(consumed), output_dir)
-        npz, shown = output_dir / f"{case.case_id}.npz", f"/output/{case.case_id}.npz"
+        npz, shown = output_dir / f"{case.case_id}.npz", names.of(f"{case.case_id}.npz")
         assert case.image is not None
         grid = read_grid(case.image)  # the organiser's image
         spatial = tuple(reversed(grid.shape)) if options.probability_axes == "zyx" else tuple(grid.shape)

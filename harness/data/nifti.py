@@ -53,7 +53,7 @@ def _itk(path: Path, *, voxels: bool) -> tuple[NDArray[Any] | None, Grid]:
     import SimpleITK as sitk
 
     if not path.exists():
-        raise CaseError(f"{path}: file is missing; write it or remove the case", status=CaseStatus.MISSING_PREDICTION)
+        raise CaseError.of(path, "file is missing; write it or remove the case", status=CaseStatus.MISSING_PREDICTION)
     try:
         reader = sitk.ImageFileReader()
         reader.SetFileName(str(path))
@@ -67,7 +67,7 @@ def _itk(path: Path, *, voxels: bool) -> tuple[NDArray[Any] | None, Grid]:
         if voxels:
             data = sitk.GetArrayFromImage(reader.Execute()).transpose(tuple(range(dims - 1, -1, -1)))
     except RuntimeError as exc:  # SimpleITK's one exception type
-        raise CaseError(f"{path}: not a readable image ({_reason(exc)}); re-export it", status=CaseStatus.UNREADABLE) from None
+        raise CaseError.of(path, f"not a readable image ({_reason(exc, path)}); re-export it", status=CaseStatus.UNREADABLE) from None
     affine = np.eye(4)
     if dims == 3:
         affine[:3, :3] = _LPS_TO_RAS @ direction @ np.diag(spacing)
@@ -85,7 +85,7 @@ def read_volume(path: Path) -> tuple[NDArray[Any], Grid]:
     try:
         data = np.asanyarray(img.dataobj)
     except Exception as exc:  # noqa: BLE001 - truncated or corrupt voxel data
-        raise CaseError(f"{path}: voxel data cannot be read ({_reason(exc)}); re-export it",
+        raise CaseError.of(path, f"voxel data cannot be read ({_reason(exc, path)}); re-export it",
                         status=CaseStatus.UNREADABLE) from None
     return data, read_grid(path)
 
@@ -108,14 +108,14 @@ def _open(path: Path) -> nib.Nifti1Image:
     try:
         img = nib.load(path)
     except FileNotFoundError:
-        raise CaseError(f"{path}: file is missing; write it or remove the case", status=CaseStatus.MISSING_PREDICTION) from None
+        raise CaseError.of(path, "file is missing; write it or remove the case", status=CaseStatus.MISSING_PREDICTION) from None
     except Exception as exc:  # nibabel raises many types for a file that is not NIfTI
-        raise CaseError(
-            f"{path}: not a readable NIfTI file ({_reason(exc)}); re-export it as .nii.gz",
+        raise CaseError.of(
+            path, f"not a readable NIfTI file ({_reason(exc, path)}); re-export it as .nii.gz",
             status=CaseStatus.UNREADABLE,
         ) from None
     if not isinstance(img, (nib.Nifti1Image, nib.Nifti2Image)):
-        raise CaseError(f"{path}: {type(img).__name__} is not NIfTI; re-export it as .nii.gz", status=CaseStatus.UNREADABLE)
+        raise CaseError.of(path, f"{type(img).__name__} is not NIfTI; re-export it as .nii.gz", status=CaseStatus.UNREADABLE)
     return img
 
 
@@ -157,7 +157,8 @@ def stream_length(path: Path, *, cap: int) -> int:
                 while inflate.unconsumed_tail and total <= cap:
                     total += len(inflate.decompress(inflate.unconsumed_tail, cap + 1 - total))
     except (OSError, zlib.error) as exc:
-        raise CaseError(f"{path}: the compressed data is corrupt ({_reason(exc)}); re-export it", status=CaseStatus.UNREADABLE) from None
+        raise CaseError.of(path, f"the compressed data is corrupt ({_reason(exc, path)}); re-export it",
+                           status=CaseStatus.UNREADABLE) from None
     return total
 
 
@@ -182,9 +183,9 @@ def check_untrusted_header(path: Path, shape: tuple[int, ...], *, what: str = "i
             else:
                 head = raw.read(HEADER_READ)
     except FileNotFoundError:
-        raise CaseError(f"{path}: file is missing; write it", status=CaseStatus.MISSING_PREDICTION) from None
+        raise CaseError.of(path, "file is missing; write it", status=CaseStatus.MISSING_PREDICTION) from None
     except (OSError, EOFError, zlib.error) as exc:
-        raise CaseError(f"{path}: not a readable NIfTI file ({_reason(exc)}); re-export it as .nii.gz",
+        raise CaseError.of(path, f"not a readable NIfTI file ({_reason(exc, path)}); re-export it as .nii.gz",
                         status=CaseStatus.UNREADABLE) from None
     header = None
     for dtype, flag_at, plain_offset in ((nib.nifti1.header_dtype, 348, 352), (nib.nifti2.header_dtype, 540, 544)):
@@ -198,31 +199,31 @@ def check_untrusted_header(path: Path, shape: tuple[int, ...], *, what: str = "i
         if header is not None:
             break
     if header is None:
-        raise CaseError(f"{path}: no NIfTI header in its first bytes; write a NIfTI file (.nii.gz)", status=CaseStatus.UNREADABLE)
+        raise CaseError.of(path, "no NIfTI header in its first bytes; write a NIfTI file (.nii.gz)", status=CaseStatus.UNREADABLE)
     dims = [int(d) for d in header["dim"]]
     ndim = dims[0]
     if not 1 <= ndim <= 7:
-        raise CaseError(f"{path}: header dim[0] = {ndim}; write a 3D NIfTI file", status=CaseStatus.UNREADABLE)
+        raise CaseError.of(path, f"header dim[0] = {ndim}; write a 3D NIfTI file", status=CaseStatus.UNREADABLE)
     found = tuple(dims[1 : ndim + 1])
     while len(found) > len(shape) and found[-1] == 1:
         found = found[:-1]
     if found != tuple(shape):
-        raise CaseError(f"{path}: header grid {'x'.join(map(str, found))} differs from the {what}'s "
+        raise CaseError.of(path, f"header grid {'x'.join(map(str, found))} differs from the {what}'s "
                         f"{'x'.join(map(str, shape))}; write it on the {what}'s grid", status=CaseStatus.GRID_MISMATCH)
     if len(head) > ext_flag_at and head[ext_flag_at] != 0:
-        raise CaseError(f"{path}: the header has extensions; write a plain NIfTI file without them",
+        raise CaseError.of(path, "the header has extensions; write a plain NIfTI file without them",
                         status=CaseStatus.UNREADABLE)
     offset = int(header["vox_offset"])
     if not 0 <= offset <= max_offset:
-        raise CaseError(f"{path}: voxel data at offset {offset}, not right after the header; write a plain NIfTI file",
+        raise CaseError.of(path, f"voxel data at offset {offset}, not right after the header; write a plain NIfTI file",
                         status=CaseStatus.UNREADABLE)
     bits = int(header["bitpix"])
     if bits not in (8, 16, 32, 64, 128):
-        raise CaseError(f"{path}: {bits} bits per voxel; write uint8 labels", status=CaseStatus.UNREADABLE)
+        raise CaseError.of(path, f"{bits} bits per voxel; write uint8 labels", status=CaseStatus.UNREADABLE)
     voxels = int(np.prod(found, dtype=np.int64))
     needed = max_offset + voxels * bits // 8
     if size > needed + GZIP_SLACK_BYTES:
-        raise CaseError(f"{path}: {size} bytes on disk, more than its {'x'.join(map(str, found))} grid needs "
+        raise CaseError.of(path, f"{size} bytes on disk, more than its {'x'.join(map(str, found))} grid needs "
                         f"({needed}); write only the image", status=CaseStatus.UNREADABLE)
     slope, inter = float(header["scl_slope"]), float(header["scl_inter"])
     return HeaderFacts(datatype=int(header["datatype"]), vox_offset=offset, voxels=voxels, bytes_per_voxel=bits // 8,
@@ -260,27 +261,27 @@ def read_label(path: Path, *, read_only: bool = False) -> tuple[NDArray[np.integ
         try:
             data = _voxels(path, img, read_only=read_only)
         except Exception as exc:  # truncated gzip stream, short file, bad header offsets
-            raise CaseError(
-                f"{path}: voxel data cannot be read ({_reason(exc)}); the file is corrupt or "
+            raise CaseError.of(
+                path, f"voxel data cannot be read ({_reason(exc, path)}); the file is corrupt or "
                 "truncated, re-export it",
                 status=CaseStatus.UNREADABLE,
             ) from None
         zooms = tuple(float(z) for z in img.header.get_zooms()[:3])
         affine = np.asarray(img.affine, dtype=np.float64)
     if data.ndim != 3:
-        raise CaseError(
-            f"{path}: label map has {data.ndim} dimensions {data.shape}; write a 3D label map",
+        raise CaseError.of(
+            path, f"label map has {data.ndim} dimensions {data.shape}; write a 3D label map",
             status=CaseStatus.INVALID_LABELS,
         )
     if not np.issubdtype(data.dtype, np.integer):
         if not np.issubdtype(data.dtype, np.floating) or not np.all(np.isfinite(data)) or np.any(data != np.round(data)):
-            raise CaseError(
-                f"{path}: label map holds non-integer values (dtype {data.dtype}); write integer labels (uint8)",
+            raise CaseError.of(
+                path, f"label map holds non-integer values (dtype {data.dtype}); write integer labels (uint8)",
                 status=CaseStatus.INVALID_LABELS,
             )
         if data.min(initial=0) < 0 or data.max(initial=0) > 255:
-            raise CaseError(
-                f"{path}: label values outside 0..255; write the profile's labels only",
+            raise CaseError.of(
+                path, "label values outside 0..255; write the profile's labels only",
                 status=CaseStatus.INVALID_LABELS,
             )
         data = data.astype(np.uint8)
@@ -360,8 +361,8 @@ def check_labels(path: Path, data: NDArray[np.integer], profile: Profile) -> lis
     `outside_labels` is `background`, the others are returned (to be counted as background)."""
     extra = outside_labels(data, profile)
     if extra and profile.outside_labels is OutsideLabels.REFUSE:
-        raise CaseError(
-            f"{path}: label values {_shown(extra)} are not in profile {profile.name} "
+        raise CaseError.of(
+            path, f"label values {_shown(extra)} are not in profile {profile.name} "
             f"(valid: 0, {', '.join(str(v) for v in sorted(profile.valid_labels - {0}))}); "
             "map them to the profile's labels or choose another --profile",
             status=CaseStatus.INVALID_LABELS,
@@ -369,7 +370,7 @@ def check_labels(path: Path, data: NDArray[np.integer], profile: Profile) -> lis
     return extra
 
 
-def outside_as_background(path: Path, data: NDArray[np.integer], extra: list[int], profile: Profile
+def outside_as_background(path: Path | str, data: NDArray[np.integer], extra: list[int], profile: Profile
                           ) -> tuple[NDArray[np.integer], str]:
     """`data` with the values `extra` set to background, and the warning that says so."""
     if not extra:
@@ -377,8 +378,9 @@ def outside_as_background(path: Path, data: NDArray[np.integer], extra: list[int
     return np.where(np.isin(data, extra), np.zeros((), data.dtype), data), outside_warning(path, extra, profile)
 
 
-def outside_warning(path: Path, extra: list[int], profile: Profile) -> str:
-    """The warning for label values outside `profile` counted as background ("" when there are none)."""
+def outside_warning(path: Path | str, extra: list[int], profile: Profile) -> str:
+    """The warning for label values outside `profile` counted as background ("" when there are none);
+    `path` is the file as the message names it."""
     if not extra:
         return ""
     return (f"{path}: label values {_shown(extra)} are not in profile {profile.name}; counted as background "
@@ -392,29 +394,32 @@ def _shown(values: list[int]) -> str:
 def check_same_grid(path: Path, grid: Grid, ref_path: Path, ref: Grid, *, what: str = "ground truth") -> None:
     """`path` must lie on the grid of `ref_path` (shape exactly; spacing and affine to rounding)."""
     if grid.shape != ref.shape:
-        raise CaseError(
-            f"{path}: shape {grid.shape} differs from the {what} {ref_path.name} {ref.shape}; "
+        raise CaseError.of(
+            path, f"shape {grid.shape} differs from the {what} {ref_path.name} {ref.shape}; "
             f"resample it onto the {what}'s grid",
             status=CaseStatus.GRID_MISMATCH,
         )
     if not np.allclose(grid.spacing_mm, ref.spacing_mm, rtol=SPACING_RTOL, atol=0):
-        raise CaseError(
-            f"{path}: spacing {_fmt(grid.spacing_mm)} mm differs from the {what} {ref_path.name} "
+        raise CaseError.of(
+            path, f"spacing {_fmt(grid.spacing_mm)} mm differs from the {what} {ref_path.name} "
             f"{_fmt(ref.spacing_mm)} mm; copy the {what}'s header (spacing and affine)",
             status=CaseStatus.GRID_MISMATCH,
         )
     if not np.allclose(grid.affine, ref.affine, rtol=0, atol=AFFINE_ATOL_MM):
         worst = float(np.max(np.abs(grid.affine - ref.affine)))
-        raise CaseError(
-            f"{path}: affine differs from the {what} {ref_path.name} by up to {worst:.4g} "
+        raise CaseError.of(
+            path, f"affine differs from the {what} {ref_path.name} by up to {worst:.4g} "
             f"(tolerance {AFFINE_ATOL_MM}); copy the {what}'s header (orientation and origin)",
             status=CaseStatus.GRID_MISMATCH,
         )
 
 
-def _reason(exc: BaseException) -> str:
-    """An exception as one line (nibabel's messages can span several)."""
-    return f"{type(exc).__name__}: {' '.join(str(exc).split())}"
+def _reason(exc: BaseException, path: Path) -> str:
+    """A library's exception about `path` as one line (nibabel's messages can span several), the
+    file named by its name (SimpleITK's name it by its whole path): the message's own first word
+    names the file, as its caller shows it (`CaseError.about`)."""
+    text = " ".join(str(exc).split()).replace(str(path), path.name)  # a library's text, not ours
+    return f"{type(exc).__name__}: {text}"
 
 
 def _fmt(values: tuple[float, ...]) -> str:

@@ -22,7 +22,7 @@ import pandas as pd
 
 from harness.phases.arrivals import Submission
 from harness.phases.config import Policy
-from harness.ranking import RankingConfig, flare_score, rank_matrices
+from harness.ranking import RankingConfig, RankingMethod, flare_score, rank_matrices
 from harness.ranking.bootstrap import whole
 from harness.ranking.challenge import unmeasured_metrics
 from harness.ranking.combine import rank_values
@@ -64,7 +64,7 @@ def rank_scores(table: pd.DataFrame, config: RankingConfig, *, source: str = "th
     matrices = rank_matrices(ranked, config)
     if not matrices:  # no metric has a value (every ground truth unscorable): nothing to rank
         return pd.DataFrame({"score": [], "rank": [], "n_failed": []}, index=pd.Index([], name="algorithm")), ranked
-    if config.method == "flare":
+    if config.method is RankingMethod.FLARE:
         score = flare_score(matrices, {m.name: m.weight for m in config.metrics})[["score", "rank"]].copy()
     else:
         algorithms = next(iter(matrices.values())).algorithms

@@ -43,7 +43,7 @@ from harness.ranking import (
 from harness.report import figures, svgplot, tables
 from harness.report.axes import WHISKER_RULE
 from harness.report.drawing import Drawer
-from harness.report.inputs import ReportInputs, load_report_inputs, read_monitor
+from harness.report.inputs import ReportInputs, judged, load_report_inputs, read_monitor
 
 TEMPLATE_ENV = "HARNESS_LEADERBOARD_DIR"
 TEMPLATE_FILE = "report.html.j2"
@@ -157,12 +157,14 @@ def render_report_files(
     env = _environment(folder)
     ranking = rank_inputs(inputs, config)
     with Drawer() as drawer:  # figures drawn by workers while the tables and pages are built
-        return _render_files(inputs, ranking, env, folder, drawer=drawer, public=public, pages_dir=pages_dir)
+        return _render_files(judged(inputs, config.ok_status), ranking, env, folder, drawer=drawer, public=public,
+                             pages_dir=pages_dir)
 
 
 def _render_files(inputs: ReportInputs, ranking: ChallengeRanking, env: Environment, folder: Path, *, drawer: Drawer,
                   public: bool, pages_dir: str) -> dict[str, str]:
-    context = report_context(inputs, ranking, pages_dir=pages_dir, drawer=drawer, public=public)
+    """The report's files from `inputs` judged (`judged`: the runs' `ok` column)."""
+    context = _context(inputs, ranking, pages_dir=pages_dir, drawer=drawer, public=public)
     if public:
         context = public_edition(context, inputs, ranking)
     context = _laid_out(context)
@@ -195,8 +197,8 @@ def _render_files(inputs: ReportInputs, ranking: ChallengeRanking, env: Environm
         def own(frame: pd.DataFrame, names: list[str] = chunk) -> pd.DataFrame:
             return frame[frame["algorithm"].astype(str).isin(names)] if not frame.empty else frame
         drawn.append(drawer.draw(_page_files, folder, common, own(segmenter_runs), own(inputs.scores),
-                                 own(inputs.measurements), algorithms=chunk, ok_status=ranking.config.ok_status,
-                                 organs=organs, ranks={a: ranks.get(a) for a in chunk}, pages_dir=pages_dir))
+                                 own(inputs.measurements), algorithms=chunk, organs=organs,
+                                 ranks={a: ranks.get(a) for a in chunk}, pages_dir=pages_dir))
     for future in drawn:
         files.update(future.result())
     if context["cases_page"] is not None:
@@ -207,11 +209,11 @@ def _render_files(inputs: ReportInputs, ranking: ChallengeRanking, env: Environm
 
 
 def _page_files(folder: Path, common: Mapping[str, Any], runs: pd.DataFrame, scores: pd.DataFrame,
-                measurements: pd.DataFrame, *, algorithms: list[str], ok_status: str, organs: list[str],
+                measurements: pd.DataFrame, *, algorithms: list[str], organs: list[str],
                 ranks: Mapping[str, Any], pages_dir: str) -> dict[str, str]:
     """The pages of `algorithms` (the frames may hold only their rows), by file; a worker's job."""
     template = _environment(folder).get_template(PAGE_TEMPLATE_FILE)
-    pages = tables.algorithm_pages(runs, scores, measurements, algorithms=algorithms, ok_status=ok_status, organs=organs)
+    pages = tables.algorithm_pages(runs, scores, measurements, algorithms=algorithms, organs=organs)
     return {f"{pages_dir}/{page.file}": _tidy(template.render(**common, page=page, rank=ranks.get(page.algorithm)))
             for page in pages}
 
@@ -293,7 +295,7 @@ class Scene:
         """Per algorithm, its typical case and that case's monitor series; and the monitor files
         that could not be read (their messages)."""
         segmenters = self.inputs.runs[self.inputs.runs["kind"] == Kind.SEGMENTER]
-        typical = tables.typical_cases(segmenters, self.inputs.monitor_paths, ok_status=self.ranking.config.ok_status)
+        typical = tables.typical_cases(segmenters, self.inputs.monitor_paths)
         series, problems = {}, []
         for algorithm in self.order:
             if algorithm in typical:
@@ -311,6 +313,13 @@ def report_context(inputs: ReportInputs, ranking: ChallengeRanking, *, pages_dir
     `pages_dir` is the folder of the per-algorithm pages, relative to the report. Figures come
     from the `FIGURES` registry, drawn by `drawer` (default: here, at once), the largest first;
     `public` draws only what `shown_publicly` names (`public_edition` withholds the rest)."""
+    return _context(judged(inputs, ranking.config.ok_status), ranking, pages_dir=pages_dir, drawer=drawer,
+                    public=public)
+
+
+def _context(inputs: ReportInputs, ranking: ChallengeRanking, *, pages_dir: str, drawer: Drawer | None,
+             public: bool) -> dict[str, Any]:
+    """`report_context` of `inputs` judged (`judged`: the runs' `ok` column)."""
     drawer = drawer if drawer is not None else Drawer(workers=1)
     config = ranking.config
     runs = inputs.runs
@@ -324,7 +333,7 @@ def report_context(inputs: ReportInputs, ranking: ChallengeRanking, *, pages_dir
     # Per-case detail lives on one page per algorithm beside the report; the case matrix stays on
     # the main page while it is small, else it gets a page of its own (the main page stays small).
     inline_matrix = segmenters["case_id"].nunique() * max(1, len(order)) <= INLINE_CASE_CELLS
-    case_matrix = tables.case_matrix_table(runs, inputs.scores, algorithms=order, ok_status=config.ok_status,
+    case_matrix = tables.case_matrix_table(runs, inputs.scores, algorithms=order,
                                            pages=pages if inline_matrix else {a: tables.page_file(a) for a in order})
     return {
         "public": False,
@@ -333,7 +342,7 @@ def report_context(inputs: ReportInputs, ranking: ChallengeRanking, *, pages_dir
         "n_algorithms": len(order),
         "n_cases": len(ranking.matrices[ranking.metrics[0]].cases),
         "n_runs": len(segmenters),
-        "n_failed_runs": int((segmenters["status"] != config.ok_status).sum()),
+        "n_failed_runs": int((~segmenters["ok"]).sum()),
         "status_counts": [(str(k), int(v)) for k, v in statuses.items()],
         "results_date": tables.results_date(runs),
         "harness_version": __version__,
@@ -348,11 +357,11 @@ def report_context(inputs: ReportInputs, ranking: ChallengeRanking, *, pages_dir
         "winner": order[0] if order else "",
         "tau": boot.tau_summary(),
         "boot": {"variant": boot.variant, "n_draws": boot.n_draws, "seed": "explicit draws" if boot.seed is None else boot.seed},
-        "failures": tables.failures_table(runs, ok_status=config.ok_status),
+        "failures": tables.failures_table(runs),
         "not_scorable": _not_scorable(inputs),
         "organ_tables": _organ_tables(ranking, order),
         "figures": {f.key: f for f in drawn},
-        "resources": tables.resources_table(inputs.measurements, segmenters, algorithms=order, ok_status=config.ok_status),
+        "resources": tables.resources_table(inputs.measurements, segmenters, algorithms=order),
         "monitor_problems": scene.typical_series[1] if scene.shown("monitor_problems") else [],
         "annotation": _annotation(inputs, ANNOTATION_AGGREGATES),
         "annotation_cases": _annotation(inputs, ANNOTATION_PER_CASE),
@@ -361,7 +370,7 @@ def report_context(inputs: ReportInputs, ranking: ChallengeRanking, *, pages_dir
         "pages": pages,
         "pages_dir": pages_dir,
         "cases_page": None if inline_matrix else f"{pages_dir}/{CASES_PAGE}",
-        "algorithm_pages": tables.page_links(runs, algorithms=order, ok_status=config.ok_status),
+        "algorithm_pages": tables.page_links(runs, algorithms=order),
         "full_case_matrix": case_matrix,
     }
 
@@ -435,7 +444,7 @@ def public_edition(context: dict[str, Any], inputs: ReportInputs, ranking: Chall
     """The context as the public may see it: what `shown_publicly` names (leaderboard, failures and
     methods in their public form: failures as counts per algorithm and status, no host names, no
     page links); every other entry and figure withheld (emptied: None, [] or {})."""
-    forms = public_forms(inputs, ranking, methods=context["methods"])
+    forms = public_forms(judged(inputs, ranking.config.ok_status), ranking, methods=context["methods"])
     out: dict[str, Any] = {}
     for key, value in context.items():
         if key == "figures":
@@ -449,9 +458,9 @@ def public_edition(context: dict[str, Any], inputs: ReportInputs, ranking: Chall
 
 
 def public_forms(inputs: ReportInputs, ranking: ChallengeRanking, *, methods: Mapping[str, Any]) -> dict[str, Any]:
-    """The public form of the entries that have one."""
+    """The public form of the entries that have one (`inputs` judged: the runs' `ok` column)."""
     runs = inputs.runs[inputs.runs["kind"] == Kind.SEGMENTER]
-    failed = runs[runs["status"] != ranking.config.ok_status]
+    failed = runs[~runs["ok"]]
     counts = (failed.groupby(["algorithm", "status"]).size().rename("runs").reset_index() if len(failed)
               else pd.DataFrame(columns=["algorithm", "status", "runs"]))
     return {"leaderboard": tables.leaderboard_table(ranking), "failures": tables.frame_table(counts, key="failures"),

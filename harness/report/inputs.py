@@ -9,7 +9,7 @@ error detection, by error size, the priority check, the review queue) when one w
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import pandas as pd
@@ -32,6 +32,9 @@ class ReportInputs:
     - `annotation`: name -> table, for each annotator table present.
     - `identity`: the data set and challenge the folder belongs to (None for an old store).
     - `organ_table`: the tidy per-organ table (`tidy_organ_scores`) the ranking ranks organs on.
+
+    Once judged (`judged`), `runs` has a boolean column `ok`: whether the run succeeded under the
+    ranking's `ok_status`, the one place the report reads that rule.
     """
 
     folder: Path
@@ -72,6 +75,13 @@ def load_report_inputs(results_dir: Path) -> ReportInputs:
                         organ_table=tidy_organ_scores(runs, scores))
 
 
+def judged(inputs: ReportInputs, ok_status: str) -> ReportInputs:
+    """`inputs` with each run's success (`ok`: its status is the ranking configuration's
+    `ok_status`) a boolean column of `runs`, computed once for every table and figure of a report."""
+    runs = inputs.runs.assign(ok=inputs.runs["status"].astype(str).eq(ok_status).to_numpy(dtype=bool))
+    return replace(inputs, runs=runs)
+
+
 def _monitored(layout: ResultsLayout, algorithm: str) -> set[str]:
     """The cases of `algorithm` whose run folder holds a monitor series."""
     folder = str(layout.algorithm_dir(algorithm))
@@ -108,5 +118,5 @@ def read_annotation_table(path: Path) -> pd.DataFrame:
         raise DataError(f"{path}: cannot read the annotator table ({first}); rerun the annotator") from None
 
 
-__all__ = ["MONITOR_COLUMNS", "REPORTED_ANNOTATION_TABLES", "ReportInputs", "load_report_inputs", "read_annotation_table",
-           "read_monitor"]
+__all__ = ["MONITOR_COLUMNS", "REPORTED_ANNOTATION_TABLES", "ReportInputs", "judged", "load_report_inputs",
+           "read_annotation_table", "read_monitor"]

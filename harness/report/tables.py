@@ -1,7 +1,9 @@
 """The report's tables as display data: pure functions from the store's tables and the ranking.
 
 Each function returns an `HtmlTable` (columns and rows of `Cell`s holding the shown text and the
-sort key the page's script sorts by), so the templates only lay them out. No I/O here.
+sort key the page's script sorts by), so the templates only lay them out. No I/O here. A run's
+success is the runs table's boolean `ok` column (`harness.report.inputs.judged`: the ranking's
+`ok_status`, read once); no function here compares statuses itself.
 """
 
 from __future__ import annotations
@@ -262,10 +264,10 @@ def log_cell(log: object) -> Cell:
     return Cell(text or MISSING, text.lower(), "log" if text else "")
 
 
-def failures_table(runs: pd.DataFrame, *, ok_status: str = "ok") -> HtmlTable:
-    """Every run that did not end ok: algorithm, case, kind, status, exit code, time, message and the
-    last lines of its log (why it failed)."""
-    bad = runs[runs["status"] != ok_status].sort_values(["algorithm", "case_id"], kind="stable")
+def failures_table(runs: pd.DataFrame) -> HtmlTable:
+    """Every run that did not end ok (`runs` judged: its `ok` column): algorithm, case, kind, status,
+    exit code, time, message and the last lines of its log (why it failed)."""
+    bad = runs[~runs["ok"]].sort_values(["algorithm", "case_id"], kind="stable")
     columns = (Column("Algorithm"), Column("Case"), Column("Kind"), Column("Status"), Column("Exit code", "num"),
                Column("Time (s)", "num"), Column("Message"), Column("Log (last lines)"))
     rows = []
@@ -285,13 +287,12 @@ def failures_table(runs: pd.DataFrame, *, ok_status: str = "ok") -> HtmlTable:
     return HtmlTable("failed-runs", columns, tuple(rows))
 
 
-def resources_table(measurements: pd.DataFrame, runs: pd.DataFrame, *, algorithms: Sequence[str],
-                    ok_status: str = "ok") -> HtmlTable | None:
+def resources_table(measurements: pd.DataFrame, runs: pd.DataFrame, *, algorithms: Sequence[str]) -> HtmlTable | None:
     """Median over each algorithm's ok runs of the monitor's measurements (peak GPU and RSS, CPU
     time, start-up, sampling); GPU measured as the share of runs. None when nothing was measured."""
     if measurements.empty:
         return None
-    ok = runs[runs["status"] == ok_status][["algorithm", "case_id"]]
+    ok = runs[runs["ok"]][["algorithm", "case_id"]]
     data = measurements.merge(ok, on=["algorithm", "case_id"], how="inner")
     present = set(data["name"].tolist())
     names = [n for n in MEASUREMENT_LABELS if n in present]
@@ -329,12 +330,13 @@ def _pairs(frame: pd.DataFrame, column: str) -> dict[tuple[str, str], object]:
     return dict(zip(keys, frame[column], strict=True))
 
 
-def case_matrix_table(runs: pd.DataFrame, scores: pd.DataFrame, *, algorithms: Sequence[str], ok_status: str = "ok",
+def case_matrix_table(runs: pd.DataFrame, scores: pd.DataFrame, *, algorithms: Sequence[str],
                       pages: Mapping[str, str] | None = None) -> HtmlTable:
     """Cases (rows) x algorithms (columns, rank order): the mean DSC of each ok run, or the status
     of a failed one. `pages` (algorithm -> its page) adds a link to each column's page per case."""
     segmenters = runs[runs["kind"] == Kind.SEGMENTER]
     status = _pairs(segmenters, "status")
+    ok = _pairs(segmenters, "ok")
     means = case_means(scores)["dsc"].to_dict() if not scores.empty else {}
     cases = sorted({str(c) for c in segmenters["case_id"].unique()})
     columns = [Column("Case")] + [Column(a, "num", f"mean DSC over organs of {a}", first="descending") for a in algorithms]
@@ -347,7 +349,7 @@ def case_matrix_table(runs: pd.DataFrame, scores: pd.DataFrame, *, algorithms: S
             link = f"{pages[algorithm]}#case-{case_id}" if algorithm in pages and s is not None else ""
             if s is None:
                 cells.append(Cell(MISSING, "", "num"))
-            elif s != ok_status:
+            elif not ok[(algorithm, case_id)]:
                 cells.append(Cell(str(s), "-1", "num status status-bad", href=link))
             else:
                 value = float(means.get((algorithm, case_id), math.nan))  # type: ignore[arg-type]
@@ -397,17 +399,17 @@ class PageLink:
     n_runs: int
 
 
-def page_links(runs: pd.DataFrame, *, algorithms: Sequence[str], ok_status: str = "ok") -> list[PageLink]:
+def page_links(runs: pd.DataFrame, *, algorithms: Sequence[str]) -> list[PageLink]:
     """One link per algorithm (rank order) that has segmenter runs."""
     segmenters = runs[runs["kind"] == Kind.SEGMENTER]
     names = segmenters["algorithm"].astype(str)
     n_runs = names.value_counts().to_dict()
-    n_ok = names[segmenters["status"] == ok_status].value_counts().to_dict()
+    n_ok = names[segmenters["ok"]].value_counts().to_dict()
     return [PageLink(a, page_file(a), int(n_ok.get(a, 0)), int(n_runs[a])) for a in algorithms if a in n_runs]
 
 
 def algorithm_pages(runs: pd.DataFrame, scores: pd.DataFrame, measurements: pd.DataFrame, *,
-                    algorithms: Sequence[str], ok_status: str = "ok", organs: Sequence[str] | None = None) -> list[AlgorithmPage]:
+                    algorithms: Sequence[str], organs: Sequence[str] | None = None) -> list[AlgorithmPage]:
     """Per algorithm: each case's status, exit code, time, mean DSC/NSD, median HD95, AUCs, host and
     the full message (plain text, printed too); then its DSC and NSD per organ (`organs`, default
     those in `scores`), a row per case."""
@@ -439,8 +441,9 @@ def algorithm_pages(runs: pd.DataFrame, scores: pd.DataFrame, measurements: pd.D
     organ_columns = tuple([Column("Case")] + [Column(organ_short(o), "num", o.replace("_", " "), first="descending")
                                               for o in organs])
     records: dict[str, list[tuple[object, ...]]] = {}
-    for record in zip(*(_column(segmenters, c) for c in ("algorithm", "case_id", "status", "exit_code", "elapsed_s",
-                                                         "host", "worker", "message", "log_tail")), strict=True):
+    for record in zip(*(_column(segmenters, c) for c in ("algorithm", "case_id", "status", "ok", "exit_code",
+                                                         "elapsed_s", "host", "worker", "message", "log_tail")),
+                      strict=True):
         records.setdefault(str(record[0]), []).append(record)
     pages = []
     for algorithm in [a for a in dict.fromkeys(_column(segmenters, "algorithm")) if str(a) in wanted]:
@@ -448,12 +451,12 @@ def algorithm_pages(runs: pd.DataFrame, scores: pd.DataFrame, measurements: pd.D
         rows = []
         cases = []
         n_ok = 0
-        for _, case, status, exit_code, elapsed, host, worker, message, log in sorted(records[algorithm],
-                                                                                   key=lambda r: str(r[1])):
+        for _, case, status, ok, exit_code, elapsed, host, worker, message, log in sorted(records[algorithm],
+                                                                                       key=lambda r: str(r[1])):
             case_id = str(case)
             key = (algorithm, case_id)
             has_code = exit_code is not None and not (isinstance(exit_code, float) and math.isnan(exit_code))
-            n_ok += str(status) == ok_status
+            n_ok += bool(ok)
             cases.append(case_id)
             rows.append((
                 Cell(case_id, case_id.lower(), "case", anchor=f"case-{case_id}"),
@@ -467,7 +470,7 @@ def algorithm_pages(runs: pd.DataFrame, scores: pd.DataFrame, measurements: pd.D
                 num_cell(auc_cpu.get(key), "auc_cpu_pct_s"),  # type: ignore[arg-type]
                 text_cell(_ran_on(host, worker)),
                 text_cell(str(message or ""), cls="message"),
-                log_cell(log) if str(status) != ok_status else Cell(MISSING),
+                log_cell(log) if not ok else Cell(MISSING),
             ))
         organ_tables = {}
         for metric in ("dsc", "nsd"):
@@ -530,7 +533,7 @@ def frame_table(frame: pd.DataFrame, *, key: str, max_rows: int = 500) -> HtmlTa
     return HtmlTable(key, columns, tuple(rows), note=note)
 
 
-def typical_cases(runs: pd.DataFrame, available: Iterable[tuple[str, str]], *, ok_status: str = "ok") -> dict[str, str]:
+def typical_cases(runs: pd.DataFrame, available: Iterable[tuple[str, str]]) -> dict[str, str]:
     """The case whose resource curves the report shows for each algorithm.
 
     One case for all where possible: among the cases with a monitor series for the most
@@ -539,7 +542,7 @@ def typical_cases(runs: pd.DataFrame, available: Iterable[tuple[str, str]], *, o
     gets its own ok case with a series whose time is nearest its median time.
     """
     have = set(available)
-    ok = runs[(runs["kind"] == Kind.SEGMENTER) & (runs["status"] == ok_status)]
+    ok = runs[(runs["kind"] == Kind.SEGMENTER) & runs["ok"]]
     ok = ok[[(a, c) in have for a, c in zip(ok["algorithm"], ok["case_id"], strict=True)]]
     if ok.empty:
         return {}

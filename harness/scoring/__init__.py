@@ -41,6 +41,7 @@ class CaseJob:
     label: Path | None
     image: Path | None
     pred: Path  # where the prediction is expected; it may be missing
+    shown: str = ""  # the prediction's name in messages (the name the algorithm wrote); "": `pred`
 
 
 class Side(enum.StrEnum):
@@ -81,6 +82,7 @@ def score_one(job: CaseJob, profile: Profile, *, threads: int = 1, label_map: La
     `message` is the warning."""
     side = Side.LABEL
     warnings: list[str] = []
+    pred_name = job.shown or job.pred
     try:
         if job.label is None:
             raise CaseError(f"{job.case_id}: no ground-truth label; add labelsTr/{job.case_id}.nii.gz",
@@ -100,7 +102,7 @@ def score_one(job: CaseJob, profile: Profile, *, threads: int = 1, label_map: La
                             f"{image_grid.shape}; the label belongs to another image", status=CaseStatus.GRID_MISMATCH)
         side = Side.PREDICTION
         if not job.pred.exists():
-            raise CaseError(_missing(job.pred), status=CaseStatus.MISSING_PREDICTION)
+            raise CaseError.of(job.pred, _missing(job.pred), status=CaseStatus.MISSING_PREDICTION)
         pred_grid = read_grid(job.pred)
         try:
             check_same_grid(job.pred, pred_grid, job.label, gt_grid)
@@ -115,27 +117,28 @@ def score_one(job: CaseJob, profile: Profile, *, threads: int = 1, label_map: La
                 raise against_label from None
         pred, pred_grid = read_label(job.pred, read_only=True)
         if label_map is not None:  # numbered in another label system: checked there, renumbered by organ name
-            pred, warning = outside_as_background(job.pred, pred, check_labels(job.pred, pred, label_map.source),
+            pred, warning = outside_as_background(pred_name, pred, check_labels(job.pred, pred, label_map.source),
                                                   label_map.source)
             warnings.append(warning)
             pred = label_map.apply(pred)
             profile = label_map.scored_profile()
-        pred, warning = outside_as_background(job.pred, pred, check_labels(job.pred, pred, profile), profile)
+        pred, warning = outside_as_background(pred_name, pred, check_labels(job.pred, pred, profile), profile)
         warnings.append(warning)
         scores = score_case(gt, pred, gt_grid.spacing_mm, profile, case_id=job.case_id, threads=threads)
         return CaseResult(job.case_id, tuple(scores), CaseStatus.OK, "; ".join(w for w in warnings if w))
     except CaseError as exc:
-        return CaseResult(job.case_id, failed_rows(job.case_id, profile, exc.status, str(exc)), exc.status, str(exc), side)
+        message = exc.about(pred_name) if exc.path == job.pred else str(exc)
+        return CaseResult(job.case_id, failed_rows(job.case_id, profile, exc.status, message), exc.status, message, side)
 
 
 def _missing(pred: Path) -> str:
-    """Why a prediction is missing, naming a file of another NIfTI ending that is there instead."""
+    """Why a prediction is missing (after its name), naming a file of another NIfTI ending that is there instead."""
     stem = pred.name[: -len(".nii.gz")] if pred.name.endswith(".nii.gz") else pred.stem
     near = [p.name for p in sorted(pred.parent.glob(f"{stem}.*")) if p != pred] if pred.parent.is_dir() else []
     if near:
-        return (f"{pred}: prediction is missing, but {', '.join(near[:3])} is there; write it as {pred.name} "
+        return (f"prediction is missing, but {', '.join(near[:3])} is there; write it as {pred.name} "
                 "(gzip-compressed NIfTI)")
-    return f"{pred}: prediction is missing; write it (label map on the case's grid)"
+    return "prediction is missing; write it (label map on the case's grid)"
 
 
 def plan(pred_dir: Path, labels_dir: Path) -> tuple[list[CaseJob], list[Problem]]:

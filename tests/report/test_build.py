@@ -20,6 +20,7 @@ from harness.errors import SpecError
 from harness.ranking import FLARE22_RANKING, rank_challenge
 from harness.report import build_report, figures, load_report_inputs, render_report, tables
 from harness.report.builder import render_report_files
+from harness.report.inputs import judged
 from harness.store import StoreError, read_store_scores
 from tests.report.conftest import copy_fixture, store_fixture
 
@@ -255,10 +256,28 @@ def test_typical_case_is_shared_and_near_the_median_time() -> None:
         "status": ["ok", "ok", "ok", "ok", "timeout", "ok"],
         "elapsed_s": [10.0, 20.0, 99.0, 12.0, 600.0, 5.0],
     })
+    runs["ok"] = runs["status"] == "ok"
     available = {("a", "c1"), ("a", "c2"), ("a", "c3"), ("b", "c1"), ("b", "c2"), ("c", "c9")}
     # c1 is the only case with an ok series for both a and b; c has only its own case.
     assert tables.typical_cases(runs, available) == {"a": "c1", "b": "c1", "c": "c9"}
     assert tables.typical_cases(runs, set()) == {}
+
+
+def test_a_runs_success_is_judged_once_by_the_rankings_ok_status(tmp_path: Path) -> None:
+    inputs = load_report_inputs(copy_fixture(tmp_path / "store"))
+    statuses = inputs.runs["status"].astype(str).tolist()
+    assert "ok" in statuses and set(statuses) != {"ok"}  # the fixture has both
+    assert judged(inputs, "ok").runs["ok"].tolist() == [s == "ok" for s in statuses]
+    assert "ok" not in inputs.runs.columns  # the inputs are not modified
+    # another ok_status (an external table's "success"): every run of the store is a failure,
+    # in every table that judges runs
+    other = judged(inputs, "success")
+    assert not other.runs["ok"].any()
+    order = sorted(set(other.runs["algorithm"].astype(str)))
+    assert len(tables.failures_table(other.runs).rows) == len(statuses)
+    assert all(link.n_ok == 0 for link in tables.page_links(other.runs, algorithms=order))
+    assert sum(link.n_ok for link in tables.page_links(judged(inputs, "ok").runs, algorithms=order)) == \
+        sum(s == "ok" for k, s in zip(inputs.runs["kind"], statuses, strict=True) if k == "segmenter")
 
 
 def test_downsampling_keeps_the_peaks() -> None:

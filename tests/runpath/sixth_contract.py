@@ -36,14 +36,14 @@ class Drop(Contract):
         return [f"{options.result_dir}/*"]
 
     def collect(self, options: DropOptions, *, case: Any, profile: Any, output_dir: Path, native_dir: Path,
-                probabilities: bool) -> Collected:
+                probabilities: bool, names: Any) -> Collected:
         from harness.acceptance import link_or_copy
 
         folder = output_dir / options.result_dir
         found = sorted(p.name for p in folder.iterdir()) if folder.is_dir() and not folder.is_symlink() else []
         if len(found) != 1:
-            raise InvalidOutput(f"/output/{options.result_dir}/ holds {len(found)} files; write exactly one .nii.gz")
+            raise InvalidOutput(f"{names.of(options.result_dir)}/ holds {len(found)} files; write exactly one .nii.gz")
         native_dir.mkdir(exist_ok=True)
         link_or_copy(folder / found[0], native_dir / f"{case.case_id}.nii.gz")
-        return Collected(native_dir, {f"/output/{case.case_id}.nii.gz": f"/output/{options.result_dir}/{found[0]}"},
+        return Collected(native_dir, {f"/output/{case.case_id}.nii.gz": names.of(f"{options.result_dir}/{found[0]}")},
                          frozenset({f"{options.result_dir}/{found[0]}"}), output_dir)
