@@ -26,12 +26,17 @@ $(TEST_STAMP): $(STAMP) pyproject.toml
 
 setup: $(TEST_STAMP)
 
+# pytest-xdist: one worker a core (TEST_JOBS=0: no workers, one process); each Docker or browser test module is
+# one group on one worker (tests/conftest.py), the rest go wherever a worker is free.
+TEST_JOBS ?= auto
+XDIST := -n $(TEST_JOBS) --dist loadgroup
+
 test: $(TEST_STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q $(XDIST)
 
 # The fast tier: everything that needs neither Docker nor a browser nor a long wait (see README).
 test-fast: $(TEST_STAMP)
-	$(BIN)/python -m pytest -q -m "not docker and not browser and not slow"
+	$(BIN)/python -m pytest -q $(XDIST) -m "not docker and not browser and not slow"
 
 demo: $(STAMP)
 	$(BIN)/harness run algorithms --results $(RESULTS)

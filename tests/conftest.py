@@ -1,7 +1,10 @@
-"""Shared fixtures: small NIfTI files built in tmp_path; the test tiers' markers."""
+"""Shared fixtures: small NIfTI files built in tmp_path; the test tiers' markers and xdist groups."""
 
 from __future__ import annotations
 
+import fcntl
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import nibabel as nib
@@ -26,12 +29,42 @@ def tier_markers(path: Path, fixturenames: tuple[str, ...] | list[str]) -> set[s
     return markers
 
 
+def xdist_group(path: Path, markers: set[str]) -> str | None:
+    """The pytest-xdist group of a test (`--dist loadgroup` runs a group's tests one after another on
+    one worker): a Docker or browser test module is one group, so its module-scoped images,
+    containers and Chromium stay on one worker and two modules still run side by side; any other
+    test goes wherever a worker is free (None)."""
+    for tier in ("docker", "browser"):
+        if tier in markers:
+            return f"{tier}:{path.resolve().relative_to(TESTS.parent).as_posix()}"
+    return None
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook, which reads the groups
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Mark each test with its tier (`-m "not docker and not browser and not slow"` is the fast
-    tier); explicit markers such as `slow` stay as they are."""
+    tier) and its xdist group; explicit markers such as `slow` stay as they are."""
     for item in items:
-        for name in sorted(tier_markers(Path(item.path), getattr(item, "fixturenames", ()))):
+        path = Path(item.path)
+        markers = tier_markers(path, getattr(item, "fixturenames", ()))
+        for name in sorted(markers):
             item.add_marker(getattr(pytest.mark, name))
+        group = xdist_group(path, markers)
+        if group is not None:
+            item.add_marker(pytest.mark.xdist_group(group))
+
+
+@contextmanager
+def file_lock(path: Path) -> Iterator[None]:
+    """An exclusive lock on `path` (made if missing) across processes: xdist's workers, or two test
+    sessions on one Docker engine, make a shared thing (the base image) once, one after the other."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def write_nifti(path: Path, data: np.ndarray, spacing_mm=(0.8, 0.8, 2.5), *, affine: np.ndarray | None = None) -> Path:

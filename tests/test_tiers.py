@@ -1,15 +1,17 @@
-"""The test suite's tiers: tests/conftest.py marks Docker and browser tests, the fast tier leaves them out."""
+"""The test suite's tiers: tests/conftest.py marks Docker and browser tests, the fast tier leaves them
+out; Docker and browser modules are xdist groups; the benchmark runs pytest as the Makefile does."""
 
 from __future__ import annotations
 
 import importlib.util
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import TESTS, tier_markers
+from tests.conftest import TESTS, file_lock, tier_markers, xdist_group
 
 REPO = TESTS.parent
 FAST = "not docker and not browser and not slow"  # the Makefile's test-fast
@@ -69,3 +71,60 @@ def test_the_benchmark_reads_pytests_last_line() -> None:
         "passed": 1287, "failed": 1, "skipped": 3, "deselected": 152, "warnings": 2}
     assert parse("1 failed, 2 passed, 1 error in 3.02s") == {"failed": 1, "passed": 2, "errors": 1}
     assert parse("no tests ran in 0.01s") == {}
+
+
+@pytest.mark.parametrize(
+    ("path", "markers", "group"),
+    [
+        (TESTS / "docker" / "test_hostile.py", {"docker"}, "docker:tests/docker/test_hostile.py"),
+        (TESTS / "test_store.py", {"docker"}, "docker:tests/test_store.py"),
+        (TESTS / "report" / "test_print.py", {"browser"}, "browser:tests/report/test_print.py"),
+        (TESTS / "docker" / "test_x.py", {"docker", "browser"}, "docker:tests/docker/test_x.py"),
+        (TESTS / "report" / "test_figures.py", set(), None),
+        (TESTS / "runpath" / "test_dask_loopback.py", {"slow"}, None),
+    ],
+)
+def test_docker_and_browser_modules_are_xdist_groups_of_their_own(path: Path, markers: set[str], group: str | None) -> None:
+    assert xdist_group(path, markers) == group
+
+
+def test_collected_docker_tests_carry_their_modules_group() -> None:
+    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--collect-only",
+                           "-m", "xdist_group", "tests/docker/test_build_all.py", "tests/test_tiers.py"],
+                          cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    selected = sorted({line.split("[")[0] for line in done.stdout.splitlines() if "::" in line})
+    assert selected == ["tests/docker/test_build_all.py::test_builds_overlap_and_each_result_keeps_its_place"]
+
+
+def test_the_file_lock_is_exclusive_across_processes(tmp_path: Path) -> None:
+    lock = tmp_path / "locks" / "base.lock"
+    probe = ("import fcntl, sys; h = open(sys.argv[1], 'a')\n"
+             "try:\n    fcntl.flock(h, fcntl.LOCK_EX | fcntl.LOCK_NB); print('free')\n"
+             "except BlockingIOError:\n    print('held')")
+
+    def other_process() -> str:
+        return subprocess.run([sys.executable, "-c", probe, str(lock)], capture_output=True, text=True,
+                              timeout=60, check=True).stdout.strip()
+
+    with file_lock(lock):
+        assert other_process() == "held"
+    assert other_process() == "free"
+
+
+def test_the_benchmark_runs_pytest_with_the_makefiles_xdist_options() -> None:
+    makefile = (REPO / "Makefile").read_text()
+    xdist = re.search(r"^XDIST := -n \$\(TEST_JOBS\) (.+)$", makefile, re.MULTILINE)
+    assert xdist is not None
+    assert tuple(xdist.group(1).split()) == _bench_module().XDIST
+    assert re.search(r"^test: .*\n\t\$\(BIN\)/python -m pytest -q \$\(XDIST\)$", makefile, re.MULTILINE)
+    assert re.search(rf'^test-fast: .*\n\t\$\(BIN\)/python -m pytest -q \$\(XDIST\) -m "{FAST}"$', makefile, re.MULTILINE)
+
+
+def test_the_benchmark_puts_each_tier_beside_its_goal() -> None:
+    bench = _bench_module()
+    tier = bench.Tier("fast tier", 90.0, 0, "", {"passed": 1150, "deselected": 152})
+    assert bench.describe(tier, 120.0) == ("fast tier: 90.0 s (1.5 min), 1150 tests run (1150 passed, 152 deselected); "
+                                           "goal < 120 s: 0.75 x the goal, met")
+    slow = bench.Tier("full suite", 600.0, 1, "", {"passed": 1298, "failed": 1})
+    assert bench.describe(slow, 480.0).endswith("1299 tests run (1298 passed, 1 failed); goal < 480 s: 1.25 x the goal, NOT met")

@@ -571,7 +571,8 @@ def test_a_long_run_is_said_to_be_going_on_while_it_runs(toy: Toy) -> None:
     toy.write_data(1)
     toy.segmenter("napper", "nap")
     done = subprocess.run([sys.executable, "-m", "harness", "run", str(toy.algorithms), "--runner", "local", "--data",
-                           str(toy.data), "--results", str(toy.results), "--challenge", str(toy.challenge_file)],
+                           str(toy.data), "--results", str(toy.results), "--challenge", str(toy.challenge_file),
+                           "--scoring-workers", "0"],
                           capture_output=True, text=True, timeout=300,
                           env={"HARNESS_CACHE": str(toy.root / "cache"), "PATH": "/usr/bin:/bin", "HARNESS_HEARTBEAT_S": "1"})
     assert done.returncode == 0, done.stderr
