@@ -26,9 +26,9 @@ $(TEST_STAMP): $(STAMP) pyproject.toml
 
 setup: $(TEST_STAMP)
 
-# pytest-xdist: one worker a core (TEST_JOBS=0: no workers, one process); each Docker or browser test module is
+# pytest-xdist: one worker a logical core (TEST_JOBS=0: no workers, one process; or a number); each Docker or browser test module is
 # one group on one worker (tests/conftest.py), the rest go wherever a worker is free.
-TEST_JOBS ?= auto
+TEST_JOBS ?= logical
 XDIST := -n $(TEST_JOBS) --dist loadgroup
 
 test: $(TEST_STAMP)

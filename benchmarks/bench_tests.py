@@ -24,6 +24,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 FAST_MARKERS = "not docker and not browser and not slow"  # the Makefile's test-fast
+DEFAULT_JOBS = "logical"  # the Makefile's TEST_JOBS: one pytest-xdist worker a logical core
 XDIST = ("--dist", "loadgroup")  # with -n JOBS: the Makefile's XDIST
 FAST_GOAL_S = 120.0
 FULL_GOAL_S = 480.0
@@ -54,7 +55,7 @@ def parse_counts(last_line: str) -> dict[str, int]:
     return counts
 
 
-def run_tier(name: str, markers: str | None, *, jobs: str = "auto") -> Tier:
+def run_tier(name: str, markers: str | None, *, jobs: str = DEFAULT_JOBS) -> Tier:
     argv = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-n", jobs, *XDIST]
     if markers:
         argv += ["-m", markers]
@@ -83,8 +84,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--full", action="store_true",
                         help="also run the full suite (needs Docker and Chromium; see the README for its time)")
-    parser.add_argument("--jobs", default="auto",
-                        help="pytest-xdist workers, as the Makefile's TEST_JOBS (default auto: one a core; 0: one process)")
+    parser.add_argument("--jobs", default=DEFAULT_JOBS,
+                        help="pytest-xdist workers, as the Makefile's TEST_JOBS (default logical: one a logical core; 0: one process)")
     args = parser.parse_args()
     fast = run_tier("fast tier", FAST_MARKERS, jobs=args.jobs)
     full = run_tier("full suite", None, jobs=args.jobs) if args.full else None

@@ -114,6 +114,8 @@ def test_the_file_lock_is_exclusive_across_processes(tmp_path: Path) -> None:
 
 def test_the_benchmark_runs_pytest_with_the_makefiles_xdist_options() -> None:
     makefile = (REPO / "Makefile").read_text()
+    jobs = re.search(r"^TEST_JOBS \?= (\S+)$", makefile, re.MULTILINE)
+    assert jobs is not None and jobs.group(1) == _bench_module().DEFAULT_JOBS
     xdist = re.search(r"^XDIST := -n \$\(TEST_JOBS\) (.+)$", makefile, re.MULTILINE)
     assert xdist is not None
     assert tuple(xdist.group(1).split()) == _bench_module().XDIST
