@@ -26,10 +26,11 @@ $(TEST_STAMP): $(STAMP) pyproject.toml
 
 setup: $(TEST_STAMP)
 
-# pytest-xdist: one worker a logical core (TEST_JOBS=0: no workers, one process; or a number); each Docker or browser test module is
-# one group on one worker (tests/conftest.py), the rest go wherever a worker is free.
+# pytest-xdist: one worker a logical core (TEST_JOBS=0: no workers, one process; or a number). Each test
+# module runs on one worker (--dist loadscope): its module-scoped images, containers, phantom runs and
+# Chromium are made once, and two modules run side by side.
 TEST_JOBS ?= logical
-XDIST := -n $(TEST_JOBS) --dist loadgroup
+XDIST := -n $(TEST_JOBS) --dist loadscope
 
 test: $(TEST_STAMP)
 	$(BIN)/python -m pytest -q $(XDIST)

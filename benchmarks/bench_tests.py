@@ -2,7 +2,7 @@
 
 The fast tier leaves out Docker, browser and slow tests; the full suite is `make test`, what CI runs.
 
-Each tier is one `python -m pytest -q -p no:cacheprovider -n JOBS --dist loadgroup` child in the
+Each tier is one `python -m pytest -q -p no:cacheprovider -n JOBS --dist loadscope` child in the
 repository root (the Makefile's pytest-xdist options; --jobs 0 for one process), with the
 interpreter running this script; counts come from pytest's last line. Each tier's time is printed
 beside its goal (issue 33, 2 cores: fast tier < 2 min, full suite < 8 min) as a ratio, and the fast
@@ -25,7 +25,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 FAST_MARKERS = "not docker and not browser and not slow"  # the Makefile's test-fast
 DEFAULT_JOBS = "logical"  # the Makefile's TEST_JOBS: one pytest-xdist worker a logical core
-XDIST = ("--dist", "loadgroup")  # with -n JOBS: the Makefile's XDIST
+XDIST = ("--dist", "loadscope")  # with -n JOBS: the Makefile's XDIST
 FAST_GOAL_S = 120.0
 FULL_GOAL_S = 480.0
 # The last full-suite run on the 2-core development machine (`make test`'s pytest, at 311a049).
@@ -66,6 +66,9 @@ def run_tier(name: str, markers: str | None, *, jobs: str = DEFAULT_JOBS) -> Tie
     lines = [line for line in done.stdout.splitlines() if line.strip()]
     last = lines[-1].strip("= ") if lines else ""
     tier = Tier(name, wall, done.returncode, last, parse_counts(last))
+    for line in lines:  # pytest's short summary (-ra): what failed, by name
+        if line.startswith(("FAILED ", "ERROR ")):
+            print(f"  {name}: {line}", flush=True)
     if done.returncode not in (0, 1) or not tier.counts:  # 1 = some tests failed: still a measurement
         tail = "\n".join((done.stdout + done.stderr).splitlines()[-30:])
         raise SystemExit(f"{name}: pytest exit {done.returncode}, no summary line to count; its output ends:\n{tail}")
@@ -88,8 +91,8 @@ def main() -> None:
                         help="pytest-xdist workers, as the Makefile's TEST_JOBS (default logical: one a logical core; 0: one process)")
     args = parser.parse_args()
     fast = run_tier("fast tier", FAST_MARKERS, jobs=args.jobs)
+    print(describe(fast, FAST_GOAL_S), flush=True)  # at once: the full suite takes a while
     full = run_tier("full suite", None, jobs=args.jobs) if args.full else None
-    print(describe(fast, FAST_GOAL_S))
     if full is not None:
         print(describe(full, FULL_GOAL_S))
         print(f"fast tier / full suite: {fast.wall_s / full.wall_s:.1%} of the time, "

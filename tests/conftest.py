@@ -1,4 +1,4 @@
-"""Shared fixtures: small NIfTI files built in tmp_path; the test tiers' markers and xdist groups."""
+"""Shared fixtures: small NIfTI files built in tmp_path; the test tiers' markers; a file lock."""
 
 from __future__ import annotations
 
@@ -29,29 +29,12 @@ def tier_markers(path: Path, fixturenames: tuple[str, ...] | list[str]) -> set[s
     return markers
 
 
-def xdist_group(path: Path, markers: set[str]) -> str | None:
-    """The pytest-xdist group of a test (`--dist loadgroup` runs a group's tests one after another on
-    one worker): a Docker or browser test module is one group, so its module-scoped images,
-    containers and Chromium stay on one worker and two modules still run side by side; any other
-    test goes wherever a worker is free (None)."""
-    for tier in ("docker", "browser"):
-        if tier in markers:
-            return f"{tier}:{path.resolve().relative_to(TESTS.parent).as_posix()}"
-    return None
-
-
-@pytest.hookimpl(tryfirst=True)  # before xdist's own hook, which reads the groups
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Mark each test with its tier (`-m "not docker and not browser and not slow"` is the fast
-    tier) and its xdist group; explicit markers such as `slow` stay as they are."""
+    tier); explicit markers such as `slow` stay as they are."""
     for item in items:
-        path = Path(item.path)
-        markers = tier_markers(path, getattr(item, "fixturenames", ()))
-        for name in sorted(markers):
+        for name in sorted(tier_markers(Path(item.path), getattr(item, "fixturenames", ()))):
             item.add_marker(getattr(pytest.mark, name))
-        group = xdist_group(path, markers)
-        if group is not None:
-            item.add_marker(pytest.mark.xdist_group(group))
 
 
 @contextmanager

@@ -1,5 +1,5 @@
 """The test suite's tiers: tests/conftest.py marks Docker and browser tests, the fast tier leaves them
-out; Docker and browser modules are xdist groups; the benchmark runs pytest as the Makefile does."""
+out; under xdist a module's tests share one worker; the benchmark runs pytest as the Makefile does."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import TESTS, file_lock, tier_markers, xdist_group
+from tests.conftest import TESTS, file_lock, tier_markers
 
 REPO = TESTS.parent
 FAST = "not docker and not browser and not slow"  # the Makefile's test-fast
@@ -73,28 +73,28 @@ def test_the_benchmark_reads_pytests_last_line() -> None:
     assert parse("no tests ran in 0.01s") == {}
 
 
-@pytest.mark.parametrize(
-    ("path", "markers", "group"),
-    [
-        (TESTS / "docker" / "test_hostile.py", {"docker"}, "docker:tests/docker/test_hostile.py"),
-        (TESTS / "test_store.py", {"docker"}, "docker:tests/test_store.py"),
-        (TESTS / "report" / "test_print.py", {"browser"}, "browser:tests/report/test_print.py"),
-        (TESTS / "docker" / "test_x.py", {"docker", "browser"}, "docker:tests/docker/test_x.py"),
-        (TESTS / "report" / "test_figures.py", set(), None),
-        (TESTS / "runpath" / "test_dask_loopback.py", {"slow"}, None),
-    ],
-)
-def test_docker_and_browser_modules_are_xdist_groups_of_their_own(path: Path, markers: set[str], group: str | None) -> None:
-    assert xdist_group(path, markers) == group
-
-
-def test_collected_docker_tests_carry_their_modules_group() -> None:
-    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--collect-only",
-                           "-m", "xdist_group", "tests/docker/test_build_all.py", "tests/test_tiers.py"],
-                          cwd=REPO, capture_output=True, text=True, timeout=120)
+def test_under_the_makefiles_xdist_options_each_module_runs_on_one_worker(tmp_path: Path) -> None:
+    """What the Docker and report modules rely on: their module-scoped images, containers and
+    reports made once, on one worker; and two modules do run on two workers side by side."""
+    pytest.importorskip("xdist", reason="pytest-xdist is not installed (test extra: pip install -e '.[test]')")
+    body = ("import os, time\nimport pytest\n\n@pytest.mark.parametrize('i', range(6))\ndef test_t(i):\n"
+            "    time.sleep(0.05)\n    with open(os.environ['WHERE'], 'a') as out:\n"
+            "        out.write(f\"{__name__} {os.environ['PYTEST_XDIST_WORKER']}\\n\")\n")
+    for name in ("test_one", "test_two", "test_three"):
+        (tmp_path / f"{name}.py").write_text(body)
+    where = tmp_path / "where.txt"
+    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-n", "2",
+                           *_bench_module().XDIST, str(tmp_path)], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=300, env={**__import__("os").environ, "WHERE": str(where)})
     assert done.returncode == 0, done.stdout + done.stderr
-    selected = sorted({line.split("[")[0] for line in done.stdout.splitlines() if "::" in line})
-    assert selected == ["tests/docker/test_build_all.py::test_builds_overlap_and_each_result_keeps_its_place"]
+    assert "18 passed" in done.stdout.splitlines()[-1]
+    workers: dict[str, set[str]] = {}
+    for line in where.read_text().splitlines():
+        module, worker = line.split()
+        workers.setdefault(module, set()).add(worker)
+    assert sorted(workers) == ["test_one", "test_three", "test_two"]
+    assert all(len(used) == 1 for used in workers.values()), workers
+    assert len(set().union(*workers.values())) == 2, workers
 
 
 def test_the_file_lock_is_exclusive_across_processes(tmp_path: Path) -> None:
