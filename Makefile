@@ -31,12 +31,18 @@ lint: $(TEST_STAMP)
 	$(BIN)/python -m ruff check -q harness tests benchmarks
 	$(BIN)/python -m mypy
 
+# pytest-xdist: one worker a logical core (TEST_JOBS=0: no workers, one process; or a number). Each test
+# module runs on one worker (--dist loadscope): its module-scoped images, containers, phantom runs and
+# Chromium are made once, and two modules run side by side.
+TEST_JOBS ?= logical
+XDIST := -n $(TEST_JOBS) --dist loadscope
+
 test: $(TEST_STAMP) lint
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q $(XDIST)
 
 # The fast tier: everything that needs neither Docker nor a browser nor a long wait (see README).
 test-fast: $(TEST_STAMP)
-	$(BIN)/python -m pytest -q -m "not docker and not browser and not slow"
+	$(BIN)/python -m pytest -q $(XDIST) -m "not docker and not browser and not slow"
 
 demo: $(STAMP)
 	$(BIN)/harness run algorithms --results $(RESULTS)

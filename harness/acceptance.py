@@ -535,6 +535,21 @@ def archive_usage(chunks: Iterator[bytes], *, bound: int) -> tuple[int, int]:
     return held, entries
 
 
+def image_file(chunks: Iterator[bytes], *, limit: int) -> bytes | None:
+    """The first `limit` bytes of the one file in the daemon's archive of an image's path (e.g. its
+    /etc/passwd, whose contents the image's author chose), read header by header from a stream of at
+    most `limit` bytes plus its headers; None where the path is not a regular file or the stream is
+    not a tar."""
+    try:
+        with tarfile.open(fileobj=io.BufferedReader(_ChunkReader(chunks, limit + 256 * 1024), 1 << 16),
+                          mode="r|") as archive:
+            member = archive.next()
+            handle = archive.extractfile(member) if member is not None and member.isfile() else None
+            return handle.read(limit) if handle is not None else None
+    except (tarfile.TarError, ArchiveTooLong, OSError):
+        return None
+
+
 class FolderCopy(NamedTuple):
     path: Path  # a tar of the folder's contents, names relative to it (a temporary file: the caller removes it)
     held: int  # its regular files' bytes, rounded up to 4 KiB pages

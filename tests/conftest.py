@@ -1,7 +1,10 @@
-"""Shared fixtures: small NIfTI files built in tmp_path; the test tiers' markers."""
+"""Shared fixtures: small NIfTI files built in tmp_path; the test tiers' markers; a file lock."""
 
 from __future__ import annotations
 
+import fcntl
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import nibabel as nib
@@ -32,6 +35,19 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         for name in sorted(tier_markers(Path(item.path), getattr(item, "fixturenames", ()))):
             item.add_marker(getattr(pytest.mark, name))
+
+
+@contextmanager
+def file_lock(path: Path) -> Iterator[None]:
+    """An exclusive lock on `path` (made if missing) across processes: xdist's workers, or two test
+    sessions on one Docker engine, make a shared thing (the base image) once, one after the other."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def write_nifti(path: Path, data: np.ndarray, spacing_mm=(0.8, 0.8, 2.5), *, affine: np.ndarray | None = None) -> Path:

@@ -347,3 +347,30 @@ def test_a_named_user_the_images_passwd_lacks_is_crashed_before_anything_starts(
     assert outcome.message.startswith("the image's USER ghost is not in its /etc/passwd: grand-challenge's job fails "
                                       "before it starts")
     assert len(containers.created) == 1 and containers.created[0].removed  # only the passwd reader was made
+
+
+def _daemon_archive(member: tarfile.TarInfo, data: bytes = b"") -> list[bytes]:
+    """The daemon's archive of one path (`get_archive`), in the chunks it streams."""
+    import io
+
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as archive:
+        archive.addfile(member, io.BytesIO(data) if member.isfile() else None)
+    raw = buffer.getvalue()
+    return [raw[k:k + 1000] for k in range(0, len(raw), 1000)]
+
+
+def test_an_images_passwd_is_read_by_acceptance_bounded_and_only_as_a_regular_file() -> None:
+    from harness.acceptance import image_file
+
+    passwd = b"root:x:0:0:root:/root:/bin/sh\nuser:x:1000:1000::/home/user:/bin/sh\n"
+    regular = tarfile.TarInfo("passwd")
+    regular.size = len(passwd)
+    assert image_file(iter(_daemon_archive(regular, passwd)), limit=1 << 20) == passwd
+    huge = b"u:x:1:1::/h:/bin/sh\n" * 200_000  # 4 MB: only its first `limit` bytes are read
+    regular.size = len(huge)
+    assert image_file(iter(_daemon_archive(regular, huge)), limit=1 << 20) == huge[:1 << 20]
+    link = tarfile.TarInfo("passwd")
+    link.type, link.linkname = tarfile.SYMTYPE, "/etc/shadow"
+    assert image_file(iter(_daemon_archive(link)), limit=1 << 20) is None
+    assert image_file(iter([b"not a tar stream" * 100]), limit=1 << 20) is None

@@ -1,15 +1,17 @@
-"""The test suite's tiers: tests/conftest.py marks Docker and browser tests, the fast tier leaves them out."""
+"""The test suite's tiers: tests/conftest.py marks Docker and browser tests, the fast tier leaves them
+out; under xdist a module's tests share one worker; the benchmark runs pytest as the Makefile does."""
 
 from __future__ import annotations
 
 import importlib.util
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import TESTS, tier_markers
+from tests.conftest import TESTS, file_lock, tier_markers
 
 REPO = TESTS.parent
 FAST = "not docker and not browser and not slow"  # the Makefile's test-fast
@@ -69,3 +71,62 @@ def test_the_benchmark_reads_pytests_last_line() -> None:
         "passed": 1287, "failed": 1, "skipped": 3, "deselected": 152, "warnings": 2}
     assert parse("1 failed, 2 passed, 1 error in 3.02s") == {"failed": 1, "passed": 2, "errors": 1}
     assert parse("no tests ran in 0.01s") == {}
+
+
+def test_under_the_makefiles_xdist_options_each_module_runs_on_one_worker(tmp_path: Path) -> None:
+    """What the Docker and report modules rely on: their module-scoped images, containers and
+    reports made once, on one worker; and two modules do run on two workers side by side."""
+    pytest.importorskip("xdist", reason="pytest-xdist is not installed (test extra: pip install -e '.[test]')")
+    body = ("import os, time\nimport pytest\n\n@pytest.mark.parametrize('i', range(6))\ndef test_t(i):\n"
+            "    time.sleep(0.05)\n    with open(os.environ['WHERE'], 'a') as out:\n"
+            "        out.write(f\"{__name__} {os.environ['PYTEST_XDIST_WORKER']}\\n\")\n")
+    for name in ("test_one", "test_two", "test_three"):
+        (tmp_path / f"{name}.py").write_text(body)
+    where = tmp_path / "where.txt"
+    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-n", "2",
+                           *_bench_module().XDIST, str(tmp_path)], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=300, env={**__import__("os").environ, "WHERE": str(where)})
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "18 passed" in done.stdout.splitlines()[-1]
+    workers: dict[str, set[str]] = {}
+    for line in where.read_text().splitlines():
+        module, worker = line.split()
+        workers.setdefault(module, set()).add(worker)
+    assert sorted(workers) == ["test_one", "test_three", "test_two"]
+    assert all(len(used) == 1 for used in workers.values()), workers
+    assert len(set().union(*workers.values())) == 2, workers
+
+
+def test_the_file_lock_is_exclusive_across_processes(tmp_path: Path) -> None:
+    lock = tmp_path / "locks" / "base.lock"
+    probe = ("import fcntl, sys; h = open(sys.argv[1], 'a')\n"
+             "try:\n    fcntl.flock(h, fcntl.LOCK_EX | fcntl.LOCK_NB); print('free')\n"
+             "except BlockingIOError:\n    print('held')")
+
+    def other_process() -> str:
+        return subprocess.run([sys.executable, "-c", probe, str(lock)], capture_output=True, text=True,
+                              timeout=60, check=True).stdout.strip()
+
+    with file_lock(lock):
+        assert other_process() == "held"
+    assert other_process() == "free"
+
+
+def test_the_benchmark_runs_pytest_with_the_makefiles_xdist_options() -> None:
+    makefile = (REPO / "Makefile").read_text()
+    jobs = re.search(r"^TEST_JOBS \?= (\S+)$", makefile, re.MULTILINE)
+    assert jobs is not None and jobs.group(1) == _bench_module().DEFAULT_JOBS
+    xdist = re.search(r"^XDIST := -n \$\(TEST_JOBS\) (.+)$", makefile, re.MULTILINE)
+    assert xdist is not None
+    assert tuple(xdist.group(1).split()) == _bench_module().XDIST
+    assert re.search(r"^test: .*\n\t\$\(BIN\)/python -m pytest -q \$\(XDIST\)$", makefile, re.MULTILINE)
+    assert re.search(rf'^test-fast: .*\n\t\$\(BIN\)/python -m pytest -q \$\(XDIST\) -m "{FAST}"$', makefile, re.MULTILINE)
+
+
+def test_the_benchmark_puts_each_tier_beside_its_goal() -> None:
+    bench = _bench_module()
+    tier = bench.Tier("fast tier", 90.0, 0, "", {"passed": 1150, "deselected": 152})
+    assert bench.describe(tier, 120.0) == ("fast tier: 90.0 s (1.5 min), 1150 tests run (1150 passed, 152 deselected); "
+                                           "goal < 120 s: 0.75 x the goal, met")
+    slow = bench.Tier("full suite", 600.0, 1, "", {"passed": 1298, "failed": 1})
+    assert bench.describe(slow, 480.0).endswith("1299 tests run (1298 passed, 1 failed); goal < 480 s: 1.25 x the goal, NOT met")

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import os
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -75,12 +76,16 @@ def summarize(series: pd.DataFrame, *, host_cpus: int, settings: MonitorSettings
 
 class RunMonitor:
     """Samples one run. `probe_factory(pid)` builds the CPU/RAM probe (cgroup or process tree);
-    `gpu_factory(pids)` the GPU probe or None (both injectable for tests)."""
+    `gpu_factory(pids)` the GPU probe or None (both injectable for tests); `clock` and `wait` as
+    the `Sampler`'s (the real monotonic clock unless a test injects its own)."""
 
     def __init__(self, *, settings: MonitorSettings = MonitorSettings(), host_cpus: int | None = None,
                  probe_factory: Callable[[int], Any], gpu_factory: Callable[[Callable[[], set[int]]], NvmlGpuProbe | None],
-                 output_dir: Path | None = None) -> None:
+                 output_dir: Path | None = None, clock: Callable[[], float] = time.monotonic,
+                 wait: Callable[[threading.Event, float], bool] | None = None) -> None:
         self.settings = settings
+        self.clock = clock
+        self.wait = wait
         self.host_cpus = host_cpus or os.cpu_count() or 1
         self.probe_factory = probe_factory
         self.gpu_factory = gpu_factory
@@ -102,7 +107,7 @@ class RunMonitor:
 
     def attach(self, pid: int, *, started_at: float | None = None) -> None:
         """Start sampling the run whose main process is `pid` (started at monotonic `started_at`)."""
-        self.t_start = started_at if started_at is not None else time.monotonic()
+        self.t_start = started_at if started_at is not None else self.clock()
         try:
             probe = self.probe_factory(pid)
         except (ProcessLookupError, FileNotFoundError):  # it exited before its cgroup was read: nothing to sample
@@ -115,11 +120,11 @@ class RunMonitor:
             if gpu is not None:
                 reading.update(gpu.read())
             if self.output_dir is not None and math.isnan(self.t_first_output) and _has_output(self.output_dir):
-                self.t_first_output = time.monotonic()
+                self.t_first_output = self.clock()
             return reading
 
-        self.sampler = Sampler(read, rate_hz=self.settings.rate_hz)
-        self.attach_delay_s = time.monotonic() - self.t_start
+        self.sampler = Sampler(read, rate_hz=self.settings.rate_hz, clock=self.clock, wait=self.wait)
+        self.attach_delay_s = self.clock() - self.t_start
         self.sampler.start()
 
     def stop(self) -> None:

@@ -28,15 +28,22 @@ class SamplerStats:
 
 
 class Sampler:
-    """Calls `read()` at `rate_hz` in a daemon thread between `start()` and `stop()`."""
+    """Calls `read()` at `rate_hz` in a daemon thread between `start()` and `stop()`.
+
+    `clock` (seconds) and `wait(stop, timeout_s)` (wait for `stop` up to `timeout_s`; True when it
+    was set or the wait is to end the loop) are the real monotonic clock and `Event.wait` unless
+    injected: a test's virtual clock runs minutes of schedule in milliseconds.
+    """
 
     def __init__(self, read: Callable[[], Reading], *, rate_hz: float = 10.0,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic,
+                 wait: Callable[[threading.Event, float], bool] | None = None) -> None:
         if rate_hz <= 0:
             raise ValueError(f"rate_hz must be positive, got {rate_hz}")
         self.read = read
         self.period_s = 1.0 / rate_hz
         self.clock = clock
+        self.wait = wait if wait is not None else _event_wait
         self.times: list[float] = []
         self.readings: list[Reading] = []
         self.missed = 0
@@ -63,7 +70,7 @@ class Sampler:
         k = 0
         while True:
             delay = t0 + k * self.period_s - self.clock()
-            if delay > 0 and self._stop.wait(delay):
+            if delay > 0 and self.wait(self._stop, delay):
                 break
             if self._stop.is_set():
                 break
@@ -99,3 +106,7 @@ class Sampler:
             jitter_p99_ms=float(np.percentile(jitter, 99)),
             missed_ticks=self.missed,
         )
+
+
+def _event_wait(stop: threading.Event, timeout_s: float) -> bool:
+    return stop.wait(timeout_s)

@@ -168,28 +168,20 @@ class DockerRunner:
     def _passwd(self, request: RunRequest) -> str | None:
         """The image's /etc/passwd (its first PASSWD_BYTES), or None where it has no such regular file
         (the daemon's other failures are raised: the run is then `runner_error`)."""
-        import io
-        import tarfile
-
         import docker
+
+        from harness.acceptance import image_file
 
         source = self.client.containers.create(image=request.image, entrypoint=["true"], command=[], network_mode="none",
                                                labels={"harness.results": request.owner, "harness.role": "passwd"})
         try:
             bits, _ = source.get_archive("/etc/passwd")
-            data = bytearray()
             try:
-                for chunk in bits:
-                    data += chunk
-                    if len(data) > PASSWD_BYTES + 64 * 1024:  # the file's first PASSWD_BYTES and its tar headers
-                        break
+                data = image_file(bits, limit=PASSWD_BYTES)
             finally:
                 bits.close()
-            with tarfile.open(fileobj=io.BytesIO(bytes(data)), mode="r:") as archive:
-                member = archive.next()
-                handle = archive.extractfile(member) if member is not None and member.isfile() else None
-                return handle.read(PASSWD_BYTES).decode("utf-8", "replace") if handle is not None else None
-        except (docker.errors.NotFound, tarfile.TarError, OSError):
+            return data.decode("utf-8", "replace") if data is not None else None
+        except docker.errors.NotFound:
             return None
         finally:
             remove(source)

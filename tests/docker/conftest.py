@@ -23,11 +23,15 @@ def docker_client():
 
 
 @pytest.fixture(scope="session")
-def base_image(docker_client) -> str:
-    """The local debootstrap base image (made once per daemon, then reused by content hash)."""
+def base_image(docker_client, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The local debootstrap base image (made once per daemon, then reused by content hash). Under
+    xdist every worker asks for it: a lock in the session's shared temporary folder (the parent of
+    each worker's own) lets the first make it and the others find it made."""
     from harness.build import ensure_base_image
+    from tests.conftest import file_lock
 
-    return ensure_base_image(docker_client)
+    with file_lock(tmp_path_factory.getbasetemp().parent / "harness-base-image.lock"):
+        return ensure_base_image(docker_client)
 
 
 def behave_algorithms(root: Path, algorithms: dict[str, tuple[str, dict[str, object]]]) -> Path:

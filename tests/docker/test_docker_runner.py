@@ -70,7 +70,7 @@ def test_sigkill_at_random_points_then_resume_keeps_every_row_once(tmp_path: Pat
     algorithms = behave_algorithms(tmp_path, {"slow-a": ("slow", {}), "slow-b": ("slow", {})})
     results = tmp_path / "results"
     cmd = [sys.executable, "-m", "harness", "run", str(algorithms), "--data", str(phantom_data), "--results", str(results),
-           "--base", base_image]
+           "--base", base_image, "--scoring-workers", "0"]
     env = {**os.environ, "HARNESS_CACHE": str(tmp_path / "cache")}
     rng = random.Random(7)
     for attempt in range(5):  # kill -9 at a random moment, five times over

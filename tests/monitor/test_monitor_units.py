@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import threading
 import time
 from types import SimpleNamespace
 
@@ -16,36 +17,86 @@ from harness.monitor.sampler import Sampler
 MB = 1024 * 1024
 
 
+class VirtualClock:
+    """Virtual seconds for the sampler: `wait` moves time on instead of sleeping, and ends the
+    sampler's loop once `end_s` after the start is reached (`ended` is then set); `advance` is a
+    read that takes time. Minutes of schedule run in milliseconds, with no wall-clock thresholds."""
+
+    def __init__(self, end_s: float, start_s: float = 1000.0) -> None:
+        self.t = start_s
+        self.end = start_s + end_s
+        self.ended = threading.Event()
+
+    def __call__(self) -> float:
+        return self.t
+
+    def advance(self, seconds: float) -> None:
+        self.t += seconds
+
+    def wait(self, stop: threading.Event, timeout_s: float) -> bool:
+        if stop.is_set():
+            return True
+        if self.t + timeout_s >= self.end - 1e-9:
+            self.t = max(self.t, self.end)
+            self.ended.set()
+            return True
+        self.t += timeout_s
+        return False
+
+    def run_out(self) -> None:
+        assert self.ended.wait(30), "the sampler never reached the virtual end"
+
+
 def test_sampler_keeps_its_schedule_and_reports_rate_and_jitter() -> None:
-    sampler = Sampler(lambda: {"x": 1.0}, rate_hz=20.0)
+    clock = VirtualClock(1.5)
+    latency = iter(np.random.default_rng(7).uniform(0.0, 0.03, 1000))
+
+    def read() -> dict[str, float]:
+        clock.advance(float(next(latency)))  # each read takes 0-30 ms of the 50 ms period
+        return {"x": 1.0}
+
+    sampler = Sampler(read, rate_hz=20.0, clock=clock, wait=clock.wait)
     sampler.start()
-    time.sleep(1.5)
+    clock.run_out()
     sampler.stop()
     stats = sampler.stats()
     times = np.asarray(sampler.times)
-    assert stats.rate_hz == pytest.approx(20.0, rel=0.05)
-    assert stats.jitter_p99_ms < 20.0
-    # No drift: sample k sits on t0 + k / rate, not on an accumulating sum of late sleeps.
+    assert stats.samples == 31 and stats.missed_ticks == 0  # 0 ... 1.45 s on schedule, then the final one
+    assert stats.rate_hz == pytest.approx(20.0, rel=1e-9)
+    assert stats.jitter_p99_ms < 1e-6
+    # No drift: sample k sits on t0 + k / rate, not on an accumulating sum of the reads' latencies.
     scheduled = times[:-1]
     offsets = (scheduled - scheduled[0]) - np.arange(scheduled.size) / 20.0
-    assert np.abs(offsets).max() < 0.02
+    assert np.abs(offsets).max() < 1e-9
 
 
 def test_sampler_skips_missed_ticks_instead_of_bursting() -> None:
+    clock = VirtualClock(0.8)
     calls = []
 
     def slow_read() -> dict[str, float]:
-        calls.append(time.monotonic())
-        time.sleep(0.25 if len(calls) == 2 else 0.0)
+        calls.append(clock())
+        clock.advance(0.26 if len(calls) == 2 else 0.0)  # the second read (at 0.05 s) ends at 0.31 s
         return {}
 
-    sampler = Sampler(slow_read, rate_hz=20.0)
+    sampler = Sampler(slow_read, rate_hz=20.0, clock=clock, wait=clock.wait)
     sampler.start()
-    time.sleep(0.8)
+    clock.run_out()
     sampler.stop(final_sample=False)
     gaps = np.diff(calls)
-    assert sampler.missed >= 3
+    assert sampler.missed == 4  # the ticks of 0.10, 0.15, 0.20, 0.25 s
+    np.testing.assert_allclose(gaps[:3], [0.05, 0.26, 0.04], atol=1e-9)  # the late tick of 0.30 s, once
     assert gaps[2:].min() > 0.02  # no catch-up burst after the slow read
+
+
+def test_the_real_clock_samples_on_its_own_thread() -> None:
+    """The defaults (monotonic clock, Event.wait) for 0.3 s at 50 Hz: samples, stopped on request."""
+    sampler = Sampler(lambda: {"x": 1.0}, rate_hz=50.0)
+    sampler.start()
+    time.sleep(0.3)
+    sampler.stop()
+    assert 3 <= len(sampler.times) <= 17
+    assert np.all(np.diff(sampler.times) > 0)
 
 
 def test_trapezoid_is_exact_on_piecewise_linear_data() -> None:
@@ -72,12 +123,12 @@ def test_summarize_uses_real_timestamps_and_the_tolerance() -> None:
 class FakeNvml:
     """NVML stand-in: our process follows `own(t)` MB, another process on the card `other(t)` MB."""
 
-    def __init__(self, own, other, *, per_process: bool = True) -> None:
-        self.t0 = time.monotonic()
+    def __init__(self, own, other, clock: VirtualClock, *, per_process: bool = True) -> None:
+        self.clock, self.t0 = clock, clock()
         self.own, self.other, self.per_process = own, other, per_process
 
     def _t(self) -> float:
-        return time.monotonic() - self.t0
+        return self.clock() - self.t0
 
     def nvmlInit(self) -> None: ...
 
@@ -97,14 +148,16 @@ class FakeNvml:
 
 
 class FakeCpu:
-    def __init__(self, pid: int) -> None:
-        self.t0 = time.monotonic()
+    """Half a core busy since the probe was made, on `clock` (the real one unless given)."""
+
+    def __init__(self, pid: int, clock=time.monotonic) -> None:  # type: ignore[no-untyped-def]
+        self.clock, self.t0 = clock, clock()
 
     def pids(self) -> set[int]:
         return {1234}
 
     def read(self) -> dict[str, float]:
-        return {"cpu_s": 0.5 * (time.monotonic() - self.t0), "rss_mb": 100.0}
+        return {"cpu_s": 0.5 * (self.clock() - self.t0), "rss_mb": 100.0}
 
 
 def own_curve(t: float) -> float:
@@ -117,15 +170,18 @@ ANALYTIC_AUC = 0.5 * (2 / 3) * 4096 + 1.5 * 4096 + 0.5 * (1 / 3) * 4096
 
 
 def _monitor(nvml: FakeNvml) -> RunMonitor:
-    return RunMonitor(probe_factory=FakeCpu, gpu_factory=lambda pids: __import__("harness.monitor.probes", fromlist=["x"])
-                      .NvmlGpuProbe(pids, device_indices=(0,), nvml=nvml), host_cpus=4)
+    from harness.monitor.probes import NvmlGpuProbe
+
+    return RunMonitor(probe_factory=lambda pid: FakeCpu(pid, nvml.clock),
+                      gpu_factory=lambda pids: NvmlGpuProbe(pids, device_indices=(0,), nvml=nvml), host_cpus=4,
+                      clock=nvml.clock, wait=nvml.clock.wait)
 
 
 def test_fake_nvml_auc_matches_the_analytic_integral_and_ignores_other_processes() -> None:
-    nvml = FakeNvml(own_curve, lambda t: 4000.0 if t < 2.0 else 5000.0)  # a neighbour that grows
+    nvml = FakeNvml(own_curve, lambda t: 4000.0 if t < 2.0 else 5000.0, VirtualClock(3.8))  # a neighbour that grows
     monitor = _monitor(nvml)
     monitor.attach(1234, started_at=nvml.t0)
-    time.sleep(3.8)
+    nvml.clock.run_out()
     monitor.stop()
     figures, series = monitor.figures(), monitor.series()
     assert figures["auc_gpu_mb_s"] == pytest.approx(ANALYTIC_AUC, rel=0.01)
@@ -140,10 +196,10 @@ def test_fake_nvml_auc_matches_the_analytic_integral_and_ignores_other_processes
 
 
 def test_hidden_per_process_memory_falls_back_to_the_card_reading_and_says_so() -> None:
-    nvml = FakeNvml(own_curve, lambda t: 4000.0, per_process=False)
+    nvml = FakeNvml(own_curve, lambda t: 4000.0, VirtualClock(3.8), per_process=False)
     monitor = _monitor(nvml)
     monitor.attach(1234, started_at=nvml.t0)
-    time.sleep(3.8)
+    nvml.clock.run_out()
     monitor.stop()
     assert monitor.gpu_source().startswith("card minus idle baseline")
     assert monitor.figures()["auc_gpu_mb_s"] == pytest.approx(ANALYTIC_AUC, rel=0.01)

@@ -115,8 +115,26 @@ def _harness_run_json(toy: Toy, out: Path) -> int:
                               timeout=300, env=env, cwd=toy.root).returncode
 
 
+@pytest.fixture(scope="module")
+def run_summaries(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[int, Path]]:
+    """The run step's `--json` summaries of one evaluation, run once for both workflows' gates: the
+    first run (crasher fails on case_01), the same run resumed (nothing runs: the failure is an
+    earlier job's) and a run after crasher was fixed; each with its exit status."""
+    root = tmp_path_factory.mktemp("gate")
+    toy = Toy(root / "toy")
+    toy.write_data(2)
+    toy.segmenter("alpha")
+    toy.segmenter("crasher", "crash:case_01")
+    summaries = {}
+    for name in ("first", "resumed", "fixed"):
+        if name == "fixed":
+            toy.set_mode("crasher", "ok")
+        summaries[name] = (_harness_run_json(toy, root / f"{name}.json"), root / f"{name}.json")
+    return summaries
+
+
 @pytest.mark.parametrize("workflow", [GPU, CPU], ids=["gpu", "cpu"])
-def test_failure_gate_fails_on_any_failed_case(workflow: Path, tmp_path: Path) -> None:
+def test_failure_gate_fails_on_any_failed_case(workflow: Path, tmp_path: Path, run_summaries) -> None:
     """The gate reads the run step's `--json` summary, not the store: a resumed run whose failures were
     all stored by an earlier job still fails the job, and names them."""
     script = _failure_gate(workflow)
@@ -126,20 +144,17 @@ def test_failure_gate_fails_on_any_failed_case(workflow: Path, tmp_path: Path) -
         return subprocess.run([sys.executable, "-", str(summary)], input=script, capture_output=True, text=True,
                               timeout=60, env=env)
 
-    toy = Toy(tmp_path / "toy")
-    toy.write_data(2)
-    toy.segmenter("alpha")
-    toy.segmenter("crasher", "crash:case_01")
-    assert _harness_run_json(toy, tmp_path / "first.json") == 3
-    assert _harness_run_json(toy, tmp_path / "resumed.json") == 3  # nothing ran: the failure is an earlier job's
-    done = gate(tmp_path / "resumed.json")
+    assert run_summaries["first"][0] == 3
+    code, resumed = run_summaries["resumed"]
+    assert code == 3  # nothing ran: the failure is an earlier job's
+    done = gate(resumed)
     assert done.returncode == 1
     assert "::error title=crasher crashed::crasher on case_01: crashed" in done.stdout
     assert "1 failed run(s) (1 stored by an earlier job); exit status 3" in done.stdout
 
-    toy.set_mode("crasher", "ok")
-    assert _harness_run_json(toy, tmp_path / "fixed.json") == 0
-    done = gate(tmp_path / "fixed.json")
+    code, fixed = run_summaries["fixed"]
+    assert code == 0
+    done = gate(fixed)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "0 failed run(s) (0 stored by an earlier job); exit status 0" in done.stdout and "::error" not in done.stdout
 

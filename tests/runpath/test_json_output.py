@@ -30,7 +30,7 @@ def test_run_rank_and_check_print_one_json_document(toy: Toy) -> None:
     toy.segmenter("alpha")
     toy.segmenter("crasher", "crash:case_01")
     code, run, err = _json(toy, "run", str(toy.algorithms), "--runner", "local", "--data", str(toy.data), "--results",
-                           str(toy.results), "--challenge", str(toy.challenge_file))
+                           str(toy.results), "--challenge", str(toy.challenge_file), "--scoring-workers", "0")
     assert code == 3 == run["exit_status"]
     _typed(run, {"command": str, "results": str, "executed": int, "failed": int, "refused": int, "problems": list,
                  "runs": list, "report": (str, type(None))})
@@ -80,7 +80,8 @@ def test_run_options_from_a_config_file_and_the_command_line_wins(toy: Toy) -> N
     toy.write_data(1)
     toy.segmenter("alpha")
     (toy.root / "run.toml").write_text('algorithms = "algorithms"\ndata = "data"\nresults = "from-config"\n'
-                                       'challenge = "challenge.toml"\nrunner = "local"\n')
+                                       'challenge = "challenge.toml"\nrunner = "local"\n'
+                                       'scoring_workers = 0\n')
     code, run, _ = _json(toy, "run", "--config", str(toy.root / "run.toml"))
     assert code == 0 and run["results"] == str(toy.root / "from-config") and run["executed"] == 1
     code, run, _ = _json(toy, "run", "--config", str(toy.root / "run.toml"), "--results", str(toy.root / "cli"))

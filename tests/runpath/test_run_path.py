@@ -182,12 +182,12 @@ def test_a_results_folder_of_other_data_or_rules_is_refused(toy: Toy, capsys) ->
                                          r".*other-data \(2 cases.*use a new --results folder"):
         _run(toy, data_dir=other)
     code = _cli(["run", str(toy.algorithms), "--data", str(other), "--results", str(toy.results), "--runner", "local",
-                 "--challenge", str(toy.challenge_file)])
+                 "--challenge", str(toy.challenge_file), "--scoring-workers", "0"])
     assert code == 4 and "a results folder belongs to one data set" in capsys.readouterr().err
     (toy.root / "copy.toml").write_text(toy.profile_file.read_text())  # same rules, another file: another config
     (toy.root / "other-challenge.toml").write_text('name = "toy-challenge"\nprofile = "copy.toml"\n')
     code = _cli(["run", str(toy.algorithms), "--data", str(toy.data), "--results", str(toy.results), "--runner", "local",
-                 "--challenge", str(toy.root / "other-challenge.toml")])
+                 "--challenge", str(toy.root / "other-challenge.toml"), "--scoring-workers", "0"])
     assert code == 4 and "harness rescore --results" in capsys.readouterr().err
     code = _cli(["annotate", str(toy.algorithms), "--data", str(other), "--results", str(toy.results), "--runner", "local"])
     assert code in (4, 5)
@@ -252,7 +252,7 @@ def test_unreadable_data_is_one_line_not_a_crash(toy: Toy, capsys) -> None:
     with pytest.raises(DataError, match=r"data: no cases found; expected imagesTr/<case>_0000.nii.gz"):
         _run(toy)
     code = _cli(["run", str(toy.algorithms), "--data", str(toy.root / "nowhere"), "--results", str(toy.results),
-                 "--runner", "local", "--challenge", str(toy.challenge_file)])
+                 "--runner", "local", "--challenge", str(toy.challenge_file), "--scoring-workers", "0"])
     assert code == 4 and "internal error" not in capsys.readouterr().err
 
 
@@ -553,7 +553,7 @@ def test_quiet_says_only_what_went_wrong_and_verbose_every_runs_log_line(toy: To
     toy.segmenter("alpha")
     toy.segmenter("crasher", "crash:case_01")
     args = ["run", str(toy.algorithms), "--runner", "local", "--data", str(toy.data), "--results", str(toy.results),
-            "--challenge", str(toy.challenge_file), "--rerun"]
+            "--challenge", str(toy.challenge_file), "--rerun", "--scoring-workers", "0"]
     assert _cli(["-q", *args]) == 3
     out, err = capsys.readouterr()
     runs = [line for line in err.splitlines() if line.startswith("[")]
@@ -573,7 +573,8 @@ def test_a_long_run_is_said_to_be_going_on_while_it_runs(toy: Toy) -> None:
     toy.write_data(1)
     toy.segmenter("napper", "nap")
     done = subprocess.run([sys.executable, "-m", "harness", "run", str(toy.algorithms), "--runner", "local", "--data",
-                           str(toy.data), "--results", str(toy.results), "--challenge", str(toy.challenge_file)],
+                           str(toy.data), "--results", str(toy.results), "--challenge", str(toy.challenge_file),
+                           "--scoring-workers", "0"],
                           capture_output=True, text=True, timeout=300,
                           env={"HARNESS_CACHE": str(toy.root / "cache"), "PATH": "/usr/bin:/bin", "HARNESS_HEARTBEAT_S": "1"})
     assert done.returncode == 0, done.stderr
