@@ -172,14 +172,20 @@ def run(input_dir: Path, output_dir: Path) -> None:
     log(f"device: cpu ({os.environ['OMP_NUM_THREADS']} threads; scikit-learn {sklearn.__version__})")
     case, image_path = find_image(input_dir)
     model = load_model()
-    img = nib.load(image_path)
+    try:
+        img = nib.load(image_path)
+    except Exception as exc:  # noqa: BLE001 - any failure to read is a bad input
+        raise InputError(f"{image_path}: unreadable as NIfTI ({type(exc).__name__}: {exc})") from None
     if not isinstance(img, nib.Nifti1Image):  # Nifti2Image is one too
         raise InputError(f"{image_path.name}: not a NIfTI image ({type(img).__name__})")
     if len(img.shape) == 4 and img.shape[3] == 1:
         img = img.slicer[..., 0]
     if len(img.shape) != 3:
         raise InputError(f"{image_path.name}: shape {img.shape} is not a 3D image")
-    image = img.get_fdata(dtype=np.float32)
+    try:
+        image = img.get_fdata(dtype=np.float32)
+    except Exception as exc:  # noqa: BLE001
+        raise InputError(f"{image_path}: voxel data unreadable ({type(exc).__name__}: {exc})") from None
     native = orientations.io_orientation(img.affine)
     ras = orientations.axcodes2ornt("RAS")
     image_ras = orientations.apply_orientation(image, orientations.ornt_transform(native, ras))
