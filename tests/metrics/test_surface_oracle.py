@@ -160,3 +160,44 @@ def test_scores_without_far_distances_equal_the_full_distances(seed: int) -> Non
             nsd, hd = surface_dice_and_hausdorff(*embedded, spacing, tolerance_mm=tol, percent=percent)
             assert nsd == surface_dice(full, tol) or (math.isnan(nsd) and math.isnan(surface_dice(full, tol)))
             assert hd == robust_hausdorff(full, percent)
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_nsd_with_a_bounded_tree_search_equals_the_oracle(sd: ModuleType, seed: int,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    # A good prediction plus small islands (a few % of its surface) beyond the grid search's reach,
+    # some within the tolerance, some beyond it: HD95 is decided by the near surfels, so the tree
+    # looks only as far as the tolerance. NSD and HD95 must still equal the oracle's and the full
+    # distances' to the last bit.
+    import harness.metrics.surface as surface_module
+
+    rng = np.random.default_rng(3000 + seed)
+    spacing = tuple(float(s) for s in SPACINGS_3D[seed % len(SPACINGS_3D)])
+    shape = (100, 60, 24)
+    gt = np.zeros(shape, dtype=bool)
+    gt[10:40, 10:40, 4:16] = random_blob(rng, (30, 30, 12), fill=0.7) | True
+    pred = np.roll(gt, int(rng.integers(-1, 2)), axis=int(rng.integers(0, 2)))  # in-plane: within reach
+    for _ in range(3):  # islands 5 to 40 mm away in-plane
+        gap_mm = float(rng.uniform(5.0, 40.0))
+        x = 40 + int(math.ceil(gap_mm / spacing[0]))
+        y, z = int(rng.integers(10, 38)), int(rng.integers(4, 15))
+        pred[min(x, 98), y:y + 2, z:z + 1] = True
+    bounds: list[float] = []
+    tree_distances = surface_module._tree_distances
+
+    def spy(*args, upper_bound_mm: float = math.inf):  # type: ignore[no-untyped-def]
+        bounds.append(upper_bound_mm)
+        tree_distances(*args, upper_bound_mm=upper_bound_mm)
+
+    monkeypatch.setattr(surface_module, "_tree_distances", spy)
+    margin = embedding_margin(spacing)
+    embedded = [np.pad(m, [(k, k) for k in margin]) for m in (gt, pred)]
+    reference = sd.compute_surface_distances(gt, pred, spacing)
+    for tol in (10.0, 14.0, 20.0, 30.0):
+        full = surface_distances(gt, pred, spacing, tolerances_mm=(tol,))
+        nsd, hd = surface_dice_and_hausdorff(*embedded, spacing, tolerance_mm=tol, percent=95.0)
+        assert nsd == surface_dice(full, tol)
+        assert hd == robust_hausdorff(full, 95.0)
+        assert nsd == pytest.approx(sd.compute_surface_dice_at_tolerance(reference, tol), abs=1e-12)
+        assert hd == sd.compute_robust_hausdorff(reference, 95)
+    assert any(math.isfinite(b) for b in bounds)  # the bounded search was taken
