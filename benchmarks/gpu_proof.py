@@ -13,7 +13,7 @@ On a host with a GPU (no Docker needed: everything runs through the local runner
    UUID prefix (as Slurm, Kubernetes and MIG name it).
 2. device names: the index, the UUID and a UUID prefix of the GPU resolve to that GPU in the real
    NVML (`harness.monitor.probes.device_handle`).
-3. `gpu = "required"` where no GPU is visible (CUDA_VISIBLE_DEVICES=-1): `runner_error` with the
+3. `gpu = "required"` where no GPU is visible (CUDA_VISIBLE_DEVICES=-1): `no_gpu` with the
    README's message, before anything starts.
 4. cnn on CUDA: the cnn example on two phantom cases, once on the CPU (CUDA_VISIBLE_DEVICES=-1) and
    once with the GPU visible: the device each used (from its log), time and peak GPU memory, and its
@@ -300,12 +300,12 @@ def resolution_checks(uuid: str, resolved: Mapping[str, str]) -> list[Check]:
 
 
 def refusal_check(status: str, message: str, *, manifest: Path | str, started: bool) -> Check:
-    """A `gpu = "required"` run where no GPU is visible: runner_error, the README's message, nothing started."""
+    """A `gpu = "required"` run where no GPU is visible: no_gpu, the README's message, nothing started."""
     expected = f"{manifest}: {REFUSAL}"
-    ok = status == "runner_error" and message == expected and not started
+    ok = status == "no_gpu" and message == expected and not started
     detail = "nothing started" if not started else "the algorithm was started"
     return Check("gpu = required", "no GPU visible (CUDA_VISIBLE_DEVICES=-1)", Verdict.PASS if ok else Verdict.FAIL,
-                 f"{status}: {message}", f"runner_error: {expected}", detail)
+                 f"{status}: {message}", f"no_gpu: {expected}", detail)
 
 
 def device_check(log_tail: str, *, cuda_provider: bool, case: str) -> Check:
