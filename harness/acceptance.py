@@ -21,6 +21,7 @@ what the runner did not copy out), rendered once where it is raised: nothing rew
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import math
@@ -390,7 +391,6 @@ def map_outputs(collected: Any, *, case: Case, source: Profile, target: Profile,
     challenge's (`target`) by organ name (`map_labels = true`): a label value of an organ the
     challenge lacks becomes background; a challenge organ the algorithm lacks gets no voxels and a
     zero probability map. Returns the mapped outputs and a one-line description of the mapping."""
-    from harness.contracts.base import Collected
     from harness.profiles.mapping import LabelMap
 
     mapping = LabelMap(source, target)
@@ -425,7 +425,8 @@ def map_outputs(collected: Any, *, case: Case, source: Profile, target: Profile,
                          native_dir / PROBABILITY_DIR / written.name)
             elif regular(written, names.of(f"{PROBABILITY_DIR}/{written.name}")):
                 link_or_copy(written, native_dir / PROBABILITY_DIR / written.name)
-    return Collected(native_dir, collected.aliases, frozenset(consumed), collected.root), described
+    # the contract's `Collected` (a frozen dataclass), re-pointed: no import of the contracts back
+    return dataclasses.replace(collected, folder=native_dir, consumed=frozenset(consumed)), described
 
 
 # --- the copy-out of a container's /output (the daemon's tar stream) ----------------------------------
