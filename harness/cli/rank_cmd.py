@@ -124,7 +124,7 @@ def _rank(results: Path, config_path: Path | None, out_dir: Path | None, seed: i
             raise click.BadParameter(str(exc), param_hint="--aggregate") from None
     config = with_overrides(config, seed=seed, n_draws=draws, bootstrap=variant, method=method, aggregate=aggregate)
     source = resolve_scores_path(results)
-    table = load_scores(source, ok_status=config.ok_status, metrics=config.metric_names)
+    table = load_scores(source, config)
     if source.name == STORE_FILE:
         # A store records more measurements than any ranking uses (peak memory, sample rate, ...).
         table = table[table["metric"].isin(config.metric_names)]

@@ -26,7 +26,7 @@ from harness.ranking import RankingConfig, RankingMethod, flare_score, rank_matr
 from harness.ranking.bootstrap import whole
 from harness.ranking.challenge import unmeasured_metrics
 from harness.ranking.combine import rank_values
-from harness.ranking.table import apply_failure_values, check_metrics, to_tidy
+from harness.ranking.table import apply_failure_values, check_metrics, succeeded, to_tidy
 
 
 @dataclass(frozen=True)
@@ -57,7 +57,7 @@ def rank_scores(table: pd.DataFrame, config: RankingConfig, *, source: str = "th
                 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(score, rank and n_failed by algorithm; the table as ranked, failed values replaced): the
     scores and ranks `rank_challenge` gives, computed by the same functions."""
-    tidy = to_tidy(table, source=source, ok_status=config.ok_status)
+    tidy = to_tidy(table, config, source=source)
     check_metrics(tidy, config, source=source)
     tidy = tidy[~tidy["metric"].isin(unmeasured_metrics(tidy, config))]
     ranked = apply_failure_values(tidy, config)
@@ -70,7 +70,7 @@ def rank_scores(table: pd.DataFrame, config: RankingConfig, *, source: str = "th
         algorithms = next(iter(matrices.values())).algorithms
         values, ranks = rank_values({name: rm.values for name, rm in matrices.items()}, config)
         score = pd.DataFrame({"score": values, "rank": whole(ranks)}, index=pd.Index(algorithms, name="algorithm"))
-    failed = ranked[ranked["status"] != config.ok_status].groupby("algorithm")["case"].nunique()
+    failed = ranked[~succeeded(ranked["status"], config)].groupby("algorithm")["case"].nunique()
     score["n_failed"] = failed.reindex(score.index).fillna(0).astype(int)
     return score, ranked
 

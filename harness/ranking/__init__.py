@@ -54,7 +54,7 @@ from harness.ranking.stats import (
     significance_matrix,
     test_then_rank,
 )
-from harness.ranking.table import apply_failure_values, check_metrics, failure_values, to_tidy
+from harness.ranking.table import apply_failure_values, check_metrics, failure_values, succeeded, to_tidy
 from harness.ranking.tasks import OrganTasks, TaskRanking
 
 __all__ = [
@@ -98,6 +98,7 @@ __all__ = [
     "ranking_config_from_dict",
     "signed_rank_pvalues",
     "significance_matrix",
+    "succeeded",
     "test_then_rank",
     "to_tidy",
 ]

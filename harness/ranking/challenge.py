@@ -19,7 +19,7 @@ from harness.ranking.combine import bootstrap_values, compare_methods, left_out
 from harness.ranking.config import FLARE22_RANKING, RankingConfig, RankingMethod
 from harness.ranking.ranks import RankMatrix, flare_score, rank_matrices
 from harness.ranking.stats import decision_matrix
-from harness.ranking.table import apply_failure_values, check_metrics, to_tidy
+from harness.ranking.table import apply_failure_values, check_metrics, succeeded, to_tidy
 from harness.ranking.tasks import OrganTasks, rank_organ_tasks
 
 
@@ -81,7 +81,7 @@ def rank_challenge(
     (draws x cases) matrix of case indices, replaces the seeded draws. `source` names the table
     in error messages.
     """
-    tidy = to_tidy(table, source=source, ok_status=config.ok_status, metrics=config.metric_names)
+    tidy = to_tidy(table, config, source=source)
     check_metrics(tidy, config, source=source)
     unmeasured = unmeasured_metrics(tidy, config)
     tidy = tidy[~tidy["metric"].isin(unmeasured)]
@@ -138,7 +138,7 @@ def rank_challenge(
 def unmeasured_metrics(tidy: pd.DataFrame, config: RankingConfig) -> tuple[str, ...]:
     """Metrics that runs scored ok have no value of at all (AUC_GPU on a host without NVML): left
     out of the ranking, since the failure value would rank every failed run before them."""
-    ok = tidy[tidy["status"] == config.ok_status]
+    ok = tidy[succeeded(tidy["status"], config)]
     measured = ok.groupby("metric")["value"].apply(lambda v: bool(v.notna().any()))
     return tuple(m for m in config.metric_names if m in measured.index and not measured[m])
 
@@ -165,7 +165,7 @@ def _leaderboard(
         with np.errstate(invalid="ignore", divide="ignore"):
             means = np.where(present, rm.values, 0.0).sum(axis=0) / present.sum(axis=0)
         board[f"mean_{name}"] = np.where(present.any(axis=0), means, np.nan)
-    failed = ranked[ranked["status"] != config.ok_status]
+    failed = ranked[~succeeded(ranked["status"], config)]
     n_failed = failed.groupby("algorithm")["case"].nunique()
     board["n_failed"] = n_failed.reindex(board.index).fillna(0).astype(int)
     board["n_missing"] = sum(rm.missing.sum(axis=0) for rm in matrices.values())

@@ -8,7 +8,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Collection
+from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
@@ -16,6 +16,7 @@ import pandas as pd
 from harness.errors import DataError
 from harness.layout import STORE_FILE, ResultsLayout
 from harness.ranking.challenge import ChallengeRanking
+from harness.ranking.config import RankingConfig
 from harness.ranking.table import to_tidy
 from harness.store import read_store_organ_scores, read_store_scores
 
@@ -60,9 +61,10 @@ def resolve_scores_path(path: str | Path) -> Path:
     return path
 
 
-def load_scores(path: str | Path, *, ok_status: str = "ok", metrics: Collection[str] = ()) -> pd.DataFrame:
-    """The tidy scores table (algorithm, case, metric, value, status) read from `path`; of a
-    per-organ table's extra columns, those named in `metrics` are kept (`to_tidy`)."""
+def load_scores(path: str | Path, config: RankingConfig | None = None) -> pd.DataFrame:
+    """The tidy scores table (algorithm, case, metric, value, status) read from `path` under the
+    ranking configuration `config` (`to_tidy`: its `ok_status` for rows without a status, its
+    metrics kept of a per-organ table's extra columns)."""
     file = resolve_scores_path(path)
     reader = _READERS.get(file.suffix.lower())
     if reader is None:
@@ -77,7 +79,7 @@ def load_scores(path: str | Path, *, ok_status: str = "ok", metrics: Collection[
     except (OSError, ValueError, pd.errors.ParserError) as exc:
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise DataError(f"{file}: cannot read the scores ({first_line}); re-export it") from None
-    return to_tidy(raw, source=str(file), ok_status=ok_status, metrics=metrics)
+    return to_tidy(raw, config, source=str(file))
 
 
 def load_organ_scores(path: str | Path) -> pd.DataFrame | None:

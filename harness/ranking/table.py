@@ -10,7 +10,7 @@ A missing value (NaN) and a pair (algorithm, case) with no row are both *missing
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
@@ -26,14 +26,14 @@ NOT_METRICS = ("algorithm", "case", "organ", "label", "dsc", "nsd", "hd95_mm", "
 ORGAN_OK = ("ok", "not_scorable")  # row statuses of a scored case (an organ the rules cannot score is left out)
 
 
-def per_case(organs: pd.DataFrame, *, source: str = "<table>", ok_status: str = "ok",
-             metrics: Collection[str] = ()) -> pd.DataFrame:
+def per_case(organs: pd.DataFrame, config: RankingConfig, *, source: str = "<table>") -> pd.DataFrame:
     """A per-(case, organ) table (`harness score`) as the wide per-case table the ranking reads:
-    DSC and NSD = mean over the organs scored, and so each other column named in `metrics` (a
-    profile's extra metrics: lesion_dice, fp_volume_ml, pq, ...; DSC and NSD are then kept only if
-    named too); each `<metric>@<organ>` named is that organ's or region's own value; status = the
-    case's (its first row status that is not ok). Needs an `algorithm` column (`harness score
-    --algorithm NAME`)."""
+    DSC and NSD = mean over the organs scored, and so each other column named in the config's
+    metrics (a profile's extra metrics: lesion_dice, fp_volume_ml, pq, ...; DSC and NSD are then kept
+    only if named too); each `<metric>@<organ>` named is that organ's or region's own value; status =
+    the case's (its first row status that is not ok; the config's `ok_status` when every row is).
+    Needs an `algorithm` column (`harness score --algorithm NAME`)."""
+    ok_status, metrics = config.ok_status, config.metric_names
     if "algorithm" not in organs.columns:
         raise DataError(f"{source}: a per-organ scores table without an 'algorithm' column; write it with "
                         "`harness score --algorithm NAME` (or --pred-root for several), or add the column")
@@ -59,19 +59,22 @@ def per_case(organs: pd.DataFrame, *, source: str = "<table>", ok_status: str = 
     return wide.reset_index()
 
 
-def to_tidy(raw: pd.DataFrame, *, source: str = "<table>", ok_status: str = "ok",
-            metrics: Collection[str] = ()) -> pd.DataFrame:
-    """Check a scores table in tidy or wide form and return it tidy (a new frame).
+def to_tidy(raw: pd.DataFrame, config: RankingConfig | None = None, *, source: str = "<table>") -> pd.DataFrame:
+    """Check a scores table in tidy or wide form and return it tidy (a new frame), read under
+    `config` (default: a configuration with no metrics, `ok_status` "ok"): a row without a status
+    gets its `ok_status`, and of a per-organ table's extra columns, those it names as metrics are
+    kept as case means.
 
     Wide form is recognised by the absence of a `metric` and a `value` column; its status (if
-    any) applies to every metric of the row. Of a per-organ table's extra columns, those named in
-    `metrics` (the ranking's) are kept as case means. Raises `DataError` naming `source`, the column and
+    any) applies to every metric of the row. Raises `DataError` naming `source`, the column and
     the bad value.
     """
+    config = config or RankingConfig()
+    ok_status = config.ok_status
     if len(raw.columns) == 0 or len(raw) == 0:
         raise DataError(f"{source}: the scores table has no rows; score some cases first")
     if {"organ", "dsc", "nsd"} <= {str(c) for c in raw.columns}:
-        raw = per_case(raw, source=source, ok_status=ok_status, metrics=metrics)
+        raw = per_case(raw, config, source=source)
     columns = [str(c) for c in raw.columns]
     frame = raw.copy()
     frame.columns = columns
@@ -160,6 +163,13 @@ def check_metrics(table: pd.DataFrame, config: RankingConfig, *, source: str = "
         )
 
 
+def succeeded(status: pd.Series, config: RankingConfig) -> np.ndarray:
+    """The one rule of success, read by the ranking, the leaderboards and the report alike: a run
+    (or a row of a tidy table) succeeded when its status is the config's `ok_status`; any other
+    status is a failure (timeout, crashed, oom, invalid_output, ...)."""
+    return status.astype(str).to_numpy() == config.ok_status
+
+
 def failure_values(config: RankingConfig) -> dict[str, float]:
     """The one rule for failed runs: per metric, the value a failed run enters every ranking with
     (the metric's `worst_value`; FLARE22: DSC 0, NSD 0, 3600 s, ...) when `config.failed_as_worst`;
@@ -179,13 +189,13 @@ def apply_failure_values(table: pd.DataFrame, config: RankingConfig) -> pd.DataF
     carry `failure_values(config)`: the case table the challenge is ranked on and the organ table
     its organs are ranked on (and the report shows) alike.
 
-    A row fails when its status is not `config.ok_status`. The input table is not modified.
+    A row fails when it has not `succeeded`. The input table is not modified.
     """
     out = table.copy()
     worst = failure_values(config)
     if not worst or out.empty:
         return out
-    failed = out["status"].to_numpy() != config.ok_status
+    failed = ~succeeded(out["status"], config)
     if not failed.any():
         return out
     replacement = out["metric"].map(worst)

@@ -157,7 +157,7 @@ def render_report_files(
     env = _environment(folder)
     ranking = rank_inputs(inputs, config)
     with Drawer() as drawer:  # figures drawn by workers while the tables and pages are built
-        return _render_files(judged(inputs, config.ok_status), ranking, env, folder, drawer=drawer, public=public,
+        return _render_files(judged(inputs, config), ranking, env, folder, drawer=drawer, public=public,
                              pages_dir=pages_dir)
 
 
@@ -313,7 +313,7 @@ def report_context(inputs: ReportInputs, ranking: ChallengeRanking, *, pages_dir
     `pages_dir` is the folder of the per-algorithm pages, relative to the report. Figures come
     from the `FIGURES` registry, drawn by `drawer` (default: here, at once), the largest first;
     `public` draws only what `shown_publicly` names (`public_edition` withholds the rest)."""
-    return _context(judged(inputs, ranking.config.ok_status), ranking, pages_dir=pages_dir, drawer=drawer,
+    return _context(judged(inputs, ranking.config), ranking, pages_dir=pages_dir, drawer=drawer,
                     public=public)
 
 
@@ -444,7 +444,7 @@ def public_edition(context: dict[str, Any], inputs: ReportInputs, ranking: Chall
     """The context as the public may see it: what `shown_publicly` names (leaderboard, failures and
     methods in their public form: failures as counts per algorithm and status, no host names, no
     page links); every other entry and figure withheld (emptied: None, [] or {})."""
-    forms = public_forms(judged(inputs, ranking.config.ok_status), ranking, methods=context["methods"])
+    forms = public_forms(judged(inputs, ranking.config), ranking, methods=context["methods"])
     out: dict[str, Any] = {}
     for key, value in context.items():
         if key == "figures":

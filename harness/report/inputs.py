@@ -16,6 +16,7 @@ import pandas as pd
 
 from harness.errors import DataError
 from harness.layout import MONITOR_FILE, ResultsLayout
+from harness.ranking import RankingConfig, succeeded
 from harness.store import FolderIdentity, Store, tidy_organ_scores, tidy_scores
 
 MONITOR_COLUMNS = ("t_s", "gpu_mb", "cpu_cores", "cpu_pct", "rss_mb")
@@ -34,7 +35,7 @@ class ReportInputs:
     - `organ_table`: the tidy per-organ table (`tidy_organ_scores`) the ranking ranks organs on.
 
     Once judged (`judged`), `runs` has a boolean column `ok`: whether the run succeeded under the
-    ranking's `ok_status`, the one place the report reads that rule.
+    ranking's one rule (`harness.ranking.succeeded`), read once for the whole report.
     """
 
     folder: Path
@@ -75,10 +76,10 @@ def load_report_inputs(results_dir: Path) -> ReportInputs:
                         organ_table=tidy_organ_scores(runs, scores))
 
 
-def judged(inputs: ReportInputs, ok_status: str) -> ReportInputs:
-    """`inputs` with each run's success (`ok`: its status is the ranking configuration's
-    `ok_status`) a boolean column of `runs`, computed once for every table and figure of a report."""
-    runs = inputs.runs.assign(ok=inputs.runs["status"].astype(str).eq(ok_status).to_numpy(dtype=bool))
+def judged(inputs: ReportInputs, config: RankingConfig) -> ReportInputs:
+    """`inputs` with each run's success under `config` (`ok`, the ranking's rule `succeeded`) a
+    boolean column of `runs`, computed once for every table and figure of a report."""
+    runs = inputs.runs.assign(ok=succeeded(inputs.runs["status"], config))
     return replace(inputs, runs=runs)
 
 

@@ -2,8 +2,8 @@
 
 Each function returns an `HtmlTable` (columns and rows of `Cell`s holding the shown text and the
 sort key the page's script sorts by), so the templates only lay them out. No I/O here. A run's
-success is the runs table's boolean `ok` column (`harness.report.inputs.judged`: the ranking's
-`ok_status`, read once); no function here compares statuses itself.
+success is the runs table's boolean `ok` column (`harness.report.inputs.judged`: the ranking's rule
+`succeeded`, read once); no function here compares statuses itself.
 """
 
 from __future__ import annotations

@@ -267,16 +267,16 @@ def test_a_runs_success_is_judged_once_by_the_rankings_ok_status(tmp_path: Path)
     inputs = load_report_inputs(copy_fixture(tmp_path / "store"))
     statuses = inputs.runs["status"].astype(str).tolist()
     assert "ok" in statuses and set(statuses) != {"ok"}  # the fixture has both
-    assert judged(inputs, "ok").runs["ok"].tolist() == [s == "ok" for s in statuses]
+    assert judged(inputs, FLARE22_RANKING).runs["ok"].tolist() == [s == "ok" for s in statuses]
     assert "ok" not in inputs.runs.columns  # the inputs are not modified
     # another ok_status (an external table's "success"): every run of the store is a failure,
     # in every table that judges runs
-    other = judged(inputs, "success")
+    other = judged(inputs, replace(FLARE22_RANKING, ok_status="success"))
     assert not other.runs["ok"].any()
     order = sorted(set(other.runs["algorithm"].astype(str)))
     assert len(tables.failures_table(other.runs).rows) == len(statuses)
     assert all(link.n_ok == 0 for link in tables.page_links(other.runs, algorithms=order))
-    assert sum(link.n_ok for link in tables.page_links(judged(inputs, "ok").runs, algorithms=order)) == \
+    assert sum(link.n_ok for link in tables.page_links(judged(inputs, FLARE22_RANKING).runs, algorithms=order)) == \
         sum(s == "ok" for k, s in zip(inputs.runs["kind"], statuses, strict=True) if k == "segmenter")
 
 
