@@ -1,6 +1,6 @@
 """Errors are rendered once: no module rewrites a message's text with `str.replace`.
 
-A message names its file as the module that raises it is told to (`CaseError.about`,
+A message names its file as the module that raises it is told to (`CaseError.about`, `SpecError.about`,
 `harness.acceptance.OutputNames`, `CaseJob.shown`); rewriting the text later (a host path into
 `/output/...`, "(found: nothing)" into a list) drifts as soon as the wording changes.
 """

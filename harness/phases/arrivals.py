@@ -265,7 +265,7 @@ def _as_sent(exc: SpecError | OSError, root: Path, upload: str) -> str:
     """A refusal naming its file, when that lies in `root` (the upload, or its checked copy), as the team
     sent it: `<upload>[/<path inside it>]`, never a path on this host; else the message as it is."""
     path = exc.path if isinstance(exc, SpecError) else exc.filename
-    if path is None:
+    if not isinstance(path, (str, os.PathLike)):  # about no one file (an OSError may name a descriptor)
         return str(exc)
     for base in (root, root.resolve()):  # a manifest names itself resolved
         if Path(path).is_relative_to(base):
