@@ -20,7 +20,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
-def harness(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
+def in_process(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
     """`harness <args>` in this process: (exit status, stdout, stderr)."""
     monkeypatch.setenv("HARNESS_CACHE", str(tmp_path / "cache"))
     monkeypatch.setattr(verbosity, "LEVEL", verbosity.LEVEL)  # -q/-v set it: put back afterwards
@@ -40,29 +40,29 @@ def _shell(world: World, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "harness", *args], capture_output=True, text=True, timeout=300, env=env)
 
 
-def test_the_commands_from_a_shell(tmp_path: Path, harness) -> None:
+def test_the_commands_from_a_shell(tmp_path: Path, in_process) -> None:
     world = World(tmp_path / "challenge", validation_cases=1)
     where = ["--challenge", str(world.challenge), "--phase", "validation"]
     world.upload("validation", "zulu", "z1", drop=0.0, token="tokcz1")
-    code, out, err = harness("challenge", "intake", *where, "--settle", "0")
+    code, out, err = in_process("challenge", "intake", *where, "--settle", "0")
     assert code == 0 and out.startswith("unregistered zulu/z1: team 'zulu' is not registered"), (out, err)
     world.upload("validation", "alpha", "a1", drop=0.3, token="tokca1")
-    code, out, err = harness("challenge", "evaluate", *where, "--runner", "local", "--settle", "0")
+    code, out, err = in_process("challenge", "evaluate", *where, "--runner", "local", "--settle", "0")
     assert code == 0, err
     lines = out.splitlines()
     assert lines[0] == "1 accepted, 0 refused; 1 submissions evaluated (1 runs, 0 reused, 0 failed)"
     assert lines[1].split()[:3] == ["1", "alpha", "#1"]
-    code, out, err = harness("challenge", "evaluate", *where, "--runner", "local", "--settle", "0")
+    code, out, err = in_process("challenge", "evaluate", *where, "--runner", "local", "--settle", "0")
     assert out.splitlines()[0] == "0 accepted, 0 refused; 0 submissions evaluated (0 runs, 0 reused, 0 failed)"
-    code, out, err = harness("challenge", "pages", *where)
+    code, out, err = in_process("challenge", "pages", *where)
     assert code == 0 and out.startswith("13 files written")  # 3 public, 2 for each of the 5 teams
-    code, out, err = harness("challenge", "record", *where)
+    code, out, err = in_process("challenge", "record", *where)
     record = Path(out.split("record: ")[1].strip())
     assert record == world.root / "phases" / "validation" / "record.json"
-    code, out, err = harness("verify", "--json", str(record))
+    code, out, err = in_process("verify", "--json", str(record))
     assert code == 0 and json.loads(out) == {"identical": True, "differences": []}
     copy = shutil.copytree(world.root, tmp_path / "elsewhere")  # anyone with the files, in another place
-    code, out, err = harness("verify", str(copy / "phases" / "validation" / "record.json"), "--challenge",
+    code, out, err = in_process("verify", str(copy / "phases" / "validation" / "record.json"), "--challenge",
                              str(copy / "challenge.toml"), "--root", str(copy))
     assert code == 0 and out.strip() == "identical", out + err
     (world.root / "data" / "validation" / "labelsTr" / "case_00.nii.gz").write_bytes(b"not a label any more")
@@ -70,8 +70,8 @@ def test_the_commands_from_a_shell(tmp_path: Path, harness) -> None:
     assert done.returncode == 3 and "case_00.nii.gz: the ground-truth label changed since the record" in done.stdout
 
 
-def test_an_unknown_phase_is_one_line_with_the_known_ones(tmp_path: Path, harness) -> None:
+def test_an_unknown_phase_is_one_line_with_the_known_ones(tmp_path: Path, in_process) -> None:
     world = World(tmp_path / "challenge", validation_cases=1)
-    code, out, err = harness("challenge", "evaluate", "--challenge", str(world.challenge), "--phase", "test")
+    code, out, err = in_process("challenge", "evaluate", "--challenge", str(world.challenge), "--phase", "test")
     assert code == 5
     assert err.strip().endswith("no phase 'test'; its phases: validation, final") and len(err.strip().splitlines()) == 1
