@@ -103,13 +103,13 @@ class Challenge:
         value asked and the cap, or a label system that does not fit."""
         reason = self.accepts(spec.kind, spec.profile)
         if reason is not None and not spec.map_labels:
-            raise SpecError(f"{spec.manifest}: key 'profile': {reason} (or declare map_labels = true to map its labels "
+            raise SpecError.of(spec.manifest, f"key 'profile': {reason} (or declare map_labels = true to map its labels "
                             "by organ name)")
         if reason is not None:
             from harness.profiles.mapping import LabelMap
 
             if not LabelMap(spec.profile, self.profile_for(spec.kind)).shared:
-                raise SpecError(f"{spec.manifest}: key 'map_labels' = true, but profile {spec.profile.name} shares no "
+                raise SpecError.of(spec.manifest, f"key 'map_labels' = true, but profile {spec.profile.name} shares no "
                                 f"organ name with the challenge's {self.profile_for(spec.kind).name}; nothing would be scored")
         res = spec.resources
         values: dict[str, Any] = {}
@@ -118,7 +118,7 @@ class Challenge:
             asked = getattr(res, name)
             if manifest_key.split(".")[1] in res.requested:
                 if asked > cap:
-                    raise SpecError(f"{spec.manifest}: key '{manifest_key}' = {_show(asked, how)} is over the challenge's "
+                    raise SpecError.of(spec.manifest, f"key '{manifest_key}' = {_show(asked, how)} is over the challenge's "
                                     f"cap of {_show(cap, how)} ({self.name}, limits.{key}); ask for at most that")
             else:
                 values[name] = cap if name == "cpus" else min(asked, cap)
@@ -145,15 +145,15 @@ def load_challenge(path: Path | None = None, *, profile: str | None = None) -> C
         try:
             raw = tomllib.loads(Path(path).read_text(encoding="utf-8"))
         except OSError as exc:
-            raise SpecError(f"{path}: cannot read the challenge file ({exc.strerror}); check the path") from None
+            raise SpecError.of(path, f"cannot read the challenge file ({exc.strerror}); check the path") from None
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-            raise SpecError(f"{path}: not valid TOML ({' '.join(str(exc).split())}); fix the syntax") from None
+            raise SpecError.of(path, f"not valid TOML ({' '.join(str(exc).split())}); fix the syntax") from None
         unknown = sorted(set(raw) - _KEYS)
         if unknown:
-            raise SpecError(f"{path}: unknown key '{unknown[0]}'; allowed keys: {', '.join(sorted(_KEYS))}")
+            raise SpecError.of(path, f"unknown key '{unknown[0]}'; allowed keys: {', '.join(sorted(_KEYS))}")
         for key, value in raw.items():
             if key not in ("limits", "teams", "phases") and (not isinstance(value, str) or not value.strip()):
-                raise SpecError(f"{path}: key '{key}' = {value!r}; expected a non-empty string")
+                raise SpecError.of(path, f"key '{key}' = {value!r}; expected a non-empty string")
         base = Path(path).resolve().parent
         source = str(Path(path).resolve())
     name = str(raw.get("name", DEFAULT_NAME if path is None else Path(path).stem))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import enum
 from pathlib import Path
+from typing import Self
 
 
 class ExitStatus(enum.IntEnum):
@@ -34,9 +35,33 @@ class HarnessError(Exception):
 
 
 class SpecError(HarnessError):
-    """A profile, manifest or configuration file is invalid."""
+    """A profile, manifest or configuration file is invalid.
+
+    An error about one file (`of`) keeps that file (`path`) and what is wrong with it (`detail`)
+    apart, as `CaseError` does, so that a caller that knows the file by another name (a team's
+    upload, as the team sent it) renders the message with `about(name)` instead of rewriting it.
+    """
 
     exit_status = ExitStatus.SPEC_ERROR
+
+    def __init__(self, message: str, *, path: Path | None = None, detail: str = "") -> None:
+        super().__init__(message)
+        self.path = path  # the file the message is about (None: not one file's problem)
+        self.detail = detail  # what is wrong with `path`, and the fix
+
+    @classmethod
+    def of(cls, path: Path | str, detail: str) -> Self:
+        """The file `path` is wrong: "<path>: <detail>"."""
+        return cls(f"{cls.named(path)}: {detail}", path=Path(path), detail=detail)
+
+    @classmethod
+    def named(cls, path: Path | str) -> str:
+        """How `of` names its file in the message."""
+        return str(path)
+
+    def about(self, name: str | Path) -> str:
+        """The message naming its file `name` ("<name>: <detail>"); as it is when it is about no one file."""
+        return f"{name}: {self.detail}" if self.path is not None else str(self)
 
 
 class UsageError(HarnessError):

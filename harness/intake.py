@@ -79,6 +79,10 @@ ARCHIVE_CONFIG_BYTES = 8 * 1024**2
 class SubmissionError(SpecError):
     """A submission's input breaks the challenge's rules."""
 
+    @classmethod
+    def named(cls, path: Path | str) -> str:
+        return shown(path)
+
 
 def shown(path: Path | str) -> str:
     """A path as it is safe to print: control characters and undecodable bytes escaped."""
@@ -95,19 +99,20 @@ def confined(root: Path, value: str | Path, *, key: str, where: Path) -> Path:
     that leaves it, no absolute path) and with no symbolic link on the way; nothing is read."""
     text = str(value)
     if not text.strip() or "\0" in text:
-        raise SubmissionError(f"{where}: key '{key}' = {shown(text)!r}; give a path relative to {shown(root)}")
+        raise SubmissionError.of(where, f"key '{key}' = {shown(text)!r}; give a relative path inside the algorithm's folder")
     joined = os.path.normpath(os.path.join(os.path.abspath(root), text))
     base = os.path.abspath(root)
     if os.path.isabs(text) or os.path.commonpath([joined, base]) != base:
-        raise SubmissionError(f"{where}: key '{key}' = {shown(text)!r} leaves the algorithm's folder {shown(base)}; "
-                              "keep the file inside it")
+        raise SubmissionError.of(where, f"key '{key}' = {shown(text)!r} leaves the algorithm's folder; keep the file "
+                                 "inside it")
     current = Path(base)
     for part in Path(joined).relative_to(base).parts:
         current = current / part
         try:
             if stat.S_ISLNK(os.lstat(current).st_mode):
-                raise SubmissionError(f"{where}: key '{key}' = {shown(text)!r} passes through the symbolic link "
-                                      f"{shown(current)}; put the file itself inside the algorithm's folder")
+                raise SubmissionError.of(where, f"key '{key}' = {shown(text)!r} passes through the symbolic link "
+                                         f"{shown(current.relative_to(base))} (in the algorithm's folder); put the "
+                                         "file itself inside the algorithm's folder")
         except FileNotFoundError:
             break
     return Path(joined)
@@ -120,14 +125,14 @@ def _open_regular(path: Path, *, what: str, max_bytes: int, fix: str) -> tuple[i
     try:  # what is not a regular file is refused before it is opened (a device's open may act)
         _check_regular(path, os.lstat(path), what=what, max_bytes=max_bytes, fix=fix, fd=None)
     except FileNotFoundError:
-        raise SubmissionError(f"{shown(path)}: cannot open {what} (No such file or directory); {fix}") from None
+        raise SubmissionError.of(path, f"cannot open {what} (No such file or directory); {fix}") from None
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC | getattr(os, "O_NOCTTY", 0))
     except OSError as exc:
         if exc.errno == errno.ELOOP:
-            raise SubmissionError(f"{shown(path)}: a symbolic link in {what}; replace it by the file itself (links could "
+            raise SubmissionError.of(path, f"a symbolic link in {what}; replace it by the file itself (links could "
                                   "bring in files from outside the algorithm folder)") from None
-        raise SubmissionError(f"{shown(path)}: cannot open {what} ({exc.strerror}); {fix}") from None
+        raise SubmissionError.of(path, f"cannot open {what} ({exc.strerror}); {fix}") from None
     try:
         info = os.fstat(fd)
         _check_regular(path, info, what=what, max_bytes=max_bytes, fix=fix, fd=fd)
@@ -139,17 +144,17 @@ def _open_regular(path: Path, *, what: str, max_bytes: int, fix: str) -> tuple[i
 
 def _check_regular(path: Path, info: os.stat_result, *, what: str, max_bytes: int, fix: str, fd: int | None) -> None:
     if stat.S_ISLNK(info.st_mode):
-        raise SubmissionError(f"{shown(path)}: a symbolic link in {what}; replace it by the file itself (links could "
+        raise SubmissionError.of(path, f"a symbolic link in {what}; replace it by the file itself (links could "
                               "bring in files from outside the algorithm folder)")
     if not stat.S_ISREG(info.st_mode):
-        raise SubmissionError(f"{shown(path)}: not a regular file (a device, FIFO or socket, or a folder) in {what}; {fix}")
+        raise SubmissionError.of(path, f"not a regular file (a device, FIFO or socket, or a folder) in {what}; {fix}")
     if info.st_nlink > 1:
-        raise SubmissionError(f"{shown(path)}: a hard link ({info.st_nlink} names for one file) in {what}; copy the file "
+        raise SubmissionError.of(path, f"a hard link ({info.st_nlink} names for one file) in {what}; copy the file "
                               "(`cp --no-preserve=links`): a hard link can bring in a file from outside the folder")
     if info.st_size > max_bytes:
-        raise SubmissionError(f"{shown(path)}: {info.st_size} bytes, over the cap of {max_bytes} for {what}; {fix}")
+        raise SubmissionError.of(path, f"{info.st_size} bytes, over the cap of {max_bytes} for {what}; {fix}")
     if fd is not None and info.st_size > 0 and _has_hole(fd, info.st_size):
-        raise SubmissionError(f"{shown(path)}: a sparse file (holes that read as zeros) in {what}; write it out in full "
+        raise SubmissionError.of(path, f"a sparse file (holes that read as zeros) in {what}; write it out in full "
                               "(`cp --sparse=never`)")
 
 
@@ -170,7 +175,7 @@ def read_file(path: Path, *, what: str, max_bytes: int, fix: str = "check the fi
     with os.fdopen(fd, "rb") as handle:
         data = handle.read(max_bytes + 1)
     if len(data) > max_bytes:
-        raise SubmissionError(f"{shown(path)}: grew past the cap of {max_bytes} bytes for {what} while read; {fix}")
+        raise SubmissionError.of(path, f"grew past the cap of {max_bytes} bytes for {what} while read; {fix}")
     return data
 
 
@@ -204,7 +209,7 @@ def context_files(folder: Path, *, max_files: int = 10_000, max_bytes: int = 4 *
     root = Path(folder)
     info = os.lstat(root)
     if stat.S_ISLNK(info.st_mode) or not stat.S_ISDIR(info.st_mode):
-        raise SubmissionError(f"{shown(root)}: the algorithm folder must be a real folder, not a link; copy it in place")
+        raise SubmissionError.of(root, "the algorithm folder must be a real folder, not a link; copy it in place")
     found: list[ContextFile] = []
     total = 0
     for current, dirs, files in os.walk(root, followlinks=False):
@@ -213,7 +218,7 @@ def context_files(folder: Path, *, max_files: int = 10_000, max_bytes: int = 4 *
         for name in sorted(dirs):
             entry = here / name
             if stat.S_ISLNK(os.lstat(entry).st_mode):
-                raise SubmissionError(f"{shown(entry)}: a symbolic link in the build context; replace it by the files "
+                raise SubmissionError.of(entry, "a symbolic link in the build context; replace it by the files "
                                       "themselves (links could bring in files from outside the algorithm folder)")
             if name not in IGNORED_DIRS:
                 keep.append(name)
@@ -233,7 +238,7 @@ def context_files(folder: Path, *, max_files: int = 10_000, max_bytes: int = 4 *
             found.append(ContextFile(entry.relative_to(root).as_posix(), entry, entry_info.st_size,
                                      (entry_info.st_dev, entry_info.st_ino)))
             if len(found) > max_files or total > max_bytes:
-                raise SubmissionError(f"{shown(root)}: more than {max_files} files or {max_bytes} bytes in the algorithm "
+                raise SubmissionError.of(root, f"more than {max_files} files or {max_bytes} bytes in the algorithm "
                                       "folder; ship large models as one file, or raise the challenge's build limits")
     return sorted(found, key=lambda f: f.relative)
 
@@ -257,7 +262,7 @@ def open_context_file(item: ContextFile) -> io.BufferedReader:
     info = os.fstat(handle.fileno())
     if item.inode != (0, 0) and (info.st_dev, info.st_ino) != item.inode:
         handle.close()
-        raise SubmissionError(f"{shown(item.path)}: changed while the build context was read; do not change the "
+        raise SubmissionError.of(item.path, "changed while the build context was read; do not change the "
                               "algorithm folder while it is being built")
     return handle
 
@@ -436,7 +441,7 @@ class _TarWalk:
 
     def refuse(self, problem: str, fix: str = "") -> SubmissionError:
         """`problem` of the member read last, on one line with the fix (`fix`, else the walk's)."""
-        return SubmissionError(f"{shown(self.archive)}: {self.name()} {problem}; {fix or self.fix}")
+        return SubmissionError.of(self.archive, f"{self.name()} {problem}; {fix or self.fix}")
 
     def unreadable(self, exc: BaseException) -> SubmissionError:
         where = f"at or after {self.name()}" if self.last else "before its first member"
@@ -444,14 +449,14 @@ class _TarWalk:
         # header cut short: that one is not known to be a tar)
         cut = isinstance(exc, EOFError) or (isinstance(exc, tarfile.ReadError) and str(exc) == "unexpected end of data")
         if self.reader.exhausted and cut and self.entries:
-            return TruncatedArchive(f"{shown(self.archive)}: the archive ends early ({where}); it is still being "
-                                    f"written or was cut short: {self.fix}")
-        return SubmissionError(f"{shown(self.archive)}: not a readable tar archive (plain, gzip, bzip2 or xz) {where} "
+            return TruncatedArchive.of(self.archive, f"the archive ends early ({where}); it is still being "
+                                       f"written or was cut short: {self.fix}")
+        return SubmissionError.of(self.archive, f"not a readable tar archive (plain, gzip, bzip2 or xz) {where} "
                                f"({type(exc).__name__}); {self.fix}")
 
     def _bad_header(self, exc: _BadHeader) -> SubmissionError:
         where = f"after {self.name()}" if self.last else "before its first member"
-        return SubmissionError(f"{shown(self.archive)}: {exc} {where}; {self.fix}")
+        return SubmissionError.of(self.archive, f"{exc} {where}; {self.fix}")
 
     def _decompressed(self) -> IO[bytes]:
         """The tar's own bytes, a gzip, bzip2 or xz file (known by its first bytes, as tarfile knows
@@ -492,13 +497,13 @@ class _TarWalk:
                 yield member
         if not self._ends or self._ends[-1] != "EOFHeaderError":  # ended without tar's end-of-archive blocks
             if self._ends and self._ends[-1] == "InvalidHeaderError":
-                raise SubmissionError(f"{shown(self.archive)}: a damaged header after {self.name()}; {self.fix}")
+                raise SubmissionError.of(self.archive, f"a damaged header after {self.name()}; {self.fix}")
             raise TruncatedArchive(f"{shown(self.archive)}: the archive ends early (after {self.name()}); it is still "
                                    f"being written or was cut short: {self.fix}")
         try:
             while self.reader.read(1 << 20):  # the rest (tar's padding), so that the hash covers the whole file
                 if self.reader.count > self.max_archive_bytes:
-                    raise SubmissionError(f"{shown(self.archive)}: grew past the cap of {self.max_archive_bytes} bytes "
+                    raise SubmissionError.of(self.archive, f"grew past the cap of {self.max_archive_bytes} bytes "
                                           f"for {self.what} while read; {self.fix}")
         except OSError as exc:
             raise self.unreadable(exc) from None
@@ -636,7 +641,7 @@ def extracted_once(archive: Path, root: Path, *, use: TarUse) -> Path:
     try:
         extracted = extract_tar(archive, scratch / "tree", use=use)
         if extracted.sha256 != digest:
-            raise SubmissionError(f"{shown(archive)}: changed while it was read; do not change {use.what} while "
+            raise SubmissionError.of(archive, f"changed while it was read; do not change {use.what} while "
                                   "harness reads it")
         try:
             os.rename(scratch / "tree", folder)  # atomic: a folder there is always complete
@@ -698,11 +703,11 @@ def _pip_text(path: Path, raw: bytes) -> str:
                 except LookupError:
                     name = "?"
                 if name not in _ASCII_CODECS:
-                    raise SubmissionError(f"{shown(path)}: line {index + 1}: an encoding "
+                    raise SubmissionError.of(path, f"line {index + 1}: an encoding "
                                           "declaration pip would obey (coding: ...); remove it and write plain ASCII")
     for number, line in enumerate(raw.split(b"\n"), start=1):
         if any(b > 126 or (b < 32 and b not in (9, 13)) for b in line):
-            raise SubmissionError(f"{shown(path)}: line {number}: a byte outside printable ASCII (a byte-order mark, "
+            raise SubmissionError.of(path, f"line {number}: a byte outside printable ASCII (a byte-order mark, "
                                   "another encoding or a control character); write plain ASCII, one package per line")
     return raw.decode("ascii")
 
@@ -809,11 +814,11 @@ def dockerfile_instructions(path: Path, text: str) -> list[tuple[int, str, str]]
             break
         key, value = found.group(1).lower(), found.group(2)
         if key in seen:
-            raise SubmissionError(f"{shown(path)}: line {index + 1}: the parser directive '{key}' twice; give it once")
+            raise SubmissionError.of(path, f"line {index + 1}: the parser directive '{key}' twice; give it once")
         seen.add(key)
         if key == "escape":
             if value not in ("\\", "`"):
-                raise SubmissionError(f"{shown(path)}: line {index + 1}: escape = {value!r}; use \\ or `")
+                raise SubmissionError.of(path, f"line {index + 1}: escape = {value!r}; use \\ or `")
             escape = value
         start = index + 1
     out: list[tuple[int, str, str]] = []
@@ -847,7 +852,7 @@ def dockerfile_instructions(path: Path, text: str) -> list[tuple[int, str, str]]
                 continue
         found = _INSTRUCTION.match(pending.strip(" \t"))
         if found is None:
-            raise SubmissionError(f"{shown(path)}: line {first}: not an instruction; fix the Dockerfile's syntax")
+            raise SubmissionError.of(path, f"line {first}: not an instruction; fix the Dockerfile's syntax")
         out.append((first, found.group(1).upper(), (found.group(2) or "").strip(" \t")))
         pending = None
     if pending is not None:
@@ -878,15 +883,15 @@ def parse_dockerfile(path: Path, raw: bytes) -> Dockerfile:
     """A Dockerfile from its bytes, checked: builds from the harness's base (`FROM ${BASE}` or a
     stage of its own) and fetches nothing."""
     if raw.startswith(codecs.BOM_UTF8):
-        raise SubmissionError(f"{shown(path)}: starts with a byte-order mark; save it as UTF-8 without one")
+        raise SubmissionError.of(path, "starts with a byte-order mark; save it as UTF-8 without one")
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
-        raise SubmissionError(f"{shown(path)}: not UTF-8 text; is it a Dockerfile?") from None
+        raise SubmissionError.of(path, "not UTF-8 text; is it a Dockerfile?") from None
     for number, line in enumerate(text.split("\n"), start=1):
         if any((ord(c) < 32 and c not in "\t\r") or c in "\x7f\x85\u2028\u2029" or (c.isspace() and c not in " \t\r")
                for c in line):
-            raise SubmissionError(f"{shown(path)}: line {number}: a control character or an unusual space (parsers "
+            raise SubmissionError.of(path, f"line {number}: a control character or an unusual space (parsers "
                                   "disagree on those); use plain spaces and tabs")
     stages: list[str] = []
     saw_from = False
@@ -928,7 +933,7 @@ def parse_dockerfile(path: Path, raw: bytes) -> Dockerfile:
         elif instruction == "ONBUILD":
             raise SubmissionError(f"{where}: ONBUILD is not allowed; write the steps out")
     if not saw_from:
-        raise SubmissionError(f"{shown(path)}: no FROM line; start with `ARG BASE` and `FROM ${{BASE}}`")
+        raise SubmissionError.of(path, "no FROM line; start with `ARG BASE` and `FROM ${BASE}`")
     return Dockerfile(Path(path), raw)
 
 
@@ -950,9 +955,9 @@ def parse_toml(path: Path, raw: bytes) -> dict[str, Any]:
     try:
         return tomllib.loads(raw.decode("utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise SubmissionError(f"{shown(path)}: not valid TOML ({' '.join(str(exc).split())}); fix the syntax") from None
+        raise SubmissionError.of(path, f"not valid TOML ({' '.join(str(exc).split())}); fix the syntax") from None
     except RecursionError:
-        raise SubmissionError(f"{shown(path)}: nested too deeply to be a manifest; flatten it") from None
+        raise SubmissionError.of(path, "nested too deeply to be a manifest; flatten it") from None
 
 
 # --- YAML ---------------------------------------------------------------------------------------
@@ -968,7 +973,7 @@ def load_yaml(path: Path, *, max_bytes: int = YAML_BYTES) -> Any:
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
-        raise SubmissionError(f"{shown(path)}: not UTF-8 text; save it as UTF-8") from None
+        raise SubmissionError.of(path, "not UTF-8 text; save it as UTF-8") from None
     depth = tokens = 0
     opening = (yaml.BlockMappingStartToken, yaml.BlockSequenceStartToken, yaml.FlowMappingStartToken,
                yaml.FlowSequenceStartToken)
@@ -978,21 +983,21 @@ def load_yaml(path: Path, *, max_bytes: int = YAML_BYTES) -> Any:
             tokens += 1
             if isinstance(token, (yaml.AliasToken, yaml.AnchorToken, yaml.TagToken)):
                 line = token.start_mark.line + 1
-                raise SubmissionError(f"{shown(path)}: line {line}: a YAML anchor, alias or tag; write the values out")
+                raise SubmissionError.of(path, f"line {line}: a YAML anchor, alias or tag; write the values out")
             if isinstance(token, opening):
                 depth += 1
                 if depth > YAML_DEPTH:
-                    raise SubmissionError(f"{shown(path)}: line {token.start_mark.line + 1}: nested more than "
+                    raise SubmissionError.of(path, f"line {token.start_mark.line + 1}: nested more than "
                                           f"{YAML_DEPTH} levels deep; flatten it")
             elif isinstance(token, closing):
                 depth -= 1
             if tokens > YAML_TOKENS:
-                raise SubmissionError(f"{shown(path)}: more than {YAML_TOKENS} YAML tokens; a configuration is small")
+                raise SubmissionError.of(path, f"more than {YAML_TOKENS} YAML tokens; a configuration is small")
         return yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise SubmissionError(f"{shown(path)}: not valid YAML ({' '.join(str(exc).split())[:200]}); fix the syntax") from None
+        raise SubmissionError.of(path, f"not valid YAML ({' '.join(str(exc).split())[:200]}); fix the syntax") from None
     except RecursionError:
-        raise SubmissionError(f"{shown(path)}: nested too deeply; flatten it") from None
+        raise SubmissionError.of(path, "nested too deeply; flatten it") from None
 
 
 # --- image archives (`docker save`) --------------------------------------------------------------
@@ -1016,7 +1021,7 @@ class ArchiveImage:
 def _member_name(path: Path, name: str) -> str:
     pure = PurePosixPath(name)
     if pure.is_absolute() or ".." in pure.parts or "\0" in name or len(name) > 4096:
-        raise SubmissionError(f"{shown(path)}: an entry {shown(name)[:80]!r} leaves the archive; give a `docker save` "
+        raise SubmissionError.of(path, f"an entry {shown(name)[:80]!r} leaves the archive; give a `docker save` "
                               "archive")
     return str(PurePosixPath(*[p for p in pure.parts if p != "."])) if pure.parts else ""
 
@@ -1036,52 +1041,52 @@ def inspect_archive(path: Path, *, max_bytes: int) -> ArchiveImage:
             for member in walk.members():
                 name = _member_name(path, member.name)
                 if len(entries) >= ARCHIVE_ENTRIES:
-                    raise SubmissionError(f"{shown(path)}: more than {ARCHIVE_ENTRIES} entries; give a `docker save` "
+                    raise SubmissionError.of(path, f"more than {ARCHIVE_ENTRIES} entries; give a `docker save` "
                                           "archive of one image")
                 if member.issym() or member.islnk():
                     target = member.linkname if member.islnk() else str(PurePosixPath(name).parent / member.linkname)
                     _member_name(path, os.path.normpath(target) if target else "..")
                 elif not (member.isfile() or member.isdir()):
-                    raise SubmissionError(f"{shown(path)}: entry {shown(name)[:80]!r} is a device or FIFO; give a "
+                    raise SubmissionError.of(path, f"entry {shown(name)[:80]!r} is a device or FIFO; give a "
                                           "`docker save` archive")
                 total += max(member.size, 0)
                 if total > max_bytes:
-                    raise SubmissionError(f"{shown(path)}: holds more than {max_bytes} bytes uncompressed, over the "
+                    raise SubmissionError.of(path, f"holds more than {max_bytes} bytes uncompressed, over the "
                                           "challenge's image size (limits.image); make the image smaller")
                 entries[name] = member
                 if name == "manifest.json" and member.isfile():
                     if member.size > ARCHIVE_MANIFEST_BYTES:
-                        raise SubmissionError(f"{shown(path)}: manifest.json is too large; give a `docker save` archive")
+                        raise SubmissionError.of(path, "manifest.json is too large; give a `docker save` archive")
                     manifest_raw = walk.extractfile(member).read()
     except SubmissionError:
         raise
     except Exception as exc:  # noqa: BLE001 - a parse error of a hostile file that the walk does not name
         where = f"at or after {walk.name()}" if walk.last else "before its first member"
-        raise SubmissionError(f"{shown(path)}: not a readable `docker save` archive {where} ({type(exc).__name__}); "
+        raise SubmissionError.of(path, f"not a readable `docker save` archive {where} ({type(exc).__name__}); "
                               f"{_IMAGE_FIX}") from None
     if manifest_raw is None:
-        raise SubmissionError(f"{shown(path)}: no manifest.json (an OCI layout without Docker's manifest?); save the "
+        raise SubmissionError.of(path, "no manifest.json (an OCI layout without Docker's manifest?); save the "
                               "image with `docker save IMAGE -o team.tar`")
     try:
         manifest = json.loads(manifest_raw)
     except ValueError:
-        raise SubmissionError(f"{shown(path)}: manifest.json is not JSON; save the image again") from None
+        raise SubmissionError.of(path, "manifest.json is not JSON; save the image again") from None
     if not isinstance(manifest, list) or len(manifest) != 1 or not isinstance(manifest[0], dict):
         count = len(manifest) if isinstance(manifest, list) else "no list of"
-        raise SubmissionError(f"{shown(path)}: holds {count} images; an algorithm's archive holds exactly one")
+        raise SubmissionError.of(path, f"holds {count} images; an algorithm's archive holds exactly one")
     entry = manifest[0]
     config, layers = entry.get("Config"), entry.get("Layers")
     if entry.get("LayerSources"):
-        raise SubmissionError(f"{shown(path)}: foreign layers (LayerSources) would be fetched; save a self-contained image")
+        raise SubmissionError.of(path, "foreign layers (LayerSources) would be fetched; save a self-contained image")
     if not isinstance(config, str) or not isinstance(layers, list) or not all(isinstance(x, str) for x in layers):
-        raise SubmissionError(f"{shown(path)}: manifest.json has no Config and Layers; save the image again")
+        raise SubmissionError.of(path, "manifest.json has no Config and Layers; save the image again")
     config = _member_name(path, config)
     layers = [_member_name(path, layer) for layer in layers]
     for needed in (config, *layers):
         if needed not in entries or not (entries[needed].isfile() or entries[needed].issym() or entries[needed].islnk()):
-            raise SubmissionError(f"{shown(path)}: manifest.json names {shown(needed)[:80]!r}, which the archive lacks")
+            raise SubmissionError.of(path, f"manifest.json names {shown(needed)[:80]!r}, which the archive lacks")
     if entries[config].size > ARCHIVE_CONFIG_BYTES:
-        raise SubmissionError(f"{shown(path)}: the image configuration is too large; save the image again")
+        raise SubmissionError.of(path, "the image configuration is too large; save the image again")
     tags = entry.get("RepoTags") or []
     return ArchiveImage(source=Path(path), sha256=walk.sha256, config=config, layers=tuple(layers),
                         uncompressed_bytes=total,
@@ -1127,7 +1132,7 @@ def normalised_archive(image: ArchiveImage, *, max_bytes: int) -> tuple[Iterator
                         source = walk.extractfile(member)
                         head = source.read(8)
                         if name != image.config and head.startswith(_COMPRESSED):
-                            raise SubmissionError(f"{shown(image.source)}: layer {shown(name)[:80]!r} is compressed "
+                            raise SubmissionError.of(image.source, f"layer {shown(name)[:80]!r} is compressed "
                                                   "(its unpacked size cannot be bounded first); save the image with "
                                                   "`docker save`, which writes plain layers")
                         copy = tarfile.TarInfo(name)
@@ -1140,12 +1145,12 @@ def normalised_archive(image: ArchiveImage, *, max_bytes: int) -> tuple[Iterator
                             outcome.append(f"sha256:{digest.hexdigest()}")
                         written.add(name)
                 if walk.sha256 != image.sha256:
-                    raise SubmissionError(f"{shown(image.source)}: changed since it was inspected; do not change an "
+                    raise SubmissionError.of(image.source, "changed since it was inspected; do not change an "
                                           "image archive while harness loads it")
                 for name in sorted(wanted - written):  # a link: the file it names, written again under this name
                     target = _resolve_member(entries, name)
                     if target not in written:
-                        raise SubmissionError(f"{shown(image.source)}: {shown(name)[:80]!r} links to nothing in the "
+                        raise SubmissionError.of(image.source, f"{shown(name)[:80]!r} links to nothing in the "
                                               "archive; save the image again")
                     out.addfile(_alias(name, target), None)  # a hard link: tar stores no data twice
         except BaseException as exc:  # noqa: BLE001 - reported to the loader's side
@@ -1212,7 +1217,7 @@ def upload_snapshot(path: Path) -> tuple[tuple[str, int, int], ...]:
             entry_info = os.lstat(entry)
             found.append((entry.relative_to(root).as_posix(), entry_info.st_size, entry_info.st_mtime_ns))
             if len(found) > UPLOAD_FILES:
-                raise SubmissionError(f"{shown(root)}: more than {UPLOAD_FILES} entries; upload one algorithm")
+                raise SubmissionError.of(root, f"more than {UPLOAD_FILES} entries; upload one algorithm")
     return tuple(sorted(found))
 
 
@@ -1235,9 +1240,9 @@ def unpack_upload(path: Path, target: Path, *, max_bytes: int) -> str:
             os.chmod(destination, 0o755 if executable else 0o644)
         return folder_digest(target)
     if not source.name.endswith(UPLOAD_SUFFIXES):
-        raise SubmissionError(f"{shown(source)}: an upload is a folder or a .tar/.tar.gz of one; upload that")
+        raise SubmissionError.of(source, "an upload is a folder or a .tar/.tar.gz of one; upload that")
     try:
         extract_tar(source, target, use=upload_use(max_bytes))
     except TruncatedArchive as exc:
-        raise PartialUpload(str(exc)) from None
+        raise PartialUpload(str(exc), path=exc.path, detail=exc.detail) from None
     return folder_digest(target)

@@ -116,8 +116,9 @@ class ManifestError(SpecError):
     fields (`kind` None: not readable, as in a file that is not TOML), so that each command reports
     the refusals of its own kind and those of unknown kind."""
 
-    def __init__(self, message: str, *, manifest: Path, kind: Kind | None) -> None:
-        super().__init__(message)
+    def __init__(self, message: str, *, manifest: Path, kind: Kind | None, path: Path | None = None,
+                 detail: str = "") -> None:
+        super().__init__(message, path=path, detail=detail)
         self.manifest = manifest
         self.kind = kind
 
@@ -131,79 +132,80 @@ def load_manifest(path: Path, *, repo_root: Path) -> AlgorithmSpec:
         kind = next((k for k in Kind if k == raw.get("kind")), None)
         return _from_table(path, raw, raw_bytes, repo_root=repo_root)
     except SpecError as exc:
-        raise ManifestError(str(exc), manifest=path, kind=kind) from None
+        raise ManifestError(str(exc), manifest=path, kind=kind, path=exc.path, detail=exc.detail) from None
 
 
 def _from_table(path: Path, raw: dict[str, Any], raw_bytes: bytes, *, repo_root: Path) -> AlgorithmSpec:
     keys = _TOP_KEYS | {c.table for c in (contract_of(n) for n in contract_names()) if c.table}
     unknown = sorted(set(raw) - keys)
     if unknown:
-        raise SpecError(f"{path}: unknown key '{unknown[0]}'; allowed keys: {', '.join(sorted(keys))}")
+        raise SpecError.of(path, f"unknown key '{unknown[0]}'; allowed keys: {', '.join(sorted(keys))}")
     for key in ("name", "version", "kind", "profile"):
         if key not in raw:
-            raise SpecError(f"{path}: missing key '{key}'; add it (see algorithms/README.md)")
+            raise SpecError.of(path, f"missing key '{key}'; add it (see algorithms/README.md)")
     given = [key for key in _SOURCES if key in raw]
     if len(given) != 1:
-        raise SpecError(f"{path}: give exactly one of 'dockerfile', 'image' or 'archive' (found: "
+        raise SpecError.of(path, f"give exactly one of 'dockerfile', 'image' or 'archive' (found: "
                         f"{', '.join(given) or 'none'}); see algorithms/README.md")
 
     def text(key: str) -> str:
         value = raw[key]
         if not isinstance(value, str) or not value.strip():
-            raise SpecError(f"{path}: key '{key}' = {value!r}; expected a non-empty string")
+            raise SpecError.of(path, f"key '{key}' = {value!r}; expected a non-empty string")
         return value
 
     name = text("name")
     if not NAME.fullmatch(name):
-        raise SpecError(f"{path}: key 'name' = {name!r}; use lower-case letters, digits and '-' (it names the image)")
+        raise SpecError.of(path, f"key 'name' = {name!r}; use lower-case letters, digits and '-' (it names the image)")
     if path.parent.name != name:
-        raise SpecError(f"{path}: key 'name' = {name!r} differs from its folder '{path.parent.name}'; rename one")
+        raise SpecError.of(path, f"key 'name' = {name!r} differs from its folder '{path.parent.name}'; rename one")
     kind = text("kind")
     if kind not in set(Kind):
-        raise SpecError(f"{path}: key 'kind' = {kind!r}; use one of {', '.join(Kind)}")
+        raise SpecError.of(path, f"key 'kind' = {kind!r}; use one of {', '.join(Kind)}")
     gpu = raw.get("gpu")  # absent: its contract's default (resolved below)
     if gpu is not None and gpu not in set(GpuMode):
-        raise SpecError(f"{path}: key 'gpu' = {gpu!r}; use one of {', '.join(GpuMode)}")
+        raise SpecError.of(path, f"key 'gpu' = {gpu!r}; use one of {', '.join(GpuMode)}")
     probs = raw.get("writes_probabilities", False)
     if not isinstance(probs, bool):
-        raise SpecError(f"{path}: key 'writes_probabilities' = {probs!r}; use true or false")
+        raise SpecError.of(path, f"key 'writes_probabilities' = {probs!r}; use true or false")
     root = repo_root.resolve()
     dockerfile = image = archive = None
     if "dockerfile" in raw:
         dockerfile = (repo_root / text("dockerfile")).resolve()
         if not dockerfile.is_relative_to(root):  # never read a file outside the repository (its content could leak)
-            raise SpecError(f"{path}: key 'dockerfile' leaves the repository {root} (the folder above the algorithms' "
-                            "folder); give the path of a Dockerfile inside it")
+            raise SpecError.of(path, "key 'dockerfile' leaves the repository (the folder above the algorithms' folder); "
+                               "give the path of a Dockerfile inside it")
         if not dockerfile.is_file():
-            raise SpecError(f"{path}: key 'dockerfile' = {raw['dockerfile']!r} does not exist; give its path from {root} "
-                            "(the folder above the algorithms' folder)")
+            raise SpecError.of(path, f"key 'dockerfile' = {raw['dockerfile']!r} does not exist; give its path from the "
+                               "repository (the folder above the algorithms' folder)")
     elif "image" in raw:
         image = text("image")
         if not PINNED_IMAGE.fullmatch(image):
-            raise SpecError(f"{path}: key 'image' = {image!r}; pin it by digest: \"name:tag@sha256:<64 hex digits>\" "
+            raise SpecError.of(path, f"key 'image' = {image!r}; pin it by digest: \"name:tag@sha256:<64 hex digits>\" "
                             "(`docker images --digests` or `docker inspect --format '{{{{.Id}}}}'`)")
     else:
         archive = confined(path.parent, text("archive"), key="archive", where=path)  # inside the algorithm's folder
     declared = text("profile")
     if declared not in BUILTIN_PROFILES and not (path.parent / declared).resolve().is_relative_to(root):
-        raise SpecError(f"{path}: key 'profile' leaves the repository {root}; use a built-in profile "
+        raise SpecError.of(path, "key 'profile' leaves the repository (the folder above the algorithms' folder); use a "
+                           "built-in profile "
                         f"({', '.join(BUILTIN_PROFILES)}) or a profile file inside the repository")
     profile = load_profile(declared, relative_to=path.parent)  # resolved once, here, not mid-run
     contract = raw.get("contract", "harness")
     if not isinstance(contract, str) or contract not in contract_names():
-        raise SpecError(f"{path}: key 'contract' = {contract!r}; supported: {', '.join(contract_names())} "
+        raise SpecError.of(path, f"key 'contract' = {contract!r}; supported: {', '.join(contract_names())} "
                         "(algorithms/README.md)")
     if kind == Kind.ANNOTATOR and not contract_of(contract).annotators:
-        raise SpecError(f"{path}: key 'contract' = {contract!r} for an annotator; annotators follow the harness "
+        raise SpecError.of(path, f"key 'contract' = {contract!r} for an annotator; annotators follow the harness "
                         "contract (algorithms/README.md)")
     options = parse_options(str(contract), raw, path)
     if gpu is None:
         gpu = contract_of(contract).default_gpu
     map_labels = raw.get("map_labels", False)
     if not isinstance(map_labels, bool):
-        raise SpecError(f"{path}: key 'map_labels' = {map_labels!r}; use true or false")
+        raise SpecError.of(path, f"key 'map_labels' = {map_labels!r}; use true or false")
     if map_labels and kind == Kind.ANNOTATOR:
-        raise SpecError(f"{path}: key 'map_labels' for an annotator; an annotator writes the challenge's labels")
+        raise SpecError.of(path, "key 'map_labels' for an annotator; an annotator writes the challenge's labels")
     identity = hashlib.sha256(raw_bytes)
     for extra in contract_of(contract).option_files(options):  # what the contract reads runs as part of the manifest
         cap = FILES_TARBALL_BYTES if is_tarball(extra) else PARAMETERS_BYTES  # a files tarball: its extraction's cap
@@ -232,23 +234,23 @@ def _from_table(path: Path, raw: dict[str, Any], raw_bytes: bytes, *, repo_root:
 
 def _resources(raw: Any, path: Path) -> Resources:
     if not isinstance(raw, dict):
-        raise SpecError(f"{path}: key 'resources' must be a table ([resources])")
+        raise SpecError.of(path, "key 'resources' must be a table ([resources])")
     unknown = sorted(set(raw) - _RESOURCE_KEYS)
     if unknown:
-        raise SpecError(f"{path}: unknown key 'resources.{unknown[0]}'; allowed: {', '.join(sorted(_RESOURCE_KEYS))}")
+        raise SpecError.of(path, f"unknown key 'resources.{unknown[0]}'; allowed: {', '.join(sorted(_RESOURCE_KEYS))}")
     base = Resources()
     limit = raw.get("time_limit_s", base.time_limit_s)
     if isinstance(limit, bool) or not isinstance(limit, (int, float)) or not 0 < limit <= 86400:
-        raise SpecError(f"{path}: key 'resources.time_limit_s' = {limit!r}; use seconds, 0 < t <= 86400")
+        raise SpecError.of(path, f"key 'resources.time_limit_s' = {limit!r}; use seconds, 0 < t <= 86400")
     pids = raw.get("pids", base.pids)
     if isinstance(pids, bool) or not isinstance(pids, int) or not 8 <= pids <= 65536:
-        raise SpecError(f"{path}: key 'resources.pids' = {pids!r}; use an integer 8..65536")
+        raise SpecError.of(path, f"key 'resources.pids' = {pids!r}; use an integer 8..65536")
     cpus = raw.get("cpus", base.cpus)
     if "cpus" in raw and (isinstance(cpus, bool) or not isinstance(cpus, (int, float)) or not 0 < cpus <= 1024):
-        raise SpecError(f"{path}: key 'resources.cpus' = {cpus!r}; use a number of CPUs > 0, e.g. 2 or 0.5")
+        raise SpecError.of(path, f"key 'resources.cpus' = {cpus!r}; use a number of CPUs > 0, e.g. 2 or 0.5")
     files = raw.get("output_files", base.output_files)
     if isinstance(files, bool) or not isinstance(files, int) or not 1 <= files <= 10**7:
-        raise SpecError(f"{path}: key 'resources.output_files' = {files!r}; use an integer >= 1")
+        raise SpecError.of(path, f"key 'resources.output_files' = {files!r}; use an integer >= 1")
     return Resources(
         cpus=float(cpus),
         output_files=files,
@@ -267,12 +269,12 @@ def _local_command(raw: Any, path: Path) -> tuple[str, ...] | None:
         return None
     command = raw.get("command") if isinstance(raw, dict) else None
     if not isinstance(command, list) or not command or not all(isinstance(c, str) for c in command):
-        raise SpecError(f"{path}: key 'local.command' = {command!r}; use an array of strings such as "
+        raise SpecError.of(path, f"key 'local.command' = {command!r}; use an array of strings such as "
                         '["{python}", "predict.py", "{input}", "{output}"]')
     for part in command:
         for placeholder in re.findall(r"\{(\w*)\}", part):
             if placeholder not in _PLACEHOLDERS:
-                raise SpecError(f"{path}: key 'local.command' uses {{{placeholder}}}; allowed placeholders: "
+                raise SpecError.of(path, f"key 'local.command' uses {{{placeholder}}}; allowed placeholders: "
                                 f"{', '.join('{' + p + '}' for p in sorted(_PLACEHOLDERS))}")
     return tuple(command)
 
@@ -280,7 +282,7 @@ def _local_command(raw: Any, path: Path) -> tuple[str, ...] | None:
 def discover_algorithms(folder: Path, *, repo_root: Path | None = None) -> tuple[list[AlgorithmSpec], list[ManifestError]]:
     """Every `<folder>/*/algorithm.toml`, sorted by name; invalid manifests are returned as errors."""
     if not folder.is_dir():
-        raise SpecError(f"{folder}: no such folder; pass the folder holding <name>/algorithm.toml manifests")
+        raise SpecError.of(folder, "no such folder; pass the folder holding <name>/algorithm.toml manifests")
     root = repo_root if repo_root is not None else folder.resolve().parent
     specs: list[AlgorithmSpec] = []
     errors: list[ManifestError] = []
@@ -290,5 +292,5 @@ def discover_algorithms(folder: Path, *, repo_root: Path | None = None) -> tuple
         except ManifestError as exc:
             errors.append(exc)
     if not specs and not errors:
-        raise SpecError(f"{folder}: no <name>/algorithm.toml found; add a manifest per algorithm (see algorithms/README.md)")
+        raise SpecError.of(folder, "no <name>/algorithm.toml found; add a manifest per algorithm (see algorithms/README.md)")
     return specs, errors

@@ -5,6 +5,7 @@ results, and one owner of the results folder's layout (harness.layout)."""
 from __future__ import annotations
 
 import ast
+import functools
 import re
 from pathlib import Path
 
@@ -17,7 +18,18 @@ def _module_name(path: Path) -> str:
 
 
 def _modules() -> dict[str, Path]:
-    return {_module_name(p): p for p in sorted(PACKAGE.rglob("*.py"))}
+    return dict(_module_paths())
+
+
+@functools.cache
+def _module_paths() -> tuple[tuple[str, Path], ...]:
+    return tuple((_module_name(p), p) for p in sorted(PACKAGE.rglob("*.py")))
+
+
+@functools.cache
+def _parsed(path: Path) -> ast.Module:
+    """A harness module's syntax tree, parsed once for all the checks here (none changes a tree)."""
+    return ast.parse(path.read_text())
 
 
 def _is_type_checking(node: ast.If) -> bool:
@@ -61,7 +73,7 @@ def _top_level_imports(tree: ast.Module, name: str, modules: dict[str, Path]) ->
 
 def import_graph() -> dict[str, set[str]]:
     modules = _modules()
-    return {name: _top_level_imports(ast.parse(path.read_text()), name, modules) for name, path in modules.items()}
+    return {name: _top_level_imports(_parsed(path), name, modules) for name, path in modules.items()}
 
 
 def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
@@ -132,7 +144,7 @@ def test_only_the_layout_module_spells_results_paths() -> None:
     for name, path in _modules().items():
         if name == "harness.layout":
             continue
-        offenders += [f"{path.relative_to(PACKAGE.parent)}:{line}: {text!r}" for line, text in _spelled(ast.parse(path.read_text()))]
+        offenders += [f"{path.relative_to(PACKAGE.parent)}:{line}: {text!r}" for line, text in _spelled(_parsed(path))]
     assert not offenders, "results paths spelled outside harness/layout.py:\n" + "\n".join(offenders)
 
 
@@ -212,7 +224,7 @@ def test_only_intake_and_acceptance_read_what_a_submission_sends_or_a_run_writes
     store, or what intake and acceptance already checked."""
     offenders, used = [], set()
     for name, path in _door_facing().items():
-        for line, where, what in _reads_and_parsers(ast.parse(path.read_text())):
+        for line, where, what in _reads_and_parsers(_parsed(path)):
             if (name, where) in ALLOWED and not what.startswith(("import", "from")) or (
                     (name, where) in ALLOWED and what == "import nibabel"):
                 used.add((name, where))
@@ -230,8 +242,8 @@ def test_the_door_check_would_catch_a_read_and_a_parser_inside_a_function() -> N
 
 def test_intake_and_acceptance_are_the_modules_that_parse() -> None:
     """The doors themselves hold the parsers they need (our bounded readers)."""
-    intake = {what for _, _, what in _reads_and_parsers(ast.parse((PACKAGE / "intake.py").read_text()))}
-    acceptance = {what for _, _, what in _reads_and_parsers(ast.parse((PACKAGE / "acceptance.py").read_text()))}
+    intake = {what for _, _, what in _reads_and_parsers(_parsed(PACKAGE / "intake.py"))}
+    acceptance = {what for _, _, what in _reads_and_parsers(_parsed(PACKAGE / "acceptance.py"))}
     assert {"import yaml", "import tomllib", "fdopen()"} <= intake
     assert {"ZipFile()", "frombuffer()", "ReadImageInformation()"} <= acceptance
 
@@ -251,7 +263,7 @@ def test_contracts_come_from_the_registry() -> None:
     for name, path in _modules().items():
         if name.startswith("harness.contracts"):
             continue
-        for node in ast.walk(ast.parse(path.read_text())):
+        for node in ast.walk(_parsed(path)):
             if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "isinstance":
                 if any(isinstance(n, ast.Name) and n.id in option_types for n in ast.walk(node)):
                     offenders.append(f"{name}:{node.lineno}: isinstance on a contract's options")
@@ -332,7 +344,7 @@ def all_imports(tree: ast.Module, name: str, is_package: bool) -> list[tuple[int
 def upward_imports(modules: dict[str, Path], *, root: Path = PACKAGE.parent) -> list[str]:
     offenders = []
     for name, path in modules.items():
-        for line, target, _ in all_imports(ast.parse(path.read_text()), name, path.name == "__init__.py"):
+        for line, target, _ in all_imports(_parsed(path), name, path.name == "__init__.py"):
             if _layer(target) > _layer(name):
                 offenders.append(f"{path.relative_to(root)}:{line}: {name} (layer {_layer(name)}) imports "
                                  f"{target} (layer {_layer(target)})")
@@ -375,7 +387,7 @@ def test_the_report_imports_the_store_and_the_rankings_public_results_only() -> 
     for name, path in _modules().items():
         if not name.startswith("harness.report"):
             continue
-        for line, target, names in all_imports(ast.parse(path.read_text()), name, path.name == "__init__.py"):
+        for line, target, names in all_imports(_parsed(path), name, path.name == "__init__.py"):
             where = f"{path.relative_to(PACKAGE.parent)}:{line}"
             if _stage_of(target) not in REPORT_MAY_IMPORT:
                 offenders.append(f"{where}: imports {target}")

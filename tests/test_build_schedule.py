@@ -5,6 +5,7 @@ in its own place, and `jobs=1` builds one at a time."""
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 from pathlib import Path
@@ -33,6 +34,11 @@ def _specs(root: Path) -> list:
     return specs
 
 
+# The builds that must run side by side wait here for each other (up to 5 s, then the test fails); the
+# others take a moment, so that two of them run at once shows as overlapping spans.
+TOGETHER: dict[str, threading.Barrier] = {}
+
+
 @pytest.fixture
 def recorded(monkeypatch: pytest.MonkeyPatch) -> dict[str, tuple[float, float]]:
     spans: dict[str, tuple[float, float]] = {}
@@ -40,7 +46,10 @@ def recorded(monkeypatch: pytest.MonkeyPatch) -> dict[str, tuple[float, float]]:
 
     def fake(spec, **kwargs):  # type: ignore[no-untyped-def]
         start = time.monotonic()
-        time.sleep(0.3)
+        if spec.name in TOGETHER:
+            TOGETHER[spec.name].wait(timeout=5)  # BrokenBarrierError: they did not all run at once
+        else:
+            time.sleep(0.02)
         with lock:
             spans[spec.name] = (start, time.monotonic())
         if spec.name == "broken":
@@ -49,6 +58,7 @@ def recorded(monkeypatch: pytest.MonkeyPatch) -> dict[str, tuple[float, float]]:
 
     monkeypatch.setattr(build, "build_algorithm", fake)
     monkeypatch.setattr(build, "docker_client", lambda: None)
+    monkeypatch.setattr(sys.modules[__name__], "TOGETHER", {})
     return spans
 
 
@@ -58,6 +68,8 @@ def _overlap(spans: dict[str, tuple[float, float]], one: str, other: str) -> boo
 
 def test_same_requirements_one_after_the_other_the_rest_side_by_side(tmp_path: Path, recorded) -> None:
     specs = _specs(tmp_path)
+    side_by_side = threading.Barrier(4)  # a, b, d and broken: different requirements, four jobs
+    TOGETHER.update(dict.fromkeys(("a", "b", "d", "broken"), side_by_side))
     results = build.build_all(specs, base="base", wheel_cache=tmp_path / "wheels", jobs=4)
     assert [spec.name for spec, _ in results] == ["a", "b", "c", "d", "broken"]
     assert [getattr(image, "tag", None) for _, image in results] == [

@@ -1,6 +1,6 @@
 """Errors are rendered once: no module rewrites a message's text with `str.replace`.
 
-A message names its file as the module that raises it is told to (`CaseError.about`,
+A message names its file as the module that raises it is told to (`CaseError.about`, `SpecError.about`,
 `harness.acceptance.OutputNames`, `CaseJob.shown`); rewriting the text later (a host path into
 `/output/...`, "(found: nothing)" into a list) drifts as soon as the wording changes.
 """
@@ -19,9 +19,6 @@ MESSAGE_NAMES = {"message", "msg", "exc", "error", "err"}
 # (file, function): why its `.replace` on an exception's text is not a rewrite of a harness message.
 ALLOWED = {
     ("data/nifti.py", "_reason"): "a library's exception text (SimpleITK names the file by its whole path)",
-    # Still to do (issue 33): an upload's errors come from harness.intake's and harness.spec's generic
-    # readers, which name files by their path in the staging folder; they need a naming value too.
-    ("phases/arrivals.py", "_take"): "intake and manifest errors about a team's upload, named by its file name",
 }
 
 

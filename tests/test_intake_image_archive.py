@@ -11,6 +11,7 @@ import bz2
 import gzip
 import json
 import re
+import struct
 import tarfile
 import tracemalloc
 import zlib
@@ -89,19 +90,25 @@ def test_a_long_run_of_pax_headers_is_refused_by_name(tmp_path: Path, compress: 
 
 def _bomb(path: Path, kind: bytes, size: int) -> Path:
     """A gzipped `docker save` archive with an extended header (pax or GNU long name) of `size`
-    bytes before manifest.json, written as it is compressed: a few hundred KiB on disk."""
+    bytes before manifest.json: a few hundred KiB on disk. The header's zeros are one MiB deflated
+    once after a full flush (so it refers to nothing before it) and written `size` // 1 MiB times."""
     head, offsets = _save()
-    packer = zlib.compressobj(6, zlib.DEFLATED, 31)  # 31: the gzip container
+    info = tarfile.TarInfo("././@LongLink" if kind == tarfile.GNUTYPE_LONGNAME else "pax")
+    info.type, info.size = kind, size
+    zeros = bytes(1024**2)
+    parts = [(head[: offsets["manifest.json"]] + info.tobuf(tarfile.GNU_FORMAT), 1), (zeros, size // len(zeros)),
+             (head[offsets["manifest.json"]:], 1)]
+    packer = zlib.compressobj(6, zlib.DEFLATED, -15)  # raw deflate: the gzip container is written here
+    crc = length = 0
     with path.open("wb") as out:
-        out.write(packer.compress(head[: offsets["manifest.json"]]))
-        info = tarfile.TarInfo("././@LongLink" if kind == tarfile.GNUTYPE_LONGNAME else "pax")
-        info.type, info.size = kind, size
-        out.write(packer.compress(info.tobuf(tarfile.GNU_FORMAT)))
-        zeros = bytes(1024**2)
-        for _ in range(size // len(zeros)):
-            out.write(packer.compress(zeros))
-        out.write(packer.compress(head[offsets["manifest.json"]:]))
-        out.write(packer.flush())
+        out.write(b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff")
+        for data, times in parts:
+            block = packer.compress(data) + packer.flush(zlib.Z_FULL_FLUSH)
+            for _ in range(times):
+                out.write(block)
+                crc = zlib.crc32(data, crc)
+                length += len(data)
+        out.write(packer.flush() + struct.pack("<II", crc, length & 0xFFFFFFFF))
     return path
 
 

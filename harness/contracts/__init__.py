@@ -62,11 +62,11 @@ def parse_options(contract: str, raw: dict[str, Any], manifest: Path) -> Contrac
     chosen = contract_of(contract)
     for other in CONTRACTS.values():
         if other.table is not None and other.table in raw and other is not chosen:
-            raise SpecError(f"{manifest}: table [{other.table}] but contract = {contract!r}; set contract = "
+            raise SpecError.of(manifest, f"table [{other.table}] but contract = {contract!r}; set contract = "
                             f"\"{other.name}\" or remove the table")
     if chosen.table is None:
         return chosen.parse_options({}, manifest)
     table = raw.get(chosen.table, {})
     if not isinstance(table, dict):
-        raise SpecError(f"{manifest}: key '{chosen.table}' must be a table ([{chosen.table}])")
+        raise SpecError.of(manifest, f"key '{chosen.table}' must be a table ([{chosen.table}])")
     return chosen.parse_options(table, manifest)

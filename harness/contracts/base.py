@@ -114,17 +114,17 @@ class Contract:
 def allowed_keys(table: dict[str, Any], keys: set[str], where: str, manifest: Path) -> None:
     unknown = sorted(set(table) - keys)
     if unknown:
-        raise SpecError(f"{manifest}: unknown key '{where}.{unknown[0]}'; allowed: {', '.join(sorted(keys))}")
+        raise SpecError.of(manifest, f"unknown key '{where}.{unknown[0]}'; allowed: {', '.join(sorted(keys))}")
 
 
 def text_value(table: dict[str, Any], key: str, default: str, where: str, manifest: Path, *, pattern: str = "") -> str:
     value = table.get(key, default)
     if not isinstance(value, str) or not value.strip():
-        raise SpecError(f"{manifest}: key '{where}.{key}' = {value!r}; expected a non-empty string")
+        raise SpecError.of(manifest, f"key '{where}.{key}' = {value!r}; expected a non-empty string")
     if pattern == "relpath" and (value.startswith("/") or ".." in Path(value).parts or "\\" in value):
-        raise SpecError(f"{manifest}: key '{where}.{key}' = {value!r}; give a relative path without '..'")
+        raise SpecError.of(manifest, f"key '{where}.{key}' = {value!r}; give a relative path without '..'")
     if pattern == "slug" and not all(c.isalnum() or c == "-" for c in value):
-        raise SpecError(f"{manifest}: key '{where}.{key}' = {value!r}; a slug holds letters, digits and '-'")
+        raise SpecError.of(manifest, f"key '{where}.{key}' = {value!r}; a slug holds letters, digits and '-'")
     return value.strip("/") if pattern == "relpath" else value
 
 
@@ -135,12 +135,12 @@ def beside(manifest: Path, value: Any, key: str, *, folder: bool) -> Path:
     from harness.intake import confined, context_files
 
     if not isinstance(value, str) or not value.strip():
-        raise SpecError(f"{manifest}: key '{key}' = {value!r}; give a path relative to the manifest")
+        raise SpecError.of(manifest, f"key '{key}' = {value!r}; give a path relative to the manifest")
     path = confined(manifest.parent, value, key=key, where=manifest)
     if folder and not path.is_dir():
-        raise SpecError(f"{manifest}: key '{key}' = {value!r} is not a folder; give the folder beside the manifest")
+        raise SpecError.of(manifest, f"key '{key}' = {value!r} is not a folder; give the folder beside the manifest")
     if not folder and not path.is_file():
-        raise SpecError(f"{manifest}: key '{key}' = {value!r} does not exist; give the file beside the manifest")
+        raise SpecError.of(manifest, f"key '{key}' = {value!r} does not exist; give the file beside the manifest")
     if folder:
         context_files(path)
     return path
@@ -164,4 +164,4 @@ def extracted_tarball(archive: Path, key: str, manifest: Path) -> Path:
     try:
         return extracted_once(archive, default_cache_dir() / "files", use=FILES_TARBALL)
     except SubmissionError as exc:
-        raise SpecError(f"{manifest}: key '{key}': {exc}") from None
+        raise SpecError.of(manifest, f"key '{key}': {exc}") from None

@@ -70,7 +70,7 @@ def parse_mlcube(table: dict[str, Any], manifest: Path) -> MLCubeOptions:
     where = "mlcube"
     allowed_keys(table, {"config", "parameters", "additional_files", "workspace", "case_layout"}, where, manifest)
     if "config" not in table:
-        raise SpecError(f"{manifest}: key 'mlcube.config' is missing; give the container_config.yaml (MedPerf) or "
+        raise SpecError.of(manifest, "key 'mlcube.config' is missing; give the container_config.yaml (MedPerf) or "
                         "mlcube.yaml beside the manifest")
     config = beside(manifest, table["config"], "mlcube.config", folder=False)
     parameters = beside(manifest, table["parameters"], "mlcube.parameters", folder=False) if "parameters" in table else None
@@ -85,11 +85,11 @@ def parse_mlcube(table: dict[str, Any], manifest: Path) -> MLCubeOptions:
     parsed = load_yaml(config)  # bounded: size, tokens, depth; no anchors or aliases
     task = ((parsed or {}).get("tasks") or {}).get("infer") if isinstance(parsed, dict) else None
     if not isinstance(task, dict):
-        raise SpecError(f"{config}: no `tasks: infer:`; a model container declares the infer task")
+        raise SpecError.of(config, "no `tasks: infer:`; a model container declares the infer task")
     medperf = "input_volumes" in task or "output_volumes" in task or "container_type" in parsed
     layout = text_value(table, "case_layout", "flat" if medperf else "folder", where, manifest)
     if layout not in ("folder", "flat"):
-        raise SpecError(f"{manifest}: key 'mlcube.case_layout' = {layout!r}; use \"folder\" (data_path/<case>/"
+        raise SpecError.of(manifest, f"key 'mlcube.case_layout' = {layout!r}; use \"folder\" (data_path/<case>/"
                         "<case>_0000.nii.gz) or \"flat\" (data_path/<case>_0000.nii.gz)")
     docker = parsed.get("docker")
     image = parsed.get("image") if medperf else docker.get("image") if isinstance(docker, dict) else None
@@ -109,41 +109,41 @@ def _medperf(task: dict[str, Any], config: Path, manifest: Path, parameters: Pat
     volumes = {**(task.get("input_volumes") or {}), **(task.get("output_volumes") or {})}
     for name, volume in volumes.items():
         if not isinstance(volume, dict) or "mount_path" not in volume or volume.get("type") not in ("file", "directory"):
-            raise SpecError(f"{config}: volume {name!r} needs mount_path and type (file or directory)")
+            raise SpecError.of(config, f"volume {name!r} needs mount_path and type (file or directory)")
         if name not in _HARNESS_VOLUMES:
-            raise SpecError(f"{config}: infer volume {name!r} is not one the harness supplies "
+            raise SpecError.of(config, f"infer volume {name!r} is not one the harness supplies "
                             f"({', '.join(sorted(_HARNESS_VOLUMES))}); remove it or ship it inside the image")
     for needed in ("data_path", "output_path"):
         if needed not in volumes:
-            raise SpecError(f"{config}: the infer task has no {needed} volume; declare it")
+            raise SpecError.of(config, f"the infer task has no {needed} volume; declare it")
     targets = [str(v["mount_path"]) for v in volumes.values()]
     for name, target in zip(volumes, targets, strict=True):
         parts = Path(target).parts
         if not target.startswith("/") or ".." in parts or len(parts) < 2 or parts[1] in _RESERVED_TOP:
-            raise SpecError(f"{config}: volume {name!r} mount_path {target!r}; mount under a folder of its own, such "
+            raise SpecError.of(config, f"volume {name!r} mount_path {target!r}; mount under a folder of its own, such "
                             "as /mlcommons/volumes/<name> (not /, /tmp, /proc, /sys, /dev, /etc)")
         if targets.count(target) > 1:
-            raise SpecError(f"{config}: mount_path {target!r} is given twice; give each volume its own")
+            raise SpecError.of(config, f"mount_path {target!r} is given twice; give each volume its own")
     mounts: list[Mount] = []
     if "parameters_file" in volumes:
         if parameters is None:
-            raise SpecError(f"{manifest}: {config.name} mounts parameters_file; give key 'mlcube.parameters' (the file)")
+            raise SpecError.of(manifest, f"{config.name} mounts parameters_file; give key 'mlcube.parameters' (the file)")
         mounts.append(Mount(parameters, str(volumes["parameters_file"]["mount_path"])))
     if "additional_files" in volumes:
         if extra is None:
-            raise SpecError(f"{manifest}: {config.name} mounts additional_files; give key 'mlcube.additional_files' "
+            raise SpecError.of(manifest, f"{config.name} mounts additional_files; give key 'mlcube.additional_files' "
                             "(a folder)")
         mounts.append(Mount(extra, str(volumes["additional_files"]["mount_path"])))
     run_args = task.get("run_args") or {}
     if not isinstance(run_args, dict):
-        raise SpecError(f"{config}: run_args must be a mapping")
+        raise SpecError.of(config, "run_args must be a mapping")
     unknown = sorted(set(run_args) - {"command", "entrypoint", "environment", "shm_size", "gpus"})
     if unknown:
-        raise SpecError(f"{config}: run_args.{unknown[0]} is not allowed (MedPerf allows command, entrypoint, "
+        raise SpecError.of(config, f"run_args.{unknown[0]} is not allowed (MedPerf allows command, entrypoint, "
                         "environment, shm_size, gpus)")
     env = run_args.get("environment") or {}
     if not isinstance(env, dict):
-        raise SpecError(f"{config}: run_args.environment must be a mapping")
+        raise SpecError.of(config, "run_args.environment must be a mapping")
     return MLCubeOptions(config=config, style="medperf", data_mount=str(volumes["data_path"]["mount_path"]),
                          output_mount=str(volumes["output_path"]["mount_path"]), mounts=tuple(mounts),
                          command=_argv(run_args.get("command"), config, "run_args.command"),
@@ -158,7 +158,7 @@ def _argv(value: Any, config: Path, key: str) -> tuple[str, ...] | None:
         return tuple(shlex.split(value))
     if isinstance(value, list) and all(isinstance(v, str) for v in value):
         return tuple(value)
-    raise SpecError(f"{config}: {key} = {value!r}; use a string or a list of strings")
+    raise SpecError.of(config, f"{key} = {value!r}; use a string or a list of strings")
 
 
 def _legacy_mlcube(task: dict[str, Any], config: Path, manifest: Path, parameters: Path | None,
@@ -180,9 +180,9 @@ def _legacy_mlcube(task: dict[str, Any], config: Path, manifest: Path, parameter
     params = task.get("parameters") or {}
     inputs, outputs = params.get("inputs") or {}, params.get("outputs") or {}
     if not isinstance(inputs, dict) or not isinstance(outputs, dict):
-        raise SpecError(f"{config}: tasks.infer.parameters.inputs and .outputs must be mappings")
+        raise SpecError.of(config, "tasks.infer.parameters.inputs and .outputs must be mappings")
     if "data_path" not in inputs or "output_path" not in outputs:
-        raise SpecError(f"{config}: the infer task needs inputs.data_path and outputs.output_path")
+        raise SpecError.of(config, "the infer task needs inputs.data_path and outputs.output_path")
     args: list[str] = ["infer"]
     folders: dict[Path, str] = {}  # MLCube's host folder -> its /mlcube_io<N>
     sources: dict[Path, Path | None] = {}  # the folder -> what the harness mounts there (None: empty)
@@ -192,14 +192,14 @@ def _legacy_mlcube(task: dict[str, Any], config: Path, manifest: Path, parameter
         default = value.get("default", name) if isinstance(value, dict) else value
         kind = (value.get("type") if isinstance(value, dict) else None) or "unknown"
         if not isinstance(default, str) or not default.strip() or kind not in ("file", "directory", "unknown"):
-            raise SpecError(f"{config}: {where} = {value!r}; give a path and a type (file or directory)")
+            raise SpecError.of(config, f"{where} = {value!r}; give a path and a type (file or directory)")
         if kind == "unknown" and default.endswith(("/", "\\")):
             kind = "directory"
         if name == "parameters_file" and parameters is not None:
             host, kind = parameters, "file"
         else:
             if os.path.isabs(default) or default.startswith(("~", "$")) or "$" in default:
-                raise SpecError(f"{config}: {where} = {default!r} is a host path; give a path inside the workspace "
+                raise SpecError.of(config, f"{where} = {default!r} is a host path; give a path inside the workspace "
                                 "(the harness mounts nothing else)")
             try:
                 host = confined(workspace, default.rstrip("/"), key=where, where=config)
@@ -207,15 +207,15 @@ def _legacy_mlcube(task: dict[str, Any], config: Path, manifest: Path, parameter
                 raise SpecError(str(exc)) from None
         if name in ("data_path", "output_path"):
             if kind == "file":
-                raise SpecError(f"{config}: {where} has type file; the harness gives {name} a folder")
+                raise SpecError.of(config, f"{where} has type file; the harness gives {name} a folder")
             kind = "directory"
         elif kind == "unknown":
             if io == "output":
-                raise SpecError(f"{config}: {where} has no type; give type: file or directory (MLCube requires one for "
+                raise SpecError.of(config, f"{where} has no type; give type: file or directory (MLCube requires one for "
                                 "outputs)")
             kind = "directory" if host.is_dir() else "file" if host.is_file() else ""
             if not kind:
-                raise SpecError(f"{config}: {where} = {default!r} has no type and the workspace {shown(workspace)} "
+                raise SpecError.of(config, f"{where} = {default!r} has no type and the workspace {shown(workspace)} "
                                 "holds nothing there; give type: file or directory")
         folder = host if kind == "directory" else host.parent
         target = folders.setdefault(folder, f"/mlcube_io{len(folders)}")
@@ -229,12 +229,12 @@ def _legacy_mlcube(task: dict[str, Any], config: Path, manifest: Path, parameter
                 try:
                     context_files(folder)  # mounted: regular files only, no link of any kind
                 except SubmissionError as exc:
-                    raise SpecError(f"{config}: {where}: {exc}") from None
+                    raise SpecError.of(config, f"{where}: {exc}") from None
                 sources[folder] = folder
             else:
                 sources[folder] = None
     if data_key == output_key:
-        raise SpecError(f"{config}: data_path and output_path are one folder; give each its own")
+        raise SpecError.of(config, "data_path and output_path are one folder; give each its own")
     mounts = tuple(Mount(source, folders[folder]) for folder, source in sources.items()
                    if folder not in (data_key, output_key))
     assert data_key is not None and output_key is not None

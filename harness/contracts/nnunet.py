@@ -51,17 +51,17 @@ class NnUNet(Contract):
                      manifest)
         arguments = table.get("arguments", [])
         if not isinstance(arguments, list) or not all(isinstance(a, str) for a in arguments):
-            raise SpecError(f"{manifest}: key 'nnunet.arguments' = {arguments!r}; use an array of strings such as "
+            raise SpecError.of(manifest, f"key 'nnunet.arguments' = {arguments!r}; use an array of strings such as "
                             '["-step_size", "0.5"]')
         if any(a in ("-i", "-o") for a in arguments):
-            raise SpecError(f"{manifest}: key 'nnunet.arguments' gives -i or -o; the harness passes -i /input -o /output")
+            raise SpecError.of(manifest, "key 'nnunet.arguments' gives -i or -o; the harness passes -i /input -o /output")
         arguments = [*_model_options(table, arguments, manifest), *arguments]
         entry = table.get("entrypoint")
         if entry is not None and (not isinstance(entry, list) or not entry or not all(isinstance(a, str) for a in entry)):
-            raise SpecError(f"{manifest}: key 'nnunet.entrypoint' = {entry!r}; use an array such as [\"nnUNetv2_predict\"]")
+            raise SpecError.of(manifest, f"key 'nnunet.entrypoint' = {entry!r}; use an array such as [\"nnUNetv2_predict\"]")
         axes = table.get("probability_axes", "zyx")
         if axes not in ("zyx", "xyz"):
-            raise SpecError(f"{manifest}: key 'nnunet.probability_axes' = {axes!r}; use \"zyx\" (nnU-Net's readers) or "
+            raise SpecError.of(manifest, f"key 'nnunet.probability_axes' = {axes!r}; use \"zyx\" (nnU-Net's readers) or "
                             "\"xyz\"")
         return NnUNetOptions(arguments=tuple(arguments), entrypoint=tuple(entry) if entry else None, probability_axes=axes)
 
@@ -127,27 +127,27 @@ def _model_options(table: dict[str, Any], arguments: list[str], manifest: Path) 
         if field not in table:
             continue
         if flag in arguments:
-            raise SpecError(f"{manifest}: key 'nnunet.{field}' and {flag} in 'nnunet.arguments'; give it once")
+            raise SpecError.of(manifest, f"key 'nnunet.{field}' and {flag} in 'nnunet.arguments'; give it once")
         value = table[field]
         if field == "folds":
             if isinstance(value, (str, int)) and not isinstance(value, bool):
                 value = [value]
             if (not isinstance(value, list) or not value
                     or not all((isinstance(v, int) and not isinstance(v, bool) and v >= 0) or v == "all" for v in value)):
-                raise SpecError(f"{manifest}: key 'nnunet.folds' = {table[field]!r}; use fold numbers such as [0, 1, 2, 3, 4] "
+                raise SpecError.of(manifest, f"key 'nnunet.folds' = {table[field]!r}; use fold numbers such as [0, 1, 2, 3, 4] "
                                 'or "all"')
             options += [flag, *(str(v) for v in value)]
             continue
         if field == "dataset" and isinstance(value, int) and not isinstance(value, bool) and value >= 0:
             value = str(value)  # nnU-Net takes the id or the name
         if not isinstance(value, str) or not value.strip() or value.startswith("-") or any(c.isspace() for c in value):
-            raise SpecError(f"{manifest}: key 'nnunet.{field}' = {value!r}; give a name such as \"{_EXAMPLES[field]}\"")
+            raise SpecError.of(manifest, f"key 'nnunet.{field}' = {value!r}; give a name such as \"{_EXAMPLES[field]}\"")
         options += [flag, value]
     tta = table.get("disable_tta", False)
     if not isinstance(tta, bool):
-        raise SpecError(f"{manifest}: key 'nnunet.disable_tta' = {tta!r}; use true or false")
+        raise SpecError.of(manifest, f"key 'nnunet.disable_tta' = {tta!r}; use true or false")
     if tta:
         if "--disable_tta" in arguments:
-            raise SpecError(f"{manifest}: key 'nnunet.disable_tta' and --disable_tta in 'nnunet.arguments'; give it once")
+            raise SpecError.of(manifest, "key 'nnunet.disable_tta' and --disable_tta in 'nnunet.arguments'; give it once")
         options.append("--disable_tta")
     return options

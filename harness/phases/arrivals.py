@@ -31,7 +31,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from harness.errors import SpecError
-from harness.intake import PartialUpload, SubmissionError, unpack_upload, upload_snapshot
+from harness.intake import PartialUpload, SubmissionError, shown, unpack_upload, upload_snapshot
 from harness.phases.config import ChallengeConfig, Phase
 from harness.phases.layout import SUBMISSION_FILE, UPLOAD_DIR, ChallengeLayout
 from harness.safetext import safe_text
@@ -226,10 +226,10 @@ def _take(config: ChallengeConfig, phase: Phase, layout: ChallengeLayout, team: 
         sha256 = unpack_upload(path, staging / UPLOAD_DIR, max_bytes=min(UPLOAD_BYTES, phase.challenge.limits.image_bytes))
     except PartialUpload as exc:
         shutil.rmtree(staging, ignore_errors=True)
-        return refuse(Decision.PARTIAL, str(exc).replace(str(path), upload), move=False)
+        return refuse(Decision.PARTIAL, _as_sent(exc, path, upload), move=False)
     except (SubmissionError, OSError) as exc:
         shutil.rmtree(staging, ignore_errors=True)
-        return refuse(Decision.INVALID, safe_text(str(exc).replace(str(path), upload), limit=500))
+        return refuse(Decision.INVALID, safe_text(_as_sent(exc, path, upload), limit=500))
     if any(s.upload == upload and s.sha256 == sha256 for s in taken):
         shutil.rmtree(staging, ignore_errors=True)
         _remove(path)
@@ -248,8 +248,7 @@ def _take(config: ChallengeConfig, phase: Phase, layout: ChallengeLayout, team: 
         phase.challenge.admit(load_manifest(manifest, repo_root=staging / UPLOAD_DIR))
     except SpecError as exc:
         shutil.rmtree(staging, ignore_errors=True)
-        return refuse(Decision.INVALID, safe_text(str(exc).replace(str(staging / UPLOAD_DIR), upload), limit=500),
-                      sha256=sha256)
+        return refuse(Decision.INVALID, safe_text(_as_sent(exc, staging / UPLOAD_DIR, upload), limit=500), sha256=sha256)
     record = {"phase": phase.name, "team": team, "number": number, "arrival": now.isoformat(), "upload": upload,
               "sha256": sha256}
     with open(staging / SUBMISSION_FILE, "w", encoding="utf-8") as out:
@@ -260,6 +259,20 @@ def _take(config: ChallengeConfig, phase: Phase, layout: ChallengeLayout, team: 
     _remove(path)
     return IntakeEntry(now.isoformat(), phase.name, team, upload, Decision.ACCEPTED, submission=f"{team}-{number}",
                        sha256=sha256)
+
+
+def _as_sent(exc: SpecError | OSError, root: Path, upload: str) -> str:
+    """A refusal naming its file, when that lies in `root` (the upload, or its checked copy), as the team
+    sent it: `<upload>[/<path inside it>]`, never a path on this host; else the message as it is."""
+    path = exc.path if isinstance(exc, SpecError) else exc.filename
+    if not isinstance(path, (str, os.PathLike)):  # about no one file (an OSError may name a descriptor)
+        return str(exc)
+    for base in (root, root.resolve()):  # a manifest names itself resolved
+        if Path(path).is_relative_to(base):
+            inside = Path(path).relative_to(base).as_posix()
+            name = upload if inside == "." else f"{upload}/{shown(inside)}"
+            return exc.about(name) if isinstance(exc, SpecError) else f"{name}: {exc.strerror}"
+    return str(exc)
 
 
 def _remove(path: Path) -> None:

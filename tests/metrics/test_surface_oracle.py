@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 from types import ModuleType
 
@@ -101,9 +102,12 @@ def test_area_table_matches_oracle_for_every_code(sd: ModuleType, spacing) -> No
     np.testing.assert_allclose(ours, ref, rtol=1e-15, atol=0)
 
 
-def test_every_neighbour_code_occurs_and_matches_a_single_cell(sd: ModuleType) -> None:
+def test_every_neighbour_code_occurs_and_matches_a_single_cell(sd: ModuleType, monkeypatch: pytest.MonkeyPatch) -> None:
     # Each of the 256 2x2x2 configurations on its own: our surfels and areas equal the oracle's.
     spacing = (0.8, 0.9, 2.5)
+    # The oracle builds its area table (a pure function of the spacing) in every call: here once.
+    table = sd.lookup_tables.create_table_neighbour_code_to_surface_area
+    monkeypatch.setattr(sd.lookup_tables, "create_table_neighbour_code_to_surface_area", functools.cache(table))
     for code in range(1, 255):
         cell = np.array([(code >> (7 - i)) & 1 for i in range(8)], dtype=bool).reshape(2, 2, 2)
         mask = np.pad(cell, 2)

@@ -5,7 +5,10 @@ Each toy submission derives its label map from the case's image (the toy data's 
 `label * 40`), then removes the first `drop` share of the liver's voxels (C order): its liver DSC
 is 2(n - k) / (2n - k) exactly, every other organ 1, so the test computes every score itself. It
 writes its token into its log lines and `starts.log` (outside the submission, so counting does not
-change its digest); `crash = 1` exits with an error; `sleep` seconds slow every case down.
+change its digest); `crash = 1` exits with an error; with `hold`, every run after the first
+`hold_after` runs waits while the file `hold` exists (outside the submission: a test removes it).
+It reads and writes NIfTI with the standard library alone, so that each of the many runs starts in
+milliseconds.
 """
 
 from __future__ import annotations
@@ -24,10 +27,9 @@ from tests.runpath.conftest import TOY_PROFILE
 TEAMS = ("alpha", "bravo", "charlie", "delta", "echo")
 
 SCRIPT = '''\
-import sys, time
+# The standard library only (run with -I -S): a start in milliseconds, not nibabel's and numpy's.
+import gzip, math, struct, sys, time
 from pathlib import Path
-import nibabel as nib
-import numpy as np
 
 inp, out = Path(sys.argv[1]), Path(sys.argv[2])
 here = Path(__file__).resolve().parent
@@ -37,14 +39,32 @@ case = image.name[: -len("_0000.nii.gz")]
 with open(params["starts"], "a") as log:
     log.write(f"{params['token']} {case}\\n")
 print(f"log {params['token']} {case} starting", flush=True)
-time.sleep(float(params.get("sleep", "0")))
+hold = Path(params["hold"]) if params.get("hold") else None
+if hold is not None and len(Path(params["starts"]).read_text().splitlines()) > int(params["hold_after"]):
+    waited = 0.0
+    while hold.exists() and waited < 120:  # the test kills the harness meanwhile
+        time.sleep(0.02)
+        waited += 0.02
 if params.get("crash") == "1":
     sys.exit(f"crash {params['token']} {case}: toy weights do not fit")
-img = nib.load(image)
-label = np.rint(np.asarray(img.dataobj) / 40.0).astype(np.uint8)
-idx = np.flatnonzero(label == 1)
-label.flat[idx[: int(float(params["drop"]) * len(idx))]] = 0
-nib.save(nib.Nifti1Image(label, img.affine), out / f"{case}.nii.gz")
+raw = bytearray(gzip.decompress(image.read_bytes()))
+assert struct.unpack_from("<i", raw, 0)[0] == 348, "a little-endian NIfTI-1 header"
+nx, ny, nz = struct.unpack_from("<3h", raw, 42)
+(code,) = struct.unpack_from("<h", raw, 70)
+offset, slope, inter = struct.unpack_from("<3f", raw, 108)
+kinds = {2: "B", 4: "h", 8: "i", 16: "f", 64: "d", 256: "b", 512: "H", 768: "I"}
+values = struct.unpack_from(f"<{nx * ny * nz}{kinds[code]}", raw, int(offset))
+if slope != 0 and not math.isnan(slope):
+    values = [v * slope + inter for v in values]
+label = bytearray(round(v / 40.0) for v in values)  # the file's order: x fastest
+# the first `drop` share of the liver's voxels in C order (z fastest), as numpy's label.flat
+idx = [x + nx * (y + ny * z) for x in range(nx) for y in range(ny) for z in range(nz) if label[x + nx * (y + ny * z)] == 1]
+for i in idx[: int(float(params["drop"]) * len(idx))]:
+    label[i] = 0
+header = raw[: int(offset)]
+struct.pack_into("<2h", header, 70, 2, 8)  # uint8
+struct.pack_into("<2f", header, 112, 1.0, 0.0)
+(out / f"{case}.nii.gz").write_bytes(gzip.compress(bytes(header) + bytes(label), compresslevel=1))
 print(f"log {params['token']} {case} done", flush=True)
 '''
 
@@ -63,10 +83,11 @@ worst_value = 0.0
 class World:
     """A challenge folder, its data, a clock, and helpers to upload toy submissions."""
 
-    def __init__(self, root: Path, *, validation_cases: int = 3, final_cases: int = 2, sleep: float = 0.0) -> None:
+    def __init__(self, root: Path, *, validation_cases: int = 3, final_cases: int = 2, hold_after: int | None = None) -> None:
         self.root = root
-        self.sleep = sleep
         self.starts = root / "counter" / "starts.log"
+        self.hold = root / "counter" / "hold"  # runs after the first `hold_after` wait while it exists
+        self.hold_after = hold_after
         self.starts.parent.mkdir(parents=True)
         (root / "toy.toml").write_text(TOY_PROFILE.format(liver=5, kidney=3, spleen=3, aorta=2))
         (root / "ranking.toml").write_text(RANKING)
@@ -96,8 +117,10 @@ class World:
     def _files(self, name: str, *, drop: float, token: str, crash: bool) -> dict[str, bytes]:
         manifest = (f'name = "{name}"\nversion = "1.0"\nkind = "segmenter"\ndockerfile = "dockerfiles/toy.Dockerfile"\n'
                     'profile = "../toy.toml"\ngpu = "none"\n\n[resources]\ntime_limit_s = 120\n\n'
-                    '[local]\ncommand = ["{python}", "toy.py", "{input}", "{output}"]\n')
-        params = f"drop={drop}\ntoken={token}\ncrash={int(crash)}\nsleep={self.sleep}\nstarts={self.starts}\n"
+                    '[local]\ncommand = ["{python}", "-I", "-S", "toy.py", "{input}", "{output}"]\n')
+        params = f"drop={drop}\ntoken={token}\ncrash={int(crash)}\nstarts={self.starts}\n"
+        if self.hold_after is not None:
+            params += f"hold={self.hold}\nhold_after={self.hold_after}\n"
         return {f"{name}/algorithm.toml": manifest.encode(), f"{name}/toy.py": SCRIPT.encode(),
                 f"{name}/params": params.encode(), "toy.toml": (self.root / "toy.toml").read_bytes(),
                 "dockerfiles/toy.Dockerfile": b"ARG BASE\nFROM ${BASE}\nCOPY . /opt/algorithm\n"}

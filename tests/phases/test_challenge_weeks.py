@@ -8,13 +8,12 @@ import json
 import os
 import shutil
 import sqlite3
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from harness.cli import main
 from harness.models import RunnerKind
 from harness.phases.arrivals import Decision, read_log, submissions
 from harness.phases.board import build_board
@@ -24,8 +23,6 @@ from harness.phases.layout import ChallengeLayout
 from harness.phases.pages import read_board_tables, read_tables, team_signatures, write_pages
 from harness.phases.record import verify, write_record
 from tests.phases.conftest import TEAMS, World
-
-REPO = Path(__file__).resolve().parents[2]
 
 # (phase, day, team, upload, liver share removed, token, crash, as tar, cut)
 SCHEDULE = [
@@ -229,16 +226,19 @@ def test_only_the_pages_whose_content_changed_are_written_again(played: tuple[Wo
     assert [t for t in TEAMS if before[t] != after[t]] == ["bravo"]
 
 
-def test_verify_is_identical_then_names_each_change(played: tuple[World, ChallengeLayout]) -> None:
+def test_verify_is_identical_then_names_each_change(played: tuple[World, ChallengeLayout],
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
     world, layout = played
     config = load_challenge_config(world.challenge)
     record = write_record(config, config.phase("validation"), layout)
     raw = json.loads(record.read_text())
     assert set(raw["data"]["cases"]) == set(world.labels["validation"]) and raw["ranking"]["seed"] == 7
     assert {s["id"] for s in raw["submissions"]} == set(ACCEPTED["validation"])
-    done = subprocess.run([sys.executable, "-m", "harness", "verify", str(record)], capture_output=True, text=True,
-                          timeout=300, env={**os.environ, "PYTHONPATH": str(REPO)})
-    assert done.returncode == 0 and done.stdout.strip() == "identical", done.stdout + done.stderr
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as done:  # `harness verify` (from a shell: tests/phases/test_cli.py)
+        main(["verify", str(record)])
+    out, err = capsys.readouterr()
+    assert done.value.code == 0 and out.strip() == "identical", out + err
 
     results = layout.results("validation")
     output = next(results.rglob("case_01.nii.gz"))

@@ -1,4 +1,6 @@
-"""`harness challenge evaluate / intake / pages / record` and `harness verify` as a shell runs them."""
+"""`harness challenge evaluate / intake / pages / record` and `harness verify` as a user runs them:
+through `harness.cli.main` in this process (its exit status, stdout and stderr), and from a shell
+where the process's own exit status is the point."""
 
 from __future__ import annotations
 
@@ -9,48 +11,67 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+from harness.cli import main, verbosity
 from tests.phases.conftest import World
 
 REPO = Path(__file__).resolve().parents[2]
 
 
-def _harness(world: World, *args: str) -> subprocess.CompletedProcess[str]:
+@pytest.fixture
+def in_process(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
+    """`harness <args>` in this process: (exit status, stdout, stderr)."""
+    monkeypatch.setenv("HARNESS_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(verbosity, "LEVEL", verbosity.LEVEL)  # -q/-v set it: put back afterwards
+
+    def run(*args: str) -> tuple[int, str, str]:
+        capsys.readouterr()
+        with pytest.raises(SystemExit) as stopped:
+            main(list(args))
+        out, err = capsys.readouterr()
+        return int(stopped.value.code or 0), out, err
+
+    return run
+
+
+def _shell(world: World, *args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PYTHONPATH": str(REPO), "HARNESS_CACHE": str(world.root.parent / "cache")}
     return subprocess.run([sys.executable, "-m", "harness", *args], capture_output=True, text=True, timeout=300, env=env)
 
 
-def test_the_commands_from_a_shell(tmp_path: Path) -> None:
+def test_the_commands_from_a_shell(tmp_path: Path, in_process) -> None:
     world = World(tmp_path / "challenge", validation_cases=1)
     where = ["--challenge", str(world.challenge), "--phase", "validation"]
     world.upload("validation", "zulu", "z1", drop=0.0, token="tokcz1")
-    done = _harness(world, "challenge", "intake", *where, "--settle", "0")
-    assert done.returncode == 0 and done.stdout.startswith("unregistered zulu/z1: team 'zulu' is not registered"), done
+    code, out, err = in_process("challenge", "intake", *where, "--settle", "0")
+    assert code == 0 and out.startswith("unregistered zulu/z1: team 'zulu' is not registered"), (out, err)
     world.upload("validation", "alpha", "a1", drop=0.3, token="tokca1")
-    done = _harness(world, "challenge", "evaluate", *where, "--runner", "local", "--settle", "0")
-    assert done.returncode == 0, done.stderr
-    lines = done.stdout.splitlines()
+    code, out, err = in_process("challenge", "evaluate", *where, "--runner", "local", "--settle", "0")
+    assert code == 0, err
+    lines = out.splitlines()
     assert lines[0] == "1 accepted, 0 refused; 1 submissions evaluated (1 runs, 0 reused, 0 failed)"
     assert lines[1].split()[:3] == ["1", "alpha", "#1"]
-    done = _harness(world, "challenge", "evaluate", *where, "--runner", "local", "--settle", "0")
-    assert done.stdout.splitlines()[0] == "0 accepted, 0 refused; 0 submissions evaluated (0 runs, 0 reused, 0 failed)"
-    done = _harness(world, "challenge", "pages", *where)
-    assert done.returncode == 0 and done.stdout.startswith("13 files written")  # 3 public, 2 for each of the 5 teams
-    done = _harness(world, "challenge", "record", *where)
-    record = Path(done.stdout.split("record: ")[1].strip())
+    code, out, err = in_process("challenge", "evaluate", *where, "--runner", "local", "--settle", "0")
+    assert out.splitlines()[0] == "0 accepted, 0 refused; 0 submissions evaluated (0 runs, 0 reused, 0 failed)"
+    code, out, err = in_process("challenge", "pages", *where)
+    assert code == 0 and out.startswith("13 files written")  # 3 public, 2 for each of the 5 teams
+    code, out, err = in_process("challenge", "record", *where)
+    record = Path(out.split("record: ")[1].strip())
     assert record == world.root / "phases" / "validation" / "record.json"
-    done = _harness(world, "verify", "--json", str(record))
-    assert done.returncode == 0 and json.loads(done.stdout) == {"identical": True, "differences": []}
+    code, out, err = in_process("verify", "--json", str(record))
+    assert code == 0 and json.loads(out) == {"identical": True, "differences": []}
     copy = shutil.copytree(world.root, tmp_path / "elsewhere")  # anyone with the files, in another place
-    done = _harness(world, "verify", str(copy / "phases" / "validation" / "record.json"), "--challenge",
-                    str(copy / "challenge.toml"), "--root", str(copy))
-    assert done.returncode == 0 and done.stdout.strip() == "identical", done.stdout + done.stderr
+    code, out, err = in_process("verify", str(copy / "phases" / "validation" / "record.json"), "--challenge",
+                             str(copy / "challenge.toml"), "--root", str(copy))
+    assert code == 0 and out.strip() == "identical", out + err
     (world.root / "data" / "validation" / "labelsTr" / "case_00.nii.gz").write_bytes(b"not a label any more")
-    done = _harness(world, "verify", str(record))
+    done = _shell(world, "verify", str(record))  # the process's exit status, from a shell
     assert done.returncode == 3 and "case_00.nii.gz: the ground-truth label changed since the record" in done.stdout
 
 
-def test_an_unknown_phase_is_one_line_with_the_known_ones(tmp_path: Path) -> None:
+def test_an_unknown_phase_is_one_line_with_the_known_ones(tmp_path: Path, in_process) -> None:
     world = World(tmp_path / "challenge", validation_cases=1)
-    done = _harness(world, "challenge", "evaluate", "--challenge", str(world.challenge), "--phase", "test")
-    assert done.returncode == 5
-    assert done.stderr.strip().endswith("no phase 'test'; its phases: validation, final")
+    code, out, err = in_process("challenge", "evaluate", "--challenge", str(world.challenge), "--phase", "test")
+    assert code == 5
+    assert err.strip().endswith("no phase 'test'; its phases: validation, final") and len(err.strip().splitlines()) == 1

@@ -69,3 +69,41 @@ def test_an_upload_over_the_size_cap_is_refused(tmp_path: Path) -> None:
     with pytest.raises(SubmissionError, match="member 'toy/weights.bin' takes what is extracted past the cap of 4000 "
                                               "bytes for an upload"):
         unpack_upload(bomb, tmp_path / "out2", max_bytes=4000)
+
+
+def test_a_refused_upload_is_named_as_the_team_sent_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The reasons name the upload and the files in it by the names the team gave them, never a path on
+    the harness's host (the drop folder, the checked copy): rendered from the error's file and detail."""
+    from harness.phases.arrivals import Decision, intake
+    from harness.phases.config import load_challenge_config
+    from harness.phases.layout import ChallengeLayout
+    from tests.phases.conftest import World
+
+    monkeypatch.setenv("HARNESS_CACHE", str(tmp_path / "cache"))
+    world = World(tmp_path / "challenge", validation_cases=1)
+    config = load_challenge_config(world.challenge)
+    layout = ChallengeLayout.of(world.root)
+    painter = world.upload("validation", "alpha", "a1", drop=0.3, token="tokua1")
+    manifest = painter / "toy" / "algorithm.toml"
+    manifest.write_text(manifest.read_text().replace('kind = "segmenter"', 'kind = "painter"'))
+    linked = world.upload("validation", "bravo", "b1", drop=0.3, token="tokub1")
+    (linked / "toy" / "weights").symlink_to("/etc/passwd")
+    world.upload("validation", "charlie", "c1", drop=0.3, token="tokuc1", as_tar=True, cut=True)
+    lost = world.upload("validation", "echo", "e1", drop=0.3, token="tokue1") / "toy" / "algorithm.toml"
+    lost.write_text(lost.read_text().replace("dockerfiles/toy.Dockerfile", "dockerfiles/lost.Dockerfile"))
+    evil = world.root / "drop" / "validation" / "delta" / "d1.tar"
+    evil.parent.mkdir(parents=True)
+    _tar(evil, [("../evil", b"x", 0o644)])
+    decisions = {d.team: d for d in intake(config, config.phase("validation"), layout, settle_s=0, clock=world.clock)}
+    assert decisions["alpha"].decision == Decision.INVALID
+    assert decisions["alpha"].reason.startswith("a1/toy/algorithm.toml: key 'kind' = 'painter'; use one of ")
+    assert decisions["bravo"].decision == Decision.INVALID
+    assert decisions["bravo"].reason.startswith("b1/toy/weights: a symbolic link in the build context; ")
+    assert decisions["charlie"].decision == Decision.PARTIAL
+    assert decisions["charlie"].reason.startswith("c1.tar.gz: the archive ends early (")
+    assert decisions["delta"].decision == Decision.INVALID
+    assert decisions["delta"].reason.startswith("d1.tar: member '../evil' leaves the folder")
+    assert decisions["echo"].decision == Decision.INVALID
+    assert decisions["echo"].reason.startswith("e1/toy/algorithm.toml: key 'dockerfile' = 'dockerfiles/lost.Dockerfile' "
+                                               "does not exist; give its path from the repository (")
+    assert not [d.reason for d in decisions.values() if str(tmp_path) in d.reason]

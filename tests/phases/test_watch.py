@@ -13,6 +13,9 @@ import time
 from collections import Counter
 from pathlib import Path
 
+import pytest
+
+from harness.cli import main, verbosity
 from harness.layout import ResultsLayout
 from harness.phases.arrivals import Decision, intake, submissions
 from harness.phases.config import load_challenge_config
@@ -32,26 +35,32 @@ def _rows(store: Path) -> list[tuple[str, str, str]]:
         return []
 
 
-def test_watch_survives_sigkill_mid_evaluation(tmp_path: Path) -> None:
-    world = World(tmp_path / "challenge", validation_cases=3, sleep=0.6)
+def test_watch_survives_sigkill_mid_evaluation(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    world = World(tmp_path / "challenge", validation_cases=3, hold_after=2)  # the third run waits for the kill
+    world.hold.touch()
     world.upload("validation", "alpha", "a1", drop=0.3, token="tokwa1")
     world.upload("validation", "bravo", "b1", drop=0.1, token="tokwb1")
     env = {**os.environ, "PYTHONPATH": str(REPO), "HARNESS_CACHE": str(tmp_path / "cache")}
-    command = [sys.executable, "-m", "harness", "-q", "challenge", "watch", "--challenge", str(world.challenge),
-               "--phase", "validation", "--runner", "local", "--settle", "0", "--poll", "0.1", "--until-idle"]
+    args = ["-q", "challenge", "watch", "--challenge", str(world.challenge), "--phase", "validation", "--runner", "local",
+            "--settle", "0", "--poll", "0.1", "--until-idle"]
     store = ResultsLayout.of(ChallengeLayout.of(world.root).results("validation")).store_file
-    first = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    first = subprocess.Popen([sys.executable, "-m", "harness", *args], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 120
-    while len(_rows(store)) < 2 and time.monotonic() < deadline and first.poll() is None:
-        time.sleep(0.05)
-    time.sleep(0.3)  # into the next case's run
-    os.kill(first.pid, signal.SIGKILL)
+    while (len(_rows(store)) < 2 or len(world.starts_list()) < 3) and time.monotonic() < deadline and first.poll() is None:
+        time.sleep(0.02)
+    assert first.poll() is None, "the watch ended before it was killed"
+    os.kill(first.pid, signal.SIGKILL)  # the third case's run is under way (it waits for the hold file)
     first.wait(timeout=30)
     before = _rows(store)
-    assert 2 <= len(before) < 6, before  # killed mid-evaluation
+    assert len(before) == 2 and len(world.starts_list()) == 3, (before, world.starts_list())  # killed mid-evaluation
+    world.hold.unlink()  # from here on every run goes straight through
     world.upload("validation", "charlie", "c1", drop=0.2, token="tokwc1")  # arrives while it is down
-    again = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
-    assert again.returncode == 0, again.stderr[-2000:]
+    monkeypatch.setenv("HARNESS_CACHE", env["HARNESS_CACHE"])
+    monkeypatch.setattr(verbosity, "LEVEL", verbosity.LEVEL)  # -q sets it: put back afterwards
+    with pytest.raises(SystemExit) as again:  # started again (in this process: what it finds is the point)
+        main(args)
+    assert again.value.code == 0, capsys.readouterr().err[-2000:]
     after = _rows(store)
     assert sorted((a, c) for a, c, _ in after) == sorted(
         (s, f"case_0{i}") for s in ("alpha-1", "bravo-1", "charlie-1") for i in range(3))  # nothing lost
@@ -59,7 +68,7 @@ def test_watch_survives_sigkill_mid_evaluation(tmp_path: Path) -> None:
     assert set(before) <= set(after)  # what was recorded before the kill was kept, not redone
     starts = Counter(world.starts_list())
     twice = [k for k, n in starts.items() if n > 1]
-    assert len(twice) <= 1 and all(n <= 2 for n in starts.values()), starts  # only the case cut short ran again
+    assert len(twice) == 1 and all(n <= 2 for n in starts.values()), starts  # only the case cut short ran again
     ids = {"tokwa1": "alpha-1", "tokwb1": "bravo-1", "tokwc1": "charlie-1"}
     recorded = {(a, c) for a, c, _ in before}
     assert not [k for k in twice if (ids[k.split()[0]], k.split()[1]) in recorded]  # a stored case never ran again
