@@ -119,8 +119,9 @@ def test_under_the_makefiles_xdist_options_each_module_runs_on_one_worker(tmp_pa
     for name in ("test_one", "test_two", "test_three"):
         (tmp_path / f"{name}.py").write_text(body)
     where = tmp_path / "where.txt"
-    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-n", "2",
-                           *_bench_module().XDIST, str(tmp_path)], cwd=tmp_path, capture_output=True, text=True,
+    # Hypothesis' plugin (most of a pytest start: it imports hypothesis) is left out of its three processes.
+    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:hypothesispytest",
+                           "-n", "2", *_bench_module().XDIST, str(tmp_path)], cwd=tmp_path, capture_output=True, text=True,
                           timeout=300, env={**__import__("os").environ, "WHERE": str(where)})
     assert done.returncode == 0, done.stdout + done.stderr
     assert "18 passed" in done.stdout.splitlines()[-1]
