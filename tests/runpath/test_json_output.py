@@ -26,6 +26,12 @@ def _json_process(toy: Toy, *args: str) -> tuple[int, dict, str]:
     return done.returncode, document, done.stderr
 
 
+@pytest.fixture(autouse=True)
+def _in_the_toys_folder(toy: Toy, monkeypatch: pytest.MonkeyPatch) -> None:
+    """In the toy's folder, as the process of `_json_process` is: nothing written beside the tests."""
+    monkeypatch.chdir(toy.root)
+
+
 def _json(capfd: pytest.CaptureFixture[str], *args: str) -> tuple[int, dict, str]:
     capfd.readouterr()
     with pytest.raises(SystemExit) as code:
@@ -93,9 +99,7 @@ def test_score_and_data_check_print_one_json_document(toy: Toy, tmp_path: Path,
     assert len(checked["cases"]) == 2
 
 
-def test_run_options_from_a_config_file_and_the_command_line_wins(toy: Toy, capfd: pytest.CaptureFixture[str],
-                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.chdir(toy.root)
+def test_run_options_from_a_config_file_and_the_command_line_wins(toy: Toy, capfd: pytest.CaptureFixture[str]) -> None:
     toy.write_data(1)
     toy.segmenter("alpha")
     (toy.root / "run.toml").write_text('algorithms = "algorithms"\ndata = "data"\nresults = "from-config"\n'
