@@ -53,8 +53,11 @@ def pytest_collection_finish(session):
 """
 
 
+Collection = tuple[list[str], dict[str, tuple[set[str], bool]]]  # ids printed; each test's markers, selected
+
+
 @pytest.fixture(scope="module")
-def fast_tier(tmp_path_factory: pytest.TempPathFactory) -> tuple[list[str], dict[str, tuple[set[str], bool]]]:
+def fast_tier(tmp_path_factory: pytest.TempPathFactory) -> Collection:
     """One collection, as the Makefile's test-fast selects (`-m FAST`), of the Docker tests and the
     browser, print, figure and Dask modules: the test ids it printed, and every test collected with
     its markers and whether it was selected."""
@@ -76,7 +79,7 @@ def fast_tier(tmp_path_factory: pytest.TempPathFactory) -> tuple[list[str], dict
     return printed, items
 
 
-def test_the_fast_tier_leaves_out_docker_browser_and_slow_tests_and_keeps_the_rest(fast_tier) -> None:  # type: ignore[no-untyped-def]
+def test_the_fast_tier_leaves_out_docker_browser_and_slow_tests_and_keeps_the_rest(fast_tier: Collection) -> None:
     printed, items = fast_tier
     # Of these files only the two figure tests that open no browser are in the fast tier.
     assert printed == sorted({nodeid.split("[")[0] for nodeid, (_, selected) in items.items() if selected}) == [
@@ -85,7 +88,7 @@ def test_the_fast_tier_leaves_out_docker_browser_and_slow_tests_and_keeps_the_re
     ]
 
 
-def test_every_docker_test_is_marked_docker(fast_tier) -> None:  # type: ignore[no-untyped-def]
+def test_every_docker_test_is_marked_docker(fast_tier: Collection) -> None:
     _, items = fast_tier
     docker = {nodeid: markers for nodeid, (markers, _) in items.items() if nodeid.startswith("tests/docker/")}
     assert len({nodeid.split("[")[0] for nodeid in docker}) > 10
