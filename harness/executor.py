@@ -116,8 +116,8 @@ class DaskExecutor:
     def __enter__(self) -> DaskExecutor:
         from distributed import Client
 
-        try:
-            self.client = Client(self.address, timeout=20)
+        try:  # waits Dask's `distributed.comm.timeouts.connect` (DASK_DISTRIBUTED__COMM__TIMEOUTS__CONNECT; 30 s)
+            self.client = Client(self.address)
         except (OSError, TimeoutError) as exc:
             raise HostError(f"--scheduler {self.address}: cannot connect ({exc}); start `dask scheduler` there, "
                             "or check the address") from None

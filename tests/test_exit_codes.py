@@ -38,9 +38,11 @@ def test_an_unreachable_scheduler_is_the_environment_status(tmp_path: Path) -> N
 
     write_dataset(tmp_path / "data", cases=1, seed=1, size="small")
     done = _harness("run", "algorithms", "--runner", "local", "--data", str(tmp_path / "data"), "--results",
-                    str(tmp_path / "results"), "--scheduler", "tcp://127.0.0.1:9")
+                    str(tmp_path / "results"), "--scheduler", "tcp://127.0.0.1:9",
+                    env={"DASK_DISTRIBUTED__COMM__TIMEOUTS__CONNECT": "1s"})  # the README's setting, not 30 s
     assert done.returncode == 7, done.stderr
     assert "--scheduler tcp://127.0.0.1:9: cannot connect" in done.stderr
+    assert "after 1 s" in done.stderr  # Dask's own connect timeout, as the user set it
 
 
 def test_results_that_is_a_file_is_refused_as_unusable_before_anything_runs(tmp_path: Path) -> None:

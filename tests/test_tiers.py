@@ -4,6 +4,8 @@ out; under xdist a module's tests share one worker; the benchmark runs pytest as
 from __future__ import annotations
 
 import importlib.util
+import json
+import os
 import re
 import subprocess
 import sys
@@ -33,27 +35,64 @@ def test_tier_markers(path: Path, fixtures: tuple[str, ...], expected: set[str])
     assert tier_markers(path, fixtures) == expected
 
 
-def _collect(*args: str) -> list[str]:
-    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--collect-only", *args],
-                          cwd=REPO, capture_output=True, text=True, timeout=120)
+# Loaded into the collecting pytest: every test it collects, with the markers `-m` matched it by, and
+# whether `-m` kept it.
+PROBE = """\
+import json, os
+
+def _write(items, selected):
+    with open(os.environ["TIERS_PROBE_OUT"], "a") as out:
+        for item in items:
+            out.write(json.dumps([item.nodeid, sorted({m.name for m in item.iter_markers()}), selected]) + "\\n")
+
+def pytest_deselected(items):
+    _write(items, False)
+
+def pytest_collection_finish(session):
+    _write(session.items, True)
+"""
+
+
+Collection = tuple[list[str], dict[str, tuple[set[str], bool]]]  # ids printed; each test's markers, selected
+
+
+@pytest.fixture(scope="module")
+def fast_tier(tmp_path_factory: pytest.TempPathFactory) -> Collection:
+    """One collection, as the Makefile's test-fast selects (`-m FAST`), of the Docker tests and the
+    browser, print, figure and Dask modules: the test ids it printed, and every test collected with
+    its markers and whether it was selected."""
+    probe = tmp_path_factory.mktemp("probe")
+    (probe / "tiers_probe.py").write_text(PROBE)
+    env = {**os.environ, "TIERS_PROBE_OUT": str(probe / "items.jsonl"),
+           "PYTHONPATH": os.pathsep.join(filter(None, (str(probe), os.environ.get("PYTHONPATH"))))}
+    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "tiers_probe",
+                           "--collect-only", "-m", FAST, "tests/docker", "tests/report/test_browser.py",
+                           "tests/report/test_print.py", "tests/report/test_figures_browser.py",
+                           "tests/runpath/test_dask_loopback.py"],
+                          cwd=REPO, capture_output=True, text=True, timeout=120, env=env)
     assert done.returncode in (0, 5), done.stdout + done.stderr  # 5: nothing selected
-    return sorted({line.split("[")[0] for line in done.stdout.splitlines() if "::" in line})
+    printed = sorted({line.split("[")[0] for line in done.stdout.splitlines() if "::" in line})
+    items = {}
+    for line in (probe / "items.jsonl").read_text().splitlines():
+        nodeid, markers, selected = json.loads(line)
+        items[nodeid] = (set(markers), selected)
+    return printed, items
 
 
-def test_the_fast_tier_leaves_out_docker_browser_and_slow_tests_and_keeps_the_rest() -> None:
-    selected = _collect("-m", FAST, "tests/docker", "tests/report/test_browser.py", "tests/report/test_print.py",
-                        "tests/report/test_figures_browser.py", "tests/runpath/test_dask_loopback.py")
+def test_the_fast_tier_leaves_out_docker_browser_and_slow_tests_and_keeps_the_rest(fast_tier: Collection) -> None:
+    printed, items = fast_tier
     # Of these files only the two figure tests that open no browser are in the fast tier.
-    assert selected == [
+    assert printed == sorted({nodeid.split("[")[0] for nodeid, (_, selected) in items.items() if selected}) == [
         "tests/report/test_figures_browser.py::test_overlap_px_of_rectangles_and_rotated_rectangles",
         "tests/report/test_figures_browser.py::test_the_public_edition_of_50_algorithms_names_no_case",
     ]
 
 
-def test_every_docker_test_is_marked_docker() -> None:
-    everything = _collect("tests/docker")
-    assert len(everything) > 10
-    assert _collect("-m", "docker", "tests/docker") == everything
+def test_every_docker_test_is_marked_docker(fast_tier: Collection) -> None:
+    _, items = fast_tier
+    docker = {nodeid: markers for nodeid, (markers, _) in items.items() if nodeid.startswith("tests/docker/")}
+    assert len({nodeid.split("[")[0] for nodeid in docker}) > 10
+    assert [nodeid for nodeid, markers in docker.items() if "docker" not in markers] == []  # `-m docker` selects each
 
 
 def _bench_module():
@@ -83,8 +122,9 @@ def test_under_the_makefiles_xdist_options_each_module_runs_on_one_worker(tmp_pa
     for name in ("test_one", "test_two", "test_three"):
         (tmp_path / f"{name}.py").write_text(body)
     where = tmp_path / "where.txt"
-    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-n", "2",
-                           *_bench_module().XDIST, str(tmp_path)], cwd=tmp_path, capture_output=True, text=True,
+    # Hypothesis' plugin (most of a pytest start: it imports hypothesis) is left out of its three processes.
+    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:hypothesispytest",
+                           "-n", "2", *_bench_module().XDIST, str(tmp_path)], cwd=tmp_path, capture_output=True, text=True,
                           timeout=300, env={**__import__("os").environ, "WHERE": str(where)})
     assert done.returncode == 0, done.stdout + done.stderr
     assert "18 passed" in done.stdout.splitlines()[-1]

@@ -8,6 +8,7 @@ site-packages (a .pth line: no network, and this checkout's editable install is 
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -18,6 +19,8 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+# The installed copy as a user has it: neither this checkout on the path nor its templates.
+INSTALLED_ENV = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "HARNESS_LEADERBOARD_DIR")}
 
 
 def _tracked_copy(target: Path) -> Path:
@@ -73,7 +76,7 @@ def test_the_installed_command_reports_and_scores_from_another_folder(installed:
 
     _, venv = installed
     where = subprocess.run([str(venv / "bin" / "python"), "-c", "import harness; print(harness.__file__)"],
-                           capture_output=True, text=True, cwd=tmp_path, check=True).stdout.strip()
+                           capture_output=True, text=True, cwd=tmp_path, check=True, env=INSTALLED_ENV).stdout.strip()
     assert Path(where).is_relative_to(venv), where  # the installed copy, not this checkout
     results = store_fixture.make_store(tmp_path / "results", algorithms=("classical", "fast-net"), n_cases=2, failures=False,
                                        monitored=())
@@ -81,12 +84,13 @@ def test_the_installed_command_reports_and_scores_from_another_folder(installed:
     elsewhere.mkdir()
     harness = str(venv / "bin" / "harness")
     report = subprocess.run([harness, "report", "--results", str(results), "--out", "board.html"], capture_output=True,
-                            text=True, cwd=elsewhere, timeout=300)
+                            text=True, cwd=elsewhere, timeout=300, env=INSTALLED_ENV)
     assert report.returncode == 0, report.stderr
     assert "<html" in (elsewhere / "board.html").read_text()[:500].lower()
     write_dataset(tmp_path / "data", cases=1, seed=2, size="small")
     shutil.copytree(tmp_path / "data" / "labelsTr", tmp_path / "pred")
     score = subprocess.run([harness, "score", "--pred", str(tmp_path / "pred"), "--labels", str(tmp_path / "data" / "labelsTr"),
-                            "--out", "scores.csv"], capture_output=True, text=True, cwd=elsewhere, timeout=300)
+                            "--out", "scores.csv"], capture_output=True, text=True, cwd=elsewhere, timeout=300,
+                           env=INSTALLED_ENV)
     assert score.returncode == 0, score.stderr
     assert (elsewhere / "scores.csv").read_text().count("\n") == 14  # a header and 13 organs

@@ -206,7 +206,9 @@ def _load_run_config(ctx: click.Context, param: click.Parameter, value: Path | N
 @click.option("--scheduler", default=None, metavar="tcp://HOST:8786",
               help="Dask scheduler: each run becomes a task needing GPU=1 on its workers (start one worker per GPU with "
                    "`dask worker tcp://HOST:8786 --nthreads 1 --resources GPU=1`); runs are scored and stored here as "
-                   "they end. A scheduler lost midway is exit 7: the same command again runs only what is not stored.")
+                   "they end. A scheduler not reached within Dask's connect timeout (30 s; "
+                   "DASK_DISTRIBUTED__COMM__TIMEOUTS__CONNECT=10s to change) is exit 7, as is one lost midway: the "
+                   "same command again runs only what is not stored.")
 @click.option("--scoring-workers", type=click.IntRange(min=0), default=None,
               help="Without --scheduler: processes of the local Dask cluster that score while the next case runs "
                    "(0 scores inline).  [default: number of CPUs]")

@@ -10,6 +10,7 @@ import importlib
 import json
 import math
 import re
+import shutil
 from dataclasses import replace
 from pathlib import Path
 from types import ModuleType
@@ -99,20 +100,33 @@ def _predictions(toy: Toy) -> dict[tuple[str, str], np.ndarray]:
     return out
 
 
-@pytest.fixture
-def autopet_run(toy: Toy) -> Toy:
+@pytest.fixture(scope="module")
+def autopet_run(tmp_path_factory: pytest.TempPathFactory) -> Toy:
     """Three autoPET cases: `harness data synth --profile autopet --pathology 1` phantoms (liver lesions
-    labelled 1 on the phantoms' CT grid), each with a perturbed prediction."""
-    synth = toy.root / "synth"
-    write_dataset(synth, cases=len(CASES), seed=35, pathology=1.0, profile="autopet")
-    rng = np.random.default_rng(35)
-    for index, case in enumerate(CASES):
-        img = nib.load(synth / "labelsTr" / f"phantom_{index:04d}.nii.gz")
-        gt = np.asarray(img.dataobj)
-        assert set(np.unique(gt)) == {0, 1}  # lesions only, labelled 1
-        _write_case(toy, case, gt, _perturbed(gt, rng), img.affine)
-    _run(toy, "autopet")
+    labelled 1 on the phantoms' CT grid), each with a perturbed prediction; run once for the module's
+    tests, which only read it (`autopet` below)."""
+    with pytest.MonkeyPatch.context() as patch:
+        root = tmp_path_factory.mktemp("autopet")
+        patch.setenv("HARNESS_CACHE", str(root / "cache"))
+        toy = Toy(root)
+        synth = toy.root / "synth"
+        write_dataset(synth, cases=len(CASES), seed=35, pathology=1.0, profile="autopet")
+        rng = np.random.default_rng(35)
+        for index, case in enumerate(CASES):
+            img = nib.load(synth / "labelsTr" / f"phantom_{index:04d}.nii.gz")
+            gt = np.asarray(img.dataobj)
+            assert set(np.unique(gt)) == {0, 1}  # lesions only, labelled 1
+            _write_case(toy, case, gt, _perturbed(gt, rng), img.affine)
+        _run(toy, "autopet")
     return toy
+
+
+@pytest.fixture
+def autopet(autopet_run: Toy, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Toy, Path]:
+    """The module's autoPET run, not to be changed (a test that changes its store copies it first), and
+    this test's own folder for what it writes."""
+    monkeypatch.setenv("HARNESS_CACHE", str(tmp_path / "cache"))
+    return autopet_run, tmp_path
 
 
 def _autopet_reference(toy: Toy) -> pd.DataFrame:
@@ -131,9 +145,9 @@ def _autopet_reference(toy: Toy) -> pd.DataFrame:
     return pd.DataFrame(rows).set_index(["algorithm", "case_id"]).sort_index()
 
 
-def test_autopet_volumes_are_stored_ranked_and_reported_as_the_official_script_gives_them(autopet_run: Toy,
-                                                                                           capsys) -> None:
-    toy = autopet_run
+def test_autopet_volumes_are_stored_ranked_and_reported_as_the_official_script_gives_them(
+        autopet: tuple[Toy, Path], capsys) -> None:  # type: ignore[no-untyped-def]
+    toy, out = autopet
     reference = _autopet_reference(toy)
     assert (reference["fp_volume_ml"] > 0).all() and (reference["fn_volume_ml"] > 0).sum() >= 2  # really exercised
     with Store.open(toy.results, lock=False, create=False) as store:
@@ -153,7 +167,7 @@ def test_autopet_volumes_are_stored_ranked_and_reported_as_the_official_script_g
     config = Path(__file__).resolve().parents[2] / "harness" / "ranking" / "autopet_ranking.toml"
     capsys.readouterr()
     assert _cli(["rank", "--results", str(toy.results), "--config", str(config), "--draws", "10",
-                 "--out", str(toy.root / "ranking"), "--json"]) == 0
+                 "--out", str(out / "ranking"), "--json"]) == 0
     document = json.loads(capsys.readouterr().out)
     assert document["metrics"] == ["dsc", "fp_volume_ml", "fn_volume_ml"] and document["left_out"] == []
     board = {row["algorithm"]: row for row in document["leaderboard"]}
@@ -166,9 +180,11 @@ def test_autopet_volumes_are_stored_ranked_and_reported_as_the_official_script_g
             assert board[algorithm][f"mean_{metric}"] == sum(values) / 3, (algorithm, metric)
     assert board["flaky"]["rank"] == 3  # its failed case's 1e6 ml puts it last
 
-    # The report: a per-organ table per volume, a failed run at its failure value; private and public
-    for public in (False, True):
-        page = build_report(toy.results, toy.root / f"report-{public}.html", config=FEW_DRAWS, public=public).read_text()
+    # The report: a per-organ table per volume, a failed run at its failure value; private (the one
+    # `harness run` wrote) and public
+    pages = [(toy.results / "report.html").read_text(),
+             build_report(toy.results, out / "report-public.html", config=FEW_DRAWS, public=True).read_text()]
+    for page in pages:
         for metric in ("fp_volume_ml", "fn_volume_ml"):
             table = re.search(rf'<table id="organs-{metric}".*?</table>', page, re.S)
             assert table is not None, metric
@@ -181,16 +197,17 @@ def test_autopet_volumes_are_stored_ranked_and_reported_as_the_official_script_g
         assert "<h3>False-negative volume (ml) (lower is better; a failed run counts 1M)</h3>" in page
 
 
-def test_a_score_table_of_lesion_columns_ranks_as_the_store_does(autopet_run: Toy, capsys) -> None:
+def test_a_score_table_of_lesion_columns_ranks_as_the_store_does(autopet: tuple[Toy, Path],
+                                                                 capsys) -> None:  # type: ignore[no-untyped-def]
     """`harness score --pred-root` writes the volumes; `harness rank` on that table takes each case's mean,
     a missing prediction at the failure value, equal to the store's ranking."""
-    toy = autopet_run
-    root = toy.root / "preds"
+    toy, out = autopet
+    root = out / "preds"
     for (algorithm, case), pred in _predictions(toy).items():
         (root / algorithm).mkdir(parents=True, exist_ok=True)
         affine = nib.load(toy.data / "labelsTr" / f"{case}.nii.gz").affine
         nib.save(nib.Nifti1Image(pred, affine), root / algorithm / f"{case}.nii.gz")
-    table = toy.root / "scores.csv"
+    table = out / "scores.csv"
     assert _cli(["score", "--pred-root", str(root), "--labels", str(toy.data), "--profile", "autopet",
                  "--out", str(table)]) == 3  # flaky has no case_01
     written = pd.read_csv(table)
@@ -202,14 +219,14 @@ def test_a_score_table_of_lesion_columns_ranks_as_the_store_does(autopet_run: To
             and f"{'extra metrics (mean)':<22}{'fp_volume_ml':>16}{'fn_volume_ml':>16}" in printed)
     ok = written[written["status"] == "ok"].set_index(["algorithm", "case"]).sort_index()
     assert ok["fp_volume_ml"].tolist() == reference["fp_volume_ml"].tolist()
-    config = toy.root / "rank.toml"
+    config = out / "rank.toml"
     # named without a direction (theirs is known: lower is better), the case mean and the lesion label's own
     config.write_text('name = "v"\nmethod = "aggregate_then_rank"\ndraws = 10\n[metrics.fn_volume_ml]\n'
                       '[metrics."fn_volume_ml@lesion"]\n')
     boards = []
     for results in (table, toy.results):
         capsys.readouterr()
-        assert _cli(["rank", "--results", str(results), "--config", str(config), "--out", str(toy.root / "r"),
+        assert _cli(["rank", "--results", str(results), "--config", str(config), "--out", str(out / "r"),
                      "--json"]) == 0
         boards.append({r["algorithm"]: (r["rank"], r["mean_fn_volume_ml"], r["mean_fn_volume_ml@lesion"])
                        for r in json.loads(capsys.readouterr().out)["leaderboard"]})
@@ -257,13 +274,13 @@ def test_brats2023_lesion_wise_scores_are_stored_as_the_official_script_gives_th
         assert ranks.loc[("flaky", "case_01", f"lesion_hd95_mm@{region}"), "value"] == 374.0
         stored = scores[(scores.algorithm == "shifted") & (scores.case_id == "case_02") & (scores.organ == region)]
         assert ranks.loc[("shifted", "case_02", f"lesion_hd95_mm@{region}"), "value"] == stored.lesion_hd95_mm.iloc[0]
-    page = build_report(toy.results, toy.root / "report.html", config=FEW_DRAWS).read_text()
+    page = (toy.results / "report.html").read_text()  # the report `harness run` wrote
     table = re.search(r'<table id="organs-lesion_hd95_mm".*?</table>', page, re.S)
     assert table is not None and 'data-first="ascending"' in table.group(0)  # lower is better
     assert '<table id="organs-lesion_tp"' not in page  # counts are not a per-organ table
 
 
-def test_panoptic_quality_of_a_user_profile_is_stored_as_panoptica_gives_it(autopet_run: Toy) -> None:
+def test_panoptic_quality_of_a_user_profile_is_stored_as_panoptica_gives_it(autopet: tuple[Toy, Path]) -> None:
     panoptica = pytest.importorskip("panoptica", reason="panoptica (the oracle, pinned in the test extras) is not installed")
     from panoptica import (
         ConnectedComponentsInstanceApproximator,
@@ -273,14 +290,15 @@ def test_panoptic_quality_of_a_user_profile_is_stored_as_panoptica_gives_it(auto
         Panoptica_Evaluator,
     )
 
-    toy = autopet_run
-    profile = toy.root / "lesions_pq.toml"
+    toy, out = autopet
+    results = shutil.copytree(toy.results, out / "results")  # rescored: this test's own copy of the store
+    profile = out / "lesions_pq.toml"
     text = (Path(__file__).resolve().parents[2] / "harness" / "profiles" / "autopet.toml").read_text()
     profile.write_text(text.replace('name = "autopet"', 'name = "lesions_pq"')
                        + '\npanoptic = { matching_metric = "iou", matching_threshold = 0.5 }\n')
-    code = _cli(["rescore", "--results", str(toy.results), "--profile", str(profile)])
+    code = _cli(["rescore", "--results", str(results), "--profile", str(profile), "--no-report"])  # the store is the point
     assert code == 0
-    with Store.open(toy.results, lock=False, create=False) as store:
+    with Store.open(results, lock=False, create=False) as store:
         scores = store.scores().set_index(["algorithm", "case_id"])
     assert list(scores.columns[-7:]) == ["fp_volume_ml", "fn_volume_ml", "pq", "sq", "rq", "sq_dsc", "pq_dsc"]
     evaluator = Panoptica_Evaluator(
