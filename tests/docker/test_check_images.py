@@ -22,8 +22,8 @@ from tests.docker.test_foreign_contracts import foreign_algorithms
 def harness_check(args: list[str], *, cache: Path, monkeypatch: pytest.MonkeyPatch,
                   capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
     """`harness check ARGS` run by `harness.cli.main` in this process (no interpreter to start, no
-    imports to repeat): its exit status, stdout and stderr. The environment is a plain shell's, as
-    a subprocess with only PATH, HOME, DOCKER_HOST and HARNESS_CACHE would have it."""
+    imports to repeat): its exit status, stdout and stderr. As in a plain shell: PATH is the
+    system's and no HARNESS_ setting is set but the cache."""
     from harness.cli import main
 
     with monkeypatch.context() as env:
