@@ -11,7 +11,7 @@ from harness.build import BuildError, BuiltImage, build_all
 from harness.spec import load_manifest
 from tests.docker.conftest import HERE
 
-SLEEP_S = 4  # each slow build's own step; the second build must start while the first is in it
+SLEEP_S = 3  # each slow build's own step; the second build must start while the first is in it
 
 
 def _algorithm(root: Path, name: str, step: str) -> Path:
@@ -21,7 +21,9 @@ def _algorithm(root: Path, name: str, step: str) -> Path:
     (folder / "mode").write_text("ok\n")
     dockerfile = root / "dockerfiles" / f"{name}.Dockerfile"
     dockerfile.parent.mkdir(parents=True, exist_ok=True)
-    dockerfile.write_text((HERE / "behave.Dockerfile").read_text().replace("RUN useradd", f"RUN {step}\nRUN useradd"))
+    # The step goes last: the layers before it (the same files each time) come from Docker's build
+    # cache, so each build starts one container, the step's own.
+    dockerfile.write_text((HERE / "behave.Dockerfile").read_text().replace("ENTRYPOINT", f"RUN {step}\nENTRYPOINT"))
     (folder / "algorithm.toml").write_text(
         f'name = "{name}"\nversion = "1"\nkind = "segmenter"\ndockerfile = "dockerfiles/{name}.Dockerfile"\n'
         'profile = "flare22"\ngpu = "none"\n')

@@ -79,20 +79,22 @@ def test_flare_contract_violations_are_recorded_with_their_reason(tmp_path: Path
             'contract = "flare"\nprofile = "flare22"\ngpu = "none"\n\n[resources]\nmemory = "256m"\ntime_limit_s = 30\n'
             'output = "8m"\noutput_files = 64\n')
     before = {p: p.stat().st_mtime_ns for p in phantom_data.rglob("*")}
+    # One case: each violation is the same on every case (the scores-alike test above runs all three).
     settings = RunSettings(algorithms_dir=algorithms, data_dir=phantom_data, results_dir=tmp_path / "results",
-                           runner="docker", base=base_image, cache_dir=tmp_path / "cache", repo_root=tmp_path)
+                           runner="docker", base=base_image, cache_dir=tmp_path / "cache", repo_root=tmp_path,
+                           case_limit=1)
     run_all(settings, say=lambda m: None, on_result=lambda e: None)
     with Store.open(tmp_path / "results", lock=False, create=False) as store:
         runs = store.runs().set_index("algorithm")
-    assert set(runs.loc["native"].status) == {"ok"}  # the others go on
-    missing = runs.loc["no-predict-sh"]
+    assert len(runs) == 5 and set(runs.loc[["native"]].status) == {"ok"}  # the others go on
+    missing = runs.loc[["no-predict-sh"]]
     assert set(missing.status) == {"crashed"} and "predict.sh" in missing.log_tail.iloc[0]
-    wrong = runs.loc["wrong-name"]
+    wrong = runs.loc[["wrong-name"]]
     assert set(wrong.status) == {"invalid_output"}
     assert wrong.message.iloc[0].startswith("no label map /workspace/outputs/phantom_")  # in the contract's terms
     assert "(found: segmentation.nii.gz)" in wrong.message.iloc[0]
     for name in ("floods-inputs", "many-inputs"):
-        flooded = runs.loc[name]
+        flooded = runs.loc[[name]]
         assert set(flooded.status) == {"output_too_large"}, (name, flooded.message.iloc[0])
         assert "/workspace/inputs filled its writable space" in flooded.message.iloc[0]
     assert {p: p.stat().st_mtime_ns for p in phantom_data.rglob("*")} == before  # nothing of the organiser's changed

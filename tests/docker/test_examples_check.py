@@ -4,29 +4,26 @@ accepted (exit 0) through Docker, with the path rule the README states (its `doc
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from tests.docker.conftest import REPO
+from tests.docker.test_check_images import harness_check
 
 EXAMPLES = REPO / "algorithms" / "examples"
 
 
 @pytest.mark.parametrize("name", ["harness", "flare", "grand-challenge", "mlcube", "medperf", "nnunet"])
-def test_harness_check_accepts_each_readme_example(tmp_path: Path, base_image: str, phantom_data: Path, name: str) -> None:
-    done = subprocess.run([sys.executable, "-m", "harness", "check", f"algorithms/examples/{name}", "--data",
-                           str(phantom_data), "--cases", "1", "--base", base_image],
-                          capture_output=True, text=True, timeout=600, cwd=REPO,
-                          env={"HARNESS_CACHE": str(tmp_path / "cache"), "PATH": "/usr/bin:/bin",
-                               "PYTHONPATH": os.environ.get("PYTHONPATH", ""),
-                               **{k: os.environ[k] for k in ("DOCKER_HOST", "HOME") if k in os.environ}})
-    print(done.stdout)
-    assert done.returncode == 0, done.stdout + done.stderr
-    lines = done.stdout.splitlines()
+def test_harness_check_accepts_each_readme_example(tmp_path: Path, base_image: str, phantom_data: Path, name: str,
+                                                   monkeypatch, capsys) -> None:
+    monkeypatch.chdir(REPO)  # the README's path, relative to the repository
+    code, stdout, stderr = harness_check([f"algorithms/examples/{name}", "--data", str(phantom_data), "--cases", "1",
+                                          "--base", base_image], cache=tmp_path / "cache", monkeypatch=monkeypatch,
+                                         capsys=capsys)
+    print(stdout)
+    assert code == 0, stdout + stderr
+    lines = stdout.splitlines()
     assert lines[0] == f"harness check algorithms/examples/{name}"
     assert lines[1].startswith(f"  [ok]   manifest: {name} 1, contract ") and lines[1].endswith(
         f"dockerfile examples/{name}/Dockerfile")

@@ -2,8 +2,9 @@
 
 Well-behaved: ok (writes an all-background label map), slow (the same after 1.5 s), late (the
 same after 4.5 s), burn1 / burn2 (one / two cores busy for 3 s, idle 1 s, then the output, and
-its own getrusage CPU time as a JSON line), probe (also prints what the sandbox allows, as JSON),
-remember (fails when /output is not empty at the start, else leaves memo.txt beside the output).
+its own getrusage CPU time, output included, as a JSON line; burn1@B,I: busy B s, idle I s),
+probe (also prints what the sandbox allows, as JSON), remember (fails when /output is not empty
+at the start, else leaves memo.txt beside the output).
 Hostile or broken: sleep/hang, crash, oom, forkbomb, fill_output, fill_tmp, no_output,
 wrong_shape, wrong_affine, wrong_dtype, bad_labels, nan_probs, range_probs, symlink, log_flood,
 network, write_input, header_bomb, extension_bomb, many_files, unlinked_flood, sparse, nested,
@@ -124,18 +125,17 @@ def main() -> int:
         time.sleep(1.5)
     if mode == "late":
         time.sleep(4.5)
-    if mode in ("burn1", "burn2"):
-        burners = 1 if mode == "burn1" else 2
+    if mode.partition("@")[0] in ("burn1", "burn2"):
+        burners = 1 if mode.startswith("burn1") else 2
+        busy_s, idle_s = (float(x) for x in (mode.partition("@")[2] or "3,1").split(","))
         children = [pid for pid in (os.fork() for _ in range(burners - 1)) if pid]  # parent keeps the pids
         if len(children) == burners - 1:
-            burn(3.0)
+            burn(busy_s)
             for child in children:
                 os.waitpid(child, 0)
-            time.sleep(1.0)
-            used = [resource.getrusage(who) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)]
-            say(cpu_s=sum(u.ru_utime + u.ru_stime for u in used))  # the truth, for the tests
+            time.sleep(idle_s)
         else:  # a child: burn, then leave at once
-            burn(3.0)
+            burn(busy_s)
             os._exit(0)
     if mode == "probe":
         say(**probe())
@@ -251,6 +251,9 @@ def main() -> int:
         for organ in ORGANS:
             (output_dir / "probabilities" / f"{organ}.nii.gz").write_bytes(
                 nifti_like(image, datatype=16, bitpix=32, fill=value))
+    if mode.startswith("burn"):  # after the output is written: the CPU time of all but the exit
+        used = [resource.getrusage(who) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)]
+        say(cpu_s=sum(u.ru_utime + u.ru_stime for u in used))  # the truth, for the tests
     return 0
 
 
