@@ -92,8 +92,7 @@ def test_prediction_depends_on_case_id_not_on_other_cases(dataset: Path, written
     src = dataset / "labelsTr" / "phantom_0001.nii.gz"
     save_nifti_gz(nib.load(src), alone / "labelsTr" / src.name)
     [one] = write_predictions(alone, tmp_path / "p1", seed=9)
-    both = written  # seed 9 on both cases
-    assert one.read_bytes() == both[1].read_bytes()
+    assert one.read_bytes() == written[1].read_bytes()  # seed 9 on both cases
 
 
 def test_errors_name_the_folder(tmp_path: Path, dataset: Path) -> None:
