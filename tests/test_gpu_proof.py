@@ -167,7 +167,7 @@ def memory_rows(rows: list) -> list:
 @pytest.fixture(scope="module")
 def monitored() -> dict[float, tuple[dict[str, float], pd.DataFrame]]:
     """Three monitors sampling the same plan: exact, 10 % high, 10 % low (each on its own virtual
-    clock: the real monitor's schedule and integrals without 4.7 s of wall clock per monitor)."""
+    clock: the real monitor's schedule and integrals in milliseconds, not the plan's seconds)."""
     steps = gp.nominal_steps(SHORT, context_mb=CONTEXT_MB)
     monitors = {}
     for scale in (1.0, 1.1, 0.9):
