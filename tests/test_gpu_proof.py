@@ -7,11 +7,14 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
+import io
 import json
 import math
 import os
+import shutil
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from types import ModuleType, SimpleNamespace
@@ -93,19 +96,44 @@ def test_a_plan_that_cannot_prove_anything_is_named(phases: tuple, problem: str)
 
 # ---------------------------------------------------------------- memory checks on the real monitor, fake NVML
 
-SHORT = (gp.Phase("context only", 0, 0.8), gp.Phase("1 GiB", 1024, 0.8), gp.Phase("3 GiB", 3072, 2.0), gp.Phase("released", 0, 0.8))
+# A phase's level is read from its samples 0.25 s away from its edges: 1 s leaves five of them at
+# 10 Hz (0.8 s, the least `plan_problems` allows, leaves three, and one late sample on a loaded
+# machine failed the level of a monitor that was right).
+SHORT = (gp.Phase("context only", 0, 1.0), gp.Phase("1 GiB", 1024, 1.0), gp.Phase("3 GiB", 3072, 2.0), gp.Phase("released", 0, 1.0))
 CONTEXT_MB = 420.0
+
+
+class VirtualClock:
+    """Virtual seconds for the monitor's sampler (as in tests/monitor/test_monitor_units.py): `wait`
+    moves time on instead of sleeping and ends the sampler's loop at `end_s` after the start."""
+
+    def __init__(self, end_s: float, start_s: float = 1000.0) -> None:
+        self.t, self.end, self.ended = start_s, start_s + end_s, threading.Event()
+
+    def __call__(self) -> float:
+        return self.t
+
+    def wait(self, stop: threading.Event, timeout_s: float) -> bool:
+        if stop.is_set():
+            return True
+        if self.t + timeout_s >= self.end - 1e-9:
+            self.t = max(self.t, self.end)
+            self.ended.set()
+            return True
+        self.t += timeout_s
+        return False
 
 
 class PlanNvml:
     """NVML stand-in: process 1234 follows the plan's curve times `scale` (a monitor off by that
-    much), another process holds 3000 MiB the whole time."""
+    much), another process holds 3000 MiB the whole time; the plan's time is `clock`'s."""
 
-    def __init__(self, steps, scale: float) -> None:
-        self.t0, self.steps, self.scale = time.monotonic(), steps, scale
+    def __init__(self, steps, scale: float, clock=time.monotonic) -> None:  # type: ignore[no-untyped-def]
+        self.clock, self.steps, self.scale = clock, steps, scale
+        self.t0 = clock()
 
     def _own(self) -> float:
-        return float(gp.level_at(self.steps, np.array([time.monotonic() - self.t0]))[0]) * self.scale
+        return float(gp.level_at(self.steps, np.array([self.clock() - self.t0]))[0]) * self.scale
 
     def nvmlInit(self) -> None: ...
 
@@ -138,18 +166,19 @@ def memory_rows(rows: list) -> list:
 
 @pytest.fixture(scope="module")
 def monitored() -> dict[float, tuple[dict[str, float], pd.DataFrame]]:
-    """Three monitors sampling the same plan at once: exact, 10 % high, 10 % low."""
+    """Three monitors sampling the same plan: exact, 10 % high, 10 % low (each on its own virtual
+    clock: the real monitor's schedule and integrals in milliseconds, not the plan's seconds)."""
     steps = gp.nominal_steps(SHORT, context_mb=CONTEXT_MB)
     monitors = {}
     for scale in (1.0, 1.1, 0.9):
-        nvml = PlanNvml(steps, scale)
-        monitor = RunMonitor(probe_factory=OneProcess, host_cpus=1,
+        clock = VirtualClock(steps[-1].end_s + 0.3)
+        nvml = PlanNvml(steps, scale, clock)
+        monitor = RunMonitor(probe_factory=OneProcess, host_cpus=1, clock=clock, wait=clock.wait,
                              gpu_factory=lambda pids, nvml=nvml: NvmlGpuProbe(pids, device_indices=(0,), nvml=nvml))
         monitor.attach(1234, started_at=nvml.t0)
-        monitors[scale] = monitor
-    time.sleep(steps[-1].end_s + 0.3)
-    for monitor in monitors.values():
+        assert clock.ended.wait(30), "the sampler never reached the virtual end"
         monitor.stop()
+        monitors[scale] = monitor
     return {scale: (m.figures(), m.series()) for scale, m in monitors.items()}
 
 
@@ -334,9 +363,27 @@ cuda = SimpleNamespace(is_available=lambda: True, init=_init, synchronize=lambda
 '''
 
 
-def _fake_gpu(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, scale: float):
+@pytest.fixture(scope="module")
+def phantoms(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The two phantom cases of the proof's workspace (`gp.Workspace.make`), written once for every
+    workspace of this module."""
+    from harness.data.synth import write_dataset
+
+    data = tmp_path_factory.mktemp("gpu-proof-phantoms") / "data"
+    write_dataset(data, cases=2, seed=0, size="small")
+    return data
+
+
+def _fake_gpu(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, scale: float, phantoms: Path):
     """A workspace whose allocation algorithm finds the fake torch and NVML beside it, and the fake
-    NVML as this process's pynvml."""
+    NVML as this process's pynvml. Every workspace made meanwhile gets a copy of `phantoms`."""
+    import harness.data.synth as synth
+
+    def copy_phantoms(out_dir: Path, *, cases: int, seed: int, size: str = "small") -> None:
+        assert (cases, seed, size) == (2, 0, "small"), "gp.Workspace.make asks for other phantoms than `phantoms`"
+        shutil.copytree(phantoms, out_dir)
+
+    monkeypatch.setattr(synth, "write_dataset", copy_phantoms)
     state = str(tmp_path / "held.json")
     workspace = gp.Workspace.make(tmp_path / "ws")
     folder = workspace.alloc_spec(SHORT).directory
@@ -356,12 +403,33 @@ def _fake_gpu(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, scale: float):
     return workspace, fake
 
 
-@pytest.mark.parametrize("scale", [1.0, 1.1])
-def test_the_allocation_run_goes_through_the_local_runner_and_its_checks_judge_the_monitor(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, scale: float) -> None:
-    workspace, _ = _fake_gpu(tmp_path, monkeypatch, scale)
-    record: dict = {}
-    rows = gp.alloc_rows(workspace, "alloc", record, CUDA_VISIBLE_DEVICES=UUID[:12])
+@pytest.fixture(scope="module")
+def proof(tmp_path_factory: pytest.TempPathFactory, phantoms: Path) -> tuple[int, dict, str, Path]:
+    """prove() once on the GPU branch with a fake GPU that is right: (exit status, its JSON, what it
+    printed, its --out). The cnn section is replaced (its glue needs onnxruntime's CUDA provider to
+    mean anything; its checks are the pure functions above)."""
+    tmp_path = tmp_path_factory.mktemp("proof")
+    with pytest.MonkeyPatch.context() as monkeypatch, contextlib.redirect_stdout(io.StringIO()) as printed:
+        workspace, _ = _fake_gpu(tmp_path, monkeypatch, 1.0, phantoms)
+        fakes = workspace.alloc_spec(SHORT).directory
+        make = gp.Workspace.alloc_spec
+
+        def with_fakes(self, phases):  # every allocation folder the proof makes finds the fakes beside it
+            spec = make(self, phases)
+            for name in ("pynvml.py", "torch.py"):
+                (spec.directory / name).write_bytes((fakes / name).read_bytes())
+            return spec
+
+        monkeypatch.setattr(gp.Workspace, "alloc_spec", with_fakes)
+        monkeypatch.setattr(gp, "cnn_rows", lambda workspace, record: [gp.Check("cnn", "replaced", V.PASS)])
+        monkeypatch.syspath_prepend(str(fakes))  # the proof's own import check finds the fake torch
+        monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0")
+        status = gp.prove(tmp_path / "out")
+    document = json.loads((tmp_path / "out" / "gpu_proof.json").read_text())
+    return status, document, printed.getvalue(), tmp_path / "out"
+
+
+def _judge_allocation_run(rows: list, record: dict, *, scale: float) -> None:
     by_name = {r.name: r for r in rows}
     assert by_name["run"].verdict is V.PASS, by_name["run"]
     assert by_name["CUDA context (MiB)"].measured == 420.0  # the card's reading in the algorithm, not the monitor's
@@ -373,8 +441,24 @@ def test_the_allocation_run_goes_through_the_local_runner_and_its_checks_judge_t
     assert by_name["AUC_GPU, trapezoid (MB*s)"].expected == pytest.approx((420 + 3072 - 2048) * 2.0, rel=0.05)
 
 
-def test_device_names_resolve_in_nvml(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    _, fake = _fake_gpu(tmp_path, monkeypatch, 1.0)
+def test_the_allocation_run_goes_through_the_local_runner_and_its_checks_judge_the_monitor(proof) -> None:
+    """A monitor that is right: the proof's own run by UUID prefix, `gp.alloc_rows(workspace,
+    "alloc by UUID", record, CUDA_VISIBLE_DEVICES=UUID[:12])`, its rows and record as it wrote them."""
+    _, document, _, _ = proof
+    rows = [gp.Check(**{**r, "verdict": V(r["verdict"])}) for r in document["checks"] if r["section"] == "alloc by UUID"]
+    _judge_allocation_run(rows, document["runs"]["alloc uuid"], scale=1.0)
+
+
+def test_the_allocation_run_goes_through_the_local_runner_and_its_checks_fail_a_monitor_10_percent_high(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, phantoms: Path) -> None:
+    workspace, _ = _fake_gpu(tmp_path, monkeypatch, 1.1, phantoms)
+    record: dict = {}
+    rows = gp.alloc_rows(workspace, "alloc", record, CUDA_VISIBLE_DEVICES=UUID[:12])
+    _judge_allocation_run(rows, record, scale=1.1)
+
+
+def test_device_names_resolve_in_nvml(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, phantoms: Path) -> None:
+    _, fake = _fake_gpu(tmp_path, monkeypatch, 1.0, phantoms)
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0")
     rows, uuid = gp.resolution_rows(fake)
     assert uuid == UUID
@@ -391,27 +475,9 @@ def test_device_names_resolve_in_nvml(tmp_path: Path, monkeypatch: pytest.Monkey
     assert [r.verdict for r in rows] == [V.PASS, V.FAIL, V.PASS]
 
 
-def test_the_whole_proof_on_a_fake_gpu_writes_its_table(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                       capsys: pytest.CaptureFixture[str]) -> None:
-    """prove() on the GPU branch: names, both allocation runs (the second by UUID prefix), the JSON.
-    The cnn section is replaced here (its glue needs onnxruntime's CUDA provider to mean anything;
-    its checks are the pure functions above)."""
-    workspace, _ = _fake_gpu(tmp_path, monkeypatch, 1.0)
-    fakes = workspace.alloc_spec(SHORT).directory
-    make = gp.Workspace.alloc_spec
-
-    def with_fakes(self, phases):  # every allocation folder the proof makes finds the fakes beside it
-        spec = make(self, phases)
-        for name in ("pynvml.py", "torch.py"):
-            (spec.directory / name).write_bytes((fakes / name).read_bytes())
-        return spec
-
-    monkeypatch.setattr(gp.Workspace, "alloc_spec", with_fakes)
-    monkeypatch.setattr(gp, "cnn_rows", lambda workspace, record: [gp.Check("cnn", "replaced", V.PASS)])
-    monkeypatch.syspath_prepend(str(fakes))  # the proof's own import check finds the fake torch
-    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0")
-    status = gp.prove(tmp_path / "out")
-    document = json.loads((tmp_path / "out" / "gpu_proof.json").read_text())
+def test_the_whole_proof_on_a_fake_gpu_writes_its_table(proof) -> None:
+    """prove() on the GPU branch: names, both allocation runs (the second by UUID prefix), the JSON."""
+    status, document, out, target = proof
     rows = document["checks"]
     assert status == document["exit_status"] == gp.exit_status([gp.Check(**{**r, "verdict": V(r["verdict"])}) for r in rows],
                                                               gpu=True)
@@ -424,5 +490,4 @@ def test_the_whole_proof_on_a_fake_gpu_writes_its_table(tmp_path: Path, monkeypa
     assert judged[("imports", "torch or cupy")] == "PASS"
     assert document["runs"]["alloc uuid"]["env"] == {"CUDA_VISIBLE_DEVICES": UUID[:12]}
     assert len(document["runs"]["alloc"]["series"]["t_s"]) > 30
-    out = capsys.readouterr().out
-    assert out.splitlines()[0].startswith("section") and "wrote " + str(tmp_path / "out" / "gpu_proof.json") in out
+    assert out.splitlines()[0].startswith("section") and "wrote " + str(target / "gpu_proof.json") in out

@@ -3,16 +3,16 @@ predict.py in its own process on a phantom case, then check its label map and pr
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import nibabel as nib
 import numpy as np
 import pytest
 
-from harness.data.synth import organ_labels, write_dataset
+from harness.data.synth import generate_case, organ_labels, save_nifti_gz
 
 ALGORITHMS = Path(__file__).resolve().parents[2] / "algorithms"
 ORGANS = list(organ_labels())  # in label order: ORGANS[i] has label i + 1
@@ -38,15 +38,29 @@ def run_predict(algorithm: str, input_dir: Path, output_dir: Path, *args: str) -
                           capture_output=True, text=True, timeout=300, check=False)
 
 
-def phantom_run(factory: pytest.TempPathFactory, algorithm: str, *, seed: int, args: tuple[str, ...] = ()) -> Run:
-    """(image, label, output folder, finished process) for phantom case 0 of `seed`."""
+def phantom_run(factory: pytest.TempPathFactory, algorithm: str, *, seed: int, args: tuple[str, ...] = (),
+                in_plane_step: int = 1) -> Run:
+    """(image, label, output folder, finished process) for phantom case 0 of `seed` (small size).
+
+    `in_plane_step` > 1 keeps every n-th voxel along x and y, image and label alike, with the affine
+    scaled to match: a coarser CT of the same patient (n times the in-plane spacing), whose run costs
+    about 1/n^2 as much."""
     root = factory.mktemp(algorithm)
-    write_dataset(root / "data", cases=1, seed=seed, size="small")
-    image = root / "data" / "imagesTr" / f"{CASE}_0000.nii.gz"
+    case = generate_case(seed=seed, index=0, size="small")
+    if in_plane_step > 1:
+        n = in_plane_step
+        affine = case.affine.copy()
+        affine[0, 0] *= n
+        affine[1, 1] *= n
+        sx, sy, sz = case.spacing_mm
+        case = replace(case, image_hu=case.image_hu[::n, ::n].copy(), label=case.label[::n, ::n].copy(),
+                       spacing_mm=(sx * n, sy * n, sz), affine=affine)
+    image_nii, label_nii = case.nifti_images()
     (root / "input").mkdir()
-    shutil.copy(image, root / "input" / image.name)
+    image = save_nifti_gz(image_nii, root / "input" / f"{CASE}_0000.nii.gz")
+    label = save_nifti_gz(label_nii, root / f"{CASE}.nii.gz")
     proc = run_predict(algorithm, root / "input", root / "output", *args)
-    return image, root / "data" / "labelsTr" / f"{CASE}.nii.gz", root / "output", proc
+    return image, label, root / "output", proc
 
 
 def check_label_map(image: Path, out: Path) -> None:

@@ -27,6 +27,12 @@ def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
+@pytest.fixture(scope="module")
+def written(dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    """The predictions of seed 9 for `dataset` (read only: a test that changes one copies it)."""
+    return write_predictions(dataset, tmp_path_factory.mktemp("pred") / "pred", seed=9)
+
+
 def test_same_rng_same_prediction_other_rng_other_prediction() -> None:
     case = generate_case(seed=1, index=0)
     a = perturb_labels(case.label, rng=np.random.default_rng(5), spacing_mm=case.spacing_mm)
@@ -64,9 +70,7 @@ def test_works_on_any_label_map() -> None:
     assert _dice(label == 3, pred == 3) > 0.5
 
 
-def test_written_predictions_keep_the_label_grid_and_bytes_repeat(dataset: Path, tmp_path: Path) -> None:
-    out = tmp_path / "pred"
-    written = write_predictions(dataset, out, seed=9)
+def test_written_predictions_keep_the_label_grid_and_bytes_repeat(dataset: Path, written: list[Path], tmp_path: Path) -> None:
     assert sorted(p.name for p in written) == ["phantom_0000.nii.gz", "phantom_0001.nii.gz"]
     for path in written:
         label = nib.load(dataset / "labelsTr" / path.name)
@@ -82,14 +86,13 @@ def test_written_predictions_keep_the_label_grid_and_bytes_repeat(dataset: Path,
     assert other[0].read_bytes() != written[0].read_bytes()
 
 
-def test_prediction_depends_on_case_id_not_on_other_cases(dataset: Path, tmp_path: Path) -> None:
+def test_prediction_depends_on_case_id_not_on_other_cases(dataset: Path, written: list[Path], tmp_path: Path) -> None:
     alone = tmp_path / "alone"
     (alone / "labelsTr").mkdir(parents=True)
     src = dataset / "labelsTr" / "phantom_0001.nii.gz"
     save_nifti_gz(nib.load(src), alone / "labelsTr" / src.name)
     [one] = write_predictions(alone, tmp_path / "p1", seed=9)
-    both = write_predictions(dataset, tmp_path / "p2", seed=9)
-    assert one.read_bytes() == both[1].read_bytes()
+    assert one.read_bytes() == written[1].read_bytes()  # seed 9 on both cases
 
 
 def test_errors_name_the_folder(tmp_path: Path, dataset: Path) -> None:
