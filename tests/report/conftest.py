@@ -94,13 +94,18 @@ def _memo_draw(self: Drawer, fn: Callable[..., Any], /, *args: Any, **kwargs: An
     return future
 
 
-@pytest.fixture(autouse=True, scope="session")
-def _drawn_once() -> Iterator[None]:
+# Only while a test of this folder is set up, run and torn down (its session fixtures included):
+# these hooks are called for the items under tests/report alone.
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_setup(item: pytest.Item) -> Iterator[None]:
     Drawer.draw = _memo_draw  # type: ignore[method-assign]
-    try:
-        yield
-    finally:
-        Drawer.draw = _draw  # type: ignore[method-assign]
+    yield
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[None]:
+    yield
+    Drawer.draw = _draw  # type: ignore[method-assign]
 
 
 @pytest.fixture
