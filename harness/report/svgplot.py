@@ -42,7 +42,13 @@ def text_width(text: str, size: float) -> float:
 def colormap(name: str, shares: np.ndarray) -> list[str]:
     """Hex colours of `shares` (0..1) on matplotlib's colormap `name`."""
     cmap = matplotlib.colormaps[name]
-    return [matplotlib.colors.to_hex(c) for c in cmap(np.clip(np.asarray(shares, dtype=float), 0.0, 1.0))]
+    rgba = np.asarray(cmap(np.clip(np.asarray(shares, dtype=float).ravel(), 0.0, 1.0))).reshape(-1, 4)
+    if not len(rgba):
+        return []
+    # A colormap has at most a few hundred colours: each converted once (a 300 x 300 heat map has 90,000 cells).
+    distinct, where = np.unique(rgba, axis=0, return_inverse=True)
+    hexes = [matplotlib.colors.to_hex(c) for c in distinct]
+    return [hexes[i] for i in where.ravel().tolist()]
 
 
 class Canvas:

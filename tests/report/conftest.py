@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import os
+import pickle
 import shutil
 import subprocess
+import sys
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future
 from contextlib import contextmanager
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import pytest
 
-from harness.report import build_report
+from harness.report import build_report, figures, svgplot
+from harness.report.drawing import Drawer
 from tests.report.cdp import Chromium
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -38,6 +44,78 @@ def copy_fixture(target: Path) -> Path:
     """A private copy of the committed store (opening a WAL store writes beside it)."""
     shutil.copytree(FIXTURE_STORE, target)
     return target
+
+
+# Figures drawn once per test process (xdist worker) for every distinct input ------------------------
+#
+# The report tests build the same store's report again and again (other config, other edition, a
+# table changed, a note planted): most of those builds draw figures from exactly the same tables,
+# and drawing (matplotlib) is most of a build's time. Every figure is a pure function of its
+# arguments (`figures`, `svgplot`: no disk, no clock, no global state; same input, same bytes is
+# tested on its own), so a figure function called with arguments that pickle to the same bytes as
+# an earlier call's is given that call's SVG instead of being drawn again. Anything else a Drawer
+# runs (the algorithm pages: they read the templates) is run every time. A test about drawing
+# itself (determinism, workers) asks for `fresh_drawings`.
+FIGURE_MODULES = (figures.__name__, svgplot.__name__)
+_drawings: dict[bytes, str] = {}
+_memo_on = [True]
+
+
+def _figure_key(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> bytes | None:
+    """The memo key of a figure call, or None for a call that is not a figure module's own function."""
+    module = sys.modules.get(getattr(fn, "__module__", ""))
+    if module is None or module.__name__ not in FIGURE_MODULES or getattr(module, fn.__qualname__, None) is not fn:
+        return None
+    try:
+        text = pickle.dumps((module.__name__, fn.__qualname__, args, sorted(kwargs.items())), protocol=5)
+    except Exception:  # an argument that does not pickle: drawn every time
+        return None
+    return hashlib.sha256(text).digest()
+
+
+_draw = Drawer.draw
+
+
+def _memo_draw(self: Drawer, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
+    key = _figure_key(fn, args, kwargs) if _memo_on[0] else None
+    if key is None:
+        return _draw(self, fn, *args, **kwargs)
+    if key in _drawings:
+        done: Future[Any] = Future()
+        done.set_result(_drawings[key])
+        return done
+    future = _draw(self, fn, *args, **kwargs)
+
+    def keep(f: Future[Any]) -> None:
+        if not f.cancelled() and f.exception() is None:
+            _drawings[key] = f.result()
+
+    future.add_done_callback(keep)
+    return future
+
+
+# Only while a test of this folder is set up, run and torn down (its session fixtures included):
+# these hooks are called for the items under tests/report alone.
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_setup(item: pytest.Item) -> Iterator[None]:
+    Drawer.draw = _memo_draw  # type: ignore[method-assign]
+    yield
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[None]:
+    yield
+    Drawer.draw = _draw  # type: ignore[method-assign]
+
+
+@pytest.fixture
+def fresh_drawings() -> Iterator[None]:
+    """Every figure of this test drawn anew (the session's drawings neither used nor added to)."""
+    _memo_on[0] = False
+    try:
+        yield
+    finally:
+        _memo_on[0] = True
 
 
 @pytest.fixture

@@ -123,10 +123,23 @@ def test_report_shows_failures(fixture_report: Path) -> None:
     assert "timeout" in row and "killed after the time limit of 600 s" in row  # the reason as text, printed too
 
 
-def test_report_of_a_clean_store_says_every_run_was_ok(tmp_path: Path) -> None:
-    folder = store_fixture.make_store(tmp_path / "results", algorithms=("atlas-unet", "classical"), n_cases=4, failures=False,
-                                      monitored=())
-    html = build_report(folder, tmp_path / "out" / "page.html", config=replace(FLARE22_RANKING, n_draws=50)).read_text(encoding="utf-8")
+@pytest.fixture(scope="module")
+def clean_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Three algorithms x 5 cases, every run ok, no monitor series; the tests only read it."""
+    return Path(store_fixture.make_store(tmp_path_factory.mktemp("clean") / "results",
+                                         algorithms=("atlas-unet", "classical", "fast-net"), n_cases=5, failures=False,
+                                         monitored=()))
+
+
+@pytest.fixture(scope="module")
+def clean_report(clean_store: Path) -> str:
+    """The clean store's report under FLARE22's ranking (20 draws)."""
+    out = clean_store.parent / "flare" / "page.html"
+    return build_report(clean_store, out, config=replace(FLARE22_RANKING, n_draws=20)).read_text(encoding="utf-8")
+
+
+def test_report_of_a_clean_store_says_every_run_was_ok(clean_report: str) -> None:
+    html = clean_report
     assert "Every run ended ok." in html
     assert '<table id="failed-runs"' not in html
     assert "No run has a monitor series" in html
@@ -161,9 +174,11 @@ def test_element_ids_are_unique(fixture_report: Path) -> None:
     assert not duplicates
 
 
-def test_same_store_gives_identical_bytes(tmp_path: Path, fixture_report: Path) -> None:
+def test_same_store_gives_identical_bytes(tmp_path: Path, fixture_report: Path, fresh_drawings: None) -> None:
     # Two copies of the store in different places, one built in another process with another
-    # string-hash seed (set and dict orders), the session's report before either.
+    # string-hash seed (set and dict orders), the session's report before either. Every figure
+    # drawn anew here (`fresh_drawings`): the same bytes as the session's report, whose figures
+    # the other tests' identical drawings may have given (conftest's memo checked too).
     # The report's name is kept (its pages folder, <name>-pages, is in the links).
     first = build_report(copy_fixture(tmp_path / "a" / "results"), tmp_path / "a" / "report.html")
     other = copy_fixture(tmp_path / "b" / "results")
@@ -374,13 +389,12 @@ def test_methods_show_each_algorithms_version_description_and_first_run(tmp_path
     assert "2.1.0" in row and "nnU-Net, 5 folds" in row and " UTC" in row
 
 
-def test_report_names_the_configured_method_and_draws_every_methods_rank(tmp_path: Path) -> None:
+def test_report_names_the_configured_method_and_draws_every_methods_rank(clean_store: Path, clean_report: str,
+                                                                         tmp_path: Path) -> None:
     import dataclasses
 
-    folder = store_fixture.make_store(tmp_path / "results", algorithms=("atlas-unet", "classical", "fast-net"), n_cases=5,
-                                      failures=False, monitored=())
     config = dataclasses.replace(FLARE22_RANKING, method="aggregate_then_rank", aggregate="median")
-    html = build_report(folder, tmp_path / "page.html", config=config).read_text(encoding="utf-8")
+    html = build_report(clean_store, tmp_path / "page.html", config=config).read_text(encoding="utf-8")
     assert "Ranking method: <strong>aggregate-then-rank by the median (challengeR; na_treat worst)" in html
     assert "FLARE score</strong> is their weighted mean" not in html
     figure = html[html.index('id="fig-methods'):]
@@ -389,7 +403,7 @@ def test_report_names_the_configured_method_and_draws_every_methods_rank(tmp_pat
         assert label in figure
     # the chosen method's label, bold: its two lines "aggregate-then-rank" and "(median)"
     assert figure.count("font-weight: 700") == 2
-    flare = build_report(folder, tmp_path / "flare.html", config=replace(FLARE22_RANKING, n_draws=20)).read_text(encoding="utf-8")
+    flare = clean_report  # the same store under FLARE22's ranking
     assert "FLARE score</strong> is their weighted mean" in flare
     flare_figure = flare[flare.index('id="fig-methods'):]
     assert flare_figure[:flare_figure.index("</svg>")].count("font-weight: 700") == 1  # "FLARE score"

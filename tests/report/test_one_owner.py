@@ -24,6 +24,12 @@ from tests.report.conftest import copy_fixture
 CONFIG = replace(FLARE22_RANKING, n_draws=20)
 
 
+@pytest.fixture(scope="module")
+def fixture_inputs(tmp_path_factory: pytest.TempPathFactory) -> ReportInputs:
+    """The committed store as the report reads it, read once for the tests that do not change it."""
+    return load_report_inputs(copy_fixture(tmp_path_factory.mktemp("store") / "store"))
+
+
 def _organ_cell(context: dict[str, object], metric_label: str, algorithm: str, organ: str) -> str:
     """The text of the report's per-organ table cell (algorithm, organ)."""
     table: HtmlTable = dict(context["organ_tables"])[metric_label]  # type: ignore[arg-type, call-overload]
@@ -48,11 +54,11 @@ def _expected_mean(inputs: ReportInputs, algorithm: str, organ: str, *, failed_v
 
 @pytest.mark.parametrize("planted", [None, 0.5])
 def test_the_failure_value_rule_changed_in_its_one_place_changes_the_ranking_and_the_report(
-        planted: float | None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        planted: float | None, fixture_inputs: ReportInputs, monkeypatch: pytest.MonkeyPatch) -> None:
     """Planted drift: `ranking.table.failure_values` gives failed runs 0.5 instead of the worst
     value 0; the leaderboard's mean DSC, the organ tasks and the report's per-organ table all move
     with it (fast-net timed out on case_04, voxel-classifier crashed on case_02)."""
-    inputs = load_report_inputs(copy_fixture(tmp_path / "store"))
+    inputs = fixture_inputs
     if planted is not None:
         monkeypatch.setattr(ranking_table, "failure_values",
                             lambda config: {m.name: planted for m in config.metrics} if config.failed_as_worst else {})
@@ -109,9 +115,10 @@ def _new_figure(scene: Scene) -> list[Figure]:
                    scene.drawer.draw(_new_svg))]
 
 
-def test_a_new_figure_is_private_until_the_allowlist_names_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_new_figure_is_private_until_the_allowlist_names_it(fixture_inputs: ReportInputs,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(builder, "FIGURES", [*builder.FIGURES, _new_figure])
-    inputs = load_report_inputs(copy_fixture(tmp_path / "store"))
+    inputs = fixture_inputs
     private = render_report_files(inputs, config=CONFIG)[""]
     public = render_report_files(inputs, config=CONFIG, public=True)[""]
     assert '<figure id="fig-new-per-case"' in private and NEW_MARK in private
@@ -122,8 +129,8 @@ def test_a_new_figure_is_private_until_the_allowlist_names_it(tmp_path: Path, mo
     assert NEW_MARK in render_report_files(inputs, config=CONFIG, public=True)[""]
 
 
-def test_a_new_context_entry_is_withheld_from_the_public_edition(tmp_path: Path) -> None:
-    inputs = load_report_inputs(copy_fixture(tmp_path / "store"))
+def test_a_new_context_entry_is_withheld_from_the_public_edition(fixture_inputs: ReportInputs) -> None:
+    inputs = fixture_inputs
     ranking = rank_inputs(inputs, CONFIG)
     context = report_context(inputs, ranking)
     context = {**context, "new_rows": ["case_01"], "new_table": {"case_01": 1}, "new_text": "case_01"}
@@ -135,8 +142,8 @@ def test_a_new_context_entry_is_withheld_from_the_public_edition(tmp_path: Path)
     assert isinstance(public["failures"], HtmlTable) and public["failures"].key == "failures"  # counts, no case
 
 
-def test_the_organ_table_holds_every_segmenter_run_per_organ_in_label_order(tmp_path: Path) -> None:
-    inputs = load_report_inputs(copy_fixture(tmp_path / "store"))
+def test_the_organ_table_holds_every_segmenter_run_per_organ_in_label_order(fixture_inputs: ReportInputs) -> None:
+    inputs = fixture_inputs
     table = inputs.organ_table
     assert table is not None
     runs = inputs.runs[inputs.runs["kind"] == "segmenter"]

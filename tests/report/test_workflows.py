@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import re
 import shutil
@@ -12,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from harness.cli import main
 from tests.report.conftest import REPO_ROOT
 from tests.runpath.conftest import Toy
 
@@ -106,13 +109,20 @@ def _failure_gate(workflow: Path) -> str:
 
 
 def _harness_run_json(toy: Toy, out: Path) -> int:
-    """`harness run ... --json > out`, as the workflow's run step does it (this checkout's harness)."""
-    env = {"HARNESS_CACHE": str(toy.root / "cache"), "PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO_ROOT)}
-    with out.open("w") as stdout:
-        return subprocess.run([sys.executable, "-m", "harness", "run", str(toy.algorithms), "--runner", "local", "--data",
-                               str(toy.data), "--results", str(toy.results), "--challenge", str(toy.challenge_file),
-                               "--scoring-workers", "0", "--json"], stdout=stdout, stderr=subprocess.DEVNULL,
-                              timeout=300, env=env, cwd=toy.root).returncode
+    """`harness run ... --json > out`, as the workflow's run step does it, its exit status: the
+    command's own entry point (`harness.cli.main`, which ends in `sys.exit(status)`), run in this
+    process (the run step's shell sees the same status and stdout)."""
+    args = ["run", str(toy.algorithms), "--runner", "local", "--data", str(toy.data), "--results", str(toy.results),
+            "--challenge", str(toy.challenge_file), "--scoring-workers", "0", "--json"]
+    with pytest.MonkeyPatch.context() as patch, out.open("w") as stdout, contextlib.redirect_stdout(stdout), \
+            contextlib.redirect_stderr(io.StringIO()):
+        patch.setenv("HARNESS_CACHE", str(toy.root / "cache"))
+        patch.chdir(toy.root)
+        try:
+            main(args)
+        except SystemExit as exc:
+            return int(exc.code or 0)
+    raise AssertionError("harness.cli.main returned without an exit status")
 
 
 @pytest.fixture(scope="module")
