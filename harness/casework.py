@@ -25,6 +25,7 @@ import io
 import os
 import shutil
 import socket
+import sys
 import tempfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -120,6 +121,8 @@ def _cached_runner(kind: RunnerKind) -> Runner:
 
 
 def _worker_name() -> str:
+    if "distributed" not in sys.modules:  # no Dask worker can run in this process (and importing Dask costs a second)
+        return "local"
     try:
         from distributed import get_worker
 
