@@ -41,20 +41,23 @@ def _score(case: Case, label_map: bytes, profile: Profile) -> CaseResult:
     return score_bytes(case, label_map, profile, threads=os.cpu_count() or 1)
 
 
-HEARTBEAT_S = float(os.environ.get("HARNESS_HEARTBEAT_S", "30"))  # how often a long run is said to be going on
+def heartbeat_s() -> float:
+    """How often a long run is said to be going on: HARNESS_HEARTBEAT_S (30 s), read when a run starts."""
+    return float(os.environ.get("HARNESS_HEARTBEAT_S", "30"))
 
 
 @contextlib.contextmanager
 def _heartbeat(task: RunTask, still_running: Callable[[RunTask, float], None] | None) -> Iterator[None]:
-    """Call `still_running(task, seconds so far)` every HEARTBEAT_S until the block ends."""
+    """Call `still_running(task, seconds so far)` every `heartbeat_s()` until the block ends."""
     if still_running is None:
         yield
         return
     stop = threading.Event()
     started = time.monotonic()
+    interval_s = heartbeat_s()
 
     def beat() -> None:
-        while not stop.wait(HEARTBEAT_S):
+        while not stop.wait(interval_s):
             still_running(task, time.monotonic() - started)
 
     thread = threading.Thread(target=beat, name="harness-heartbeat", daemon=True)
@@ -73,7 +76,7 @@ class LocalExecutor:
                  still_running: Callable[[RunTask, float], None] | None = None) -> None:
         self.scoring_workers = (os.cpu_count() or 1) if scoring_workers is None else scoring_workers
         self.runner = runner  # None: the task's own kind of runner
-        self.still_running = still_running  # called every HEARTBEAT_S while one run goes on (the CLI says so)
+        self.still_running = still_running  # called every heartbeat_s() while one run goes on (the CLI says so)
         self.client: Any = None
         self.cluster: Any = None
 

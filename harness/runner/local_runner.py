@@ -87,7 +87,10 @@ class LocalRunner:
                     if killed is not None:
                         _kill_group(proc)
                         break
-                    time.sleep(POLL_S)
+                    try:
+                        proc.wait(timeout=POLL_S)  # returns as soon as it exits, not at the end of the interval
+                    except subprocess.TimeoutExpired:
+                        pass
             except BaseException:  # Ctrl-C, SIGTERM: the process group goes with us
                 _kill_group(proc)
                 proc.wait()

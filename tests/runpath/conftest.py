@@ -3,7 +3,8 @@
 Each toy segmenter is a short script (`toy.py`) that derives its label map from the case's image
 (the toy data's image is `label * 40`), so its output is known exactly. Its behaviour on a case is
 read at run time from the algorithm folder's `mode` file ("ok", "shift", "crash", "noisy_crash", "empty",
-"wrong_grid", "slow:<case>"; the last four also as "<mode>:<case>") and every start appends
+"wrong_grid", "junk", "nap" (1 s), "attack_input", "slow:<case>"; crash, empty, wrong_grid and junk also as
+"<mode>:<case>") and every start appends
 "<algorithm> <case>" to the test's `counter/starts.log` (outside the algorithm folder, so counting
 does not change the algorithm's digest):
 "no container started" is asserted by that file, not by a mock.
@@ -25,11 +26,126 @@ from tests.conftest import toy_labels, write_nifti
 
 REPO = Path(__file__).resolve().parents[2]
 
-TOY_SCRIPT = '''\
+# The toy's reading and writing of NIfTI-1 with the standard library alone: a start without NumPy and
+# nibabel (most of its start-up time). `write_plain` takes the data sets the tests write (a 3D integer
+# image, no scaling, an affine that is its sform with a positive diagonal) and writes the bytes that
+# `write_with_nibabel` (the reference, used for anything else) writes; test_run_path checks they agree.
+TOY_NIFTI = '''\
+import gzip, io, math, struct, sys
+from array import array
+from pathlib import Path
+
+_INTEGER_CODES = {2: "B", 4: "h", 8: "i", 256: "b", 512: "H", 768: "I"}  # NIfTI datatype -> array typecode
+_INTEGER_SIZES = {"B": 1, "h": 2, "i": 4, "b": 1, "H": 2, "I": 4}
+
+
+def read_plain(image):
+    # (shape, sform rows, the label map's bytes in file order) of a little-endian 3D integer NIfTI-1
+    # without scaling whose sform is a positive diagonal, with every label 0..255; else None
+    try:
+        raw = gzip.decompress(Path(image).read_bytes())
+        if len(raw) < 352 or struct.unpack_from("<i", raw, 0)[0] != 348 or raw[344:348] != b"n+1\\0":
+            return None
+        dim = struct.unpack_from("<8h", raw, 40)
+        code = _INTEGER_CODES.get(struct.unpack_from("<h", raw, 70)[0])
+        vox_offset, slope, inter = struct.unpack_from("<3f", raw, 108)
+        srow = struct.unpack_from("<12f", raw, 280)
+        if dim[0] != 3 or min(dim[1:4]) < 2 or code is None or struct.unpack_from("<h", raw, 254)[0] == 0:
+            return None
+        if not (slope == 0 or not math.isfinite(slope) or (slope == 1 and inter == 0)):  # nibabel: unscaled
+            return None
+        if not all(math.isfinite(v) for v in srow) or any(srow[i] for i in (1, 2, 4, 6, 8, 9)):
+            return None
+        if not (srow[0] > 0 and srow[5] > 0 and srow[10] > 0):
+            return None
+        offset, count = int(vox_offset), dim[1] * dim[2] * dim[3]
+        values = array(code)
+        if offset != vox_offset or offset < 352 or values.itemsize != _INTEGER_SIZES[code] or sys.byteorder != "little":
+            return None
+        size = count * values.itemsize
+        if len(raw) < offset + size:
+            return None
+        values.frombytes(raw[offset:offset + size])
+        table = {}
+        for v in set(values):
+            label = round(v / 40.0)  # half to even, as np.rint
+            if not 0 <= label <= 255:
+                return None
+            table[v] = label
+        return dim[1:4], srow, bytes(map(table.__getitem__, values))
+    except Exception:
+        return None
+
+
+def plain_nifti(shape, srow, data):
+    # what nibabel writes for Nifti1Image(uint8 data, the diagonal affine of srow): sform 'aligned',
+    # qform 'unknown' (identity rotation), no scaling, gzip level 1 with mtime 0
+    header = bytearray(352)
+    struct.pack_into("<i", header, 0, 348)
+    struct.pack_into("<8h", header, 40, 3, *shape, 1, 1, 1, 1)
+    struct.pack_into("<2h", header, 70, 2, 8)
+    struct.pack_into("<8f", header, 76, 1.0, srow[0], srow[5], srow[10], 1.0, 1.0, 1.0, 1.0)
+    struct.pack_into("<3f", header, 108, 352.0, 1.0, 0.0)
+    struct.pack_into("<h", header, 254, 2)
+    struct.pack_into("<3f", header, 268, srow[3], srow[7], srow[11])
+    struct.pack_into("<12f", header, 280, *srow)
+    header[344:348] = b"n+1\\0"
+    buffer = io.BytesIO()
+    with gzip.GzipFile(filename="", mode="wb", compresslevel=1, fileobj=buffer, mtime=0) as stream:  # as nibabel's
+        stream.write(bytes(header) + data)
+    return buffer.getvalue()
+
+
+def write_plain(image, out, case, mode, organs, probabilities):
+    # the toy's outputs, without nibabel; False (nothing written) where read_plain cannot read the image
+    plain = read_plain(image)
+    if plain is None:
+        return False
+    shape, srow, label = plain
+    nx = shape[0]
+    if mode == "shift":  # np.roll(label, 1, axis=0): x varies fastest on disk
+        label = b"".join(label[i + nx - 1:i + nx] + label[i:i + nx - 1] for i in range(0, len(label), nx))
+    target = out / f"{case}.nii.gz"
+    if mode == "empty" or mode == f"empty:{case}":
+        target.write_bytes(b"")
+    elif mode == "wrong_grid" or mode == f"wrong_grid:{case}":  # label[:-1]
+        cut = b"".join(label[i:i + nx - 1] for i in range(0, len(label), nx))
+        target.write_bytes(plain_nifti((nx - 1, *shape[1:]), srow, cut))
+    else:
+        target.write_bytes(plain_nifti(shape, srow, label))
+    if probabilities:
+        (out / "probabilities").mkdir()
+        for value, organ in organs:  # every organ of its profile (absent ones as zeros)
+            mask = bytes(255 if v == value else 0 for v in range(256))
+            (out / "probabilities" / f"{organ}.nii.gz").write_bytes(plain_nifti(shape, srow, label.translate(mask)))
+    return True
+
+
+def write_with_nibabel(image, out, case, mode, organs, probabilities):
+    import nibabel as nib
+    import numpy as np
+
+    img = nib.load(image)
+    label = np.rint(np.asarray(img.dataobj) / 40.0).astype(np.uint8)
+    if mode == "shift":
+        label = np.roll(label, 1, axis=0)
+    target = out / f"{case}.nii.gz"
+    if mode == "empty" or mode == f"empty:{case}":
+        target.write_bytes(b"")
+    elif mode == "wrong_grid" or mode == f"wrong_grid:{case}":
+        nib.save(nib.Nifti1Image(label[:-1], img.affine), target)
+    else:
+        nib.save(nib.Nifti1Image(label, img.affine), target)
+    if probabilities:
+        (out / "probabilities").mkdir()
+        for value, organ in organs:  # every organ of its profile (absent ones as zeros)
+            p = (label == value).astype(np.float32)
+            nib.save(nib.Nifti1Image(np.rint(255 * p).astype(np.uint8), img.affine), out / "probabilities" / f"{organ}.nii.gz")
+'''
+
+TOY_SCRIPT = TOY_NIFTI + '''
 import os, sys, time
 from pathlib import Path
-import nibabel as nib
-import numpy as np
 
 inp, out = Path(sys.argv[1]), Path(sys.argv[2])
 here = Path(__file__).resolve().parent
@@ -50,33 +166,20 @@ if mode == f"slow:{case}" and not (starts.parent / "slow-started").exists():  # 
     (starts.parent / "slow-started").write_text(str(os.getpid()))
     time.sleep(60)
 if mode == "nap":  # a run long enough for the progress heartbeat
-    time.sleep(2.5)
+    time.sleep(1.0)
 if mode == "attack_input":  # try to damage the organiser's data through the staged copy, then stop
     os.chmod(image, 0o666)
     with open(image, "r+b") as f:
         f.write(b"overwritten by the algorithm")  # the test checks the original's bytes are unchanged
     sys.exit(0)
-img = nib.load(image)
-label = np.rint(np.asarray(img.dataobj) / 40.0).astype(np.uint8)
-if mode == "shift":
-    label = np.roll(label, 1, axis=0)
-target = out / f"{case}.nii.gz"
-if mode == "empty" or mode == f"empty:{case}":
-    target.write_bytes(b"")
-elif mode == "wrong_grid" or mode == f"wrong_grid:{case}":
-    nib.save(nib.Nifti1Image(label[:-1], img.affine), target)
-else:
-    nib.save(nib.Nifti1Image(label, img.affine), target)
-if "{probabilities}" == "true":
-    (out / "probabilities").mkdir()
-    for value, organ in {organs}:  # every organ of its profile (absent ones as zeros)
-        p = (label == value).astype(np.float32)
-        nib.save(nib.Nifti1Image(np.rint(255 * p).astype(np.uint8), img.affine), out / "probabilities" / f"{{organ}}.nii.gz")
-if mode == "junk":  # everything the contract does not ask for
+organs = {organs}  # every organ of its profile
+if not write_plain(image, out, case, mode, organs, "{probabilities}" == "true"):
+    write_with_nibabel(image, out, case, mode, organs, "{probabilities}" == "true")
+if mode == "junk" or mode == f"junk:{case}":  # everything the contract does not ask for
     here_dir = os.getcwd()
     os.chdir(out)
-    for level in range(2500):  # 1500 levels, then a path longer than PATH_MAX
-        name = "d" if level < 1500 else "xx"
+    for level in range(1512):  # 1500 levels, then 12 names of 250 bytes: a path of about 6000, over PATH_MAX
+        name = "d" if level < 1500 else "x" * 250
         os.mkdir(name)
         os.chdir(name)
     os.chdir(here_dir)
