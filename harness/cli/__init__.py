@@ -18,7 +18,6 @@ from collections.abc import Sequence
 
 import click
 
-from harness import __version__
 from harness.errors import ExitStatus, HarnessError
 from harness.safetext import safe_text
 
@@ -70,12 +69,23 @@ class LazyGroup(click.Group):
             formatter.write_dl(rows)
 
 
+def _version(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    """`--version`, as click's `version_option` prints it; the version is looked up only here."""
+    if not value or ctx.resilient_parsing:
+        return
+    from harness import __version__
+
+    click.echo(f"harness, version {__version__}")
+    ctx.exit()
+
+
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--debug", is_flag=True, help="Show a full traceback on errors.")
 @click.option("-q", "--quiet", is_flag=True,
               help="Only errors, failed runs and the final summary (no progress, notes or ok runs).")
 @click.option("-v", "--verbose", is_flag=True, help="Also every run's last log line, ok runs included.")
-@click.version_option(__version__, prog_name="harness")
+@click.option("--version", is_flag=True, expose_value=False, is_eager=True, callback=_version,
+              help="Show the version and exit.")
 def cli(debug: bool, quiet: bool, verbose: bool) -> None:
     """Challenge-style evaluation of 3D medical image segmentation.
 

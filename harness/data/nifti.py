@@ -289,16 +289,23 @@ def read_label(path: Path, *, read_only: bool = False) -> tuple[NDArray[np.integ
     return data, grid
 
 
+def inflate_module() -> Any:
+    """ISA-L's zlib-compatible module where `isal` is installed, else zlib."""
+    try:
+        from isal import isal_zlib
+    except ImportError:  # a platform without its wheel: zlib, as nibabel would
+        import zlib
+
+        return zlib
+    return isal_zlib
+
+
 def _gunzip(blob: bytes, cap: int) -> bytes | None:
     """One gzip member decompressed in one call, with ISA-L where `isal` is installed (2.3x
     zlib's speed on label maps), else zlib; None when it is not exactly one complete member of at
     most `cap` bytes (the caller then lets nibabel read the file and name the problem)."""
     try:
-        from isal import isal_zlib as inflate_lib
-    except ImportError:  # a platform without its wheel: zlib, as nibabel would
-        import zlib as inflate_lib  # type: ignore[no-redef]
-    try:
-        inflate = inflate_lib.decompressobj(wbits=31)
+        inflate = inflate_module().decompressobj(wbits=31)
         out = inflate.decompress(blob, cap + 1)
     except Exception:  # noqa: BLE001 - a corrupt stream: nibabel's reader reports it
         return None

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from harness.metrics.overlap import label_boxes
+from harness.metrics.overlap import label_boxes, nonzero_box
 
 
 def _oracle(label_map: np.ndarray, n_labels: int) -> list:
@@ -43,3 +43,20 @@ def test_one_voxel_labels_in_the_corners() -> None:
     assert boxes[13] == (slice(6, 7), slice(7, 8), slice(8, 9))
     assert boxes[7] == (slice(3, 4), slice(0, 1), slice(8, 9))
     assert boxes == _oracle(label_map, 14)
+
+
+@pytest.mark.parametrize("seed", range(24))
+def test_nonzero_box_matches_the_nonzero_voxels(seed: int) -> None:
+    """Unsigned and bool maps take `max`, the others `any`: the same box either way, negatives included."""
+    rng = np.random.default_rng(seed)
+    ndim = 1 + seed % 3
+    shape = tuple(int(n) for n in rng.integers(1, 12, size=ndim))
+    dtype = [np.uint8, np.uint16, np.uint64, np.bool_, np.int16, np.float32][seed % 6]
+    values = np.where(rng.random(shape) < rng.uniform(0.0, 0.3), rng.integers(-3, 250, size=shape), 0).astype(dtype)
+    if seed % 2:
+        values = np.asfortranarray(values)
+    if seed % 4 == 0 and ndim > 1:
+        values = values[..., ::2]
+    where = np.nonzero(values)
+    expected = tuple(slice(int(w.min()), int(w.max()) + 1) for w in where) if where[0].size else None
+    assert nonzero_box(values) == expected
