@@ -14,6 +14,21 @@ from harness.spec import load_manifest
 from harness.store import Store
 from tests.docker.conftest import behave_algorithms, retagged_archive
 
+CASES = 2  # two cases tell a twin that scores each case as its own from one that mixes them up
+
+
+def _first_cases(phantom_data: Path, data: Path) -> Path:
+    """The first CASES phantoms (the number of cases is not the point here: every case is a container)."""
+    for sub in ("imagesTr", "labelsTr"):
+        (data / sub).mkdir(parents=True)
+    for label in sorted((phantom_data / "labelsTr").glob("*.nii.gz"))[:CASES]:
+        case = label.name[: -len(".nii.gz")]
+        shutil.copy(label, data / "labelsTr" / label.name)
+        shutil.copy(phantom_data / "imagesTr" / f"{case}_0000.nii.gz", data / "imagesTr" / f"{case}_0000.nii.gz")
+    if (phantom_data / "dataset.json").exists():
+        shutil.copy(phantom_data / "dataset.json", data / "dataset.json")
+    return data
+
 
 def _manifest(folder: Path, source: str) -> None:
     folder.mkdir(parents=True)
@@ -38,7 +53,8 @@ def test_pinned_images_and_archives_run_as_their_built_twin(tmp_path: Path, base
             out.write(chunk)
     shutil.copytree(algorithms / "native", submissions / "native")
     shutil.copytree(tmp_path / "dockerfiles", submissions.parent / "dockerfiles")
-    settings = RunSettings(algorithms_dir=submissions, data_dir=phantom_data, results_dir=tmp_path / "results",
+    settings = RunSettings(algorithms_dir=submissions, data_dir=_first_cases(phantom_data, tmp_path / "data"),
+                           results_dir=tmp_path / "results",
                            runner="docker", base=base_image, cache_dir=tmp_path / "cache", repo_root=submissions.parent)
     summary = run_all(settings, say=lambda m: None, on_result=lambda e: None)
     with Store.open(tmp_path / "results", lock=False, create=False) as store:
@@ -46,7 +62,8 @@ def test_pinned_images_and_archives_run_as_their_built_twin(tmp_path: Path, base
         scores = store.scores().set_index(["algorithm", "case_id", "organ"]).sort_index()
     status = runs.groupby(level=0).status.first().to_dict()
     assert status == {"gone": "build_failed", "native": "ok", "pinned": "ok", "repinned": "build_failed", "saved": "ok"}
-    assert summary.failed == 2 * 3
+    assert summary.failed == 2 * CASES
+    assert sorted(runs.loc["native"].index) == sorted(runs.loc["saved"].index) and len(runs.loc["native"]) == CASES
     assert "not the pinned sha256:00000000" in runs.loc["repinned"].message.iloc[0]
     assert "archive" in runs.loc["gone"].message.iloc[0] and "is missing" in runs.loc["gone"].message.iloc[0]
     for twin in ("pinned", "saved"):
