@@ -12,22 +12,10 @@ from harness.build import build_algorithm
 from harness.pipeline import RunSettings, run_all
 from harness.spec import load_manifest
 from harness.store import Store
-from tests.docker.conftest import behave_algorithms, retagged_archive
+from tests.docker.conftest import behave_algorithms, first_cases, retagged_archive
 
 CASES = 2  # two cases tell a twin that scores each case as its own from one that mixes them up
 
-
-def _first_cases(phantom_data: Path, data: Path) -> Path:
-    """The first CASES phantoms (the number of cases is not the point here: every case is a container)."""
-    for sub in ("imagesTr", "labelsTr"):
-        (data / sub).mkdir(parents=True)
-    for label in sorted((phantom_data / "labelsTr").glob("*.nii.gz"))[:CASES]:
-        case = label.name[: -len(".nii.gz")]
-        shutil.copy(label, data / "labelsTr" / label.name)
-        shutil.copy(phantom_data / "imagesTr" / f"{case}_0000.nii.gz", data / "imagesTr" / f"{case}_0000.nii.gz")
-    if (phantom_data / "dataset.json").exists():
-        shutil.copy(phantom_data / "dataset.json", data / "dataset.json")
-    return data
 
 
 def _manifest(folder: Path, source: str) -> None:
@@ -53,7 +41,7 @@ def test_pinned_images_and_archives_run_as_their_built_twin(tmp_path: Path, base
             out.write(chunk)
     shutil.copytree(algorithms / "native", submissions / "native")
     shutil.copytree(tmp_path / "dockerfiles", submissions.parent / "dockerfiles")
-    settings = RunSettings(algorithms_dir=submissions, data_dir=_first_cases(phantom_data, tmp_path / "data"),
+    settings = RunSettings(algorithms_dir=submissions, data_dir=first_cases(phantom_data, tmp_path / "data", CASES),
                            results_dir=tmp_path / "results",
                            runner="docker", base=base_image, cache_dir=tmp_path / "cache", repo_root=submissions.parent)
     summary = run_all(settings, say=lambda m: None, on_result=lambda e: None)

@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.docker.conftest import HERE, REPO
+from tests.docker.conftest import HERE, REPO, first_cases
 
 TEMPLATES = HERE / "templates"
 CASES = 2
@@ -138,20 +138,6 @@ def _algorithms(root: Path, templates: dict[str, object], names: tuple[str, ...]
     return folder
 
 
-def _data(root: Path, phantom_data: Path) -> Path:
-    """The first CASES phantoms as a FLARE-layout data set."""
-    data = root / "data"
-    for sub in ("imagesTr", "labelsTr"):
-        (data / sub).mkdir(parents=True)
-    for label in sorted((phantom_data / "labelsTr").glob("*.nii.gz"))[:CASES]:
-        case = label.name[: -len(".nii.gz")]
-        shutil.copy(label, data / "labelsTr" / label.name)
-        shutil.copy(phantom_data / "imagesTr" / f"{case}_0000.nii.gz", data / "imagesTr" / f"{case}_0000.nii.gz")
-    if (phantom_data / "dataset.json").exists():
-        shutil.copy(phantom_data / "dataset.json", data / "dataset.json")
-    return data
-
-
 def _platform_gc(client, image: str, model: Path, data: Path, out: Path) -> Path:  # type: ignore[no-untyped-def]
     """Each case run as grand-challenge runs it (the forge's do_test_run.sh: /input read-only,
     /output, a volume at /tmp, the model at /opt/ml/model read-only, no network, the image's own
@@ -217,7 +203,7 @@ def test_templates_score_ok_and_as_the_platform_runs_them(tmp_path: Path, docker
     from harness.store import Store
 
     algorithms = _algorithms(tmp_path, templates)
-    data = _data(tmp_path, phantom_data)
+    data = first_cases(phantom_data, tmp_path / "data", CASES)
     results = tmp_path / "results"
     # the installed command, in its own process; scoring inline (the Dask path has tests of its own)
     done = harness("run", str(algorithms), "--data", str(data), "--results", str(results), "--scoring-workers", "0")
@@ -255,7 +241,8 @@ def test_templates_score_ok_and_as_the_platform_runs_them(tmp_path: Path, docker
 @pytest.mark.parametrize("name", ["gc-template", "flareteam"])
 def test_templates_pass_harness_check(tmp_path: Path, templates, phantom_data: Path, name: str, capsys) -> None:  # type: ignore[no-untyped-def]
     algorithms = _algorithms(tmp_path, templates, (name,))
-    status, out, err = in_process(capsys, "check", str(algorithms / name), "--data", str(_data(tmp_path, phantom_data)),
+    data = first_cases(phantom_data, tmp_path / "data", CASES)
+    status, out, err = in_process(capsys, "check", str(algorithms / name), "--data", str(data),
                                   "--cases", "1")
     assert status == 0, out[-3000:] + err[-3000:]
     assert "accepted: it would be accepted as submitted" in out
@@ -275,7 +262,7 @@ def test_gc_user_and_home_as_the_platforms_shim_sets_them(tmp_path: Path, docker
                       f'ENTRYPOINT ["/bin/sh", "-c", {script}]\n',
         "gc-root": f'FROM {base_image}\nENV HOME=/elsewhere\nENTRYPOINT ["/bin/sh", "-c", {script}]\n',
     }
-    data = _data(tmp_path, phantom_data)
+    data = first_cases(phantom_data, tmp_path / "data", CASES)
     outputs = {}
     for name, dockerfile in dockerfiles.items():
         tag = _content_tag(f"harness-tests/{name}", base_image.encode(), dockerfile.encode())

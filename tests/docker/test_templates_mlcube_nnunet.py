@@ -21,11 +21,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.docker.conftest import HERE, REPO
+from tests.docker.conftest import HERE, REPO, first_cases
 
 TEMPLATES = HERE / "templates"
 FETS_ARGS = ["infer", "--data_path=/mlcube_io0", "--parameters_file=/mlcube_io1/null",
              "--checkpoint_path=/mlcube_io1/null", "--output_path=/mlcube_io2"]  # MLCube's, for FeTS's infer task
+CASES = 2  # more than one: the platforms' own runs take every case at once (MLCube: a folder per case)
 STANDIN_BASE = """# Stands in for nvcr.io/nvidia/pytorch:20.08-py3: python3 and pip3 on the PATH; pip installs from
 # a local wheelhouse (no network here).
 ARG BASE
@@ -131,6 +132,7 @@ def _platform_run(client, image: str, *, volumes: dict[str, dict[str, str]], com
                                  stdout=True, stderr=True).decode(errors="replace")
 
 
+
 def _scores(path: Path) -> pd.DataFrame:
     table = pd.read_csv(path).rename(columns={"case": "case_id"})
     return table.set_index(["case_id", "organ"]).sort_index()[["dsc", "nsd", "hd95_mm"]]
@@ -144,10 +146,11 @@ def test_template_images_score_ok_and_as_their_platform_runs_them(tmp_path: Path
     from harness.store import Store
 
     algorithms = _submissions(tmp_path, template_images)
+    data = first_cases(phantom_data, tmp_path / "data", CASES)
     cache = tmp_path / "cache"
     results = tmp_path / "results"
     # the installed command, in its own process; scoring inline (the Dask path has tests of its own)
-    done = _harness("run", str(algorithms), "--data", str(phantom_data), "--results", str(results), "--base", base_image,
+    done = _harness("run", str(algorithms), "--data", str(data), "--results", str(results), "--base", base_image,
                     "--scoring-workers", "0", cache=cache)
     assert done.returncode == 0, done.stdout + done.stderr
     with Store.open(results, lock=False, create=False) as store:
@@ -155,11 +158,11 @@ def test_template_images_score_ok_and_as_their_platform_runs_them(tmp_path: Path
         stored = store.scores().set_index(["algorithm", "case_id", "organ"]).sort_index()
     assert set(runs.status) == {"ok"}, runs.message.tolist()
     cases = sorted(runs.loc["fets"].index)
-    assert len(cases) == 3 and (stored.dsc > 0).any()
+    assert len(cases) == CASES and (stored.dsc > 0).any()
     pd.testing.assert_frame_equal(stored.loc["fets-archive"], stored.loc["fets"])  # loaded from `docker save`: the same
     assert runs.loc["fets-archive"].image_digest.iloc[0] == template_images["fets"]
 
-    images = {case: phantom_data / "imagesTr" / f"{case}_0000.nii.gz" for case in cases}
+    images = {case: data / "imagesTr" / f"{case}_0000.nii.gz" for case in cases}
     # MLCube's way (mlcube run --task=infer): the workspace's data/ (one folder per case), the
     # workspace itself for the two "null" files, output/; as root, the image's entry point.
     workspace = tmp_path / "mlcube-workspace"
@@ -187,7 +190,7 @@ def test_template_images_score_ok_and_as_their_platform_runs_them(tmp_path: Path
     for name, predictions in (("fets", workspace / "output"), ("nnunet", outputs)):
         table = tmp_path / f"{name}.csv"
         status, out, err = _in_process(capsys, monkeypatch, "score", "--pred", str(predictions), "--labels",
-                                       str(phantom_data), "--out", str(table), "-j", "1", cache=cache)
+                                       str(data), "--out", str(table), "-j", "1", cache=cache)
         assert status == 0, out + err
         theirs = _scores(table)
         ours = stored.loc[name][["dsc", "nsd", "hd95_mm"]]
@@ -205,7 +208,7 @@ def test_template_images_score_ok_and_as_their_platform_runs_them(tmp_path: Path
             assert np.array_equal(stored_map, expected), (case, organ.name)
 
     for name in ("fets", "nnunet"):
-        status, out, err = _in_process(capsys, monkeypatch, "check", str(algorithms / name), "--data", str(phantom_data),
+        status, out, err = _in_process(capsys, monkeypatch, "check", str(algorithms / name), "--data", str(data),
                                        "--cases", "1", "--base", base_image, cache=cache)
         assert status == 0, out + err
         assert out.splitlines()[-1] == "accepted: it would be accepted as submitted"
