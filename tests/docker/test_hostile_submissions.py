@@ -232,7 +232,7 @@ def _write_algorithms(root: Path, data: Path, index: str, suite: dict | None = N
                 os.mkfifo(folder / rel[:-2])
             elif content == "THIRTY":
                 (folder / rel).write_bytes(_thirty_images())
-            elif content in ("INFLATES", "HIJACK"):  # INFLATES: 1.1 GB of zeros in about 5 MB, over the challenge's
+            elif content in ("INFLATES", "HIJACK"):  # INFLATES: 1.1 GB of zeros in about 1 MB, over the challenge's
                 shutil.copyfile(prepared[content], folder / rel)  # image size; HIJACK: see the `hijack` fixture
             elif content.startswith("@"):  # a platform's stand-in script
                 shutil.copy(HERE / "contracts" / content[1:], folder / rel)
