@@ -81,3 +81,17 @@ def retagged_archive(raw: bytes, tags: list[str]) -> bytes:
                 member.size = len(data)
             copy.addfile(member, io.BytesIO(data) if data is not None else None)
     return out.getvalue()
+
+
+def first_cases(phantom_data: Path, data: Path, count: int) -> Path:
+    """The first `count` cases of `phantom_data` copied as a data set of their own at `data` (for tests
+    where each case costs a container per algorithm and the number of cases is not the point)."""
+    for sub in ("imagesTr", "labelsTr"):
+        (data / sub).mkdir(parents=True)
+    for label in sorted((phantom_data / "labelsTr").glob("*.nii.gz"))[:count]:
+        case = label.name[: -len(".nii.gz")]
+        shutil.copy(label, data / "labelsTr" / label.name)
+        shutil.copy(phantom_data / "imagesTr" / f"{case}_0000.nii.gz", data / "imagesTr" / f"{case}_0000.nii.gz")
+    if (phantom_data / "dataset.json").exists():
+        shutil.copy(phantom_data / "dataset.json", data / "dataset.json")
+    return data

@@ -19,13 +19,15 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
+import threading
 import time
 from pathlib import Path
 
 import pytest
 
 from harness.store import Store
-from tests.docker.conftest import HERE, retagged_archive
+from tests.docker.conftest import HERE, REPO, retagged_archive
 
 PEAK_RSS_BOUND_KIB = 1024 * 1024  # 1 GiB for the whole harness process
 
@@ -164,37 +166,47 @@ def _thirty_images() -> bytes:
 
 
 def _inflating_archive(path: Path) -> None:
-    import gzip
+    """A gzip'd `docker save`-shaped tar whose layer l.tar is 1100 MiB of zeros, in about 1 MB. The
+    deflate stream of 1 MiB of zeros after a full flush (which resets the compressor) is the same bytes
+    each time: compressed once and written 1100 times, the gzip trailer's CRC-32 and length those of
+    the whole (a valid gzip file, as `gzip -t` finds)."""
     import io
+    import struct
     import tarfile
+    import zlib
 
-    size = 1100 * 1024**2
-    with gzip.open(path, "wb", compresslevel=1) as out, tarfile.open(fileobj=out, mode="w|") as archive:
-        info = tarfile.TarInfo("l.tar")
-        info.size = size
-
-        class Zeros(io.RawIOBase):
-            left = size
-
-            def readable(self) -> bool:
-                return True
-
-            def readinto(self, buffer) -> int:  # type: ignore[no-untyped-def]
-                n = min(len(buffer), self.left)
-                buffer[:n] = bytes(n)
-                self.left -= n
-                return n
-
-        zeros = io.BufferedReader(Zeros(), 1 << 20)
-        archive.addfile(info, zeros)
+    size, block = 1100 * 1024**2, bytes(1 << 20)
+    head = tarfile.TarInfo("l.tar")
+    head.size = size
+    tail = io.BytesIO()
+    with tarfile.open(fileobj=tail, mode="w") as archive:
         manifest = json.dumps([{"Config": "c.json", "RepoTags": None, "Layers": ["l.tar"]}]).encode()
         for name, data in (("c.json", b"{}"), ("manifest.json", manifest)):
             member = tarfile.TarInfo(name)
             member.size = len(data)
             archive.addfile(member, io.BytesIO(data))
+    header, trailer = head.tobuf(tarfile.GNU_FORMAT), tail.getvalue()
+    deflate = zlib.compressobj(9, zlib.DEFLATED, -zlib.MAX_WBITS)
+    compressed_block = deflate.compress(block) + deflate.flush(zlib.Z_FULL_FLUSH)
+    crc = zlib.crc32(header)
+    for _ in range(size // len(block)):
+        crc = zlib.crc32(block, crc)
+    crc = zlib.crc32(trailer, crc)
+    with path.open("wb") as out:
+        out.write(b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff")  # gzip: deflate, no name, mtime 0
+        fresh = zlib.compressobj(9, zlib.DEFLATED, -zlib.MAX_WBITS)
+        out.write(fresh.compress(header) + fresh.flush(zlib.Z_FULL_FLUSH))
+        for _ in range(size // len(block)):
+            out.write(compressed_block)
+        out.write(fresh.compress(trailer) + fresh.flush(zlib.Z_FINISH))
+        out.write(struct.pack("<II", crc, (len(header) + size + len(trailer)) & 0xFFFFFFFF))
 
 
-def _write_algorithms(root: Path, data: Path, index: str, suite: dict | None = None) -> Path:  # type: ignore[type-arg]
+def _write_algorithms(root: Path, data: Path, index: str, suite: dict | None = None,  # type: ignore[type-arg]
+                      prepared: dict[str, Path] | None = None) -> Path:
+    """root/algorithms/ and root/dockerfiles/ for `suite` (SUITE by default); `prepared` maps a content
+    marker (INFLATES, HIJACK) to the file, made once per module, that each evaluation copies."""
+    prepared = prepared or {}
     (root / "dockerfiles").mkdir(parents=True)
     (root / "dockerfiles" / "behave.Dockerfile").write_text(BEHAVE_DOCKERFILE)
     for name, (mode, resources, dockerfile, files, _, _) in (SUITE if suite is None else suite).items():
@@ -220,10 +232,8 @@ def _write_algorithms(root: Path, data: Path, index: str, suite: dict | None = N
                 os.mkfifo(folder / rel[:-2])
             elif content == "THIRTY":
                 (folder / rel).write_bytes(_thirty_images())
-            elif content == "INFLATES":  # 1.1 GB of zeros in about 1 MB: over the challenge's image size
-                _inflating_archive(folder / rel)
-            elif content == "HIJACK":
-                continue  # written by the fixture, from an image it builds first
+            elif content in ("INFLATES", "HIJACK"):  # INFLATES: 1.1 GB of zeros in about 1 MB, over the challenge's
+                shutil.copyfile(prepared[content], folder / rel)  # image size; HIJACK: see the `hijack` fixture
             elif content.startswith("@"):  # a platform's stand-in script
                 shutil.copy(HERE / "contracts" / content[1:], folder / rel)
             else:
@@ -251,17 +261,43 @@ def _write_algorithms(root: Path, data: Path, index: str, suite: dict | None = N
     return root / "algorithms"
 
 
+def _content_digest(path: Path) -> str:
+    """sha256 of the file's extents: each hole (which reads as zeros) by its place and length, each
+    run of data by its bytes, so the sparse 1.5 GiB in the context is hashed without reading 1.5 GiB
+    of zeros. Equal digests mean equal contents; a hole filled with written zeros counts as a change."""
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        fd = handle.fileno()
+        size = os.fstat(fd).st_size
+        digest.update(f"{size}\0".encode())
+        offset = 0
+        while offset < size:
+            try:
+                start = os.lseek(fd, offset, os.SEEK_DATA)
+            except OSError:  # ENXIO: nothing but a hole up to the end
+                start = size
+            if start > offset:
+                digest.update(f"hole {offset} {start - offset}\0".encode())
+            if start >= size:
+                break
+            end = os.lseek(fd, start, os.SEEK_HOLE)
+            digest.update(f"data {start} {end - start}\0".encode())
+            handle.seek(start)
+            left = end - start
+            while left > 0 and (chunk := handle.read(min(left, 1 << 20))):
+                digest.update(chunk)
+                left -= len(chunk)
+            offset = end
+    return digest.hexdigest()
+
+
 def _snapshot(*folders: Path) -> dict[str, tuple[int, int, str]]:
     out = {}
     for folder in folders:
         for path in sorted(folder.rglob("*")):
             if path.is_file() and not path.is_symlink():
                 info = path.stat()
-                digest = hashlib.sha256()
-                with path.open("rb") as handle:  # in chunks: a sparse 1.5 GiB file is in there
-                    while chunk := handle.read(1 << 20):
-                        digest.update(chunk)
-                out[str(path)] = (info.st_ino, info.st_mode, digest.hexdigest())
+                out[str(path)] = (info.st_ino, info.st_mode, _content_digest(path))
     return out
 
 
@@ -296,25 +332,142 @@ def _as_ordinary_user(repo: Path) -> tuple[list[str], dict[str, object], dict[st
 
 
 @pytest.fixture(scope="module", params=["root", "ordinary user"])
-def evaluation(request, tmp_path_factory, base_image: str):
-    """The one evaluation, run by root and by an ordinary user in the docker group (nobody: the
-    sandbox then runs as that user, and nothing of root's is readable)."""
-    import tempfile
-
-    from harness.data.synth import write_dataset
-
-    repo = Path(__file__).resolve().parents[2]
-    command, switch, user_env = [sys.executable], {}, {}
+def who(request) -> tuple[str, list[str], dict[str, object], dict[str, str]]:  # type: ignore[no-untyped-def]
+    """Who runs the harness: root, or an ordinary user in the docker group (nobody: the sandbox then
+    runs as that user, and nothing of root's is readable). (name, command, subprocess switch, environment)."""
     if request.param == "ordinary user":
-        command, switch, user_env = _as_ordinary_user(repo)
-        root = Path(tempfile.mkdtemp(prefix="harness-hostile-user-"))  # pytest's own folders are root's alone
+        return (request.param, *_as_ordinary_user(REPO))
+    return request.param, [sys.executable], {}, {}
+
+
+@pytest.fixture(scope="module")
+def inflating_archive(tmp_path_factory) -> Path:  # type: ignore[no-untyped-def]
+    """archive-too-big's team.tar.gz, compressed once (1.1 GB of zeros) and copied into each evaluation."""
+    path = tmp_path_factory.mktemp("inflating") / "team.tar.gz"
+    _inflating_archive(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def hijack(tmp_path_factory, base_image: str) -> tuple[Path, str, str]:  # type: ignore[no-untyped-def]
+    """archive-hijack/team.tar, made once and copied into each evaluation: the well-behaved algorithm's
+    image with a label added, its manifest tagging it as well-behaved's own image and as the base image.
+    Returns (the archive, the victim's tag, the victim's id); the victim is the image each evaluation's
+    well-behaved algorithm builds (the same content tag)."""
+    import io
+
+    import docker
+
+    from harness.build import build_algorithm
+    from harness.spec import load_manifest
+
+    root = tmp_path_factory.mktemp("hijack")
+    algorithms = _write_algorithms(root, root / "data", "http://127.0.0.1:9", {"well-behaved": SUITE["well-behaved"]})
+    client = docker.from_env()
+    victim = build_algorithm(load_manifest(algorithms / "well-behaved" / "algorithm.toml", repo_root=root),
+                             base=base_image, wheel_cache=root / "cache" / "wheelhouse", client=client)
+    evil, _ = client.images.build(fileobj=io.BytesIO(f"FROM {victim.image_id}\nLABEL evil=1\n".encode()), rm=True,
+                                  pull=False, network_mode="none")
+    raw = b"".join(client.images.get(evil.id).save(named=False))
+    client.images.remove(evil.id)
+    archive = root / "team.tar"
+    archive.write_bytes(retagged_archive(raw, [victim.tag, base_image]))
+    return archive, victim.tag, victim.image_id
+
+
+def _unload(client, archive: Path, name: str) -> None:  # type: ignore[no-untyped-def]
+    """Remove the harness's name for `archive` as algorithm `name` (`harness-<name>:archive-<hash>`),
+    and with it the image that an earlier evaluation loaded from it: each evaluation loads the
+    archive as a host that never saw it (else the harness would find it loaded and not load it)."""
+    import docker
+
+    tag = f"harness-{name}:archive-{hashlib.sha256(archive.read_bytes()).hexdigest()[:16]}"
+    try:
+        client.images.remove(tag)
+    except docker.errors.ImageNotFound:
+        pass
+
+
+def _new_root(request, tmp_path_factory, who: str, prefix: str) -> Path:  # type: ignore[no-untyped-def]
+    if who == "ordinary user":
+        root = Path(tempfile.mkdtemp(prefix=f"harness-{prefix}-user-"))  # pytest's own folders are root's alone
         root.chmod(0o755)
         request.addfinalizer(lambda: shutil.rmtree(root, ignore_errors=True))
-    else:
-        root = tmp_path_factory.mktemp("submissions")
+        return root
+    return tmp_path_factory.mktemp(prefix)
+
+
+def _give_to(switch: dict[str, object], root: Path) -> None:
+    """Everything the ordinary user runs on is theirs (the hard link's target, the labels, too)."""
+    if switch:
+        for path in [root, *root.rglob("*")]:
+            os.chown(path, UNPRIVILEGED, UNPRIVILEGED, follow_symlinks=False)
+
+
+def _harness_run(who: tuple[str, list[str], dict[str, object], dict[str, str]], root: Path, algorithms: Path,
+                 base_image: str, extra_env: dict[str, str], timeout_s: float) -> subprocess.CompletedProcess[str]:
+    """`harness run` of `algorithms` on root/data under root/challenge.toml, by `who`, its peak RSS
+    written to root/peak."""
+    _, command, switch, user_env = who
+    env = {**(user_env or os.environ), **({"HOME": str(root / "home")} if switch else {}),
+           "HARNESS_CACHE": str(root / "cache"), "PEAK_FILE": str(root / "peak"), **extra_env}
+    return subprocess.run(  # type: ignore[call-overload, no-any-return]
+        [*command, "-c", _WRAPPER, "run", str(algorithms), "--data", str(root / "data"), "--results",
+         str(root / "results"), "--base", base_image, "--challenge", str(root / "challenge.toml"), "--scoring-workers", "0"],
+        env=env, capture_output=True, text=True, timeout=timeout_s, cwd=REPO, **switch)
+
+
+def _slow_build_root(request, tmp_path_factory, who) -> tuple[Path, Path]:  # type: ignore[no-untyped-def]
+    from harness.data.synth import write_dataset
+
+    root = _new_root(request, tmp_path_factory, who[0], "slow-build")
     write_dataset(root / "data", cases=1, seed=31, size="small")
+    algorithms = _write_algorithms(root, root / "data", "http://127.0.0.1:9", SLOW_BUILD)
+    (root / "challenge.toml").write_text(f'name = "slow-build-test"\n[limits]\nbuild_time_s = {SLOW_BUILD_CAP_S}\n')
+    (root / "home").mkdir()
+    _give_to(who[2], root)
+    return root, algorithms
+
+
+@pytest.fixture(scope="module")
+def evaluations(request, who, tmp_path_factory, base_image: str, inflating_archive: Path,  # type: ignore[no-untyped-def]
+                hijack: tuple[Path, str, str]):
+    """The one evaluation of SUITE, and SLOW_BUILD alone in an evaluation of its own under a build time
+    limit of SLOW_BUILD_CAP_S, both run by `who`. The two `harness run`s go side by side: the endless
+    build only waits for its limit, on the daemon, while the other evaluation works."""
+    from harness.data.synth import write_dataset
+
+    slow_root, slow_algorithms = _slow_build_root(request, tmp_path_factory, who)
+    slow: dict[str, object] = {}
+
+    def run_slow_build() -> None:
+        started = time.monotonic()
+        try:
+            slow["done"] = _harness_run(who, slow_root, slow_algorithms, base_image, {}, 300)
+        except BaseException as exc:  # noqa: BLE001 - raised again in the fixture's own thread
+            slow["error"] = exc
+        slow["elapsed_s"] = time.monotonic() - started
+
+    builder = threading.Thread(target=run_slow_build, name="slow-build", daemon=True)
+    builder.start()
+    try:
+        root = _new_root(request, tmp_path_factory, who[0], "submissions")
+        write_dataset(root / "data", cases=1, seed=31, size="small")
+        evaluation = _evaluate(who, root, base_image, inflating_archive, hijack)
+    finally:
+        builder.join()
+    if "error" in slow:
+        raise slow["error"]  # type: ignore[misc]
+    with Store.open(slow_root / "results", lock=False, create=False) as store:
+        runs = store.runs().set_index("algorithm")
+    return {"evaluation": evaluation, "slow_build": {"done": slow["done"], "runs": runs, "elapsed_s": slow["elapsed_s"]}}
+
+
+def _evaluate(who, root: Path, base_image: str, inflating_archive: Path,  # type: ignore[no-untyped-def]
+              hijack: tuple[Path, str, str]) -> dict[str, object]:
     import http.server
-    import threading
+
+    import docker
 
     seen: list[str] = []
 
@@ -331,11 +484,11 @@ def evaluation(request, tmp_path_factory, base_image: str):
 
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Recorder)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    algorithms = _write_algorithms(root, root / "data", f"http://127.0.0.1:{server.server_address[1]}")
-    import docker
-
+    archive, victim_tag, victim_id = hijack
+    algorithms = _write_algorithms(root, root / "data", f"http://127.0.0.1:{server.server_address[1]}",
+                                   prepared={"INFLATES": inflating_archive, "HIJACK": archive})
     client = docker.from_env()
-    victim = _hijacking_archive(client, root, algorithms, base_image)
+    _unload(client, archive, "archive-hijack")
     tags_before = {t for image in client.images.list() for t in image.tags}
     base_id = client.images.get(base_image).id
     # build_time_s: far above an honest build on a cold, loaded 2-core CI machine (fuse-overlayfs); the
@@ -344,65 +497,33 @@ def evaluation(request, tmp_path_factory, base_image: str):
                                          'build_time_s = 60\nbuild_memory = "256m"\nimage = "1g"\n')
     scratch = root / "scratch"
     scratch.mkdir()
-    home = root / "home"
-    home.mkdir()
-    if switch:  # everything the ordinary user runs on is theirs (the hard link's target, the labels, too)
-        for path in [root, *root.rglob("*")]:
-            os.chown(path, UNPRIVILEGED, UNPRIVILEGED, follow_symlinks=False)
+    (root / "home").mkdir()
+    _give_to(who[2], root)
     before = _snapshot(root / "data", algorithms, root / "dockerfiles")
-    env = {**(user_env or os.environ), **({"HOME": str(home)} if switch else {}), "HARNESS_CACHE": str(root / "cache"),
-           "TMPDIR": str(scratch), "PEAK_FILE": str(root / "peak")}
-    done = subprocess.run(
-        [*command, "-c", _WRAPPER, "run", str(algorithms), "--data", str(root / "data"), "--results",
-         str(root / "results"), "--base", base_image, "--challenge", str(root / "challenge.toml"), "--scoring-workers", "0"],
-        env=env, capture_output=True, text=True, timeout=1200, cwd=repo, **switch)  # type: ignore[call-overload]
-    server.shutdown()
+    try:
+        done = _harness_run(who, root, algorithms, base_image, {"TMPDIR": str(scratch)}, 1200)
+    finally:
+        server.shutdown()
     with Store.open(root / "results", lock=False, create=False) as store:
         runs = store.runs().set_index("algorithm")
         assert store.integrity_ok()
     tags_after = {t for image in client.images.list() for t in image.tags}
     leftovers = [c.name for c in client.containers.list(all=True, filters={"label": "harness.results"})
                  if c.labels.get("harness.results", "").startswith(str(root))]
-    return {"root": root, "done": done, "runs": runs, "before": before, "scratch": scratch, "who": request.param,
+    return {"root": root, "done": done, "runs": runs, "before": before, "scratch": scratch, "who": who[0],
             "peak_kib": int((root / "peak").read_text()), "requests": seen, "new_tags": tags_after - tags_before,
-            "base_moved": client.images.get(base_image).id != base_id, "containers": leftovers, "victim": victim,
-            "victim_now": client.images.get(victim[0]).id}
+            "base_moved": client.images.get(base_image).id != base_id, "containers": leftovers,
+            "victim": (victim_tag, victim_id), "victim_now": client.images.get(victim_tag).id}
 
 
-@pytest.fixture(scope="module", params=["root", "ordinary user"])
-def slow_build(request, tmp_path_factory, base_image: str):  # type: ignore[no-untyped-def]
-    """SLOW_BUILD alone, run by root and by an ordinary user under a build time limit of SLOW_BUILD_CAP_S."""
-    import tempfile
+@pytest.fixture(scope="module")
+def evaluation(evaluations):  # type: ignore[no-untyped-def]
+    return evaluations["evaluation"]
 
-    from harness.data.synth import write_dataset
 
-    repo = Path(__file__).resolve().parents[2]
-    command, switch, user_env = [sys.executable], {}, {}
-    if request.param == "ordinary user":
-        command, switch, user_env = _as_ordinary_user(repo)
-        root = Path(tempfile.mkdtemp(prefix="harness-slow-build-user-"))
-        root.chmod(0o755)
-        request.addfinalizer(lambda: shutil.rmtree(root, ignore_errors=True))
-    else:
-        root = tmp_path_factory.mktemp("slow-build")
-    write_dataset(root / "data", cases=1, seed=31, size="small")
-    algorithms = _write_algorithms(root, root / "data", "http://127.0.0.1:9", SLOW_BUILD)
-    (root / "challenge.toml").write_text(f'name = "slow-build-test"\n[limits]\nbuild_time_s = {SLOW_BUILD_CAP_S}\n')
-    (root / "home").mkdir()
-    if switch:
-        for path in [root, *root.rglob("*")]:
-            os.chown(path, UNPRIVILEGED, UNPRIVILEGED, follow_symlinks=False)
-    env = {**(user_env or os.environ), **({"HOME": str(root / "home")} if switch else {}),
-           "HARNESS_CACHE": str(root / "cache"), "PEAK_FILE": str(root / "peak")}
-    started = time.monotonic()
-    done = subprocess.run(
-        [*command, "-c", _WRAPPER, "run", str(algorithms), "--data", str(root / "data"), "--results",
-         str(root / "results"), "--base", base_image, "--challenge", str(root / "challenge.toml"), "--scoring-workers", "0"],
-        env=env, capture_output=True, text=True, timeout=300, cwd=repo, **switch)  # type: ignore[call-overload]
-    elapsed_s = time.monotonic() - started
-    with Store.open(root / "results", lock=False, create=False) as store:
-        runs = store.runs().set_index("algorithm")
-    return {"done": done, "runs": runs, "elapsed_s": elapsed_s}
+@pytest.fixture(scope="module")
+def slow_build(evaluations):  # type: ignore[no-untyped-def]
+    return evaluations["slow_build"]
 
 
 def test_an_endless_build_is_abandoned_at_the_challenges_build_time_limit(slow_build) -> None:
@@ -413,24 +534,6 @@ def test_an_endless_build_is_abandoned_at_the_challenges_build_time_limit(slow_b
     assert row.status == expected, f"{name}: {row.status} ({row.message})"
     assert text in row.message, row.message
     assert slow_build["elapsed_s"] < 50  # abandoned at the limit, not waited out (its step sleeps 60 s)
-
-
-def _hijacking_archive(client, root: Path, algorithms: Path, base_image: str) -> tuple[str, str]:  # type: ignore[no-untyped-def]
-    """archive-hijack/team.tar: the well-behaved algorithm's image with a label added, its manifest
-    tagging it as well-behaved's own image and as the base image. Returns the victim's (tag, id)."""
-    import io
-
-    from harness.build import build_algorithm
-    from harness.spec import load_manifest
-
-    victim = build_algorithm(load_manifest(algorithms / "well-behaved" / "algorithm.toml", repo_root=root),
-                             base=base_image, wheel_cache=root / "cache" / "wheelhouse", client=client)
-    evil, _ = client.images.build(fileobj=io.BytesIO(f"FROM {victim.image_id}\nLABEL evil=1\n".encode()), rm=True,
-                                  pull=False, network_mode="none")
-    raw = b"".join(client.images.get(evil.id).save(named=False))
-    client.images.remove(evil.id)
-    (algorithms / "archive-hijack" / "team.tar").write_bytes(retagged_archive(raw, [victim.tag, base_image]))
-    return victim.tag, victim.image_id
 
 
 @pytest.mark.parametrize("name", list(SUITE))

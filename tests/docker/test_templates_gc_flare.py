@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.docker.conftest import HERE, REPO
+from tests.docker.conftest import HERE, REPO, first_cases
 
 TEMPLATES = HERE / "templates"
 CASES = 2
@@ -40,6 +40,28 @@ def _python_env() -> dict[str, str]:
 def harness(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "harness", *args], capture_output=True, text=True, env=_python_env(),
                           timeout=900)
+
+
+def in_process(capsys, *args: str) -> tuple[int, str, str]:  # type: ignore[no-untyped-def]
+    """`harness ARGS` in this process (exit status, stdout, stderr): the commands whose process boundary
+    is not the point, without a new interpreter's start (and imports) each."""
+    from harness.cli import main
+
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as code:
+        main(list(args))
+    captured = capsys.readouterr()
+    return int(code.value.code or 0), captured.out, captured.err
+
+
+def _content_tag(repository: str, *parts: bytes) -> str:
+    """`repository:<hash of parts>`: a name that no other test or session gives another image."""
+    digest = hashlib.sha256(b"\0".join(parts)).hexdigest()
+    return f"{repository}:{digest[:12]}"
+
+
+def _context_bytes(context: Path) -> bytes:
+    return b"".join(f"{p.relative_to(context)}\0".encode() + p.read_bytes() for p in sorted(context.rglob("*")) if p.is_file())
 
 
 def _build(client, context: Path, tag: str, base: str) -> None:  # type: ignore[no-untyped-def]
@@ -67,10 +89,10 @@ def templates(docker_client, base_image: str, tmp_path_factory) -> dict[str, obj
     stand_in = work / "pytorch"
     shutil.copytree(TEMPLATES / "pytorch", stand_in)
     shutil.copytree(wheels, stand_in / "wheels")
-    digest = hashlib.sha256(b"".join(p.read_bytes() for p in sorted(stand_in.rglob("*")) if p.is_file())).hexdigest()
-    pytorch = f"harness-tests/pytorch-stand-in:{digest[:12]}"
+    pytorch = _content_tag("harness-tests/pytorch-stand-in", base_image.encode(), _context_bytes(stand_in))
     _build(docker_client, stand_in, pytorch, base_image)
-    images = {"gc": "harness-tests/example-algorithm-gc:latest", "flare": "harness-tests/flareteam:latest"}
+    images = {name: _content_tag(f"harness-tests/{repository}", pytorch.encode(), _context_bytes(TEMPLATES / name))
+              for name, repository in (("gc", "example-algorithm-gc"), ("flare", "flareteam"))}
     archives = {}
     for name, tag in images.items():
         _build(docker_client, TEMPLATES / name, tag, pytorch)
@@ -79,43 +101,41 @@ def templates(docker_client, base_image: str, tmp_path_factory) -> dict[str, obj
         archives[name].write_bytes(gzip.compress(raw, compresslevel=1))  # do_save.sh: docker save | gzip -c
     model = work / "model.tar.gz"
     subprocess.run(["tar", "-czf", str(model), "-C", str(TEMPLATES / "gc" / "model"), "."], check=True)  # do_save.sh
-    return {"images": images, "archives": archives, "model": model}
+    ids = {name: docker_client.images.get(tag).id for name, tag in images.items()}
+    return {"images": images, "ids": ids, "archives": archives, "model": model}
 
 
-def _algorithms(root: Path, templates: dict[str, object]) -> Path:
-    """gc-template, flareteam and flareteam-small (the same FLARE archive with a 2 MiB writable cap)."""
+ALGORITHMS = ("gc-template", "flareteam", "flareteam-small")
+
+
+def _algorithms(root: Path, templates: dict[str, object], names: tuple[str, ...] = ALGORITHMS) -> Path:
+    """gc-template, flareteam (each its template's `docker save` archive) and flareteam-small (the same
+    FLARE image, pinned by its id instead of loaded from the archive a second time, with a 2 MiB
+    writable cap); only `names`."""
     archives: dict[str, Path] = templates["archives"]  # type: ignore[assignment]
     folder = root / "algorithms"
     common = 'version = "1"\nkind = "segmenter"\nprofile = "flare22"\n'
-    gc = folder / "gc-template"
-    gc.mkdir(parents=True)
-    shutil.copy(archives["gc"], gc / "example-algorithm.tar.gz")
-    shutil.copy(templates["model"], gc / "model.tar.gz")  # type: ignore[arg-type]
-    (gc / "algorithm.toml").write_text(
-        f'name = "gc-template"\n{common}contract = "grand-challenge"\narchive = "example-algorithm.tar.gz"\n\n'
-        '[resources]\nmemory = "1g"\ntime_limit_s = 120\n\n[grand-challenge]\nmodel = "model.tar.gz"\n')
-    for name, extra in (("flareteam", ""), ("flareteam-small", 'output = "2m"\n')):
+    if "gc-template" in names:
+        gc = folder / "gc-template"
+        gc.mkdir(parents=True)
+        shutil.copy(archives["gc"], gc / "example-algorithm.tar.gz")
+        shutil.copy(templates["model"], gc / "model.tar.gz")  # type: ignore[arg-type]
+        (gc / "algorithm.toml").write_text(
+            f'name = "gc-template"\n{common}contract = "grand-challenge"\narchive = "example-algorithm.tar.gz"\n\n'
+            '[resources]\nmemory = "1g"\ntime_limit_s = 120\n\n[grand-challenge]\nmodel = "model.tar.gz"\n')
+    pinned = f'image = "{templates["images"]["flare"]}@{templates["ids"]["flare"]}"'  # type: ignore[index]
+    for name, source, extra in (("flareteam", 'archive = "flareteam.tar.gz"', ""),
+                                ("flareteam-small", pinned, 'output = "2m"\n')):
+        if name not in names:
+            continue
         flare = folder / name
         flare.mkdir(parents=True)
-        shutil.copy(archives["flare"], flare / "flareteam.tar.gz")
+        if source.startswith("archive"):
+            shutil.copy(archives["flare"], flare / "flareteam.tar.gz")
         (flare / "algorithm.toml").write_text(
-            f'name = "{name}"\n{common}contract = "flare"\narchive = "flareteam.tar.gz"\n\n'
+            f'name = "{name}"\n{common}contract = "flare"\n{source}\n\n'
             f'[resources]\nmemory = "1g"\ntime_limit_s = 120\n{extra}')
     return folder
-
-
-def _data(root: Path, phantom_data: Path) -> Path:
-    """The first CASES phantoms as a FLARE-layout data set."""
-    data = root / "data"
-    for sub in ("imagesTr", "labelsTr"):
-        (data / sub).mkdir(parents=True)
-    for label in sorted((phantom_data / "labelsTr").glob("*.nii.gz"))[:CASES]:
-        case = label.name[: -len(".nii.gz")]
-        shutil.copy(label, data / "labelsTr" / label.name)
-        shutil.copy(phantom_data / "imagesTr" / f"{case}_0000.nii.gz", data / "imagesTr" / f"{case}_0000.nii.gz")
-    if (phantom_data / "dataset.json").exists():
-        shutil.copy(phantom_data / "dataset.json", data / "dataset.json")
-    return data
 
 
 def _platform_gc(client, image: str, model: Path, data: Path, out: Path) -> Path:  # type: ignore[no-untyped-def]
@@ -170,22 +190,23 @@ def _platform_flare(client, image: str, data: Path, out: Path) -> Path:  # type:
     return outputs
 
 
-def _scored(predictions: Path, data: Path, name: str, out: Path) -> pd.DataFrame:
+def _scored(capsys, predictions: Path, data: Path, name: str, out: Path) -> pd.DataFrame:  # type: ignore[no-untyped-def]
     table = out / f"{name}.csv"
-    done = harness("score", "--pred", str(predictions), "--labels", str(data), "--algorithm", name, "--out", str(table),
-                   "--jobs", "1")
-    assert done.returncode == 0, done.stderr[-3000:]
+    status, _, err = in_process(capsys, "score", "--pred", str(predictions), "--labels", str(data), "--algorithm", name,
+                                "--out", str(table), "--jobs", "1")
+    assert status == 0, err[-3000:]
     return pd.read_csv(table).set_index(["case", "organ"]).sort_index()
 
 
 def test_templates_score_ok_and_as_the_platform_runs_them(tmp_path: Path, docker_client, templates,  # type: ignore[no-untyped-def]
-                                                          phantom_data: Path) -> None:
+                                                          phantom_data: Path, capsys) -> None:
     from harness.store import Store
 
     algorithms = _algorithms(tmp_path, templates)
-    data = _data(tmp_path, phantom_data)
+    data = first_cases(phantom_data, tmp_path / "data", CASES)
     results = tmp_path / "results"
-    done = harness("run", str(algorithms), "--data", str(data), "--results", str(results))
+    # the installed command, in its own process; scoring inline (the Dask path has tests of its own)
+    done = harness("run", str(algorithms), "--data", str(data), "--results", str(results), "--scoring-workers", "0")
     assert done.returncode == 3, done.stdout[-3000:] + done.stderr[-3000:]  # flareteam-small fails, by design
     # FLARE's name for the archive is shown, never given to an image here
     assert "FLARE's name flareteam:latest, not tagged here" in done.stdout + done.stderr
@@ -207,7 +228,7 @@ def test_templates_score_ok_and_as_the_platform_runs_them(tmp_path: Path, docker
     platform = {"gc-template": _platform_gc(docker_client, images["gc"], templates["model"], data, tmp_path / "gc"),
                 "flareteam": _platform_flare(docker_client, images["flare"], data, tmp_path / "flare")}
     for name, predictions in platform.items():
-        theirs = _scored(predictions, data, name, tmp_path)
+        theirs = _scored(capsys, predictions, data, name, tmp_path)
         ours = scores[scores.algorithm == name].rename(columns={"case_id": "case"}).set_index(["case", "organ"]).sort_index()
         assert list(ours.index) == list(theirs.index), name
         assert (theirs.status == "ok").all(), name
@@ -218,15 +239,17 @@ def test_templates_score_ok_and_as_the_platform_runs_them(tmp_path: Path, docker
 
 
 @pytest.mark.parametrize("name", ["gc-template", "flareteam"])
-def test_templates_pass_harness_check(tmp_path: Path, templates, phantom_data: Path, name: str) -> None:  # type: ignore[no-untyped-def]
-    algorithms = _algorithms(tmp_path, templates)
-    done = harness("check", str(algorithms / name), "--data", str(_data(tmp_path, phantom_data)), "--cases", "1")
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    assert "accepted: it would be accepted as submitted" in done.stdout
+def test_templates_pass_harness_check(tmp_path: Path, templates, phantom_data: Path, name: str, capsys) -> None:  # type: ignore[no-untyped-def]
+    algorithms = _algorithms(tmp_path, templates, (name,))
+    data = first_cases(phantom_data, tmp_path / "data", CASES)
+    status, out, err = in_process(capsys, "check", str(algorithms / name), "--data", str(data),
+                                  "--cases", "1")
+    assert status == 0, out[-3000:] + err[-3000:]
+    assert "accepted: it would be accepted as submitted" in out
 
 
 def test_gc_user_and_home_as_the_platforms_shim_sets_them(tmp_path: Path, docker_client, base_image: str,  # type: ignore[no-untyped-def]
-                                                          phantom_data: Path) -> None:
+                                                          phantom_data: Path, capsys) -> None:
     """grand-challenge's shim runs the image's USER with HOME from the image's /etc/passwd, over the
     image's own ENV HOME; an image without a USER (root) is one the platform refuses at upload:
     harness runs it as its own unprivileged user, and `harness check` says so. Each image prints its
@@ -239,22 +262,22 @@ def test_gc_user_and_home_as_the_platforms_shim_sets_them(tmp_path: Path, docker
                       f'ENTRYPOINT ["/bin/sh", "-c", {script}]\n',
         "gc-root": f'FROM {base_image}\nENV HOME=/elsewhere\nENTRYPOINT ["/bin/sh", "-c", {script}]\n',
     }
-    data = _data(tmp_path, phantom_data)
+    data = first_cases(phantom_data, tmp_path / "data", CASES)
     outputs = {}
     for name, dockerfile in dockerfiles.items():
-        tag = f"harness-tests/{name}:latest"
-        docker_client.images.build(fileobj=io.BytesIO(dockerfile.encode()), tag=tag, network_mode="none", pull=False,
-                                   rm=True, forcerm=True)
+        tag = _content_tag(f"harness-tests/{name}", base_image.encode(), dockerfile.encode())
+        image, _ = docker_client.images.build(fileobj=io.BytesIO(dockerfile.encode()), tag=tag, network_mode="none",
+                                              pull=False, rm=True, forcerm=True)
         folder = tmp_path / "algorithms" / name
         folder.mkdir(parents=True)
-        (folder / "image.tar.gz").write_bytes(gzip.compress(b"".join(docker_client.images.get(tag).save(named=True)),
-                                                            compresslevel=1))
+        # pinned by id: the user and HOME come from the image's configuration and /etc/passwd, whichever way
+        # the image arrives (the archive's way is the template test's above)
         (folder / "algorithm.toml").write_text(
             f'name = "{name}"\nversion = "1"\nkind = "segmenter"\nprofile = "flare22"\ncontract = "grand-challenge"\n'
-            'archive = "image.tar.gz"\n\n[resources]\nmemory = "256m"\ntime_limit_s = 60\n')
-        done = harness("check", str(folder), "--data", str(data), "--cases", "1")
-        assert done.returncode != 0, done.stdout[-3000:]
-        outputs[name] = done.stdout
+            f'image = "{tag}@{image.id}"\n\n[resources]\nmemory = "256m"\ntime_limit_s = 60\n')
+        status, out, _ = in_process(capsys, "check", str(folder), "--data", str(data), "--cases", "1")
+        assert status != 0, out[-3000:]
+        outputs[name] = out
     assert "crashed" in outputs["gc-envhome"] and "log: HOME=/home/algo uid=1234" in outputs["gc-envhome"], \
         outputs["gc-envhome"][-3000:]
     assert "[warn] image:" not in outputs["gc-envhome"]
