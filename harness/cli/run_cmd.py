@@ -212,9 +212,11 @@ def _load_run_config(ctx: click.Context, param: click.Parameter, value: Path | N
 @click.option("--scoring-workers", type=click.IntRange(min=0), default=None,
               help="Without --scheduler: processes of the local Dask cluster that score while the next case runs "
                    "(0 scores inline).  [default: number of CPUs]")
+@click.option("--report/--no-report", default=True, show_default=True,
+              help="Rewrite the report afterwards (--no-report: the store only; `harness report` writes it later).")
 @JSON_OPTION
 def run(algorithms_dir: Path, data_dir: Path | None, results_dir: Path, challenge_file: Path | None, profile: str | None,
-        runner: str, rerun: bool, base: str | None, scheduler: str | None, scoring_workers: int | None,
+        runner: str, rerun: bool, base: str | None, scheduler: str | None, scoring_workers: int | None, report: bool,
         as_json: bool) -> int:
     """Build, run every segmenter on every case, score, store, summarise.
 
@@ -238,12 +240,12 @@ def run(algorithms_dir: Path, data_dir: Path | None, results_dir: Path, challeng
     with json_mode(as_json) as emit:
         return _run(emit, algorithms_dir=algorithms_dir, data_dir=data_dir, results_dir=results_dir,
                     challenge_file=challenge_file, profile=profile, runner=RunnerKind(runner), rerun=rerun, base=base,
-                    scheduler=scheduler, scoring_workers=scoring_workers)
+                    scheduler=scheduler, scoring_workers=scoring_workers, write_report=report)
 
 
 def _run(emit: Callable[[dict[str, Any]], None], *, algorithms_dir: Path, data_dir: Path | None, results_dir: Path,
          challenge_file: Path | None, profile: str | None, runner: RunnerKind, rerun: bool, base: str | None,
-         scheduler: str | None, scoring_workers: int | None) -> int:
+         scheduler: str | None, scoring_workers: int | None, write_report: bool = True) -> int:
     from harness.cli.jsonout import records
 
     cache = default_cache_dir()
@@ -275,8 +277,10 @@ def _run(emit: Callable[[dict[str, Any]], None], *, algorithms_dir: Path, data_d
     earlier = f" ({summary.failed_earlier} stored by an earlier run)" if summary.failed_earlier else ""
     click.echo(f"{summary.executed} runs executed, {summary.rescored} rescored, {summary.reused} reused from the store, "
                f"{summary.failed} failed{earlier}{refused}; results in {results_dir}")
-    with summary.timed("report"):
-        report = _write_report(results_dir)
+    report = None
+    if write_report:
+        with summary.timed("report"):
+            report = _write_report(results_dir)
     click.echo(format_phases(summary.phases))  # where the time went
     failed = summary.partial or (annotated is not None and annotated.partial)
     status = ExitStatus.PARTIAL if failed else ExitStatus.OK

@@ -105,9 +105,10 @@ def test_run_options_from_a_config_file_and_the_command_line_wins(toy: Toy, capf
     (toy.root / "run.toml").write_text('algorithms = "algorithms"\ndata = "data"\nresults = "from-config"\n'
                                        'challenge = "challenge.toml"\nrunner = "local"\n'
                                        'scoring_workers = 0\n')
-    code, run, _ = _json(capfd, "run", "--config", str(toy.root / "run.toml"))
+    code, run, _ = _json(capfd, "run", "--config", str(toy.root / "run.toml"), "--no-report")
     assert code == 0 and run["results"] == str(toy.root / "from-config") and run["executed"] == 1
-    code, run, _ = _json(capfd, "run", "--config", str(toy.root / "run.toml"), "--results", str(toy.root / "cli"))
+    code, run, _ = _json(capfd, "run", "--config", str(toy.root / "run.toml"), "--results", str(toy.root / "cli"),
+                         "--no-report")
     assert code == 0 and run["results"] == str(toy.root / "cli")
     (toy.root / "bad.toml").write_text('resutls = "x"\n')
     with pytest.raises(SystemExit) as bad:
@@ -121,9 +122,11 @@ def test_a_second_run_counts_the_failures_an_earlier_run_stored(toy: Toy, capfd:
     toy.segmenter("alpha")
     toy.segmenter("crasher", "crash")
     args = ("run", str(toy.algorithms), "--runner", "local", "--data", str(toy.data), "--results", str(toy.results),
-            "--challenge", str(toy.challenge_file), "--scoring-workers", "0")
+            "--challenge", str(toy.challenge_file), "--scoring-workers", "0", "--no-report")
     code, first, _ = _json(capfd, *args)
     assert code == 3 and (first["executed"], first["failed"]) == (4, 2)
+    # --no-report: the store only; no report written, none timed, none named
+    assert first["report"] is None and "report" not in first["phases_s"] and not (toy.results / "report.html").exists()
     starts = len(toy.starts())
     code, again, err = _json(capfd, *args)
     assert len(toy.starts()) == starts  # nothing ran

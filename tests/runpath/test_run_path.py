@@ -138,8 +138,9 @@ def test_ground_truth_problems_are_recorded_and_the_other_cases_go_on(toy: Toy, 
     wraps = toy_labels(5)
     wraps[wraps == 1] = 20  # a label that would wrap in uint8 arithmetic
     write_nifti(labels / "case_05.nii.gz", wraps)
-    code = _cli(["run", str(toy.algorithms), "--data", str(toy.data), "--results", str(toy.results), "--runner", "local",
-                 "--challenge", str(toy.challenge_file), "--scoring-workers", "0"])
+    args = ["run", str(toy.algorithms), "--data", str(toy.data), "--results", str(toy.results), "--runner", "local",
+            "--challenge", str(toy.challenge_file), "--scoring-workers", "0", "--no-report"]  # the store is the point
+    code = _cli(args)
     err = capsys.readouterr().err
     assert code == 3  # partial
     runs = _runs(toy).loc["alpha"]
@@ -153,8 +154,7 @@ def test_ground_truth_problems_are_recorded_and_the_other_cases_go_on(toy: Toy, 
     assert set(read_store_scores(toy.results).case) == {"case_00"}  # the ranking leaves them out
     assert len(toy.starts()) == 6
     # Run again: nothing starts, and the stored unscorable cases still make the evaluation partial.
-    code = _cli(["run", str(toy.algorithms), "--data", str(toy.data), "--results", str(toy.results), "--runner", "local",
-                 "--challenge", str(toy.challenge_file), "--scoring-workers", "0"])
+    code = _cli(args)
     err = capsys.readouterr().err
     assert code == 3 and len(toy.starts()) == 6
     assert "harness: error: case_02: ground truth not scored (unreadable, stored by an earlier run)" in err
@@ -172,7 +172,7 @@ def test_labels_outside_a_background_profile_are_scored_with_a_warning_on_the_ru
     lesion[0:2, 0:2, 0:2] = 14
     write_nifti(labels / "case_01.nii.gz", lesion)
     code = _cli(["run", str(toy.algorithms), "--data", str(toy.data), "--results", str(toy.results), "--runner", "local",
-                 "--challenge", str(toy.challenge_file), "--scoring-workers", "0"])
+                 "--challenge", str(toy.challenge_file), "--scoring-workers", "0", "--no-report"])
     err = capsys.readouterr().err
     assert code == 0, err
     runs = _runs(toy).loc["alpha"]
@@ -359,7 +359,7 @@ def test_rescore_after_a_tolerance_change_matches_an_independent_recomputation(t
     toy.segmenter("beta", "shift")
     common = ["--results", str(toy.results)]
     assert _cli(["run", str(toy.algorithms), "--data", str(toy.data), *common, "--runner", "local",
-                 "--challenge", str(toy.challenge_file), "--scoring-workers", "0"]) == 0
+                 "--challenge", str(toy.challenge_file), "--scoring-workers", "0", "--no-report"]) == 0
     before = _scores(toy)
     starts = len(toy.starts())
     tolerances = {"liver": 0.5, "right_kidney": 0.2, "spleen": 0.3, "aorta": 0.4}  # under the 0.8 mm shift
@@ -481,7 +481,7 @@ def test_a_full_disk_is_its_own_exit_status_and_the_next_run_resumes(toy: Toy, c
             except OSError:
                 pass
         args = ["run", str(toy.algorithms), "--data", str(toy.data), "--results", str(toy.results), "--runner", "local",
-                "--challenge", str(toy.challenge_file), "--scoring-workers", "0"]
+                "--challenge", str(toy.challenge_file), "--scoring-workers", "0", "--no-report"]  # the store is the point
         code = _cli(args)
         err = capsys.readouterr().err
         assert code == 6, err
@@ -561,7 +561,7 @@ def test_a_refused_manifest_is_said_before_any_run_and_counted(toy: Toy, capsys)
     (toy.algorithms / "typo" / "algorithm.toml").write_text('name = "typo"\nverison = "1"\n')
     # Scored on a local Dask cluster (harness run's default path; one worker is enough to take it)
     code = _cli(["run", str(toy.algorithms), "--runner", "local", "--data", str(toy.data), "--results", str(toy.results),
-                 "--challenge", str(toy.challenge_file), "--scoring-workers", "1"])
+                 "--challenge", str(toy.challenge_file), "--scoring-workers", "1", "--no-report"])
     assert code == 3
     err, out = capsys.readouterr()[::-1]
     lines = err.splitlines()
@@ -599,7 +599,7 @@ def test_quiet_says_only_what_went_wrong_and_verbose_every_runs_log_line(toy: To
     assert len(runs) == 1 and "crasher" in runs[0] and "| log: toy: crashing on purpose" in runs[0]
     assert not [line for line in err.splitlines() if line.startswith("harness: ") and "error" not in line]
     assert "4 runs executed" in out  # the final summary stays
-    assert _cli(["-v", *args]) == 3
+    assert _cli(["-v", *args, "--no-report"]) == 3
     err = capsys.readouterr().err
     alpha = [line for line in err.splitlines() if line.startswith("[") and "alpha" in line]
     assert len(alpha) == 2 and all("| log: toy: case_0" in line and "done (ok)" in line for line in alpha)
@@ -610,7 +610,7 @@ def test_a_long_run_is_said_to_be_going_on_while_it_runs(toy: Toy, capsys, monke
     toy.segmenter("napper", "nap")  # sleeps 1 s
     monkeypatch.setenv("HARNESS_HEARTBEAT_S", "0.2")  # read when each run starts
     args = ["run", str(toy.algorithms), "--runner", "local", "--data", str(toy.data), "--results", str(toy.results),
-            "--challenge", str(toy.challenge_file), "--scoring-workers", "0"]
+            "--challenge", str(toy.challenge_file), "--scoring-workers", "0", "--no-report"]
     assert _cli(args) == 0
     err = capsys.readouterr().err
     beats = [line for line in err.splitlines() if line.startswith("harness: still running napper on case_00: ")]
@@ -631,7 +631,7 @@ def test_a_refused_annotator_is_reported_once_by_harness_run(toy: Toy, capsys) -
     (toy.algorithms / "heatmapper" / "algorithm.toml").write_text(
         'name = "heatmapper"\nversion = "1"\nkind = "annotator"\nprofile = "atlas8"\ncolour = "red"\n')
     args = ["run", str(toy.algorithms), "--runner", "local", "--data", str(toy.data), "--results", str(toy.results),
-            "--challenge", str(toy.challenge_file), "--scoring-workers", "0"]
+            "--challenge", str(toy.challenge_file), "--scoring-workers", "0", "--no-report"]
     assert _cli(args) == 3
     out, err = capsys.readouterr()
     said = [line for line in err.splitlines() if "heatmapper" in line]  # before the runs, and among the errors at the end
