@@ -33,7 +33,7 @@ def _fake_segmenter_runs(results: Path, data: Path, *, planted_case: str) -> Non
             case = label_path.name[: -len(".nii.gz")]
             img = nib.load(label_path)
             label = np.asarray(img.dataobj)
-            models = segmenters_from_label(label)
+            models = segmenters_from_label(label, models=("model_a", "model_b"))
             if case == planted_case:
                 liver = models["model_a"]["liver"]
                 xs = np.nonzero(liver)[0]

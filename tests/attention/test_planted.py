@@ -20,7 +20,15 @@ from scipy import ndimage
 from harness.attention import attention_table, detect_errors, evaluate_case, priority_check, priority_list
 from harness.attention.io import read_attention, read_pseudo_label
 from harness.data.synth import generate_case
-from tests.attention.helpers import ATLAS8, read_heatmaps, read_summaries, run_annotator, segmenters_from_label, stage_case
+from tests.attention.helpers import (
+    ATLAS8,
+    finish_annotator,
+    read_heatmaps,
+    read_summaries,
+    segmenters_from_label,
+    stage_case,
+    start_annotator,
+)
 
 SEED = 7
 PLANTED = 0
@@ -74,6 +82,7 @@ def plant_errors(models: dict, label: np.ndarray, overlap: tuple[slice, ...]) ->
 def annotated(tmp_path_factory: pytest.TempPathFactory) -> dict:
     root = tmp_path_factory.mktemp("planted")
     out: dict = {"cases": {}}
+    started = {}
     for index in CASES:
         case = generate_case(seed=SEED, index=index, size="small")
         models = segmenters_from_label(case.label)
@@ -82,10 +91,19 @@ def annotated(tmp_path_factory: pytest.TempPathFactory) -> dict:
         planted = plant_errors(models, case.label, overlap) if index == PLANTED else {}
         input_dir = stage_case(root / "input" / case.case_id, case.case_id, models, case.affine)
         output_dir = root / "output" / case.case_id
-        proc = run_annotator(input_dir, output_dir)
-        assert proc.returncode == 0, proc.stderr
+        # Each case's annotator runs in its own process while the next case is staged.
+        started[case.case_id] = start_annotator(input_dir, output_dir)
         out["cases"][case.case_id] = {"label": case.label, "models": models, "clean_a": clean_a, "output": output_dir, "index": index,
                                      "planted": planted}
+    try:
+        for proc in started.values():
+            done = finish_annotator(proc)
+            assert done.returncode == 0, done.stderr
+    finally:
+        for proc in started.values():
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
     out["root"] = root / "output"
     return out
 
@@ -121,19 +139,30 @@ def test_the_planted_case_ranks_first(annotated: dict) -> None:
     assert set(first_organs[:2]) <= {"spleen", "left_kidney", "liver", "stomach"}
 
 
-def expected_overlap(models: dict) -> dict[str, np.ndarray]:
+def model_means(models: dict) -> dict[str, np.ndarray]:
+    """Organ -> the models' probabilities averaged in float64 (the reference for the pseudo label)."""
+    return {organ: np.mean([m[organ] / 255.0 for m in models.values()], axis=0) for organ in ATLAS8}
+
+
+@pytest.fixture(scope="module")
+def means(annotated: dict) -> dict[str, dict[str, np.ndarray]]:
+    """Case -> `model_means` of its models, computed once for the tests below (read only)."""
+    return {case: model_means(info["models"]) for case, info in annotated["cases"].items()}
+
+
+def expected_overlap(means: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """Where organ c's averaged pseudo label (float64) and another organ's both exceed 0.5."""
-    pseudo = {organ: np.mean([m[organ] / 255.0 for m in models.values()], axis=0) > 0.5 for organ in ATLAS8}
+    pseudo = {organ: means[organ] > 0.5 for organ in ATLAS8}
     claims = np.sum([p.astype(np.uint8) for p in pseudo.values()], axis=0)
     return {organ: p & (claims >= 2) for organ, p in pseudo.items()}
 
 
-def test_overlap_is_flagged_exactly_where_two_pseudo_labels_exceed_one_half(annotated: dict) -> None:
-    for info in annotated["cases"].values():
+def test_overlap_is_flagged_exactly_where_two_pseudo_labels_exceed_one_half(annotated: dict, means: dict) -> None:
+    for case, info in annotated["cases"].items():
         summary = json.loads((info["output"] / "attention.json").read_text())
         heat = read_heatmaps(info["output"])
         attention = read_attention(info["output"])
-        expected = expected_overlap(info["models"])
+        expected = expected_overlap(means[case])
         assert expected["liver"].sum() >= 7 * 7 * 5 - 10 and expected["right_kidney"].sum() >= 7 * 7 * 5 - 10
         for organ, where in expected.items():
             assert summary["organs"][organ]["overlap_voxels"] == int(where.sum()), organ
@@ -143,11 +172,11 @@ def test_overlap_is_flagged_exactly_where_two_pseudo_labels_exceed_one_half(anno
                 assert heat[organ][where].min() > heat[organ][~where].max(), organ
 
 
-def test_pseudo_label_is_the_float64_argmax_of_means_above_one_half(annotated: dict) -> None:
-    for info in annotated["cases"].values():
-        means = np.stack([np.mean([m[organ] / 255.0 for m in info["models"].values()], axis=0) for organ in ATLAS8])
+def test_pseudo_label_is_the_float64_argmax_of_means_above_one_half(annotated: dict, means: dict) -> None:
+    for case, info in annotated["cases"].items():
+        stacked = np.stack([means[case][organ] for organ in ATLAS8])
         values = np.array(list(ATLAS8.values()), np.uint8)
-        expected = np.where(means.max(axis=0) > 0.5, values[np.argmax(means, axis=0)], 0)
+        expected = np.where(stacked.max(axis=0) > 0.5, values[np.argmax(stacked, axis=0)], 0)
         np.testing.assert_array_equal(read_pseudo_label(info["output"]), expected)
 
 
