@@ -44,10 +44,15 @@ assert sorted(parallel) == sorted(serial) and len(serial) > 2, sorted(serial)
 print("differ:", [name for name in serial if serial[name] != parallel[name]])
 """
 
+# Only the Drawer is imported (not this module, which imports pytest and the whole report): the
+# forked workers find _boom and _pid in the script's __main__, as they find any caller's function.
 _ERRORS = """
 import os
 from harness.report.drawing import Drawer
-from tests.report.test_drawing import _boom, _pid
+def _boom(text):
+    raise ValueError(f"cannot draw {text}")
+def _pid(_):
+    return os.getpid()
 with Drawer(workers=2) as drawer:
     assert drawer.parallel
     pids = {drawer.draw(_pid, k).result() for k in range(4)}
