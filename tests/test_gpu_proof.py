@@ -208,6 +208,35 @@ def test_an_integral_10_percent_off_fails_though_the_samples_are_right(monitored
     assert unmeasured["AUC_GPU, trapezoid (MB*s)"].verdict is V.FAIL  # not measured is never a pass
 
 
+def test_a_reading_is_expected_at_some_moment_between_its_stamp_and_the_next() -> None:
+    """The sampler stamps, then reads: a reading taken late across an edge is right, the same reading
+    inside a level is not, and a monitor 10 % high fails wherever its samples fall."""
+    steps = (gp.Step("high", 0.0, 1.0, 3000.0), gp.Step("low", 1.002, 2.0, 100.0))  # 2 ms of freeing between them
+    t = np.round(np.arange(0.0, 2.0, 0.1) + 0.05, 6)  # 0.05 ... 1.95: the edge lies between 0.95 and 1.05
+
+    def judged(gpu: np.ndarray) -> gp.Check:
+        over = np.maximum(0.0, gpu - 2048)
+        figures = {"auc_gpu_mb_s": float(np.sum((over[1:] + over[:-1]) * np.diff(t)) / 2), "peak_gpu_mb": float(gpu.max())}
+        rows = gp.check_memory(figures, pd.DataFrame({"t_s": t, "gpu_mb": gpu}), steps, section="t")
+        return next(r for r in rows if r.name == "AUC_GPU, trapezoid (MB*s)")
+
+    right = gp.level_at(steps, t)
+    assert judged(right).verdict is V.PASS and judged(right).measured == pytest.approx(judged(right).expected)
+    late = right.copy()
+    late[9] = 100.0  # stamped at 0.95, read after the edge (before the next stamp at 1.05)
+    assert gp.level_at(steps, t[9:10])[0] == 3000.0 and judged(late).measured == pytest.approx(judged(late).expected)
+    inside = right.copy()
+    inside[4] = 100.0  # stamped at 0.45: no moment before the next stamp held 100 MiB
+    assert judged(inside).verdict is V.FAIL
+    assert judged(right * 1.1).verdict is V.FAIL and judged(late * 1.1).verdict is V.FAIL
+    in_gap = np.append(t, 1.001)  # a stamp while the allocator frees: either level is right
+    order = np.argsort(in_gap)
+    for level in (3000.0, 100.0):
+        gpu = np.append(right, level)[order]
+        over = np.maximum(0.0, gpu - 2048)
+        assert gp.sampled_auc_mb_s(steps, in_gap[order], gpu) == pytest.approx(np.trapezoid(over, in_gap[order]))
+
+
 def test_a_phase_without_samples_fails() -> None:
     steps = gp.nominal_steps(SHORT, context_mb=CONTEXT_MB)
     series = pd.DataFrame({"t_s": [0.0, 4.0], "gpu_mb": [0.0, 0.0]})
