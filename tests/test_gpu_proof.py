@@ -208,6 +208,35 @@ def test_an_integral_10_percent_off_fails_though_the_samples_are_right(monitored
     assert unmeasured["AUC_GPU, trapezoid (MB*s)"].verdict is V.FAIL  # not measured is never a pass
 
 
+def test_a_reading_is_expected_at_some_moment_between_its_stamp_and_the_next() -> None:
+    """The sampler stamps, then reads: a reading taken late across an edge is right, the same reading
+    inside a level is not, and a monitor 10 % high fails wherever its samples fall."""
+    steps = (gp.Step("high", 0.0, 1.0, 3000.0), gp.Step("low", 1.002, 2.0, 100.0))  # 2 ms of freeing between them
+    t = np.round(np.arange(0.0, 2.0, 0.1) + 0.05, 6)  # 0.05 ... 1.95: the edge lies between 0.95 and 1.05
+
+    def judged(gpu: np.ndarray) -> gp.Check:
+        over = np.maximum(0.0, gpu - 2048)
+        figures = {"auc_gpu_mb_s": float(np.sum((over[1:] + over[:-1]) * np.diff(t)) / 2), "peak_gpu_mb": float(gpu.max())}
+        rows = gp.check_memory(figures, pd.DataFrame({"t_s": t, "gpu_mb": gpu}), steps, section="t")
+        return next(r for r in rows if r.name == "AUC_GPU, trapezoid (MB*s)")
+
+    right = gp.level_at(steps, t)
+    assert judged(right).verdict is V.PASS and judged(right).measured == pytest.approx(judged(right).expected)
+    late = right.copy()
+    late[9] = 100.0  # stamped at 0.95, read after the edge (before the next stamp at 1.05)
+    assert gp.level_at(steps, t[9:10])[0] == 3000.0 and judged(late).measured == pytest.approx(judged(late).expected)
+    inside = right.copy()
+    inside[4] = 100.0  # stamped at 0.45: no moment before the next stamp held 100 MiB
+    assert judged(inside).verdict is V.FAIL
+    assert judged(right * 1.1).verdict is V.FAIL and judged(late * 1.1).verdict is V.FAIL
+    in_gap = np.append(t, 1.001)  # a stamp while the allocator frees: either level is right
+    order = np.argsort(in_gap)
+    for level in (3000.0, 100.0):
+        gpu = np.append(right, level)[order]
+        over = np.maximum(0.0, gpu - 2048)
+        assert gp.sampled_auc_mb_s(steps, in_gap[order], gpu) == pytest.approx(np.trapezoid(over, in_gap[order]))
+
+
 def test_a_phase_without_samples_fails() -> None:
     steps = gp.nominal_steps(SHORT, context_mb=CONTEXT_MB)
     series = pd.DataFrame({"t_s": [0.0, 4.0], "gpu_mb": [0.0, 0.0]})
@@ -438,7 +467,22 @@ def _judge_allocation_run(rows: list, record: dict, *, scale: float) -> None:
     verdicts = {r.verdict for r in memory_rows(rows)}
     assert verdicts == ({V.PASS} if scale == 1.0 else {V.FAIL}), [(r.name, r.measured, r.expected) for r in memory_rows(rows)]
     assert by_name["peak GPU memory (MiB)"].expected == 420 + 3072
-    assert by_name["AUC_GPU, trapezoid (MB*s)"].expected == pytest.approx((420 + 3072 - 2048) * 2.0, rel=0.05)
+    # Judged against the realised plan at the monitor's own sample times, each read between its stamp
+    # and the next (a loaded host that delays a sample at an edge moves the right monitor's trapezoid
+    # from the plan's integral, not from this): between the trapezoids of the plan's lower and higher
+    # level at the two ends of each interval.
+    t = np.array(record["series"]["t_s"], dtype=float)
+    steps = [gp.Step(**s) for s in record["steps"]]
+    assert [s.level_mb for s in steps] == [420, 420 + 1024, 420 + 3072, 420]
+    # In a gap between two steps (the allocator changing its memory) either level is right.
+    kept = [gp.Step(s.name, s.start_s, n.start_s, s.level_mb) for s, n in zip(steps, steps[1:], strict=False)] + steps[-1:]
+    early = steps[:1] + [gp.Step(s.name, p.end_s, s.end_s, s.level_mb) for p, s in zip(steps, steps[1:], strict=False)]
+    ends = [gp.level_at(plan, x) for plan in (kept, early) for x in (t, np.append(t[1:], t[-1]))]  # stamp, next stamp
+    low, high = (np.trapezoid(np.maximum(0.0, f(ends, axis=0) - 2048), t) for f in (np.min, np.max))
+    sampled = by_name["AUC_GPU, trapezoid (MB*s)"].expected
+    assert low - 1e-6 <= sampled <= high + 1e-6 and high - low < 0.5 * sampled
+    exact = by_name["AUC_GPU vs the plan's exact integral (MB*s)"]
+    assert exact.verdict is V.INFO and exact.expected == pytest.approx((420 + 3072 - 2048) * 2.0, rel=0.05)
 
 
 def test_the_allocation_run_goes_through_the_local_runner_and_its_checks_judge_the_monitor(proof) -> None:
