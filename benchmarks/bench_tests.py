@@ -28,8 +28,8 @@ DEFAULT_JOBS = "logical"  # the Makefile's TEST_JOBS: one pytest-xdist worker a 
 XDIST = ("--dist", "loadscope")  # with -n JOBS: the Makefile's XDIST
 FAST_GOAL_S = 120.0
 FULL_GOAL_S = 480.0
-# The last clean full-suite run on the 2-core development machine (`make test`, one process, at 5ad5c96).
-RECORDED_FULL = (972.0, "1299 passed, one process, at 5ad5c96")
+# The last clean full-suite run on the 2-core development machine (`bench_tests.py --full` on a clean clone, at b07fb59).
+RECORDED_FULL = (346.4, "1780 passed, 2 xdist workers, clean clone at b07fb59")
 COUNT = re.compile(r"(\d+) (passed|failed|skipped|deselected|xfailed|xpassed|errors?|warnings?)\b")
 
 
