@@ -22,14 +22,14 @@ import numpy as np
 import pytest
 
 from tests.conftest import toy_labels, write_nifti
-from tests.runpath.conftest import TOY_PROFILE
+from tests.runpath.conftest import TOY_NIFTI, TOY_PROFILE
 
 TEAMS = ("alpha", "bravo", "charlie", "delta", "echo")
 
-SCRIPT = '''\
-# The standard library only (run with -I -S): a start in milliseconds, not nibabel's and numpy's.
-import gzip, math, struct, sys, time
-from pathlib import Path
+# The toy submission: the standard library only (run with -I -S), a start in milliseconds, not nibabel's
+# and numpy's; its NIfTI reading and writing are the run-path toy's (tests/runpath/conftest.py TOY_NIFTI).
+SCRIPT = TOY_NIFTI + '''
+import time
 
 inp, out = Path(sys.argv[1]), Path(sys.argv[2])
 here = Path(__file__).resolve().parent
@@ -47,24 +47,15 @@ if hold is not None and len(Path(params["starts"]).read_text().splitlines()) > i
         waited += 0.02
 if params.get("crash") == "1":
     sys.exit(f"crash {params['token']} {case}: toy weights do not fit")
-raw = bytearray(gzip.decompress(image.read_bytes()))
-assert struct.unpack_from("<i", raw, 0)[0] == 348, "a little-endian NIfTI-1 header"
-nx, ny, nz = struct.unpack_from("<3h", raw, 42)
-(code,) = struct.unpack_from("<h", raw, 70)
-offset, slope, inter = struct.unpack_from("<3f", raw, 108)
-kinds = {2: "B", 4: "h", 8: "i", 16: "f", 64: "d", 256: "b", 512: "H", 768: "I"}
-values = struct.unpack_from(f"<{nx * ny * nz}{kinds[code]}", raw, int(offset))
-if slope != 0 and not math.isnan(slope):
-    values = [v * slope + inter for v in values]
-label = bytearray(round(v / 40.0) for v in values)  # the file's order: x fastest
+plain = read_plain(image)
+assert plain is not None, "a plain little-endian NIfTI-1 image (tests.conftest.write_nifti)"
+(nx, ny, nz), srow, data = plain
+label = bytearray(data)  # the file's order: x fastest
 # the first `drop` share of the liver's voxels in C order (z fastest), as numpy's label.flat
 idx = [x + nx * (y + ny * z) for x in range(nx) for y in range(ny) for z in range(nz) if label[x + nx * (y + ny * z)] == 1]
 for i in idx[: int(float(params["drop"]) * len(idx))]:
     label[i] = 0
-header = raw[: int(offset)]
-struct.pack_into("<2h", header, 70, 2, 8)  # uint8
-struct.pack_into("<2f", header, 112, 1.0, 0.0)
-(out / f"{case}.nii.gz").write_bytes(gzip.compress(bytes(header) + bytes(label), compresslevel=1))
+(out / f"{case}.nii.gz").write_bytes(plain_nifti((nx, ny, nz), srow, bytes(label)))
 print(f"log {params['token']} {case} done", flush=True)
 '''
 
