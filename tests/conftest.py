@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import fcntl
-from collections.abc import Iterator
+import os
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -35,6 +36,37 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         for name in sorted(tier_markers(Path(item.path), getattr(item, "fixturenames", ()))):
             item.add_marker(getattr(pytest.mark, name))
+
+
+CliRun = Callable[..., tuple[int, str, str]]
+
+
+@pytest.fixture
+def harness_cli(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> CliRun:
+    """`harness ARGS` run by `harness.cli.main` in this process, for the commands whose process
+    boundary is not the point (no interpreter to start, no imports to repeat):
+    `harness_cli(*args, cache=None, plain_env=False)` gives (exit status, stdout, stderr). `cache`:
+    HARNESS_CACHE for the call; `plain_env`: as from a plain shell, PATH the system's and no other
+    HARNESS_ setting. The level that -q/-v set is put back after the test."""
+    from harness.cli import main, verbosity
+
+    monkeypatch.setattr(verbosity, "LEVEL", verbosity.LEVEL)
+
+    def run(*args: str, cache: Path | None = None, plain_env: bool = False) -> tuple[int, str, str]:
+        with monkeypatch.context() as env:
+            if plain_env:
+                for key in [k for k in os.environ if k.startswith("HARNESS_")]:
+                    env.delenv(key)
+                env.setenv("PATH", "/usr/bin:/bin")
+            if cache is not None:
+                env.setenv("HARNESS_CACHE", str(cache))
+            capsys.readouterr()
+            with pytest.raises(SystemExit) as stopped:
+                main(list(args))
+            out, err = capsys.readouterr()
+        return int(stopped.value.code or 0), out, err
+
+    return run
 
 
 @contextmanager

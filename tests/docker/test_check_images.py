@@ -8,34 +8,12 @@ container's own terms.
 
 from __future__ import annotations
 
-import os
 import shutil
 from pathlib import Path
-
-import pytest
 
 from tests.docker.conftest import HERE, behave_algorithms
 from tests.docker.test_contracts import FLARE_DOCKERFILE, PREDICT_SH
 from tests.docker.test_foreign_contracts import foreign_algorithms
-
-
-def harness_check(args: list[str], *, cache: Path, monkeypatch: pytest.MonkeyPatch,
-                  capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    """`harness check ARGS` run by `harness.cli.main` in this process (no interpreter to start, no
-    imports to repeat): its exit status, stdout and stderr. As in a plain shell: PATH is the
-    system's and no HARNESS_ setting is set but the cache."""
-    from harness.cli import main
-
-    with monkeypatch.context() as env:
-        for key in [k for k in os.environ if k.startswith("HARNESS_")]:
-            env.delenv(key)
-        env.setenv("HARNESS_CACHE", str(cache))
-        env.setenv("PATH", "/usr/bin:/bin")
-        capsys.readouterr()
-        with pytest.raises(SystemExit) as done:
-            main(["check", *args])
-        out, err = capsys.readouterr()
-    return int(done.value.code or 0), out, err
 
 
 def _flare(root: Path, name: str, *, predict_sh: bool) -> None:
@@ -52,8 +30,7 @@ def _flare(root: Path, name: str, *, predict_sh: bool) -> None:
 
 
 def test_check_accepts_each_contracts_good_image_and_refuses_its_broken_twin(tmp_path: Path, base_image: str,
-                                                                             phantom_data: Path, monkeypatch,
-                                                                             capsys) -> None:
+                                                                             phantom_data: Path, harness_cli) -> None:
     good, bad = tmp_path / "good", tmp_path / "bad"
     foreign_algorithms(good, broken=False)
     foreign_algorithms(bad, broken=True)
@@ -70,9 +47,8 @@ def test_check_accepts_each_contracts_good_image_and_refuses_its_broken_twin(tmp
     outputs = {}
     for root, names in ((good, ("native", "flare", "gc", "mlcube", "medperf", "nnunet")), (bad, tuple(expected_failures))):
         for name in names:
-            code, stdout, stderr = harness_check([str(root / "algorithms" / name), "--data", str(phantom_data),
-                                                  "--cases", "1", "--base", base_image], cache=tmp_path / "cache",
-                                                 monkeypatch=monkeypatch, capsys=capsys)
+            code, stdout, stderr = harness_cli("check", str(root / "algorithms" / name), "--data", str(phantom_data),
+                                               "--cases", "1", "--base", base_image, cache=tmp_path / "cache", plain_env=True)
             outputs[name] = stdout
             if root is good:
                 assert code == 0, stdout + stderr

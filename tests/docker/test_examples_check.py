@@ -9,18 +9,16 @@ from pathlib import Path
 import pytest
 
 from tests.docker.conftest import REPO
-from tests.docker.test_check_images import harness_check
 
 EXAMPLES = REPO / "algorithms" / "examples"
 
 
 @pytest.mark.parametrize("name", ["harness", "flare", "grand-challenge", "mlcube", "medperf", "nnunet"])
 def test_harness_check_accepts_each_readme_example(tmp_path: Path, base_image: str, phantom_data: Path, name: str,
-                                                   monkeypatch, capsys) -> None:
+                                                   monkeypatch, harness_cli) -> None:
     monkeypatch.chdir(REPO)  # the README's path, relative to the repository
-    code, stdout, stderr = harness_check([f"algorithms/examples/{name}", "--data", str(phantom_data), "--cases", "1",
-                                          "--base", base_image], cache=tmp_path / "cache", monkeypatch=monkeypatch,
-                                         capsys=capsys)
+    code, stdout, stderr = harness_cli("check", f"algorithms/examples/{name}", "--data", str(phantom_data), "--cases", "1",
+                                       "--base", base_image, cache=tmp_path / "cache", plain_env=True)
     print(stdout)
     assert code == 0, stdout + stderr
     lines = stdout.splitlines()

@@ -42,18 +42,6 @@ def harness(*args: str) -> subprocess.CompletedProcess[str]:
                           timeout=900)
 
 
-def in_process(capsys, *args: str) -> tuple[int, str, str]:  # type: ignore[no-untyped-def]
-    """`harness ARGS` in this process (exit status, stdout, stderr): the commands whose process boundary
-    is not the point, without a new interpreter's start (and imports) each."""
-    from harness.cli import main
-
-    capsys.readouterr()
-    with pytest.raises(SystemExit) as code:
-        main(list(args))
-    captured = capsys.readouterr()
-    return int(code.value.code or 0), captured.out, captured.err
-
-
 def _content_tag(repository: str, *parts: bytes) -> str:
     """`repository:<hash of parts>`: a name that no other test or session gives another image."""
     digest = hashlib.sha256(b"\0".join(parts)).hexdigest()
@@ -190,16 +178,16 @@ def _platform_flare(client, image: str, data: Path, out: Path) -> Path:  # type:
     return outputs
 
 
-def _scored(capsys, predictions: Path, data: Path, name: str, out: Path) -> pd.DataFrame:  # type: ignore[no-untyped-def]
+def _scored(harness_cli, predictions: Path, data: Path, name: str, out: Path) -> pd.DataFrame:  # type: ignore[no-untyped-def]
     table = out / f"{name}.csv"
-    status, _, err = in_process(capsys, "score", "--pred", str(predictions), "--labels", str(data), "--algorithm", name,
+    status, _, err = harness_cli("score", "--pred", str(predictions), "--labels", str(data), "--algorithm", name,
                                 "--out", str(table), "--jobs", "1")
     assert status == 0, err[-3000:]
     return pd.read_csv(table).set_index(["case", "organ"]).sort_index()
 
 
 def test_templates_score_ok_and_as_the_platform_runs_them(tmp_path: Path, docker_client, templates,  # type: ignore[no-untyped-def]
-                                                          phantom_data: Path, capsys) -> None:
+                                                          phantom_data: Path, harness_cli) -> None:
     from harness.store import Store
 
     algorithms = _algorithms(tmp_path, templates)
@@ -228,7 +216,7 @@ def test_templates_score_ok_and_as_the_platform_runs_them(tmp_path: Path, docker
     platform = {"gc-template": _platform_gc(docker_client, images["gc"], templates["model"], data, tmp_path / "gc"),
                 "flareteam": _platform_flare(docker_client, images["flare"], data, tmp_path / "flare")}
     for name, predictions in platform.items():
-        theirs = _scored(capsys, predictions, data, name, tmp_path)
+        theirs = _scored(harness_cli, predictions, data, name, tmp_path)
         ours = scores[scores.algorithm == name].rename(columns={"case_id": "case"}).set_index(["case", "organ"]).sort_index()
         assert list(ours.index) == list(theirs.index), name
         assert (theirs.status == "ok").all(), name
@@ -239,17 +227,17 @@ def test_templates_score_ok_and_as_the_platform_runs_them(tmp_path: Path, docker
 
 
 @pytest.mark.parametrize("name", ["gc-template", "flareteam"])
-def test_templates_pass_harness_check(tmp_path: Path, templates, phantom_data: Path, name: str, capsys) -> None:  # type: ignore[no-untyped-def]
+def test_templates_pass_harness_check(tmp_path: Path, templates, phantom_data: Path, name: str, harness_cli) -> None:  # type: ignore[no-untyped-def]
     algorithms = _algorithms(tmp_path, templates, (name,))
     data = first_cases(phantom_data, tmp_path / "data", CASES)
-    status, out, err = in_process(capsys, "check", str(algorithms / name), "--data", str(data),
+    status, out, err = harness_cli("check", str(algorithms / name), "--data", str(data),
                                   "--cases", "1")
     assert status == 0, out[-3000:] + err[-3000:]
     assert "accepted: it would be accepted as submitted" in out
 
 
 def test_gc_user_and_home_as_the_platforms_shim_sets_them(tmp_path: Path, docker_client, base_image: str,  # type: ignore[no-untyped-def]
-                                                          phantom_data: Path, capsys) -> None:
+                                                          phantom_data: Path, harness_cli) -> None:
     """grand-challenge's shim runs the image's USER with HOME from the image's /etc/passwd, over the
     image's own ENV HOME; an image without a USER (root) is one the platform refuses at upload:
     harness runs it as its own unprivileged user, and `harness check` says so. Each image prints its
@@ -275,7 +263,7 @@ def test_gc_user_and_home_as_the_platforms_shim_sets_them(tmp_path: Path, docker
         (folder / "algorithm.toml").write_text(
             f'name = "{name}"\nversion = "1"\nkind = "segmenter"\nprofile = "flare22"\ncontract = "grand-challenge"\n'
             f'image = "{tag}@{image.id}"\n\n[resources]\nmemory = "256m"\ntime_limit_s = 60\n')
-        status, out, _ = in_process(capsys, "check", str(folder), "--data", str(data), "--cases", "1")
+        status, out, _ = harness_cli("check", str(folder), "--data", str(data), "--cases", "1")
         assert status != 0, out[-3000:]
         outputs[name] = out
     assert "crashed" in outputs["gc-envhome"] and "log: HOME=/home/algo uid=1234" in outputs["gc-envhome"], \

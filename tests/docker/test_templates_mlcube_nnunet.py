@@ -56,19 +56,6 @@ def _harness(*args: str, cache: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "harness", *args], capture_output=True, text=True, timeout=900, env=env)
 
 
-def _in_process(capsys, monkeypatch, *args: str, cache: Path) -> tuple[int, str, str]:  # type: ignore[no-untyped-def]
-    """`harness ARGS` in this process (its exit status, stdout, stderr): the commands whose process
-    boundary is not the point, without a new interpreter's start (and imports) each."""
-    from harness.cli import main
-
-    monkeypatch.setenv("HARNESS_CACHE", str(cache))
-    capsys.readouterr()
-    with pytest.raises(SystemExit) as code:
-        main(list(args))
-    captured = capsys.readouterr()
-    return int(code.value.code or 0), captured.out, captured.err
-
-
 @pytest.fixture(scope="module")
 def template_images(docker_client, base_image: str, tmp_path_factory) -> dict[str, str]:
     """Image ids of the FeTS cube and the nnU-Net image, built from tests/docker/templates/."""
@@ -140,7 +127,7 @@ def _scores(path: Path) -> pd.DataFrame:
 
 def test_template_images_score_ok_and_as_their_platform_runs_them(tmp_path: Path, docker_client, base_image: str,  # type: ignore[no-untyped-def]
                                                                   phantom_data: Path, template_images: dict[str, str],
-                                                                  capsys, monkeypatch) -> None:
+                                                                  harness_cli) -> None:
     from harness.layout import ResultsLayout
     from harness.profiles import BUILTIN_PROFILES, load_profile
     from harness.store import Store
@@ -189,7 +176,7 @@ def test_template_images_score_ok_and_as_their_platform_runs_them(tmp_path: Path
     organs = load_profile("flare22").organs if "flare22" in BUILTIN_PROFILES else ()
     for name, predictions in (("fets", workspace / "output"), ("nnunet", outputs)):
         table = tmp_path / f"{name}.csv"
-        status, out, err = _in_process(capsys, monkeypatch, "score", "--pred", str(predictions), "--labels",
+        status, out, err = harness_cli("score", "--pred", str(predictions), "--labels",
                                        str(data), "--out", str(table), "-j", "1", cache=cache)
         assert status == 0, out + err
         theirs = _scores(table)
@@ -208,7 +195,7 @@ def test_template_images_score_ok_and_as_their_platform_runs_them(tmp_path: Path
             assert np.array_equal(stored_map, expected), (case, organ.name)
 
     for name in ("fets", "nnunet"):
-        status, out, err = _in_process(capsys, monkeypatch, "check", str(algorithms / name), "--data", str(data),
+        status, out, err = harness_cli("check", str(algorithms / name), "--data", str(data),
                                        "--cases", "1", "--base", base_image, cache=cache)
         assert status == 0, out + err
         assert out.splitlines()[-1] == "accepted: it would be accepted as submitted"

@@ -4,6 +4,7 @@ where the process's own exit status is the point."""
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
@@ -13,26 +14,15 @@ from pathlib import Path
 
 import pytest
 
-from harness.cli import main, verbosity
 from tests.phases.conftest import World
 
 REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
-def in_process(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
-    """`harness <args>` in this process: (exit status, stdout, stderr)."""
-    monkeypatch.setenv("HARNESS_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setattr(verbosity, "LEVEL", verbosity.LEVEL)  # -q/-v set it: put back afterwards
-
-    def run(*args: str) -> tuple[int, str, str]:
-        capsys.readouterr()
-        with pytest.raises(SystemExit) as stopped:
-            main(list(args))
-        out, err = capsys.readouterr()
-        return int(stopped.value.code or 0), out, err
-
-    return run
+def in_process(harness_cli, tmp_path: Path):  # type: ignore[no-untyped-def]
+    """`harness <args>` in this process (tests/conftest.py harness_cli), with this test's cache."""
+    return functools.partial(harness_cli, cache=tmp_path / "cache")
 
 
 def _shell(world: World, *args: str) -> subprocess.CompletedProcess[str]:
