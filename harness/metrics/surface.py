@@ -29,6 +29,7 @@ added to it; coordinates are computed only for the surfels left to the KD-tree.
 from __future__ import annotations
 
 import functools
+import itertools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -101,22 +102,62 @@ def _cell_codes(voxels: NDArray[np.bool_] | NDArray[np.uint8]) -> NDArray[np.uin
     return code
 
 
-def _cell_codes_in_place(voxels: NDArray[np.bool_]) -> NDArray[np.uint8]:
-    """`_cell_codes` of a C-ordered mask with at least one zero voxel on every side, on a grid of
-    the mask's own shape (its last cell on each axis holds only zeros: never a surfel). Each axis
-    is one shift of the flat array by the axis's stride: contiguous, 3x faster than slicing."""
-    source = voxels.reshape(-1).view(np.uint8)
-    buffers = (np.empty_like(source), np.empty_like(source))
-    shift = 1
+def _border_bits(mask: NDArray[np.uint8], shape: tuple[int, ...]) -> NDArray[np.uint8]:
+    """The cells of a flat C-ordered mask of `shape` that hold a surfel, as bits packed
+    little-endian: cell `i` has the corners `i + _corner_steps(shape)` (the cells of
+    `_cell_codes` on a grid of the mask's own shape, corners past the end outside) and holds a
+    surfel where the OR of its corners differs from their AND. Both are built one axis at a time,
+    as the codes are, on the mask packed 64 voxels to a word: an axis's neighbour is one shift of
+    the bit stream by the axis's stride, 1/8 of a byte's work per voxel."""
+    packed = np.packbits(mask, bitorder="little")
+    words = np.concatenate((packed, np.zeros(-packed.size % 8, dtype=np.uint8))).view("<u8")
+    any_inside, all_inside = words, words
     stride = 1
-    for step, size in enumerate(reversed(voxels.shape)):
-        code = buffers[step % 2]
-        np.left_shift(source, np.uint8(shift), out=code)
-        np.bitwise_or(code[:code.size - stride], source[stride:], out=code[:code.size - stride])
-        source = code
-        shift *= 2
+    for size in reversed(shape):
+        any_inside = any_inside | _bits_from(any_inside, stride)
+        all_inside = all_inside & _bits_from(all_inside, stride)
         stride *= size
-    return source.reshape(voxels.shape)
+    return (any_inside ^ all_inside).astype("<u8", copy=False).view(np.uint8)
+
+
+def _bits_from(words: NDArray[np.uint64], step: int) -> NDArray[np.uint64]:
+    """The bit stream of `words` (little-endian) moved `step` bits down: bit `i` of the result is
+    bit `i + step`, zero past the end."""
+    skip, shift = divmod(step, 64)
+    moved = np.zeros_like(words)
+    kept = max(words.size - skip, 0)
+    np.right_shift(words[skip:], np.uint64(shift), out=moved[:kept])
+    if shift and kept > 1:
+        moved[:kept - 1] |= words[skip + 1:] << np.uint64(64 - shift)
+    return moved
+
+
+def _set_bits(bits: NDArray[np.uint8]) -> IntArray:
+    """Indices of the set bits of a little-endian packed bit stream, ascending; only the nonzero
+    bytes are unpacked."""
+    nonzero = np.flatnonzero(bits != 0)
+    within = np.flatnonzero(np.unpackbits(bits[nonzero], bitorder="little").view(np.bool_))
+    return nonzero[within >> 3] * 8 + (within & 7)
+
+
+def _codes_at(mask: NDArray[np.uint8], shape: tuple[int, ...], flat: IntArray) -> NDArray[np.uint8]:
+    """The neighbour codes (bits as in `neighbour_codes`) of the cells `flat` of a flat C-ordered
+    0/1 mask of `shape`, one gather per corner; every corner of these cells must lie in the mask."""
+    steps = _corner_steps(shape)
+    codes = np.zeros(flat.size, dtype=np.uint8)
+    for bit, step in zip(range(len(steps) - 1, -1, -1), steps, strict=True):
+        corner = mask[step:][flat]
+        corner <<= np.uint8(bit)
+        codes |= corner
+    return codes
+
+
+def _corner_steps(shape: tuple[int, ...]) -> list[int]:
+    """Flat offsets of a cell's corners in a C-ordered array of `shape`, corner (a, b[, c]) at
+    index 4a + 2b + c (2D: 2a + b)."""
+    strides = [math.prod(shape[axis + 1:]) for axis in range(len(shape))]
+    return [sum(s for s, on in zip(strides, corner, strict=True) if on)
+            for corner in itertools.product((0, 1), repeat=len(shape))]
 
 
 def neighbour_codes(mask: NDArray[np.bool_]) -> NDArray[np.uint8]:
@@ -185,15 +226,17 @@ def embedding_margin(spacing_mm: tuple[float, ...]) -> tuple[int, ...]:
 
 
 def _surface_of_embedded(voxels: NDArray[np.bool_], margin: tuple[int, ...], spacing_mm: tuple[float, ...]) -> Surface:
-    """Surfels of a C-ordered mask embedded in `margin` + 1 zero voxels on each side."""
-    codes = _cell_codes_in_place(np.ascontiguousarray(voxels))
-    full = np.uint8((1 << (1 << voxels.ndim)) - 1)
-    # Neither all corners outside (0) nor all inside (full): one unsigned compare, 0 wrapping to 255.
-    border = (codes - np.uint8(1)) < np.uint8(full - 1)
-    flat = np.flatnonzero(border)
-    cell_codes = codes.reshape(-1)[flat]
-    return Surface(flat=flat, areas_mm2=surfel_area_table(spacing_mm)[cell_codes], border=border.reshape(-1),
-                   area_rank=_area_ranks(spacing_mm)[1][cell_codes], shape=codes.shape, margin=margin)
+    """Surfels of a C-ordered mask embedded in `margin` + 1 zero voxels on each side. The zeros
+    keep every corner of a surfel's cell inside the array and every cell whose corners a flat
+    shift carries across the end of a row free of surfels (their corners are all zeros). Only
+    the surfels' cells (2-3 % of a structure's box) get their neighbour codes."""
+    mask = np.ascontiguousarray(voxels).reshape(-1).view(np.uint8)
+    bits = _border_bits(mask, voxels.shape)
+    flat = _set_bits(bits)
+    cell_codes = _codes_at(mask, voxels.shape, flat)
+    border = np.unpackbits(bits, count=mask.size, bitorder="little").view(np.bool_)
+    return Surface(flat=flat, areas_mm2=surfel_area_table(spacing_mm)[cell_codes], border=border,
+                   area_rank=_area_ranks(spacing_mm)[1][cell_codes], shape=voxels.shape, margin=margin)
 
 
 @functools.lru_cache(maxsize=64)
