@@ -171,15 +171,61 @@ def _region_scores(
 def _embedded_mask(label_map: NDArray[np.integer], box: Box, labels: tuple[int, ...],
                    margin: tuple[int, ...]) -> NDArray[np.bool_]:
     """The voxels of `box` holding any of `labels`, as a C-ordered mask inside `margin` zeros on each
-    side, written in one pass. NIfTI volumes come Fortran-ordered, and the surface code indexes
-    cells by C-order flat indices: a Fortran mask would be copied by every later step."""
+    side. NIfTI volumes come Fortran-ordered, and the surface code indexes cells by C-order flat
+    indices: a Fortran mask would be copied by every later step."""
+    region = label_map[box]
+    fortran = abs(region.strides[0]) < abs(region.strides[-1])
+    walk = region.T if fortran else region  # the volume's own memory order: compared at full speed
+    hits = walk == labels[0] if len(labels) == 1 else np.isin(walk, labels)
+    if fortran and hits.ndim == 3 and hits.size >= _BIT_TURN_MIN_VOXELS:
+        return _turned_by_bits(hits, margin)
     shape = tuple(s.stop - s.start + 2 * m for s, m in zip(box, margin, strict=True))
     voxels = np.zeros(shape, dtype=bool)
-    inner = voxels[tuple(slice(m, -m) for m in margin)]
     # Compared in the volume's own memory order, then copied across (np.equal writing into the
     # other order directly is 3x slower).
-    inner[...] = label_map[box] == labels[0] if len(labels) == 1 else np.isin(label_map[box], labels)
+    voxels[tuple(slice(m, -m) for m in margin)] = hits.T if fortran else hits
     return voxels
+
+
+# A box this large (a liver's: millions of voxels) is turned through bits: a byte-wise transposing
+# copy of a box larger than the cache waits on memory for most voxels (a liver's box: 35 % less).
+_BIT_TURN_MIN_VOXELS = 1 << 20
+
+
+def _turned_by_bits(hits: NDArray[np.bool_], margin: tuple[int, ...]) -> NDArray[np.bool_]:
+    """`hits.T` of a C-ordered 3D mask, as a C-ordered mask inside `margin` zeros on each side:
+    packed 8 voxels to a byte along hits' last axis, turned in blocks of 8x8 bits (a uint64 word,
+    its rows and columns swapped by three mask-and-shift steps), unpacked along the result's last
+    axis. Two transposing copies of 1/8 of the bytes instead of one of every voxel."""
+    n_last, rows, n_first = hits.shape  # the result's last, middle and first axes
+    packed = np.packbits(hits, axis=-1, bitorder="little")  # bit c of byte k: first-axis index 8k + c
+    groups = -(-(n_last + 2 * margin[-1]) // 8)  # bytes of a row of the result's last axis, margins included
+    planes = np.zeros((groups * 8, rows, packed.shape[-1]), dtype=np.uint8)
+    planes[margin[-1]:margin[-1] + n_last] = packed
+    # Word (g, row, k), byte r, bit c: voxel (last 8g + r, first 8k + c); turned: byte c, bit r.
+    words = np.ascontiguousarray(planes.reshape(groups, 8, rows, packed.shape[-1]).transpose(0, 2, 3, 1))
+    turned = _transpose_8x8(words.view("<u8")[..., 0]).astype("<u8", copy=False)
+    by_first = turned[..., None].view(np.uint8).transpose(2, 3, 1, 0).reshape(-1, rows, groups)[:n_first]
+    out = np.zeros((n_first + 2 * margin[0], rows + 2 * margin[1], groups), dtype=np.uint8)
+    out[margin[0]:margin[0] + n_first, margin[1]:margin[1] + rows] = by_first
+    return np.unpackbits(out, axis=-1, count=n_last + 2 * margin[-1], bitorder="little").view(np.bool_)
+
+
+_SWAPS_8X8 = tuple((np.uint64(shift), np.uint64(mask)) for shift, mask in
+                   ((7, 0x00AA00AA00AA00AA), (14, 0x0000CCCC0000CCCC), (28, 0x00000000F0F0F0F0)))
+
+
+def _transpose_8x8(words: NDArray[np.uint64]) -> NDArray[np.uint64]:
+    """Each word's 8x8 bits (bit 8r + c: row r, column c) transposed, in place (Hacker's Delight
+    7-3: swap the off-diagonal 1x1, then 2x2, then 4x4 blocks)."""
+    for shift, mask in _SWAPS_8X8:
+        swap = words >> shift
+        swap ^= words
+        swap &= mask
+        words ^= swap
+        swap <<= shift
+        words ^= swap
+    return words
 
 
 def _c_mask(box: NDArray[np.integer], labels: tuple[int, ...]) -> NDArray[np.bool_]:
