@@ -7,10 +7,10 @@ becomes rows with its status and one-line message; the other cases go on.
 from __future__ import annotations
 
 import enum
+import gc
 import math
 import os
 from collections.abc import Iterator
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -222,11 +222,21 @@ def score_many(
     kd_tree_class()
     inflate_module()
     import ctypes  # noqa: F401
+    from concurrent.futures import ProcessPoolExecutor  # here: 10 ms of start-up (multiprocessing, socket) that -j 1 need not pay
 
-    with ProcessPoolExecutor(max_workers=n_jobs, initializer=keep_freed_memory) as pool:
-        futures = [pool.submit(score_one, job, profile, threads=threads, label_map=label_map) for job in jobs]
-        for future in futures:
-            yield future.result()
+    # The forked workers share the parent's pages until one of them writes there, and a full garbage
+    # collection writes to every object it visits: frozen, the objects loaded so far are left out of
+    # the collections of the workers and of the parent while they run. Whether a worker would run one
+    # depends on the allocations before the fork; where it does, this halves the workers' page faults
+    # (a 10-case run: 4.5k copies of 4 kB pages instead of 10k, and up to 0.5 s less system time).
+    gc.freeze()
+    try:
+        with ProcessPoolExecutor(max_workers=n_jobs, initializer=keep_freed_memory) as pool:
+            futures = [pool.submit(score_one, job, profile, threads=threads, label_map=label_map) for job in jobs]
+            for future in futures:
+                yield future.result()
+    finally:
+        gc.unfreeze()
 
 
 Row = dict[str, Any]

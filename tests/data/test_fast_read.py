@@ -4,6 +4,7 @@ array as nibabel's own reader, and nibabel's reader wherever the one-call path d
 from __future__ import annotations
 
 import gzip
+import zlib
 from pathlib import Path
 
 import nibabel as nib
@@ -72,3 +73,40 @@ def test_what_the_one_call_path_declines(tmp_path: Path) -> None:
     path.write_bytes(two_members)  # valid gzip: nibabel reads it
     data, _ = read_label(path)
     assert np.array_equal(data, toy_labels(1))
+    member = gzip.compress(raw)
+    assert _gunzip(member + b"\0", cap=len(raw)) is None  # anything after the member
+    assert _gunzip(member[:-4] + (len(raw) + 1).to_bytes(4, "little"), cap=len(raw)) is None  # the trailer's length
+    assert _gunzip(member[:3] + b"\x20" + member[4:], cap=len(raw)) is None  # a reserved flag
+    assert _gunzip(member[:12], cap=len(raw)) is None  # a header alone
+
+
+def _member(raw: bytes, flags: int, fields: bytes) -> bytes:
+    """A gzip member with the header `flags` and their `fields` (after the 10 fixed bytes), any header CRC appended."""
+    header = b"\x1f\x8b\x08" + bytes([flags]) + b"\0\0\0\0\0\xff" + fields
+    if flags & 2:
+        header += (zlib.crc32(header) & 0xFFFF).to_bytes(2, "little")
+    deflate = zlib.compressobj(6, zlib.DEFLATED, -15)
+    body = deflate.compress(raw) + deflate.flush()
+    return header + body + zlib.crc32(raw).to_bytes(4, "little") + len(raw).to_bytes(4, "little")
+
+
+@pytest.mark.parametrize(("flags", "fields"), [
+    (0, b""), (8, b"labels.nii\0"), (4 | 8 | 16, b"\x03\0abc" + b"name\0" + b"a comment\0"), (2 | 8, b"n\0"),
+])
+def test_every_gzip_header_field_is_skipped(flags: int, fields: bytes) -> None:
+    raw = bytes(range(256)) * 40
+    member = _member(raw, flags, fields)
+    assert zlib.decompress(member, 31) == raw  # a valid member, as zlib reads it
+    assert _gunzip(member, cap=len(raw)) == raw
+
+
+def test_a_wrong_crc_reads_as_nibabel_reads_it(tmp_path: Path) -> None:
+    # The CRC-32 is left unchecked as nibabel leaves it: the same array, by the one-call path.
+    path = write_nifti(tmp_path / "l.nii.gz", toy_labels(2))
+    blob = bytearray(path.read_bytes())
+    blob[-8] ^= 0xFF
+    path.write_bytes(blob)
+    assert _gunzip(bytes(blob), cap=10**8) is not None
+    expected = _nibabel(path)  # nibabel reads the voxels and stops before the trailer
+    data, _ = read_label(path, read_only=True)
+    assert data.dtype == expected.dtype and np.array_equal(data, expected) and np.array_equal(data, toy_labels(2))
