@@ -31,7 +31,7 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
@@ -542,7 +542,15 @@ def surface_dice_and_hausdorff(
     def resolve(direction: list, upper_bound_mm: float = math.inf) -> None:  # type: ignore[type-arg]
         source, target, dist, far, _ = direction
         if far.size:
-            _tree_distances(source, target, trees[id(target)], spacing, (tolerance_mm,), workers, dist, far,
+            tree = trees[id(target)]
+            if math.isfinite(upper_bound_mm):
+                # Only this search uses the target's tree: built on the surfels it can find, at most
+                # ceil(bound / spacing) cells beyond the box of the far surfels on each axis. The tie
+                # re-check at the tolerance finds all its candidates there too.
+                cells = np.ceil(upper_bound_mm / spacing).astype(np.intp)
+                target = _surfels_in_box(target, source.coords_of(source.flat[far]), cells)
+                tree = functools.cache(lambda: _tree(target.coords * spacing))
+            _tree_distances(source, target, tree, spacing, (tolerance_mm,), workers, dist, far,
                             upper_bound_mm=upper_bound_mm)
             direction[3] = far[:0]
 
@@ -603,6 +611,15 @@ def surface_dice_and_hausdorff(
         if hausdorff[i] is None:
             hausdorff[i] = far_percentile(direction)
     return nsd_value, max(h for h in hausdorff if h is not None)
+
+
+def _surfels_in_box(surface: Surface, coords: IntArray, cells: IntArray) -> Surface:
+    """The surfels of `surface` at most `cells` cells, per axis, beyond the box around `coords` (its
+    `border` still the whole surface's: only a KD-tree is built from this one)."""
+    inside = np.all((surface.coords >= coords.min(axis=0) - cells) & (surface.coords <= coords.max(axis=0) + cells),
+                    axis=1)
+    return replace(surface, flat=surface.flat[inside], areas_mm2=surface.areas_mm2[inside],
+                   area_rank=surface.area_rank[inside])
 
 
 # Far surfels looked up without a bound to guess where the percentile lies among them: the guess

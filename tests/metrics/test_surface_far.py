@@ -38,12 +38,12 @@ def _leak(mask: np.ndarray, rng: np.random.Generator, x0: int, size: int) -> np.
     return leaked
 
 
-def _assert_full_values(gt: np.ndarray, pred: np.ndarray, spacing: tuple, percents=(95.0,)) -> None:
+def _assert_full_values(gt: np.ndarray, pred: np.ndarray, spacing: tuple, percents=(95.0,), more_tolerances=()) -> None:
     margin = embedding_margin(spacing)
     embedded = [np.pad(m, [(k, k) for k in margin]) for m in (gt, pred)]
     s = [float(x) for x in spacing]
     # FLARE's tolerances, and ones on grid distances (ties at the tolerance) beyond the search's reach.
-    for tol in (2.0, 5.0, 7.0, 2 * s[0], 3 * s[-1], math.sqrt((4 * s[0]) ** 2 + (3 * s[1]) ** 2)):
+    for tol in (2.0, 5.0, 7.0, 2 * s[0], 3 * s[-1], math.sqrt((4 * s[0]) ** 2 + (3 * s[1]) ** 2), *more_tolerances):
         full = surface_distances(gt, pred, spacing, tolerances_mm=(tol,))
         for percent in percents:
             nsd, hd = surface_dice_and_hausdorff(*embedded, spacing, tolerance_mm=tol, percent=percent)
@@ -184,3 +184,30 @@ def test_equidistant_surfels_whose_float_distances_differ(spacing: tuple) -> Non
         assert left.size == 0
         np.testing.assert_array_equal(dist, full)
     _assert_full_values(gt, pred, spacing, percents=(95.0, 50.0))
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_nsd_search_on_the_surfels_near_the_far_ones(seed: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    # HD95 decided by the near surfels, a few small islands beyond the grid search (some within the
+    # tolerance, on grid distances too): the tree for NSD holds only the target surfels near the
+    # islands, and NSD must still be the full distances' to the last bit.
+    rng = np.random.default_rng(8000 + seed)
+    spacing = SPACINGS[seed % len(SPACINGS)]
+    gt = _organ(rng, (140, 60, 18))
+    pred = np.roll(gt, int(rng.integers(-1, 2)), axis=int(rng.integers(0, 2)))
+    for _ in range(3):  # 8 to 30 mm beyond the organ
+        x = 48 + math.ceil(float(rng.uniform(8.0, 30.0)) / spacing[0])
+        y, z = int(rng.integers(10, 45)), int(rng.integers(3, 14))
+        pred[x, y:y + 2, z:z + 1] = True
+    sizes: list[int] = []
+    tree = surface_module._tree
+
+    def spy(points: np.ndarray):  # type: ignore[no-untyped-def]
+        sizes.append(points.shape[0])
+        return tree(points)
+
+    monkeypatch.setattr(surface_module, "_tree", spy)
+    s = [float(x) for x in spacing]
+    _assert_full_values(gt, pred, spacing, more_tolerances=(10.0, 20.0, 6 * s[0], math.sqrt((12 * s[0]) ** 2 + (9 * s[1]) ** 2)))
+    surface_of = surface_module.surface
+    assert sizes and min(sizes) < surface_of(gt, tuple(float(s) for s in spacing)).flat.size
