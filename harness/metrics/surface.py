@@ -408,25 +408,43 @@ def _recheck_tolerances(tree: cKDTree, target: Surface, spacing_mm: FloatArray, 
 _TREE_ROUNDING = 1e-9
 
 
-def _tree_distances_below(source: Surface, target: Surface, tree: cKDTree, spacing_mm: FloatArray,
-                          tolerances_mm: tuple[float, ...], workers: int, dist: FloatArray, todo: IntArray,
-                          *, bound_mm: float) -> IntArray:
-    """Give `dist[todo]` their distance where the tree finds a target surfel nearer than `bound_mm`,
-    the very value `_tree_distances` gives them without a bound; return the indices left, all at
-    least `bound_mm * (1 - _TREE_ROUNDING)` away. The bounded search finds the unbounded one's
-    nearest surfel unless another lies within rounding of it (then either may come first, and their
-    float64 distances may differ in the last bit): the two nearest tell, and ties are asked again
-    without a bound."""
+# The box of target surfels searched around the far surfels reaches this much (relative) beyond a
+# bound: the ties at a distance just below the bound, and those at the tolerance, lie inside.
+_BOX_SLACK = 1e-6
+_TIE_CANDIDATES = 8
+
+
+def _tree_distances_below(source: Surface, target: Surface, target_tree: Callable[[], cKDTree], near: Surface,
+                          near_tree: cKDTree, spacing_mm: FloatArray, tolerances_mm: tuple[float, ...], workers: int,
+                          dist: FloatArray, todo: IntArray, *, bound_mm: float) -> IntArray:
+    """Give `dist[todo]` their distance where a target surfel lies nearer than `bound_mm`, the very
+    value `_tree_distances` gives them without a bound; return the indices left, all at least
+    `bound_mm * (1 - _TREE_ROUNDING)` away. `near_tree` holds the target surfels `near`: all (or at
+    least all within `bound_mm * (1 + _BOX_SLACK)` of the `todo` surfels).
+
+    The bounded search finds the unbounded one's nearest surfel unless another lies within rounding
+    of it: the two nearest tell. Of such equidistant surfels the unbounded search may take any; where
+    their float64 distances agree, it does not matter which; elsewhere (never seen on real masks) it
+    is asked."""
     coords = source.coords_of(source.flat[todo])
     scaled = coords * spacing_mm
-    tree_mm, nearest = tree.query(scaled, k=2, distance_upper_bound=bound_mm, workers=workers)
-    within = nearest[:, 0] < target.flat.size
-    tied = np.flatnonzero(within & ~(np.minimum(tree_mm[:, 1], bound_mm) > tree_mm[:, 0] * (1.0 + _TREE_ROUNDING)))
+    tree_mm, nearest = near_tree.query(scaled, k=2, distance_upper_bound=bound_mm, workers=workers)
+    within = nearest[:, 0] < near.flat.size
+    found, coords, scaled, tree_mm = todo[within], coords[within], scaled[within], tree_mm[within]
+    dist[found] = _scipy_distance(near.coords[nearest[within, 0]] - coords, spacing_mm)
+    tied = np.flatnonzero(~(np.minimum(tree_mm[:, 1], bound_mm) > tree_mm[:, 0] * (1.0 + _TREE_ROUNDING)))
     if tied.size:
-        nearest[tied, 0] = tree.query(scaled[tied], k=1, workers=workers)[1]
-    found, coords = todo[within], coords[within]
-    dist[found] = _scipy_distance(target.coords[nearest[within, 0]] - coords, spacing_mm)
-    _recheck_tolerances(tree, target, spacing_mm, tolerances_mm, workers, dist, found, coords)
+        cand_mm, cand = near_tree.query(scaled[tied], k=_TIE_CANDIDATES, distance_upper_bound=bound_mm * (1.0 + _BOX_SLACK),
+                                        workers=workers)
+        equal = cand_mm <= cand_mm[:, :1] * (1.0 + _TREE_ROUNDING)  # never an absent one (inf)
+        offsets = near.coords[np.where(equal, cand, 0)] - coords[tied][:, None, :]
+        values = _scipy_distance(offsets.reshape(-1, coords.shape[1]), spacing_mm).reshape(cand.shape)
+        differ = np.where(equal, values, np.inf).min(axis=1) != np.where(equal, values, -np.inf).max(axis=1)
+        ask = tied[differ | equal[:, -1]]  # or perhaps more of them than were looked at
+        if ask.size:
+            _, canonical = target_tree().query(scaled[ask], k=1, workers=workers)
+            dist[found[ask]] = _scipy_distance(target.coords[canonical] - coords[ask], spacing_mm)
+    _recheck_tolerances(near_tree, near, spacing_mm, tolerances_mm, workers, dist, found, coords)
     return todo[~within]
 
 
@@ -564,25 +582,32 @@ def surface_dice_and_hausdorff(
 
     def far_percentile(direction: list, least_bound_mm: float = 0.0) -> float:  # type: ignore[type-arg]
         """The direction's HD, with the far surfels' distances only as far as it needs (and out to
-        `least_bound_mm`): a sample of them, looked up without a bound, guesses where the percentile
-        lies; searches bounded by growing guesses resolve the surfels nearer than each, until the
-        percentile lies among them (the others sort after it: their exact distances do not matter)."""
+        `least_bound_mm`): a sample of them guesses where the percentile lies; searches bounded by
+        growing guesses resolve the surfels nearer than each, until the percentile lies among them
+        (the others sort after it: their exact distances do not matter). The first search needs a
+        tree only of the target surfels within its bound of the far surfels' box."""
         source, target, dist, far, _ = direction
         if far.size <= 2 * _SAMPLE:
             resolve(direction)
             return near_percentile(direction)  # type: ignore[return-value]
-        step = far.size // _SAMPLE
-        sample = far[::step]
-        _tree_distances(source, target, trees[id(target)], spacing, (tolerance_mm,), workers, dist, sample)
-        direction[3] = far = np.delete(far, np.s_[::step])
-        tree = trees[id(target)]()
-        for bound in _far_bounds(dist[sample], source.areas_mm2, sample, far, percent, least_bound_mm):
+        coords = source.coords_of(source.flat[far])
+        sample = np.arange(0, far.size, far.size // _SAMPLE)
+        # Distances to every few target surfels: above the sample's own, a guess that errs upwards.
+        guess_mm, _ = _tree(target.coords[::_THIN] * spacing).query(coords[sample] * spacing, workers=workers)
+        bounds = _far_bounds(guess_mm, source.areas_mm2, far[sample], far, percent, least_bound_mm)
+        for i, bound in enumerate(bounds):
             if math.isinf(bound):
                 break
             if bound <= direction[4]:
                 continue
-            direction[3] = _tree_distances_below(source, target, tree, spacing, (tolerance_mm,), workers, dist,
-                                                 direction[3], bound_mm=bound)
+            if i == 0:
+                cells = np.ceil(bound * (1.0 + _BOX_SLACK) / spacing).astype(np.intp) + 1
+                near = _surfels_in_box(target, coords, cells)
+                near_tree = _tree(near.coords * spacing)
+            else:
+                near, near_tree = target, trees[id(target)]()
+            direction[3] = _tree_distances_below(source, target, trees[id(target)], near, near_tree, spacing,
+                                                 (tolerance_mm,), workers, dist, direction[3], bound_mm=bound)
             direction[4] = bound * (1.0 - _TREE_ROUNDING)
             value = near_percentile(direction)
             if value is not None:
@@ -622,9 +647,11 @@ def _surfels_in_box(surface: Surface, coords: IntArray, cells: IntArray) -> Surf
                    area_rank=surface.area_rank[inside])
 
 
-# Far surfels looked up without a bound to guess where the percentile lies among them: the guess
-# of the area share below it is off by about 0.05 (its standard deviation at this size).
+# Far surfels whose distances guess where the percentile lies among them: the guess of the area
+# share below it is off by about 0.05 (its standard deviation at this size).
 _SAMPLE = 96
+# The guess looks up every this many target surfels, in a tree as many times smaller.
+_THIN = 16
 
 
 def _far_bounds(sample_mm: FloatArray, areas_mm2: FloatArray, sample: IntArray, far: IntArray, percent: float,
@@ -633,7 +660,7 @@ def _far_bounds(sample_mm: FloatArray, areas_mm2: FloatArray, sample: IntArray, 
     area reaches a little more, then much more, than the share of the far surfels' area that lies
     within the percentile, and at least `least_mm`."""
     sample_areas = areas_mm2[sample]
-    far_area = areas_mm2[far].sum() + sample_areas.sum()
+    far_area = areas_mm2[far].sum()
     share = 1.0 - areas_mm2.sum() * (1.0 - percent / 100.0) / far_area
     order = np.argsort(sample_mm, kind="stable")
     cumulative = np.cumsum(sample_areas[order]) / sample_areas.sum()
