@@ -411,6 +411,7 @@ _TREE_ROUNDING = 1e-9
 # The box of target surfels searched around the far surfels reaches this much (relative) beyond a
 # bound: the ties at a distance just below the bound, and those at the tolerance, lie inside.
 _BOX_SLACK = 1e-6
+# Equidistant nearest surfels compared per surfel; where there may be more, the unbounded search is asked.
 _TIE_CANDIDATES = 8
 
 
@@ -424,8 +425,8 @@ def _tree_distances_below(source: Surface, target: Surface, target_tree: Callabl
 
     The bounded search finds the unbounded one's nearest surfel unless another lies within rounding
     of it: the two nearest tell. Of such equidistant surfels the unbounded search may take any; where
-    their float64 distances agree, it does not matter which; elsewhere (never seen on real masks) it
-    is asked."""
+    their float64 distances agree, it does not matter which; elsewhere (not once on the bench's
+    FLARE-like masks) it is asked."""
     coords = source.coords_of(source.flat[todo])
     scaled = coords * spacing_mm
     tree_mm, nearest = near_tree.query(scaled, k=2, distance_upper_bound=bound_mm, workers=workers)
