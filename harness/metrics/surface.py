@@ -408,8 +408,8 @@ def _recheck_tolerances(tree: cKDTree, target: Surface, spacing_mm: FloatArray, 
 _TREE_ROUNDING = 1e-9
 
 
-# The box of target surfels searched around the far surfels reaches this much (relative) beyond a
-# bound: the ties at a distance just below the bound, and those at the tolerance, lie inside.
+# The target surfels searched around the far surfels reach this much (relative) beyond a bound:
+# the ties at a distance just below the bound, and those at the tolerance, are among them.
 _BOX_SLACK = 1e-6
 # Equidistant nearest surfels compared per surfel; where there may be more, the unbounded search is asked.
 _TIE_CANDIDATES = 8
@@ -564,10 +564,10 @@ def surface_dice_and_hausdorff(
             tree = trees[id(target)]
             if math.isfinite(upper_bound_mm):
                 # Only this search uses the target's tree: built on the surfels it can find, at most
-                # ceil(bound / spacing) cells beyond the box of the far surfels on each axis. The tie
-                # re-check at the tolerance finds all its candidates there too.
+                # ceil(bound / spacing) cells from a far surfel on each axis. The tie re-check at the
+                # tolerance finds all its candidates there too.
                 cells = np.ceil(upper_bound_mm / spacing).astype(np.intp)
-                target = _surfels_in_box(target, source.coords_of(source.flat[far]), cells)
+                target = _surfels_near(target, source.coords_of(source.flat[far]), cells)
                 tree = functools.cache(lambda: _tree(target.coords * spacing))
             _tree_distances(source, target, tree, spacing, (tolerance_mm,), workers, dist, far,
                             upper_bound_mm=upper_bound_mm)
@@ -586,7 +586,7 @@ def surface_dice_and_hausdorff(
         `least_bound_mm`): a sample of them guesses where the percentile lies; searches bounded by
         growing guesses resolve the surfels nearer than each, until the percentile lies among them
         (the others sort after it: their exact distances do not matter). The first search needs a
-        tree only of the target surfels within its bound of the far surfels' box."""
+        tree only of the target surfels within its bound of the far surfels."""
         source, target, dist, far, _ = direction
         if far.size <= 2 * _SAMPLE:
             resolve(direction)
@@ -603,7 +603,7 @@ def surface_dice_and_hausdorff(
                 continue
             if i == 0:
                 cells = np.ceil(bound * (1.0 + _BOX_SLACK) / spacing).astype(np.intp) + 1
-                near = _surfels_in_box(target, coords, cells)
+                near = _surfels_near(target, coords, cells)
                 near_tree = _tree(near.coords * spacing)
             else:
                 near, near_tree = target, trees[id(target)]()
@@ -639,11 +639,22 @@ def surface_dice_and_hausdorff(
     return nsd_value, max(h for h in hausdorff if h is not None)
 
 
-def _surfels_in_box(surface: Surface, coords: IntArray, cells: IntArray) -> Surface:
-    """The surfels of `surface` at most `cells` cells, per axis, beyond the box around `coords` (its
-    `border` still the whole surface's: only a KD-tree is built from this one)."""
-    inside = np.all((surface.coords >= coords.min(axis=0) - cells) & (surface.coords <= coords.max(axis=0) + cells),
-                    axis=1)
+def _surfels_near(surface: Surface, coords: IntArray, cells: IntArray) -> Surface:
+    """Those surfels of `surface` at most `cells` cells away, on each axis, from some of `coords`, and
+    perhaps a few more: the ones in the blocks of `cells` cells that hold one of `coords` and in the
+    blocks next to those (its `border` still the whole surface's: only a KD-tree is built from this one)."""
+    low = coords.min(axis=0) - cells  # a block below theirs: the blocks next to them count from 0
+    blocks = (coords - low) // cells
+    held = np.zeros(tuple(blocks.max(axis=0) + 2), dtype=bool)
+    held[tuple(blocks.T)] = True
+    near = held.copy()
+    for shift in np.ndindex(*(3,) * coords.shape[1]):  # the blocks next to them, diagonals included
+        src = tuple(slice(max(0, d - 1), n + min(0, d - 1)) for d, n in zip(shift, held.shape, strict=True))
+        dst = tuple(slice(max(0, 1 - d), n + min(0, 1 - d)) for d, n in zip(shift, held.shape, strict=True))
+        near[dst] |= held[src]
+    at = (surface.coords - low) // cells
+    inside = np.all((at >= 0) & (at < np.asarray(held.shape)), axis=1)
+    inside[inside] = near[tuple(at[inside].T)]
     return replace(surface, flat=surface.flat[inside], areas_mm2=surface.areas_mm2[inside],
                    area_rank=surface.area_rank[inside])
 
