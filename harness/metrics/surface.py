@@ -233,41 +233,61 @@ def _near_offsets(spacing_mm: tuple[float, ...], radii: tuple[int, ...]) -> tupl
     return grid[keep][order], dist[keep][order]
 
 
-_GROUP = 8  # offsets tried together: one 8-byte word of hits per surfel
+_GROUP = 8  # offsets whose hits are packed into one byte per surfel
+_MAX_GROUPS = 8  # bytes tried together at most, once few surfels find their first hit
+# Each byte's lowest set bit: the first of its 8 offsets that hits (none for 0, never looked up).
+_LOWEST_BIT = np.array([(b & -b).bit_length() - 1 for b in range(256)], dtype=np.intp)
+_BIT_SHIFTS = np.arange(_GROUP, dtype=np.uint64)[:, None]
 
 
 def _first_hits(base: IntArray, border: NDArray[np.bool_], steps: IntArray, offset_mm: FloatArray,
                 assign: Callable[[IntArray, FloatArray], None]) -> IntArray:
     """For each flat index in `base`, the distance of the first offset (`steps`, by increasing
     float64 distance `offset_mm`) landing on a `border` cell; `assign(found, distances)` gets them.
-    Every `base` cell itself must be off the border. Offsets are tried 8 at a time, the 8 hits of
-    a surfel read as one word whose lowest set byte is its first hit, so a surfel gets the
-    smallest candidate distance, as the tie rule below requires. Returns the positions in `base`
-    left without one."""
-    pad = -steps.size % _GROUP  # offset 0, the surfel's own cell, never hits
-    steps = np.concatenate((steps, np.zeros(pad, dtype=steps.dtype)))
+    Every `base` cell itself must be off the border, and every offset must stay inside `border`.
+    Offsets are tried 8 to 64 at a time, each 8 hits of a surfel packed into one byte whose lowest
+    set bit is their first hit, so a surfel gets the smallest candidate distance, as the tie rule
+    below requires. Returns the positions in `base` left without one."""
+    low = min(int(steps.min(initial=0)), 0)
+    # Each offset reads `border` from its own start, `step - low`, at the same indices `cells`:
+    # a gather of a byte per surfel and offset, without an index array per offset. Offset 0, the
+    # surfel's own cell, pads the offsets to whole bytes: it never hits.
+    cells = base + low
+    pad = -steps.size % _GROUP
+    starts = np.concatenate((steps, np.zeros(pad, dtype=steps.dtype))) - low
     offset_mm = np.concatenate((offset_mm, np.full(pad, np.inf)))
     remaining = np.arange(base.size)
-    cells = base
-    for start in range(0, steps.size, _GROUP):
-        if remaining.size == 0:
-            break
-        hits = border[cells[:, None] + steps[start:start + _GROUP]]  # (surfels, 8), C-ordered
-        words = hits.view(np.uint64).reshape(-1)
-        found = words != 0
-        if found.any():
-            assign(remaining[found], offset_mm[start + _first_set_byte(hits[found], words[found])])
-            remaining, cells = remaining[~found], cells[~found]
+    # One row of hits per offset, whole 8-byte words long: 8 surfels' hits (a byte each, 0 or 1)
+    # are shifted into their bit positions at once, none crossing into the next byte.
+    hits = np.empty((_GROUP * _MAX_GROUPS, -(-base.size // 8) * 8), dtype=np.bool_)
+    rows = list(hits)
+    groups = 1
+    start = 0
+    while start < starts.size and remaining.size:
+        n, words = remaining.size, -(-remaining.size // 8)
+        tried = starts[start:start + groups * _GROUP].tolist()
+        for row, at in zip(rows[:len(tried)], tried, strict=True):
+            border[at:].take(cells, out=row[:n], mode="clip")
+        packed = np.bitwise_or.reduce(
+            hits[:len(tried), :words * 8].view(np.uint64).reshape(-1, _GROUP, words) << _BIT_SHIFTS, axis=1)
+        bytes_ = packed.view(np.uint8)  # (groups, surfels rounded up)
+        anywhere = bytes_[0, :n] if groups == 1 else np.bitwise_or.reduce(packed, axis=0).view(np.uint8)[:n]
+        found = anywhere.nonzero()[0]
+        if found.size:
+            if groups == 1:
+                first = start + _LOWEST_BIT[anywhere[found]]
+            else:
+                firsts = bytes_[:, found]
+                group = (firsts != 0).argmax(axis=0)
+                first = start + _GROUP * group + _LOWEST_BIT[firsts[group, np.arange(found.size)]]
+            assign(remaining[found], offset_mm[first])
+            left = anywhere == 0
+            remaining, cells = remaining[left], cells[left]
+        # Where few surfels find their first hit, try more offsets at once: fewer, larger steps.
+        start += len(tried)
+        if found.size * 8 < n:
+            groups = min(2 * groups, _MAX_GROUPS)
     return remaining
-
-
-def _first_set_byte(hits: NDArray[np.bool_], words: NDArray[np.uint64]) -> IntArray:
-    """Index of the first True of each row of 8, from its word: the lowest set bit's byte on a
-    little-endian machine (its exponent as a float64, exact for a power of two)."""
-    if not np.little_endian:
-        return np.argmax(hits, axis=1)
-    lowest = words & (~words + np.uint64(1))
-    return (np.frexp(lowest.astype(np.float64))[1] - 1) // 8
 
 
 def _strides(shape: tuple[int, ...]) -> IntArray:
@@ -304,8 +324,8 @@ def _reach_mm(spacing_mm: tuple[float, ...], radii: tuple[int, ...]) -> float:
 def _assign_wider_offsets(source: Surface, todo: IntArray, target: Surface, spacing_mm: FloatArray,
                           dist: FloatArray) -> tuple[IntArray, bool]:
     """`_assign_near_offsets` out to about twice the reach, for few surfels, on a copy of the
-    target's grid widened to hold those offsets; returns the indices still without a distance,
-    and whether the wider offsets were tried."""
+    part of the target's grid they can reach, widened with empty cells to hold all their offsets;
+    returns the indices still without a distance, and whether the wider offsets were tried."""
     spacing_key = tuple(float(s) for s in spacing_mm)
     near = _near_offsets(spacing_key, source.margin)[1]
     radii = _wider_radii(source.margin)
@@ -313,9 +333,16 @@ def _assign_wider_offsets(source: Surface, todo: IntArray, target: Surface, spac
     tried = near.size  # the nearer offsets, already tried, come first in both sorted lists
     if todo.size * (offset_mm.size - tried) > _WIDER_LOOKUPS_PER_TARGET_SURFEL * target.flat.size:
         return todo, False
-    extra = [r - m for r, m in zip(radii, source.margin, strict=True)]
-    border = np.pad(target.border.reshape(target.shape), [(e, e) for e in extra])
-    base = np.ravel_multi_index(tuple((source.coords_of(source.flat[todo]) + np.asarray(radii)).T), border.shape)
+    cells = np.stack(np.unravel_index(source.flat[todo], source.shape), axis=1)
+    # The box of cells the offsets reach from these surfels (often a corner of the grid: a copy of
+    # it costs less than one of the whole grid), with the cells outside the grid empty.
+    low = cells.min(axis=0) - np.asarray(radii)
+    high = cells.max(axis=0) + np.asarray(radii) + 1
+    border = np.zeros(tuple(high - low), dtype=np.bool_)
+    inside = tuple(slice(max(lo, 0), min(hi, n)) for lo, hi, n in zip(low, high, source.shape, strict=True))
+    border[tuple(slice(part.start - lo, part.stop - lo) for part, lo in zip(inside, low, strict=True))] = \
+        target.border.reshape(target.shape)[inside]
+    base = np.ravel_multi_index(tuple((cells - low).T), border.shape)
 
     def assign(found: IntArray, distances: FloatArray) -> None:
         dist[todo[found]] = distances
