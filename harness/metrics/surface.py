@@ -236,58 +236,63 @@ def _near_offsets(spacing_mm: tuple[float, ...], radii: tuple[int, ...]) -> tupl
 _GROUP = 8  # offsets whose hits are packed into one byte per surfel
 _MAX_GROUPS = 8  # bytes tried together at most, once few surfels find their first hit
 # Each byte's lowest set bit: the first of its 8 offsets that hits (none for 0, never looked up).
-_LOWEST_BIT = np.array([(b & -b).bit_length() - 1 for b in range(256)], dtype=np.intp)
+_LOWEST_BIT = np.array([(b & -b).bit_length() - 1 if b else 0 for b in range(256)], dtype=np.intp)
 _BIT_SHIFTS = np.arange(_GROUP, dtype=np.uint64)[:, None]
 
 
-def _first_hits(base: IntArray, border: NDArray[np.bool_], steps: IntArray, offset_mm: FloatArray,
-                assign: Callable[[IntArray, FloatArray], None]) -> IntArray:
-    """For each flat index in `base`, the distance of the first offset (`steps`, by increasing
-    float64 distance `offset_mm`) landing on a `border` cell; `assign(found, distances)` gets them.
-    Every `base` cell itself must be off the border, and every offset must stay inside `border`.
-    Offsets are tried 8 to 64 at a time, each 8 hits of a surfel packed into one byte whose lowest
-    set bit is their first hit, so a surfel gets the smallest candidate distance, as the tie rule
-    below requires. Returns the positions in `base` left without one."""
+def _first_hits(todo: IntArray, base: IntArray, border: NDArray[np.bool_], steps: IntArray, offset_mm: FloatArray,
+                dist: FloatArray) -> IntArray:
+    """Give `dist[todo]`, the surfels at flat indices `base`, the distance of their first offset
+    (`steps`, by increasing float64 distance `offset_mm`) landing on a `border` cell; return the
+    `todo` left without one. Every `base` cell itself must be off the border, and every offset
+    must stay inside `border`. Offsets are tried 8 to 64 at a time, each 8 hits of a surfel packed
+    into one byte whose lowest set bit is their first hit, so a surfel gets the smallest candidate
+    distance, as the tie rule below requires."""
     low = min(int(steps.min(initial=0)), 0)
     # Each offset reads `border` from its own start, `step - low`, at the same indices `cells`:
     # a gather of a byte per surfel and offset, without an index array per offset. Offset 0, the
     # surfel's own cell, pads the offsets to whole bytes: it never hits.
     cells = base + low
     pad = -steps.size % _GROUP
-    starts = np.concatenate((steps, np.zeros(pad, dtype=steps.dtype))) - low
+    starts = (np.concatenate((steps, np.zeros(pad, dtype=steps.dtype))) - low).tolist()
     offset_mm = np.concatenate((offset_mm, np.full(pad, np.inf)))
-    remaining = np.arange(base.size)
+    # Per byte of 8 offsets, the distance of the first hit for each of the 256 values of the byte.
+    first_mm = offset_mm[np.arange(0, offset_mm.size, _GROUP)[:, None] + _LOWEST_BIT]
     # One row of hits per offset, whole 8-byte words long: 8 surfels' hits (a byte each, 0 or 1)
     # are shifted into their bit positions at once, none crossing into the next byte.
-    hits = np.empty((_GROUP * _MAX_GROUPS, -(-base.size // 8) * 8), dtype=np.bool_)
+    words = -(-base.size // 8)
+    hits = np.empty((_MAX_GROUPS * _GROUP, words * 8), dtype=np.bool_)
     rows = list(hits)
+    words_of_hits = hits.view(np.uint64).reshape(_MAX_GROUPS, _GROUP, words)
     groups = 1
     start = 0
-    while start < starts.size and remaining.size:
-        n, words = remaining.size, -(-remaining.size // 8)
-        tried = starts[start:start + groups * _GROUP].tolist()
-        for row, at in zip(rows[:len(tried)], tried, strict=True):
+    while start < len(starts) and todo.size:
+        n = todo.size
+        tried = starts[start:start + groups * _GROUP]
+        for row, at in zip(rows, tried, strict=False):
             border[at:].take(cells, out=row[:n], mode="clip")
-        packed = np.bitwise_or.reduce(
-            hits[:len(tried), :words * 8].view(np.uint64).reshape(-1, _GROUP, words) << _BIT_SHIFTS, axis=1)
-        bytes_ = packed.view(np.uint8)  # (groups, surfels rounded up)
-        anywhere = bytes_[0, :n] if groups == 1 else np.bitwise_or.reduce(packed, axis=0).view(np.uint8)[:n]
-        found = anywhere.nonzero()[0]
-        if found.size:
-            if groups == 1:
-                first = start + _LOWEST_BIT[anywhere[found]]
-            else:
-                firsts = bytes_[:, found]
-                group = (firsts != 0).argmax(axis=0)
-                first = start + _GROUP * group + _LOWEST_BIT[firsts[group, np.arange(found.size)]]
-            assign(remaining[found], offset_mm[first])
-            left = anywhere == 0
-            remaining, cells = remaining[left], cells[left]
-        # Where few surfels find their first hit, try more offsets at once: fewer, larger steps.
+        byte = start // _GROUP
+        packed = np.bitwise_or.reduce(words_of_hits[:len(tried) // _GROUP, :, :-(-n // 8)] << _BIT_SHIFTS, axis=1)
+        if len(tried) == _GROUP:
+            first = packed.view(np.uint8)[0, :n]
+            found = first.nonzero()[0]
+            distances = first_mm[byte, first[found]]
+            left = first == 0
+        else:
+            firsts = packed.view(np.uint8)[:, :n]
+            hit = firsts != 0
+            left = ~hit.any(axis=0)
+            found = (~left).nonzero()[0]
+            group = hit[:, found].argmax(axis=0)
+            distances = first_mm[byte + group, firsts[group, found]]
         start += len(tried)
+        if found.size:
+            dist[todo[found]] = distances
+            todo, cells = todo[left], cells[left]
+        # Where few surfels find their first hit, try more offsets at once: fewer, larger steps.
         if found.size * 8 < n:
             groups = min(2 * groups, _MAX_GROUPS)
-    return remaining
+    return todo
 
 
 def _strides(shape: tuple[int, ...]) -> IntArray:
@@ -299,11 +304,7 @@ def _assign_near_offsets(source: Surface, todo: IntArray, target: Surface, spaci
     """Give `dist[todo]` their exact distance where a target surfel is among the near offsets
     (those the grid's margin holds); return the indices still without one."""
     offsets, offset_mm = _near_offsets(tuple(float(s) for s in spacing_mm), source.margin)
-
-    def assign(found: IntArray, distances: FloatArray) -> None:
-        dist[todo[found]] = distances
-
-    return todo[_first_hits(source.flat[todo], target.border, offsets @ _strides(source.shape), offset_mm, assign)]
+    return _first_hits(todo, source.flat[todo], target.border, offsets @ _strides(source.shape), offset_mm, dist)
 
 
 # A few surfels a little beyond the near offsets are looked up on the grid out to twice their reach
@@ -343,12 +344,9 @@ def _assign_wider_offsets(source: Surface, todo: IntArray, target: Surface, spac
     border[tuple(slice(part.start - lo, part.stop - lo) for part, lo in zip(inside, low, strict=True))] = \
         target.border.reshape(target.shape)[inside]
     base = np.ravel_multi_index(tuple((cells - low).T), border.shape)
-
-    def assign(found: IntArray, distances: FloatArray) -> None:
-        dist[todo[found]] = distances
-
-    left = _first_hits(base, border.reshape(-1), offsets[tried:] @ _strides(border.shape), offset_mm[tried:], assign)
-    return todo[left], True
+    left = _first_hits(todo, base, border.reshape(-1), offsets[tried:] @ _strides(border.shape), offset_mm[tried:],
+                       dist)
+    return left, True
 
 
 def _min_candidate_distance(
