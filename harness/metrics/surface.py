@@ -238,6 +238,8 @@ _MAX_GROUPS = 8  # bytes tried together at most, once few surfels find their fir
 # Each byte's lowest set bit: the first of its 8 offsets that hits (none for 0, never looked up).
 _LOWEST_BIT = np.array([(b & -b).bit_length() - 1 if b else 0 for b in range(256)], dtype=np.intp)
 _BIT_SHIFTS = np.arange(_GROUP, dtype=np.uint64)[:, None]
+# Surfels x offsets below which one gather of all of them costs less than a call per offset.
+_GATHER_AT_ONCE = 1 << 16
 
 
 def _first_hits(todo: IntArray, base: IntArray, border: NDArray[np.bool_], steps: IntArray, offset_mm: FloatArray,
@@ -268,6 +270,13 @@ def _first_hits(todo: IntArray, base: IntArray, border: NDArray[np.bool_], steps
     start = 0
     while start < len(starts) and todo.size:
         n = todo.size
+        if n * (len(starts) - start) <= _GATHER_AT_ONCE:
+            # Few surfels left (far ones, mostly): all their remaining offsets in one gather.
+            taken = border.take(np.add.outer(starts[start:], cells), mode="clip")
+            hit = taken.any(axis=0)
+            found = hit.nonzero()[0]
+            dist[todo[found]] = offset_mm[start + taken[:, found].argmax(axis=0)]
+            return todo[~hit]
         tried = starts[start:start + groups * _GROUP]
         for row, at in zip(rows, tried, strict=False):
             border[at:].take(cells, out=row[:n], mode="clip")
