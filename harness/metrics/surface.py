@@ -245,39 +245,50 @@ _GATHER_AT_ONCE = 1 << 16
 def _first_hits(todo: IntArray, base: IntArray, border: NDArray[np.bool_], steps: IntArray, offset_mm: FloatArray,
                 dist: FloatArray) -> IntArray:
     """Give `dist[todo]`, the surfels at flat indices `base`, the distance of their first offset
-    (`steps`, by increasing float64 distance `offset_mm`) landing on a `border` cell; return the
-    `todo` left without one. Every `base` cell itself must be off the border, and every offset
-    must stay inside `border`. Offsets are tried 8 to 64 at a time, each 8 hits of a surfel packed
-    into one byte whose lowest set bit is their first hit, so a surfel gets the smallest candidate
-    distance, as the tie rule below requires."""
+    (`steps`, by increasing float64 distance `offset_mm`) landing on a `border` cell, the smallest
+    candidate distance, as the tie rule below requires; return the `todo` left without one. Every
+    `base` cell itself must be off the border, and every offset must stay inside `border`."""
     low = min(int(steps.min(initial=0)), 0)
-    # Each offset reads `border` from its own start, `step - low`, at the same indices `cells`:
-    # a gather of a byte per surfel and offset, without an index array per offset. Offset 0, the
-    # surfel's own cell, pads the offsets to whole bytes: it never hits.
-    cells = base + low
+    # Offset 0, the surfel's own cell, pads the offsets to whole bytes of hits: it never hits.
     pad = -steps.size % _GROUP
-    starts = (np.concatenate((steps, np.zeros(pad, dtype=steps.dtype))) - low).tolist()
+    starts = np.concatenate((steps, np.zeros(pad, dtype=steps.dtype))) - low
     offset_mm = np.concatenate((offset_mm, np.full(pad, np.inf)))
+    cells = base + low
+    start = 0
+    if todo.size * starts.size > _GATHER_AT_ONCE:
+        todo, cells, start = _first_hits_in_steps(todo, cells, border, starts, offset_mm, dist)
+    if todo.size and start < starts.size:
+        # Few surfels left (far ones, mostly): all their remaining offsets in one gather.
+        taken = border.take(np.add.outer(starts[start:], cells), mode="clip")
+        hit = taken.any(axis=0)
+        found = np.flatnonzero(hit)
+        dist[todo[found]] = offset_mm[start + taken[:, found].argmax(axis=0)]
+        todo = todo[~hit]
+    return todo
+
+
+def _first_hits_in_steps(todo: IntArray, cells: IntArray, border: NDArray[np.bool_], starts: IntArray,
+                         offset_mm: FloatArray, dist: FloatArray) -> tuple[IntArray, IntArray, int]:
+    """`_first_hits` for many surfels, `cells` into `border[start:]` for each offset's `start`,
+    offsets 8 to 64 at a time, until few surfels x offsets are left: those surfels, their cells
+    and the first offset not tried yet. Each 8 hits of a surfel are packed into one byte whose
+    lowest set bit is their first hit."""
+    # Each offset reads `border` from its own start at the same indices `cells`: a gather of a byte
+    # per surfel and offset, without an index array per offset.
+    starts_list = starts.tolist()
     # Per byte of 8 offsets, the distance of the first hit for each of the 256 values of the byte.
     first_mm = offset_mm[np.arange(0, offset_mm.size, _GROUP)[:, None] + _LOWEST_BIT]
     # One row of hits per offset, whole 8-byte words long: 8 surfels' hits (a byte each, 0 or 1)
     # are shifted into their bit positions at once, none crossing into the next byte.
-    words = -(-base.size // 8)
+    words = -(-todo.size // 8)
     hits = np.empty((_MAX_GROUPS * _GROUP, words * 8), dtype=np.bool_)
     rows = list(hits)
     words_of_hits = hits.view(np.uint64).reshape(_MAX_GROUPS, _GROUP, words)
     groups = 1
     start = 0
-    while start < len(starts) and todo.size:
+    while todo.size * (len(starts_list) - start) > _GATHER_AT_ONCE:
         n = todo.size
-        if n * (len(starts) - start) <= _GATHER_AT_ONCE:
-            # Few surfels left (far ones, mostly): all their remaining offsets in one gather.
-            taken = border.take(np.add.outer(starts[start:], cells), mode="clip")
-            hit = taken.any(axis=0)
-            found = hit.nonzero()[0]
-            dist[todo[found]] = offset_mm[start + taken[:, found].argmax(axis=0)]
-            return todo[~hit]
-        tried = starts[start:start + groups * _GROUP]
+        tried = starts_list[start:start + groups * _GROUP]
         for row, at in zip(rows, tried, strict=False):
             border[at:].take(cells, out=row[:n], mode="clip")
         byte = start // _GROUP
@@ -301,7 +312,7 @@ def _first_hits(todo: IntArray, base: IntArray, border: NDArray[np.bool_], steps
         # Where few surfels find their first hit, try more offsets at once: fewer, larger steps.
         if found.size * 8 < n:
             groups = min(2 * groups, _MAX_GROUPS)
-    return todo
+    return todo, cells, start
 
 
 def _strides(shape: tuple[int, ...]) -> IntArray:

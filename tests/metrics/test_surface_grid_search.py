@@ -56,8 +56,15 @@ def _check_both_directions(gt: np.ndarray, pred: np.ndarray, spacing: tuple[floa
     return wider
 
 
+# One gather for all the surfels' offsets from the start, never, or where few are left (the default).
+AT_ONCE = [1 << 40, 0, surface_module._GATHER_AT_ONCE]
+
+
+@pytest.mark.parametrize("at_once", AT_ONCE)
 @pytest.mark.parametrize("seed", range(16))
-def test_grid_search_equals_brute_force_on_random_masks(seed: int) -> None:
+def test_grid_search_equals_brute_force_on_random_masks(seed: int, at_once: int,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(surface_module, "_GATHER_AT_ONCE", at_once)
     rng = np.random.default_rng(5000 + seed)
     ndim = 3 if seed % 4 else 2
     spacings = SPACINGS_3D if ndim == 3 else SPACINGS_2D
@@ -139,12 +146,15 @@ def _first_hits_by_brute_force(base: np.ndarray, border: np.ndarray, steps: np.n
     return first
 
 
+@pytest.mark.parametrize("at_once", AT_ONCE)
 @pytest.mark.parametrize("n_steps", [1, 7, 8, 9, 63, 64, 65, 300])
 @pytest.mark.parametrize("density", [0.0, 0.002, 0.05, 0.6])
-def test_first_hits_equals_brute_force(n_steps: int, density: float) -> None:
+def test_first_hits_equals_brute_force(n_steps: int, density: float, at_once: int,
+                                       monkeypatch: pytest.MonkeyPatch) -> None:
     # Random grids and offsets, with ties among the offsets' distances: each surfel gets the distance
-    # of its first hit; the ones without are returned in order. Sparse grids make the search try up
-    # to 64 offsets at a time.
+    # of its first hit; the ones without are returned in order. Sparse grids make the stepwise search
+    # try up to 64 offsets at a time.
+    monkeypatch.setattr(surface_module, "_GATHER_AT_ONCE", at_once)
     rng = np.random.default_rng(n_steps * 1000 + int(density * 1000))
     reach = 400
     border = rng.random(3000) < density
