@@ -235,7 +235,7 @@ def _near_offsets(spacing_mm: tuple[float, ...], radii: tuple[int, ...]) -> tupl
 
 _GROUP = 8  # offsets whose hits are packed into one byte per surfel
 _MAX_GROUPS = 8  # bytes tried together at most, once few surfels find their first hit
-# Each byte's lowest set bit: the first of its 8 offsets that hits (none for 0, never looked up).
+# Each byte's lowest set bit: the first of its 8 offsets that hits (0 for none: never looked up).
 _LOWEST_BIT = np.array([(b & -b).bit_length() - 1 if b else 0 for b in range(256)], dtype=np.intp)
 _BIT_SHIFTS = np.arange(_GROUP, dtype=np.uint64)[:, None]
 # Surfels x offsets below which one gather of all of them costs less than a call per offset.
@@ -251,6 +251,8 @@ def _first_hits(todo: IntArray, base: IntArray, border: NDArray[np.bool_], steps
     low = min(int(steps.min(initial=0)), 0)
     # Offset 0, the surfel's own cell, pads the offsets to whole bytes of hits: it never hits.
     pad = -steps.size % _GROUP
+    # Offset i reads `border[starts[i]:]` at the indices `cells`, `base` moved back by the lowest
+    # step: one index array serves every offset, without an array of sums per offset.
     starts = np.concatenate((steps, np.zeros(pad, dtype=steps.dtype))) - low
     offset_mm = np.concatenate((offset_mm, np.full(pad, np.inf)))
     cells = base + low
@@ -269,12 +271,10 @@ def _first_hits(todo: IntArray, base: IntArray, border: NDArray[np.bool_], steps
 
 def _first_hits_in_steps(todo: IntArray, cells: IntArray, border: NDArray[np.bool_], starts: IntArray,
                          offset_mm: FloatArray, dist: FloatArray) -> tuple[IntArray, IntArray, int]:
-    """`_first_hits` for many surfels, `cells` into `border[start:]` for each offset's `start`,
-    offsets 8 to 64 at a time, until few surfels x offsets are left: those surfels, their cells
-    and the first offset not tried yet. Each 8 hits of a surfel are packed into one byte whose
-    lowest set bit is their first hit."""
-    # Each offset reads `border` from its own start at the same indices `cells`: a gather of a byte
-    # per surfel and offset, without an index array per offset.
+    """`_first_hits` while many surfels x offsets are left, offsets 8 to 64 at a time, one gather
+    (`border[starts[i]:]` at `cells`) per offset; returns the surfels left, their cells and the
+    first offset not tried. Each 8 hits of a surfel are packed into one byte whose lowest set bit
+    is their first hit."""
     starts_list = starts.tolist()
     # Per byte of 8 offsets, the distance of the first hit for each of the 256 values of the byte.
     first_mm = offset_mm[np.arange(0, offset_mm.size, _GROUP)[:, None] + _LOWEST_BIT]
