@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 
 import harness.metrics.surface as surface_module
-from harness.metrics.surface import embedding_margin
 from tests.metrics.conftest import random_blob
 
 SPACINGS_3D = [(1.0, 1.0, 1.0), (0.765625, 0.765625, 2.5), (float(np.float32(0.8)), float(np.float32(0.8)), 2.5),
@@ -29,22 +28,27 @@ def _brute_distances(source: surface_module.Surface, target: surface_module.Surf
     return best
 
 
-def _surfaces(gt: np.ndarray, pred: np.ndarray, spacing: tuple[float, ...]):  # type: ignore[no-untyped-def]
-    margin = embedding_margin(spacing)
-    cell_margin = tuple(m - 1 for m in margin)
-    return [surface_module._surface_of_embedded(np.pad(m, [(k, k) for k in margin]), cell_margin, spacing)
-            for m in (gt, pred)]
-
-
 def _check_both_directions(gt: np.ndarray, pred: np.ndarray, spacing: tuple[float, ...]) -> list[int]:
-    """Asserts the grid search's distances and far surfels in both directions; returns, per
-    direction, how many surfels the wider offsets found (-1 where they were not tried)."""
-    gt_surface, pred_surface = _surfaces(gt, pred, spacing)
-    near_reach = surface_module._reach_mm(spacing, gt_surface.margin)
-    wider_reach = surface_module._reach_mm(spacing, surface_module._wider_radii(gt_surface.margin))
+    """Asserts the grid search's distances and far surfels in both directions, as the full
+    distances ask for them; returns, per direction, how many surfels the wider offsets found
+    (-1 where they were not tried)."""
+    searches = []
+    grid_distances = surface_module._grid_distances
+
+    def spy(source, target, spacing_mm):  # type: ignore[no-untyped-def]
+        result = grid_distances(source, target, spacing_mm)
+        searches.append((source, target, [a.copy() if isinstance(a, np.ndarray) else a for a in result]))
+        return result
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(surface_module, "_grid_distances", spy)
+        surface_module.surface_distances(gt, pred, spacing)
+    assert len(searches) == 2
+    margin = searches[0][0].margin
+    near_reach = surface_module._reach_mm(spacing, margin)
+    wider_reach = surface_module._reach_mm(spacing, surface_module._wider_radii(margin))
     wider = []
-    for source, target in ((gt_surface, pred_surface), (pred_surface, gt_surface)):
-        dist, far, reach = surface_module._grid_distances(source, target, np.asarray(spacing))
+    for source, target, (dist, far, reach) in searches:
         brute = _brute_distances(source, target, spacing)
         found = np.setdiff1d(np.arange(source.flat.size), far)
         assert dist[found].tobytes() == brute[found].tobytes()
