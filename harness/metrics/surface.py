@@ -277,41 +277,89 @@ def _near_offsets(spacing_mm: tuple[float, ...], radii: tuple[int, ...]) -> tupl
     return grid[keep][order], dist[keep][order]
 
 
-_GROUP = 8  # offsets tried together: one 8-byte word of hits per surfel
+_GROUP = 8  # offsets whose hits are packed into one byte per surfel
+_MAX_GROUPS = 8  # bytes tried together at most, once few surfels find their first hit
+# Each byte's lowest set bit: the first of its 8 offsets that hits (0 for none: never looked up).
+_LOWEST_BIT = np.array([(b & -b).bit_length() - 1 if b else 0 for b in range(256)], dtype=np.intp)
+_BIT_SHIFTS = np.arange(_GROUP, dtype=np.uint64)[:, None]
+# Surfels x offsets below which one gather of all of them costs less than a call per offset.
+_GATHER_AT_ONCE = 1 << 16
 
 
-def _first_hits(base: IntArray, border: NDArray[np.bool_], steps: IntArray, offset_mm: FloatArray,
-                assign: Callable[[IntArray, FloatArray], None]) -> IntArray:
-    """For each flat index in `base`, the distance of the first offset (`steps`, by increasing
-    float64 distance `offset_mm`) landing on a `border` cell; `assign(found, distances)` gets them.
-    Every `base` cell itself must be off the border. Offsets are tried 8 at a time, the 8 hits of
-    a surfel read as one word whose lowest set byte is its first hit, so a surfel gets the
-    smallest candidate distance, as the tie rule below requires. Returns the positions in `base`
-    left without one."""
-    pad = -steps.size % _GROUP  # offset 0, the surfel's own cell, never hits
-    steps = np.concatenate((steps, np.zeros(pad, dtype=steps.dtype)))
+def _first_hits(todo: IntArray, base: IntArray, border: NDArray[np.bool_], steps: IntArray, offset_mm: FloatArray,
+                dist: FloatArray) -> IntArray:
+    """Give `dist[todo]`, the surfels at flat indices `base`, the distance of their first offset
+    (`steps`, by increasing float64 distance `offset_mm`) landing on a `border` cell, the smallest
+    candidate distance, as the tie rule below requires; return the `todo` left without one. Every
+    `base` cell itself must be off the border, and every offset must stay inside `border`."""
+    low = min(int(steps.min(initial=0)), 0)
+    # Offset 0, the surfel's own cell, pads the offsets to whole bytes of hits: it never hits.
+    pad = -steps.size % _GROUP
+    # Offset i reads `border[starts[i]:]` at the indices `cells`, `base` moved back by the lowest
+    # step: one index array serves every offset, without an array of sums per offset.
+    starts = np.concatenate((steps, np.zeros(pad, dtype=steps.dtype))) - low
     offset_mm = np.concatenate((offset_mm, np.full(pad, np.inf)))
-    remaining = np.arange(base.size)
-    cells = base
-    for start in range(0, steps.size, _GROUP):
-        if remaining.size == 0:
-            break
-        hits = border[cells[:, None] + steps[start:start + _GROUP]]  # (surfels, 8), C-ordered
-        words = hits.view(np.uint64).reshape(-1)
-        found = words != 0
-        if found.any():
-            assign(remaining[found], offset_mm[start + _first_set_byte(hits[found], words[found])])
-            remaining, cells = remaining[~found], cells[~found]
-    return remaining
+    cells = base + low
+    start = 0
+    if todo.size * starts.size > _GATHER_AT_ONCE:
+        todo, cells, start = _first_hits_in_steps(todo, cells, border, starts, offset_mm, dist)
+    if todo.size and start < starts.size:
+        # Few surfels left (far ones, mostly): all their remaining offsets in one gather.
+        taken = border.take(np.add.outer(starts[start:], cells), mode="clip")
+        hit = taken.any(axis=0)
+        found = np.flatnonzero(hit)
+        dist[todo[found]] = offset_mm[start + taken[:, found].argmax(axis=0)]
+        todo = todo[~hit]
+    return todo
 
 
-def _first_set_byte(hits: NDArray[np.bool_], words: NDArray[np.uint64]) -> IntArray:
-    """Index of the first True of each row of 8, from its word: the lowest set bit's byte on a
-    little-endian machine (its exponent as a float64, exact for a power of two)."""
-    if not np.little_endian:
-        return np.argmax(hits, axis=1)
-    lowest = words & (~words + np.uint64(1))
-    return (np.frexp(lowest.astype(np.float64))[1] - 1) // 8
+def _first_hits_in_steps(todo: IntArray, cells: IntArray, border: NDArray[np.bool_], starts: IntArray,
+                         offset_mm: FloatArray, dist: FloatArray) -> tuple[IntArray, IntArray, int]:
+    """`_first_hits` while many surfels x offsets are left, offsets 8 to 64 at a time, one gather
+    (`border[starts[i]:]` at `cells`) per offset; returns the surfels left, their cells and the
+    first offset not tried. Each 8 hits of a surfel are packed into one byte whose lowest set bit
+    is their first hit."""
+    starts_list = starts.tolist()
+    # Per byte of 8 offsets, the distance of the first hit for each of the 256 values of the byte.
+    first_mm = offset_mm[np.arange(0, offset_mm.size, _GROUP)[:, None] + _LOWEST_BIT]
+    # One row of hits per offset, whole 8-byte words long: 8 surfels' hits (a byte each, 0 or 1)
+    # are shifted into their bit positions at once, none crossing into the next byte.
+    words = -(-todo.size // 8)
+    hits = np.empty((_MAX_GROUPS * _GROUP, words * 8), dtype=np.bool_)
+    rows = list(hits)
+    words_of_hits = hits.view(np.uint64).reshape(_MAX_GROUPS, _GROUP, words)
+    groups = 1
+    start = 0
+    while todo.size * (len(starts_list) - start) > _GATHER_AT_ONCE:
+        n = todo.size
+        tried = starts_list[start:start + groups * _GROUP]
+        for row, at in zip(rows, tried, strict=False):
+            border[at:].take(cells, out=row[:n], mode="clip")
+        byte = start // _GROUP
+        packed = np.bitwise_or.reduce(words_of_hits[:len(tried) // _GROUP, :, :-(-n // 8)] << _BIT_SHIFTS, axis=1)
+        # The surfels with and without a hit as index arrays: gathering the rest by index costs a
+        # fifth of selecting it with a mask.
+        if len(tried) == _GROUP:
+            first = packed.view(np.uint8)[0, :n]
+            found = first.nonzero()[0]
+            distances = first_mm[byte].take(first[found])
+            left = (first == 0).nonzero()[0]
+        else:
+            firsts = packed.view(np.uint8)[:, :n]
+            hit = firsts != 0
+            anywhere = hit.any(axis=0)
+            found = anywhere.nonzero()[0]
+            left = (~anywhere).nonzero()[0]
+            group = hit[:, found].argmax(axis=0)
+            distances = first_mm[byte + group, firsts[group, found]]
+        start += len(tried)
+        if found.size:
+            dist[todo[found]] = distances
+            todo, cells = todo[left], cells[left]
+        # Where few surfels find their first hit, try more offsets at once: fewer, larger steps.
+        if found.size * 8 < n:
+            groups = min(2 * groups, _MAX_GROUPS)
+    return todo, cells, start
 
 
 def _strides(shape: tuple[int, ...]) -> IntArray:
@@ -323,11 +371,7 @@ def _assign_near_offsets(source: Surface, todo: IntArray, target: Surface, spaci
     """Give `dist[todo]` their exact distance where a target surfel is among the near offsets
     (those the grid's margin holds); return the indices still without one."""
     offsets, offset_mm = _near_offsets(tuple(float(s) for s in spacing_mm), source.margin)
-
-    def assign(found: IntArray, distances: FloatArray) -> None:
-        dist[todo[found]] = distances
-
-    return todo[_first_hits(source.flat[todo], target.border, offsets @ _strides(source.shape), offset_mm, assign)]
+    return _first_hits(todo, source.flat[todo], target.border, offsets @ _strides(source.shape), offset_mm, dist)
 
 
 # A few surfels a little beyond the near offsets are looked up on the grid out to twice their reach
@@ -348,8 +392,8 @@ def _reach_mm(spacing_mm: tuple[float, ...], radii: tuple[int, ...]) -> float:
 def _assign_wider_offsets(source: Surface, todo: IntArray, target: Surface, spacing_mm: FloatArray,
                           dist: FloatArray) -> tuple[IntArray, bool]:
     """`_assign_near_offsets` out to about twice the reach, for few surfels, on a copy of the
-    target's grid widened to hold those offsets; returns the indices still without a distance,
-    and whether the wider offsets were tried."""
+    part of the target's grid they can reach, widened with empty cells to hold all their offsets;
+    returns the indices still without a distance, and whether the wider offsets were tried."""
     spacing_key = tuple(float(s) for s in spacing_mm)
     near = _near_offsets(spacing_key, source.margin)[1]
     radii = _wider_radii(source.margin)
@@ -357,15 +401,19 @@ def _assign_wider_offsets(source: Surface, todo: IntArray, target: Surface, spac
     tried = near.size  # the nearer offsets, already tried, come first in both sorted lists
     if todo.size * (offset_mm.size - tried) > _WIDER_LOOKUPS_PER_TARGET_SURFEL * target.flat.size:
         return todo, False
-    extra = [r - m for r, m in zip(radii, source.margin, strict=True)]
-    border = np.pad(target.border.reshape(target.shape), [(e, e) for e in extra])
-    base = np.ravel_multi_index(tuple((source.coords_of(source.flat[todo]) + np.asarray(radii)).T), border.shape)
-
-    def assign(found: IntArray, distances: FloatArray) -> None:
-        dist[todo[found]] = distances
-
-    left = _first_hits(base, border.reshape(-1), offsets[tried:] @ _strides(border.shape), offset_mm[tried:], assign)
-    return todo[left], True
+    cells = np.stack(np.unravel_index(source.flat[todo], source.shape), axis=1)
+    # The box of cells the offsets reach from these surfels (often a corner of the grid: a copy of
+    # it costs less than one of the whole grid), with the cells outside the grid empty.
+    low = cells.min(axis=0) - np.asarray(radii)
+    high = cells.max(axis=0) + np.asarray(radii) + 1
+    border = np.zeros(tuple(high - low), dtype=np.bool_)
+    inside = tuple(slice(max(lo, 0), min(hi, n)) for lo, hi, n in zip(low, high, source.shape, strict=True))
+    border[tuple(slice(part.start - lo, part.stop - lo) for part, lo in zip(inside, low, strict=True))] = \
+        target.border.reshape(target.shape)[inside]
+    base = np.ravel_multi_index(tuple((cells - low).T), border.shape)
+    left = _first_hits(todo, base, border.reshape(-1), offsets[tried:] @ _strides(border.shape), offset_mm[tried:],
+                       dist)
+    return left, True
 
 
 def _min_candidate_distance(
