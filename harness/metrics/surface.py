@@ -293,6 +293,10 @@ def _first_hits(todo: IntArray, base: IntArray, border: NDArray[np.bool_], steps
     candidate distance, as the tie rule below requires; return the `todo` left without one. Every
     `base` cell itself must be off the border, and every offset must stay inside `border`."""
     low = min(int(steps.min(initial=0)), 0)
+    # The gathers below clip their indices (the fast form of `take` into a buffer): an offset
+    # leaving the grid would read a wrong cell rather than fail, so the margin is checked here.
+    if base.size and (int(base.min()) + low < 0 or int(base.max()) + int(steps.max(initial=0)) >= border.size):
+        raise ValueError("an offset leaves the grid: the masks need their embedding margin")
     # Offset 0, the surfel's own cell, pads the offsets to whole bytes of hits: it never hits.
     pad = -steps.size % _GROUP
     # Offset i reads `border[starts[i]:]` at the indices `cells`, `base` moved back by the lowest

@@ -177,3 +177,16 @@ def test_first_hits_equals_brute_force(n_steps: int, density: float, at_once: in
         untouched = np.setdiff1d(np.arange(3 * size), todo[~np.isinf(expected)])
         assert dist[todo[~np.isinf(expected)]].tobytes() == expected[~np.isinf(expected)].tobytes()
         assert np.all(dist[untouched] == -1.0)
+
+
+def test_an_offset_leaving_the_grid_is_refused_not_clipped() -> None:
+    """The gathers clip their indices: without the margin check, a surfel at the grid's end would
+    read the last cell for every offset past it and get a distance it does not have."""
+    border = np.zeros(10, dtype=bool)
+    border[9] = True
+    dist = np.zeros(1)
+    with pytest.raises(ValueError, match="margin"):
+        surface_module._first_hits(np.array([0]), np.array([8]), border, np.array([1, 2]), np.array([1.0, 2.0]), dist)
+    left = surface_module._first_hits(np.array([0]), np.array([7]), border, np.array([1, 2]), np.array([1.0, 2.0]),
+                                      dist)
+    assert left.size == 0 and dist[0] == 2.0
