@@ -16,10 +16,13 @@ Definitions (identical to `surface_distance.compute_surface_distances` and frien
 
 Instead of two full distance transforms per organ, each surfel's nearest surfel of the other
 surface is found (1) in its own cell (distance 0), (2) among the grid offsets of the next cells,
-tried by increasing distance, (3) for the rest, with a KD-tree on the surfel coordinates. Distances
-are recomputed from the integer offsets with scipy's float64 formula, and surfels whose distance
-lies within rounding error of the tolerance are re-checked against every candidate, so `<=` at
-the tolerance matches the reference bit for bit.
+tried by increasing distance, (3) for the rest, with a KD-tree on the surfel coordinates, and only
+as far as a metric needs them: NSD up to its tolerance, HD95 up to a little beyond its percentile
+(the surfels beyond sort after it), a bounded search on a tree of only the target surfels within
+its bound first.
+Distances are recomputed from the integer offsets with scipy's float64 formula, and surfels whose
+distance lies within rounding error of the tolerance are re-checked against every candidate, so
+`<=` at the tolerance matches the reference bit for bit.
 
 Both masks are embedded in one zero-padded grid whose margin holds the offsets of step (2): a
 surfel is then a flat index into that grid, shared by both surfaces, and an offset is one integer
