@@ -65,7 +65,7 @@ AT_ONCE = [1 << 40, 0, surface_module._GATHER_AT_ONCE]
 
 
 @pytest.mark.parametrize("at_once", AT_ONCE)
-@pytest.mark.parametrize("seed", range(16))
+@pytest.mark.parametrize("seed", range(8))
 def test_grid_search_equals_brute_force_on_random_masks(seed: int, at_once: int,
                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(surface_module, "_GATHER_AT_ONCE", at_once)
@@ -104,7 +104,7 @@ def test_single_voxels_just_inside_and_outside_the_reach_of_a_box(spacing: tuple
     _check_both_directions(gt, pred, spacing)
 
 
-@pytest.mark.parametrize("spacing", SPACINGS_3D + SPACINGS_2D)
+@pytest.mark.parametrize("spacing", SPACINGS_3D[1:3] + SPACINGS_2D[1:])
 def test_wider_offsets_reach_past_the_grid(spacing: tuple[float, ...]) -> None:
     # A large box and one voxel in the array's corner, beyond the near offsets' box: its few surfels
     # are looked up at the wider offsets, on a copy of the grid padded where they run past it. Its
