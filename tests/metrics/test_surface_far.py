@@ -53,6 +53,17 @@ def _assert_full_values(gt: np.ndarray, pred: np.ndarray, spacing: tuple, percen
             assert math.isnan(nsd) and hd == robust_hausdorff(full, percent)
 
 
+def _prediction_to_truth(gt: np.ndarray, pred: np.ndarray, spacing: tuple):  # type: ignore[no-untyped-def]
+    """The prediction's surfels (source), the ground truth's (target), the spacing as an array and a
+    KD-tree of the target, as `surface_dice_and_hausdorff` builds them."""
+    margin = tuple(m - 1 for m in embedding_margin(spacing))
+    key = tuple(float(s) for s in spacing)
+    source, target = (surface_module._surface_of_embedded(np.pad(m, [(k + 1, k + 1) for k in margin]), margin, key)
+                      for m in (pred, gt))
+    spacing_mm = np.asarray(key)
+    return source, target, spacing_mm, surface_module._tree(target.coords * spacing_mm)
+
+
 @pytest.fixture
 def bounded_searches(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, int, float]]:
     """(surfels asked, surfels left, bound) of each bounded search of the far surfels."""
@@ -134,12 +145,7 @@ def test_bounded_search_gives_the_unbounded_values_at_ties(spacing: tuple) -> No
     pred[60:80, 10:50, 4:14] = random_blob(rng, (20, 40, 10), fill=0.6)
     pred[60:80] |= pred[60:80][::-1]
     _assert_full_values(gt, pred, spacing, percents=(95.0, 50.0))
-    margin = tuple(m - 1 for m in embedding_margin(spacing))
-    key = tuple(float(s) for s in spacing)
-    source, target = (surface_module._surface_of_embedded(np.pad(m, [(k + 1, k + 1) for k in margin]), margin, key)
-                      for m in (pred, gt))
-    spacing_mm = np.asarray(key)
-    tree = surface_module._tree(target.coords * spacing_mm)
+    source, target, spacing_mm, tree = _prediction_to_truth(gt, pred, spacing)
     far = np.flatnonzero(~target.border[source.flat])
     full = np.full(source.flat.size, np.inf)
     surface_module._tree_distances(source, target, lambda: tree, spacing_mm, (), 1, full, far)
@@ -165,12 +171,7 @@ def test_equidistant_surfels_whose_float_distances_differ(spacing: tuple) -> Non
     pred[40, 40, 2] = True
     gt = np.zeros(shape, dtype=bool)
     gt[56, 40, 2] = gt[50, 53, 2] = True
-    margin = tuple(m - 1 for m in embedding_margin(spacing))
-    key = tuple(float(s) for s in spacing)
-    source, target = (surface_module._surface_of_embedded(np.pad(m, [(k + 1, k + 1) for k in margin]), margin, key)
-                      for m in (pred, gt))
-    spacing_mm = np.asarray(key)
-    tree = surface_module._tree(target.coords * spacing_mm)
+    source, target, spacing_mm, tree = _prediction_to_truth(gt, pred, spacing)
     todo = np.arange(source.flat.size)
     full = np.full(todo.size, np.inf)
     surface_module._tree_distances(source, target, lambda: tree, spacing_mm, (), 1, full, todo)
